@@ -1,0 +1,131 @@
+//! The `hangwatch.incident/1` document: what the correlator produces and every report
+//! (text, JSON lines, incident directory, Perfetto, bug report) consumes. Documented in
+//! `docs/incident-schema.md`; keep the two in step.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Clock, Source};
+
+pub const SCHEMA: &str = "hangwatch.incident/1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// A ring's job exceeded the scheduler timeout.
+    RingTimeout,
+    /// VM page fault(s) with no timeout or reset following within the window.
+    PageFault,
+    /// A GPU reset with no preceding ring timeout (MES/HWS/RAS/user initiated).
+    GpuReset,
+    /// Illegal opcode / register / instruction IRQ with nothing else following.
+    IllegalCommand,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Unknown,
+    Likely,
+    Certain,
+}
+
+/// A process named in an incident. `pid` 0 never appears here: an unknown process is `null`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub comm: String,
+    /// `/proc/PID/exe` at the time the process was first seen; null from logs.
+    pub exe: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Victim {
+    pub pid: u32,
+    pub comm: String,
+    /// Why this process is a victim, e.g. "job on gfx_0.0.0 timed out behind the culprit's",
+    /// "submission refused with -ECANCELED after reset".
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Timestamp rendered for humans: ISO-8601 when the wall clock is known, else
+    /// seconds since boot as the kernel prints them (`45766.649480`).
+    pub at: String,
+    /// Raw timestamp on the incident's clock, ns.
+    pub t_ns: u64,
+    pub source: Source,
+    /// One sentence: what was observed.
+    pub what: String,
+    /// The kernel log line(s), when the evidence is a log message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
+}
+
+/// A job from the flight recorder, kept in the incident so reports (Perfetto) can draw the
+/// window without the live agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSnapshot {
+    pub ring: String,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub context: Option<u64>,
+    pub seqno: Option<u64>,
+    /// Hardware fence seqno on the ring (what "signaled seq / emitted seq" count).
+    pub hw_seqno: Option<u64>,
+    pub pasid: Option<u32>,
+    pub submit_ns: Option<u64>,
+    pub run_ns: Option<u64>,
+    pub done_ns: Option<u64>,
+    /// "hung", "in_flight", "done", "cancelled".
+    pub state: String,
+}
+
+/// Per-process counters across a whole analysis (`hangwatch analyze` summary).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProcessSummary {
+    pub pid: u32,
+    pub comm: String,
+    pub culprit: u32,
+    pub victim: u32,
+    pub faults: u32,
+    pub kernel_blamed: u32,
+    /// Times the kernel blamed this process but the evidence named another.
+    pub kernel_blamed_but_evidence_disagrees: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub schema: String,
+    /// Stable within a run: `<gpu or "gpu">-<kind>-<start ns>`.
+    pub id: String,
+    /// PCI address when known.
+    pub gpu: Option<String>,
+    pub kind: IncidentKind,
+    pub ring: Option<String>,
+    pub culprit: Option<ProcessRef>,
+    pub confidence: Confidence,
+    /// The process the kernel's own message named (timeout "Process ..." line, or the fault
+    /// line when there was no timeout); null when it named none or "pid 0".
+    pub kernel_blamed: Option<ProcessRef>,
+    /// True when `kernel_blamed` is set and differs from `culprit`.
+    pub kernel_blame_disputed: bool,
+    pub victims: Vec<Victim>,
+    pub evidence: Vec<Evidence>,
+    /// Human rendering of the first evidence time (see `Evidence::at`).
+    pub started_at: String,
+    pub started_ns: u64,
+    pub ended_ns: u64,
+    pub clock: Clock,
+    /// One paragraph: why the culprit was chosen and what is uncertain.
+    pub reasoning: String,
+    /// Reset outcome: "succeeded", "failed", or null when no reset was seen.
+    pub reset: Option<String>,
+    /// Jobs in the flight recorder around the incident (empty from logs).
+    #[serde(default)]
+    pub jobs: Vec<JobSnapshot>,
+    /// Events the agent knows it lost while this incident was open (ring buffer full, ...).
+    #[serde(default)]
+    pub dropped_events: u64,
+}

@@ -1,0 +1,194 @@
+//! The correlator's input: one [`Event`] type for everything hangwatch observes.
+//!
+//! Probe events (decoded from `agent_common::RawEvent` in `decode.rs`), kernel-log records
+//! (from `kmsg/`) and process facts (from `/proc` scans in `procscan.rs`) all become `Event`s,
+//! so the correlator is one pure state machine that works the same live (`hangwatch run`) and
+//! offline (`hangwatch analyze`, where only `Kmsg` events exist).
+
+use serde::{Deserialize, Serialize};
+
+/// Where an event came from; copied into incident evidence as `source`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// An eBPF probe.
+    Ebpf,
+    /// The live kernel log (`/dev/kmsg`) read by `hangwatch run`.
+    Kmsg,
+    /// A saved log (dmesg output, journal) read by `hangwatch analyze`.
+    Log,
+    /// A `/proc` scan (fdinfo, exe) done by the agent itself.
+    Proc,
+}
+
+/// Which clock `Event::t_ns` is on. Live events and `[sec.usec]` dmesg stamps are
+/// CLOCK_MONOTONIC-like (ns since boot); `dmesg -T`, ISO and journal realtime stamps are
+/// ns since the Unix epoch. One stream never mixes the two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    #[default]
+    Monotonic,
+    Realtime,
+}
+
+/// One observation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Nanoseconds on `clock`. Events are pushed to the correlator in (roughly) this order.
+    pub t_ns: u64,
+    pub clock: Clock,
+    pub source: Source,
+    /// GPU PCI address (`0000:2f:00.0`) when the source names one; probe events leave it
+    /// `None` until the loader learns which device a ring belongs to.
+    pub gpu: Option<String>,
+    pub body: EventBody,
+}
+
+/// A task as the kernel or a probe identified it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Task {
+    /// Process id (tgid). 0 = unknown (e.g. "pid 0" in a fault line).
+    pub pid: u32,
+    /// Thread id; equal to `pid` for the main thread. 0 = unknown.
+    pub tid: u32,
+    /// Process name (group leader comm).
+    pub comm: String,
+    /// Thread name, when different information is available.
+    pub thread_comm: Option<String>,
+}
+
+/// Identity of a GPU job. Any subset may be known; the correlator joins on what it has:
+/// (`context`,`seqno`) on every kernel with fence keys, `sched_job_id` on ≤ 6.16 formats,
+/// `sched_fence` (the scheduler fence pointer) for legacy gpu_scheduler events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct JobKey {
+    pub context: Option<u64>,
+    pub seqno: Option<u64>,
+    pub sched_job_id: Option<u64>,
+    pub sched_fence: Option<u64>,
+}
+
+/// Which VM hub a fault came from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FaultInfo {
+    /// `gfxhub`, `mmhub0`, ... as printed; from probes: `gfxhub` when vmid_src == 0 else `mmhub`.
+    pub hub: String,
+    pub pasid: u32,
+    pub vmid: u32,
+    pub src_id: Option<u32>,
+    pub ring_id: Option<u32>,
+    /// Faulting GPU virtual address, when known.
+    pub address: Option<u64>,
+    pub retry: Option<bool>,
+    pub write: Option<bool>,
+    /// UTCL2 client id / name when printed ("CB/DB (0x0)", "10").
+    pub client: Option<String>,
+    /// `GCVM_L2_PROTECTION_FAULT_STATUS` raw value and decoded fields, when printed.
+    pub status: Option<u32>,
+    pub status_fields: Vec<(String, String)>,
+}
+
+/// What happened. Probe-only variants carry exactly what the probe can see; the kernel-log
+/// variants carry what the message prints (see `docs/kmsg.md`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventBody {
+    // ---- probes (source = Ebpf) ----
+    /// `amdgpu_cs_ioctl`: `task` submitted `job` on `ring`.
+    Submit { task: Task, ring: String, job: JobKey, num_ibs: u32 },
+    /// The scheduler queued a job (`drm_sched_job` / `drm_sched_job_queue`), in the submitter.
+    SchedQueued { task: Task, ring: String, job: JobKey, client_id: Option<u64> },
+    /// The job was handed to the ring (`amdgpu_sched_run_job`, `drm_run_job`, `drm_sched_job_run`).
+    /// `worker_tid` is the scheduler thread, used to join the hardware fence emitted next.
+    RunJob { ring: String, job: JobKey, worker_tid: u32 },
+    /// The scheduler fence signaled (`drm_sched_process_job` / `drm_sched_job_done`).
+    JobDone { job: JobKey },
+    /// An amdgpu hardware fence was emitted on `ring` (`dma_fence_init`); `emitter_tid` is the
+    /// thread that emitted it (the scheduler worker that ran the job just before).
+    HwFenceEmitted { ring: String, context: u64, seqno: u64, emitter_tid: u32 },
+    /// An amdgpu hardware fence signaled (`dma_fence_signaled`).
+    HwFenceSignaled { ring: String, context: u64, seqno: u64 },
+    /// `amdgpu_vm_grab_id`: the job about to run on `ring` belongs to `pasid`.
+    VmGrabId { ring: String, pasid: u32, vmid: u32, worker_tid: u32 },
+    /// `amdgpu_pasid_allocated` in the opening process.
+    PasidAllocated { pasid: u32, task: Task },
+    PasidFreed { pasid: u32 },
+    /// A VM page fault interrupt (`amdgpu_iv` filtered in-kernel).
+    VmFault(FaultInfo),
+    /// kprobe `amdgpu_job_timedout`: the scheduler declared this job hung.
+    JobTimedOut { ring: Option<String>, job: JobKey, pasid: Option<u32> },
+    /// kprobe `amdgpu_device_gpu_recover`: reset begins; `job` is the guilty job if any.
+    ResetBegin { job: Option<JobKey>, pasid: Option<u32>, ring: Option<String>, reset_source: Option<u32> },
+    /// kretprobe `amdgpu_device_gpu_recover`.
+    ResetEnd { result: i64 },
+    /// kretprobe `amdgpu_cs_ioctl` < 0: `task`'s submission was refused (-125 after a reset).
+    SubmitRejected { task: Task, errno: i64 },
+    /// A process that submitted work exited (identity is kept by the correlator).
+    ProcessExit { task: Task },
+
+    // ---- /proc (source = Proc) ----
+    /// What the agent learnt about a process: from fdinfo at start-up (`pasid`, `client_id`),
+    /// or from `/proc/PID/exe` the first time it was seen.
+    ProcessInfo { pid: u32, comm: String, exe: Option<String>, pasids: Vec<u32>, client_ids: Vec<u64> },
+
+    // ---- kernel log (source = Kmsg or Log) ----
+    Kmsg(KmsgRecord),
+}
+
+/// A recognised amdgpu kernel-log message, with continuation lines (the split "Process"
+/// line, the "in page starting at address" line, the protection-fault status block) already
+/// folded in by `kmsg::Assembler`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KmsgRecord {
+    pub kind: KmsgKind,
+    /// The original line(s), for evidence and report excerpts.
+    pub lines: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum IllegalKind {
+    Opcode,
+    RegisterAccess,
+    Instruction,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum KmsgKind {
+    /// Page fault, any era's spelling. `task` is `None` when the kernel printed no process, and
+    /// `Some` with pid 0 when it printed "pid 0" (unknown PASID).
+    PageFault { fault: FaultInfo, task: Option<Task> },
+    /// `ring X timeout, signaled seq=A, emitted seq=B`, with the following process line folded in.
+    RingTimeout { ring: String, signaled: Option<u64>, emitted: Option<u64>, task: Option<Task> },
+    /// `ring X timeout, but soft recovered`.
+    SoftRecovered { ring: String },
+    /// `Starting X ring reset` / `Ring X reset succeeded|failed|failure`.
+    RingReset { ring: String, ok: Option<bool> },
+    /// `GPU reset begin!` (with `Source: N` on newer kernels).
+    ResetBegin { source: Option<u32> },
+    /// `GPU reset(N) succeeded!` / `GPU reset(N) failed` / `GPU Recovery Failed: E` /
+    /// `GPU reset end with ret = E`.
+    ResetResult { ok: bool, counter: Option<u32>, error: Option<i64> },
+    /// ASIC-level reset steps: `MODE1 reset`, `GPU mode1 reset`, `MODE2 reset`,
+    /// `soft reset failed, will fallback to full reset!`, `GPU reset succeeded, trying to resume`.
+    ResetStep { what: String },
+    /// `VRAM is lost due to GPU reset!`
+    VramLost,
+    /// MES firmware did not answer (`MES failed to response msg=3`, `MES(0) failed to respond
+    /// to msg=RESET`, ...), and its follow-ups ("failed to unmap legacy queue", ...).
+    MesFailure { msg: Option<String> },
+    /// Illegal opcode / register access / instruction in the command stream.
+    IllegalCommand { what: IllegalKind },
+    /// `Failed to initialize parser -125!` — a submission refused after a reset (no pid).
+    ParserInitFailed { errno: i64 },
+    /// Devcoredump created / where to read it.
+    Devcoredump { path: Option<String> },
+    /// Another error-level amdgpu line kept as context (`failed to halt cp gfx`, ...).
+    OtherError { text: String },
+}
+
+impl Task {
+    /// A task from a probe: tgid/tid/comm of `current`.
+    pub fn new(pid: u32, tid: u32, comm: impl Into<String>) -> Self {
+        Task { pid, tid, comm: comm.into(), thread_comm: None }
+    }
+}
