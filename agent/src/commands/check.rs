@@ -1,0 +1,8 @@
+//! `hangwatch check` (not yet implemented).
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<u8> {
+    anyhow::bail!("`hangwatch check` is not implemented yet")
+}

@@ -1,0 +1,8 @@
+//! `hangwatch export` (not yet implemented).
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<u8> {
+    anyhow::bail!("`hangwatch export` is not implemented yet")
+}

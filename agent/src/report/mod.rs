@@ -1,0 +1,2 @@
+//! Renderings of an [`crate::incident::Incident`].
+pub mod text;
