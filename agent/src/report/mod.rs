@@ -1,2 +1,3 @@
 //! Renderings of an [`crate::incident::Incident`].
+pub mod incident_dir;
 pub mod text;
