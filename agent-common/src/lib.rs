@@ -184,6 +184,9 @@ pub struct TpLayout {
     /// For `slot::ARG*` fields that are arrays (`src_data[4]`): element index to read, else 0.
     pub arg_index: [u8; 4],
     pub present: u32,
+    /// [`flags`] bits OR-ed into every event from this tracepoint (e.g. `JOB_ID_IS_CLIENT` when
+    /// `slot::JOB_ID` is bound to a 6.17 `client_id`). Appended field: additive ABI change.
+    pub flags: u32,
 }
 
 /// In-kernel filter for `amdgpu:amdgpu_iv`: keep only VM page-fault interrupts.

@@ -1,10 +1,486 @@
+//! hangwatch eBPF programs: small and boring. Every tracepoint program copies the fields its
+//! load-time [`TpLayout`] names into one [`RawEvent`] and pushes it to the `EVENTS` ring buffer;
+//! the kprobes follow [`JobLayout`] offsets read from module BTF. No kernel offset is compiled
+//! in: a zero layout means "not present" and the loader does not attach that program.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use agent_common::{
+    field, flags, kind, slot, FieldLoc, IvFilter, JobLayout, RawEvent, TpLayout, NAME_LEN,
+};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        generated,
+    },
+    macros::{kprobe, kretprobe, map, tracepoint},
+    maps::{ring_buf::RingBufEntry, HashMap, PerCpuArray, RingBuf},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
+    EbpfContext,
+};
+
+/// The one event channel. Resized by the loader (`--ring-bytes`); 4 MiB holds ~29k events.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Events lost because `EVENTS` was full, per CPU (index 0). The agent sums and reports them.
+#[map]
+static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Processes the agent has seen submitting; `sched_process_exit` reports only these.
+#[map]
+static SEEN_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+
+const ZERO_LAYOUT: TpLayout = TpLayout {
+    fields: [FieldLoc::ABSENT; slot::COUNT],
+    arg_index: [0; 4],
+    present: 0,
+    flags: 0,
+};
+
+const ZERO_JOB: JobLayout = JobLayout {
+    job_base: 0,
+    job_pasid: 0,
+    sjob_sched: 0,
+    sjob_s_fence: 0,
+    sjob_id: u32::MAX,
+    sched_name: 0,
+    sched_name_is_ptr: 0,
+    sfence_finished: 0,
+    fence_context: 0,
+    fence_seqno: 0,
+    reset_src: u32::MAX,
+    valid: 0,
+};
+
+// Load-time globals, one layout per tracepoint program (set by the agent with `set_global`).
+#[no_mangle]
+static CS_IOCTL_LAYOUT: TpLayout = ZERO_LAYOUT;
+#[no_mangle]
+static SCHED_RUN_JOB_LAYOUT: TpLayout = ZERO_LAYOUT;
+#[no_mangle]
+static SCHED_QUEUE_LAYOUT: TpLayout = ZERO_LAYOUT;
+#[no_mangle]
+static SCHED_RUN_LAYOUT: TpLayout = ZERO_LAYOUT;
+#[no_mangle]
+static SCHED_DONE_LAYOUT: TpLayout = ZERO_LAYOUT;
+#[no_mangle]
+static FENCE_INIT_LAYOUT: TpLayout = ZERO_LAYOUT;
+#[no_mangle]
+static FENCE_SIGNALED_LAYOUT: TpLayout = ZERO_LAYOUT;
+#[no_mangle]
+static VM_GRAB_ID_LAYOUT: TpLayout = ZERO_LAYOUT;
+#[no_mangle]
+static PASID_ALLOC_LAYOUT: TpLayout = ZERO_LAYOUT;
+#[no_mangle]
+static PASID_FREE_LAYOUT: TpLayout = ZERO_LAYOUT;
+#[no_mangle]
+static IV_LAYOUT: TpLayout = ZERO_LAYOUT;
+/// dma_fence events are kept only when `driver` equals this NUL-padded string ("amdgpu").
+#[no_mangle]
+static FENCE_DRIVER: [u8; 16] = *b"amdgpu\0\0\0\0\0\0\0\0\0\0";
+#[no_mangle]
+static IV_FILTER: IvFilter = IvFilter { client_mask: 0, src_mask: 0 };
+#[no_mangle]
+static JOB_LAYOUT: JobLayout = ZERO_JOB;
+
+#[inline(always)]
+fn drop_one() {
+    if let Some(p) = DROPS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Reserves one event in `EVENTS` (built in place: the BPF stack is only 512 bytes) with the
+/// common header filled; `None` (and a counted drop) when the ring buffer is full.
+#[inline(always)]
+fn reserve(k: u32) -> Option<RingBufEntry<RawEvent>> {
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        drop_one();
+        return None;
+    };
+    let p = entry.as_mut_ptr();
+    // SAFETY: `p` points at a reserved, exclusively owned RawEvent-sized slot.
+    unsafe {
+        core::ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<RawEvent>());
+        let ev = &mut *p;
+        ev.kind = k;
+        ev.ts_ns = bpf_ktime_get_ns();
+        let pt = bpf_get_current_pid_tgid();
+        ev.tgid = (pt >> 32) as u32;
+        ev.tid = pt as u32;
+        if let Ok(c) = bpf_get_current_comm() {
+            ev.comm = c;
+        }
+    }
+    Some(entry)
+}
+
+/// Reads a kernel string at `src` into `dst`; returns false when the read failed.
+#[inline(always)]
+unsafe fn read_str<const N: usize>(src: *const u8, dst: &mut [u8; N]) -> bool {
+    let n = generated::bpf_probe_read_kernel_str(dst.as_mut_ptr().cast(), N as u32, src.cast());
+    n >= 0
+}
+
+/// Reads an unsigned integer field of 1, 2, 4 or 8 bytes, optionally element `index` of an array.
+#[inline(always)]
+fn read_int(ctx: &TracePointContext, loc: FieldLoc, index: u8) -> u64 {
+    let off = loc.offset as usize + (index as usize & 0xf) * loc.size as usize;
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad layout yields 0, not a fault.
+    unsafe {
+        match loc.size {
+            1 => ctx.read_at::<u8>(off).map(|v| v as u64).unwrap_or(0),
+            2 => ctx.read_at::<u16>(off).map(|v| v as u64).unwrap_or(0),
+            4 => ctx.read_at::<u32>(off).map(|v| v as u64).unwrap_or(0),
+            8 => ctx.read_at::<u64>(off).unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+/// Reads a string field (any of the three encodings) into `dst`. Returns false if absent/failed.
+#[inline(always)]
+fn read_tp_str<const N: usize>(ctx: &TracePointContext, loc: FieldLoc, dst: &mut [u8; N]) -> bool {
+    let base = ctx.as_ptr() as *const u8;
+    // SAFETY: all reads go through bpf_probe_read_kernel*; offsets come from the format file.
+    unsafe {
+        match loc.kind {
+            field::DATA_LOC_STR => match ctx.read_at::<u32>(loc.offset as usize) {
+                Ok(v) => read_str(base.add((v & 0xffff) as usize), dst),
+                Err(_) => false,
+            },
+            field::STR_PTR => match ctx.read_at::<u64>(loc.offset as usize) {
+                Ok(p) => read_str(p as *const u8, dst),
+                Err(_) => false,
+            },
+            field::INLINE_STR => read_str(base.add(loc.offset as usize), dst),
+            _ => false,
+        }
+    }
+}
+
+/// Fills `ev` from the tracepoint record following `layout`.
+#[inline(always)]
+fn fill(ctx: &TracePointContext, layout: &'static TpLayout, ev: &mut RawEvent) {
+    ev.flags |= vol(&layout.flags);
+    let f = &layout.fields;
+    let ring = vol(&f[slot::RING]);
+    if ring.is_present() {
+        read_tp_str(ctx, ring, &mut ev.ring);
+        if ev.ring[NAME_LEN - 1] == 0 && ev.ring[NAME_LEN - 2] != 0 {
+            ev.flags |= flags::RING_TRUNCATED;
+        }
+    }
+    let c = vol(&f[slot::CONTEXT]);
+    let q = vol(&f[slot::SEQNO]);
+    if c.is_present() {
+        ev.context = read_int(ctx, c, 0);
+    }
+    if q.is_present() {
+        ev.seqno = read_int(ctx, q, 0);
+    }
+    if c.is_present() && q.is_present() {
+        ev.flags |= flags::HAS_FENCE_KEY;
+    }
+    let j = vol(&f[slot::JOB_ID]);
+    if j.is_present() {
+        ev.job_id = read_int(ctx, j, 0);
+        ev.flags |= flags::HAS_JOB_ID;
+    }
+    let p = vol(&f[slot::PTR]);
+    if p.is_present() {
+        ev.ptr = read_int(ctx, p, 0);
+        ev.flags |= flags::HAS_PTR;
+    }
+    let pa = vol(&f[slot::PASID]);
+    if pa.is_present() {
+        ev.pasid = read_int(ctx, pa, 0) as u32;
+    }
+    let v = vol(&f[slot::VMID]);
+    if v.is_present() {
+        ev.vmid = read_int(ctx, v, 0) as u32;
+    }
+    let mut i = 0;
+    while i < 4 {
+        let loc = vol(&f[slot::ARG0 + i]);
+        if loc.is_present() {
+            ev.arg[i] = read_int(ctx, loc, vol(&layout.arg_index[i]));
+        }
+        i += 1;
+    }
+}
+
+/// Reads a load-time global; volatile so LLVM does not const-fold the compiled-in zero.
+#[inline(always)]
+fn vol<T: Copy>(x: &'static T) -> T {
+    // SAFETY: a plain static the loader rewrote before load.
+    unsafe { core::ptr::read_volatile(x) }
+}
+
+#[inline(always)]
+fn generic_tp(ctx: &TracePointContext, global: &'static TpLayout, k: u32) -> u32 {
+    if let Some(mut e) = reserve(k) {
+        // SAFETY: reserved slot, initialised by `reserve`.
+        fill(ctx, global, unsafe { &mut *e.as_mut_ptr() });
+        e.submit(0);
+    }
+    0
+}
 
 #[tracepoint]
-pub fn hw_probe_ping(_ctx: TracePointContext) -> u32 {
+pub fn hw_cs_ioctl(ctx: TracePointContext) -> u32 {
+    generic_tp(&ctx, &CS_IOCTL_LAYOUT, kind::CS_IOCTL)
+}
+
+#[tracepoint]
+pub fn hw_sched_run_job(ctx: TracePointContext) -> u32 {
+    generic_tp(&ctx, &SCHED_RUN_JOB_LAYOUT, kind::SCHED_RUN_JOB)
+}
+
+#[tracepoint]
+pub fn hw_sched_queue(ctx: TracePointContext) -> u32 {
+    generic_tp(&ctx, &SCHED_QUEUE_LAYOUT, kind::SCHED_QUEUE)
+}
+
+#[tracepoint]
+pub fn hw_sched_run(ctx: TracePointContext) -> u32 {
+    generic_tp(&ctx, &SCHED_RUN_LAYOUT, kind::SCHED_RUN)
+}
+
+#[tracepoint]
+pub fn hw_sched_done(ctx: TracePointContext) -> u32 {
+    generic_tp(&ctx, &SCHED_DONE_LAYOUT, kind::SCHED_DONE)
+}
+
+#[tracepoint]
+pub fn hw_vm_grab_id(ctx: TracePointContext) -> u32 {
+    generic_tp(&ctx, &VM_GRAB_ID_LAYOUT, kind::VM_GRAB_ID)
+}
+
+#[tracepoint]
+pub fn hw_pasid_alloc(ctx: TracePointContext) -> u32 {
+    generic_tp(&ctx, &PASID_ALLOC_LAYOUT, kind::PASID_ALLOC)
+}
+
+#[tracepoint]
+pub fn hw_pasid_free(ctx: TracePointContext) -> u32 {
+    generic_tp(&ctx, &PASID_FREE_LAYOUT, kind::PASID_FREE)
+}
+
+/// dma_fence events: every fence in the system passes here, so compare `driver` before
+/// building the event.
+#[inline(always)]
+fn fence_tp(ctx: &TracePointContext, global: &'static TpLayout, k: u32) -> u32 {
+    let mut drv = [0u8; 16];
+    if !read_tp_str(ctx, vol(&global.fields[slot::DRIVER]), &mut drv) {
+        return 0;
+    }
+    let want: [u8; 16] = vol(&FENCE_DRIVER);
+    let mut i = 0;
+    while i < 16 {
+        if drv[i] != want[i] {
+            return 0;
+        }
+        if want[i] == 0 {
+            break;
+        }
+        i += 1;
+    }
+    generic_tp(ctx, global, k)
+}
+
+#[tracepoint]
+pub fn hw_fence_init(ctx: TracePointContext) -> u32 {
+    fence_tp(&ctx, &FENCE_INIT_LAYOUT, kind::FENCE_INIT)
+}
+
+#[tracepoint]
+pub fn hw_fence_signaled(ctx: TracePointContext) -> u32 {
+    fence_tp(&ctx, &FENCE_SIGNALED_LAYOUT, kind::FENCE_SIGNALED)
+}
+
+/// `amdgpu_iv`: keep only VM-fault interrupts (client/src id masks from the loader).
+#[tracepoint]
+pub fn hw_iv(ctx: TracePointContext) -> u32 {
+    let filter: IvFilter = vol(&IV_FILTER);
+    let client = read_int(&ctx, vol(&IV_LAYOUT.fields[slot::ARG0]), 0);
+    let src = read_int(&ctx, vol(&IV_LAYOUT.fields[slot::ARG1]), 0);
+    if client >= 64 || src >= 64 {
+        return 0;
+    }
+    if filter.client_mask & (1u64 << client) == 0 || filter.src_mask & (1u64 << src) == 0 {
+        return 0;
+    }
+    generic_tp(&ctx, &IV_LAYOUT, kind::VM_FAULT)
+}
+
+/// Reads `T` at kernel address `base + off`.
+#[inline(always)]
+unsafe fn kread<T>(base: u64, off: u32) -> Result<T, i32> {
+    bpf_probe_read_kernel((base + off as u64) as *const T)
+}
+
+/// Reads ring name, fence key and id of a `struct drm_sched_job *` through BTF offsets.
+#[inline(always)]
+fn read_sched_job(s_job: u64, l: &JobLayout, ev: &mut RawEvent) -> bool {
+    // SAFETY: all dereferences go through bpf_probe_read_kernel.
+    unsafe {
+        let sched: u64 = match kread(s_job, l.sjob_sched) {
+            Ok(v) => v,
+            Err(_) => return false,
+        };
+        let name_ok = if l.sched_name_is_ptr != 0 {
+            match kread::<u64>(sched, l.sched_name) {
+                Ok(p) => read_str(p as *const u8, &mut ev.ring),
+                Err(_) => false,
+            }
+        } else {
+            read_str((sched + l.sched_name as u64) as *const u8, &mut ev.ring)
+        };
+        let s_fence: u64 = match kread(s_job, l.sjob_s_fence) {
+            Ok(v) => v,
+            Err(_) => return false,
+        };
+        let fin = s_fence + l.sfence_finished as u64;
+        let ctx_ok = match (kread::<u64>(fin, l.fence_context), kread::<u64>(fin, l.fence_seqno)) {
+            (Ok(c), Ok(s)) => {
+                ev.context = c;
+                ev.seqno = s;
+                ev.flags |= flags::HAS_FENCE_KEY;
+                true
+            }
+            _ => false,
+        };
+        if l.sjob_id != u32::MAX {
+            if let Ok(id) = kread::<u64>(s_job, l.sjob_id) {
+                ev.job_id = id;
+                ev.flags |= flags::HAS_JOB_ID;
+            }
+        }
+        name_ok && ctx_ok
+    }
+}
+
+#[inline(always)]
+fn job_layout() -> JobLayout {
+    vol(&JOB_LAYOUT)
+}
+
+/// kprobe `amdgpu_job_timedout(struct drm_sched_job *s_job)`.
+#[kprobe]
+pub fn hw_job_timedout(ctx: ProbeContext) -> u32 {
+    let Some(mut e) = reserve(kind::JOB_TIMEDOUT) else { return 0 };
+    // SAFETY: reserved slot, initialised by `reserve`.
+    let ev = unsafe { &mut *e.as_mut_ptr() };
+    let l = job_layout();
+    let s_job: u64 = ctx.arg(0).unwrap_or(0);
+    if l.valid != 0 && s_job != 0 {
+        ev.ptr = s_job;
+        ev.flags |= flags::HAS_PTR;
+        let mut ok = read_sched_job(s_job, &l, ev);
+        let job = s_job.wrapping_sub(l.job_base as u64);
+        // SAFETY: probe read.
+        match unsafe { kread::<u32>(job, l.job_pasid) } {
+            Ok(p) => ev.pasid = p,
+            Err(_) => ok = false,
+        }
+        if !ok {
+            ev.flags |= flags::READ_FAILED;
+        }
+    } else {
+        ev.flags |= flags::READ_FAILED;
+    }
+    e.submit(0);
+    0
+}
+
+/// kprobe `amdgpu_device_gpu_recover(adev, struct amdgpu_job *job, reset_context)`.
+/// arg[0] = reset source (valid when arg[1] == 1); arg[2] = 1 when a job was passed.
+#[kprobe]
+pub fn hw_gpu_recover(ctx: ProbeContext) -> u32 {
+    let Some(mut e) = reserve(kind::RESET_BEGIN) else { return 0 };
+    // SAFETY: reserved slot, initialised by `reserve`.
+    let ev = unsafe { &mut *e.as_mut_ptr() };
+    let l = job_layout();
+    let job: u64 = ctx.arg(1).unwrap_or(0);
+    let rctx: u64 = ctx.arg(2).unwrap_or(0);
+    if l.valid != 0 {
+        let mut ok = true;
+        if job != 0 {
+            ev.arg[2] = 1;
+            let s_job = job + l.job_base as u64;
+            ev.ptr = s_job;
+            ev.flags |= flags::HAS_PTR;
+            ok &= read_sched_job(s_job, &l, ev);
+            // SAFETY: probe read.
+            match unsafe { kread::<u32>(job, l.job_pasid) } {
+                Ok(p) => ev.pasid = p,
+                Err(_) => ok = false,
+            }
+        }
+        if rctx != 0 && l.reset_src != u32::MAX {
+            // SAFETY: probe read.
+            if let Ok(src) = unsafe { kread::<u32>(rctx, l.reset_src) } {
+                ev.arg[0] = src as u64;
+                ev.arg[1] = 1;
+            }
+        }
+        if !ok {
+            ev.flags |= flags::READ_FAILED;
+        }
+    } else if job != 0 {
+        ev.arg[2] = 1;
+    }
+    e.submit(0);
+    0
+}
+
+/// kretprobe `amdgpu_device_gpu_recover`: arg[0] = return value (sign-extended).
+#[kretprobe]
+pub fn hw_gpu_recover_ret(ctx: RetProbeContext) -> u32 {
+    let r: i64 = ctx.ret::<i64>();
+    if let Some(mut e) = reserve(kind::RESET_END) {
+        // SAFETY: reserved slot, initialised by `reserve`.
+        unsafe { (*e.as_mut_ptr()).arg[0] = (r as i32) as i64 as u64 };
+        e.submit(0);
+    }
+    0
+}
+
+/// kretprobe `amdgpu_cs_ioctl`: only failures (the submitter learning its context is guilty).
+#[kretprobe]
+pub fn hw_cs_ioctl_ret(ctx: RetProbeContext) -> u32 {
+    let r: i64 = ctx.ret::<i64>();
+    let r = r as i32;
+    if r >= 0 {
+        return 0;
+    }
+    if let Some(mut e) = reserve(kind::CS_REJECTED) {
+        // SAFETY: reserved slot, initialised by `reserve`.
+        unsafe { (*e.as_mut_ptr()).arg[0] = r as i64 as u64 };
+        e.submit(0);
+    }
+    0
+}
+
+/// `sched:sched_process_exit`: a submitter's process ended (group leader only).
+#[tracepoint]
+pub fn hw_process_exit(_ctx: TracePointContext) -> u32 {
+    let pt = bpf_get_current_pid_tgid();
+    let tgid = (pt >> 32) as u32;
+    if tgid != pt as u32 {
+        return 0;
+    }
+    // SAFETY: read-only lookup of a u8 value.
+    if unsafe { SEEN_TGIDS.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let _ = SEEN_TGIDS.remove(&tgid);
+    if let Some(e) = reserve(kind::PROCESS_EXIT) {
+        e.submit(0);
+    }
     0
 }
 
