@@ -80,7 +80,10 @@ static IV_LAYOUT: TpLayout = ZERO_LAYOUT;
 #[no_mangle]
 static FENCE_DRIVER: [u8; 16] = *b"amdgpu\0\0\0\0\0\0\0\0\0\0";
 #[no_mangle]
-static IV_FILTER: IvFilter = IvFilter { client_mask: 0, src_mask: 0 };
+static IV_FILTER: IvFilter = IvFilter {
+    client_mask: 0,
+    src_mask: 0,
+};
 #[no_mangle]
 static JOB_LAYOUT: JobLayout = ZERO_JOB;
 
@@ -344,7 +347,10 @@ fn read_sched_job(s_job: u64, l: &JobLayout, ev: &mut RawEvent) -> bool {
             Err(_) => return false,
         };
         let fin = s_fence + l.sfence_finished as u64;
-        let ctx_ok = match (kread::<u64>(fin, l.fence_context), kread::<u64>(fin, l.fence_seqno)) {
+        let ctx_ok = match (
+            kread::<u64>(fin, l.fence_context),
+            kread::<u64>(fin, l.fence_seqno),
+        ) {
             (Ok(c), Ok(s)) => {
                 ev.context = c;
                 ev.seqno = s;
@@ -371,7 +377,9 @@ fn job_layout() -> JobLayout {
 /// kprobe `amdgpu_job_timedout(struct drm_sched_job *s_job)`.
 #[kprobe]
 pub fn hw_job_timedout(ctx: ProbeContext) -> u32 {
-    let Some(mut e) = reserve(kind::JOB_TIMEDOUT) else { return 0 };
+    let Some(mut e) = reserve(kind::JOB_TIMEDOUT) else {
+        return 0;
+    };
     // SAFETY: reserved slot, initialised by `reserve`.
     let ev = unsafe { &mut *e.as_mut_ptr() };
     let l = job_layout();
@@ -400,7 +408,9 @@ pub fn hw_job_timedout(ctx: ProbeContext) -> u32 {
 /// arg[0] = reset source (valid when arg[1] == 1); arg[2] = 1 when a job was passed.
 #[kprobe]
 pub fn hw_gpu_recover(ctx: ProbeContext) -> u32 {
-    let Some(mut e) = reserve(kind::RESET_BEGIN) else { return 0 };
+    let Some(mut e) = reserve(kind::RESET_BEGIN) else {
+        return 0;
+    };
     // SAFETY: reserved slot, initialised by `reserve`.
     let ev = unsafe { &mut *e.as_mut_ptr() };
     let l = job_layout();
