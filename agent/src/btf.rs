@@ -223,10 +223,10 @@ impl Btf {
 
 /// Loads vmlinux BTF plus the split BTF of `module` from `/sys/kernel/btf`.
 pub fn load_module(btf_dir: &Path, module: &str) -> Result<Btf, String> {
-    let base =
-        std::fs::read(btf_dir.join("vmlinux")).map_err(|e| format!("no vmlinux BTF: {e}"))?;
     let modb = std::fs::read(btf_dir.join(module))
         .map_err(|e| format!("no BTF for module {module}: {e}"))?;
+    let base =
+        std::fs::read(btf_dir.join("vmlinux")).map_err(|e| format!("no vmlinux BTF: {e}"))?;
     Btf::parse(&base)?
         .with_split(&modb)
         .map_err(|e| format!("module {module} BTF: {e}"))

@@ -1,1 +1,482 @@
-//! (being written)
+//! Probe availability and attaching. [`Host::detect`] gathers what the running kernel offers,
+//! [`assess`] decides per probe (available / missing + why, with the fix when there is one),
+//! and [`attach`] loads the eBPF object with the layouts as load-time globals and attaches each
+//! available program — a failure disables only that probe.
+pub mod catalogue;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use agent_common::{IvFilter, JobLayout, TpLayout};
+use aya::programs::{KProbe, TracePoint};
+use aya::{Ebpf, EbpfLoader};
+use serde::Serialize;
+
+use crate::btf;
+use crate::formats::{build_layout, read_format};
+use catalogue::{Hook, ProbeSpec, CATALOGUE};
+
+/// The eBPF object built by `agent/build.rs`.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent"));
+
+/// Fix printed when tracefs is not mounted.
+pub const TRACEFS_FIX: &str = "mount -t tracefs nodev /sys/kernel/tracing";
+
+/// What the running kernel offers, read once.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    pub root: bool,
+    /// tracefs root with an `events/` directory.
+    pub tracefs: Option<PathBuf>,
+    pub kallsyms: String,
+    /// `available_filter_functions` names (suffix ` [module]` stripped); `None` if unreadable.
+    pub filter_functions: Option<HashSet<String>>,
+    pub btf_dir: PathBuf,
+    pub kprobes_supported: bool,
+}
+
+impl Host {
+    pub fn detect() -> Host {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let tracefs = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("events").is_dir());
+        let filter_functions = tracefs.as_ref().and_then(|t| {
+            std::fs::read_to_string(t.join("available_filter_functions"))
+                .ok()
+                .map(|s| {
+                    s.lines()
+                        .filter_map(|l| l.split_whitespace().next())
+                        .map(str::to_string)
+                        .collect()
+                })
+        });
+        let kprobes_supported = tracefs
+            .as_ref()
+            .is_some_and(|t| t.join("kprobe_events").exists());
+        Host {
+            root,
+            kallsyms: std::fs::read_to_string("/proc/kallsyms").unwrap_or_default(),
+            filter_functions,
+            btf_dir: PathBuf::from("/sys/kernel/btf"),
+            kprobes_supported,
+            tracefs,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Available,
+    Missing,
+    Attached,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Available => "available",
+            Status::Missing => "missing",
+            Status::Attached => "attached",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// One probe's verdict.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeStatus {
+    pub name: &'static str,
+    pub status: Status,
+    /// Why missing/failed, or a note (which tracepoint variant, degraded reads).
+    pub reason: String,
+    #[serde(skip)]
+    pub spec: &'static ProbeSpec,
+    /// Chosen tracepoint (sys, event).
+    #[serde(skip)]
+    pub tracepoint: Option<(&'static str, &'static str)>,
+    #[serde(skip)]
+    pub layout: Option<TpLayout>,
+}
+
+/// Default in-kernel `amdgpu_iv` filter: SOC15 VM-fault interrupts, i.e. IH clients VMC (0x12),
+/// VMC1 (0x13) and UTCL2 (0x1b) with src_id 0 (`VMC_1_0__SRCID__VM_FAULT`,
+/// `UTCL2_1_0__SRCID__FAULT`), as registered by gmc_v9/v10/v11/v12. Pre-SOC15 GMC v6–v8
+/// (legacy client, src 146/147) is not covered: its faults still come from the kernel log.
+pub fn default_iv_filter() -> IvFilter {
+    IvFilter {
+        client_mask: (1 << 0x12) | (1 << 0x13) | (1 << 0x1b),
+        src_mask: 1,
+    }
+}
+
+/// Result of [`assess`]: per-probe statuses and the kprobes' BTF layout.
+pub struct Assessment {
+    pub probes: Vec<ProbeStatus>,
+    pub job_layout: JobLayout,
+    /// Which module's BTF gave `job_layout` or why it could not.
+    pub btf_note: String,
+}
+
+fn amdgpu_hint(sys: &str) -> &'static str {
+    match sys {
+        "amdgpu" if !Path::new("/sys/module/amdgpu").exists() => " (module amdgpu not loaded)",
+        "gpu_scheduler" if !Path::new("/sys/module/gpu_sched").exists() => {
+            " (module gpu_sched not loaded)"
+        }
+        _ => "",
+    }
+}
+
+fn assess_tracepoint(
+    host: &Host,
+    spec: &'static ProbeSpec,
+    variants: &'static [catalogue::TpVariant],
+) -> ProbeStatus {
+    let mut st = ProbeStatus {
+        name: spec.name,
+        status: Status::Missing,
+        reason: String::new(),
+        spec,
+        tracepoint: None,
+        layout: None,
+    };
+    let Some(tracefs) = &host.tracefs else {
+        st.reason = format!("tracefs not mounted: {TRACEFS_FIX}");
+        return st;
+    };
+    let Some(var) = variants
+        .iter()
+        .find(|v| tracefs.join("events").join(v.sys).join(v.event).is_dir())
+    else {
+        let names: Vec<_> = variants
+            .iter()
+            .map(|v| format!("{}:{}", v.sys, v.event))
+            .collect();
+        st.reason = format!(
+            "tracepoint {} absent on this kernel{}",
+            names.join(" / "),
+            amdgpu_hint(variants[0].sys)
+        );
+        return st;
+    };
+    st.tracepoint = Some((var.sys, var.event));
+    let layout = if var.bindings.is_empty() {
+        Ok(TpLayout {
+            present: 1,
+            ..Default::default()
+        })
+    } else {
+        read_format(tracefs, var.sys, var.event).and_then(|f| build_layout(&f, var.bindings))
+    };
+    match layout {
+        Ok(l) => {
+            st.layout = Some(l);
+            st.status = Status::Available;
+            st.reason = format!("{}:{}", var.sys, var.event);
+        }
+        Err(e) => st.reason = format!("unsupported format of {}:{}: {e}", var.sys, var.event),
+    }
+    if !host.root && st.status == Status::Available {
+        st.status = Status::Missing;
+        st.reason = format!(
+            "not root (needs CAP_BPF + CAP_PERFMON; run with sudo); {}",
+            st.reason
+        );
+    }
+    st
+}
+
+fn assess_kprobe(
+    host: &Host,
+    spec: &'static ProbeSpec,
+    symbol: &str,
+    jl: &JobLayout,
+    btf_note: &str,
+) -> ProbeStatus {
+    let mut st = ProbeStatus {
+        name: spec.name,
+        status: Status::Missing,
+        reason: String::new(),
+        spec,
+        tracepoint: None,
+        layout: None,
+    };
+    if host.tracefs.is_none() {
+        st.reason = format!("tracefs not mounted: {TRACEFS_FIX}");
+        return st;
+    }
+    if !host.kprobes_supported {
+        st.reason = "kprobes not supported by this kernel (no kprobe_events in tracefs)".into();
+        return st;
+    }
+    let in_kallsyms = btf::symbol_module(&host.kallsyms, symbol).is_some();
+    let in_filter = host.filter_functions.as_ref().map(|f| f.contains(symbol));
+    match (in_kallsyms, in_filter) {
+        (false, _) => {
+            st.reason = format!(
+                "symbol {symbol} not in /proc/kallsyms{}",
+                amdgpu_hint("amdgpu")
+            );
+            return st;
+        }
+        (true, Some(false)) => {
+            st.reason =
+                format!("symbol {symbol} not in available_filter_functions (inlined or notrace)");
+            return st;
+        }
+        _ => {}
+    }
+    st.status = Status::Available;
+    st.reason = if spec.needs_btf && jl.valid == 0 {
+        format!("degraded: {btf_note}; reports only that it fired")
+    } else {
+        String::new()
+    };
+    if !host.root {
+        st.status = Status::Missing;
+        st.reason = "not root (needs CAP_BPF + CAP_PERFMON; run with sudo)".into();
+    }
+    st
+}
+
+/// Decides every probe of the catalogue on `host`.
+pub fn assess(host: &Host) -> Assessment {
+    let (job_layout, btf_note) = match btf::symbol_module(&host.kallsyms, "amdgpu_job_timedout") {
+        None => (
+            JobLayout::default(),
+            "amdgpu_job_timedout not in kallsyms".to_string(),
+        ),
+        Some(m) if m.is_empty() => job_layout_from(host, "vmlinux"),
+        Some(m) => job_layout_from(host, &m),
+    };
+    let probes = CATALOGUE
+        .iter()
+        .map(|spec| match spec.hook {
+            Hook::Tracepoint { variants } => assess_tracepoint(host, spec, variants),
+            Hook::Kprobe { symbol } | Hook::Kretprobe { symbol } => {
+                assess_kprobe(host, spec, symbol, &job_layout, &btf_note)
+            }
+        })
+        .collect();
+    Assessment {
+        probes,
+        job_layout,
+        btf_note,
+    }
+}
+
+fn job_layout_from(host: &Host, module: &str) -> (JobLayout, String) {
+    let loaded = if module == "vmlinux" {
+        std::fs::read(host.btf_dir.join("vmlinux"))
+            .map_err(|e| format!("no vmlinux BTF: {e}"))
+            .and_then(|b| btf::Btf::parse(&b))
+    } else {
+        btf::load_module(&host.btf_dir, module)
+    };
+    match loaded.and_then(|b| btf::job_layout(&b)) {
+        Ok(l) => (l, format!("BTF of {module}")),
+        Err(e) => (JobLayout::default(), e),
+    }
+}
+
+/// Options for [`attach`].
+#[derive(Clone, Debug)]
+pub struct AttachOptions {
+    /// Ring buffer size in bytes (power of two, multiple of the page size).
+    pub ring_bytes: u32,
+    pub iv_filter: IvFilter,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        AttachOptions {
+            ring_bytes: 4 << 20,
+            iv_filter: default_iv_filter(),
+        }
+    }
+}
+
+/// First useful line of a load/attach error: for verifier failures, the first log line that
+/// is not an instruction dump.
+pub fn first_error_line(e: &aya::programs::ProgramError) -> String {
+    if let aya::programs::ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = e
+    {
+        let log = verifier_log.to_string();
+        let line = log
+            .lines()
+            .map(str::trim)
+            .find(|l| {
+                !l.is_empty()
+                    && !l.starts_with(|c: char| c.is_ascii_digit() || c == ';' || c == '(')
+            })
+            .unwrap_or("");
+        return format!("verifier rejected it ({io_error}): {line}");
+    }
+    let s = format!("{e}");
+    s.lines().next().unwrap_or("").to_string()
+}
+
+/// Loads the eBPF object and attaches every `Available` probe in `a.probes`, updating each
+/// status to `Attached` or `Failed` (with the error). The returned [`Ebpf`] owns the links:
+/// dropping it detaches everything.
+pub fn attach(a: &mut Assessment, opts: &AttachOptions) -> anyhow::Result<Ebpf> {
+    let ring_bytes = opts.ring_bytes.max(4096).next_power_of_two();
+    let mut loader = EbpfLoader::new();
+    for p in &a.probes {
+        if let (Some(g), Some(l)) = (p.spec.layout_global, p.layout.as_ref()) {
+            loader.override_global(g, l, true);
+        }
+    }
+    loader.override_global("JOB_LAYOUT", &a.job_layout, true);
+    loader.override_global("IV_FILTER", &opts.iv_filter, true);
+    loader.map_max_entries("EVENTS", ring_bytes);
+    let mut ebpf = loader
+        .load(EBPF_OBJECT)
+        .map_err(|e| anyhow::anyhow!("loading the eBPF object failed: {e}"))?;
+    for p in a
+        .probes
+        .iter_mut()
+        .filter(|p| p.status == Status::Available)
+    {
+        let r = attach_one(&mut ebpf, p);
+        match r {
+            Ok(()) => p.status = Status::Attached,
+            Err(e) => {
+                p.status = Status::Failed;
+                p.reason = e;
+            }
+        }
+    }
+    Ok(ebpf)
+}
+
+fn attach_one(ebpf: &mut Ebpf, p: &ProbeStatus) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(p.spec.program)
+        .ok_or_else(|| format!("program {} not in the eBPF object", p.spec.program))?;
+    match p.spec.hook {
+        Hook::Tracepoint { .. } => {
+            let (sys, event) = p.tracepoint.ok_or("no tracepoint chosen")?;
+            let tp: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            tp.load().map_err(|e| first_error_line(&e))?;
+            tp.attach(sys, event).map_err(|e| first_error_line(&e))?;
+        }
+        Hook::Kprobe { symbol } | Hook::Kretprobe { symbol } => {
+            let kp: &mut KProbe = prog.try_into().map_err(|e| format!("{e}"))?;
+            kp.load().map_err(|e| first_error_line(&e))?;
+            kp.attach(symbol, 0).map_err(|e| first_error_line(&e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_tracefs(dir: &Path, events: &[(&str, &str, &str)]) {
+        for (sys, ev, fmt) in events {
+            let d = dir.join("events").join(sys).join(ev);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("format"), fmt).unwrap();
+        }
+    }
+
+    fn status<'a>(a: &'a Assessment, name: &str) -> &'a ProbeStatus {
+        a.probes.iter().find(|p| p.name == name).unwrap()
+    }
+
+    #[test]
+    fn no_tracefs_names_the_mount_fix() {
+        let a = assess(&Host {
+            root: true,
+            ..Default::default()
+        });
+        assert!(a.probes.iter().all(|p| p.status == Status::Missing));
+        assert!(status(&a, "amdgpu_cs_ioctl").reason.contains(TRACEFS_FIX));
+        assert!(status(&a, "kprobe:amdgpu_job_timedout")
+            .reason
+            .contains(TRACEFS_FIX));
+    }
+
+    #[test]
+    fn picks_617_scheduler_events_and_reports_bad_formats() {
+        let dir = std::env::temp_dir().join(format!("hw-probes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let queue = "name: drm_sched_job_queue\nformat:\n\tfield:__data_loc char[] name;\toffset:8;\tsize:4;\tsigned:0;\n\
+\tfield:u64 fence_context;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:u64 fence_seqno;\toffset:24;\tsize:8;\tsigned:0;\n\
+\tfield:u64 client_id;\toffset:32;\tsize:8;\tsigned:0;\nprint fmt: \"\"\n";
+        fake_tracefs(
+            &dir,
+            &[
+                ("gpu_scheduler", "drm_sched_job_queue", queue),
+                ("gpu_scheduler", "drm_sched_job", "garbage"),
+                ("dma_fence", "dma_fence_init", "name: dma_fence_init\nformat:\n\tfield:int x;\toffset:8;\tsize:4;\tsigned:1;\nprint fmt: \"\"\n"),
+            ],
+        );
+        let host = Host {
+            root: true,
+            tracefs: Some(dir.clone()),
+            kprobes_supported: false,
+            ..Default::default()
+        };
+        let a = assess(&host);
+        let q = status(&a, "sched_job_queue");
+        assert_eq!(q.status, Status::Available, "{}", q.reason);
+        assert_eq!(q.tracepoint, Some(("gpu_scheduler", "drm_sched_job_queue")));
+        let f = status(&a, "dma_fence_init");
+        assert_eq!(f.status, Status::Missing);
+        assert!(
+            f.reason.contains("unsupported format") && f.reason.contains("driver"),
+            "{}",
+            f.reason
+        );
+        assert!(status(&a, "amdgpu_iv").reason.contains("absent"));
+        assert!(status(&a, "kprobe:amdgpu_job_timedout")
+            .reason
+            .contains("kprobes not supported"));
+        let nonroot = assess(&Host {
+            root: false,
+            ..host
+        });
+        assert!(status(&nonroot, "sched_job_queue")
+            .reason
+            .contains("not root"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kprobe_symbol_checks() {
+        let dir = std::env::temp_dir().join(format!("hw-probes-k-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("events")).unwrap();
+        let host = Host {
+            root: true,
+            tracefs: Some(dir.clone()),
+            kprobes_supported: true,
+            kallsyms: "0 t amdgpu_job_timedout\t[simgpu]\n0 T amdgpu_cs_ioctl\t[simgpu]\n".into(),
+            filter_functions: Some(["amdgpu_job_timedout".to_string()].into_iter().collect()),
+            btf_dir: dir.join("nobtf"),
+        };
+        let a = assess(&host);
+        let t = status(&a, "kprobe:amdgpu_job_timedout");
+        assert_eq!(t.status, Status::Available);
+        // The owner module comes from kallsyms, not a hard-coded name.
+        assert!(a.btf_note.contains("simgpu"), "{}", a.btf_note);
+        assert!(t.reason.contains("degraded"));
+        assert!(status(&a, "kretprobe:amdgpu_cs_ioctl")
+            .reason
+            .contains("available_filter_functions"));
+        assert!(status(&a, "kprobe:amdgpu_device_gpu_recover")
+            .reason
+            .contains("kallsyms"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
