@@ -378,6 +378,41 @@ fn attach_one(ebpf: &mut Ebpf, p: &ProbeStatus) -> Result<(), String> {
     Ok(())
 }
 
+/// Loads (verifies) every program of the object with the given layouts, without attaching:
+/// `(program, Ok | first error line)`. Lets a kernel without the hooks still prove that its
+/// verifier accepts the code (see the root-only test below).
+pub fn verify_all(
+    tp: &TpLayout,
+    job: &JobLayout,
+) -> anyhow::Result<Vec<(&'static str, Result<(), String>)>> {
+    let iv = default_iv_filter();
+    let mut loader = EbpfLoader::new();
+    for spec in CATALOGUE {
+        if let Some(g) = spec.layout_global {
+            loader.override_global(g, tp, true);
+        }
+    }
+    loader.override_global("JOB_LAYOUT", job, true);
+    loader.override_global("IV_FILTER", &iv, true);
+    let mut ebpf = loader.load(EBPF_OBJECT)?;
+    let mut out = Vec::new();
+    for spec in CATALOGUE {
+        let r = match ebpf.program_mut(spec.program) {
+            None => Err("not in object".to_string()),
+            Some(prog) => match spec.hook {
+                Hook::Tracepoint { .. } => <&mut TracePoint>::try_from(prog)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| t.load().map_err(|e| first_error_line(&e))),
+                _ => <&mut KProbe>::try_from(prog)
+                    .map_err(|e| e.to_string())
+                    .and_then(|k| k.load().map_err(|e| first_error_line(&e))),
+            },
+        };
+        out.push((spec.program, r));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,6 +486,60 @@ mod tests {
             .reason
             .contains("not root"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Root-only: the running kernel's verifier accepts every program with realistic layouts
+    /// (all slots bound, valid JobLayout so the kprobes' read paths are live).
+    #[test]
+    fn verifier_accepts_all_programs_on_this_kernel() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root; skipping");
+            return;
+        }
+        use agent_common::{field, slot, FieldLoc};
+        let mut tp = TpLayout {
+            present: 1,
+            ..Default::default()
+        };
+        let s = |o| FieldLoc::new(o, 4, field::DATA_LOC_STR);
+        let i4 = |o| FieldLoc::new(o, 4, field::INT);
+        tp.fields[slot::RING] = s(12);
+        tp.fields[slot::DRIVER] = s(8);
+        tp.fields[slot::CONTEXT] = i4(16);
+        tp.fields[slot::SEQNO] = FieldLoc::new(16, 8, field::INT);
+        tp.fields[slot::JOB_ID] = FieldLoc::new(16, 2, field::INT);
+        tp.fields[slot::PTR] = FieldLoc::new(8, 8, field::STR_PTR);
+        tp.fields[slot::PASID] = i4(20);
+        tp.fields[slot::VMID] = FieldLoc::new(20, 1, field::INT);
+        for a in 0..4 {
+            tp.fields[slot::ARG0 + a] = i4(16);
+        }
+        tp.arg_index = [0, 1, 2, 3];
+        let job = JobLayout {
+            job_base: 0,
+            job_pasid: 600,
+            sjob_sched: 80,
+            sjob_s_fence: 72,
+            sjob_id: 96,
+            sched_name: 32,
+            sched_name_is_ptr: 1,
+            sfence_finished: 64,
+            fence_context: 32,
+            fence_seqno: 40,
+            reset_src: 8,
+            valid: 1,
+        };
+        for inline in [1, 0] {
+            let job = JobLayout {
+                sched_name_is_ptr: inline,
+                ..job
+            };
+            let res = verify_all(&tp, &job).unwrap();
+            let bad: Vec<_> = res.iter().filter(|(_, r)| r.is_err()).collect();
+            assert!(bad.is_empty(), "{bad:?}");
+            assert_eq!(res.len(), CATALOGUE.len());
+        }
     }
 
     #[test]
