@@ -1,1 +1,50 @@
-fn main() {}
+//! Developer tasks: `cargo xtask setup | vm | demo | test | bench`. See docs/vm-harness.md.
+mod initramfs;
+mod kernel;
+mod kmod;
+mod qemu;
+mod setup;
+mod test_cmd;
+mod util;
+mod vm;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or(&[]).to_vec();
+    let r = match args.first().map(String::as_str) {
+        Some("setup") => setup::setup().map(|_| 0),
+        Some("vm") => vm::parse_args(&rest)
+            .and_then(|o| vm::run_vm(&o))
+            .map(|dir| {
+                eprintln!("xtask vm: results in {}", dir.display());
+                0
+            }),
+        Some("demo") => setup::setup().and_then(|_| {
+            let scen = vm::all_scenarios()?.into_iter().take(1).collect();
+            vm::run_vm(&vm::Opts {
+                scenarios: scen,
+                phase: vm::Phase::B,
+                demo: true,
+                ..Default::default()
+            })
+            .map(|_| 0)
+        }),
+        Some("test") => test_cmd::test(&rest),
+        Some("bench") => Err(anyhow::anyhow!(
+            "`cargo xtask bench` is not implemented yet"
+        )),
+        _ => {
+            eprintln!("usage: cargo xtask <setup | vm [--kernel VER] [--scenario FILE]... [--phase a|b|all] | demo | test | bench>");
+            Ok(2)
+        }
+    };
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! Scenario driver that runs inside the test VM (the initramfs's `/bin/hwdriver`).
+//!
+//! Modes:
+//! - `hwdriver vm-main PLAN` — the VM's main program (called by `/init`): runs phase A (real
+//!   amdgpu.ko) or phase B (the simulator + scenarios) and prints one `HWRESULT <name> <key> <json>`
+//!   line per result on the console, which `cargo xtask vm` collects from the serial port.
+//! - `hwdriver child SCENARIO INDEX` — one simulated GPU client. It is exec'd through a hard link
+//!   named after the process (`/usr/bin/Xwayland`, `/usr/bin/zed`, ...) so comm, argv[0] and
+//!   /proc/PID/exe are all real. It opens /dev/amdgpu_sim, waits for "go" on stdin, submits its
+//!   jobs on schedule, then prints a JSON summary and exits.
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const DEVICE: &str = "/dev/amdgpu_sim";
+const HANGWATCH: &str = "/bin/hangwatch";
+
+/// The plan `cargo xtask vm` bakes into the initramfs.
+#[derive(Deserialize)]
+struct Plan {
+    phase: String,
+    #[serde(default)]
+    scenarios: Vec<PathBuf>,
+    #[serde(default = "default_timeout_ms")]
+    sim_timeout_ms: u32,
+    /// Extra module parameters / agent arguments are not needed yet; keep the plan small.
+    #[serde(default)]
+    demo: bool,
+}
+
+fn default_timeout_ms() -> u32 {
+    2000
+}
+
+/// The part of a scenario file the driver needs (the `expect` table is for the host test).
+#[derive(Deserialize, Clone)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default = "default_duration")]
+    pub duration_s: u64,
+    #[serde(default)]
+    pub open_before_agent: bool,
+    #[serde(default)]
+    pub process: Vec<Process>,
+}
+
+fn default_duration() -> u64 {
+    10
+}
+
+#[derive(Deserialize, Clone)]
+pub struct Process {
+    pub name: String,
+    /// Exit this long after "go" (scenario 5: the culprit is gone before the timeout fires).
+    #[serde(default)]
+    pub exit_at_ms: Option<u64>,
+    #[serde(default)]
+    pub submit: Vec<Submit>,
+}
+
+#[derive(Deserialize, Clone)]
+pub struct Submit {
+    #[serde(default)]
+    pub at_ms: u64,
+    #[serde(default = "default_ring")]
+    pub ring: String,
+    #[serde(default = "one")]
+    pub count: u64,
+    /// Submissions per second; 0 = as fast as possible.
+    #[serde(default)]
+    pub rate_hz: u64,
+    #[serde(default)]
+    pub duration_us: u64,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub fault_addr: u64,
+}
+
+fn default_ring() -> String {
+    "gfx".into()
+}
+fn one() -> u64 {
+    1
+}
+
+/// `struct sim_submit` of tests/kmod/amdgpu_sim_uapi.h.
+#[repr(C)]
+struct SimSubmit {
+    ring: u32,
+    flags: u32,
+    duration_us: u64,
+    fault_addr: u64,
+    num_ibs: u32,
+    pad: u32,
+}
+
+/// `_IOW('S', 1, struct sim_submit)`.
+const SIM_IOCTL_SUBMIT: u64 =
+    (1 << 30) | ((std::mem::size_of::<SimSubmit>() as u64) << 16) | ((b'S' as u64) << 8) | 1;
+
+fn ring_index(name: &str) -> Result<u32> {
+    Ok(match name {
+        "gfx" | "gfx_0.0.0" => 0,
+        "compute" | "comp" | "comp_1.0.0" => 1,
+        "sdma" | "sdma0" => 2,
+        other => bail!("unknown ring {other:?} (use gfx, compute or sdma)"),
+    })
+}
+
+fn flag_bits(flags: &[String]) -> Result<u32> {
+    let mut bits = 0;
+    for f in flags {
+        bits |= match f.as_str() {
+            "never_completes" => 1,
+            "fault_at" => 2,
+            "fault_and_wedge" => 4,
+            other => bail!("unknown flag {other:?}"),
+        };
+    }
+    Ok(bits)
+}
+
+fn result_line(name: &str, key: &str, value: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "HWRESULT {name} {key} {value}");
+    let _ = out.flush();
+}
+
+fn sh(cmd: &str, args: &[&str]) -> Value {
+    match Command::new(cmd).args(args).output() {
+        Ok(o) => json!({
+            "status": o.status.code(),
+            "stdout": String::from_utf8_lossy(&o.stdout),
+            "stderr": String::from_utf8_lossy(&o.stderr),
+        }),
+        Err(e) => json!({"status": null, "stdout": "", "stderr": format!("{cmd}: {e}")}),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let r = match args.get(1).map(String::as_str) {
+        Some("vm-main") if args.len() == 3 => vm_main(Path::new(&args[2])),
+        Some("child") if args.len() == 4 => child(Path::new(&args[2]), &args[3]),
+        _ => Err(anyhow::anyhow!(
+            "usage: hwdriver vm-main PLAN | hwdriver child SCENARIO INDEX"
+        )),
+    };
+    if let Err(e) = r {
+        eprintln!("hwdriver: {e:#}");
+        result_line("hwdriver", "error", &json!(format!("{e:#}")));
+        std::process::exit(1);
+    }
+}
+
+fn vm_main(plan_path: &Path) -> Result<()> {
+    let plan: Plan = toml::from_str(&std::fs::read_to_string(plan_path)?)?;
+    let kernel = sh("uname", &["-r"])["stdout"]
+        .as_str()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    result_line("vm", "kernel", &json!(kernel));
+    match plan.phase.as_str() {
+        "a" => phase_a(),
+        "b" => phase_b(&plan),
+        other => bail!("unknown phase {other:?}"),
+    }
+}
+
+/// Phase A: the real amdgpu.ko (no hardware), then what hangwatch can see and attach.
+fn phase_a() -> Result<()> {
+    let t = Instant::now();
+    result_line("phase-a", "modprobe", &sh("modprobe", &["amdgpu"]));
+    result_line(
+        "phase-a",
+        "modprobe_ms",
+        &json!(t.elapsed().as_millis() as u64),
+    );
+    result_line(
+        "phase-a",
+        "events",
+        &json!(list_dir("/sys/kernel/tracing/events/amdgpu")),
+    );
+    result_line(
+        "phase-a",
+        "gpu_scheduler_events",
+        &json!(list_dir("/sys/kernel/tracing/events/gpu_scheduler")),
+    );
+    result_line(
+        "phase-a",
+        "formats",
+        &Value::Object(read_formats(&["amdgpu", "gpu_scheduler", "dma_fence"])),
+    );
+    result_line("phase-a", "check", &agent_check());
+    let run = run_agent_only(8)?;
+    result_line("phase-a", "run", &run);
+    Ok(())
+}
+
+/// Phase B: the simulator, its tracefs formats and BTF, then every scenario in order.
+fn phase_b(plan: &Plan) -> Result<()> {
+    let timeout = format!("timeout_ms={}", plan.sim_timeout_ms);
+    result_line(
+        "phase-b",
+        "modprobe",
+        &sh("modprobe", &["amdgpu_sim", &timeout]),
+    );
+    result_line(
+        "phase-b",
+        "formats",
+        &Value::Object(read_formats(&["amdgpu"])),
+    );
+    result_line(
+        "phase-b",
+        "btf",
+        &json!(Path::new("/sys/kernel/btf/amdgpu_sim").exists()),
+    );
+    if !plan.demo {
+        result_line("phase-b", "check", &agent_check());
+    }
+    for path in &plan.scenarios {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let sc: Scenario =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        // A fresh simulator per scenario: no wedged ring, guilty context or seqno carries over.
+        sh("modprobe", &["-r", "amdgpu_sim"]);
+        sh("modprobe", &["amdgpu_sim", &timeout]);
+        sh("dmesg", &["-c"]);
+        let t = Instant::now();
+        let res = match run_scenario(path, &sc, plan.demo) {
+            Ok(v) => v,
+            Err(e) => json!({"error": format!("{e:#}")}),
+        };
+        let mut res = res;
+        res["wall_ms"] = json!(t.elapsed().as_millis() as u64);
+        res["dmesg"] = json!(sh("dmesg", &[])["stdout"]
+            .as_str()
+            .unwrap_or("")
+            .lines()
+            .collect::<Vec<_>>());
+        result_line(&sc.name, "result", &res);
+    }
+    Ok(())
+}
+
+fn list_dir(dir: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `system/event` -> format file text, for every event of the given trace systems.
+fn read_formats(systems: &[&str]) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    for sys in systems {
+        for ev in list_dir(&format!("/sys/kernel/tracing/events/{sys}")) {
+            let p = format!("/sys/kernel/tracing/events/{sys}/{ev}/format");
+            if let Ok(text) = std::fs::read_to_string(&p) {
+                m.insert(format!("{sys}/{ev}"), json!(text));
+            }
+        }
+    }
+    m
+}
+
+fn agent_check() -> Value {
+    let o = sh(HANGWATCH, &["check", "--json", "--attach"]);
+    let parsed = o["stdout"]
+        .as_str()
+        .and_then(|s| serde_json::from_str::<Value>(s.trim()).ok());
+    json!({"status": o["status"], "json": parsed, "stdout": o["stdout"], "stderr": o["stderr"]})
+}
+
+/// A running `hangwatch run`, with its stdout/stderr lines arriving on channels.
+struct Agent {
+    child: Child,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+    started: Instant,
+}
+
+fn start_agent(duration_s: u64, demo: bool) -> Result<Agent> {
+    let _ = std::fs::remove_dir_all("/tmp/hw-out");
+    let dur = duration_s.to_string();
+    let mut args = vec!["run", "--output", "/tmp/hw-out", "--duration", &dur];
+    if !demo {
+        args.insert(1, "--json");
+    }
+    let mut child = Command::new(HANGWATCH)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting hangwatch run")?;
+    let out = pipe_lines(child.stdout.take());
+    let err = pipe_lines(child.stderr.take());
+    Ok(Agent {
+        child,
+        out,
+        err,
+        started: Instant::now(),
+    })
+}
+
+fn pipe_lines<R: Read + Send + 'static>(r: Option<R>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(r) = r {
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Waits until the agent says its probes are attached (or exits, or 90 s pass under TCG).
+fn wait_attached(agent: &mut Agent, err_lines: &mut Vec<String>) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        match agent.err.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) => {
+                let attached = l.contains("probes attached");
+                err_lines.push(l);
+                if attached {
+                    return true;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(Some(_)) = agent.child.try_wait() {
+                    return false;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+    false
+}
+
+/// Waits for the agent to end on its own (`--duration`), killing it after a grace period.
+fn finish_agent(mut agent: Agent, limit: Duration, mut err_lines: Vec<String>) -> Value {
+    let deadline = agent.started + limit;
+    let status = loop {
+        match agent.child.try_wait() {
+            Ok(Some(s)) => break s.code(),
+            Ok(None) if Instant::now() > deadline => {
+                let _ = agent.child.kill();
+                let _ = agent.child.wait();
+                err_lines.push("hwdriver: agent killed after its duration + grace".into());
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => break None,
+        }
+    };
+    // The reader threads end at EOF; give them a moment to drain.
+    std::thread::sleep(Duration::from_millis(200));
+    err_lines.extend(agent.err.try_iter());
+    let out_lines: Vec<String> = agent.out.try_iter().collect();
+    let mut incidents = Vec::new();
+    let mut text = Vec::new();
+    for l in &out_lines {
+        match serde_json::from_str::<Value>(l) {
+            Ok(v) if v.is_object() => incidents.push(v),
+            _ => text.push(l.clone()),
+        }
+    }
+    json!({
+        "agent_exit": status,
+        "agent_runtime_ms": agent.started.elapsed().as_millis() as u64,
+        "incidents": incidents,
+        "agent_stdout_text": text,
+        "agent_stderr": err_lines,
+    })
+}
+
+fn run_agent_only(duration_s: u64) -> Result<Value> {
+    let mut agent = start_agent(duration_s, false)?;
+    let mut err = Vec::new();
+    let attached = wait_attached(&mut agent, &mut err);
+    let mut v = finish_agent(agent, Duration::from_secs(duration_s + 120), err);
+    v["attached"] = json!(attached);
+    Ok(v)
+}
+
+fn spawn_children(path: &Path, sc: &Scenario) -> Result<Vec<(String, Child)>> {
+    let mut kids = Vec::new();
+    for (i, p) in sc.process.iter().enumerate() {
+        let exe = format!("/usr/bin/{}", p.name);
+        if !Path::new(&exe).exists() {
+            std::fs::hard_link("/bin/hwdriver", &exe).with_context(|| format!("linking {exe}"))?;
+        }
+        let child = Command::new(&exe)
+            .arg0(&p.name)
+            .args(["child", &path.to_string_lossy(), &i.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("spawning {exe}"))?;
+        kids.push((p.name.clone(), child));
+    }
+    Ok(kids)
+}
+
+/// Each child prints "open" once its device is open; wait for all of them.
+fn wait_opened(kids: &mut [(String, Child)]) -> Vec<BufReader<std::process::ChildStdout>> {
+    let mut readers = Vec::new();
+    for (_, k) in kids.iter_mut() {
+        if let Some(out) = k.stdout.take() {
+            let mut r = BufReader::new(out);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            readers.push(r);
+        }
+    }
+    readers
+}
+
+fn go(kids: &mut [(String, Child)]) {
+    for (_, k) in kids.iter_mut() {
+        if let Some(stdin) = k.stdin.as_mut() {
+            let _ = stdin.write_all(b"go\n");
+            let _ = stdin.flush();
+        }
+    }
+}
+
+fn run_scenario(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
+    let (mut agent, attached, mut err, mut kids);
+    if sc.open_before_agent {
+        kids = spawn_children(path, sc)?;
+        let readers = wait_opened(&mut kids);
+        std::thread::sleep(Duration::from_millis(300));
+        agent = start_agent(sc.duration_s, demo)?;
+        err = Vec::new();
+        attached = wait_attached(&mut agent, &mut err);
+        go(&mut kids);
+        finish_scenario(agent, attached, err, kids, readers, sc)
+    } else {
+        agent = start_agent(sc.duration_s, demo)?;
+        err = Vec::new();
+        attached = wait_attached(&mut agent, &mut err);
+        kids = spawn_children(path, sc)?;
+        let readers = wait_opened(&mut kids);
+        go(&mut kids);
+        finish_scenario(agent, attached, err, kids, readers, sc)
+    }
+}
+
+fn finish_scenario(
+    agent: Agent,
+    attached: bool,
+    err: Vec<String>,
+    mut kids: Vec<(String, Child)>,
+    mut readers: Vec<BufReader<std::process::ChildStdout>>,
+    sc: &Scenario,
+) -> Result<Value> {
+    let mut v = finish_agent(agent, Duration::from_secs(sc.duration_s + 120), err);
+    v["attached"] = json!(attached);
+    // The agent's run is over: tell children to finish (EOF on stdin) and collect summaries.
+    let mut procs = Vec::new();
+    for ((name, mut k), r) in kids.drain(..).zip(readers.iter_mut()) {
+        drop(k.stdin.take());
+        let mut rest = String::new();
+        let _ = r.read_to_string(&mut rest);
+        let _ = k.wait();
+        let summary = rest
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok());
+        procs.push(json!({"name": name, "pid": k.id(), "summary": summary}));
+    }
+    v["processes"] = json!(procs);
+    Ok(v)
+}
+
+/// One simulated GPU client (see module docs).
+fn child(path: &Path, index: &str) -> Result<()> {
+    let sc: Scenario = toml::from_str(&std::fs::read_to_string(path)?)?;
+    let idx: usize = index.parse()?;
+    let p = sc
+        .process
+        .get(idx)
+        .context("process index out of range")?
+        .clone();
+    let name = std::ffi::CString::new(p.name.as_bytes())?;
+    // SAFETY: PR_SET_NAME copies at most 16 bytes from a valid NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(DEVICE)
+        .with_context(|| format!("opening {DEVICE}"))?;
+    println!("open");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let t0 = Instant::now();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&dev);
+    let mut ok = 0u64;
+    let mut errors: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut events: Vec<(u64, usize)> = p
+        .submit
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.at_ms, i))
+        .collect();
+    events.sort();
+    for (_, i) in events {
+        let s = &p.submit[i];
+        let ring = ring_index(&s.ring)?;
+        let flags = flag_bits(&s.flags)?;
+        sleep_until(t0 + Duration::from_millis(s.at_ms));
+        let start = Instant::now();
+        for n in 0..s.count {
+            if s.rate_hz > 0 {
+                sleep_until(start + Duration::from_micros(n * 1_000_000 / s.rate_hz));
+            }
+            if let Some(exit) = p.exit_at_ms {
+                if t0.elapsed() >= Duration::from_millis(exit) {
+                    break;
+                }
+            }
+            let mut req = SimSubmit {
+                ring,
+                flags,
+                duration_us: s.duration_us,
+                fault_addr: s.fault_addr,
+                num_ibs: 1,
+                pad: 0,
+            };
+            // SAFETY: fd is open for the whole loop and req matches the module's struct sim_submit.
+            let r = unsafe { libc::ioctl(fd, SIM_IOCTL_SUBMIT as _, &mut req as *mut SimSubmit) };
+            if r == 0 {
+                ok += 1;
+            } else {
+                *errors
+                    .entry(-std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let submit_ms = t0.elapsed().as_millis() as u64;
+    let summary = json!({"submitted": ok, "errors": errors, "submit_ms": submit_ms});
+    if let Some(exit) = p.exit_at_ms {
+        sleep_until(t0 + Duration::from_millis(exit));
+        // Exiting early is the point (scenario 5): nobody reads this summary's timing.
+        println!("{summary}");
+        std::process::exit(0);
+    }
+    // Stay alive (device open) until the driver closes our stdin at the end of the scenario.
+    let mut rest = String::new();
+    let _ = std::io::stdin().read_to_string(&mut rest);
+    println!("{summary}");
+    drop(dev);
+    Ok(())
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}

@@ -1,0 +1,45 @@
+//! Builds the amdgpu simulator (tests/kmod) against the extracted headers, in a copy under
+//! target/ so the source tree stays clean, then gives it module BTF with pahole using the
+//! kernel's own vmlinux BTF as base (Debian ships no resolve_btfids, so kbuild's BTF step is
+//! skipped and we run pahole ourselves).
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::kernel::Kernel;
+use crate::util::{root, run};
+
+const SOURCES: &[&str] = &[
+    "amdgpu_sim.c",
+    "amdgpu_sim_trace.h",
+    "amdgpu_sim_uapi.h",
+    "Kbuild",
+    "Makefile",
+];
+
+pub fn build_sim(k: &Kernel) -> Result<PathBuf> {
+    let build = k.dir.join("kmod");
+    fs::create_dir_all(&build)?;
+    for f in SOURCES {
+        let src = root().join("tests/kmod").join(f);
+        let data = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+        fs::write(build.join(f), data)?;
+    }
+    run(Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(k.headers())
+        .arg(format!("M={}", build.display()))
+        .arg("modules"))
+    .context("building tests/kmod/amdgpu_sim.ko")?;
+    let ko = build.join("amdgpu_sim.ko");
+    run(Command::new("pahole")
+        .arg("-J")
+        .arg("--btf_base")
+        .arg(k.vmlinux())
+        .arg(&ko))
+    .context("generating module BTF with pahole")?;
+    Ok(ko)
+}

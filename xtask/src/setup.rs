@@ -1,0 +1,119 @@
+//! `cargo xtask setup`: installs everything the build, the VM suite and the bench need on a
+//! fresh Debian 12 machine. Idempotent and fast when everything is already present.
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::util::{have, output, run};
+
+/// Debian packages: VM (qemu, busybox, cpio, kmod, xz/zstd), module build (gcc-12, make, bc,
+/// pahole), eBPF toolchain (LLVM 22 for bpf-linker), reports (protoc), bench peers.
+const PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "busybox-static",
+    "dwarves",
+    "cpio",
+    "kmod",
+    "zstd",
+    "xz-utils",
+    "gcc-12",
+    "make",
+    "bc",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "protobuf-compiler",
+    "bpftrace",
+    "trace-cmd",
+];
+
+fn installed(pkg: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+        .map(|s| s.contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+pub fn setup() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if !missing.is_empty() {
+        eprintln!("xtask setup: installing {}", missing.join(" "));
+        let sudo = if is_root() { vec![] } else { vec!["sudo"] };
+        let apt = |args: &[&str]| {
+            let mut all: Vec<&str> = sudo.clone();
+            all.push("apt-get");
+            all.extend_from_slice(args);
+            let mut c = Command::new(all[0]);
+            c.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+            run(&mut c)
+        };
+        apt(&["update", "-q"])?;
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(missing.iter().copied());
+        if let Err(e) = apt(&args) {
+            // LLVM 22 is not in Debian 12's own archive: say how to get it rather than fail blind.
+            bail!("{e:#}\nif llvm-22-dev is missing, add apt.llvm.org's bookworm repository (llvm-toolchain-bookworm-22) and rerun");
+        }
+    }
+    rust_toolchain()?;
+    Ok(())
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u"))
+        .map(|s| s.trim() == "0")
+        .unwrap_or(false)
+}
+
+/// nightly + rust-src (eBPF build-std) and bpf-linker 0.13 built against LLVM 22.
+fn rust_toolchain() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let comps = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))
+    .unwrap_or_default();
+    if !comps.lines().any(|l| l.starts_with("rust-src")) {
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    let linker_ok = have("bpf-linker")
+        && output(Command::new("bpf-linker").arg("--version"))
+            .map(|v| v.contains(" 0.13."))
+            .unwrap_or(false);
+    if !linker_ok {
+        let path = format!(
+            "/usr/lib/llvm-22/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        run(Command::new("cargo")
+            .args([
+                "+nightly",
+                "install",
+                "bpf-linker",
+                "--version",
+                "~0.13",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
+            .env("PATH", path)
+            .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! `cargo xtask vm`: kernel packages -> simulator module -> initramfs -> qemu -> results.
+//! Phase A boots with the real amdgpu.ko; phase B with the simulator and runs every scenario
+//! sequentially in ONE boot. Results land in target/vm-results/<kernel>/ as JSON files that
+//! tests/tests/vm.rs asserts on.
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+
+use crate::initramfs::{self, Spec};
+use crate::kernel;
+use crate::qemu;
+use crate::util::{root, run, target_dir};
+
+pub const DEFAULT_KERNEL: &str = "6.1.0-56-amd64";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    A,
+    B,
+    All,
+}
+
+pub struct Opts {
+    pub kernel: String,
+    pub scenarios: Vec<PathBuf>,
+    pub phase: Phase,
+    pub demo: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            kernel: DEFAULT_KERNEL.into(),
+            scenarios: Vec::new(),
+            phase: Phase::All,
+            demo: false,
+        }
+    }
+}
+
+pub fn parse_args(args: &[String]) -> Result<Opts> {
+    let mut o = Opts::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--kernel" => o.kernel = it.next().context("--kernel needs a version")?.clone(),
+            "--scenario" => o.scenarios.push(PathBuf::from(it.next().context("--scenario needs a file")?)),
+            "--phase" => {
+                o.phase = match it.next().map(String::as_str) {
+                    Some("a") => Phase::A,
+                    Some("b") => Phase::B,
+                    Some("all") => Phase::All,
+                    other => bail!("--phase takes a, b or all (got {other:?})"),
+                }
+            }
+            other => bail!("unknown argument {other:?}; usage: cargo xtask vm [--kernel VER] [--scenario FILE]... [--phase a|b|all]"),
+        }
+    }
+    Ok(o)
+}
+
+pub fn results_dir(kernel: &str) -> PathBuf {
+    target_dir().join("vm-results").join(kernel)
+}
+
+/// All scenario files, sorted by name (their numeric prefix orders them).
+pub fn all_scenarios() -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = fs::read_dir(root().join("tests/scenarios"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+struct Bins {
+    hangwatch: PathBuf,
+    hwdriver: PathBuf,
+}
+
+fn build_bins() -> Result<Bins> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(&cargo)
+        .args(["build", "-q", "-p", "agent", "--bin", "hangwatch"])
+        .current_dir(root()))?;
+    run(Command::new(&cargo)
+        .args(["build", "-q", "-p", "xtask", "--bin", "hwdriver"])
+        .current_dir(root()))?;
+    let d = target_dir().join("debug");
+    Ok(Bins {
+        hangwatch: d.join("hangwatch"),
+        hwdriver: d.join("hwdriver"),
+    })
+}
+
+/// Runs the requested phases; returns the results directory.
+pub fn run_vm(o: &Opts) -> Result<PathBuf> {
+    let t0 = Instant::now();
+    let k = kernel::prepare(&o.kernel)?;
+    eprintln!(
+        "xtask vm: kernel {} ready ({:.1}s)",
+        k.version,
+        t0.elapsed().as_secs_f64()
+    );
+    let bins = build_bins()?;
+    let out = results_dir(&o.kernel);
+    fs::create_dir_all(out.join("scenarios"))?;
+    let probe = initramfs::build(
+        &k,
+        &Spec {
+            name: "probe",
+            modules: &[],
+            extra_modules: vec![],
+            binaries: vec![],
+            files: vec![],
+        },
+    )?;
+    let accel = qemu::pick_accel(&k, &probe)?;
+    let mut timings = Map::new();
+    if matches!(o.phase, Phase::A | Phase::All) && !o.demo {
+        let t = Instant::now();
+        let initrd = initramfs::build(
+            &k,
+            &Spec {
+                name: "phase-a",
+                modules: &["amdgpu"],
+                extra_modules: vec![],
+                binaries: vec![bins.hangwatch.clone(), bins.hwdriver.clone()],
+                files: vec![("plan.toml".into(), b"phase = \"a\"\n".to_vec())],
+            },
+        )?;
+        let boot = qemu::boot(
+            &k,
+            &initrd,
+            accel,
+            Duration::from_secs(15 * 60),
+            &out.join("phase-a.log"),
+        )?;
+        let mut m = collect(&boot, "phase-a");
+        m.insert("boot".into(), boot_info(&boot));
+        write_json(&out.join("phase-a.json"), &Value::Object(m))?;
+        eprintln!(
+            "xtask vm: phase A ({accel}) took {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        timings.insert("phase_a_s".into(), json!(t.elapsed().as_secs_f64()));
+    }
+    if matches!(o.phase, Phase::B | Phase::All) {
+        let t = Instant::now();
+        let ko = crate::kmod::build_sim(&k)?;
+        let scenarios = if o.scenarios.is_empty() {
+            all_scenarios()?
+        } else {
+            o.scenarios.clone()
+        };
+        let mut files = Vec::new();
+        let mut plan = format!("phase = \"b\"\ndemo = {}\nscenarios = [", o.demo);
+        let mut budget = 180u64;
+        for s in &scenarios {
+            let text = fs::read_to_string(s).with_context(|| format!("reading {}", s.display()))?;
+            let v: toml::Value =
+                toml::from_str(&text).with_context(|| format!("parsing {}", s.display()))?;
+            budget += v
+                .get("duration_s")
+                .and_then(toml::Value::as_integer)
+                .unwrap_or(10) as u64
+                + 150;
+            let base = s
+                .file_name()
+                .context("scenario without a file name")?
+                .to_string_lossy()
+                .into_owned();
+            plan.push_str(&format!("\"/hw/scenarios/{base}\","));
+            files.push((format!("scenarios/{base}"), text.into_bytes()));
+        }
+        plan.push_str("]\n");
+        files.push(("plan.toml".into(), plan.into_bytes()));
+        let initrd = initramfs::build(
+            &k,
+            &Spec {
+                name: "phase-b",
+                modules: &["gpu-sched", "drm"],
+                extra_modules: vec![ko],
+                binaries: vec![bins.hangwatch.clone(), bins.hwdriver.clone()],
+                files,
+            },
+        )?;
+        let boot = qemu::boot(
+            &k,
+            &initrd,
+            accel,
+            Duration::from_secs(budget),
+            &out.join("phase-b.log"),
+        )?;
+        let mut m = collect(&boot, "phase-b");
+        m.insert("boot".into(), boot_info(&boot));
+        for r in qemu::results(&boot.lines) {
+            if r.key == "result" {
+                write_json(
+                    &out.join("scenarios").join(format!("{}.json", r.name)),
+                    &r.value,
+                )?;
+                if o.demo {
+                    print_demo(&r.name, &r.value);
+                }
+            }
+        }
+        write_json(&out.join("phase-b.json"), &Value::Object(m))?;
+        eprintln!(
+            "xtask vm: phase B ({accel}, {} scenarios) took {:.1}s",
+            scenarios.len(),
+            t.elapsed().as_secs_f64()
+        );
+        timings.insert("phase_b_s".into(), json!(t.elapsed().as_secs_f64()));
+    }
+    timings.insert("total_s".into(), json!(t0.elapsed().as_secs_f64()));
+    timings.insert("accel".into(), json!(accel));
+    write_json(&out.join("timings.json"), &Value::Object(timings))?;
+    Ok(out)
+}
+
+fn boot_info(b: &qemu::Boot) -> Value {
+    json!({
+        "accel": b.accel,
+        "wall_s": b.wall.as_secs_f64(),
+        "timed_out": b.timed_out,
+        "reached_end": b.lines.iter().any(|l| l.contains("HWEND")),
+    })
+}
+
+/// The `<name> <key>` results of one phase as a JSON object keyed by `key`.
+fn collect(boot: &qemu::Boot, name: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    for r in qemu::results(&boot.lines) {
+        if r.name == name || r.name == "vm" || r.name == "hwdriver" {
+            m.insert(r.key, r.value);
+        }
+    }
+    m
+}
+
+fn write_json(p: &Path, v: &Value) -> Result<()> {
+    fs::write(p, serde_json::to_string_pretty(v)?)
+        .with_context(|| format!("writing {}", p.display()))
+}
+
+fn print_demo(name: &str, v: &Value) {
+    println!("== scenario {name}: hangwatch run output inside the VM ==");
+    let text = v["agent_stdout_text"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if text.is_empty() {
+        println!("(hangwatch printed no attribution; its stderr follows)");
+        for l in v["agent_stderr"].as_array().cloned().unwrap_or_default() {
+            println!("  {}", l.as_str().unwrap_or(""));
+        }
+    }
+    for l in text {
+        println!("{}", l.as_str().unwrap_or(""));
+    }
+    println!("== kernel log (what the kernel itself said) ==");
+    for l in v["dmesg"].as_array().cloned().unwrap_or_default() {
+        let l = l.as_str().unwrap_or("");
+        if l.contains("amdgpu") || l.contains("drm") {
+            println!("  {l}");
+        }
+    }
+}
