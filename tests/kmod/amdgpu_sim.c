@@ -34,8 +34,11 @@ static unsigned int timeout_ms = 2000;
 module_param(timeout_ms, uint, 0444);
 MODULE_PARM_DESC(timeout_ms, "drm_sched job timeout per ring (ms)");
 
-/* Prefix of device messages, shaped like dev_err(adev->dev, ...) of the real driver. */
-#define SIM_DEV "amdgpu_sim 0000:00:00.0: amdgpu: "
+/*
+ * Prefix of device messages: exactly what dev_err(adev->dev, ...) prints for the real driver
+ * (driver name "amdgpu", PCI address, then "amdgpu: "), so kernel-log parsers see real lines.
+ */
+#define SIM_DEV "amdgpu 0000:00:00.0: amdgpu: "
 
 #define AMDGPU_RESET_SRC_JOB 1
 #define SOC15_IH_CLIENTID_UTCL2 0x1b
