@@ -34,6 +34,13 @@ struct Plan {
     /// Extra module parameters / agent arguments are not needed yet; keep the plan small.
     #[serde(default)]
     demo: bool,
+    /// Submissions per bench configuration (phase "bench").
+    #[serde(default = "default_bench_count")]
+    bench_count: u64,
+}
+
+fn default_bench_count() -> u64 {
+    20000
 }
 
 fn default_timeout_ms() -> u32 {
@@ -173,6 +180,7 @@ fn vm_main(plan_path: &Path) -> Result<()> {
     match plan.phase.as_str() {
         "a" => phase_a(),
         "b" => phase_b(&plan),
+        "bench" => phase_bench(&plan),
         other => bail!("unknown phase {other:?}"),
     }
 }
@@ -587,4 +595,167 @@ fn sleep_until(t: Instant) {
     if t > now {
         std::thread::sleep(t - now);
     }
+}
+
+// ---- bench ----
+
+/// Opens the device, submits `n` zero-duration gfx jobs flat out and closes it; closing waits
+/// for the scheduler to drain the entity, so the time covers the whole submission path.
+fn submit_loop(n: u64) -> Result<Value> {
+    let t = Instant::now();
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(DEVICE)
+        .with_context(|| format!("opening {DEVICE}"))?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&dev);
+    let mut failed = 0u64;
+    for _ in 0..n {
+        let mut req = SimSubmit {
+            ring: 0,
+            flags: 0,
+            duration_us: 0,
+            fault_addr: 0,
+            num_ibs: 1,
+            pad: 0,
+        };
+        // SAFETY: fd is open and req matches struct sim_submit.
+        if unsafe { libc::ioctl(fd, SIM_IOCTL_SUBMIT as _, &mut req as *mut SimSubmit) } != 0 {
+            failed += 1;
+        }
+    }
+    drop(dev);
+    let ns = t.elapsed().as_nanos() as f64;
+    Ok(
+        json!({"n": n, "failed": failed, "wall_ms": ns / 1e6, "ns_per_submission": ns / n as f64, "submissions_per_s": n as f64 * 1e9 / ns}),
+    )
+}
+
+/// utime + stime of `pid` in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // After "pid (comm)": state is field 3, utime 14, stime 15 -> indices 11 and 12 here.
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / if hz > 0.0 { hz } else { 100.0 }
+}
+
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let l = s.lines().find(|l| l.starts_with(key))?;
+    l.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Starts a tracer, waits for `ready` in its output (or `wait` seconds), measures a loop.
+fn bench_peer(cmd: &str, args: &[&str], ready: &str, n: u64) -> Result<Value> {
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd}"))?;
+    let out = pipe_lines(child.stdout.take());
+    let err = pipe_lines(child.stderr.take());
+    let t = Instant::now();
+    let mut seen = Vec::new();
+    let mut is_ready = false;
+    while t.elapsed() < Duration::from_secs(120) && !is_ready {
+        for l in out.try_iter().chain(err.try_iter()) {
+            is_ready |= l.contains(ready);
+            seen.push(l);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !is_ready {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok(json!({"skipped": format!("{cmd} never became ready: {seen:?}")}));
+    }
+    let startup_ms = t.elapsed().as_millis() as u64;
+    let pid = child.id();
+    let c0 = cpu_seconds(pid);
+    let w = Instant::now();
+    let mut r = submit_loop(n)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu = cpu_seconds(pid) - c0;
+    let wall = w.elapsed().as_secs_f64();
+    let rss = status_kib(pid, "VmHWM:");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(200));
+    let tail: Vec<String> = out.try_iter().chain(err.try_iter()).collect();
+    r["tracer_cpu_percent"] = json!(100.0 * cpu / wall);
+    r["tracer_rss_kib"] = json!(rss);
+    r["tracer_startup_ms"] = json!(startup_ms);
+    r["tracer_output_tail"] = json!(tail.iter().rev().take(6).rev().collect::<Vec<_>>());
+    Ok(r)
+}
+
+fn phase_bench(plan: &Plan) -> Result<()> {
+    let timeout = format!("timeout_ms={}", plan.sim_timeout_ms);
+    result_line(
+        "bench",
+        "modprobe",
+        &sh("modprobe", &["amdgpu_sim", &timeout]),
+    );
+    let n = plan.bench_count;
+    // Warm-up (page cache, scheduler thread), then the untraced baseline.
+    let _ = submit_loop(n / 10);
+    result_line("bench", "untraced", &submit_loop(n)?);
+    let hw = bench_peer(
+        HANGWATCH,
+        &[
+            "run",
+            "--json",
+            "--output",
+            "/tmp/hw-bench",
+            "--duration",
+            "600",
+        ],
+        "probes attached",
+        n,
+    )?;
+    result_line("bench", "hangwatch", &hw);
+    let events = "-e amdgpu:amdgpu_cs_ioctl -e amdgpu:amdgpu_sched_run_job -e amdgpu:amdgpu_vm_grab_id -e gpu_scheduler:drm_sched_job -e gpu_scheduler:drm_run_job -e gpu_scheduler:drm_sched_process_job -e dma_fence:dma_fence_init -e dma_fence:dma_fence_signaled";
+    if Path::new("/bin/trace-cmd").exists() {
+        let mut args = vec!["record", "-o", "/tmp/trace.dat"];
+        args.extend(events.split(' '));
+        let r = bench_peer("/bin/trace-cmd", &args, "Hit Ctrl^C", n)?;
+        result_line("bench", "trace-cmd", &r);
+    } else {
+        result_line(
+            "bench",
+            "trace-cmd",
+            &json!({"skipped": "trace-cmd not in the initramfs (install it: cargo xtask setup)"}),
+        );
+    }
+    if Path::new("/bin/bpftrace").exists() {
+        let script = "tracepoint:amdgpu:amdgpu_cs_ioctl, tracepoint:amdgpu:amdgpu_sched_run_job, tracepoint:amdgpu:amdgpu_vm_grab_id, tracepoint:gpu_scheduler:drm_sched_job, tracepoint:gpu_scheduler:drm_run_job, tracepoint:gpu_scheduler:drm_sched_process_job, tracepoint:dma_fence:dma_fence_init, tracepoint:dma_fence:dma_fence_signaled { @[probe, comm, pid] = count(); }";
+        let r = bench_peer("/bin/bpftrace", &["-e", script], "Attaching", n)?;
+        result_line("bench", "bpftrace", &r);
+    } else {
+        result_line(
+            "bench",
+            "bpftrace",
+            &json!({"skipped": "bpftrace not in the initramfs (install it: cargo xtask setup)"}),
+        );
+    }
+    Ok(())
 }

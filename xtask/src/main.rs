@@ -1,4 +1,5 @@
 //! Developer tasks: `cargo xtask setup | vm | demo | test | bench`. See docs/vm-harness.md.
+mod bench;
 mod initramfs;
 mod kernel;
 mod kmod;
@@ -32,9 +33,7 @@ fn main() -> ExitCode {
             .map(|_| 0)
         }),
         Some("test") => test_cmd::test(&rest),
-        Some("bench") => Err(anyhow::anyhow!(
-            "`cargo xtask bench` is not implemented yet"
-        )),
+        Some("bench") => bench::bench(),
         _ => {
             eprintln!("usage: cargo xtask <setup | vm [--kernel VER] [--scenario FILE]... [--phase a|b|all] | demo | test | bench>");
             Ok(2)

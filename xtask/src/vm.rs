@@ -77,12 +77,12 @@ pub fn all_scenarios() -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-struct Bins {
-    hangwatch: PathBuf,
-    hwdriver: PathBuf,
+pub struct Bins {
+    pub hangwatch: PathBuf,
+    pub hwdriver: PathBuf,
 }
 
-fn build_bins() -> Result<Bins> {
+pub fn build_bins() -> Result<Bins> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(Command::new(&cargo)
         .args(["build", "-q", "-p", "agent", "--bin", "hangwatch"])
