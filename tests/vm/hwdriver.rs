@@ -650,8 +650,16 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
     l.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Starts a tracer, waits for `ready` in its output (or `wait` seconds), measures a loop.
-fn bench_peer(cmd: &str, args: &[&str], ready: &str, n: u64) -> Result<Value> {
+/// Starts a tracer, waits until `ready` appears in its output or `ready_file` exists (trace-cmd
+/// block-buffers its banner into a pipe, but creates its per-CPU files once recording), then
+/// measures a submission loop.
+fn bench_peer(
+    cmd: &str,
+    args: &[&str],
+    ready: &str,
+    ready_file: Option<&str>,
+    n: u64,
+) -> Result<Value> {
     let mut child = Command::new(cmd)
         .args(args)
         .stdin(Stdio::null())
@@ -668,6 +676,10 @@ fn bench_peer(cmd: &str, args: &[&str], ready: &str, n: u64) -> Result<Value> {
         for l in out.try_iter().chain(err.try_iter()) {
             is_ready |= l.contains(ready);
             seen.push(l);
+        }
+        if ready_file.is_some_and(|f| Path::new(f).exists()) {
+            std::thread::sleep(Duration::from_secs(1));
+            is_ready = true;
         }
         if let Ok(Some(_)) = child.try_wait() {
             break;
@@ -730,6 +742,7 @@ fn phase_bench(plan: &Plan) -> Result<()> {
             "600",
         ],
         "probes attached",
+        None,
         n,
     )?;
     result_line("bench", "hangwatch", &hw);
@@ -737,7 +750,13 @@ fn phase_bench(plan: &Plan) -> Result<()> {
     if Path::new("/bin/trace-cmd").exists() {
         let mut args = vec!["record", "-o", "/tmp/trace.dat"];
         args.extend(events.split(' '));
-        let r = bench_peer("/bin/trace-cmd", &args, "Hit Ctrl^C", n)?;
+        let r = bench_peer(
+            "/bin/trace-cmd",
+            &args,
+            "Hit Ctrl^C",
+            Some("/tmp/trace.dat.cpu0"),
+            n,
+        )?;
         result_line("bench", "trace-cmd", &r);
     } else {
         result_line(
@@ -748,7 +767,7 @@ fn phase_bench(plan: &Plan) -> Result<()> {
     }
     if Path::new("/bin/bpftrace").exists() {
         let script = "tracepoint:amdgpu:amdgpu_cs_ioctl, tracepoint:amdgpu:amdgpu_sched_run_job, tracepoint:amdgpu:amdgpu_vm_grab_id, tracepoint:gpu_scheduler:drm_sched_job, tracepoint:gpu_scheduler:drm_run_job, tracepoint:gpu_scheduler:drm_sched_process_job, tracepoint:dma_fence:dma_fence_init, tracepoint:dma_fence:dma_fence_signaled { @[probe, comm, pid] = count(); }";
-        let r = bench_peer("/bin/bpftrace", &["-e", script], "Attaching", n)?;
+        let r = bench_peer("/bin/bpftrace", &["-e", script], "Attaching", None, n)?;
         result_line("bench", "bpftrace", &r);
     } else {
         result_line(

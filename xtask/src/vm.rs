@@ -107,7 +107,8 @@ pub fn run_vm(o: &Opts) -> Result<PathBuf> {
         t0.elapsed().as_secs_f64()
     );
     let bins = build_bins()?;
-    let out = results_dir(&o.kernel);
+    // The demo runs the agent in text mode: keep its results away from the suite's JSON ones.
+    let out = if o.demo { results_dir(&o.kernel).join("demo") } else { results_dir(&o.kernel) };
     fs::create_dir_all(out.join("scenarios"))?;
     let probe = initramfs::build(
         &k,
