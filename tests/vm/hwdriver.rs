@@ -31,7 +31,7 @@ struct Plan {
     scenarios: Vec<PathBuf>,
     #[serde(default = "default_timeout_ms")]
     sim_timeout_ms: u32,
-    /// Extra module parameters / agent arguments are not needed yet; keep the plan small.
+    /// `cargo xtask demo`: run the agent in text mode (human-readable attribution).
     #[serde(default)]
     demo: bool,
     /// Submissions per bench configuration (phase "bench").

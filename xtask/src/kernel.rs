@@ -96,14 +96,21 @@ fn download(debs: &Path, pkgs: &[&str]) -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask vm: apt-get download {}", todo.join(" "));
-    run(Command::new("apt-get")
-        .arg("download")
-        .args(&todo)
-        .current_dir(debs)
-        .stderr(Stdio::null()))
-    .with_context(|| {
+    let get = || {
+        run(Command::new("apt-get")
+            .arg("download")
+            .args(&todo)
+            .current_dir(debs)
+            .stderr(Stdio::null()))
+    };
+    if get().is_ok() {
+        return Ok(());
+    }
+    // Stale package lists are the usual cause: refresh once and retry.
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    get().with_context(|| {
         format!(
-            "downloading {} (is the version in `apt-cache policy`? try apt-get update)",
+            "downloading {} (is the version in `apt-cache policy`?)",
             todo.join(" ")
         )
     })
