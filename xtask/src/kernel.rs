@@ -46,6 +46,7 @@ pub fn prepare(version: &str) -> Result<Kernel> {
     };
     let stamp = k.dir.join(".prepared");
     if stamp.exists() {
+        fix_headers(&k)?; // cheap, and keeps working if the checkout moved
         return Ok(k);
     }
     let debs = k.dir.join("debs");
@@ -136,13 +137,7 @@ fn fix_headers(k: &Kernel) -> Result<()> {
     let mk = k.headers().join("Makefile");
     let text = fs::read_to_string(&mk).with_context(|| format!("reading {}", mk.display()))?;
     let root = k.root.to_string_lossy();
-    let fixed: String = text
-        .lines()
-        .map(|l| match l.strip_prefix("include /usr/src/") {
-            Some(rest) => format!("include {root}/usr/src/{rest}\n"),
-            None => format!("{l}\n"),
-        })
-        .collect();
+    let fixed = rewrite_includes(&text, &root);
     fs::write(&mk, fixed)?;
     for link in ["build", "source"] {
         let p = k.modules().join(link);
@@ -197,4 +192,36 @@ fn extract_vmlinux(vmlinuz: &Path, out: &Path) -> Result<()> {
         "could not extract vmlinux from {} (no xz/zstd/gzip payload found)",
         vmlinuz.display()
     )
+}
+
+/// Points `include .../usr/src/<pkg>/Makefile` lines at `<root>/usr/src/<pkg>/Makefile`.
+fn rewrite_includes(text: &str, root: &str) -> String {
+    text.lines()
+        .map(
+            |l| match (l.starts_with("include "), l.rfind("/usr/src/")) {
+                // Also re-points a tree fixed earlier at another checkout path.
+                (true, Some(i)) => format!("include {root}{}\n", &l[i..]),
+                _ => format!("{l}\n"),
+            },
+        )
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_header_include_is_pointed_into_the_extracted_tree() {
+        let mk = "include /usr/src/linux-headers-6.1.0-56-common/Makefile\nfoo := 1\n";
+        let once = rewrite_includes(mk, "/x/root");
+        assert_eq!(
+            once,
+            "include /x/root/usr/src/linux-headers-6.1.0-56-common/Makefile\nfoo := 1\n"
+        );
+        // Idempotent, and follows a moved checkout.
+        assert_eq!(rewrite_includes(&once, "/x/root"), once);
+        assert!(rewrite_includes(&once, "/y/root")
+            .starts_with("include /y/root/usr/src/linux-headers-6.1.0-56-common/"));
+    }
 }
