@@ -631,17 +631,32 @@ fn submit_loop(n: u64) -> Result<Value> {
     )
 }
 
-/// utime + stime of `pid` in seconds.
+/// utime + stime of `pid` and its direct children (trace-cmd records from per-CPU child
+/// processes), in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // After "pid (comm)": state is field 3, utime 14, stime 15 -> indices 11 and 12 here.
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks / if hz > 0.0 { hz } else { 100.0 }
+    let hz = if hz > 0.0 { hz } else { 100.0 };
+    let mut ticks = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let Some((head, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let this: u32 = head
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // After "pid (comm)": state, ppid, ... utime (14th field) and stime (15th) are 11, 12.
+        let ppid: u32 = f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+        if this == pid || ppid == pid {
+            ticks += f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+                + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        }
+    }
+    ticks / hz
 }
 
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
