@@ -233,8 +233,10 @@ static struct dma_fence *amdgpu_job_run(struct drm_sched_job *s_job)
 
 	trace_amdgpu_sched_run_job(s_job->id, finished->ops->get_timeline_name(finished),
 				   finished->context, finished->seqno, ring->name, job->num_ibs);
-	if (finished->error < 0)
-		return NULL; /* skipped, like amdgpu after a reset */
+	if (finished->error < 0) {
+		DRM_INFO("Skip scheduling IBs!\n"); /* 6.1's amdgpu_job_run for cancelled jobs */
+		return NULL;
+	}
 	sf = kzalloc(sizeof(*sf), GFP_KERNEL);
 	if (!sf)
 		return ERR_PTR(-ENOMEM);
@@ -310,12 +312,14 @@ noinline int amdgpu_device_gpu_recover(void *adev, struct amdgpu_job *job,
 	pr_info(SIM_DEV "GPU reset begin!. Source:  %d\n", reset_context->src);
 	for (i = 0; i < SIM_NUM_RINGS; i++)
 		drm_sched_stop(&rings[i].sched, job ? &job->base : NULL);
-	if (job) {
+	/* karma > hang_limit (0): drm_sched marks the entity guilty and cancels its jobs. */
+	if (job)
 		drm_sched_increase_karma(&job->base);
-		dma_fence_set_error(&job->base.s_fence->finished, -ECANCELED);
-	}
 	for (i = 0; i < SIM_NUM_RINGS; i++)
 		sim_ring_force_completion(&rings[i]);
+	/* Like 6.1: innocent pending jobs run again, the guilty context's are skipped. */
+	for (i = 0; i < SIM_NUM_RINGS; i++)
+		drm_sched_resubmit_jobs(&rings[i].sched);
 	for (i = 0; i < SIM_NUM_RINGS; i++)
 		drm_sched_start(&rings[i].sched, true);
 	n = atomic_inc_return(&reset_count);
