@@ -1,11 +1,222 @@
-//! Readable one-screen rendering of an incident (placeholder until the report module lands).
-use crate::incident::Incident;
+//! One-screen rendering of an incident for the operator's terminal: who did it, how sure we
+//! are, and — prominently — when the kernel's own blame disagrees with the evidence.
+use std::fmt::Write;
 
+use crate::incident::{Confidence, Incident, IncidentKind, ProcessRef};
+use crate::model::Source;
+
+pub(crate) fn kind_name(kind: IncidentKind) -> &'static str {
+    match kind {
+        IncidentKind::RingTimeout => "ring timeout",
+        IncidentKind::PageFault => "page fault",
+        IncidentKind::GpuReset => "GPU reset",
+        IncidentKind::IllegalCommand => "illegal command",
+    }
+}
+
+pub(crate) fn confidence_name(c: Confidence) -> &'static str {
+    match c {
+        Confidence::Unknown => "unknown",
+        Confidence::Likely => "likely",
+        Confidence::Certain => "certain",
+    }
+}
+
+pub(crate) fn source_name(s: Source) -> &'static str {
+    match s {
+        Source::Ebpf => "ebpf",
+        Source::Kmsg => "kmsg",
+        Source::Log => "log",
+        Source::Proc => "proc",
+    }
+}
+
+pub(crate) fn process_name(p: &ProcessRef) -> String {
+    match &p.exe {
+        Some(exe) => format!("{}[{}] ({})", p.comm, p.pid, exe),
+        None => format!("{}[{}]", p.comm, p.pid),
+    }
+}
+
+/// Render `incident` as plain text, one fact per line.
 pub fn render(incident: &Incident) -> String {
-    let culprit = incident
-        .culprit
-        .as_ref()
-        .map(|c| format!("{} (pid {})", c.comm, c.pid))
-        .unwrap_or_else(|| "unknown".into());
-    format!("{:?} on {}: culprit {} [{:?}]\n", incident.kind, incident.ring.as_deref().unwrap_or("-"), culprit, incident.confidence)
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "== hangwatch incident {}: {} on GPU {} ring {} at {}",
+        incident.id,
+        kind_name(incident.kind),
+        incident.gpu.as_deref().unwrap_or("?"),
+        incident.ring.as_deref().unwrap_or("-"),
+        incident.started_at
+    );
+    match &incident.culprit {
+        Some(c) => {
+            let _ = writeln!(
+                o,
+                "culprit:  {} — confidence {}",
+                process_name(c),
+                confidence_name(incident.confidence)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "culprit:  unknown — confidence {}",
+                confidence_name(incident.confidence)
+            );
+        }
+    }
+    match &incident.kernel_blamed {
+        Some(k) if incident.kernel_blame_disputed => {
+            let _ = writeln!(
+                o,
+                "!! DISPUTED: the kernel blamed {} but the evidence points to {}.",
+                process_name(k),
+                incident
+                    .culprit
+                    .as_ref()
+                    .map(process_name)
+                    .unwrap_or_else(|| "another process".into())
+            );
+        }
+        Some(k) => {
+            let _ = writeln!(
+                o,
+                "kernel:   blamed {} (agrees with the evidence)",
+                process_name(k)
+            );
+        }
+        None => {
+            let _ = writeln!(o, "kernel:   named no process");
+        }
+    }
+    if !incident.reasoning.is_empty() {
+        let _ = writeln!(o, "why:      {}", incident.reasoning);
+    }
+    if !incident.victims.is_empty() {
+        let _ = writeln!(o, "victims:");
+        for v in &incident.victims {
+            let _ = writeln!(o, "  - {}[{}]: {}", v.comm, v.pid, v.reason);
+        }
+    }
+    if !incident.evidence.is_empty() {
+        let _ = writeln!(o, "evidence:");
+        for e in &incident.evidence {
+            let _ = writeln!(o, "  {:<28} {:<5} {}", e.at, source_name(e.source), e.what);
+        }
+    }
+    let _ = writeln!(
+        o,
+        "reset:    {}",
+        match incident.reset.as_deref() {
+            Some(r) => r,
+            None => "none seen",
+        }
+    );
+    if incident.dropped_events > 0 {
+        let _ = writeln!(
+            o,
+            "WARNING:  {} events were dropped while this incident was open; attribution may be incomplete.",
+            incident.dropped_events
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::incident::{Evidence, JobSnapshot, Victim, SCHEMA};
+    use crate::model::Clock;
+
+    /// The V710 case: Xwayland's job timed out, but zed faulted at 0x0 first.
+    pub(crate) fn disputed_incident() -> Incident {
+        let ev = |t: u64, at: &str, source, what: &str, lines: &[&str]| Evidence {
+            at: at.into(),
+            t_ns: t,
+            source,
+            what: what.into(),
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+        };
+        let job = |comm: &str, pid, seq, submit, run, done: Option<u64>, state: &str| JobSnapshot {
+            ring: "gfx_0.0.0".into(),
+            pid,
+            tid: pid,
+            comm: comm.into(),
+            context: Some(1),
+            seqno: Some(seq),
+            hw_seqno: Some(seq + 1000),
+            pasid: Some(0x8001),
+            submit_ns: Some(submit),
+            run_ns: run,
+            done_ns: done,
+            state: state.into(),
+        };
+        Incident {
+            schema: SCHEMA.into(),
+            id: "0000:c3:00.0-ring_timeout-45756000000000".into(),
+            gpu: Some("0000:c3:00.0".into()),
+            kind: IncidentKind::RingTimeout,
+            ring: Some("gfx_0.0.0".into()),
+            culprit: Some(ProcessRef { pid: 7021, comm: "zed".into(), exe: Some("/home/alice/.local/zed.app/libexec/zed-editor".into()) }),
+            confidence: Confidence::Likely,
+            kernel_blamed: Some(ProcessRef { pid: 6518, comm: "Xwayland".into(), exe: None }),
+            kernel_blame_disputed: true,
+            victims: vec![Victim { pid: 6518, comm: "Xwayland".into(), reason: "job on gfx_0.0.0 timed out behind the culprit's".into() }],
+            evidence: vec![
+                ev(45756_100_000_000, "45756.100000", Source::Log, "VM page fault at 0x0 from zed[7021] pasid 32769", &[
+                    "amdgpu 0000:c3:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:24 vmid:3 pasid:32769, for process zed pid 7021 thread zed:cs0 pid 7025)",
+                    "amdgpu 0000:c3:00.0: amdgpu:   in page starting at address 0x0000000000000000 from client 10",
+                ]),
+                ev(45766_649_480_000, "45766.649480", Source::Log, "ring gfx_0.0.0 timeout, kernel names Xwayland[6518]", &[
+                    "[drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring gfx_0.0.0 timeout, signaled seq=1041, emitted seq=1043",
+                    "[drm:amdgpu_job_timedout [amdgpu]] *ERROR* Process information: process Xwayland pid 6518 thread Xwayland:cs0 pid 6520",
+                ]),
+                ev(45766_700_000_000, "45766.700000", Source::Log, "GPU reset succeeded", &["amdgpu 0000:c3:00.0: amdgpu: GPU reset(2) succeeded!"]),
+            ],
+            started_at: "45756.100000".into(),
+            started_ns: 45756_100_000_000,
+            ended_ns: 45766_700_000_000,
+            clock: Clock::Monotonic,
+            reasoning: "zed faulted at address 0x0 on the same ring 10 s before the timeout; Xwayland's job was queued behind it.".into(),
+            reset: Some("succeeded".into()),
+            jobs: vec![
+                job("zed", 7021, 40, 45756_000_000_000, Some(45756_001_000_000), None, "hung"),
+                job("Xwayland", 6518, 41, 45756_050_000_000, Some(45756_060_000_000), Some(45756_070_000_000), "done"),
+                job("Xwayland", 6518, 42, 45756_200_000_000, None, None, "cancelled"),
+            ],
+            dropped_events: 3,
+        }
+    }
+
+    #[test]
+    fn disputed_blame_is_prominent() {
+        let text = render(&disputed_incident());
+        assert!(
+            text.contains("ring timeout on GPU 0000:c3:00.0 ring gfx_0.0.0 at 45756.100000"),
+            "{text}"
+        );
+        assert!(text.contains("culprit:  zed[7021] (/home/alice/.local/zed.app/libexec/zed-editor) — confidence likely"), "{text}");
+        assert!(text.contains("!! DISPUTED: the kernel blamed Xwayland[6518] but the evidence points to zed[7021]"), "{text}");
+        assert!(
+            text.contains("  - Xwayland[6518]: job on gfx_0.0.0 timed out behind the culprit's"),
+            "{text}"
+        );
+        assert!(text.contains("45766.649480"), "{text}");
+        assert!(text.contains("reset:    succeeded"), "{text}");
+        assert!(text.contains("3 events were dropped"), "{text}");
+    }
+
+    #[test]
+    fn agreeing_blame_is_not_disputed() {
+        let mut inc = disputed_incident();
+        inc.kernel_blame_disputed = false;
+        inc.kernel_blamed = inc.culprit.clone();
+        inc.dropped_events = 0;
+        let text = render(&inc);
+        assert!(!text.contains("DISPUTED"), "{text}");
+        assert!(text.contains("agrees with the evidence"), "{text}");
+        assert!(!text.contains("dropped"), "{text}");
+    }
 }
