@@ -1,0 +1,758 @@
+//! Line recogniser: one kernel message (timestamp already removed) → what it says.
+//! Hand-written `str` matching: no regex, no allocation for unrelated lines, never panics.
+use crate::model::{FaultInfo, IllegalKind, KmsgKind, Task};
+
+/// A recognised amdgpu line: either a record of its own or a continuation of the previous one.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Line {
+    Record(KmsgKind),
+    Cont(Cont),
+}
+
+/// Continuation lines folded into a preceding page fault / ring timeout.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cont {
+    /// " for process …", " in process …", " Process …", "Process information: process …".
+    Task(Task),
+    /// "  in page starting at address 0x… from client N" / "from IH client 0x.. (name)".
+    Address {
+        address: Option<u64>,
+        client: Option<String>,
+    },
+    /// `GCVM_L2_PROTECTION_FAULT_STATUS:0x…`.
+    Status(Option<u32>),
+    /// "Faulty UTCL2 client ID: …".
+    Client(String),
+    /// MORE_FAULTS / WALKER_ERROR / PERMISSION_FAULTS / MAPPING_ERROR / RW / … : value.
+    StatusField(String, String),
+}
+
+/// The device prefix of a line: PCI address when printed (`None` for `DRM_ERROR` lines).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Classified<'a> {
+    pub pci: Option<&'a str>,
+    pub line: Line,
+}
+
+/// Split off the amdgpu prefix. Returns (pci, body) or None when the line is not from amdgpu.
+pub fn strip_prefix(msg: &str) -> Option<(Option<&str>, &str)> {
+    if let Some(rest) = msg.strip_prefix("amdgpu ") {
+        let (pci, body) = rest.split_once(": ")?;
+        if pci.is_empty() || pci.len() > 32 || pci.contains(' ') {
+            return None;
+        }
+        let body = body.strip_prefix("amdgpu: ").unwrap_or(body);
+        let body = body.strip_prefix("[drm] ").unwrap_or(body);
+        let body = body.strip_prefix("*ERROR* ").unwrap_or(body);
+        return Some((Some(pci), body));
+    }
+    if let Some(rest) = msg.strip_prefix("[drm:") {
+        let end = rest.find("]] ")?;
+        if !rest[..end].ends_with("[amdgpu") {
+            return None;
+        }
+        let body = &rest[end + 3..];
+        let body = body.strip_prefix("*ERROR* ").unwrap_or(body);
+        return Some((None, body));
+    }
+    if let Some(body) = msg.strip_prefix("[drm] ") {
+        // Coredump notices are printed with a bare "[drm] " prefix by some kernels.
+        if body.contains("AMDGPU device coredump") || body.contains("/devcoredump/") {
+            return Some((None, body));
+        }
+    }
+    None
+}
+
+/// Recognise one message line.
+pub fn classify(msg: &str) -> Option<Classified<'_>> {
+    let msg = msg.trim_end_matches(['\n', '\r']);
+    let (pci, body) = strip_prefix(msg)?;
+    let line = match classify_body(body) {
+        Some(l) => l,
+        None if msg.contains("*ERROR* ") => Line::Record(KmsgKind::OtherError {
+            text: body.trim().to_string(),
+        }),
+        None => return None,
+    };
+    Some(Classified { pci, line })
+}
+
+fn classify_body(body: &str) -> Option<Line> {
+    let t = body.trim();
+    // --- continuation lines (leading spaces are significant to the kernel but wrapped logs lose them)
+    if let Some(r) = t.strip_prefix("Process information: process ") {
+        return Some(Line::Cont(Cont::Task(parse_task(r)?)));
+    }
+    for p in ["for process ", "in process ", "Process "] {
+        if let Some(r) = t.strip_prefix(p) {
+            if body.starts_with(' ') || p == "Process " {
+                return Some(Line::Cont(Cont::Task(parse_task(r)?)));
+            }
+        }
+    }
+    if let Some(r) = t.strip_prefix("in page starting at address ") {
+        let address = parse_hex_prefix(r);
+        let client = r.split_once(" from ").map(|(_, c)| {
+            let c = c.trim();
+            c.strip_prefix("IH client ")
+                .or_else(|| c.strip_prefix("client "))
+                .unwrap_or(c)
+                .to_string()
+        });
+        return Some(Line::Cont(Cont::Address { address, client }));
+    }
+    if let Some(i) = t.find("_L2_PROTECTION_FAULT_STATUS:") {
+        let r = &t[i + "_L2_PROTECTION_FAULT_STATUS:".len()..];
+        return Some(Line::Cont(Cont::Status(
+            parse_hex_prefix(r).and_then(|v| u32::try_from(v).ok()),
+        )));
+    }
+    if let Some(r) = t.strip_prefix("Faulty UTCL2 client ID: ") {
+        return Some(Line::Cont(Cont::Client(r.trim().to_string())));
+    }
+    for k in [
+        "MORE_FAULTS",
+        "WALKER_ERROR",
+        "PERMISSION_FAULTS",
+        "MAPPING_ERROR",
+        "RW",
+        "CID",
+    ] {
+        if let Some(r) = t.strip_prefix(k).and_then(|r| r.strip_prefix(':')) {
+            return Some(Line::Cont(Cont::StatusField(
+                k.to_string(),
+                r.trim().to_string(),
+            )));
+        }
+    }
+    // --- records
+    if let Some(kind) = page_fault(t) {
+        return Some(Line::Record(kind));
+    }
+    Some(Line::Record(record(t)?))
+}
+
+fn record(t: &str) -> Option<KmsgKind> {
+    if let Some(r) = t.strip_prefix("ring ") {
+        if let Some((ring, rest)) = r.split_once(" timeout") {
+            if rest.starts_with(", but soft recovered") {
+                return Some(KmsgKind::SoftRecovered {
+                    ring: ring.to_string(),
+                });
+            }
+            return Some(KmsgKind::RingTimeout {
+                ring: ring.to_string(),
+                signaled: num_after(rest, "signaled seq="),
+                emitted: num_after(rest, "emitted seq="),
+                task: None,
+            });
+        }
+    }
+    if let Some(r) = t.strip_prefix("Starting ") {
+        if let Some(ring) = r.strip_suffix(" ring reset") {
+            return Some(KmsgKind::RingReset {
+                ring: ring.to_string(),
+                ok: None,
+            });
+        }
+    }
+    if let Some(r) = t.strip_prefix("Ring ") {
+        if let Some((ring, rest)) = r.split_once(" reset ") {
+            let ok = if rest.starts_with("succeeded") {
+                Some(true)
+            } else if rest.starts_with("fail") {
+                Some(false)
+            } else {
+                None
+            };
+            return Some(KmsgKind::RingReset {
+                ring: ring.to_string(),
+                ok,
+            });
+        }
+    }
+    if let Some(r) = t.strip_prefix("GPU reset begin!") {
+        let source = r
+            .split_once("Source:")
+            .and_then(|(_, n)| n.trim().parse().ok());
+        return Some(KmsgKind::ResetBegin { source });
+    }
+    if let Some(r) = t.strip_prefix("GPU reset(") {
+        let (n, rest) = r.split_once(')')?;
+        let counter = n.trim().parse().ok();
+        if rest.starts_with(" succeeded") {
+            return Some(KmsgKind::ResetResult {
+                ok: true,
+                counter,
+                error: None,
+            });
+        }
+        if rest.starts_with(" failed") {
+            let error = rest
+                .split_once("with error ")
+                .and_then(|(_, e)| parse_int(e));
+            return Some(KmsgKind::ResetResult {
+                ok: false,
+                counter,
+                error,
+            });
+        }
+    }
+    if let Some(r) = t.strip_prefix("GPU Recovery Failed: ") {
+        return Some(KmsgKind::ResetResult {
+            ok: false,
+            counter: None,
+            error: parse_int(r),
+        });
+    }
+    if let Some(r) = t.strip_prefix("GPU reset end with ret = ") {
+        let e = parse_int(r);
+        return Some(KmsgKind::ResetResult {
+            ok: e == Some(0),
+            counter: None,
+            error: e,
+        });
+    }
+    for step in [
+        "MODE1 reset",
+        "MODE2 reset",
+        "GPU mode1 reset",
+        "GPU smu mode1 reset",
+        "GPU psp mode1 reset",
+        "soft reset failed, will fallback to full reset!",
+        "GPU reset succeeded, trying to resume",
+    ] {
+        if t == step {
+            return Some(KmsgKind::ResetStep {
+                what: step.to_string(),
+            });
+        }
+    }
+    if t.starts_with("VRAM is lost due to GPU reset") {
+        return Some(KmsgKind::VramLost);
+    }
+    if let Some(msg) = mes_failure(t) {
+        return Some(KmsgKind::MesFailure { msg });
+    }
+    for follow in [
+        "MES might be in unrecoverable state",
+        "failed to remove hardware queue from MES",
+        "failed to unmap legacy queue",
+        "failed to reset legacy queue",
+        "reset via MES failed",
+    ] {
+        if t.starts_with(follow) {
+            return Some(KmsgKind::MesFailure { msg: None });
+        }
+    }
+    if let Some(r) = t.strip_prefix("Illegal ") {
+        let what = if r.starts_with("opcode in command stream") {
+            IllegalKind::Opcode
+        } else if r.starts_with("register access in command stream") {
+            IllegalKind::RegisterAccess
+        } else if r.starts_with("instruction in command stream") {
+            IllegalKind::Instruction
+        } else {
+            return None;
+        };
+        return Some(KmsgKind::IllegalCommand { what });
+    }
+    if let Some(r) = t.strip_prefix("Failed to initialize parser ") {
+        return Some(KmsgKind::ParserInitFailed {
+            errno: parse_int(r).unwrap_or(0),
+        });
+    }
+    if t.contains("device coredump file has been created") {
+        return Some(KmsgKind::Devcoredump { path: None });
+    }
+    if let Some(r) = t.strip_prefix("Check your ") {
+        if r.contains("devcoredump") {
+            return Some(KmsgKind::Devcoredump {
+                path: r.split_whitespace().next().map(str::to_string),
+            });
+        }
+    }
+    None
+}
+
+/// `MES(\(\d+(, ?\d+)?\))? failed to respon(d|se)( to)? msg=` → the msg text.
+fn mes_failure(t: &str) -> Option<Option<String>> {
+    let r = t.strip_prefix("MES")?;
+    let r = if let Some(p) = r.strip_prefix('(') {
+        let (inner, rest) = p.split_once(')')?;
+        if !inner
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ',' || c == ' ')
+        {
+            return None;
+        }
+        rest
+    } else {
+        r
+    };
+    let r = r.strip_prefix(" failed to respon")?;
+    // The old DRM_ERROR spelling is "failed to response msg=3" (no "to" before msg=).
+    let r = r.strip_prefix('d').or_else(|| r.strip_prefix("se"))?;
+    let r = r.strip_prefix(" to").unwrap_or(r);
+    let r = r.strip_prefix(" msg=")?;
+    let msg = r.trim();
+    Some(if msg.is_empty() {
+        None
+    } else {
+        Some(msg.to_string())
+    })
+}
+
+/// `[hub] (retry |no-retry )?page fault (src_id:… ring:… vmid:… pasid:…[, for process …])`.
+fn page_fault(t: &str) -> Option<KmsgKind> {
+    let r = t.strip_prefix('[')?;
+    let (hub, rest) = r.split_once(']')?;
+    let rest = rest.trim_start();
+    let (retry, rest) = if let Some(x) = rest.strip_prefix("retry ") {
+        (Some(true), x)
+    } else if let Some(x) = rest.strip_prefix("no-retry ") {
+        (Some(false), x)
+    } else {
+        (None, rest)
+    };
+    // A truncated header ("page fa") still counts as a fault if we got this far.
+    if !("page fault".starts_with(rest) || rest.starts_with("page fault")) || rest.len() < 4 {
+        return None;
+    }
+    let params = rest.split_once('(').map(|(_, p)| p).unwrap_or("");
+    let (params, task) = match params.split_once(", for process ") {
+        Some((p, who)) => (p, parse_task(who)),
+        None => (params, None),
+    };
+    let fault = FaultInfo {
+        hub: hub.to_string(),
+        pasid: num_after(params, "pasid:")
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        vmid: num_after(params, "vmid:")
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        src_id: num_after(params, "src_id:").and_then(|v| u32::try_from(v).ok()),
+        ring_id: num_after(params, "ring:").and_then(|v| u32::try_from(v).ok()),
+        address: None,
+        retry,
+        write: None,
+        client: None,
+        status: None,
+        status_fields: Vec::new(),
+    };
+    Some(KmsgKind::PageFault { fault, task })
+}
+
+/// "X pid N thread Y pid M" with optional trailing ")"; names may be empty or contain spaces.
+/// A truncated line yields what could be read (at least the process pid), else None.
+pub fn parse_task(s: &str) -> Option<Task> {
+    let s = s.trim_end().trim_end_matches(')');
+    if let Some((left, tid)) = s.rsplit_once(" pid ") {
+        if let Some((a, thread)) = left.rsplit_once(" thread ") {
+            if let Some((comm, pid)) = split_pid(a) {
+                let pid: u32 = pid.trim().parse().ok()?;
+                let tid: u32 = tid.trim().parse().unwrap_or(pid);
+                let thread = thread.to_string();
+                return Some(Task {
+                    pid,
+                    tid,
+                    thread_comm: if thread == comm { None } else { Some(thread) },
+                    comm: comm.to_string(),
+                });
+            }
+        }
+    }
+    // Truncated: "X pid N[ thread …]".
+    let (comm, rest) = split_pid(s)?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let pid: u32 = digits.parse().ok()?;
+    Some(Task {
+        pid,
+        tid: 0,
+        comm: comm.to_string(),
+        thread_comm: None,
+    })
+}
+
+/// Split "comm pid N…" at the first " pid " (or a leading "pid " when comm is empty).
+fn split_pid(a: &str) -> Option<(&str, &str)> {
+    if let Some(r) = a.strip_prefix(" pid ").or_else(|| a.strip_prefix("pid ")) {
+        return Some(("", r));
+    }
+    a.split_once(" pid ")
+}
+
+fn num_after(s: &str, key: &str) -> Option<u64> {
+    let i = s.find(key)?;
+    let r = &s[i + key.len()..];
+    let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+    r[..end].parse().ok()
+}
+
+fn parse_int(s: &str) -> Option<i64> {
+    let s = s.trim_start();
+    let end = s
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+        .map(|(i, _)| i)
+        .unwrap_or(s.len());
+    s[..end].parse().ok()
+}
+
+fn parse_hex_prefix(s: &str) -> Option<u64> {
+    let s = s.trim_start();
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    let end = s.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(s.len());
+    u64::from_str_radix(&s[..end], 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(msg: &str) -> (Option<String>, KmsgKind) {
+        let c = classify(msg).unwrap();
+        match c.line {
+            Line::Record(k) => (c.pci.map(str::to_string), k),
+            other => panic!("not a record: {other:?}"),
+        }
+    }
+    fn cont(msg: &str) -> Cont {
+        match classify(msg).unwrap().line {
+            Line::Cont(c) => c,
+            other => panic!("not a continuation: {other:?}"),
+        }
+    }
+    fn task(pid: u32, tid: u32, comm: &str, thread: Option<&str>) -> Task {
+        Task {
+            pid,
+            tid,
+            comm: comm.into(),
+            thread_comm: thread.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn fault_61_inline_with_empty_names_is_pid0() {
+        let (pci, k) = rec("amdgpu 0000:2f:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:169 vmid:0 pasid:0, for process  pid 0 thread  pid 0)");
+        assert_eq!(pci.as_deref(), Some("0000:2f:00.0"));
+        let KmsgKind::PageFault { fault, task: t } = k else {
+            panic!()
+        };
+        assert_eq!(
+            (fault.hub.as_str(), fault.ring_id, fault.vmid, fault.pasid),
+            ("gfxhub", Some(169), 0, 0)
+        );
+        assert_eq!(t, Some(task(0, 0, "", None)));
+    }
+
+    #[test]
+    fn fault_gmc_v9_retry_inline() {
+        let (_, k) = rec("amdgpu 0000:03:00.0: amdgpu: [mmhub0] no-retry page fault (src_id:0 ring:24 vmid:3 pasid:32770, for process physics pid 37602 thread physics:cs0 pid 37610)");
+        let KmsgKind::PageFault { fault, task: t } = k else {
+            panic!()
+        };
+        assert_eq!(
+            (fault.hub.as_str(), fault.retry, fault.pasid, fault.vmid),
+            ("mmhub0", Some(false), 32770, 3)
+        );
+        assert_eq!(t, Some(task(37602, 37610, "physics", Some("physics:cs0"))));
+        let (_, k) =
+            rec("amdgpu 0000:03:00.0: [gfxhub0] retry page fault (src_id:0 ring:0 vmid:1 pasid:9)");
+        let KmsgKind::PageFault { fault, task: None } = k else {
+            panic!()
+        };
+        assert_eq!(fault.retry, Some(true));
+    }
+
+    #[test]
+    fn split_process_lines_all_eras() {
+        let want = task(7587, 7590, "zed", Some("zed:gdrv0"));
+        // gmc_v9 6.10–6.16 (stray ")"), gmc_v10, gmc_v11/12, 6.17+
+        for l in [
+            "amdgpu 0002:00:00.0: amdgpu:  for process zed pid 7587 thread zed:gdrv0 pid 7590)",
+            "amdgpu 0002:00:00.0: amdgpu:  in process zed pid 7587 thread zed:gdrv0 pid 7590",
+            "amdgpu 0002:00:00.0: amdgpu:  in process zed pid 7587 thread zed:gdrv0 pid 7590)",
+            "amdgpu 0002:00:00.0: amdgpu:  Process zed pid 7587 thread zed:gdrv0 pid 7590",
+        ] {
+            assert_eq!(cont(l), Cont::Task(want.clone()), "{l}");
+        }
+    }
+
+    #[test]
+    fn address_and_status_lines() {
+        assert_eq!(
+            cont("amdgpu 0002:00:00.0: amdgpu:   in page starting at address 0x0000800100361000 from client 10"),
+            Cont::Address { address: Some(0x0000_8001_0036_1000), client: Some("10".into()) }
+        );
+        assert_eq!(
+            cont("amdgpu 0000:03:00.0: amdgpu:   in page starting at address 0x00007f0000001000 from IH client 0x1b (UTCL2)"),
+            Cont::Address { address: Some(0x7f00_0000_1000), client: Some("0x1b (UTCL2)".into()) }
+        );
+        assert_eq!(
+            cont("amdgpu 0000:2f:00.0: amdgpu: GCVM_L2_PROTECTION_FAULT_STATUS:0x00301031"),
+            Cont::Status(Some(0x0030_1031))
+        );
+        assert_eq!(
+            cont("amdgpu 0000:2f:00.0: amdgpu: \t Faulty UTCL2 client ID: CB/DB (0x0)"),
+            Cont::Client("CB/DB (0x0)".into())
+        );
+        for k in [
+            "MORE_FAULTS",
+            "WALKER_ERROR",
+            "PERMISSION_FAULTS",
+            "MAPPING_ERROR",
+            "RW",
+        ] {
+            assert_eq!(
+                cont(&format!("amdgpu 0000:2f:00.0: amdgpu: \t {k}: 0x1")),
+                Cont::StatusField(k.into(), "0x1".into())
+            );
+        }
+    }
+
+    #[test]
+    fn ring_timeouts_and_process_information() {
+        let (pci, k) = rec("amdgpu 0002:00:00.0: amdgpu: ring gfx_0.0.0 timeout, signaled seq=571734509, emitted seq=571734511");
+        assert_eq!(pci.as_deref(), Some("0002:00:00.0"));
+        assert_eq!(
+            k,
+            KmsgKind::RingTimeout {
+                ring: "gfx_0.0.0".into(),
+                signaled: Some(571734509),
+                emitted: Some(571734511),
+                task: None
+            }
+        );
+        let (pci, k) = rec("[drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring gfx_0.0.0 timeout, signaled seq=516877, emitted seq=516879");
+        assert_eq!(pci, None);
+        assert!(matches!(
+            k,
+            KmsgKind::RingTimeout {
+                signaled: Some(516877),
+                emitted: Some(516879),
+                ..
+            }
+        ));
+        assert_eq!(
+            cont("[drm:amdgpu_job_timedout [amdgpu]] *ERROR* Process information: process physics pid 37602 thread physics pid 37602"),
+            Cont::Task(task(37602, 37602, "physics", None))
+        );
+        assert_eq!(
+            cont("amdgpu 0000:03:00.0: amdgpu:  Process cemu pid 1127553 thread LatteThread pid 1127779"),
+            Cont::Task(task(1127553, 1127779, "cemu", Some("LatteThread")))
+        );
+        assert_eq!(
+            rec("amdgpu 0000:03:00.0: ring sdma0 timeout, but soft recovered").1,
+            KmsgKind::SoftRecovered {
+                ring: "sdma0".into()
+            }
+        );
+    }
+
+    #[test]
+    fn ring_reset_lines() {
+        assert_eq!(
+            rec("amdgpu 0000:03:00.0: amdgpu: Starting gfx_0.0.0 ring reset").1,
+            KmsgKind::RingReset {
+                ring: "gfx_0.0.0".into(),
+                ok: None
+            }
+        );
+        assert_eq!(
+            rec("amdgpu 0000:03:00.0: amdgpu: Ring gfx_0.0.0 reset succeeded").1,
+            KmsgKind::RingReset {
+                ring: "gfx_0.0.0".into(),
+                ok: Some(true)
+            }
+        );
+        assert_eq!(
+            rec("amdgpu 0000:03:00.0: amdgpu: Ring comp_1.0.0 reset failed").1,
+            KmsgKind::RingReset {
+                ring: "comp_1.0.0".into(),
+                ok: Some(false)
+            }
+        );
+        assert_eq!(
+            rec("amdgpu 0000:03:00.0: amdgpu: Ring comp_1.0.0 reset failure").1,
+            KmsgKind::RingReset {
+                ring: "comp_1.0.0".into(),
+                ok: Some(false)
+            }
+        );
+    }
+
+    #[test]
+    fn gpu_reset_lines() {
+        assert_eq!(
+            rec("amdgpu 0000:03:00.0: amdgpu: GPU reset begin!").1,
+            KmsgKind::ResetBegin { source: None }
+        );
+        assert_eq!(
+            rec("amdgpu 0002:00:00.0: amdgpu: GPU reset begin!. Source:  1").1,
+            KmsgKind::ResetBegin { source: Some(1) }
+        );
+        assert_eq!(
+            rec("amdgpu 0002:00:00.0: amdgpu: GPU reset begin!. Source: 3").1,
+            KmsgKind::ResetBegin { source: Some(3) }
+        );
+        assert_eq!(
+            rec("amdgpu 0002:00:00.0: amdgpu: GPU reset(5) succeeded!").1,
+            KmsgKind::ResetResult {
+                ok: true,
+                counter: Some(5),
+                error: None
+            }
+        );
+        assert_eq!(
+            rec("amdgpu 0002:00:00.0: amdgpu: GPU reset(2) failed").1,
+            KmsgKind::ResetResult {
+                ok: false,
+                counter: Some(2),
+                error: None
+            }
+        );
+        assert_eq!(
+            rec("amdgpu 0002:00:00.0: amdgpu: GPU reset(2) failed with error -110 ").1,
+            KmsgKind::ResetResult {
+                ok: false,
+                counter: Some(2),
+                error: Some(-110)
+            }
+        );
+        assert_eq!(
+            rec("amdgpu 0002:00:00.0: amdgpu: GPU Recovery Failed: -22").1,
+            KmsgKind::ResetResult {
+                ok: false,
+                counter: None,
+                error: Some(-22)
+            }
+        );
+        assert_eq!(
+            rec("amdgpu 0002:00:00.0: amdgpu: GPU reset end with ret = -62").1,
+            KmsgKind::ResetResult {
+                ok: false,
+                counter: None,
+                error: Some(-62)
+            }
+        );
+        for s in [
+            "MODE1 reset",
+            "MODE2 reset",
+            "GPU mode1 reset",
+            "GPU smu mode1 reset",
+            "soft reset failed, will fallback to full reset!",
+            "GPU reset succeeded, trying to resume",
+        ] {
+            assert_eq!(
+                rec(&format!("amdgpu 0000:2f:00.0: amdgpu: {s}")).1,
+                KmsgKind::ResetStep { what: s.into() }
+            );
+        }
+        assert_eq!(
+            rec("amdgpu 0000:2f:00.0: amdgpu: VRAM is lost due to GPU reset!").1,
+            KmsgKind::VramLost
+        );
+    }
+
+    #[test]
+    fn mes_spellings() {
+        assert_eq!(rec("[drm:mes_v11_0_submit_pkt_and_poll_completion.constprop.0 [amdgpu]] *ERROR* MES failed to response msg=3").1, KmsgKind::MesFailure { msg: Some("3".into()) });
+        assert_eq!(
+            rec("amdgpu 0000:03:00.0: amdgpu: MES failed to respond to msg=REMOVE_QUEUE").1,
+            KmsgKind::MesFailure {
+                msg: Some("REMOVE_QUEUE".into())
+            }
+        );
+        assert_eq!(
+            rec("amdgpu 0000:03:00.0: amdgpu: MES(0) failed to respond to msg=RESET").1,
+            KmsgKind::MesFailure {
+                msg: Some("RESET".into())
+            }
+        );
+        assert_eq!(rec("amdgpu 0000:03:00.0: amdgpu: MES(1, 0) failed to respond to msg=MISC (WAIT_REG_MEM)").1, KmsgKind::MesFailure { msg: Some("MISC (WAIT_REG_MEM)".into()) });
+        for f in [
+            "MES might be in unrecoverable state, issue a GPU reset",
+            "failed to remove hardware queue from MES, doorbell=0x1002",
+            "failed to reset legacy queue",
+        ] {
+            assert_eq!(
+                rec(&format!("amdgpu 0000:03:00.0: amdgpu: {f}")).1,
+                KmsgKind::MesFailure { msg: None }
+            );
+        }
+        assert_eq!(
+            rec(
+                "[drm:amdgpu_mes_unmap_legacy_queue [amdgpu]] *ERROR* failed to unmap legacy queue"
+            )
+            .1,
+            KmsgKind::MesFailure { msg: None }
+        );
+    }
+
+    #[test]
+    fn illegal_parser_coredump() {
+        assert_eq!(
+            rec("[drm:gfx_v11_0_bad_op_irq [amdgpu]] *ERROR* Illegal opcode in command stream ").1,
+            KmsgKind::IllegalCommand {
+                what: IllegalKind::Opcode
+            }
+        );
+        assert_eq!(
+            rec("[drm:gfx_v9_0_bad_op_irq [amdgpu]] *ERROR* Illegal opcode in command stream").1,
+            KmsgKind::IllegalCommand {
+                what: IllegalKind::Opcode
+            }
+        );
+        assert_eq!(rec("[drm:gfx_v11_0_priv_reg_irq [amdgpu]] *ERROR* Illegal register access in command stream").1, KmsgKind::IllegalCommand { what: IllegalKind::RegisterAccess });
+        assert_eq!(rec("[drm:gfx_v8_0_priv_inst_irq [amdgpu]] *ERROR* Illegal instruction in command stream").1, KmsgKind::IllegalCommand { what: IllegalKind::Instruction });
+        let (pci, k) = rec("amdgpu 0002:00:00.0: [drm] *ERROR* Failed to initialize parser -125!");
+        assert_eq!(
+            (pci.as_deref(), k),
+            (
+                Some("0002:00:00.0"),
+                KmsgKind::ParserInitFailed { errno: -125 }
+            )
+        );
+        let (pci, k) =
+            rec("[drm:amdgpu_cs_ioctl [amdgpu]] *ERROR* Failed to initialize parser -125!");
+        assert_eq!((pci, k), (None, KmsgKind::ParserInitFailed { errno: -125 }));
+        assert_eq!(
+            rec("amdgpu 0000:03:00.0: [drm] AMDGPU device coredump file has been created").1,
+            KmsgKind::Devcoredump { path: None }
+        );
+        assert_eq!(
+            rec("amdgpu 0000:03:00.0: [drm] Check your /sys/class/drm/card1/device/devcoredump/data").1,
+            KmsgKind::Devcoredump { path: Some("/sys/class/drm/card1/device/devcoredump/data".into()) }
+        );
+    }
+
+    #[test]
+    fn unrelated_and_truncated() {
+        assert!(classify("usb 1-1: new high-speed USB device number 2 using xhci_hcd").is_none());
+        assert!(classify("[drm:intel_foo [i915]] *ERROR* nope").is_none());
+        let (_, k) = rec("amdgpu 0002:00:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:40 vm");
+        let KmsgKind::PageFault { fault, task: None } = k else {
+            panic!()
+        };
+        assert_eq!((fault.ring_id, fault.pasid), (Some(40), 0));
+        let (_, k) = rec("amdgpu 0000:2f:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:169 vmid:0 pasid:5, for process Xwayl pid 65");
+        let KmsgKind::PageFault { task, .. } = k else {
+            panic!()
+        };
+        assert_eq!(task, Some(task_(65, "Xwayl")));
+    }
+    fn task_(pid: u32, comm: &str) -> Task {
+        Task {
+            pid,
+            tid: 0,
+            comm: comm.into(),
+            thread_comm: None,
+        }
+    }
+}
