@@ -1,7 +1,23 @@
 //! The correlator: a pure state machine from [`Event`]s to [`Incident`]s.
-//! CONTRACT (used by run, analyze, export and the tests); placeholder bodies until it lands.
+//!
+//! No I/O, no clock reads: time only advances through event timestamps and `advance`.
+//! Memory is bounded: `ring_depth` jobs per ring, `max_processes` identities (LRU), and
+//! `max_open` open incidents. Rules are documented in `docs/attribution.md`.
+mod attribute;
+mod incident;
+mod processes;
+mod recorder;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
 use crate::incident::{Incident, JobSnapshot, ProcessSummary};
 use crate::model::Event;
+
+pub use incident::Open;
+use processes::Processes;
+use recorder::Recorder;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -9,11 +25,23 @@ pub struct Config {
     pub ring_depth: usize,
     /// How far before a timeout/reset page faults are considered evidence.
     pub fault_window_ns: u64,
+    /// An incident with a timeout or reset closes this long after its last related event.
+    pub settle_ns: u64,
+    /// Process identities kept (least recently seen evicted first).
+    pub max_processes: usize,
+    /// Open incidents kept at once (the oldest is closed early when exceeded).
+    pub max_open: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { ring_depth: 256, fault_window_ns: 30_000_000_000 }
+        Config {
+            ring_depth: 256,
+            fault_window_ns: 30_000_000_000,
+            settle_ns: 5_000_000_000,
+            max_processes: 4096,
+            max_open: 16,
+        }
     }
 }
 
@@ -21,31 +49,130 @@ impl Default for Config {
 pub struct Stats {
     pub events: u64,
     pub dropped: u64,
+    /// Per ring: jobs recorded and jobs evicted from the flight recorder.
+    pub ring_jobs_seen: HashMap<String, u64>,
+    pub ring_jobs_evicted: HashMap<String, u64>,
+    /// Per process: submissions seen.
+    pub submissions: HashMap<u32, u64>,
+    /// Scheduler/fence events that matched no recorded job (RunJob without Submit, ...).
+    pub unmatched_joins: u64,
+    /// Process identities evicted from the bounded table.
+    pub process_evictions: u64,
+    /// Incidents emitted.
+    pub incidents: u64,
 }
 
 pub struct Correlator {
-    #[allow(dead_code)]
     config: Config,
     stats: Stats,
+    procs: Processes,
+    recorder: Recorder,
+    open: Vec<Open>,
+    summary: HashMap<u32, ProcessSummary>,
 }
 
 impl Correlator {
     pub fn new(config: Config) -> Self {
-        Correlator { config, stats: Stats::default() }
+        Correlator {
+            procs: Processes::new(config.max_processes),
+            recorder: Recorder::new(config.ring_depth),
+            config,
+            stats: Stats::default(),
+            open: Vec::new(),
+            summary: HashMap::new(),
+        }
     }
+
     /// Feed one event; returns incidents that this event closed.
-    pub fn push(&mut self, _event: Event) -> Vec<Incident> {
+    pub fn push(&mut self, event: Event) -> Vec<Incident> {
         self.stats.events += 1;
-        Vec::new()
+        let mut out = self.advance(event.t_ns);
+        self.procs.observe(&event, &mut self.stats);
+        self.recorder
+            .observe(&event, &mut self.procs, &mut self.stats);
+        if let Some(role) = incident::role(&event) {
+            let idx = self.find_open(&event, role);
+            let idx = match idx {
+                Some(i) => i,
+                None if role.opens() => {
+                    if self.open.len() >= self.config.max_open.max(1) {
+                        let o = self.open.remove(0);
+                        out.push(self.close(o));
+                    }
+                    self.open.push(Open::new(&event));
+                    self.open.len() - 1
+                }
+                None => return out,
+            };
+            let open = &mut self.open[idx];
+            open.add(&event, role, &self.procs, &self.recorder);
+        }
+        out
     }
+
+    /// The open incident on the same GPU that `event` belongs to, if any.
+    fn find_open(&self, event: &Event, role: incident::Role) -> Option<usize> {
+        self.open.iter().rposition(|o| {
+            let gpu_ok = match (&o.gpu, &event.gpu) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            };
+            gpu_ok && o.accepts(event.t_ns, role, &self.config)
+        })
+    }
+
     /// Close incidents whose settle time has passed at `now_ns` (live mode calls this on a timer).
-    pub fn advance(&mut self, _now_ns: u64) -> Vec<Incident> {
-        Vec::new()
+    pub fn advance(&mut self, now_ns: u64) -> Vec<Incident> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.open.len() {
+            if now_ns > self.open[i].close_at(&self.config) {
+                let o = self.open.remove(i);
+                out.push(self.close(o));
+            } else {
+                i += 1;
+            }
+        }
+        out.sort_by_key(|x| x.started_ns);
+        out
     }
+
     /// End of input: close everything still open.
     pub fn finish(&mut self) -> Vec<Incident> {
-        Vec::new()
+        let open = std::mem::take(&mut self.open);
+        let mut out: Vec<Incident> = open.into_iter().map(|o| self.close(o)).collect();
+        out.sort_by_key(|x| x.started_ns);
+        out
     }
+
+    fn close(&mut self, open: Open) -> Incident {
+        let mut inc = attribute::attribute(&open, &self.procs, &self.recorder, &self.config);
+        inc.dropped_events = self.stats.dropped.saturating_sub(open.dropped_at_open);
+        self.stats.incidents += 1;
+        self.count_summary(&inc, &open);
+        inc
+    }
+
+    fn count_summary(&mut self, inc: &Incident, open: &Open) {
+        let summary = &mut self.summary;
+        if let Some(c) = &inc.culprit {
+            summary_entry(summary, c.pid, &c.comm).culprit += 1;
+        }
+        for v in &inc.victims {
+            summary_entry(summary, v.pid, &v.comm).victim += 1;
+        }
+        for f in open.faults.iter().filter(|f| f.pid != 0) {
+            summary_entry(summary, f.pid, &f.comm).faults += 1;
+        }
+        if let Some(k) = &inc.kernel_blamed {
+            let e = summary_entry(summary, k.pid, &k.comm);
+            e.kernel_blamed += 1;
+            if inc.kernel_blame_disputed {
+                e.kernel_blamed_but_evidence_disagrees += 1;
+            }
+        }
+    }
+
     /// Record events lost before reaching the correlator (ring buffer full, ...).
     pub fn note_dropped(&mut self, n: u64) {
         self.stats.dropped += n;
@@ -55,10 +182,26 @@ impl Correlator {
     }
     /// Per-process counters over everything seen.
     pub fn summary(&self) -> Vec<ProcessSummary> {
-        Vec::new()
+        let mut v: Vec<ProcessSummary> = self.summary.values().cloned().collect();
+        v.sort_by_key(|s| s.pid);
+        v
     }
     /// Flight-recorder jobs overlapping [from_ns, to_ns] (all rings), for `hangwatch export`.
-    pub fn jobs_between(&self, _from_ns: u64, _to_ns: u64) -> Vec<JobSnapshot> {
-        Vec::new()
+    pub fn jobs_between(&self, from_ns: u64, to_ns: u64) -> Vec<JobSnapshot> {
+        self.recorder
+            .snapshot(None, from_ns, to_ns, None, &self.procs)
     }
+}
+
+fn summary_entry<'a>(
+    m: &'a mut HashMap<u32, ProcessSummary>,
+    pid: u32,
+    comm: &str,
+) -> &'a mut ProcessSummary {
+    let e = m.entry(pid).or_default();
+    e.pid = pid;
+    if e.comm.is_empty() {
+        e.comm = comm.to_string();
+    }
+    e
 }
