@@ -1,5 +1,7 @@
 //! Renderings of an [`crate::incident::Incident`].
+pub mod bugreport;
 pub mod incident_dir;
 pub mod markdown;
 pub mod perfetto;
+pub mod procinfo;
 pub mod text;
