@@ -3,7 +3,7 @@ use super::processes::Processes;
 use super::recorder::Recorder;
 use super::Config;
 use crate::incident::Evidence;
-use crate::model::{Clock, Event, EventBody, JobKey, KmsgKind, Task};
+use crate::model::{Clock, Event, EventBody, IllegalKind, JobKey, KmsgKind, Task};
 
 /// What an event means to incident clustering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,8 +232,12 @@ impl Open {
                     }
                     KmsgKind::IllegalCommand { what } => {
                         self.illegal = true;
-                        format!("illegal {what:?} in a command stream (the IRQ names no process)")
-                            .to_lowercase()
+                        let w = match what {
+                            IllegalKind::Opcode => "opcode",
+                            IllegalKind::RegisterAccess => "register access",
+                            IllegalKind::Instruction => "instruction",
+                        };
+                        format!("illegal {w} in a command stream (the IRQ names no process)")
                     }
                     KmsgKind::RingTimeout {
                         ring,
