@@ -77,6 +77,9 @@ pub struct Open {
     pub rejected: Vec<(Task, u64)>,
     pub parser_refused: u32,
     pub mes: bool,
+    /// Which source families already reported a timeout (for probe/kmsg de-duplication).
+    pub probe_timeout: bool,
+    pub log_timeout: bool,
     pub evidence: Vec<Evidence>,
     pub dropped_at_open: u64,
 }
@@ -102,6 +105,8 @@ impl Open {
             rejected: Vec::new(),
             parser_refused: 0,
             mes: false,
+            probe_timeout: false,
+            log_timeout: false,
             evidence: Vec::new(),
             dropped_at_open: 0,
         }
@@ -121,10 +126,17 @@ impl Open {
         }
     }
 
-    pub fn accepts(&self, t: u64, role: Role, cfg: &Config) -> bool {
+    pub fn accepts(&self, t: u64, role: Role, from_probe: bool, cfg: &Config) -> bool {
         if t <= self.last_ns.saturating_add(cfg.settle_ns) {
-            // A second timeout on a settled incident after its reset finished is a new hang.
-            return !(role == Role::Timeout && self.reset.is_some() && self.timeout_t.is_some());
+            // A second timeout from the same kind of source after the reset finished is a new
+            // hang; from the other kind (kmsg after probe, or the reverse) it is the same hang
+            // reported twice, possibly delivered late.
+            let seen = if from_probe {
+                self.probe_timeout
+            } else {
+                self.log_timeout
+            };
+            return !(role == Role::Timeout && self.reset.is_some() && seen);
         }
         !self.decisive()
             && matches!(role, Role::Timeout | Role::Reset)
@@ -132,7 +144,13 @@ impl Open {
     }
 
     pub fn add(&mut self, ev: &Event, role: Role, procs: &Processes, rec: &Recorder) {
-        let _ = role;
+        if role == Role::Timeout {
+            if ev.source == crate::model::Source::Ebpf {
+                self.probe_timeout = true;
+            } else {
+                self.log_timeout = true;
+            }
+        }
         if self.gpu.is_none() {
             self.gpu = ev.gpu.clone();
         }

@@ -117,7 +117,13 @@ impl Correlator {
                 (Some(a), Some(b)) => a == b,
                 _ => true,
             };
-            gpu_ok && o.accepts(event.t_ns, role, &self.config)
+            gpu_ok
+                && o.accepts(
+                    event.t_ns,
+                    role,
+                    event.source == crate::model::Source::Ebpf,
+                    &self.config,
+                )
         })
     }
 

@@ -656,3 +656,49 @@ fn realtime_rendering() {
         "2023-11-14T22:13:20.123456Z"
     );
 }
+
+#[test]
+fn late_kmsg_timeout_after_probe_reset_is_same_incident() {
+    let mut v = zed_probe_stream(true);
+    let mut k = zed_kmsg_stream();
+    // The kmsg reader delivered everything 1 s late (after the probe's ResetEnd).
+    let mut c = Correlator::new(Config::default());
+    let mut out = Vec::new();
+    v.sort_by_key(|e| e.t_ns);
+    for e in v.drain(..) {
+        out.extend(c.push(e));
+    }
+    for e in k.drain(..) {
+        out.extend(c.push(e));
+    }
+    out.extend(c.finish());
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_zed(&out[0]);
+}
+
+#[test]
+fn second_probe_timeout_after_reset_is_new_incident() {
+    let mut v = zed_probe_stream(true);
+    v.extend(job(
+        147 * S,
+        6518,
+        "Xwayland",
+        "gfx_0.0.0",
+        3,
+        32820,
+        571734512,
+        false,
+    ));
+    v.push(probe(
+        149 * S,
+        EventBody::JobTimedOut {
+            ring: Some("gfx_0.0.0".into()),
+            job: key(3),
+            pasid: Some(32820),
+        },
+    ));
+    let (incs, _) = run(v);
+    assert_eq!(incs.len(), 2, "{incs:#?}");
+    assert_eq!(incs[1].culprit.as_ref().map(|c| c.pid), Some(6518));
+    assert!(incs[0].started_ns < incs[1].started_ns);
+}
