@@ -195,3 +195,41 @@ fn print_summary(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out() -> Output {
+        Output {
+            json: true,
+            dir: None,
+            incidents: 0,
+            dir_errors: 0,
+        }
+    }
+
+    #[test]
+    fn streams_fixture_and_counts_lines() {
+        let mut corr = Correlator::new(Config::default());
+        let f = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/dmesg/rx7900xtx-mes-mode1-reset.log");
+        let st = analyze_one(&f, Format::Auto, &mut corr, &mut out()).unwrap();
+        assert_eq!((st.lines, st.amdgpu_lines, st.unparseable), (19, 19, 0));
+        // 19 lines fold into 11 records (the fault absorbs 8 continuation lines).
+        assert_eq!(corr.stats().events, 11);
+    }
+
+    #[test]
+    fn unreadable_file_is_an_os_error() {
+        let mut corr = Correlator::new(Config::default());
+        let e = analyze_one(
+            Path::new("/nonexistent/x.log"),
+            Format::Auto,
+            &mut corr,
+            &mut out(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("No such file"), "{e}");
+    }
+}
