@@ -71,6 +71,7 @@ fn info(pid: u32, comm: &str, pasid: u32) -> Event {
     e
 }
 /// Submit → VmGrabId → RunJob → HwFenceEmitted for one job; `done` adds the fence signal.
+#[allow(clippy::too_many_arguments)]
 fn job(
     t: u64,
     pid: u32,
@@ -608,7 +609,7 @@ fn flight_recorder_and_process_table_are_bounded() {
     let mut v = Vec::new();
     for i in 0..20u64 {
         v.extend(job(
-            i * 1000_000,
+            i * 1_000_000,
             100 + (i as u32 % 10),
             "p",
             "gfx_0.0.0",
