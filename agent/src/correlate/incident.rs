@@ -53,6 +53,9 @@ pub struct FaultRec {
     pub pid: u32,
     pub comm: String,
     pub t_ns: u64,
+    /// Seen by a probe (else by the kernel log); a probe fault and its log line are one fault.
+    pub probe: bool,
+    pub paired: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -143,6 +146,25 @@ impl Open {
             && t <= self.last_ns.saturating_add(cfg.fault_window_ns)
     }
 
+    /// Count a fault once when both the probe and the kernel log reported it (same pid,
+    /// within 1 s, not yet paired).
+    fn push_fault(&mut self, f: FaultRec) {
+        if let Some(other) = self.faults.iter_mut().find(|o| {
+            !o.paired
+                && o.probe != f.probe
+                && o.pid == f.pid
+                && o.t_ns.abs_diff(f.t_ns) < 1_000_000_000
+        }) {
+            other.paired = true;
+            if other.pid == 0 && f.pid != 0 {
+                other.pid = f.pid;
+                other.comm = f.comm;
+            }
+            return;
+        }
+        self.faults.push(f);
+    }
+
     pub fn add(&mut self, ev: &Event, role: Role, procs: &Processes, rec: &Recorder) {
         if role == Role::Timeout {
             if ev.source == crate::model::Source::Ebpf {
@@ -161,10 +183,12 @@ impl Open {
             EventBody::VmFault(f) => {
                 let pid = procs.pid_of_pasid(f.pasid).unwrap_or(0);
                 let comm = procs.get(pid).map(|p| p.comm.clone()).unwrap_or_default();
-                self.faults.push(FaultRec {
+                self.push_fault(FaultRec {
                     pid,
                     comm: comm.clone(),
                     t_ns: ev.t_ns,
+                    probe: true,
+                    paired: false,
                 });
                 let who = if pid == 0 {
                     format!("unknown process (pasid {} not mapped)", f.pasid)
@@ -233,10 +257,12 @@ impl Open {
                                 )
                             }
                         };
-                        self.faults.push(FaultRec {
+                        self.push_fault(FaultRec {
                             pid,
                             comm: comm.clone(),
                             t_ns: ev.t_ns,
+                            probe: false,
+                            paired: false,
                         });
                         if pid == 0 {
                             format!("{} page fault at {} (pasid {}); the kernel could not map the PASID to a process (pid 0)", fault.hub, addr(fault.address), fault.pasid)

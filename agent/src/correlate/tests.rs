@@ -320,7 +320,7 @@ fn zed_kmsg_only() {
 fn zed_probe_and_kmsg_are_one_incident() {
     let mut v = zed_probe_stream(true);
     v.extend(zed_kmsg_stream());
-    let (incs, _) = run(v);
+    let (incs, c) = run(v);
     assert_eq!(incs.len(), 1, "{incs:#?}");
     assert_zed(&incs[0]);
     assert!(incs[0].evidence.iter().any(|e| e.source == Source::Ebpf));
@@ -329,6 +329,9 @@ fn zed_probe_and_kmsg_are_one_incident() {
         .iter()
         .any(|e| e.source == Source::Kmsg && !e.lines.is_empty()));
     assert!(incs[0].evidence.windows(2).all(|w| w[0].t_ns <= w[1].t_ns));
+    // Two faults, each seen by the probe and the log: counted twice, not four times.
+    let zed = c.summary().into_iter().find(|s| s.pid == 7587).unwrap();
+    assert_eq!(zed.faults, 2);
 }
 
 #[test]
