@@ -157,6 +157,12 @@ pub fn attribute(o: &Open, procs: &Processes, rec: &Recorder, cfg: &Config) -> I
         reasoning.push_str(&format!(" {pid0_faults} fault(s) had pid 0 (the kernel could not map the PASID) and are unattributed."));
     }
 
+    if o.evidence_omitted > 0 {
+        reasoning.push_str(&format!(
+            " {} further related events were counted but not kept as evidence.",
+            o.evidence_omitted
+        ));
+    }
     let culprit_pid = culprit.as_ref().map(|c| c.pid);
     let add_victim = |v: Victim, victims: &mut Vec<Victim>| {
         if Some(v.pid) != culprit_pid && v.pid != 0 && !victims.iter().any(|x| x.pid == v.pid) {

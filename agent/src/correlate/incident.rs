@@ -5,6 +5,10 @@ use super::Config;
 use crate::incident::Evidence;
 use crate::model::{Clock, Event, EventBody, IllegalKind, JobKey, KmsgKind, Task};
 
+/// Per-incident caps so a fault storm cannot grow memory without bound.
+pub const MAX_EVIDENCE: usize = 256;
+pub const MAX_FAULTS: usize = 1024;
+
 /// What an event means to incident clustering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -84,6 +88,8 @@ pub struct Open {
     pub probe_timeout: bool,
     pub log_timeout: bool,
     pub evidence: Vec<Evidence>,
+    /// Evidence/faults beyond the per-incident caps (fault storms), counted not kept.
+    pub evidence_omitted: u64,
     pub dropped_at_open: u64,
 }
 
@@ -111,6 +117,7 @@ impl Open {
             probe_timeout: false,
             log_timeout: false,
             evidence: Vec::new(),
+            evidence_omitted: 0,
             dropped_at_open: 0,
         }
     }
@@ -149,6 +156,9 @@ impl Open {
     /// Count a fault once when both the probe and the kernel log reported it (same pid,
     /// within 1 s, not yet paired).
     fn push_fault(&mut self, f: FaultRec) {
+        if self.faults.len() >= MAX_FAULTS {
+            return;
+        }
         if let Some(other) = self.faults.iter_mut().find(|o| {
             !o.paired
                 && o.probe != f.probe
@@ -357,6 +367,10 @@ impl Open {
             }
             _ => return,
         };
+        if self.evidence.len() >= MAX_EVIDENCE {
+            self.evidence_omitted += 1;
+            return;
+        }
         self.evidence.push(Evidence {
             at: render_time(ev.clock, ev.t_ns),
             t_ns: ev.t_ns,

@@ -706,3 +706,20 @@ fn second_probe_timeout_after_reset_is_new_incident() {
     assert_eq!(incs[1].culprit.as_ref().map(|c| c.pid), Some(6518));
     assert!(incs[0].started_ns < incs[1].started_ns);
 }
+
+#[test]
+fn fault_storm_is_capped() {
+    let mut v = vec![info(42, "game", 5)];
+    for i in 0..2000u64 {
+        v.push(probe(S + i * 1000, EventBody::VmFault(fault(5))));
+    }
+    let (incs, _) = run(v);
+    assert_eq!(incs.len(), 1);
+    assert_eq!(incs[0].evidence.len(), super::incident::MAX_EVIDENCE);
+    assert!(
+        incs[0].reasoning.contains("1744 further related events"),
+        "{}",
+        incs[0].reasoning
+    );
+    assert_eq!(incs[0].culprit.as_ref().map(|c| c.pid), Some(42));
+}
