@@ -122,6 +122,16 @@ pub struct Assessment {
     pub btf_note: String,
 }
 
+/// Without root, tracefs usually exists but cannot be read: say so instead of "not mounted".
+fn no_tracefs_reason(host: &Host) -> String {
+    if !host.root && Path::new("/sys/kernel/tracing").is_dir() {
+        "not root (tracefs is readable only by root; needs CAP_BPF + CAP_PERFMON): run with sudo"
+            .into()
+    } else {
+        format!("tracefs not mounted: {TRACEFS_FIX}")
+    }
+}
+
 fn amdgpu_hint(sys: &str) -> &'static str {
     match sys {
         "amdgpu" if !Path::new("/sys/module/amdgpu").exists() => " (module amdgpu not loaded)",
@@ -146,7 +156,7 @@ fn assess_tracepoint(
         layout: None,
     };
     let Some(tracefs) = &host.tracefs else {
-        st.reason = format!("tracefs not mounted: {TRACEFS_FIX}");
+        st.reason = no_tracefs_reason(host);
         return st;
     };
     let Some(var) = variants
@@ -207,7 +217,7 @@ fn assess_kprobe(
         layout: None,
     };
     if host.tracefs.is_none() {
-        st.reason = format!("tracefs not mounted: {TRACEFS_FIX}");
+        st.reason = no_tracefs_reason(host);
         return st;
     }
     if !host.kprobes_supported {
