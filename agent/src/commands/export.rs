@@ -1,8 +1,131 @@
-//! `hangwatch export` (not yet implemented).
+//! `hangwatch export --since 10m --out trace.perfetto`: the same Perfetto trace as an incident
+//! directory holds, for any window of a running agent's flight recorder.
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::control::{request, Request, DEFAULT_SOCKET};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Start of the window, as a duration before now: 90s, 10m, 2h, or plain seconds.
+    #[arg(long)]
+    pub since: String,
+    /// End of the window, as a duration before now (default: now).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Output file (Perfetto protobuf trace; open in ui.perfetto.dev).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The running agent's control socket.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<u8> {
-    anyhow::bail!("`hangwatch export` is not implemented yet")
+/// Parse `90s`, `10m`, `2h`, `1d`, `500ms` or plain seconds into ns.
+pub fn parse_duration_ns(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("bad duration {s:?}: expected e.g. 90s, 10m, 2h"))?;
+    let mul: u64 = match unit {
+        "" | "s" => 1_000_000_000,
+        "ms" => 1_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        _ => anyhow::bail!("bad duration unit in {s:?}: use ms, s, m, h or d"),
+    };
+    n.checked_mul(mul)
+        .with_context(|| format!("duration {s:?} too large"))
+}
+
+/// Now on the agent's clock (CLOCK_MONOTONIC: probe timestamps are ns since boot).
+fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let now = monotonic_now_ns();
+    let since_ns = now.saturating_sub(parse_duration_ns(&args.since)?);
+    let until_ns = match &args.until {
+        Some(u) => now.saturating_sub(parse_duration_ns(u)?),
+        None => now,
+    };
+    if since_ns >= until_ns {
+        anyhow::bail!("--since must be further back than --until");
+    }
+    let resp = request(&args.socket, &Request::Jobs { since_ns, until_ns })?;
+    let bytes = crate::report::perfetto::encode_window(&resp.jobs, &resp.evidence, None, until_ns);
+    std::fs::write(&args.out, bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "hangwatch: wrote {} ({} jobs, {} evidence items)",
+        args.out.display(),
+        resp.jobs.len(),
+        resp.evidence.len()
+    );
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{spawn_server, Response};
+    use crate::report::perfetto::tests::protoc_decode;
+    use crate::report::text::tests::disputed_incident;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ns("90s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration_ns("10m").unwrap(), 600_000_000_000);
+        assert_eq!(parse_duration_ns("5").unwrap(), 5_000_000_000);
+        assert!(parse_duration_ns("10x").is_err());
+        assert!(parse_duration_ns("").is_err());
+    }
+
+    #[test]
+    fn export_writes_a_decodable_trace_from_a_running_server() {
+        let dir = std::env::temp_dir().join(format!("hangwatch-export-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("c.sock");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen2 = seen.clone();
+        let _srv = spawn_server(&sock, move |req| {
+            *seen2.lock().unwrap() = Some(req);
+            let inc = disputed_incident();
+            Response {
+                jobs: inc.jobs,
+                evidence: inc.evidence,
+                error: None,
+            }
+        })
+        .unwrap();
+        let out = dir.join("t.perfetto");
+        let code = run(Args {
+            since: "10m".into(),
+            until: Some("1m".into()),
+            out: out.clone(),
+            socket: sock,
+        })
+        .unwrap();
+        assert_eq!(code, 0);
+        let Some(Request::Jobs { since_ns, until_ns }) = seen.lock().unwrap().clone() else {
+            panic!("no request")
+        };
+        assert_eq!(until_ns - since_ns, 540_000_000_000);
+        let text = protoc_decode(&std::fs::read(&out).unwrap());
+        assert!(text.contains("name: \"ring gfx_0.0.0\""), "{text}");
+        assert!(text.contains("name: \"zed[7021] seq 40 (HUNG)\""), "{text}");
+        assert_eq!(text.matches("TYPE_SLICE_BEGIN").count(), 2, "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
