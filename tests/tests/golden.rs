@@ -5,7 +5,7 @@ use hangwatch::incident::Incident;
 use hangwatch::model::Source;
 use serde_json::{json, Value};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/dmesg/");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/dmesg/");
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/golden/");
 
 fn analyze(name: &str) -> Vec<Incident> {

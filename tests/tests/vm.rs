@@ -37,7 +37,7 @@ fn load(rel: &str) -> Value {
 
 /// Format files by `system/event` from the shared Debian 6.1 capture (`== sys/event` headers).
 fn shared_formats() -> BTreeMap<String, String> {
-    let p = workspace().join("../shared/formats/debian-6.1.0-56-amd64.txt");
+    let p = workspace().join("agent/src/testdata/debian-6.1.0-56-amd64.txt");
     let text = std::fs::read_to_string(&p).unwrap();
     let mut m = BTreeMap::new();
     let mut cur: Option<(String, String)> = None;

@@ -213,7 +213,7 @@ mod tests {
     fn streams_fixture_and_counts_lines() {
         let mut corr = Correlator::new(Config::default());
         let f = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/dmesg/rx7900xtx-mes-mode1-reset.log");
+            .join("../testdata/dmesg/rx7900xtx-mes-mode1-reset.log");
         let st = analyze_one(&f, Format::Auto, &mut corr, &mut out()).unwrap();
         assert_eq!((st.lines, st.amdgpu_lines, st.unparseable), (19, 19, 0));
         // 19 lines fold into 11 records (the fault absorbs 8 continuation lines).

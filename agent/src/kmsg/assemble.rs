@@ -179,7 +179,7 @@ mod tests {
     }
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!(
-            "{}/../../shared/fixtures/dmesg/{name}",
+            "{}/../testdata/dmesg/{name}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()

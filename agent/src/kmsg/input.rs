@@ -551,7 +551,7 @@ mod tests {
     #[test]
     fn journal_json_matches_dmesg() {
         let dmesg = std::fs::read(format!(
-            "{}/../../shared/fixtures/dmesg/v710-zed-fault-then-timeout.log",
+            "{}/../testdata/dmesg/v710-zed-fault-then-timeout.log",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();

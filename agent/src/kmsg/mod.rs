@@ -28,9 +28,9 @@ mod fuzz {
     use proptest::prelude::*;
 
     const REAL: &[&str] = &[
-        include_str!("../../../../shared/fixtures/dmesg/v710-zed-fault-then-timeout.log"),
-        include_str!("../../../../shared/fixtures/dmesg/rx7900xtx-mes-mode1-reset.log"),
-        include_str!("../../../../shared/fixtures/dmesg/v710-illegal-opcode.log"),
+        include_str!("../../../testdata/dmesg/v710-zed-fault-then-timeout.log"),
+        include_str!("../../../testdata/dmesg/rx7900xtx-mes-mode1-reset.log"),
+        include_str!("../../../testdata/dmesg/v710-illegal-opcode.log"),
         include_str!("testdata/v710-zed.journal.json"),
     ];
 
