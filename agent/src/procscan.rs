@@ -93,11 +93,13 @@ pub fn scan(proc_root: &Path, now_ns: u64) -> Vec<Event> {
     out
 }
 
-/// Bounded "first time seen" cache: `lookup` returns a `ProcessInfo` event only for pids not
-/// seen recently, so `run` reads /proc once per submitter, not once per job.
+/// Bounded "first time seen" cache: `first_sight` returns a `ProcessInfo` event only for pids
+/// not seen recently, so `run` reads /proc once per submitter, not once per job. It also keeps
+/// the GPU driver libraries the process had mapped then: a process that is submitting has its
+/// userspace driver loaded, and it may be dead by the time an incident is written.
 pub struct SeenCache {
     cap: usize,
-    seen: HashMap<u32, ()>,
+    seen: HashMap<u32, Vec<String>>,
     order: VecDeque<u32>,
 }
 
@@ -120,7 +122,10 @@ impl SeenCache {
                 self.seen.remove(&old);
             }
         }
-        self.seen.insert(pid, ());
+        let maps = std::fs::read_to_string(proc_root.join(pid.to_string()).join("maps"))
+            .map(|m| crate::report::procinfo::driver_lines(&m))
+            .unwrap_or_default();
+        self.seen.insert(pid, maps);
         self.order.push_back(pid);
         let (exe, comm) = exe_comm(proc_root, pid);
         comm.as_ref()?;
@@ -137,6 +142,11 @@ impl SeenCache {
                 client_ids: vec![],
             },
         })
+    }
+
+    /// Driver library lines of `/proc/PID/maps` captured when `pid` was first seen.
+    pub fn driver_maps(&self, pid: u32) -> Option<&[String]> {
+        self.seen.get(&pid).map(|v| v.as_slice())
     }
 
     pub fn len(&self) -> usize {
@@ -224,10 +234,20 @@ amd-evicted-vram:\t0 KiB\ndrm-engine-gfx:\t5000 ns\n";
             }
             b => panic!("{b:?}"),
         }
+        std::fs::write(
+            root.join("4242").join("maps"),
+            "7f00-7f10 r-xp 00000000 08:01 12 /usr/lib/x86_64-linux-gnu/libc.so.6\n\
+7f20-7f30 r-xp 00000000 08:01 13 /usr/lib/x86_64-linux-gnu/libvulkan_radeon.so\n",
+        )
+        .unwrap();
         let mut c = SeenCache::new(1);
         assert!(c.first_sight(&root, 4242, 1).is_some());
+        let maps = c.driver_maps(4242).unwrap();
+        assert_eq!(maps.len(), 1);
+        assert!(maps[0].ends_with("libvulkan_radeon.so"), "{maps:?}");
         assert!(c.first_sight(&root, 4242, 2).is_none());
         assert!(c.first_sight(&root, 77, 3).is_some()); // evicts 4242
+        assert!(c.driver_maps(4242).is_none(), "evicted entries drop their maps too");
         assert!(c.first_sight(&root, 4242, 4).is_some());
         assert_eq!(c.len(), 1);
         let _ = std::fs::remove_dir_all(&root);

@@ -9,6 +9,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::control::{Request, Response, DEFAULT_SOCKET};
 use crate::correlate::{Config, Correlator};
 use crate::decode::{kind_name, Decoder};
 use crate::incident::Incident;
@@ -17,6 +18,7 @@ use crate::model::{Clock, Event, EventBody, Source};
 use crate::probes::{self, AttachOptions, Host, Status};
 use crate::procscan::{self, SeenCache};
 use crate::report::incident_dir::{Extras, IncidentDir, Retention};
+use crate::report::procinfo::capture_process_maps;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -35,7 +37,22 @@ pub struct Args {
     /// eBPF ring buffer size in KiB (rounded up to a power of two).
     #[arg(long, value_name = "KIB", default_value_t = 4096)]
     pub ring_kib: u32,
+    /// Control socket for `hangwatch export` (job history of the flight recorder).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Do not open the control socket.
+    #[arg(long)]
+    pub no_socket: bool,
 }
+
+/// A pending kernel-log record (a page fault or ring timeout waiting for its continuation
+/// lines) is emitted after this much kmsg silence, so a live incident does not wait for the
+/// next unrelated amdgpu line.
+const KMSG_QUIET_NS: u64 = 500_000_000;
+
+/// A control-socket request handed from the socket thread to the event loop, which owns the
+/// correlator, with the channel for the answer.
+type ControlCall = (Request, std::sync::mpsc::SyncSender<Response>);
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns` and (close to) of kmsg stamps.
 fn monotonic_ns() -> u64 {
@@ -89,8 +106,28 @@ struct Sink {
     count: usize,
 }
 
+/// GPU driver libraries of the incident's culprit and victims: from the first-sight capture
+/// (the process may have exited since), else read now if the process is still alive.
+fn extras_for(inc: &Incident, seen: &SeenCache) -> Extras {
+    let mut pids: Vec<u32> = inc.culprit.iter().map(|c| c.pid).collect();
+    for v in &inc.victims {
+        if !pids.contains(&v.pid) {
+            pids.push(v.pid);
+        }
+    }
+    let process_maps = pids
+        .into_iter()
+        .filter(|p| *p != 0)
+        .filter_map(|pid| match seen.driver_maps(pid) {
+            Some(m) => Some((pid, m.to_vec())),
+            None => capture_process_maps(pid).ok().map(|m| (pid, m)),
+        })
+        .collect();
+    Extras { process_maps }
+}
+
 impl Sink {
-    fn emit(&mut self, incidents: Vec<Incident>) {
+    fn emit(&mut self, incidents: Vec<Incident>, seen: &SeenCache) {
         for inc in incidents {
             self.count += 1;
             if self.json {
@@ -102,7 +139,7 @@ impl Sink {
                 print!("{}", crate::report::text::render(&inc));
             }
             if let Some(d) = self.dir.as_mut() {
-                match d.write(&inc, &Extras::default()) {
+                match d.write(&inc, &extras_for(&inc, seen)) {
                     Ok(p) => eprintln!("hangwatch: incident written to {}", p.display()),
                     Err(e) => eprintln!("hangwatch: cannot write incident {}: {e:#}", inc.id),
                 }
@@ -138,7 +175,11 @@ struct State {
 impl State {
     fn push(&mut self, ev: Event) {
         let out = self.corr.push(ev);
-        self.sink.emit(out);
+        self.sink.emit(out, &self.seen);
+    }
+
+    fn emit(&mut self, out: Vec<Incident>) {
+        self.sink.emit(out, &self.seen);
     }
 
     /// A probe event: first time a submitter is seen, record its exe/comm (it may be gone by
@@ -258,14 +299,44 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
     let mut asm = KmsgAssembler::new(Source::Kmsg);
     for ev in procscan::scan(Path::new("/proc"), monotonic_ns()) {
         if let EventBody::ProcessInfo { pid, .. } = &ev.body {
-            // Already described by the scan: mark seen without re-reading /proc.
-            let _ = st.seen.first_sight(Path::new("/nonexistent"), *pid, 0);
+            // Already described by the scan: mark seen (and keep its driver mappings) so the
+            // first submission does not describe it again.
+            let _ = st.seen.first_sight(Path::new("/proc"), *pid, 0);
             if let Some(m) = st.seen_map.as_mut() {
                 let _ = m.insert(*pid, 1, 0);
             }
         }
         st.push(ev);
     }
+
+    let (ctx, mut crx) = tokio::sync::mpsc::channel::<ControlCall>(8);
+    let _control = if args.no_socket {
+        None
+    } else {
+        let handler = move |req: Request| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let failed = |e: &str| Response {
+                error: Some(e.to_string()),
+                ..Default::default()
+            };
+            if ctx.blocking_send((req, tx)).is_err() {
+                return failed("the agent is shutting down");
+            }
+            rx.recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| failed("the agent did not answer in 10 s"))
+        };
+        match crate::control::spawn_server(&args.socket, handler) {
+            Ok(h) => {
+                eprintln!("hangwatch: control socket: {}", args.socket.display());
+                Some(h)
+            }
+            Err(e) => {
+                // Export is a convenience; monitoring goes on without it.
+                eprintln!("hangwatch: control socket disabled: {e:#} (`hangwatch export` will not reach this agent)");
+                None
+            }
+        }
+    };
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -275,6 +346,8 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut kernel_drops_seen = 0u64;
     let mut kmsg_open = kmsg_on;
+    let mut last_kmsg_ns = 0u64;
+    let mut control_open = _control.is_some();
 
     loop {
         let until_deadline = async {
@@ -312,6 +385,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
                 match rec {
                     Some(Ok(r)) => {
                         st.kmsg_lines += 1;
+                        last_kmsg_ns = monotonic_ns();
                         if let Some((t, msg)) = parse_dev_kmsg_record(&r) {
                             for ev in asm.push_line(t, Clock::Monotonic, &msg) {
                                 st.kmsg_events += 1;
@@ -323,10 +397,31 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
                     None => kmsg_open = false,
                 }
             }
+            call = crx.recv(), if control_open => {
+                let Some((req, reply)) = call else {
+                    control_open = false;
+                    continue;
+                };
+                {
+                    let resp = match req {
+                        Request::Jobs { since_ns, until_ns } => Response {
+                            jobs: st.corr.jobs_between(since_ns, until_ns),
+                            ..Default::default()
+                        },
+                    };
+                    let _ = reply.send(resp);
+                }
+            }
             _ = tick.tick() => {
                 let now = monotonic_ns();
+                if asm.has_pending() && now.saturating_sub(last_kmsg_ns) >= KMSG_QUIET_NS {
+                    for ev in asm.flush() {
+                        st.kmsg_events += 1;
+                        st.push(ev);
+                    }
+                }
                 let out = st.corr.advance(now);
-                st.sink.emit(out);
+                st.emit(out);
                 if let Some(d) = drops.as_ref() {
                     let total = sum_drops(d);
                     if total > kernel_drops_seen {
@@ -347,7 +442,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         st.push(ev);
     }
     let out = st.corr.finish();
-    st.sink.emit(out);
+    st.emit(out);
     let kernel_drops = drops.as_ref().map(sum_drops).unwrap_or(kernel_drops_seen);
     let mut per_kind: Vec<String> = st
         .decoder

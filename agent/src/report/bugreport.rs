@@ -334,7 +334,13 @@ pub fn build(dir: &Path, roots: &Roots, redact: bool) -> Result<Bugreport> {
                 }
                 let _ = writeln!(md, "- {comm}[{pid}]: {}", if drivers.is_empty() { "no known AMD driver mapped".into() } else { drivers.join("; ") });
             }
-            _ => cx.missing.push((
+            Some(_) => {
+                let _ = writeln!(
+                    md,
+                    "- {comm}[{pid}]: no AMD userspace driver library in /proc/{pid}/maps (captured while it ran; it submits through libdrm directly or a driver hangwatch does not know)"
+                );
+            }
+            None => cx.missing.push((
                 format!("userspace driver of {comm}[{pid}]"),
                 "no /proc/PID/maps captured at incident time (log-only analysis or the process had exited)".into(),
             )),
