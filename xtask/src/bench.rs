@@ -163,6 +163,25 @@ pub fn bench() -> Result<u8> {
             "analysis throughput: skipped (agent/examples/analyze_bench.rs does not exist yet)"
         );
     }
+    // Host-side userspace cost per probe event (decode + correlate), natively: the VM rows
+    // above are emulated, and there the agent competes with the submitter for CPU.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    match output(
+        Command::new(cargo)
+            .args([
+                "run",
+                "-q",
+                "--release",
+                "-p",
+                "agent",
+                "--example",
+                "pipeline_bench",
+            ])
+            .current_dir(root()),
+    ) {
+        Ok(o) => println!("agent userspace per event (host, native): {}", o.trim()),
+        Err(e) => println!("agent userspace per event: failed: {e:#}"),
+    }
     println!("targets (reported, not asserted): <= 1 us added per submission, zero unaccounted drops at 100k events/s, RSS <= 32 MiB");
     Ok(0)
 }

@@ -10,7 +10,7 @@ mod recorder;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::incident::{Incident, JobSnapshot, ProcessSummary};
 use crate::model::Event;
@@ -79,7 +79,7 @@ impl Correlator {
             config,
             stats: Stats::default(),
             open: Vec::new(),
-            summary: HashMap::new(),
+            summary: HashMap::default(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Process identity table: pid → comm/exe, pasid → pid. Exited processes keep their
 //! identity (a culprit often exits before its timeout fires); the table is bounded by LRU.
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::Stats;
 use crate::incident::ProcessRef;
@@ -26,8 +26,8 @@ impl Processes {
         Processes {
             max: max.max(1),
             tick: 0,
-            by_pid: HashMap::new(),
-            pasid: HashMap::new(),
+            by_pid: HashMap::default(),
+            pasid: HashMap::default(),
         }
     }
 
@@ -115,8 +115,9 @@ impl Processes {
             }
         }
         let p = self.by_pid.entry(pid).or_default();
-        if !comm.is_empty() {
-            p.comm = comm.to_string();
+        if !comm.is_empty() && p.comm != comm {
+            p.comm.clear();
+            p.comm.push_str(comm);
         }
         p.last_use = tick;
     }

@@ -1,6 +1,8 @@
 //! Per-ring flight recorder: the last `depth` jobs per ring, joined across the submit,
 //! scheduler and hardware-fence events (see docs/attribution.md "Joins").
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::processes::Processes;
 use super::Stats;
@@ -24,15 +26,6 @@ pub struct Job {
     pub cancelled: bool,
 }
 
-fn key_match(a: &JobKey, b: &JobKey) -> bool {
-    (a.sched_job_id.is_some() && a.sched_job_id == b.sched_job_id)
-        || (a.sched_fence.is_some() && a.sched_fence == b.sched_fence)
-        || (a.context.is_some()
-            && a.seqno.is_some()
-            && a.context == b.context
-            && a.seqno == b.seqno)
-}
-
 fn merge_key(into: &mut JobKey, from: &JobKey) {
     into.context = into.context.or(from.context);
     into.seqno = into.seqno.or(from.seqno);
@@ -40,60 +33,210 @@ fn merge_key(into: &mut JobKey, from: &JobKey) {
     into.sched_fence = into.sched_fence.or(from.sched_fence);
 }
 
+/// One ring's jobs, oldest first, with indexes so each event costs O(1) (or O(log n)) instead
+/// of a scan of the whole recorder: at tens of thousands of jobs per second, a 256-deep linear
+/// search per event was most of the agent's CPU.
+#[derive(Default)]
+struct RingLog {
+    jobs: VecDeque<Job>,
+    /// Serial number of `jobs[0]`; `jobs[i]` has serial `front + i`. Serials never repeat, so
+    /// an index entry pointing at an evicted job is recognisably stale.
+    front: u64,
+    by_job_id: HashMap<u64, u64>,
+    by_fence: HashMap<u64, u64>,
+    by_ctx_seq: HashMap<(u64, u64), u64>,
+    /// Hardware seqno → serial, for jobs whose hardware fence has not signaled yet.
+    unsignaled: BTreeMap<u64, u64>,
+    /// Scheduler worker tid → serial of the job it ran last (awaiting its hardware fence).
+    last_run: HashMap<u32, u64>,
+}
+
+impl RingLog {
+    fn get_mut(&mut self, serial: u64) -> Option<&mut Job> {
+        let i = serial.checked_sub(self.front)?;
+        self.jobs.get_mut(usize::try_from(i).ok()?)
+    }
+
+    fn get(&self, serial: u64) -> Option<&Job> {
+        let i = serial.checked_sub(self.front)?;
+        self.jobs.get(usize::try_from(i).ok()?)
+    }
+
+    /// The newest job matching `key` (any of its identities), like a reverse scan would find.
+    fn lookup(&self, key: &JobKey) -> Option<u64> {
+        let id = key.sched_job_id.and_then(|k| self.by_job_id.get(&k));
+        let fence = key.sched_fence.and_then(|k| self.by_fence.get(&k));
+        let cs = match (key.context, key.seqno) {
+            (Some(c), Some(s)) => self.by_ctx_seq.get(&(c, s)),
+            _ => None,
+        };
+        [id, fence, cs]
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|s| self.get(*s).is_some())
+            .max()
+    }
+
+    /// Index every identity `key` has. An identity maps to its newest holder (as a reverse scan
+    /// would find), even when an older job gains it by a merge; so when the oldest job is
+    /// evicted and an entry still points at it, no other job holds that identity.
+    fn index(&mut self, serial: u64, key: &JobKey) {
+        fn newest<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u64>, k: K, serial: u64) {
+            let e = m.entry(k).or_insert(serial);
+            *e = (*e).max(serial);
+        }
+        if let Some(k) = key.sched_job_id {
+            newest(&mut self.by_job_id, k, serial);
+        }
+        if let Some(k) = key.sched_fence {
+            newest(&mut self.by_fence, k, serial);
+        }
+        if let (Some(c), Some(s)) = (key.context, key.seqno) {
+            newest(&mut self.by_ctx_seq, (c, s), serial);
+        }
+    }
+
+    fn unindex(&mut self, serial: u64, job: &Job) {
+        fn drop_if<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u64>, k: K, serial: u64) {
+            if m.get(&k) == Some(&serial) {
+                m.remove(&k);
+            }
+        }
+        if let Some(k) = job.key.sched_job_id {
+            drop_if(&mut self.by_job_id, k, serial);
+        }
+        if let Some(k) = job.key.sched_fence {
+            drop_if(&mut self.by_fence, k, serial);
+        }
+        if let (Some(c), Some(s)) = (job.key.context, job.key.seqno) {
+            drop_if(&mut self.by_ctx_seq, (c, s), serial);
+        }
+        if let Some(s) = job.hw_seqno {
+            if self.unsignaled.get(&s) == Some(&serial) {
+                self.unsignaled.remove(&s);
+            }
+        }
+        self.last_run.retain(|_, s| *s != serial);
+    }
+
+    /// Appends `job`; returns true when the oldest job was evicted to make room.
+    fn push(&mut self, job: Job, depth: usize) -> bool {
+        let mut evicted = false;
+        if self.jobs.len() >= depth {
+            if let Some(old) = self.jobs.pop_front() {
+                let serial = self.front;
+                self.front += 1;
+                self.unindex(serial, &old);
+                evicted = true;
+            }
+        }
+        let serial = self.front + self.jobs.len() as u64;
+        self.index(serial, &job.key);
+        self.jobs.push_back(job);
+        evicted
+    }
+
+    /// Merge `key` into job `serial` and index the identities it gained.
+    fn merge(&mut self, serial: u64, key: &JobKey) {
+        let merged = match self.get_mut(serial) {
+            Some(j) => {
+                merge_key(&mut j.key, key);
+                j.key
+            }
+            None => return,
+        };
+        self.index(serial, &merged);
+    }
+}
+
 pub struct Recorder {
     depth: usize,
-    rings: HashMap<String, VecDeque<Job>>,
+    rings: HashMap<String, RingLog>,
     /// Scheduler worker tid → (pasid from the last VmGrabId).
     worker_pasid: HashMap<u32, u32>,
-    /// Scheduler worker tid → ring of the job it ran last (awaiting its hardware fence).
-    worker_ran: HashMap<u32, String>,
 }
 
 impl Recorder {
     pub fn new(depth: usize) -> Self {
         Recorder {
             depth: depth.max(1),
-            rings: HashMap::new(),
-            worker_pasid: HashMap::new(),
-            worker_ran: HashMap::new(),
+            rings: HashMap::default(),
+            worker_pasid: HashMap::default(),
         }
     }
 
     pub fn ring_len(&self, ring: &str) -> usize {
-        self.rings.get(ring).map_or(0, |r| r.len())
+        self.rings.get(ring).map_or(0, |r| r.jobs.len())
     }
 
-    fn push_job(&mut self, job: Job, stats: &mut Stats) {
-        *stats.ring_jobs_seen.entry(job.ring.clone()).or_default() += 1;
-        let q = self.rings.entry(job.ring.clone()).or_default();
-        if q.len() >= self.depth {
-            q.pop_front();
-            *stats.ring_jobs_evicted.entry(job.ring.clone()).or_default() += 1;
+    /// Appends a job to its ring; returns its serial.
+    fn push_job(&mut self, job: Job, stats: &mut Stats) -> u64 {
+        // Counters and logs are keyed by ring name: clone it only the first time a ring shows up.
+        match stats.ring_jobs_seen.get_mut(job.ring.as_str()) {
+            Some(n) => *n += 1,
+            None => {
+                stats.ring_jobs_seen.insert(job.ring.clone(), 1);
+            }
         }
-        q.push_back(job);
+        if !self.rings.contains_key(job.ring.as_str()) {
+            self.rings.insert(job.ring.clone(), RingLog::default());
+        }
+        let Some(log) = self.rings.get_mut(job.ring.as_str()) else {
+            return 0;
+        };
+        let ring_evicts = log.jobs.len() >= self.depth;
+        if ring_evicts {
+            match stats.ring_jobs_evicted.get_mut(job.ring.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    stats.ring_jobs_evicted.insert(job.ring.clone(), 1);
+                }
+            }
+        }
+        log.push(job, self.depth);
+        log.front + log.jobs.len() as u64 - 1
+    }
+
+    /// (ring, serial) of the newest job matching `key`, on `ring` or on any ring.
+    fn locate(&self, ring: Option<&str>, key: &JobKey) -> Option<(&str, u64)> {
+        match ring {
+            Some(r) => {
+                let (name, log) = self.rings.get_key_value(r)?;
+                log.lookup(key).map(|s| (name.as_str(), s))
+            }
+            None => self
+                .rings
+                .iter()
+                .find_map(|(name, log)| log.lookup(key).map(|s| (name.as_str(), s))),
+        }
     }
 
     fn find_mut(&mut self, ring: Option<&str>, key: &JobKey) -> Option<&mut Job> {
-        for (name, q) in self.rings.iter_mut() {
-            if ring.is_some_and(|r| r != name) {
-                continue;
-            }
-            if let Some(j) = q.iter_mut().rev().find(|j| key_match(&j.key, key)) {
-                return Some(j);
-            }
+        let (name, serial) = self.locate(ring, key)?;
+        let name = name.to_string();
+        self.rings.get_mut(&name)?.get_mut(serial)
+    }
+
+    /// Merge `key` into the matching job; false when no job matches.
+    fn merge_into(&mut self, ring: Option<&str>, key: &JobKey) -> bool {
+        let Some((name, serial)) = self.locate(ring, key) else {
+            return false;
+        };
+        let name = name.to_string();
+        if let Some(log) = self.rings.get_mut(&name) {
+            log.merge(serial, key);
         }
-        None
+        true
     }
 
     pub fn find(&self, ring: Option<&str>, key: &JobKey) -> Option<&Job> {
-        self.rings
-            .iter()
-            .filter(|(name, _)| ring.is_none_or(|r| r == name.as_str()))
-            .find_map(|(_, q)| q.iter().rev().find(|j| key_match(&j.key, key)))
+        let (name, serial) = self.locate(ring, key)?;
+        self.rings.get(name)?.get(serial)
     }
 
     pub fn jobs(&self, ring: &str) -> impl Iterator<Item = &Job> {
-        self.rings.get(ring).into_iter().flat_map(|q| q.iter())
+        self.rings.get(ring).into_iter().flat_map(|r| r.jobs.iter())
     }
 
     pub fn observe(&mut self, ev: &Event, procs: &mut Processes, stats: &mut Stats) {
@@ -103,8 +246,7 @@ impl Recorder {
                 task, ring, job, ..
             } => {
                 *stats.submissions.entry(task.pid).or_default() += 1;
-                if let Some(j) = self.find_mut(Some(ring), job) {
-                    merge_key(&mut j.key, job);
+                if self.merge_into(Some(ring), job) {
                     return;
                 }
                 let j = Job {
@@ -122,29 +264,32 @@ impl Recorder {
                 task, ring, job, ..
             } => {
                 // Same thread as the Submit just before: merge keys (sched_fence ↔ sched_job_id).
-                let matched = self.find_mut(Some(ring), job).is_some();
-                if matched {
-                    if let Some(j) = self.find_mut(Some(ring), job) {
-                        merge_key(&mut j.key, job);
-                    }
-                } else if let Some(j) = self.rings.get_mut(ring).and_then(|q| {
-                    q.iter_mut()
+                if self.merge_into(Some(ring), job) {
+                    return;
+                }
+                let by_thread = self.rings.get(ring.as_str()).and_then(|log| {
+                    log.jobs
+                        .iter()
+                        .enumerate()
                         .rev()
-                        .find(|j| j.tid == task.tid && j.run_ns.is_none())
-                }) {
-                    merge_key(&mut j.key, job);
-                } else {
-                    *stats.submissions.entry(task.pid).or_default() += 1;
-                    let j = Job {
-                        ring: ring.clone(),
-                        pid: task.pid,
-                        tid: task.tid,
-                        comm: task.comm.clone(),
-                        key: *job,
-                        submit_ns: Some(t),
-                        ..Job::default()
-                    };
-                    self.push_job(j, stats);
+                        .find(|(_, j)| j.tid == task.tid && j.run_ns.is_none())
+                        .map(|(i, _)| log.front + i as u64)
+                });
+                match (by_thread, self.rings.get_mut(ring.as_str())) {
+                    (Some(serial), Some(log)) => log.merge(serial, job),
+                    _ => {
+                        *stats.submissions.entry(task.pid).or_default() += 1;
+                        let j = Job {
+                            ring: ring.clone(),
+                            pid: task.pid,
+                            tid: task.tid,
+                            comm: task.comm.clone(),
+                            key: *job,
+                            submit_ns: Some(t),
+                            ..Job::default()
+                        };
+                        self.push_job(j, stats);
+                    }
                 }
             }
             EventBody::VmGrabId {
@@ -158,15 +303,25 @@ impl Recorder {
                 worker_tid,
             } => {
                 let pasid = self.worker_pasid.remove(worker_tid);
-                self.worker_ran.insert(*worker_tid, ring.clone());
-                match self.find_mut(Some(ring), job) {
-                    Some(j) => {
-                        merge_key(&mut j.key, job);
-                        j.run_ns = j.run_ns.or(Some(t));
-                        j.worker_tid = Some(*worker_tid);
-                        if pasid.is_some() {
-                            j.pasid = pasid;
+                // A worker runs one job at a time: whatever it ran before on any ring is no
+                // longer the one awaiting this worker's next hardware fence.
+                for log in self.rings.values_mut() {
+                    log.last_run.remove(worker_tid);
+                }
+                let serial = match self.locate(Some(ring), job) {
+                    Some((_, serial)) => {
+                        let log = self.rings.get_mut(ring.as_str());
+                        if let Some(log) = log {
+                            log.merge(serial, job);
+                            if let Some(j) = log.get_mut(serial) {
+                                j.run_ns = j.run_ns.or(Some(t));
+                                j.worker_tid = Some(*worker_tid);
+                                if pasid.is_some() {
+                                    j.pasid = pasid;
+                                }
+                            }
                         }
+                        serial
                     }
                     None => {
                         // Submitted before we started (or evicted): keep it, owner from pasid.
@@ -184,8 +339,11 @@ impl Recorder {
                             worker_tid: Some(*worker_tid),
                             ..Job::default()
                         };
-                        self.push_job(j, stats);
+                        self.push_job(j, stats)
                     }
+                };
+                if let Some(log) = self.rings.get_mut(ring.as_str()) {
+                    log.last_run.insert(*worker_tid, serial);
                 }
             }
             EventBody::HwFenceEmitted {
@@ -194,26 +352,30 @@ impl Recorder {
                 emitter_tid,
                 ..
             } => {
-                if self.worker_ran.get(emitter_tid).is_some_and(|r| r == ring) {
-                    self.worker_ran.remove(emitter_tid);
-                    if let Some(j) = self.rings.get_mut(ring).and_then(|q| {
-                        q.iter_mut()
-                            .rev()
-                            .find(|j| j.worker_tid == Some(*emitter_tid) && j.hw_seqno.is_none())
-                    }) {
-                        j.hw_seqno = Some(*seqno);
-                        return;
+                if let Some(log) = self.rings.get_mut(ring.as_str()) {
+                    if let Some(serial) = log.last_run.remove(emitter_tid) {
+                        if let Some(j) = log.get_mut(serial).filter(|j| j.hw_seqno.is_none()) {
+                            j.hw_seqno = Some(*seqno);
+                            if j.done_ns.is_none() {
+                                log.unsignaled.insert(*seqno, serial);
+                            }
+                            return;
+                        }
                     }
                 }
                 stats.unmatched_joins += 1;
             }
             EventBody::HwFenceSignaled { ring, seqno, .. } => {
-                if let Some(q) = self.rings.get_mut(ring) {
-                    for j in q
-                        .iter_mut()
-                        .filter(|j| j.hw_seqno.is_some_and(|s| s <= *seqno) && j.done_ns.is_none())
-                    {
-                        j.done_ns = Some(t);
+                if let Some(log) = self.rings.get_mut(ring.as_str()) {
+                    // Fences on a ring signal in order: everything up to `seqno` is done.
+                    let later = log.unsignaled.split_off(&seqno.saturating_add(1));
+                    let done = std::mem::replace(&mut log.unsignaled, later);
+                    for serial in done.into_values() {
+                        if let Some(j) = log.get_mut(serial) {
+                            if j.done_ns.is_none() {
+                                j.done_ns = Some(t);
+                            }
+                        }
                     }
                 }
             }
@@ -232,8 +394,9 @@ impl Recorder {
             }
             EventBody::ResetEnd { .. } => {
                 // Jobs that were run but never completed are cancelled by the reset.
-                for q in self.rings.values_mut() {
-                    for j in q
+                for log in self.rings.values_mut() {
+                    for j in log
+                        .jobs
                         .iter_mut()
                         .filter(|j| j.run_ns.is_some() && j.done_ns.is_none() && !j.hung)
                     {
@@ -255,11 +418,11 @@ impl Recorder {
         procs: &Processes,
     ) -> Vec<JobSnapshot> {
         let mut out = Vec::new();
-        for (name, q) in &self.rings {
+        for (name, log) in &self.rings {
             if ring.is_some_and(|r| r != name) {
                 continue;
             }
-            for j in q {
+            for j in &log.jobs {
                 let start = j.submit_ns.or(j.run_ns).unwrap_or(0);
                 let end = j.done_ns.unwrap_or(u64::MAX);
                 if end < from || start > to {
@@ -302,6 +465,84 @@ impl Recorder {
 
 impl Recorder {
     pub fn all_jobs(&self) -> impl Iterator<Item = &Job> {
-        self.rings.values().flat_map(|q| q.iter())
+        self.rings.values().flat_map(|r| r.jobs.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The matching rule the indexes implement: any shared identity.
+    fn key_match(a: &JobKey, b: &JobKey) -> bool {
+        (a.sched_job_id.is_some() && a.sched_job_id == b.sched_job_id)
+            || (a.sched_fence.is_some() && a.sched_fence == b.sched_fence)
+            || (a.context.is_some()
+                && a.seqno.is_some()
+                && a.context == b.context
+                && a.seqno == b.seqno)
+    }
+
+    /// Small xorshift so the test is deterministic without extra dependencies.
+    fn rng(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    fn random_key(st: &mut u64) -> JobKey {
+        let r = rng(st);
+        // Few distinct values so identities collide, repeat and get evicted.
+        let pick = |bit: u64, v: u64| (r >> bit & 1 == 1).then_some(v % 40);
+        JobKey {
+            sched_job_id: pick(0, r >> 8),
+            sched_fence: pick(1, r >> 16),
+            context: pick(2, r >> 24),
+            seqno: pick(2, r >> 32),
+        }
+    }
+
+    /// The indexes find exactly the job a newest-first scan with `key_match` finds, through
+    /// pushes, key merges and evictions.
+    #[test]
+    fn indexed_lookup_equals_reverse_scan() {
+        let mut st = 0x9e37_79b9_7f4a_7c15u64;
+        let mut log = RingLog::default();
+        for step in 0..20_000u64 {
+            let key = random_key(&mut st);
+            match rng(&mut st) % 3 {
+                0 => {
+                    let job = Job {
+                        key,
+                        submit_ns: Some(step),
+                        ..Job::default()
+                    };
+                    log.push(job, 16);
+                }
+                1 => {
+                    if let Some(serial) = log.lookup(&key) {
+                        log.merge(serial, &key);
+                    }
+                }
+                _ => {}
+            }
+            let want = log
+                .jobs
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, j)| key_match(&j.key, &key))
+                .map(|(i, _)| log.front + i as u64);
+            let got = log.lookup(&key);
+            assert_eq!(
+                got, want,
+                "step {step}: index vs newest-first scan for {key:?}"
+            );
+            assert!(log.jobs.len() <= 16);
+            assert!(
+                log.by_job_id.len() <= 16 && log.by_fence.len() <= 16 && log.by_ctx_seq.len() <= 16
+            );
+        }
     }
 }
