@@ -145,9 +145,19 @@ pub struct FieldLoc {
 }
 
 impl FieldLoc {
-    pub const ABSENT: FieldLoc = FieldLoc { offset: 0, size: 0, kind: field::ABSENT, _pad: [0; 3] };
+    pub const ABSENT: FieldLoc = FieldLoc {
+        offset: 0,
+        size: 0,
+        kind: field::ABSENT,
+        _pad: [0; 3],
+    };
     pub const fn new(offset: u16, size: u16, kind: u8) -> Self {
-        FieldLoc { offset, size, kind, _pad: [0; 3] }
+        FieldLoc {
+            offset,
+            size,
+            kind,
+            _pad: [0; 3],
+        }
     }
     pub const fn is_present(&self) -> bool {
         self.kind != field::ABSENT

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use hangwatch::commands;
 
 #[derive(Parser)]
-#[command(name = "hangwatch", version, about = "Which process hung the AMD GPU? eBPF + kernel-log attribution for amdgpu")]
+#[command(
+    name = "hangwatch",
+    version,
+    about = "Which process hung the AMD GPU? eBPF + kernel-log attribution for amdgpu"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -95,41 +95,98 @@ pub struct FaultInfo {
 pub enum EventBody {
     // ---- probes (source = Ebpf) ----
     /// `amdgpu_cs_ioctl`: `task` submitted `job` on `ring`.
-    Submit { task: Task, ring: String, job: JobKey, num_ibs: u32 },
+    Submit {
+        task: Task,
+        ring: String,
+        job: JobKey,
+        num_ibs: u32,
+    },
     /// The scheduler queued a job (`drm_sched_job` / `drm_sched_job_queue`), in the submitter.
-    SchedQueued { task: Task, ring: String, job: JobKey, client_id: Option<u64> },
+    SchedQueued {
+        task: Task,
+        ring: String,
+        job: JobKey,
+        client_id: Option<u64>,
+    },
     /// The job was handed to the ring (`amdgpu_sched_run_job`, `drm_run_job`, `drm_sched_job_run`).
     /// `worker_tid` is the scheduler thread, used to join the hardware fence emitted next.
-    RunJob { ring: String, job: JobKey, worker_tid: u32 },
+    RunJob {
+        ring: String,
+        job: JobKey,
+        worker_tid: u32,
+    },
     /// The scheduler fence signaled (`drm_sched_process_job` / `drm_sched_job_done`).
-    JobDone { job: JobKey },
+    JobDone {
+        job: JobKey,
+    },
     /// An amdgpu hardware fence was emitted on `ring` (`dma_fence_init`); `emitter_tid` is the
     /// thread that emitted it (the scheduler worker that ran the job just before).
-    HwFenceEmitted { ring: String, context: u64, seqno: u64, emitter_tid: u32 },
+    HwFenceEmitted {
+        ring: String,
+        context: u64,
+        seqno: u64,
+        emitter_tid: u32,
+    },
     /// An amdgpu hardware fence signaled (`dma_fence_signaled`).
-    HwFenceSignaled { ring: String, context: u64, seqno: u64 },
+    HwFenceSignaled {
+        ring: String,
+        context: u64,
+        seqno: u64,
+    },
     /// `amdgpu_vm_grab_id`: the job about to run on `ring` belongs to `pasid`.
-    VmGrabId { ring: String, pasid: u32, vmid: u32, worker_tid: u32 },
+    VmGrabId {
+        ring: String,
+        pasid: u32,
+        vmid: u32,
+        worker_tid: u32,
+    },
     /// `amdgpu_pasid_allocated` in the opening process.
-    PasidAllocated { pasid: u32, task: Task },
-    PasidFreed { pasid: u32 },
+    PasidAllocated {
+        pasid: u32,
+        task: Task,
+    },
+    PasidFreed {
+        pasid: u32,
+    },
     /// A VM page fault interrupt (`amdgpu_iv` filtered in-kernel).
     VmFault(FaultInfo),
     /// kprobe `amdgpu_job_timedout`: the scheduler declared this job hung.
-    JobTimedOut { ring: Option<String>, job: JobKey, pasid: Option<u32> },
+    JobTimedOut {
+        ring: Option<String>,
+        job: JobKey,
+        pasid: Option<u32>,
+    },
     /// kprobe `amdgpu_device_gpu_recover`: reset begins; `job` is the guilty job if any.
-    ResetBegin { job: Option<JobKey>, pasid: Option<u32>, ring: Option<String>, reset_source: Option<u32> },
+    ResetBegin {
+        job: Option<JobKey>,
+        pasid: Option<u32>,
+        ring: Option<String>,
+        reset_source: Option<u32>,
+    },
     /// kretprobe `amdgpu_device_gpu_recover`.
-    ResetEnd { result: i64 },
+    ResetEnd {
+        result: i64,
+    },
     /// kretprobe `amdgpu_cs_ioctl` < 0: `task`'s submission was refused (-125 after a reset).
-    SubmitRejected { task: Task, errno: i64 },
+    SubmitRejected {
+        task: Task,
+        errno: i64,
+    },
     /// A process that submitted work exited (identity is kept by the correlator).
-    ProcessExit { task: Task },
+    ProcessExit {
+        task: Task,
+    },
 
     // ---- /proc (source = Proc) ----
     /// What the agent learnt about a process: from fdinfo at start-up (`pasid`, `client_id`),
     /// or from `/proc/PID/exe` the first time it was seen.
-    ProcessInfo { pid: u32, comm: String, exe: Option<String>, pasids: Vec<u32>, client_ids: Vec<u64> },
+    ProcessInfo {
+        pid: u32,
+        comm: String,
+        exe: Option<String>,
+        pasids: Vec<u32>,
+        client_ids: Vec<u64>,
+    },
 
     // ---- kernel log (source = Kmsg or Log) ----
     Kmsg(KmsgRecord),
@@ -156,9 +213,17 @@ pub enum IllegalKind {
 pub enum KmsgKind {
     /// Page fault, any era's spelling. `task` is `None` when the kernel printed no process, and
     /// `Some` with pid 0 when it printed "pid 0" (unknown PASID).
-    PageFault { fault: FaultInfo, task: Option<Task> },
+    PageFault {
+        fault: FaultInfo,
+        task: Option<Task>,
+    },
     /// `ring X timeout, signaled seq=A, emitted seq=B`, with the following process line folded in.
-    RingTimeout { ring: String, signaled: Option<u64>, emitted: Option<u64>, task: Option<Task> },
+    RingTimeout {
+        ring: String,
+        signaled: Option<u64>,
+        emitted: Option<u64>,
+        task: Option<Task>,
+    },
     /// `ring X timeout, but soft recovered`.
     SoftRecovered { ring: String },
     /// `Starting X ring reset` / `Ring X reset succeeded|failed|failure`.
@@ -167,7 +232,11 @@ pub enum KmsgKind {
     ResetBegin { source: Option<u32> },
     /// `GPU reset(N) succeeded!` / `GPU reset(N) failed` / `GPU Recovery Failed: E` /
     /// `GPU reset end with ret = E`.
-    ResetResult { ok: bool, counter: Option<u32>, error: Option<i64> },
+    ResetResult {
+        ok: bool,
+        counter: Option<u32>,
+        error: Option<i64>,
+    },
     /// ASIC-level reset steps: `MODE1 reset`, `GPU mode1 reset`, `MODE2 reset`,
     /// `soft reset failed, will fallback to full reset!`, `GPU reset succeeded, trying to resume`.
     ResetStep { what: String },
@@ -189,6 +258,11 @@ pub enum KmsgKind {
 impl Task {
     /// A task from a probe: tgid/tid/comm of `current`.
     pub fn new(pid: u32, tid: u32, comm: impl Into<String>) -> Self {
-        Task { pid, tid, comm: comm.into(), thread_comm: None }
+        Task {
+            pid,
+            tid,
+            comm: comm.into(),
+            thread_comm: None,
+        }
     }
 }

@@ -247,7 +247,10 @@ amd-evicted-vram:\t0 KiB\ndrm-engine-gfx:\t5000 ns\n";
         assert!(maps[0].ends_with("libvulkan_radeon.so"), "{maps:?}");
         assert!(c.first_sight(&root, 4242, 2).is_none());
         assert!(c.first_sight(&root, 77, 3).is_some()); // evicts 4242
-        assert!(c.driver_maps(4242).is_none(), "evicted entries drop their maps too");
+        assert!(
+            c.driver_maps(4242).is_none(),
+            "evicted entries drop their maps too"
+        );
         assert!(c.first_sight(&root, 4242, 4).is_some());
         assert_eq!(c.len(), 1);
         let _ = std::fs::remove_dir_all(&root);
