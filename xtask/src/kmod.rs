@@ -33,8 +33,8 @@ pub fn build_sim(k: &Kernel) -> Result<PathBuf> {
         .arg(k.headers())
         .arg(format!("M={}", build.display()))
         .arg("modules"))
-    .context("building tests/kmod/amdgpu_sim.ko")?;
-    let ko = build.join("amdgpu_sim.ko");
+    .context("building tests/kmod (amdgpu.ko, the simulator)")?;
+    let ko = build.join("amdgpu.ko");
     run(Command::new("pahole")
         .arg("-J")
         .arg("--btf_base")
