@@ -55,6 +55,10 @@ pub struct Scenario {
     pub duration_s: u64,
     #[serde(default)]
     pub open_before_agent: bool,
+    /// Return the first incident directory and a `hangwatch bugreport` of it as artifacts
+    /// (the host test checks them; `cargo xtask examples` commits them under docs/examples).
+    #[serde(default)]
+    pub bugreport: bool,
     #[serde(default)]
     pub process: Vec<Process>,
 }
@@ -221,7 +225,7 @@ fn phase_b(plan: &Plan) -> Result<()> {
     result_line(
         "phase-b",
         "modprobe",
-        &sh("modprobe", &["amdgpu_sim", &timeout]),
+        &sh("modprobe", &["amdgpu", &timeout]),
     );
     result_line(
         "phase-b",
@@ -231,7 +235,7 @@ fn phase_b(plan: &Plan) -> Result<()> {
     result_line(
         "phase-b",
         "btf",
-        &json!(Path::new("/sys/kernel/btf/amdgpu_sim").exists()),
+        &json!(Path::new("/sys/kernel/btf/amdgpu").exists()),
     );
     if !plan.demo {
         result_line("phase-b", "check", &agent_check());
@@ -242,8 +246,8 @@ fn phase_b(plan: &Plan) -> Result<()> {
         let sc: Scenario =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         // A fresh simulator per scenario: no wedged ring, guilty context or seqno carries over.
-        sh("modprobe", &["-r", "amdgpu_sim"]);
-        sh("modprobe", &["amdgpu_sim", &timeout]);
+        sh("modprobe", &["-r", "amdgpu"]);
+        sh("modprobe", &["amdgpu", &timeout]);
         sh("dmesg", &["-c"]);
         let t = Instant::now();
         let res = match run_scenario(path, &sc, plan.demo) {
@@ -505,7 +509,66 @@ fn finish_scenario(
         procs.push(json!({"name": name, "pid": k.id(), "summary": summary}));
     }
     v["processes"] = json!(procs);
+    if sc.bugreport {
+        v["artifacts"] = artifacts();
+    }
     Ok(v)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first incident directory `hangwatch run --output` wrote, and `hangwatch bugreport` of it
+/// (built here, inside the VM, where the incident happened), as `path -> hex bytes` so binary
+/// files survive the console. Problems become `error` entries the host test reports.
+fn artifacts() -> Value {
+    let mut files = serde_json::Map::new();
+    let mut dirs: Vec<PathBuf> = match std::fs::read_dir("/tmp/hw-out") {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_dir()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect(),
+        Err(e) => return json!({"error": format!("/tmp/hw-out: {e}")}),
+    };
+    dirs.sort();
+    let Some(dir) = dirs.first() else {
+        return json!({"error": "hangwatch run --output wrote no incident directory"});
+    };
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if let Ok(b) = std::fs::read(e.path()) {
+                files.insert(
+                    format!("incident/{}", e.file_name().to_string_lossy()),
+                    json!(hex(&b)),
+                );
+            }
+        }
+    }
+    let dir_s = dir.to_string_lossy().into_owned();
+    let br = sh(
+        HANGWATCH,
+        &["bugreport", &dir_s, "--out", "/tmp/bugreport.tar.gz"],
+    );
+    files.insert(
+        "bugreport.md".into(),
+        json!(hex(br["stdout"].as_str().unwrap_or("").as_bytes())),
+    );
+    if let Ok(b) = std::fs::read("/tmp/bugreport.tar.gz") {
+        files.insert("bugreport.tar.gz".into(), json!(hex(&b)));
+    }
+    json!({
+        "incident_dir": dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "bugreport_exit": br["status"],
+        "bugreport_stderr": br["stderr"],
+        "files": files,
+    })
 }
 
 /// One simulated GPU client (see module docs).
@@ -737,11 +800,7 @@ fn bench_peer(
 
 fn phase_bench(plan: &Plan) -> Result<()> {
     let timeout = format!("timeout_ms={}", plan.sim_timeout_ms);
-    result_line(
-        "bench",
-        "modprobe",
-        &sh("modprobe", &["amdgpu_sim", &timeout]),
-    );
+    result_line("bench", "modprobe", &sh("modprobe", &["amdgpu", &timeout]));
     let n = plan.bench_count;
     // Warm-up (page cache, scheduler thread), then the untraced baseline.
     let _ = submit_loop(n / 10);

@@ -108,7 +108,11 @@ pub fn run_vm(o: &Opts) -> Result<PathBuf> {
     );
     let bins = build_bins()?;
     // The demo runs the agent in text mode: keep its results away from the suite's JSON ones.
-    let out = if o.demo { results_dir(&o.kernel).join("demo") } else { results_dir(&o.kernel) };
+    let out = if o.demo {
+        results_dir(&o.kernel).join("demo")
+    } else {
+        results_dir(&o.kernel)
+    };
     fs::create_dir_all(out.join("scenarios"))?;
     let probe = initramfs::build(
         &k,
@@ -201,9 +205,11 @@ pub fn run_vm(o: &Opts) -> Result<PathBuf> {
         m.insert("boot".into(), boot_info(&boot));
         for r in qemu::results(&boot.lines) {
             if r.key == "result" {
+                let mut value = r.value.clone();
+                write_artifacts(&out.join("scenarios").join(&r.name), &mut value)?;
                 write_json(
                     &out.join("scenarios").join(format!("{}.json", r.name)),
-                    &r.value,
+                    &value,
                 )?;
                 if o.demo {
                     print_demo(&r.name, &r.value);
@@ -222,6 +228,51 @@ pub fn run_vm(o: &Opts) -> Result<PathBuf> {
     timings.insert("accel".into(), json!(accel));
     write_json(&out.join("timings.json"), &Value::Object(timings))?;
     Ok(out)
+}
+
+/// A scenario's `artifacts.files` (path -> hex bytes, see hwdriver) become real files under
+/// `dir`; the JSON keeps only their names so the result file stays readable.
+fn write_artifacts(dir: &Path, value: &mut Value) -> Result<()> {
+    let Some(files) = value
+        .get_mut("artifacts")
+        .and_then(|a| a.get_mut("files"))
+        .and_then(Value::as_object_mut)
+    else {
+        return Ok(());
+    };
+    let _ = fs::remove_dir_all(dir);
+    let mut names = Vec::new();
+    for (name, hex) in std::mem::take(files) {
+        let rel = Path::new(&name);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            anyhow::bail!("VM artifact with an unsafe path: {name}");
+        }
+        let bytes = unhex(hex.as_str().unwrap_or(""))
+            .with_context(|| format!("VM artifact {name} is not hex"))?;
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&p, bytes)?;
+        names.push(json!(name));
+    }
+    names.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    value["artifacts"]["files"] = Value::Array(names);
+    Ok(())
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        anyhow::bail!("odd length");
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(anyhow::Error::from))
+        .collect()
 }
 
 fn boot_info(b: &qemu::Boot) -> Value {
