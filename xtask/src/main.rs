@@ -1,5 +1,6 @@
-//! Developer tasks: `cargo xtask setup | vm | demo | test | bench`. See docs/vm-harness.md.
+//! Developer tasks: `cargo xtask setup | vm | demo | test | bench | examples`. See docs/vm-harness.md.
 mod bench;
+mod examples;
 mod initramfs;
 mod kernel;
 mod kmod;
@@ -34,8 +35,9 @@ fn main() -> ExitCode {
         }),
         Some("test") => test_cmd::test(&rest),
         Some("bench") => bench::bench(),
+        Some("examples") => examples::examples(),
         _ => {
-            eprintln!("usage: cargo xtask <setup | vm [--kernel VER] [--scenario FILE]... [--phase a|b|all] | demo | test | bench>");
+            eprintln!("usage: cargo xtask <setup | vm [--kernel VER] [--scenario FILE]... [--phase a|b|all] | demo | test | bench | examples>");
             Ok(2)
         }
     };
