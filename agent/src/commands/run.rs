@@ -467,6 +467,25 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         st.user_drops,
         st.decoder.short,
     );
+    let cs = st.corr.stats();
+    let mut rings: Vec<String> = cs
+        .ring_jobs_seen
+        .iter()
+        .map(|(r, n)| {
+            let ev = cs.ring_jobs_evicted.get(r).copied().unwrap_or(0);
+            format!("{r} {n} jobs ({ev} rotated out)")
+        })
+        .collect();
+    rings.sort();
+    if rings.is_empty() {
+        rings.push("no jobs seen".into());
+    }
+    eprintln!(
+        "hangwatch: flight recorder: {}; unmatched scheduler/fence joins {}; process identities evicted {}",
+        rings.join(", "),
+        cs.unmatched_joins,
+        cs.process_evictions,
+    );
     Ok(0)
 }
 
