@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap as HashMap;
 use super::processes::Processes;
 use super::Stats;
 use crate::incident::JobSnapshot;
-use crate::model::{Event, EventBody, JobKey};
+use crate::model::{Event, EventBody, JobKey, Task};
 
 #[derive(Clone, Debug, Default)]
 pub struct Job {
@@ -24,6 +24,21 @@ pub struct Job {
     pub worker_tid: Option<u32>,
     pub hung: bool,
     pub cancelled: bool,
+}
+
+impl Job {
+    /// A job first seen at submission by `task`.
+    fn submitted(ring: &str, task: &Task, key: &JobKey, t: u64) -> Job {
+        Job {
+            ring: ring.to_string(),
+            pid: task.pid,
+            tid: task.tid,
+            comm: task.comm.clone(),
+            key: *key,
+            submit_ns: Some(t),
+            ..Job::default()
+        }
+    }
 }
 
 fn merge_key(into: &mut JobKey, from: &JobKey) {
@@ -249,16 +264,7 @@ impl Recorder {
                 if self.merge_into(Some(ring), job) {
                     return;
                 }
-                let j = Job {
-                    ring: ring.clone(),
-                    pid: task.pid,
-                    tid: task.tid,
-                    comm: task.comm.clone(),
-                    key: *job,
-                    submit_ns: Some(t),
-                    ..Job::default()
-                };
-                self.push_job(j, stats);
+                self.push_job(Job::submitted(ring, task, job, t), stats);
             }
             EventBody::SchedQueued {
                 task, ring, job, ..
@@ -279,16 +285,7 @@ impl Recorder {
                     (Some(serial), Some(log)) => log.merge(serial, job),
                     _ => {
                         *stats.submissions.entry(task.pid).or_default() += 1;
-                        let j = Job {
-                            ring: ring.clone(),
-                            pid: task.pid,
-                            tid: task.tid,
-                            comm: task.comm.clone(),
-                            key: *job,
-                            submit_ns: Some(t),
-                            ..Job::default()
-                        };
-                        self.push_job(j, stats);
+                        self.push_job(Job::submitted(ring, task, job, t), stats);
                     }
                 }
             }
