@@ -777,7 +777,9 @@ fn bench_peer(
     std::thread::sleep(Duration::from_millis(500));
     let cpu = cpu_seconds(pid) - c0;
     let wall = w.elapsed().as_secs_f64();
+    // Peak (includes start-up: BTF and format parsing) and resident right after the load.
     let rss = status_kib(pid, "VmHWM:");
+    let rss_now = status_kib(pid, "VmRSS:");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -793,6 +795,7 @@ fn bench_peer(
     let tail: Vec<String> = out.try_iter().chain(err.try_iter()).collect();
     r["tracer_cpu_percent"] = json!(100.0 * cpu / wall);
     r["tracer_rss_kib"] = json!(rss);
+    r["tracer_rss_now_kib"] = json!(rss_now);
     r["tracer_startup_ms"] = json!(startup_ms);
     r["tracer_output_tail"] = json!(tail.iter().rev().take(6).rev().collect::<Vec<_>>());
     Ok(r)

@@ -92,8 +92,8 @@ pub fn bench() -> Result<u8> {
     )?;
     println!("hangwatch bench — {count} zero-duration gfx submissions per row, in the VM ({accel}; absolute numbers are emulation-slow, ratios are the signal)");
     println!(
-        "{:<11} {:>14} {:>12} {:>8} {:>8} {:>10}  notes",
-        "config", "submissions/s", "ns/submit", "ratio", "cpu%", "rss MiB"
+        "{:<11} {:>14} {:>12} {:>8} {:>8} {:>17}  notes",
+        "config", "submissions/s", "ns/submit", "ratio", "cpu%", "rss MiB peak/now"
     );
     let base = res
         .get("untraced")
@@ -120,10 +120,12 @@ pub fn bench() -> Result<u8> {
             .as_f64()
             .map(|c| format!("{c:.1}"))
             .unwrap_or_else(|| "-".into());
-        let rss = v["tracer_rss_kib"]
-            .as_f64()
-            .map(|r| format!("{:.1}", r / 1024.0))
-            .unwrap_or_else(|| "-".into());
+        let mib = |k: &str| v[k].as_f64().map(|r| format!("{:.1}", r / 1024.0));
+        let rss = match (mib("tracer_rss_kib"), mib("tracer_rss_now_kib")) {
+            (Some(peak), Some(now)) => format!("{peak}/{now}"),
+            (Some(peak), None) => peak,
+            _ => "-".into(),
+        };
         let mut note = String::new();
         if name == "hangwatch" {
             if let Some(stats) = v["tracer_output_tail"].as_array().and_then(|t| {
@@ -140,7 +142,7 @@ pub fn bench() -> Result<u8> {
             }
         }
         println!(
-            "{name:<11} {:>14.0} {:>12.0} {:>8.2} {:>8} {:>10}  {note}",
+            "{name:<11} {:>14.0} {:>12.0} {:>8.2} {:>8} {:>17}  {note}",
             v["submissions_per_s"].as_f64().unwrap_or(f64::NAN),
             ns,
             ratio,

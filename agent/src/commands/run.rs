@@ -309,6 +309,11 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         st.push(ev);
     }
 
+    // Loading parsed the kernel's BTF and format files (several MiB of short-lived heap); hand
+    // those pages back so the long-running agent's resident size is its steady state.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+
     let (ctx, mut crx) = tokio::sync::mpsc::channel::<ControlCall>(8);
     let _control = if args.no_socket {
         None
