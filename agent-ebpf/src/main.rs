@@ -9,6 +9,7 @@ use agent_common::{
     field, flags, kind, slot, FieldLoc, IvFilter, JobLayout, RawEvent, TpLayout, NAME_LEN,
 };
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         generated,
@@ -92,6 +93,34 @@ fn drop_one() {
     if let Some(p) = DROPS.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *p += 1 };
+    }
+}
+
+/// Bytes waiting in `EVENTS` before a per-job event wakes the agent (~430 events).
+const WAKE_BYTES: u64 = 64 << 10;
+
+/// Wakeup policy of one submitted event. The eight per-job events of every submission do not
+/// wake the agent until WAKE_BYTES are waiting (it also drains every 100 ms): a wakeup per event
+/// costs the submitting CPU an irq_work and often an IPI. Everything else (faults, timeouts,
+/// resets, rejections, pasids, exits) is rare and wakes it at once.
+#[inline(always)]
+fn submit_flags(k: u32) -> u64 {
+    match k {
+        kind::CS_IOCTL
+        | kind::SCHED_RUN_JOB
+        | kind::SCHED_QUEUE
+        | kind::SCHED_RUN
+        | kind::SCHED_DONE
+        | kind::FENCE_INIT
+        | kind::FENCE_SIGNALED
+        | kind::VM_GRAB_ID => {
+            if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKE_BYTES {
+                BPF_RB_FORCE_WAKEUP as u64
+            } else {
+                BPF_RB_NO_WAKEUP as u64
+            }
+        }
+        _ => BPF_RB_FORCE_WAKEUP as u64,
     }
 }
 
@@ -227,7 +256,7 @@ fn generic_tp(ctx: &TracePointContext, global: &'static TpLayout, k: u32) -> u32
     if let Some(mut e) = reserve(k) {
         // SAFETY: reserved slot, initialised by `reserve`.
         fill(ctx, global, unsafe { &mut *e.as_mut_ptr() });
-        e.submit(0);
+        e.submit(submit_flags(k));
     }
     0
 }
@@ -400,7 +429,7 @@ pub fn hw_job_timedout(ctx: ProbeContext) -> u32 {
     } else {
         ev.flags |= flags::READ_FAILED;
     }
-    e.submit(0);
+    e.submit(BPF_RB_FORCE_WAKEUP as u64);
     0
 }
 
@@ -443,7 +472,7 @@ pub fn hw_gpu_recover(ctx: ProbeContext) -> u32 {
     } else if job != 0 {
         ev.arg[2] = 1;
     }
-    e.submit(0);
+    e.submit(BPF_RB_FORCE_WAKEUP as u64);
     0
 }
 
@@ -454,7 +483,7 @@ pub fn hw_gpu_recover_ret(ctx: RetProbeContext) -> u32 {
     if let Some(mut e) = reserve(kind::RESET_END) {
         // SAFETY: reserved slot, initialised by `reserve`.
         unsafe { (*e.as_mut_ptr()).arg[0] = (r as i32) as i64 as u64 };
-        e.submit(0);
+        e.submit(BPF_RB_FORCE_WAKEUP as u64);
     }
     0
 }
@@ -470,7 +499,7 @@ pub fn hw_cs_ioctl_ret(ctx: RetProbeContext) -> u32 {
     if let Some(mut e) = reserve(kind::CS_REJECTED) {
         // SAFETY: reserved slot, initialised by `reserve`.
         unsafe { (*e.as_mut_ptr()).arg[0] = r as i64 as u64 };
-        e.submit(0);
+        e.submit(BPF_RB_FORCE_WAKEUP as u64);
     }
     0
 }
@@ -489,7 +518,7 @@ pub fn hw_process_exit(_ctx: TracePointContext) -> u32 {
     }
     let _ = SEEN_TGIDS.remove(&tgid);
     if let Some(e) = reserve(kind::PROCESS_EXIT) {
-        e.submit(0);
+        e.submit(BPF_RB_FORCE_WAKEUP as u64);
     }
     0
 }

@@ -738,13 +738,21 @@ fn bench_peer(
     ready_file: Option<&str>,
     n: u64,
 ) -> Result<Value> {
-    let mut child = Command::new(cmd)
+    let mut command = Command::new(cmd);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {cmd}"))?;
+        .stderr(Stdio::piped());
+    // SAFETY: sched_setaffinity is a plain syscall, safe between fork and exec. Every thread the
+    // tracer starts inherits CPU 1, away from the submission path on CPU 0 (see phase_bench).
+    unsafe {
+        command.pre_exec(|| {
+            pin(0, TRACER_CPU);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().with_context(|| format!("starting {cmd}"))?;
     let out = pipe_lines(child.stdout.take());
     let err = pipe_lines(child.stderr.take());
     let t = Instant::now();
@@ -801,9 +809,43 @@ fn bench_peer(
     Ok(r)
 }
 
+const SUBMIT_CPU: usize = 0;
+const TRACER_CPU: usize = 1;
+
+/// Restrict `pid` (0 = this thread) to one CPU; false when the kernel refuses.
+fn pin(pid: i32, cpu: usize) -> bool {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and sched_setaffinity only touch it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Puts the submission path — this process and the simulator's drm_sched ring threads — on
+/// SUBMIT_CPU for every row, so a tracer's userspace (pinned to TRACER_CPU) does not steal its
+/// CPU and "added ns per submission" measures what tracing costs the submitter, not how two
+/// emulated CPUs were shared. Returns what was pinned.
+fn pin_submission_path() -> Value {
+    let mut pinned =
+        vec![json!({"pid": std::process::id(), "comm": "hwdriver", "ok": pin(0, SUBMIT_CPU)})];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        if ["gfx_0.0.0", "comp_1.0.0", "sdma0"].contains(&comm) {
+            pinned.push(json!({"pid": pid, "comm": comm, "ok": pin(pid, SUBMIT_CPU)}));
+        }
+    }
+    json!(pinned)
+}
+
 fn phase_bench(plan: &Plan) -> Result<()> {
     let timeout = format!("timeout_ms={}", plan.sim_timeout_ms);
     result_line("bench", "modprobe", &sh("modprobe", &["amdgpu", &timeout]));
+    result_line("bench", "pinned", &pin_submission_path());
     let n = plan.bench_count;
     // Warm-up (page cache, scheduler thread), then the untraced baseline.
     let _ = submit_loop(n / 10);

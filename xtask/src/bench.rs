@@ -35,7 +35,7 @@ fn which(prog: &str) -> Option<PathBuf> {
 pub fn bench() -> Result<u8> {
     crate::setup::setup()?;
     let k = kernel::prepare(vm::DEFAULT_KERNEL)?;
-    let bins = vm::build_bins()?;
+    let bins = vm::build_bins(true)?;
     let ko = kmod::build_sim(&k)?;
     let mut binaries = vec![bins.hangwatch, bins.hwdriver];
     let mut skipped = Vec::new();
@@ -91,6 +91,15 @@ pub fn bench() -> Result<u8> {
         serde_json::to_string_pretty(&Value::Object(res.clone()))?,
     )?;
     println!("hangwatch bench — {count} zero-duration gfx submissions per row, in the VM ({accel}; absolute numbers are emulation-slow, ratios are the signal)");
+    let pinned = res
+        .get("pinned")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter(|p| p["ok"] == true).count())
+        .unwrap_or(0);
+    println!(
+        "placement: submitter + {} simulator ring thread(s) on vCPU 0, tracer on vCPU 1",
+        pinned.saturating_sub(1)
+    );
     println!(
         "{:<11} {:>14} {:>12} {:>8} {:>8} {:>17}  notes",
         "config", "submissions/s", "ns/submit", "ratio", "cpu%", "rss MiB peak/now"

@@ -82,15 +82,21 @@ pub struct Bins {
     pub hwdriver: PathBuf,
 }
 
-pub fn build_bins() -> Result<Bins> {
+/// Builds the binaries the VM runs. The test suite uses the debug profile (already built for
+/// the host tests); the bench uses release, since an unoptimised agent would measure rustc's
+/// debug codegen, not hangwatch.
+pub fn build_bins(release: bool) -> Result<Bins> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let profile: &[&str] = if release { &["--release"] } else { &[] };
     run(Command::new(&cargo)
         .args(["build", "-q", "-p", "agent", "--bin", "hangwatch"])
+        .args(profile)
         .current_dir(root()))?;
     run(Command::new(&cargo)
         .args(["build", "-q", "-p", "xtask", "--bin", "hwdriver"])
+        .args(profile)
         .current_dir(root()))?;
-    let d = target_dir().join("debug");
+    let d = target_dir().join(if release { "release" } else { "debug" });
     Ok(Bins {
         hangwatch: d.join("hangwatch"),
         hwdriver: d.join("hwdriver"),
@@ -106,7 +112,7 @@ pub fn run_vm(o: &Opts) -> Result<PathBuf> {
         k.version,
         t0.elapsed().as_secs_f64()
     );
-    let bins = build_bins()?;
+    let bins = build_bins(false)?;
     // The demo runs the agent in text mode: keep its results away from the suite's JSON ones.
     let out = if o.demo {
         results_dir(&o.kernel).join("demo")

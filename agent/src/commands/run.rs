@@ -349,6 +349,8 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         .duration
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut kernel_drops_seen = 0u64;
     let mut kmsg_open = kmsg_on;
     let mut last_kmsg_ns = 0u64;
@@ -373,18 +375,16 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             _ = until_deadline => break,
             g = ring_ready => {
                 let mut g = match g { Ok(Some(g)) => g, Ok(None) => continue, Err(e) => return Err(e.into()) };
-                let mut batch = Vec::new();
-                {
-                    let rb = g.get_inner_mut();
-                    while let Some(item) = rb.next() {
-                        if let Some(ev) = st.decoder.decode_bytes(&item) {
-                            batch.push(ev);
-                        }
-                        if batch.len() >= 4096 { break; }
-                    }
+                if drain_ring(g.get_inner_mut(), &mut st) == 0 {
+                    g.clear_ready();
                 }
-                if batch.is_empty() { g.clear_ready(); }
-                for ev in batch { st.probe_event(ev); }
+            }
+            _ = drain_tick.tick() => {
+                // Per-job events are submitted without a wakeup until 64 KiB wait (see
+                // agent-ebpf submit_flags): collect the ones below that mark.
+                if let Some(r) = ring.as_mut() {
+                    while drain_ring(r.get_mut(), &mut st) > 0 {}
+                }
             }
             rec = krx.recv(), if kmsg_open => {
                 match rec {
@@ -492,6 +492,26 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         cs.process_evictions,
     );
     Ok(0)
+}
+
+/// Decodes up to 4096 ring-buffer records into the correlator; returns how many were read
+/// (bounded so kmsg, signals and the control socket get their turn during a flood).
+fn drain_ring(rb: &mut RingBuf<MapData>, st: &mut State) -> usize {
+    let mut batch = Vec::new();
+    let mut read = 0;
+    while let Some(item) = rb.next() {
+        read += 1;
+        if let Some(ev) = st.decoder.decode_bytes(&item) {
+            batch.push(ev);
+        }
+        if read >= 4096 {
+            break;
+        }
+    }
+    for ev in batch {
+        st.probe_event(ev);
+    }
+    read
 }
 
 fn sum_drops(d: &PerCpuArray<MapData, u64>) -> u64 {
