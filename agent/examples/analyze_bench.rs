@@ -2,6 +2,8 @@
 //! unrelated lines, with amdgpu fault/timeout/reset bursts), stream it through the same
 //! `LogReader` + `Correlator` path as `analyze`, print MB/s on one core and peak RSS.
 //! Run: `cargo run --release -p agent --example analyze_bench -- [--size-mb N]`.
+mod common;
+
 use std::io::{BufReader, BufWriter, Write};
 use std::time::Instant;
 
@@ -53,17 +55,6 @@ fn generate(path: &std::path::Path, size: u64) -> std::io::Result<()> {
     w.flush()
 }
 
-fn vm_hwm_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn run(size_mb: u64) -> anyhow::Result<()> {
     let path = std::env::temp_dir().join(format!(
         "hangwatch-analyze-bench-{}-{size_mb}.log",
@@ -92,7 +83,7 @@ fn run(size_mb: u64) -> anyhow::Result<()> {
         bytes as f64 / (1 << 20) as f64 / secs,
         reader.stats.lines,
         reader.stats.amdgpu_lines,
-        vm_hwm_kb() / 1024
+        common::peak_rss_kib() / 1024
     );
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! uses. The VM bench measures the whole system under TCG, where the agent's userspace competes
 //! with the submitter for emulated CPUs; this isolates the part we control.
 //! Run: `cargo run --release -p agent --example pipeline_bench -- [--submissions N]`.
+mod common;
+
 use std::time::Instant;
 
 use agent_common::{flags, kind, RawEvent};
@@ -86,17 +88,6 @@ fn submission(n: u64, t: u64) -> Vec<RawEvent> {
     v
 }
 
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: u64 = args
@@ -134,6 +125,6 @@ fn main() {
         "{n} submissions, {events} events: {ns_ev:.0} ns/event, {:.0} ns/submission (8 events), {:.2} M events/s on one core, {incidents} incidents, peak RSS {} MiB",
         ns_ev * 8.0,
         1e3 / ns_ev,
-        vm_hwm_kib() / 1024
+        common::peak_rss_kib() / 1024
     );
 }
