@@ -159,6 +159,24 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     rt.block_on(run_async(args))
 }
 
+/// PCI addresses of the devices bound to amdgpu (`<sys>/bus/pci/drivers/amdgpu/DDDD:BB:DD.F`).
+fn amdgpu_devices(sys: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(sys.join("bus/pci/drivers/amdgpu"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            n.len() == 12
+                && n.as_bytes()[4] == b':'
+                && n.as_bytes()[7] == b':'
+                && n.as_bytes()[10] == b'.'
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Everything the event loop mutates.
 struct State {
     corr: Correlator,
@@ -166,6 +184,8 @@ struct State {
     seen: SeenCache,
     seen_map: Option<BpfHashMap<MapData, u32, u8>>,
     sink: Sink,
+    /// The PCI address of the host's only amdgpu device, if it has exactly one.
+    only_gpu: Option<String>,
     kmsg_events: u64,
     /// Raw /dev/kmsg records read (recognised or not).
     kmsg_lines: u64,
@@ -184,7 +204,11 @@ impl State {
 
     /// A probe event: first time a submitter is seen, record its exe/comm (it may be gone by
     /// the time an incident is written) and let the exit probe watch it.
-    fn probe_event(&mut self, ev: Event) {
+    fn probe_event(&mut self, mut ev: Event) {
+        // The amdgpu tracepoints do not name their device; with one GPU there is no doubt.
+        if ev.gpu.is_none() {
+            ev.gpu.clone_from(&self.only_gpu);
+        }
         let pid = match &ev.body {
             EventBody::Submit { task, .. }
             | EventBody::SchedQueued { task, .. }
@@ -291,6 +315,10 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             json: args.json,
             dir,
             count: 0,
+        },
+        only_gpu: match amdgpu_devices(Path::new("/sys")).as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
         },
         kmsg_events: 0,
         kmsg_lines: 0,
@@ -516,4 +544,29 @@ fn drain_ring(rb: &mut RingBuf<MapData>, st: &mut State) -> usize {
 
 fn sum_drops(d: &PerCpuArray<MapData, u64>) -> u64 {
     d.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amdgpu_devices_lists_bound_pci_addresses_only() {
+        let sys = std::env::temp_dir().join(format!("hw-sys-{}", std::process::id()));
+        let d = sys.join("bus/pci/drivers/amdgpu");
+        std::fs::create_dir_all(&d).unwrap();
+        for n in [
+            "0000:03:00.0",
+            "0000:c3:00.0",
+            "bind",
+            "unbind",
+            "module",
+            "new_id",
+        ] {
+            std::fs::write(d.join(n), "").unwrap();
+        }
+        assert_eq!(amdgpu_devices(&sys), vec!["0000:03:00.0", "0000:c3:00.0"]);
+        assert!(amdgpu_devices(&sys.join("nowhere")).is_empty());
+        std::fs::remove_dir_all(&sys).unwrap();
+    }
 }
