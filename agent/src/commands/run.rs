@@ -435,15 +435,13 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
                     control_open = false;
                     continue;
                 };
-                {
-                    let resp = match req {
-                        Request::Jobs { since_ns, until_ns } => Response {
-                            jobs: st.corr.jobs_between(since_ns, until_ns),
-                            ..Default::default()
-                        },
-                    };
-                    let _ = reply.send(resp);
-                }
+                let resp = match req {
+                    Request::Jobs { since_ns, until_ns } => Response {
+                        jobs: st.corr.jobs_between(since_ns, until_ns),
+                        ..Default::default()
+                    },
+                };
+                let _ = reply.send(resp);
             }
             _ = tick.tick() => {
                 let now = monotonic_ns();
@@ -467,9 +465,14 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         }
     }
 
-    // Detach first so no event arrives after the final flush.
-    drop(ring);
+    // Detach the programs first (the ring buffer map stays open through `ring`), then read
+    // what is still in it: per-job events are submitted without a wakeup, so up to 64 KiB may
+    // be waiting, and losing them at shutdown would be silent data loss.
     drop(ebpf);
+    if let Some(r) = ring.as_mut() {
+        while drain_ring(r.get_mut(), &mut st) > 0 {}
+    }
+    drop(ring);
     for ev in asm.flush() {
         st.kmsg_events += 1;
         st.push(ev);
