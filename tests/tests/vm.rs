@@ -551,3 +551,43 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm() {
         );
     }
 }
+
+/// `hangwatch export --since 60s` against the running agent in scenario 1 (control socket ->
+/// flight recorder -> Perfetto), decoded with protoc, not with our writer.
+#[test]
+#[ignore = "needs the VM results: cargo xtask test"]
+fn scenario_1_export_from_the_running_agent_decodes() {
+    let name = "zed-fault-wedges-gfx";
+    let r = load(&format!("scenarios/{name}.json"));
+    let a = &r["artifacts"];
+    assert_eq!(
+        a["export_exit"], 0,
+        "hangwatch export failed: {}",
+        a["export_stderr"]
+    );
+    let trace = results_dir()
+        .join("scenarios")
+        .join(name)
+        .join("export.perfetto");
+    let out = std::process::Command::new("protoc")
+        .arg(format!("-I{}", workspace().join("tests/proto").display()))
+        .arg("--decode=perfetto.protos.Trace")
+        .arg("perfetto_subset.proto")
+        .stdin(std::fs::File::open(&trace).unwrap_or_else(|e| panic!("{}: {e}", trace.display())))
+        .output()
+        .expect("protoc (protobuf-compiler) is installed by cargo xtask setup");
+    assert!(
+        out.status.success(),
+        "protoc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("name: \"ring gfx_0.0.0\""), "{text}");
+    for comm in ["zed", "Xwayland", "gnome-shell"] {
+        assert!(
+            text.contains(&format!("name: \"{comm} [")),
+            "no track for {comm}'s submissions:\n{text}"
+        );
+    }
+    assert!(text.matches("TYPE_SLICE_BEGIN").count() >= 30, "{text}");
+}

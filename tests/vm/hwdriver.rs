@@ -493,6 +493,16 @@ fn finish_scenario(
     mut readers: Vec<BufReader<std::process::ChildStdout>>,
     sc: &Scenario,
 ) -> Result<Value> {
+    // While the agent still runs: `hangwatch export` fetches its flight recorder over the
+    // control socket (the incident has closed by then; the window covers the whole scenario).
+    let export = sc.bugreport.then(|| {
+        let _ = std::fs::remove_file("/tmp/export.perfetto");
+        sleep_until(agent.started + Duration::from_secs(sc.duration_s.saturating_sub(2)));
+        sh(
+            HANGWATCH,
+            &["export", "--since", "60s", "--out", "/tmp/export.perfetto"],
+        )
+    });
     let mut v = finish_agent(agent, Duration::from_secs(sc.duration_s + 120), err);
     v["attached"] = json!(attached);
     // The agent's run is over: tell children to finish (EOF on stdin) and collect summaries.
@@ -509,8 +519,8 @@ fn finish_scenario(
         procs.push(json!({"name": name, "pid": k.id(), "summary": summary}));
     }
     v["processes"] = json!(procs);
-    if sc.bugreport {
-        v["artifacts"] = artifacts();
+    if let Some(export) = export {
+        v["artifacts"] = artifacts(&export);
     }
     Ok(v)
 }
@@ -519,10 +529,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The first incident directory `hangwatch run --output` wrote, and `hangwatch bugreport` of it
-/// (built here, inside the VM, where the incident happened), as `path -> hex bytes` so binary
-/// files survive the console. Problems become `error` entries the host test reports.
-fn artifacts() -> Value {
+/// The first incident directory `hangwatch run --output` wrote, `hangwatch bugreport` of it
+/// (built here, inside the VM, where the incident happened) and the `hangwatch export` trace
+/// taken from the running agent, as `path -> hex bytes` so binary files survive the console. Problems become `error` entries the host test reports.
+fn artifacts(export: &Value) -> Value {
     let mut files = serde_json::Map::new();
     let mut dirs: Vec<PathBuf> = match std::fs::read_dir("/tmp/hw-out") {
         Ok(rd) => rd
@@ -563,7 +573,12 @@ fn artifacts() -> Value {
     if let Ok(b) = std::fs::read("/tmp/bugreport.tar.gz") {
         files.insert("bugreport.tar.gz".into(), json!(hex(&b)));
     }
+    if let Ok(b) = std::fs::read("/tmp/export.perfetto") {
+        files.insert("export.perfetto".into(), json!(hex(&b)));
+    }
     json!({
+        "export_exit": export["status"],
+        "export_stderr": export["stderr"],
         "incident_dir": dir.file_name().map(|n| n.to_string_lossy().into_owned()),
         "bugreport_exit": br["status"],
         "bugreport_stderr": br["stderr"],
