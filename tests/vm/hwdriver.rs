@@ -473,7 +473,7 @@ fn run_scenario(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
         err = Vec::new();
         attached = wait_attached(&mut agent, &mut err);
         go(&mut kids);
-        finish_scenario(agent, attached, err, kids, readers, sc)
+        finish_scenario(agent, attached, err, kids, readers, sc, Instant::now())
     } else {
         agent = start_agent(sc.duration_s, demo)?;
         err = Vec::new();
@@ -481,7 +481,7 @@ fn run_scenario(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
         kids = spawn_children(path, sc)?;
         let readers = wait_opened(&mut kids);
         go(&mut kids);
-        finish_scenario(agent, attached, err, kids, readers, sc)
+        finish_scenario(agent, attached, err, kids, readers, sc, Instant::now())
     }
 }
 
@@ -492,12 +492,14 @@ fn finish_scenario(
     mut kids: Vec<(String, Child)>,
     mut readers: Vec<BufReader<std::process::ChildStdout>>,
     sc: &Scenario,
+    went: Instant,
 ) -> Result<Value> {
-    // While the agent still runs: `hangwatch export` fetches its flight recorder over the
-    // control socket (the incident has closed by then; the window covers the whole scenario).
+    // While the agent still runs (its --duration counts from attach, just before "go"):
+    // `hangwatch export` fetches its flight recorder over the control socket, 3 s before the
+    // end, when the scenario's jobs are all in (the window covers the whole scenario).
     let export = sc.bugreport.then(|| {
         let _ = std::fs::remove_file("/tmp/export.perfetto");
-        sleep_until(agent.started + Duration::from_secs(sc.duration_s.saturating_sub(2)));
+        sleep_until(went + Duration::from_secs(sc.duration_s.saturating_sub(3)));
         sh(
             HANGWATCH,
             &["export", "--since", "60s", "--out", "/tmp/export.perfetto"],

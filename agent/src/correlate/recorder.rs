@@ -135,21 +135,19 @@ impl RingLog {
         self.last_run.retain(|_, s| *s != serial);
     }
 
-    /// Appends `job`; returns true when the oldest job was evicted to make room.
-    fn push(&mut self, job: Job, depth: usize) -> bool {
-        let mut evicted = false;
+    /// Appends `job` (evicting the oldest when `depth` are kept); returns its serial.
+    fn push(&mut self, job: Job, depth: usize) -> u64 {
         if self.jobs.len() >= depth {
             if let Some(old) = self.jobs.pop_front() {
                 let serial = self.front;
                 self.front += 1;
                 self.unindex(serial, &old);
-                evicted = true;
             }
         }
         let serial = self.front + self.jobs.len() as u64;
         self.index(serial, &job.key);
         self.jobs.push_back(job);
-        evicted
+        serial
     }
 
     /// Merge `key` into job `serial` and index the identities it gained.
@@ -209,8 +207,7 @@ impl Recorder {
                 }
             }
         }
-        log.push(job, self.depth);
-        log.front + log.jobs.len() as u64 - 1
+        log.push(job, self.depth)
     }
 
     /// (ring, serial) of the newest job matching `key`, on `ring` or on any ring.
