@@ -590,4 +590,11 @@ fn scenario_1_export_from_the_running_agent_decodes() {
         );
     }
     assert!(text.matches("TYPE_SLICE_BEGIN").count() >= 30, "{text}");
+    // The agent's recent evidence comes along: the fault, the timeout and the reset as instants.
+    for instant in ["page fault: ", "timeout: ", "reset: "] {
+        assert!(
+            text.contains(&format!("name: \"{instant}")),
+            "no {instant:?} instant in the export:\n{text}"
+        );
+    }
 }

@@ -438,7 +438,8 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
                 let resp = match req {
                     Request::Jobs { since_ns, until_ns } => Response {
                         jobs: st.corr.jobs_between(since_ns, until_ns),
-                        ..Default::default()
+                        evidence: st.corr.evidence_between(since_ns, until_ns),
+                        error: None,
                     },
                 };
                 let _ = reply.send(resp);

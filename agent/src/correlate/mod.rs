@@ -2,7 +2,7 @@
 //!
 //! No I/O, no clock reads: time only advances through event timestamps and `advance`.
 //! Memory is bounded: `ring_depth` jobs per ring, `max_processes` identities (LRU), and
-//! `max_open` open incidents. Rules are documented in `docs/attribution.md`.
+//! `max_open` open incidents, and the last RECENT_EVIDENCE evidence items. Rules are documented in `docs/attribution.md`.
 mod attribute;
 mod incident;
 mod processes;
@@ -10,9 +10,11 @@ mod recorder;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
+
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::incident::{Incident, JobSnapshot, ProcessSummary};
+use crate::incident::{Evidence, Incident, JobSnapshot, ProcessSummary};
 use crate::model::Event;
 
 pub use incident::Open;
@@ -69,7 +71,13 @@ pub struct Correlator {
     recorder: Recorder,
     open: Vec<Open>,
     summary: HashMap<u32, ProcessSummary>,
+    /// The latest evidence across incidents, bounded, for exports of arbitrary windows.
+    recent: VecDeque<Evidence>,
 }
+
+/// Evidence items kept for `evidence_between` (a few incidents' worth; storms are capped
+/// per incident already).
+const RECENT_EVIDENCE: usize = 1024;
 
 impl Correlator {
     pub fn new(config: Config) -> Self {
@@ -80,6 +88,7 @@ impl Correlator {
             stats: Stats::default(),
             open: Vec::new(),
             summary: HashMap::default(),
+            recent: VecDeque::new(),
         }
     }
 
@@ -105,9 +114,28 @@ impl Correlator {
                 None => return out,
             };
             let open = &mut self.open[idx];
+            let before = open.evidence.len();
             open.add(&event, role, &self.procs, &self.recorder);
+            if open.evidence.len() > before {
+                if let Some(e) = open.evidence.last() {
+                    if self.recent.len() >= RECENT_EVIDENCE {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back(e.clone());
+                }
+            }
         }
         out
+    }
+
+    /// Evidence (faults, timeouts, resets, rejections) recorded in [from_ns, to_ns], from the
+    /// last RECENT_EVIDENCE items, for `hangwatch export` of an arbitrary window.
+    pub fn evidence_between(&self, from_ns: u64, to_ns: u64) -> Vec<Evidence> {
+        self.recent
+            .iter()
+            .filter(|e| e.t_ns >= from_ns && e.t_ns <= to_ns)
+            .cloned()
+            .collect()
     }
 
     /// The open incident on the same GPU that `event` belongs to, if any.

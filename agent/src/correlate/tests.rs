@@ -723,3 +723,39 @@ fn fault_storm_is_capped() {
     );
     assert_eq!(incs[0].culprit.as_ref().map(|c| c.pid), Some(42));
 }
+
+#[test]
+fn recent_evidence_serves_export_windows_after_the_incident_closed() {
+    let (incs, c) = run(zed_probe_stream(true));
+    assert_eq!(incs.len(), 1);
+    // The whole incident's evidence is still there after it closed, in time order.
+    let all = c.evidence_between(0, u64::MAX);
+    assert_eq!(
+        all.iter().map(|e| e.what.as_str()).collect::<Vec<_>>(),
+        incs[0]
+            .evidence
+            .iter()
+            .map(|e| e.what.as_str())
+            .collect::<Vec<_>>()
+    );
+    // A window holding only the two faults.
+    let faults = c.evidence_between(135 * S, 136 * S);
+    assert_eq!(faults.len(), 2, "{faults:?}");
+    assert!(faults.iter().all(|e| e.what.contains("page fault")));
+    assert!(c.evidence_between(200 * S, 300 * S).is_empty());
+}
+
+#[test]
+fn recent_evidence_is_bounded() {
+    // Many separate fault-only incidents (each closes after the fault window) keep at most
+    // RECENT_EVIDENCE items, the newest.
+    let mut v = vec![info(42, "game", 5)];
+    let n = super::RECENT_EVIDENCE as u64 + 100;
+    for i in 0..n {
+        v.push(probe(S + i * 100 * S, EventBody::VmFault(fault(5))));
+    }
+    let (_, c) = run(v);
+    let kept = c.evidence_between(0, u64::MAX);
+    assert_eq!(kept.len(), super::RECENT_EVIDENCE);
+    assert_eq!(kept.last().map(|e| e.t_ns), Some(S + (n - 1) * 100 * S));
+}
