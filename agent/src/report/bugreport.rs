@@ -235,6 +235,25 @@ pub fn build(dir: &Path, roots: &Roots, redact: bool) -> Result<Bugreport> {
             if let Some(name) = cx.read("GPU product name", &format!("{base}/product_name")) {
                 let _ = writeln!(md, "- Name: {name}");
             }
+            // Which driver owns the device: PCI facts about some other device mislead.
+            match fs::read_link(cx.path(&format!("{base}/driver"))) {
+                Ok(link) => {
+                    let drv = link
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let _ = writeln!(md, "- Driver: {drv}");
+                    if drv != "amdgpu" {
+                        cx.missing.push((
+                            "GPU identity".into(),
+                            format!("{gpu} is bound to {drv}, not amdgpu: the PCI facts above describe that device"),
+                        ));
+                    }
+                }
+                Err(e) => cx
+                    .missing
+                    .push((format!("GPU driver ({base}/driver)"), reason(&e))),
+            }
         }
         None => cx.missing.push((
             "GPU PCI id, name, VBIOS".into(),
@@ -508,6 +527,11 @@ mod tests {
         put("sys/module/amdgpu/srcversion", "ABCDEF0123\n");
         put("sys/bus/pci/devices/0000:c3:00.0/vendor", "0x1002\n");
         put("sys/bus/pci/devices/0000:c3:00.0/device", "0x7461\n");
+        std::os::unix::fs::symlink(
+            "../../../bus/pci/drivers/amdgpu",
+            root.join("sys/bus/pci/devices/0000:c3:00.0/driver"),
+        )
+        .unwrap();
         put(
             "sys/bus/pci/devices/0000:c3:00.0/vbios_version",
             "113-D7070100-100\n",
@@ -574,6 +598,8 @@ mod tests {
         assert!(md.contains("- Kernel: 6.1.0-56-amd64"), "{md}");
         assert!(md.contains("amdgpu.gpu_recovery=1"), "{md}");
         assert!(md.contains("vendor 0x1002, device 0x7461"), "{md}");
+        assert!(md.contains("- Driver: amdgpu"), "{md}");
+        assert!(!md.contains("GPU identity"), "{md}");
         assert!(md.contains("vbios_version 113-D7070100-100"), "{md}");
         assert!(md.contains("MEC feature version: 35"), "{md}");
         assert!(md.contains("zed[7021]: Mesa RADV"), "{md}");
@@ -627,6 +653,36 @@ mod tests {
             "{entries:?}"
         );
         assert_eq!(entries.len(), b.files.len());
+        fs::remove_dir_all(root.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn gpu_bound_to_another_driver_is_flagged() {
+        let (root, incidents) = fake_root("otherdrv");
+        let link = root.join("sys/bus/pci/devices/0000:c3:00.0/driver");
+        fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink("../../../bus/pci/drivers/virtio-pci", &link).unwrap();
+        let dir = sample_dir(&incidents);
+        let b = build(
+            &dir,
+            &Roots {
+                root: root.clone(),
+                home: None,
+            },
+            false,
+        )
+        .unwrap();
+        assert!(
+            b.markdown.contains("- Driver: virtio-pci"),
+            "{}",
+            b.markdown
+        );
+        assert!(
+            b.markdown
+                .contains("- GPU identity: 0000:c3:00.0 is bound to virtio-pci, not amdgpu"),
+            "{}",
+            b.markdown
+        );
         fs::remove_dir_all(root.parent().unwrap()).unwrap();
     }
 
