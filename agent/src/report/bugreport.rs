@@ -556,6 +556,15 @@ mod tests {
         (root, incidents)
     }
 
+    /// `build` against the fake root (no home directory to redact).
+    fn build_at(root: &Path, dir: &Path, redact: bool) -> Bugreport {
+        let roots = Roots {
+            root: root.to_path_buf(),
+            home: None,
+        };
+        build(dir, &roots, redact).unwrap()
+    }
+
     fn sample_dir(incidents: &Path) -> PathBuf {
         let mut d = IncidentDir::open(incidents, Retention::default()).unwrap();
         let extras = Extras {
@@ -573,15 +582,7 @@ mod tests {
     fn every_section_and_missing_items_with_reasons() {
         let (root, incidents) = fake_root("sections");
         let dir = sample_dir(&incidents);
-        let b = build(
-            &dir,
-            &Roots {
-                root: root.clone(),
-                home: None,
-            },
-            false,
-        )
-        .unwrap();
+        let b = build_at(&root, &dir, false);
         let md = &b.markdown;
         for s in [
             "## Summary",
@@ -663,15 +664,7 @@ mod tests {
         fs::remove_file(&link).unwrap();
         std::os::unix::fs::symlink("../../../bus/pci/drivers/virtio-pci", &link).unwrap();
         let dir = sample_dir(&incidents);
-        let b = build(
-            &dir,
-            &Roots {
-                root: root.clone(),
-                home: None,
-            },
-            false,
-        )
-        .unwrap();
+        let b = build_at(&root, &dir, false);
         assert!(
             b.markdown.contains("- Driver: virtio-pci"),
             "{}",
@@ -694,15 +687,7 @@ mod tests {
         inc.gpu = None;
         let mut d = IncidentDir::open(&incidents, Retention::default()).unwrap();
         let dir = d.write(&inc, &Extras::default()).unwrap();
-        let b = build(
-            &dir,
-            &Roots {
-                root: root.clone(),
-                home: None,
-            },
-            false,
-        )
-        .unwrap();
+        let b = build_at(&root, &dir, false);
         assert!(b.markdown.contains("GPU not known"), "{}", b.markdown);
         assert!(b.markdown.contains("debugfs not mounted"), "{}", b.markdown);
         assert!(
