@@ -38,7 +38,7 @@ fn submission(n: u64, t: u64) -> Vec<RawEvent> {
         (4242, "gnome-shell", 32772),
     ];
     let (pid, comm, pasid) = procs[(n % 3) as usize];
-    let compute = n % 7 == 0;
+    let compute = n.is_multiple_of(7);
     let ring = if compute { "comp_1.0.0" } else { "gfx_0.0.0" };
     let worker = if compute { 901 } else { 900 };
     let hw_ctx = if compute { 6 } else { 5 };

@@ -345,7 +345,7 @@ mod tests {
         let name = m.s(bstr, "name");
         let tdef = m.s(bstr, "name_t");
         m.ty(job, KIND_STRUCT, 3, true, 24);
-        m.raw(&[a, 1, (3 << 24) | 0]);
+        m.raw(&[a, 1, 3 << 24]);
         m.raw(&[0, 4, 64]); // anonymous union [4]
         m.raw(&[name, 5, 128]);
         m.ty(0, KIND_UNION, 1, false, 4); // [4]

@@ -126,7 +126,7 @@ fn parse_field(line: &str) -> Result<Field, String> {
     let size = size.ok_or_else(|| format!("field line without valid size: `{line}`"))?;
     // `__data_loc char[] name`: the `[]` belongs to the type.
     let split_at = decl
-        .rfind(|c: char| c == ' ' || c == '*')
+        .rfind([' ', '*'])
         .ok_or_else(|| format!("field declaration without a name: `{decl}`"))?;
     let (ty, mut name) = (
         decl[..=split_at].trim().to_string(),

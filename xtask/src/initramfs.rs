@@ -127,7 +127,7 @@ fn parse_ldd(out: &str) -> Vec<PathBuf> {
     for line in out.lines() {
         let line = line.trim();
         let path = match line.split_once("=>") {
-            Some((_, rhs)) => rhs.trim().split_whitespace().next(),
+            Some((_, rhs)) => rhs.split_whitespace().next(),
             None => line.split_whitespace().next(),
         };
         if let Some(p) = path {

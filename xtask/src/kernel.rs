@@ -65,7 +65,7 @@ pub fn prepare(version: &str) -> Result<Kernel> {
     )?;
     let extra: Vec<String> = depends
         .split(',')
-        .map(|d| d.trim().split_whitespace().next().unwrap_or("").to_string())
+        .map(|d| d.split_whitespace().next().unwrap_or("").to_string())
         .filter(|d| d.starts_with("linux-headers-") || d.starts_with("linux-kbuild-"))
         .collect();
     let extra_refs: Vec<&str> = extra.iter().map(String::as_str).collect();

@@ -79,7 +79,7 @@ impl Redactor {
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
                 let uid: u32 = f.get(2)?.parse().ok()?;
-                (uid >= 1000 && uid < 65534).then(|| f[0].to_string())
+                (1000..65534).contains(&uid).then(|| f[0].to_string())
             })
             .collect();
         if let Some(h) = &roots.home {
@@ -121,7 +121,7 @@ fn replace_word(s: &str, word: &str, with: &str) -> String {
     while let Some(i) = rest.find(word) {
         let before = rest[..i].chars().next_back();
         let after = rest[i + word.len()..].chars().next();
-        let boundary = |c: Option<char>| c.map_or(true, |c| !c.is_alphanumeric() && c != '_');
+        let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric() && c != '_');
         out.push_str(&rest[..i]);
         out.push_str(if boundary(before) && boundary(after) {
             with
@@ -719,7 +719,7 @@ mod tests {
             root: root.clone(),
             home: Some("/home/bob".into()),
         });
-        assert_eq!(r.apply(&inc.reasoning).contains("<user> started it"), true);
+        assert!(r.apply(&inc.reasoning).contains("<user> started it"));
         assert!(r.apply("alicea is not a user").contains("alicea"));
         let red = build(
             &dir,

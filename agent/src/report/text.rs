@@ -109,10 +109,7 @@ pub fn render(incident: &Incident) -> String {
     let _ = writeln!(
         o,
         "reset:    {}",
-        match incident.reset.as_deref() {
-            Some(r) => r,
-            None => "none seen",
-        }
+        incident.reset.as_deref().unwrap_or("none seen")
     );
     if incident.dropped_events > 0 {
         let _ = writeln!(
