@@ -224,22 +224,35 @@ impl Recorder {
         }
     }
 
+    /// The ring log holding the newest job matching `key`, with that job's serial.
+    fn locate_mut(&mut self, ring: Option<&str>, key: &JobKey) -> Option<(&mut RingLog, u64)> {
+        match ring {
+            Some(r) => {
+                let log = self.rings.get_mut(r)?;
+                let serial = log.lookup(key)?;
+                Some((log, serial))
+            }
+            None => self
+                .rings
+                .values_mut()
+                .find_map(|log| log.lookup(key).map(|s| (log, s))),
+        }
+    }
+
     fn find_mut(&mut self, ring: Option<&str>, key: &JobKey) -> Option<&mut Job> {
-        let (name, serial) = self.locate(ring, key)?;
-        let name = name.to_string();
-        self.rings.get_mut(&name)?.get_mut(serial)
+        let (log, serial) = self.locate_mut(ring, key)?;
+        log.get_mut(serial)
     }
 
     /// Merge `key` into the matching job; false when no job matches.
     fn merge_into(&mut self, ring: Option<&str>, key: &JobKey) -> bool {
-        let Some((name, serial)) = self.locate(ring, key) else {
-            return false;
-        };
-        let name = name.to_string();
-        if let Some(log) = self.rings.get_mut(&name) {
-            log.merge(serial, key);
+        match self.locate_mut(ring, key) {
+            Some((log, serial)) => {
+                log.merge(serial, key);
+                true
+            }
+            None => false,
         }
-        true
     }
 
     pub fn find(&self, ring: Option<&str>, key: &JobKey) -> Option<&Job> {
@@ -302,17 +315,14 @@ impl Recorder {
                 for log in self.rings.values_mut() {
                     log.last_run.remove(worker_tid);
                 }
-                let serial = match self.locate(Some(ring), job) {
-                    Some((_, serial)) => {
-                        let log = self.rings.get_mut(ring.as_str());
-                        if let Some(log) = log {
-                            log.merge(serial, job);
-                            if let Some(j) = log.get_mut(serial) {
-                                j.run_ns = j.run_ns.or(Some(t));
-                                j.worker_tid = Some(*worker_tid);
-                                if pasid.is_some() {
-                                    j.pasid = pasid;
-                                }
+                let serial = match self.locate_mut(Some(ring), job) {
+                    Some((log, serial)) => {
+                        log.merge(serial, job);
+                        if let Some(j) = log.get_mut(serial) {
+                            j.run_ns = j.run_ns.or(Some(t));
+                            j.worker_tid = Some(*worker_tid);
+                            if pasid.is_some() {
+                                j.pasid = pasid;
                             }
                         }
                         serial
