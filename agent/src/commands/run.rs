@@ -529,19 +529,16 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
 /// Decodes up to 4096 ring-buffer records into the correlator; returns how many were read
 /// (bounded so kmsg, signals and the control socket get their turn during a flood).
 fn drain_ring(rb: &mut RingBuf<MapData>, st: &mut State) -> usize {
-    let mut batch = Vec::new();
     let mut read = 0;
-    while let Some(item) = rb.next() {
-        read += 1;
-        if let Some(ev) = st.decoder.decode_bytes(&item) {
-            batch.push(ev);
-        }
-        if read >= 4096 {
+    while read < 4096 {
+        // Decode, then release the slot (the item's drop) before correlating.
+        let Some(ev) = rb.next().map(|item| st.decoder.decode_bytes(&item)) else {
             break;
+        };
+        read += 1;
+        if let Some(ev) = ev {
+            st.probe_event(ev);
         }
-    }
-    for ev in batch {
-        st.probe_event(ev);
     }
     read
 }
