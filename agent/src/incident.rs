@@ -128,4 +128,17 @@ pub struct Incident {
     /// Events the agent knows it lost while this incident was open (ring buffer full, ...).
     #[serde(default)]
     pub dropped_events: u64,
+    /// Wall-clock time of `started_ns`, RFC 3339 UTC, when the wall clock is known (journal
+    /// `__REALTIME_TIMESTAMP`, a syslog or `dmesg -T` stamp, CLOCK_REALTIME live).
+    #[serde(default)]
+    pub wall_time: Option<String>,
+    /// The boot the incident happened in (`/proc/sys/kernel/random/boot_id`, `_BOOT_ID`).
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// True while the incident is still open: the live agent writes it as soon as it opens
+    /// and rewrites it as evidence arrives, so a crash loses at most the last second.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
 }

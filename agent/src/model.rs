@@ -190,6 +190,28 @@ pub enum EventBody {
 
     // ---- kernel log (source = Kmsg or Log) ----
     Kmsg(KmsgRecord),
+
+    // ---- any source ----
+    /// A boot began, or facts about the current boot became known. Log readers emit it on a
+    /// clock going backwards, `-- Boot <id> --`, `_BOOT_ID` and `Linux version` lines; the live
+    /// agent once at start-up. A `seq` different from the previous one is a new boot: the
+    /// correlator closes every open incident (no incident spans boots). The same `seq` again
+    /// only adds facts (a hostname learnt later).
+    Boot(BootInfo),
+}
+
+/// What is known about the boot the following events belong to.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct BootInfo {
+    /// Boots in one correlator input, numbered from 0. Unique across the files of one
+    /// `analyze` run, so two files that each start at boot 0 still keep their own boots.
+    pub seq: u32,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`, journal `_BOOT_ID`), when known.
+    pub boot_id: Option<String>,
+    pub hostname: Option<String>,
+    /// CLOCK_REALTIME minus the stream's clock, in ns: the wall time of a monotonic `t_ns` is
+    /// `t_ns + realtime_offset_ns`. `Some(0)` for realtime streams.
+    pub realtime_offset_ns: Option<i64>,
 }
 
 /// A recognised amdgpu kernel-log message, with continuation lines (the split "Process"

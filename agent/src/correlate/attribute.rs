@@ -250,6 +250,10 @@ pub fn attribute(o: &Open, procs: &Processes, rec: &Recorder, cfg: &Config) -> I
         reset: o.reset.clone(),
         jobs,
         dropped_events: 0,
+        wall_time: None,
+        boot_id: None,
+        hostname: None,
+        provisional: false,
     }
 }
 

@@ -184,6 +184,10 @@ pub(crate) mod tests {
                 job("Xwayland", 6518, 42, 45756_200_000_000, None, None, "cancelled"),
             ],
             dropped_events: 3,
+            wall_time: None,
+            boot_id: None,
+            hostname: None,
+            provisional: false,
         }
     }
 
