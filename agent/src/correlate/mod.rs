@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::incident::{Evidence, Incident, JobSnapshot, ProcessSummary};
-use crate::model::Event;
+use crate::model::{BootInfo, Clock, Event, EventBody};
 
 pub use incident::Open;
 use processes::Processes;
@@ -73,6 +73,8 @@ pub struct Correlator {
     summary: HashMap<u32, ProcessSummary>,
     /// The latest evidence across incidents, bounded, for exports of arbitrary windows.
     recent: VecDeque<Evidence>,
+    /// The boot the current events belong to (from the last `EventBody::Boot`).
+    boot: Option<BootInfo>,
 }
 
 /// Evidence items kept for `evidence_between` (a few incidents' worth; storms are capped
@@ -89,12 +91,16 @@ impl Correlator {
             open: Vec::new(),
             summary: HashMap::default(),
             recent: VecDeque::new(),
+            boot: None,
         }
     }
 
     /// Feed one event; returns incidents that this event closed.
     pub fn push(&mut self, event: Event) -> Vec<Incident> {
         self.stats.events += 1;
+        if let EventBody::Boot(info) = &event.body {
+            return self.boot(info);
+        }
         let mut out = self.advance(event.t_ns);
         self.procs.observe(&event, &mut self.stats);
         self.recorder
@@ -155,6 +161,24 @@ impl Correlator {
         })
     }
 
+    /// A new boot closes everything still open (no incident spans boots); the same boot again
+    /// only adds facts.
+    fn boot(&mut self, info: &BootInfo) -> Vec<Incident> {
+        match self.boot.as_mut() {
+            Some(b) if b.seq == info.seq => {
+                b.boot_id = b.boot_id.take().or_else(|| info.boot_id.clone());
+                b.hostname = b.hostname.take().or_else(|| info.hostname.clone());
+                b.realtime_offset_ns = b.realtime_offset_ns.or(info.realtime_offset_ns);
+                Vec::new()
+            }
+            _ => {
+                let out = self.finish();
+                self.boot = Some(info.clone());
+                out
+            }
+        }
+    }
+
     /// Close incidents whose settle time has passed at `now_ns` (live mode calls this on a timer).
     pub fn advance(&mut self, now_ns: u64) -> Vec<Incident> {
         let mut out = Vec::new();
@@ -182,9 +206,27 @@ impl Correlator {
     fn close(&mut self, open: Open) -> Incident {
         let mut inc = attribute::attribute(&open, &self.procs, &self.recorder, &self.config);
         inc.dropped_events = self.stats.dropped.saturating_sub(open.dropped_at_open);
+        if let Some(b) = &self.boot {
+            inc.boot_id.clone_from(&b.boot_id);
+            inc.hostname.clone_from(&b.hostname);
+        }
+        inc.wall_time = self.wall_time(inc.clock, inc.started_ns);
         self.stats.incidents += 1;
         self.count_summary(&inc, &open);
         inc
+    }
+
+    /// RFC 3339 UTC of `t_ns` on `clock`, when the wall clock is known.
+    fn wall_time(&self, clock: Clock, t_ns: u64) -> Option<String> {
+        let offset = match clock {
+            Clock::Realtime => 0,
+            Clock::Monotonic => self.boot.as_ref()?.realtime_offset_ns?,
+        };
+        let wall = i64::try_from(t_ns).ok()?.checked_add(offset)?;
+        Some(incident::render_time(
+            Clock::Realtime,
+            u64::try_from(wall).ok()?,
+        ))
     }
 
     fn count_summary(&mut self, inc: &Incident, open: &Open) {

@@ -759,3 +759,68 @@ fn recent_evidence_is_bounded() {
     assert_eq!(kept.len(), super::RECENT_EVIDENCE);
     assert_eq!(kept.last().map(|e| e.t_ns), Some(S + (n - 1) * 100 * S));
 }
+
+mod boots {
+    use super::*;
+    use crate::model::{BootInfo, Clock, Event, EventBody, Source};
+
+    fn boot(seq: u32, id: &str, offset: Option<i64>) -> Event {
+        Event {
+            t_ns: 0,
+            clock: Clock::Monotonic,
+            source: Source::Log,
+            gpu: None,
+            body: EventBody::Boot(BootInfo {
+                seq,
+                boot_id: Some(id.into()),
+                hostname: Some("host".into()),
+                realtime_offset_ns: offset,
+            }),
+        }
+    }
+
+    /// A fault in one boot never joins (or disputes) a timeout in the next, even when the
+    /// second boot's clock puts the timeout right after the fault.
+    #[test]
+    fn a_new_boot_closes_open_incidents_and_stamps_the_next() {
+        let text = include_str!("../../../testdata/dmesg/v710-zed-fault-then-timeout.log");
+        let events = crate::kmsg::parse_text(text, Source::Log);
+        let (fault_end, _) = events
+            .iter()
+            .enumerate()
+            .find(|(_, e)| matches!(&e.body, EventBody::Kmsg(r) if matches!(r.kind, crate::model::KmsgKind::RingTimeout { .. })))
+            .expect("the fixture has a timeout");
+        let mut c = Correlator::new(Config::default());
+        let mut out = c.push(boot(0, "aaaa", None));
+        for e in events[..fault_end].iter().cloned() {
+            out.extend(c.push(e));
+        }
+        let closed = c.push(boot(1, "bbbb", Some(1_700_000_000_000_000_000)));
+        assert_eq!(
+            closed.len(),
+            1,
+            "the first boot's fault closes at the boot change"
+        );
+        assert_eq!(closed[0].boot_id.as_deref(), Some("aaaa"));
+        assert_eq!(closed[0].wall_time, None, "boot 0 had no wall clock");
+        for e in events[fault_end..].iter().cloned() {
+            out.extend(c.push(e));
+        }
+        out.extend(c.finish());
+        let timeout = out
+            .iter()
+            .find(|i| i.kind == crate::incident::IncidentKind::RingTimeout)
+            .expect("a timeout incident in boot 1");
+        assert!(!timeout.kernel_blame_disputed, "{timeout:#?}");
+        assert_eq!(timeout.boot_id.as_deref(), Some("bbbb"));
+        assert_eq!(timeout.hostname.as_deref(), Some("host"));
+        assert!(
+            timeout
+                .wall_time
+                .as_deref()
+                .is_some_and(|w| w.starts_with("2023-11-1")),
+            "{:?}",
+            timeout.wall_time
+        );
+    }
+}
