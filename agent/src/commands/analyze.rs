@@ -72,6 +72,8 @@ pub struct Analyzer {
     format: Format,
     zone: TimeZone,
     next_seq: u32,
+    /// The instant year-less stamps are not after; None: each file's modification time.
+    reference_ns: Option<u64>,
 }
 
 impl Analyzer {
@@ -81,7 +83,14 @@ impl Analyzer {
             format,
             zone,
             next_seq: 0,
+            reference_ns: None,
         }
+    }
+
+    /// Read year-less stamps as not after `ns` (tests pin it; by default the file's mtime).
+    pub fn with_reference(mut self, ns: u64) -> Self {
+        self.reference_ns = Some(ns);
+        self
     }
 
     pub fn correlator(&self) -> &Correlator {
@@ -95,7 +104,10 @@ impl Analyzer {
         mut opened: Opened,
         emit: &mut dyn FnMut(Vec<Incident>),
     ) -> InputResult {
-        let reference = opened.mtime_ns.unwrap_or_else(walltime::now_ns);
+        let reference = self
+            .reference_ns
+            .or(opened.mtime_ns)
+            .unwrap_or_else(walltime::now_ns);
         let mut lr = LogReader::with_options(
             self.format,
             Source::Log,

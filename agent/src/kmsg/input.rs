@@ -259,7 +259,9 @@ impl LogReader {
         let mut st = stamp::split(s, &mut self.time);
         if mentions && lines::strip_prefix(st.msg).is_none() {
             if let Some(e) = stamp::embedded(s, &mut self.time) {
-                st = e;
+                if lines::strip_prefix(e.msg).is_some() {
+                    st = e;
+                }
             }
         }
         self.count_form(st.form, st.unknown_month);

@@ -206,12 +206,18 @@ pub struct JournalSource {
     pub directory: Option<std::path::PathBuf>,
 }
 
-/// Start `journalctl -k -o export` for `src`; its stdout is the export stream.
+/// Start `journalctl -o export` on the kernel messages of `src`; its stdout is the stream.
 pub fn spawn_journalctl(src: &JournalSource) -> io::Result<Child> {
     let mut cmd = Command::new("journalctl");
-    cmd.args(["-k", "-o", "export", "--no-pager"]);
-    if let Some(b) = &src.boot {
-        cmd.arg(format!("--boot={b}"));
+    cmd.args(["-o", "export", "--no-pager"]);
+    match &src.boot {
+        Some(b) => {
+            cmd.arg("-k").arg(format!("--boot={b}"));
+        }
+        // `-k` alone means this boot only; the kernel transport match spans all of them.
+        None => {
+            cmd.arg("_TRANSPORT=kernel");
+        }
     }
     for f in &src.files {
         cmd.arg("--file").arg(f);
