@@ -683,3 +683,67 @@ mod tests {
         assert!(st.understood());
     }
 }
+
+/// `run` reads /dev/kmsg one record per read(), dictionary lines included, and feeds
+/// `parse_dev_kmsg_record` + `KmsgAssembler::push_line`: that path must recognise MODE1 and
+/// per-ring reset records (issue 10: they were lost with their ` SUBSYSTEM=pci` lines).
+#[cfg(test)]
+mod live_kmsg {
+    use super::*;
+    use crate::model::{EventBody, KmsgKind};
+
+    #[test]
+    fn records_with_dictionary_lines_as_run_reads_them() {
+        let dump = include_str!("../../../testdata/logs/kmsg/rx7900xtx-ring-reset.kmsg");
+        // Split the dump into what each read() returns: a record and its " KEY=value" lines.
+        let mut records: Vec<String> = Vec::new();
+        for l in dump.split_inclusive('\n') {
+            match records.last_mut() {
+                Some(r) if l.starts_with(' ') => r.push_str(l),
+                _ => records.push(l.to_string()),
+            }
+        }
+        assert!(
+            records
+                .iter()
+                .filter(|r| r.contains("SUBSYSTEM=pci"))
+                .count()
+                >= 20
+        );
+        let mut asm = KmsgAssembler::new(Source::Kmsg);
+        let mut events = Vec::new();
+        for r in &records {
+            let (t, msg) = parse_dev_kmsg_record(r).expect("a record");
+            assert!(!msg.contains("SUBSYSTEM") && !msg.contains('\n'), "{msg:?}");
+            events.extend(asm.push_line(t, Clock::Monotonic, &msg));
+        }
+        events.extend(asm.flush());
+        let kinds: Vec<&KmsgKind> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Kmsg(r) => Some(&r.kind),
+                _ => None,
+            })
+            .collect();
+        assert!(kinds.contains(&&KmsgKind::ResetStep {
+            what: "MODE1 reset".into()
+        }));
+        assert!(kinds.contains(&&KmsgKind::RingReset {
+            ring: "comp_1.2.1".into(),
+            ok: Some(true)
+        }));
+        assert!(kinds.contains(&&KmsgKind::RingReset {
+            ring: "comp_1.2.1".into(),
+            ok: None
+        }));
+        assert_eq!(kinds.len(), 14, "{kinds:#?}");
+        // The record keeps its stamp, so an incident's kernel.log reads back the same.
+        let EventBody::Kmsg(mode1) = &events[5].body else {
+            panic!()
+        };
+        assert_eq!(
+            mode1.lines,
+            ["[45768.561065] amdgpu 0000:2f:00.0: amdgpu: MODE1 reset"]
+        );
+    }
+}
