@@ -428,3 +428,48 @@ fn print_summary(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(understood: bool, error: Option<&str>) -> InputResult {
+        let mut stats = InputStats::default();
+        if understood {
+            stats.amdgpu_lines = 1;
+        }
+        InputResult {
+            name: "x".into(),
+            stats,
+            compression: None,
+            error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(exit_code(&[result(true, None)]), 0);
+        assert_eq!(exit_code(&[result(true, None), result(false, Some("gone"))]), 1);
+        assert_eq!(exit_code(&[result(false, None)]), EXIT_NOT_UNDERSTOOD);
+        assert_eq!(exit_code(&[]), EXIT_NOT_UNDERSTOOD);
+    }
+
+    #[test]
+    fn streams_fixture_and_counts_lines() {
+        let mut an = Analyzer::new(Config::default(), Format::Auto, TimeZone::UTC);
+        let f = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testdata/dmesg/rx7900xtx-mes-mode1-reset.log");
+        let mut n = 0;
+        let r = an.input("f", source::open_path(&f).unwrap(), &mut |i| n += i.len());
+        assert_eq!((r.stats.lines, r.stats.amdgpu_lines, r.stats.unparseable), (19, 19, 0));
+        // 19 lines fold into 11 records (the fault absorbs 8 continuation lines), plus the Boot.
+        assert_eq!(an.correlator().stats().events, 12);
+        assert_eq!(n + an.finish().len(), 1);
+    }
+
+    #[test]
+    fn unreadable_file_is_an_os_error() {
+        let e = source::open_path(Path::new("/nonexistent/x.log")).err().unwrap();
+        assert!(e.to_string().contains("No such file"), "{e}");
+    }
+}
