@@ -449,7 +449,10 @@ mod tests {
     #[test]
     fn exit_codes() {
         assert_eq!(exit_code(&[result(true, None)]), 0);
-        assert_eq!(exit_code(&[result(true, None), result(false, Some("gone"))]), 1);
+        assert_eq!(
+            exit_code(&[result(true, None), result(false, Some("gone"))]),
+            1
+        );
         assert_eq!(exit_code(&[result(false, None)]), EXIT_NOT_UNDERSTOOD);
         assert_eq!(exit_code(&[]), EXIT_NOT_UNDERSTOOD);
     }
@@ -461,7 +464,10 @@ mod tests {
             .join("../testdata/dmesg/rx7900xtx-mes-mode1-reset.log");
         let mut n = 0;
         let r = an.input("f", source::open_path(&f).unwrap(), &mut |i| n += i.len());
-        assert_eq!((r.stats.lines, r.stats.amdgpu_lines, r.stats.unparseable), (19, 19, 0));
+        assert_eq!(
+            (r.stats.lines, r.stats.amdgpu_lines, r.stats.unparseable),
+            (19, 19, 0)
+        );
         // 19 lines fold into 11 records (the fault absorbs 8 continuation lines), plus the Boot.
         assert_eq!(an.correlator().stats().events, 12);
         assert_eq!(n + an.finish().len(), 1);
@@ -469,7 +475,9 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_an_os_error() {
-        let e = source::open_path(Path::new("/nonexistent/x.log")).err().unwrap();
+        let e = source::open_path(Path::new("/nonexistent/x.log"))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("No such file"), "{e}");
     }
 }

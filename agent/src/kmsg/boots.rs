@@ -111,9 +111,14 @@ impl Boots {
         }
     }
 
+    /// A host name from the log (journal `_HOSTNAME`, a syslog prefix). Ignored unless it can
+    /// be one: no whitespace or control characters.
     pub fn hostname(&mut self, host: &str) {
+        if !plausible_host(host) {
+            return;
+        }
         let c = self.cur();
-        if c.info.hostname.is_none() && !host.is_empty() {
+        if c.info.hostname.is_none() {
             c.info.hostname = Some(bounded(host));
         }
     }
@@ -199,6 +204,11 @@ impl Boots {
             });
         }
     }
+}
+
+/// Whether `host` can be a host name: non-empty, no whitespace or control characters.
+pub fn plausible_host(host: &str) -> bool {
+    !host.is_empty() && !host.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn shift(t: u64, by: i64) -> Option<u64> {

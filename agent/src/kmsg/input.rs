@@ -257,10 +257,14 @@ impl LogReader {
             return;
         }
         let mut st = stamp::split(s, &mut self.time);
-        if mentions && lines::strip_prefix(st.msg).is_none() {
+        let mut amdgpu = mentions && lines::strip_prefix(st.msg).is_some();
+        // A prefix of no known form may still hold an amdgpu message (console captures,
+        // `dmesg -x`, log shippers). Known forms locate the message themselves.
+        if mentions && !amdgpu && st.form == Form::Bare {
             if let Some(e) = stamp::embedded(s, &mut self.time) {
                 if lines::strip_prefix(e.msg).is_some() {
                     st = e;
+                    amdgpu = true;
                 }
             }
         }
@@ -274,7 +278,7 @@ impl LogReader {
         let keep_line = !matches!(st.form, Form::Kmsg | Form::Bare | Form::Embedded);
         let shown = keep_line.then_some(s);
         if mentions {
-            self.message(st.mono_ns, st.real_ns, st.msg, shown, sink);
+            self.message(st.mono_ns, st.real_ns, st.msg, amdgpu, shown, sink);
         } else {
             self.stamp_only(st.mono_ns, st.real_ns, sink);
         }
@@ -314,12 +318,14 @@ impl LogReader {
         }
     }
 
-    /// One message with its stamps → the assembler.
+    /// One message with its stamps → the assembler. `amdgpu`: the message has an amdgpu
+    /// prefix (so the assembler may make a record of it, and the boot is announced first).
     fn message(
         &mut self,
         mono: Option<u64>,
         real: Option<u64>,
         msg: &str,
+        amdgpu: bool,
         shown: Option<&str>,
         sink: &mut dyn FnMut(Event),
     ) {
@@ -327,9 +333,10 @@ impl LogReader {
         if new_boot {
             self.flush(sink);
         }
-        if lines::strip_prefix(msg).is_some() {
-            self.boots.announce(sink);
+        if !amdgpu {
+            return;
         }
+        self.boots.announce(sink);
         let before = self.asm.stats.recognised;
         for e in self.asm.push(t, clock, msg, shown) {
             sink(e);
@@ -377,7 +384,8 @@ impl LogReader {
             self.boot_marker(None, sink);
         }
         let shown = render_entry(mono, real, e.hostname.as_deref(), msg);
-        self.message(mono, real, msg, Some(&shown), sink);
+        let amdgpu = lines::strip_prefix(msg).is_some();
+        self.message(mono, real, msg, amdgpu, Some(&shown), sink);
     }
 
     /// `journalctl -o export`, entry by entry.
@@ -438,7 +446,10 @@ fn byte_array_message(buf: &[u8]) -> bool {
 /// A journal entry as a log line that reads back to the same stamps, host and message:
 /// `2026-11-22T10:00:00.000000+00:00 host kernel: [  135.794048] msg` (the rsyslog shape).
 fn render_entry(mono: Option<u64>, real: Option<u64>, host: Option<&str>, msg: &str) -> String {
-    let host = host.map(|h| format!("{h} ")).unwrap_or_default();
+    let host = host
+        .filter(|h| super::boots::plausible_host(h))
+        .map(|h| format!("{h} "))
+        .unwrap_or_default();
     match (mono, real) {
         (Some(m), Some(r)) => {
             format!(
