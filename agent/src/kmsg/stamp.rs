@@ -294,20 +294,9 @@ fn syslog<'a>(line: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
         end += 1 + digits;
     }
     let rest = line[end..].strip_prefix(' ')?;
-    let (month, unknown) = match month_in(mon_text) {
-        Some(m) => (m, false),
-        None => (lt.this_month(), true),
-    };
+    let (month, unknown) = month_or_this(mon_text, lt);
     let year = lt.year_for(month, day);
-    let c = Civil {
-        year,
-        month,
-        day,
-        hour: h,
-        minute: mi,
-        second: sec,
-        nanos,
-    };
+    let c = civil(year, month, day, (h, mi, sec), nanos);
     let mut s = after_prefix(Form::Syslog, rest);
     s.real_ns = c.in_zone(&lt.zone);
     s.unknown_month = unknown;
@@ -320,22 +309,8 @@ fn ctime(inner: &str, lt: &mut LocalTime) -> Option<(Civil, bool)> {
     let b = inner.as_bytes();
     let (h, mi, sec) = hms(&b[hms_at..])?;
     let year: i16 = inner[hms_at + 8..].trim().parse().ok()?;
-    let (month, unknown) = match month_in(mon_text) {
-        Some(m) => (m, false),
-        None => (lt.this_month(), true),
-    };
-    Some((
-        Civil {
-            year,
-            month,
-            day,
-            hour: h,
-            minute: mi,
-            second: sec,
-            nanos: 0,
-        },
-        unknown,
-    ))
+    let (month, unknown) = month_or_this(mon_text, lt);
+    Some((civil(year, month, day, (h, mi, sec), 0), unknown))
 }
 
 /// Find `<text> D HH:MM:SS` within the first `limit` bytes: (text before the day, day, index of
@@ -363,6 +338,26 @@ fn find_day_time(s: &str, limit: usize) -> Option<(&str, u8, usize)> {
         i += 1;
     }
     None
+}
+
+fn civil(year: i16, month: u8, day: u8, (hour, minute, second): (u8, u8, u8), nanos: u32) -> Civil {
+    Civil {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        nanos,
+    }
+}
+
+/// The month a name says, or this month (flagged) when no locale knows the name.
+fn month_or_this(text: &str, lt: &LocalTime) -> (u8, bool) {
+    match month_in(text) {
+        Some(m) => (m, false),
+        None => (lt.this_month(), true),
+    }
 }
 
 /// The month of "Nov", "Sun Nov", "de nov.", " 5月": the whole text, else its later words.
@@ -467,16 +462,7 @@ fn iso(s: &str) -> Option<(Civil, Option<i32>, usize)> {
         }
         _ => {}
     }
-    let c = Civil {
-        year,
-        month,
-        day,
-        hour: h,
-        minute: mi,
-        second: sec,
-        nanos,
-    };
-    Some((c, off, n))
+    Some((civil(year, month, day, (h, mi, sec), nanos), off, n))
 }
 
 fn civil_ns(c: &Civil, off: Option<i32>, lt: &LocalTime) -> Option<u64> {
