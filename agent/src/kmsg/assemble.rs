@@ -1,13 +1,23 @@
 //! Continuation folding: a page-fault or ring-timeout header absorbs the following Process /
 //! address / status lines of the same device; it is emitted when the next amdgpu record line
 //! arrives or at flush. Lines without a PCI address (`DRM_ERROR` form) belong to the most recent
-//! device seen in the stream.
+//! device seen in the stream. Records are bounded: [`MAX_RECORD_LINES`] lines of at most
+//! [`MAX_SHOWN_BYTES`] each; what is dropped is counted and said in the record's last line.
 use super::lines::{classify, Cont, Line};
+use super::walltime::iso_utc_offset;
 use crate::model::{Clock, Event, EventBody, KmsgKind, KmsgRecord, Source};
+
+/// Lines kept per record: a real fault has at most ten (header, process, address, status and
+/// its six fields); one header followed by millions of continuations must not grow memory.
+pub const MAX_RECORD_LINES: usize = 32;
+/// Bytes kept of one shown line (printk messages are at most 1 KiB, plus a log prefix).
+pub const MAX_SHOWN_BYTES: usize = 4096;
 
 /// A header still collecting continuation lines.
 struct Pending {
     event: Event,
+    /// Continuations that fit but were not kept (the record was full).
+    dropped: u64,
 }
 
 /// Counters the analyzer reports.
@@ -17,6 +27,8 @@ pub struct AssembleStats {
     pub recognised: u64,
     /// Continuation lines with no header to attach to (log starts mid-record, or interleaving).
     pub orphan_continuations: u64,
+    /// Continuation lines past [`MAX_RECORD_LINES`] of their record (counted, not kept).
+    pub dropped_continuations: u64,
 }
 
 pub struct KmsgAssembler {
@@ -37,8 +49,16 @@ impl KmsgAssembler {
         }
     }
 
-    /// Feed one message line (without timestamp prefix) stamped `t_ns` on `clock`.
+    /// Feed one message line (without timestamp prefix) stamped `t_ns` on `clock`. The record
+    /// keeps it with its stamp rendered (`[  135.794048] msg`, or an RFC 3339 prefix for wall
+    /// clock stamps), so an incident's kernel.log reads back to the same events.
     pub fn push_line(&mut self, t_ns: u64, clock: Clock, line: &str) -> Vec<Event> {
+        self.push(t_ns, clock, line, None)
+    }
+
+    /// As [`push_line`](Self::push_line), keeping `shown` (the original log line, prefix and
+    /// all) as the record's text instead of a rendered stamp.
+    pub fn push(&mut self, t_ns: u64, clock: Clock, line: &str, shown: Option<&str>) -> Vec<Event> {
         let Some(c) = classify(line) else {
             return Vec::new();
         };
@@ -49,12 +69,16 @@ impl KmsgAssembler {
             }
         }
         let gpu = self.last_pci.clone();
-        let text = line.trim_end_matches(['\n', '\r']).to_string();
+        let text = || shown_text(t_ns, clock, line, shown);
         match c.line {
             Line::Cont(cont) => {
                 match self.pending.iter_mut().rev().find(|p| p.event.gpu == gpu) {
+                    Some(p) if record_lines(&p.event) >= MAX_RECORD_LINES => {
+                        p.dropped += 1;
+                        self.stats.dropped_continuations += 1;
+                    }
                     Some(p) => {
-                        if !fold(&mut p.event, cont, text) {
+                        if !fold(&mut p.event, cont, text()) {
                             self.stats.orphan_continuations += 1;
                         }
                     }
@@ -75,11 +99,11 @@ impl KmsgAssembler {
                     gpu,
                     body: EventBody::Kmsg(KmsgRecord {
                         kind,
-                        lines: vec![text],
+                        lines: vec![text()],
                     }),
                 };
                 if collects {
-                    self.pending.push(Pending { event });
+                    self.pending.push(Pending { event, dropped: 0 });
                 } else {
                     out.push(event);
                 }
@@ -90,12 +114,63 @@ impl KmsgAssembler {
 
     /// Emit any record still waiting for continuation lines.
     pub fn flush(&mut self) -> Vec<Event> {
-        self.pending.drain(..).map(|p| p.event).collect()
+        self.pending
+            .drain(..)
+            .map(|mut p| {
+                if p.dropped > 0 {
+                    if let EventBody::Kmsg(r) = &mut p.event.body {
+                        r.lines.push(format!(
+                            "[hangwatch: {} more continuation lines of this record dropped (limit {MAX_RECORD_LINES} lines)]",
+                            p.dropped
+                        ));
+                    }
+                }
+                p.event
+            })
+            .collect()
     }
 
     /// Whether a record is waiting for continuation lines (live mode flushes it after a quiet period).
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+}
+
+fn record_lines(e: &Event) -> usize {
+    match &e.body {
+        EventBody::Kmsg(r) => r.lines.len(),
+        _ => 0,
+    }
+}
+
+/// The text a record keeps for one line: the original line when given, else the message with
+/// its stamp rendered; bounded to [`MAX_SHOWN_BYTES`] at a character boundary.
+fn shown_text(t_ns: u64, clock: Clock, msg: &str, shown: Option<&str>) -> String {
+    let mut s = match shown {
+        Some(l) => l.trim_end_matches(['\n', '\r']).to_string(),
+        None => render_stamped(t_ns, clock, msg.trim_end_matches(['\n', '\r'])),
+    };
+    if s.len() > MAX_SHOWN_BYTES {
+        let mut end = MAX_SHOWN_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str(" [hangwatch: line truncated]");
+    }
+    s
+}
+
+/// `[  135.794048] msg` (printk clock) or `2026-11-22T10:00:00.000000+00:00 msg` (wall clock):
+/// forms the log reader reads back to the same stamp.
+pub fn render_stamped(t_ns: u64, clock: Clock, msg: &str) -> String {
+    match clock {
+        Clock::Monotonic => format!(
+            "[{:5}.{:06}] {msg}",
+            t_ns / 1_000_000_000,
+            (t_ns % 1_000_000_000) / 1000
+        ),
+        Clock::Realtime => format!("{} {msg}", iso_utc_offset(t_ns)),
     }
 }
 
@@ -155,16 +230,21 @@ fn parse_num(v: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kmsg::input::split_stamp;
+    use crate::kmsg::stamp::{split, LocalTime};
     use crate::model::{IllegalKind, Task};
 
     fn run(log: &str) -> Vec<Event> {
         let mut a = KmsgAssembler::new(Source::Log);
+        let mut lt = LocalTime::new(jiff::tz::TimeZone::UTC, 0);
         let mut out = Vec::new();
         for l in log.lines() {
-            let (stamp, msg) = split_stamp(l);
-            let (t, c) = stamp.unwrap_or((0, Clock::Monotonic));
-            out.extend(a.push_line(t, c, msg));
+            let s = split(l, &mut lt);
+            let (t, c) = match (s.mono_ns, s.real_ns) {
+                (Some(t), _) => (t, Clock::Monotonic),
+                (None, Some(t)) => (t, Clock::Realtime),
+                _ => (0, Clock::Monotonic),
+            };
+            out.extend(a.push_line(t, c, s.msg));
         }
         out.extend(a.flush());
         out

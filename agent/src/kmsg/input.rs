@@ -1,10 +1,28 @@
-//! Log formats and timestamps: plain dmesg, `dmesg -T`, ISO stamps, `journalctl -k` short,
-//! `journalctl -o json`, `journalctl -o export` and `/dev/kmsg` records. Streaming: one line
-//! at a time from a `BufRead`, so memory stays flat whatever the input size.
-use std::io::BufRead;
+//! The log reader: one line (or journal entry) at a time from a `BufRead`, through the stamp
+//! parser ([`super::stamp`]), the boot tracker ([`super::boots`]) and the assembler, into events.
+//! Memory is flat whatever the input: lines are cut at [`MAX_LINE_BYTES`], records at
+//! [`super::assemble::MAX_RECORD_LINES`], and each cut is counted.
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, Read};
 
-use super::assemble::KmsgAssembler;
+use jiff::tz::TimeZone;
+use memchr::memmem;
+
+use super::assemble::{render_stamped, KmsgAssembler};
+use super::boots::Boots;
+use super::journal::{self, Entry, ExportEnd, ExportReader};
+use super::lines;
+use super::stamp::{self, Form, LocalTime};
+use super::walltime::{iso_utc_offset, now_ns, system_zone};
 use crate::model::{Clock, Event, Source};
+
+/// Longest line read; the rest of a longer line is skipped (and counted).
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Lines sampled at the start of an input to tell its form (later lines are only parsed when
+/// they mention amdgpu or start a boot).
+const SAMPLE_LINES: u64 = 64;
+/// First lines kept, escaped, to show when nothing was understood.
+const SHOWN_LINES: usize = 5;
 
 /// Which format to read; `Auto` decides per line (export is detected on the first line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -26,458 +44,475 @@ pub struct InputStats {
     /// Lines recognised as amdgpu messages.
     pub amdgpu_lines: u64,
     pub orphan_continuations: u64,
+    /// Continuation lines beyond a record's bound (counted, not kept).
+    pub dropped_continuations: u64,
+    /// Lines (or journal fields) longer than [`MAX_LINE_BYTES`], cut.
+    pub long_lines: u64,
+    /// Journal entries read (JSON or export).
+    pub entries: u64,
+    /// Boots seen.
+    pub boots: u32,
+    /// Stamped lines whose month name no locale knows (their date is approximate).
+    pub unknown_month_lines: u64,
+    /// Forms of the sampled and amdgpu lines.
+    pub forms: BTreeMap<Form, u64>,
+    /// The first lines, escaped, for the "not recognised" message.
+    pub first_lines: Vec<String>,
+    /// The input stopped inside a journal export field.
+    pub truncated: bool,
 }
 
-/// Parse a `/dev/kmsg` record `prio,seq,usec,flags[,…];message` → (t_ns since boot, message).
+impl InputStats {
+    /// Whether anything in the input was recognised as a kernel log.
+    pub fn understood(&self) -> bool {
+        self.amdgpu_lines > 0
+            || self.entries > 0
+            || self
+                .forms
+                .keys()
+                .any(|f| !matches!(f, Form::Bare | Form::Embedded))
+    }
+
+    /// The most common form, for the summary.
+    pub fn main_form(&self) -> Option<Form> {
+        self.forms
+            .iter()
+            .filter(|(f, _)| **f != Form::Bare || self.forms.len() == 1)
+            .max_by_key(|(_, n)| **n)
+            .map(|(f, _)| *f)
+    }
+
+    pub fn add(&mut self, o: &InputStats) {
+        self.lines += o.lines;
+        self.bytes += o.bytes;
+        self.unparseable += o.unparseable;
+        self.amdgpu_lines += o.amdgpu_lines;
+        self.orphan_continuations += o.orphan_continuations;
+        self.dropped_continuations += o.dropped_continuations;
+        self.long_lines += o.long_lines;
+        self.entries += o.entries;
+        self.boots += o.boots;
+        self.unknown_month_lines += o.unknown_month_lines;
+        for (f, n) in &o.forms {
+            *self.forms.entry(*f).or_default() += n;
+        }
+    }
+}
+
+/// Parse a `/dev/kmsg` record `prio,seq,usec,flags[,…];message[\n KEY=value…]` → (t_ns since
+/// boot, message). One `read()` of /dev/kmsg returns the record with its dictionary lines
+/// (` SUBSYSTEM=pci`, ` DEVICE=+pci:0000:03:00.0`); they are not part of the message.
 pub fn parse_dev_kmsg_record(record: &str) -> Option<(u64, String)> {
     let (head, msg) = record.split_once(';')?;
     let mut it = head.split(',');
     it.next()?.parse::<u32>().ok()?;
     it.next()?.parse::<u64>().ok()?;
     let usec: u64 = it.next()?.parse().ok()?;
-    let msg = msg.trim_end_matches(['\n', '\r']);
+    let msg = msg.split('\n').next().unwrap_or("");
+    let msg = msg.trim_end_matches('\r');
     Some((usec.saturating_mul(1000), msg.to_string()))
 }
 
-/// Split a text log line into its stamp and message. Handles `[  135.794048] `,
-/// `[Sun Nov 22 10:00:00 2026] `, ISO `2026-11-22T10:00:00,123456+00:00 [host kernel: ]`,
-/// syslog/journal short `Nov 22 10:00:00 host kernel: ` and `/dev/kmsg` records.
-pub fn split_stamp(line: &str) -> (Option<(u64, Clock)>, &str) {
-    let line = line.trim_end_matches(['\n', '\r']);
-    let b = line.as_bytes();
-    if b.first() == Some(&b'[') {
-        if let Some(end) = line.find("] ") {
-            let inner = line[1..end].trim();
-            let msg = &line[end + 2..];
-            if let Some(t) = parse_secs(inner) {
-                return (Some((t, Clock::Monotonic)), msg);
-            }
-            if let Some(t) = parse_ctime(inner) {
-                return (Some((t, Clock::Realtime)), msg);
-            }
+/// Read one line into `buf` (cleared by the caller), keeping at most `max` bytes; the rest of
+/// the line is consumed unread. Returns (bytes consumed, whether it was cut).
+pub(super) fn read_line<R: BufRead + ?Sized>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<(usize, bool)> {
+    let (mut n, mut cut) = (0usize, false);
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok((n, cut));
         }
-        return (None, line);
-    }
-    if b.len() > 20 && b[0].is_ascii_digit() && b[4] == b'-' && b[10] == b'T' {
-        if let Some((stamp, rest)) = line.split_once(' ') {
-            if let Some(t) = parse_iso(stamp) {
-                return (Some((t, Clock::Realtime)), strip_syslog_host(rest));
-            }
+        let (take, done) = match memchr::memchr(b'\n', avail) {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        let room = max.saturating_sub(buf.len());
+        if take > room {
+            cut = true;
+            buf.extend_from_slice(&avail[..room]);
+        } else {
+            buf.extend_from_slice(&avail[..take]);
         }
-    }
-    if b.len() > 16 && b[0].is_ascii_uppercase() && b[3] == b' ' && b[6] == b' ' && b[9] == b':' {
-        if let Some(t) = parse_short(&line[..15]) {
-            let rest = strip_syslog_host(line[15..].trim_start());
-            // syslog files may still carry the monotonic stamp: prefer the message without it.
-            let rest = match split_stamp_bracket(rest) {
-                Some(m) => m,
-                None => rest,
-            };
-            return (Some((t, Clock::Realtime)), rest);
+        r.consume(take);
+        n += take;
+        if done {
+            return Ok((n, cut));
         }
     }
-    if b.first().is_some_and(u8::is_ascii_digit) {
-        if let Some((head, msg)) = line.split_once(';') {
-            let mut it = head.split(',');
-            if let (Some(_), Some(_), Some(us)) = (it.next(), it.next(), it.next()) {
-                if let Ok(us) = us.parse::<u64>() {
-                    return (Some((us.saturating_mul(1000), Clock::Monotonic)), msg);
-                }
-            }
-        }
-    }
-    (None, line)
-}
-
-fn split_stamp_bracket(s: &str) -> Option<&str> {
-    let r = s.strip_prefix('[')?;
-    let (inner, msg) = r.split_once("] ")?;
-    parse_secs(inner.trim())?;
-    Some(msg)
-}
-
-/// "host kernel: msg" → "msg" (only when the second word is `kernel:`).
-fn strip_syslog_host(rest: &str) -> &str {
-    if let Some((_host, r)) = rest.split_once(' ') {
-        if let Some(m) = r.strip_prefix("kernel: ") {
-            return m;
-        }
-    }
-    rest
-}
-
-/// "135.794048" → ns.
-fn parse_secs(s: &str) -> Option<u64> {
-    let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
-    if sec.is_empty()
-        || !sec.bytes().all(|c| c.is_ascii_digit())
-        || !frac.bytes().all(|c| c.is_ascii_digit())
-    {
-        return None;
-    }
-    let sec: u64 = sec.parse().ok()?;
-    let mut ns = 0u64;
-    for (i, c) in frac.bytes().take(9).enumerate() {
-        ns += u64::from(c - b'0') * 10u64.pow(8 - i as u32);
-    }
-    sec.checked_mul(1_000_000_000)?.checked_add(ns)
-}
-
-fn month(m: &str) -> Option<u32> {
-    const M: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    M.iter().position(|x| *x == m).map(|i| i as u32 + 1)
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's days_from_civil).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn epoch_ns(y: i64, mo: u32, d: u32, hms: &str, offset_secs: i64) -> Option<u64> {
-    let mut it = hms.split(':');
-    let h: i64 = it.next()?.parse().ok()?;
-    let mi: i64 = it.next()?.parse().ok()?;
-    let s: i64 = it.next()?.parse().ok()?;
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset_secs;
-    u64::try_from(secs).ok()?.checked_mul(1_000_000_000)
-}
-
-/// `Sun Nov 22 10:00:00 2026` (dmesg -T, local time; treated as UTC).
-fn parse_ctime(s: &str) -> Option<u64> {
-    let mut it = s.split_whitespace();
-    let _dow = it.next()?;
-    let mo = month(it.next()?)?;
-    let d: u32 = it.next()?.parse().ok()?;
-    let hms = it.next()?;
-    let y: i64 = it.next()?.parse().ok()?;
-    epoch_ns(y, mo, d, hms, 0)
-}
-
-/// `Nov 22 10:00:00` (journalctl short / syslog): the year is not printed; assume the current one.
-fn parse_short(s: &str) -> Option<u64> {
-    let mut it = s.split_whitespace();
-    let mo = month(it.next()?)?;
-    let d: u32 = it.next()?.parse().ok()?;
-    let hms = it.next()?;
-    epoch_ns(current_year(), mo, d, hms, 0)
-}
-
-fn current_year() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut y = 1970 + (now / 31_556_952) as i64;
-    // Correct the estimate with exact day counts.
-    while days_from_civil(y, 1, 1) * 86400 > now as i64 {
-        y -= 1;
-    }
-    while days_from_civil(y + 1, 1, 1) * 86400 <= now as i64 {
-        y += 1;
-    }
-    y
-}
-
-/// `2026-11-22T10:00:00,123456+00:00` (also `.` fraction, `Z`, `+0000`).
-fn parse_iso(s: &str) -> Option<u64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-');
-    let y: i64 = d.next()?.parse().ok()?;
-    let mo: u32 = d.next()?.parse().ok()?;
-    let day: u32 = d.next()?.parse().ok()?;
-    if time.len() < 8 {
-        return None;
-    }
-    let (hms, rest) = time.split_at(8);
-    let (frac, tz) = match rest.strip_prefix([',', '.']) {
-        Some(r) => {
-            let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-            (&r[..end], &r[end..])
-        }
-        None => ("", rest),
-    };
-    let offset = match tz.as_bytes().first() {
-        Some(b'+') | Some(b'-') => {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            let digits: String = tz[1..].chars().filter(char::is_ascii_digit).collect();
-            if digits.len() < 4 {
-                return None;
-            }
-            let h: i64 = digits[..2].parse().ok()?;
-            let m: i64 = digits[2..4].parse().ok()?;
-            sign * (h * 3600 + m * 60)
-        }
-        _ => 0,
-    };
-    let base = epoch_ns(y, mo, day, hms, offset)?;
-    let frac_ns = if frac.is_empty() {
-        0
-    } else {
-        parse_secs(&format!("0.{frac}"))?
-    };
-    base.checked_add(frac_ns)
-}
-
-/// One `journalctl -o json` line → (stamp, message). MESSAGE may be a string or a byte array.
-pub fn parse_journal_json(line: &str) -> Option<(Option<(u64, Clock)>, String)> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let obj = v.as_object()?;
-    let msg = match obj.get("MESSAGE")? {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(a) => {
-            let bytes: Vec<u8> = a
-                .iter()
-                .filter_map(|x| x.as_u64())
-                .map(|x| x as u8)
-                .collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        _ => return None,
-    };
-    let num = |k: &str| {
-        obj.get(k)
-            .and_then(|x| x.as_str())
-            .and_then(|s| s.parse::<u64>().ok())
-    };
-    let stamp = journal_stamp(
-        num("_SOURCE_MONOTONIC_TIMESTAMP"),
-        num("__MONOTONIC_TIMESTAMP"),
-        num("__REALTIME_TIMESTAMP"),
-    );
-    Some((stamp, msg))
-}
-
-/// Prefer the kernel's own monotonic stamp, then the journal's monotonic, then realtime (all µs).
-fn journal_stamp(
-    src_mono: Option<u64>,
-    mono: Option<u64>,
-    real: Option<u64>,
-) -> Option<(u64, Clock)> {
-    src_mono
-        .or(mono)
-        .map(|us| (us.saturating_mul(1000), Clock::Monotonic))
-        .or(real.map(|us| (us.saturating_mul(1000), Clock::Realtime)))
 }
 
 /// Streams a log through the recogniser and assembler, calling `sink` per event in log order.
 pub struct LogReader {
     format: Format,
     asm: KmsgAssembler,
-    last: (u64, Clock),
+    boots: Boots,
+    time: LocalTime,
+    amdgpu: memmem::Finder<'static>,
+    linux_version: memmem::Finder<'static>,
     pub stats: InputStats,
 }
 
 impl LogReader {
+    /// A reader for one stream whose boots are numbered from 0, reading local time in the
+    /// system zone.
     pub fn new(format: Format, source: Source) -> Self {
+        Self::with_options(format, source, 0, system_zone(), now_ns())
+    }
+
+    /// `first_seq`: the boot number this stream starts at (unique across the files of one run);
+    /// `zone` and `reference_ns`: how local-time stamps are read and the instant year-less
+    /// stamps are not after (the file's modification time, else now).
+    pub fn with_options(
+        format: Format,
+        source: Source,
+        first_seq: u32,
+        zone: TimeZone,
+        reference_ns: u64,
+    ) -> Self {
         LogReader {
             format,
             asm: KmsgAssembler::new(source),
-            last: (0, Clock::Monotonic),
+            boots: Boots::new(first_seq, source),
+            time: LocalTime::new(zone, reference_ns),
+            amdgpu: memmem::Finder::new(b"amdgpu"),
+            linux_version: memmem::Finder::new(b"Linux version "),
             stats: InputStats::default(),
         }
     }
 
-    /// Read all of `r`. I/O errors are returned; bad content never is.
-    pub fn read<R: BufRead>(
-        &mut self,
-        mut r: R,
-        sink: &mut dyn FnMut(Event),
-    ) -> std::io::Result<()> {
+    /// The boot number the next stream should start at.
+    pub fn next_seq(&self) -> u32 {
+        self.boots.next_seq()
+    }
+
+    /// Read all of `r`. I/O errors (including corrupt compressed input) are returned, after
+    /// the events read so far went to `sink`; bad content never is an error.
+    pub fn read<R: BufRead>(&mut self, mut r: R, sink: &mut dyn FnMut(Event)) -> io::Result<()> {
         let mut buf = Vec::with_capacity(4096);
-        let mut first = true;
         loop {
             buf.clear();
-            let n = r.read_until(b'\n', &mut buf)?;
+            let (n, cut) = read_line(&mut r, &mut buf, MAX_LINE_BYTES)?;
             if n == 0 {
-                break;
+                return Ok(());
             }
-            if first {
-                first = false;
-                if self.format == Format::Auto && looks_like_export(&buf) {
-                    self.format = Format::JournalExport;
+            if self.stats.lines == 0 && self.stats.entries == 0 {
+                let export = match self.format {
+                    Format::JournalExport => true,
+                    Format::Auto => journal::looks_like_export(&buf),
+                    _ => false,
+                };
+                if export {
+                    return self.read_export(buf, r, sink);
                 }
-            }
-            if self.format == Format::JournalExport {
-                return self.read_export(buf.clone(), r, sink);
             }
             self.stats.lines += 1;
             self.stats.bytes += n as u64;
-            match std::str::from_utf8(&buf) {
-                Ok(s) => self.line(s, sink),
-                Err(_) => {
-                    self.stats.unparseable += 1;
-                    let s = String::from_utf8_lossy(&buf).into_owned();
-                    self.line(&s, sink);
-                }
+            if cut {
+                self.stats.long_lines += 1;
             }
+            self.raw_line(&buf, sink);
         }
-        Ok(())
     }
 
-    /// One text line of any non-export format.
-    fn line(&mut self, s: &str, sink: &mut dyn FnMut(Event)) {
-        let json = matches!(self.format, Format::JournalJson)
-            || (self.format == Format::Auto && s.starts_with('{'));
+    /// One line of any line-based form.
+    fn raw_line(&mut self, buf: &[u8], sink: &mut dyn FnMut(Event)) {
+        if self.stats.first_lines.len() < SHOWN_LINES {
+            self.stats.first_lines.push(escape_line(buf));
+        }
+        let json = self.format == Format::JournalJson
+            || (self.format == Format::Auto && buf.first() == Some(&b'{'));
         if json {
-            // Cheap pre-filter: only amdgpu/drm lines or byte-array messages are worth a JSON parse.
-            if !(s.contains("amdgpu") || s.contains(":[") || s.contains(": [")) {
+            return self.json_line(buf, sink);
+        }
+        let sample = self.stats.lines <= SAMPLE_LINES;
+        let mentions = self.amdgpu.find(buf).is_some();
+        // Hot path: most lines of a big log are unrelated. Only boot markers are looked for.
+        if !mentions {
+            let marker = buf.starts_with(b"-- ") || self.linux_version.find(buf).is_some();
+            if !sample && !marker {
                 return;
             }
-            match parse_journal_json(s) {
-                Some((stamp, msg)) => {
-                    if let Some(st) = stamp {
-                        self.last = st;
-                    }
-                    self.message(&msg, sink);
+        }
+        let text = match std::str::from_utf8(buf) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => {
+                self.stats.unparseable += 1;
+                String::from_utf8_lossy(buf)
+            }
+        };
+        let s = text.trim_end_matches(['\n', '\r']);
+        if let Some(rest) = s.strip_prefix("-- ") {
+            return self.separator(rest, sink);
+        }
+        // /dev/kmsg dictionary continuation lines (" SUBSYSTEM=pci") carry no message.
+        if s.starts_with(' ') && s.contains('=') && !s.contains(": ") {
+            return;
+        }
+        let mut st = stamp::split(s, &mut self.time);
+        let mut amdgpu = mentions && lines::strip_prefix(st.msg).is_some();
+        // A prefix of no known form may still hold an amdgpu message (console captures,
+        // `dmesg -x`, log shippers). Known forms locate the message themselves.
+        if mentions && !amdgpu && st.form == Form::Bare {
+            if let Some(e) = stamp::embedded(s, &mut self.time) {
+                if lines::strip_prefix(e.msg).is_some() {
+                    st = e;
+                    amdgpu = true;
                 }
-                None => self.stats.unparseable += 1,
-            }
-            return;
-        }
-        // Hot path: most lines of a big log are unrelated; skip them before any stamp parsing.
-        if !s.contains("amdgpu") {
-            return;
-        }
-        if self.format == Format::Kmsg || self.format == Format::Auto {
-            // /dev/kmsg dictionary continuation lines (" SUBSYSTEM=pci") carry no message.
-            if s.starts_with(' ') && s.contains('=') && !s.contains(": ") {
-                return;
             }
         }
-        let (stamp, msg) = split_stamp(s);
-        if let Some(st) = stamp {
-            self.last = st;
+        self.count_form(st.form, st.unknown_month);
+        if st.msg.starts_with("Linux version ") {
+            self.boot_marker(None, sink);
         }
-        self.message(msg, sink);
+        if let Some(h) = st.host {
+            self.boots.hostname(h);
+        }
+        let keep_line = !matches!(st.form, Form::Kmsg | Form::Bare | Form::Embedded);
+        let shown = keep_line.then_some(s);
+        if mentions {
+            self.message(st.mono_ns, st.real_ns, st.msg, amdgpu, shown, sink);
+        } else {
+            self.stamp_only(st.mono_ns, st.real_ns, sink);
+        }
     }
 
-    fn message(&mut self, msg: &str, sink: &mut dyn FnMut(Event)) {
+    fn count_form(&mut self, form: Form, unknown_month: bool) {
+        *self.stats.forms.entry(form).or_default() += 1;
+        if unknown_month {
+            self.stats.unknown_month_lines += 1;
+        }
+    }
+
+    /// `-- Boot <id> --`, `-- Reboot --` (journalctl between boots); other `-- … --` notes
+    /// (`-- No entries --`, `-- Logs begin at … --`) say nothing about boots.
+    fn separator(&mut self, rest: &str, sink: &mut dyn FnMut(Event)) {
+        if let Some(id) = rest
+            .strip_prefix("Boot ")
+            .and_then(|r| r.strip_suffix(" --"))
+        {
+            self.boot_marker(Some(id.trim()), sink);
+        } else if rest.starts_with("Reboot --") {
+            self.boot_marker(None, sink);
+        }
+    }
+
+    fn boot_marker(&mut self, id: Option<&str>, sink: &mut dyn FnMut(Event)) {
+        if self.boots.marker(id) {
+            self.flush(sink);
+        }
+    }
+
+    /// A line that carries a stamp but no amdgpu message: it can still move the boot clock.
+    fn stamp_only(&mut self, mono: Option<u64>, real: Option<u64>, sink: &mut dyn FnMut(Event)) {
+        let (_, new_boot) = self.boots.resolve(mono, real);
+        if new_boot {
+            self.flush(sink);
+        }
+    }
+
+    /// One message with its stamps → the assembler. `amdgpu`: the message has an amdgpu
+    /// prefix (so the assembler may make a record of it, and the boot is announced first).
+    fn message(
+        &mut self,
+        mono: Option<u64>,
+        real: Option<u64>,
+        msg: &str,
+        amdgpu: bool,
+        shown: Option<&str>,
+        sink: &mut dyn FnMut(Event),
+    ) {
+        let ((t, clock), new_boot) = self.boots.resolve(mono, real);
+        if new_boot {
+            self.flush(sink);
+        }
+        if !amdgpu {
+            return;
+        }
+        self.boots.announce(sink);
         let before = self.asm.stats.recognised;
-        for e in self.asm.push_line(self.last.0, self.last.1, msg) {
+        for e in self.asm.push(t, clock, msg, shown) {
             sink(e);
         }
         self.stats.amdgpu_lines += self.asm.stats.recognised - before;
     }
 
-    /// `journalctl -o export`: KEY=VALUE lines, binary fields as KEY\n<u64 LE len><data>\n,
-    /// entries separated by a blank line.
+    fn json_line(&mut self, buf: &[u8], sink: &mut dyn FnMut(Event)) {
+        // Cheap pre-filter: only amdgpu entries or byte-array messages are worth a JSON parse.
+        let maybe = self.amdgpu.find(buf).is_some() || byte_array_message(buf);
+        if !maybe {
+            self.stats.entries += 1;
+            *self.stats.forms.entry(Form::JournalJson).or_default() += 1;
+            return;
+        }
+        let s = String::from_utf8_lossy(buf);
+        match journal::parse_json(&s) {
+            Some(e) => {
+                *self.stats.forms.entry(Form::JournalJson).or_default() += 1;
+                self.entry(e, sink);
+            }
+            None => self.stats.unparseable += 1,
+        }
+    }
+
+    /// One journal entry (JSON or export).
+    fn entry(&mut self, e: Entry, sink: &mut dyn FnMut(Event)) {
+        self.stats.entries += 1;
+        let Some(msg) = &e.message else { return };
+        if self.amdgpu.find(msg).is_none() && memmem::find(msg, b"Linux version ").is_none() {
+            return;
+        }
+        if let Some(id) = &e.boot_id {
+            if self.boots.boot_id(id) {
+                self.flush(sink);
+            }
+        }
+        if let Some(h) = &e.hostname {
+            self.boots.hostname(h);
+        }
+        let msg = String::from_utf8_lossy(msg);
+        let msg = msg.trim_end_matches(['\n', '\r']);
+        let (mono, real) = e.stamps();
+        if msg.starts_with("Linux version ") && e.boot_id.is_none() {
+            self.boot_marker(None, sink);
+        }
+        let shown = render_entry(mono, real, e.hostname.as_deref(), msg);
+        let amdgpu = lines::strip_prefix(msg).is_some();
+        self.message(mono, real, msg, amdgpu, Some(&shown), sink);
+    }
+
+    /// `journalctl -o export`, entry by entry.
     fn read_export<R: BufRead>(
         &mut self,
         first: Vec<u8>,
-        mut r: R,
+        r: R,
         sink: &mut dyn FnMut(Event),
-    ) -> std::io::Result<()> {
-        let mut entry = ExportEntry::default();
-        let mut line = first;
+    ) -> io::Result<()> {
+        self.stats.first_lines.push(escape_line(&first));
+        let mut r = io::Cursor::new(first).chain(r);
+        let mut x = ExportReader::new();
         loop {
-            self.stats.bytes += line.len() as u64;
-            let l = line.strip_suffix(b"\n").unwrap_or(&line);
-            if l.is_empty() {
-                self.export_entry(std::mem::take(&mut entry), sink);
-            } else if let Some(eq) = l.iter().position(|&c| c == b'=') {
-                entry.field(&l[..eq], l[eq + 1..].to_vec());
-            } else {
-                // Binary field: length then data then newline.
-                let key = l.to_vec();
-                let mut len = [0u8; 8];
-                if r.read_exact(&mut len).is_err() {
-                    self.stats.unparseable += 1;
-                    break;
+            let step = x.next(&mut r);
+            self.stats.bytes = x.bytes;
+            self.stats.long_lines = x.long_fields;
+            match step? {
+                Ok(Some(e)) => {
+                    *self.stats.forms.entry(Form::JournalExport).or_default() += 1;
+                    self.stats.lines += 1;
+                    self.entry(e, sink);
                 }
-                let len = u64::from_le_bytes(len);
-                if len > 64 << 20 {
+                Ok(None) => return Ok(()),
+                Err(ExportEnd::Truncated) => {
+                    self.stats.truncated = true;
                     self.stats.unparseable += 1;
-                    break;
+                    return Ok(());
                 }
-                let mut data = vec![0u8; len as usize];
-                if r.read_exact(&mut data).is_err() {
-                    self.stats.unparseable += 1;
-                    break;
-                }
-                let mut nl = [0u8; 1];
-                let _ = r.read_exact(&mut nl);
-                self.stats.bytes += 9 + len;
-                entry.field(&key, data);
-            }
-            line.clear();
-            if r.read_until(b'\n', &mut line)? == 0 {
-                break;
             }
         }
-        self.export_entry(entry, sink);
-        Ok(())
     }
 
-    fn export_entry(&mut self, e: ExportEntry, sink: &mut dyn FnMut(Event)) {
-        let Some(msg) = e.message else { return };
-        self.stats.lines += 1;
-        if let Some(st) = journal_stamp(e.src_mono, e.mono, e.real) {
-            self.last = st;
+    fn flush(&mut self, sink: &mut dyn FnMut(Event)) {
+        for e in self.asm.flush() {
+            sink(e);
         }
-        let msg = String::from_utf8_lossy(&msg).into_owned();
-        self.message(&msg, sink);
     }
 
     /// End of input: emit records still waiting for continuation lines.
     pub fn finish(&mut self, sink: &mut dyn FnMut(Event)) {
-        for e in self.asm.flush() {
-            sink(e);
-        }
+        self.flush(sink);
         self.stats.orphan_continuations = self.asm.stats.orphan_continuations;
+        self.stats.dropped_continuations = self.asm.stats.dropped_continuations;
+        self.stats.boots = self.boots.count;
     }
 }
 
-#[derive(Default)]
-struct ExportEntry {
-    message: Option<Vec<u8>>,
-    src_mono: Option<u64>,
-    mono: Option<u64>,
-    real: Option<u64>,
+/// Whether a JSON entry's MESSAGE is a byte array (`"MESSAGE": [97, …]`, non-UTF-8 text).
+fn byte_array_message(buf: &[u8]) -> bool {
+    memmem::find_iter(buf, b"\"MESSAGE\":").any(|i| {
+        buf[i + 10..]
+            .iter()
+            .find(|c| !c.is_ascii_whitespace())
+            .is_some_and(|&c| c == b'[')
+    })
 }
 
-impl ExportEntry {
-    fn field(&mut self, key: &[u8], val: Vec<u8>) {
-        let num = || {
-            std::str::from_utf8(&val)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-        };
-        match key {
-            b"MESSAGE" => self.message = Some(val),
-            b"_SOURCE_MONOTONIC_TIMESTAMP" => self.src_mono = num(),
-            b"__MONOTONIC_TIMESTAMP" => self.mono = num(),
-            b"__REALTIME_TIMESTAMP" => self.real = num(),
-            _ => {}
+/// A journal entry as a log line that reads back to the same stamps, host and message:
+/// `2026-11-22T10:00:00.000000+00:00 host kernel: [  135.794048] msg` (the rsyslog shape).
+fn render_entry(mono: Option<u64>, real: Option<u64>, host: Option<&str>, msg: &str) -> String {
+    let host = host
+        .filter(|h| super::boots::plausible_host(h))
+        .map(|h| format!("{h} "))
+        .unwrap_or_default();
+    match (mono, real) {
+        (Some(m), Some(r)) => {
+            format!(
+                "{} {host}kernel: {}",
+                iso_utc_offset(r),
+                render_stamped(m, Clock::Monotonic, msg)
+            )
+        }
+        (None, Some(r)) => format!("{} {host}kernel: {msg}", iso_utc_offset(r)),
+        (Some(m), None) => render_stamped(m, Clock::Monotonic, msg),
+        (None, None) => msg.to_string(),
+    }
+}
+
+/// A line as it may be shown on a terminal: control bytes and invalid UTF-8 as `\xNN`, cut
+/// at 160 characters.
+pub fn escape_line(buf: &[u8]) -> String {
+    let text = String::from_utf8_lossy(buf);
+    let mut out = String::new();
+    for (i, c) in text.trim_end_matches(['\n', '\r']).chars().enumerate() {
+        if i >= 160 {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\u{fffd}' => out.push_str("\\x??"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
         }
     }
-}
-
-fn looks_like_export(first: &[u8]) -> bool {
-    first.starts_with(b"__CURSOR=") || first.starts_with(b"__REALTIME_TIMESTAMP=")
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{EventBody, KmsgKind};
+    use crate::model::{BootInfo, EventBody, KmsgKind};
 
-    fn read(data: &[u8], f: Format) -> (Vec<Event>, InputStats) {
-        let mut r = LogReader::new(f, Source::Log);
+    const S: u64 = 1_000_000_000;
+
+    fn read_with(data: &[u8], f: Format, zone: TimeZone) -> (Vec<Event>, InputStats) {
+        // Reference instant: 2026-12-01T00:00:00Z.
+        let mut r = LogReader::with_options(f, Source::Log, 0, zone, 1_796_083_200 * S);
         let mut out = Vec::new();
         r.read(data, &mut |e| out.push(e)).unwrap();
         r.finish(&mut |e| out.push(e));
         (out, r.stats)
+    }
+    fn read(data: &[u8], f: Format) -> (Vec<Event>, InputStats) {
+        read_with(data, f, TimeZone::UTC)
+    }
+    fn records(ev: &[Event]) -> Vec<&Event> {
+        ev.iter()
+            .filter(|e| matches!(e.body, EventBody::Kmsg(_)))
+            .collect()
+    }
+    fn boots(ev: &[Event]) -> Vec<BootInfo> {
+        ev.iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Boot(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect()
     }
     fn testdata(name: &str) -> Vec<u8> {
         std::fs::read(format!(
@@ -486,61 +521,16 @@ mod tests {
         ))
         .unwrap()
     }
-
-    #[test]
-    fn stamps() {
-        assert_eq!(
-            split_stamp("[  135.794048] amdgpu x"),
-            (Some((135_794_048_000, Clock::Monotonic)), "amdgpu x")
-        );
-        // 2026-11-22 is day 20779 since the epoch.
-        let day = 20779u64 * 86400;
-        assert_eq!(
-            split_stamp("[Sun Nov 22 10:00:00 2026] m"),
-            (Some(((day + 36000) * 1_000_000_000, Clock::Realtime)), "m")
-        );
-        assert_eq!(
-            split_stamp("2026-11-22T10:00:00,123456+01:00 host kernel: m"),
-            (
-                Some(((day + 32400) * 1_000_000_000 + 123_456_000, Clock::Realtime)),
-                "m"
-            )
-        );
-        assert_eq!(
-            split_stamp("2026-11-22T10:00:00,000001+00:00 m"),
-            (
-                Some(((day + 36000) * 1_000_000_000 + 1000, Clock::Realtime)),
-                "m"
-            )
-        );
-        let (st, m) = split_stamp("Nov 22 10:00:00 myhost kernel: amdgpu 0000:03:00.0: x");
-        assert_eq!(
-            (st.map(|s| s.1), m),
-            (Some(Clock::Realtime), "amdgpu 0000:03:00.0: x")
-        );
-        assert_eq!(
-            split_stamp("6,1234,135794048,-;amdgpu y"),
-            (Some((135_794_048_000, Clock::Monotonic)), "amdgpu y")
-        );
-        assert_eq!(
-            parse_dev_kmsg_record("6,1234,135794048,-;msg\n"),
-            Some((135_794_048_000, "msg".to_string()))
-        );
-        assert_eq!(parse_dev_kmsg_record("garbage"), None);
-        assert_eq!(split_stamp("no stamp"), (None, "no stamp"));
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/../testdata/dmesg/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
-
-    #[test]
-    fn unstamped_lines_take_previous_stamp() {
-        let (ev, _) = read(b"[  5.5] amdgpu 0000:03:00.0: amdgpu: MODE1 reset\namdgpu 0000:03:00.0: amdgpu: MODE2 reset\n", Format::Auto);
-        assert_eq!(
-            ev.iter().map(|e| e.t_ns).collect::<Vec<_>>(),
-            [5_500_000_000, 5_500_000_000]
-        );
-    }
-
     fn kinds(ev: &[Event]) -> Vec<String> {
-        ev.iter()
+        records(ev)
+            .iter()
             .map(|e| match &e.body {
                 EventBody::Kmsg(r) => format!("{:?}", std::mem::discriminant(&r.kind)),
                 _ => String::new(),
@@ -549,33 +539,64 @@ mod tests {
     }
 
     #[test]
+    fn kmsg_record_parsing_strips_dictionary_lines() {
+        assert_eq!(
+            parse_dev_kmsg_record("6,1234,135794048,-;msg\n"),
+            Some((135_794_048_000, "msg".to_string()))
+        );
+        // One read() of /dev/kmsg: the record and its dictionary.
+        assert_eq!(
+            parse_dev_kmsg_record("3,77,45768561065,-;amdgpu 0000:2f:00.0: amdgpu: MODE1 reset\n SUBSYSTEM=pci\n DEVICE=+pci:0000:2f:00.0\n"),
+            Some((45_768_561_065_000, "amdgpu 0000:2f:00.0: amdgpu: MODE1 reset".to_string()))
+        );
+        assert_eq!(parse_dev_kmsg_record("garbage"), None);
+    }
+
+    #[test]
+    fn unstamped_lines_take_previous_stamp() {
+        let (ev, _) = read(b"[  5.5] amdgpu 0000:03:00.0: amdgpu: MODE1 reset\namdgpu 0000:03:00.0: amdgpu: MODE2 reset\n", Format::Auto);
+        assert_eq!(
+            records(&ev).iter().map(|e| e.t_ns).collect::<Vec<_>>(),
+            [5_500_000_000, 5_500_000_000]
+        );
+    }
+
+    #[test]
     fn journal_json_matches_dmesg() {
-        let dmesg = std::fs::read(format!(
-            "{}/../testdata/dmesg/v710-zed-fault-then-timeout.log",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let (want, _) = read(&dmesg, Format::Auto);
+        let (want, _) = read(&fixture("v710-zed-fault-then-timeout.log"), Format::Auto);
         let (got, st) = read(&testdata("v710-zed.journal.json"), Format::Auto);
         assert_eq!(kinds(&got), kinds(&want));
-        assert_eq!(got.len(), 7);
-        assert_eq!(got[0].t_ns, 135_794_048_000);
-        assert_eq!(got[0].clock, Clock::Monotonic);
+        let rec = records(&got);
+        assert_eq!(rec.len(), 7);
+        assert_eq!(
+            (rec[0].t_ns, rec[0].clock),
+            (135_794_048_000, Clock::Monotonic)
+        );
         assert_eq!(st.unparseable, 0);
-        let EventBody::Kmsg(r) = &got[3].body else {
+        let EventBody::Kmsg(r) = &rec[3].body else {
             panic!()
         };
         assert!(
             matches!(&r.kind, KmsgKind::RingTimeout { task: Some(t), .. } if t.comm == "Xwayland")
         );
+        // The journal's offset and host name reach the Boot event; the record keeps both stamps.
+        let b = boots(&got);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].hostname.as_deref(), Some("v710"));
+        assert_eq!(
+            b[0].realtime_offset_ns,
+            Some((1_795_000_135_794_048 - 135_794_053) * 1000 + 5000 - 5000)
+        );
+        assert!(r.lines[0].ends_with("v710 kernel: [  146.437245] amdgpu 0002:00:00.0: amdgpu: ring gfx_0.0.0 timeout, signaled seq=571734509, emitted seq=571734511"), "{:?}", r.lines);
     }
 
     #[test]
     fn journal_export_with_binary_field() {
         let (got, _) = read(&testdata("v710-zed.journal.export"), Format::Auto);
-        assert_eq!(got.len(), 7, "{got:#?}");
-        assert_eq!(got[6].t_ns, 146_667_901_000);
-        let EventBody::Kmsg(r) = &got[6].body else {
+        let rec = records(&got);
+        assert_eq!(rec.len(), 7, "{got:#?}");
+        assert_eq!(rec[6].t_ns, 146_667_901_000);
+        let EventBody::Kmsg(r) = &rec[6].body else {
             panic!()
         };
         assert_eq!(r.kind, KmsgKind::ParserInitFailed { errno: -125 });
@@ -585,11 +606,13 @@ mod tests {
     fn kmsg_records_skip_dictionary_lines() {
         let data = b"3,100,135794048,-;amdgpu 0002:00:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:40 vmid:7 pasid:1)\n SUBSYSTEM=pci\n DEVICE=+pci:0002:00:00.0\n3,101,135794060,-;amdgpu 0002:00:00.0: amdgpu:  Process zed pid 7 thread zed pid 7\n";
         let (ev, _) = read(data, Format::Kmsg);
-        assert_eq!(ev.len(), 1);
-        let EventBody::Kmsg(r) = &ev[0].body else {
+        let rec = records(&ev);
+        assert_eq!(rec.len(), 1);
+        let EventBody::Kmsg(r) = &rec[0].body else {
             panic!()
         };
         assert!(matches!(&r.kind, KmsgKind::PageFault { task: Some(t), .. } if t.pid == 7));
+        assert_eq!(r.lines[0], "[  135.794048] amdgpu 0002:00:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:40 vmid:7 pasid:1)");
     }
 
     #[test]
@@ -598,6 +621,140 @@ mod tests {
             b"\xff\xfe amdgpu \x00\x01\n[1.0] amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n",
             Format::Auto,
         );
-        assert_eq!((ev.len(), st.unparseable), (1, 1));
+        assert_eq!((records(&ev).len(), st.unparseable), (1, 1));
+    }
+
+    #[test]
+    fn boots_from_separators_linux_version_and_clock() {
+        let log = b"-- Boot 0f1e2d3c4b5a69788796a5b4c3d2e1f0 --\n\
+[    0.000000] host kernel: Linux version 6.8.0-40-generic\n\
+[  146.437245] host kernel: amdgpu 0002:00:00.0: amdgpu: GPU reset begin!. Source:  1\n\
+-- Boot 11112222333344445555666677778888 --\n\
+[    0.000000] host kernel: Linux version 6.8.0-40-generic\n\
+[   12.000000] host kernel: amdgpu 0002:00:00.0: amdgpu: GPU reset begin!. Source:  1\n\
+[    0.000000] Linux version 6.8.0-40-generic\n\
+[   13.000000] amdgpu 0002:00:00.0: amdgpu: GPU reset begin!. Source:  1\n\
+[    5.000000] amdgpu 0002:00:00.0: amdgpu: GPU reset begin!. Source:  1\n";
+        let (ev, st) = read(log, Format::Auto);
+        let b = boots(&ev);
+        assert_eq!(b.iter().map(|b| b.seq).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(
+            b[0].boot_id.as_deref(),
+            Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+        );
+        assert_eq!(
+            b[1].boot_id.as_deref(),
+            Some("11112222333344445555666677778888")
+        );
+        assert_eq!(
+            (b[0].hostname.as_deref(), b[2].hostname.as_deref()),
+            (Some("host"), None)
+        );
+        assert_eq!(st.boots, 4);
+        assert_eq!(*st.forms.get(&Form::ShortMonotonic).unwrap(), 4);
+    }
+
+    #[test]
+    fn syslog_with_printk_stamp_gives_wall_offset() {
+        // rsyslog kern.log in Warsaw (UTC+2 in May): 19:27:35 local = 17:27:35Z.
+        let zone = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+        let (ev, _) = read_with(
+            b"maj 08 19:27:35 RX-78-FPC kernel: [  100.500000] amdgpu 0000:c2:00.0: MODE1 reset\n",
+            Format::Auto,
+            zone,
+        );
+        let b = boots(&ev);
+        let wall_2026_05_08 = 1_778_261_255 * S;
+        assert_eq!(b[0].hostname.as_deref(), Some("RX-78-FPC"));
+        assert_eq!(
+            b[0].realtime_offset_ns,
+            Some((wall_2026_05_08 - 100_500_000_000) as i64)
+        );
+        assert_eq!(
+            (records(&ev)[0].t_ns, records(&ev)[0].clock),
+            (100_500_000_000, Clock::Monotonic)
+        );
+    }
+
+    #[test]
+    fn overlong_lines_are_cut_and_counted() {
+        let mut data = b"[1.0] amdgpu 0000:03:00.0: amdgpu: MODE1 reset ".to_vec();
+        data.extend(vec![b'x'; 3 * MAX_LINE_BYTES]);
+        data.extend(b"\n[2.0] amdgpu 0000:03:00.0: amdgpu: MODE2 reset\n");
+        let (ev, st) = read(&data, Format::Auto);
+        assert_eq!((records(&ev).len(), st.long_lines, st.lines), (1, 1, 2));
+    }
+
+    #[test]
+    fn not_understood_keeps_the_first_lines() {
+        let (_, st) = read(b"hello\x1b]0;title\x07\nworld\n", Format::Auto);
+        assert!(!st.understood());
+        assert_eq!(st.first_lines, ["hello\\x1b]0;title\\x07", "world"]);
+        let (_, st) = read(b"[    1.000000] usb 1-1: new device\n", Format::Auto);
+        assert!(st.understood());
+    }
+}
+
+/// `run` reads /dev/kmsg one record per read(), dictionary lines included, and feeds
+/// `parse_dev_kmsg_record` + `KmsgAssembler::push_line`: that path must recognise MODE1 and
+/// per-ring reset records (issue 10: they were lost with their ` SUBSYSTEM=pci` lines).
+#[cfg(test)]
+mod live_kmsg {
+    use super::*;
+    use crate::model::{EventBody, KmsgKind};
+
+    #[test]
+    fn records_with_dictionary_lines_as_run_reads_them() {
+        let dump = include_str!("../../../testdata/logs/kmsg/rx7900xtx-ring-reset.kmsg");
+        // Split the dump into what each read() returns: a record and its " KEY=value" lines.
+        let mut records: Vec<String> = Vec::new();
+        for l in dump.split_inclusive('\n') {
+            match records.last_mut() {
+                Some(r) if l.starts_with(' ') => r.push_str(l),
+                _ => records.push(l.to_string()),
+            }
+        }
+        assert!(
+            records
+                .iter()
+                .filter(|r| r.contains("SUBSYSTEM=pci"))
+                .count()
+                >= 20
+        );
+        let mut asm = KmsgAssembler::new(Source::Kmsg);
+        let mut events = Vec::new();
+        for r in &records {
+            let (t, msg) = parse_dev_kmsg_record(r).expect("a record");
+            assert!(!msg.contains("SUBSYSTEM") && !msg.contains('\n'), "{msg:?}");
+            events.extend(asm.push_line(t, Clock::Monotonic, &msg));
+        }
+        events.extend(asm.flush());
+        let kinds: Vec<&KmsgKind> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Kmsg(r) => Some(&r.kind),
+                _ => None,
+            })
+            .collect();
+        assert!(kinds.contains(&&KmsgKind::ResetStep {
+            what: "MODE1 reset".into()
+        }));
+        assert!(kinds.contains(&&KmsgKind::RingReset {
+            ring: "comp_1.2.1".into(),
+            ok: Some(true)
+        }));
+        assert!(kinds.contains(&&KmsgKind::RingReset {
+            ring: "comp_1.2.1".into(),
+            ok: None
+        }));
+        assert_eq!(kinds.len(), 14, "{kinds:#?}");
+        // The record keeps its stamp, so an incident's kernel.log reads back the same.
+        let EventBody::Kmsg(mode1) = &events[5].body else {
+            panic!()
+        };
+        assert_eq!(
+            mode1.lines,
+            ["[45768.561065] amdgpu 0000:2f:00.0: amdgpu: MODE1 reset"]
+        );
     }
 }

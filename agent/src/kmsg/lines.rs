@@ -64,6 +64,17 @@ pub fn strip_prefix(msg: &str) -> Option<(Option<&str>, &str)> {
     None
 }
 
+/// Longest free text kept from a line (`OtherError`); the whole line is in the record.
+const MAX_TEXT: usize = 512;
+
+fn bounded(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
 /// Recognise one message line.
 pub fn classify(msg: &str) -> Option<Classified<'_>> {
     let msg = msg.trim_end_matches(['\n', '\r']);
@@ -71,7 +82,7 @@ pub fn classify(msg: &str) -> Option<Classified<'_>> {
     let line = match classify_body(body) {
         Some(l) => l,
         None if msg.contains("*ERROR* ") => Line::Record(KmsgKind::OtherError {
-            text: body.trim().to_string(),
+            text: bounded(body.trim(), MAX_TEXT),
         }),
         None => return None,
     };

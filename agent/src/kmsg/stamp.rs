@@ -1,0 +1,757 @@
+//! One text log line → its stamps (monotonic and/or wall clock), host name and message, for
+//! every text form hangwatch reads (see docs/kmsg.md). Byte-level matching: every index is
+//! found on an ASCII byte, so no slice can split a UTF-8 character, whatever the input.
+use jiff::tz::TimeZone;
+
+use super::walltime::{infer_year, month_from_name, Civil};
+
+/// The shape of a line's prefix; counted per input so `analyze` can say what it read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Form {
+    /// `[  135.794048] msg` (dmesg; also `dmesg -d`, `[ 1.5 <  0.1>]`).
+    Dmesg,
+    /// `[Sun Nov 22 10:00:00 2026] msg` (dmesg -T, local time, any locale).
+    DmesgCtime,
+    /// `2026-11-22T10:00:00,123456+01:00 [host kernel: ]msg` (dmesg --time-format iso,
+    /// journalctl -o short-iso / short-iso-precise, rsyslog RFC 3339), also `[2026-11-22 10:00:00]`.
+    Iso,
+    /// `Nov 22 10:00:00[.123456] host kernel: msg` (journalctl -o short / short-precise,
+    /// rsyslog kern.log), month in any locale, local time.
+    Syslog,
+    /// `Sun 2026-11-22 10:00:00 CET host kernel: msg` (journalctl -o short-full).
+    ShortFull,
+    /// `[  135.794048] host kernel: msg` (journalctl -o short-monotonic).
+    ShortMonotonic,
+    /// `1700000000.123456 host kernel: msg` (journalctl -o short-unix).
+    ShortUnix,
+    /// `6,1234,135794048,-;msg` (/dev/kmsg records).
+    Kmsg,
+    /// A message with no prefix (`journalctl -o cat`, a paste of bare lines).
+    Bare,
+    /// An amdgpu message found inside a line of another shape (console captures, `dmesg -x`,
+    /// log shippers); its stamp is taken from the last `[...]` before it when that parses.
+    Embedded,
+    /// `journalctl -o json`.
+    JournalJson,
+    /// `journalctl -o export`.
+    JournalExport,
+}
+
+impl Form {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Form::Dmesg => "dmesg ([seconds] message)",
+            Form::DmesgCtime => "dmesg -T ([weekday month day time year] message)",
+            Form::Iso => {
+                "ISO 8601 stamps (dmesg --time-format iso, journalctl -o short-iso, rsyslog)"
+            }
+            Form::Syslog => "syslog / journalctl -o short (month day time host kernel: message)",
+            Form::ShortFull => "journalctl -o short-full",
+            Form::ShortMonotonic => "journalctl -o short-monotonic",
+            Form::ShortUnix => "journalctl -o short-unix",
+            Form::Kmsg => "/dev/kmsg records",
+            Form::Bare => "bare messages (journalctl -o cat)",
+            Form::Embedded => "amdgpu messages inside other prefixes",
+            Form::JournalJson => "journalctl -o json",
+            Form::JournalExport => "journalctl -o export",
+        }
+    }
+}
+
+/// What one line says besides its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamped<'a> {
+    pub form: Form,
+    /// ns since boot (kernel printk clock).
+    pub mono_ns: Option<u64>,
+    /// ns since the Unix epoch.
+    pub real_ns: Option<u64>,
+    pub host: Option<&'a str>,
+    pub msg: &'a str,
+    /// The month name was not one of glibc's: the date is a guess (this month).
+    pub unknown_month: bool,
+}
+
+impl<'a> Stamped<'a> {
+    fn new(form: Form, msg: &'a str) -> Self {
+        Stamped {
+            form,
+            mono_ns: None,
+            real_ns: None,
+            host: None,
+            msg,
+            unknown_month: false,
+        }
+    }
+}
+
+/// How to read local time: the zone, and the instant year-less stamps are not after.
+pub struct LocalTime {
+    pub zone: TimeZone,
+    pub reference_ns: u64,
+    /// (month, day) → year of the last year-less stamp, so a log costs one inference per day.
+    year_cache: Option<(u8, u8, i16)>,
+}
+
+impl LocalTime {
+    pub fn new(zone: TimeZone, reference_ns: u64) -> Self {
+        LocalTime {
+            zone,
+            reference_ns,
+            year_cache: None,
+        }
+    }
+
+    fn year_for(&mut self, month: u8, day: u8) -> i16 {
+        if let Some((m, d, y)) = self.year_cache {
+            if (m, d) == (month, day) {
+                return y;
+            }
+        }
+        let y = infer_year(month, day, self.reference_ns, &self.zone);
+        self.year_cache = Some((month, day, y));
+        y
+    }
+
+    fn this_month(&self) -> u8 {
+        let ts = jiff::Timestamp::from_nanosecond(i128::from(self.reference_ns))
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        u8::try_from(self.zone.to_datetime(ts).month()).unwrap_or(1)
+    }
+}
+
+/// Split a text line (any form but JSON/export). Never fails: an unknown shape is `Bare`.
+pub fn split<'a>(line: &'a str, lt: &mut LocalTime) -> Stamped<'a> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    let b = line.as_bytes();
+    let parsed = match b.first() {
+        Some(b'[') => bracketed(line, lt),
+        Some(c) if c.is_ascii_digit() => iso_line(line, lt)
+            .or_else(|| kmsg_record(line))
+            .or_else(|| short_unix(line))
+            .or_else(|| syslog(line, lt)),
+        Some(_) => short_full(line, lt).or_else(|| syslog(line, lt)),
+        None => None,
+    };
+    parsed.unwrap_or_else(|| Stamped::new(Form::Bare, line))
+}
+
+/// Where the amdgpu message starts inside a line of an unknown shape, with the stamp of the
+/// last `[...]` before it. `None` when the line holds no amdgpu/drm message.
+pub fn embedded<'a>(line: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    let start = ["amdgpu ", "[drm:", "[drm] "]
+        .iter()
+        .filter_map(|p| line.find(p))
+        .min()?;
+    let (prefix, msg) = line.split_at(start);
+    let mut s = Stamped::new(Form::Embedded, msg);
+    if let Some(open) = prefix.rfind('[') {
+        if let Some(len) = prefix[open + 1..].find(']') {
+            let inner = &prefix[open + 1..open + 1 + len];
+            if let Some(t) = mono_secs(inner) {
+                s.mono_ns = Some(t);
+            } else if let Some((c, off, _)) = iso(inner) {
+                s.real_ns = civil_ns(&c, off, lt);
+            }
+        }
+    }
+    Some(s)
+}
+
+/// `[secs] …`, `[ctime] …`, `[ISO] …`.
+fn bracketed<'a>(line: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
+    let close = line.as_bytes().iter().take(72).position(|&c| c == b']')?;
+    let inner = &line[1..close];
+    let rest = &line[close + 1..];
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    if let Some(t) = mono_secs(inner) {
+        let mut s = after_prefix(Form::Dmesg, rest);
+        if s.host.is_some() || s.form == Form::ShortMonotonic {
+            s.form = Form::ShortMonotonic;
+        }
+        s.mono_ns = Some(t);
+        return Some(s);
+    }
+    if let Some((c, off, n)) = iso(inner) {
+        if n == inner.len() {
+            let mut s = after_prefix(Form::Iso, rest);
+            s.real_ns = civil_ns(&c, off, lt).or(s.real_ns);
+            return Some(s);
+        }
+    }
+    let (c, unknown) = ctime(inner, lt)?;
+    let mut s = Stamped::new(Form::DmesgCtime, rest);
+    s.real_ns = c.in_zone(&lt.zone);
+    s.unknown_month = unknown;
+    Some(s)
+}
+
+/// After a wall-clock stamp: `host kernel: `, `kernel: ` (journalctl --no-hostname), then an
+/// optional `[secs] ` (rsyslog keeps the printk stamp).
+fn after_prefix(form: Form, rest: &str) -> Stamped<'_> {
+    let (host, kernel, msg) = match host_kernel(rest) {
+        Some((h, m)) => (h, true, m),
+        None => (None, false, rest),
+    };
+    let mut s = Stamped::new(form, msg);
+    s.host = host;
+    if kernel && form == Form::Dmesg {
+        s.form = Form::ShortMonotonic;
+    }
+    if form != Form::Dmesg {
+        if let Some(inner_end) = msg.strip_prefix('[').and_then(|m| m.find(']')) {
+            if let Some(t) = mono_secs(&msg[1..=inner_end]) {
+                s.mono_ns = Some(t);
+                let m = &msg[inner_end + 2..];
+                s.msg = m.strip_prefix(' ').unwrap_or(m);
+            }
+        }
+    }
+    s
+}
+
+/// `host kernel: msg` → (Some(host), msg); `kernel: msg` → (None, msg).
+fn host_kernel(rest: &str) -> Option<(Option<&str>, &str)> {
+    if let Some(m) = rest.strip_prefix("kernel: ") {
+        return Some((None, m));
+    }
+    let sp = rest.as_bytes().iter().take(256).position(|&c| c == b' ')?;
+    let m = rest[sp + 1..].strip_prefix("kernel: ")?;
+    let host = &rest[..sp];
+    (!host.is_empty()).then_some((Some(host), m))
+}
+
+/// `ISO[ host kernel:][ [secs]] msg`.
+fn iso_line<'a>(line: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
+    let (c, off, n) = iso(line)?;
+    let rest = line[n..].strip_prefix(' ')?;
+    let mut s = after_prefix(Form::Iso, rest);
+    s.real_ns = civil_ns(&c, off, lt);
+    Some(s)
+}
+
+/// `prio,seq,usec,flags[,…];msg`.
+fn kmsg_record(line: &str) -> Option<Stamped<'_>> {
+    let semi = line.as_bytes().iter().take(64).position(|&c| c == b';')?;
+    let mut it = line[..semi].split(',');
+    it.next()?.parse::<u32>().ok()?;
+    it.next()?.parse::<u64>().ok()?;
+    let usec: u64 = it.next()?.parse().ok()?;
+    let mut s = Stamped::new(Form::Kmsg, &line[semi + 1..]);
+    s.mono_ns = Some(usec.saturating_mul(1000));
+    Some(s)
+}
+
+/// `1700000000.123456 host kernel: msg`.
+fn short_unix(line: &str) -> Option<Stamped<'_>> {
+    let sp = line.as_bytes().iter().take(24).position(|&c| c == b' ')?;
+    let secs = &line[..sp];
+    if !secs.contains('.') {
+        return None;
+    }
+    let t = mono_secs(secs)?;
+    let (host, msg) = host_kernel(&line[sp + 1..])?;
+    let mut s = Stamped::new(Form::ShortUnix, msg);
+    s.real_ns = Some(t);
+    s.host = host;
+    Some(s)
+}
+
+/// `Sun 2026-11-22 10:00:00 CET host kernel: msg` (weekday in any locale).
+fn short_full<'a>(line: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
+    let sp = line.as_bytes().iter().take(32).position(|&c| c == b' ')?;
+    let rest = &line[sp + 1..];
+    let (c, off, n) = iso(rest)?;
+    if off.is_some() {
+        return None;
+    }
+    let rest = rest[n..].strip_prefix(' ')?;
+    let zsp = rest.as_bytes().iter().take(16).position(|&c| c == b' ')?;
+    let abbr = &rest[..zsp];
+    let mut s = after_prefix(Form::ShortFull, &rest[zsp + 1..]);
+    s.form = Form::ShortFull;
+    s.real_ns = match zone_abbreviation(abbr) {
+        Some(off) => c.at_offset(off),
+        None => c.in_zone(&lt.zone),
+    };
+    Some(s)
+}
+
+/// `Mon D HH:MM:SS[.frac] host kernel: msg`, month in any locale (` 5月 08 …`, `maj 08 …`).
+fn syslog<'a>(line: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
+    let (mon_text, day, hms_at) = find_day_time(line, 40)?;
+    let b = line.as_bytes();
+    let (h, mi, sec) = hms(&b[hms_at..])?;
+    let mut end = hms_at + 8;
+    let mut nanos = 0;
+    if b.get(end) == Some(&b'.') {
+        let digits = b[end + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        nanos = frac_ns(&b[end + 1..end + 1 + digits]);
+        end += 1 + digits;
+    }
+    let rest = line[end..].strip_prefix(' ')?;
+    let (month, unknown) = month_or_this(mon_text, lt);
+    let year = lt.year_for(month, day);
+    let c = civil(year, month, day, (h, mi, sec), nanos);
+    let mut s = after_prefix(Form::Syslog, rest);
+    s.real_ns = c.in_zone(&lt.zone);
+    s.unknown_month = unknown;
+    Some(s)
+}
+
+/// `Sun Nov 22 10:00:00 2026` (any locale; the weekday is ignored).
+fn ctime(inner: &str, lt: &mut LocalTime) -> Option<(Civil, bool)> {
+    let (mon_text, day, hms_at) = find_day_time(inner, inner.len())?;
+    let b = inner.as_bytes();
+    let (h, mi, sec) = hms(&b[hms_at..])?;
+    let year: i16 = inner[hms_at + 8..].trim().parse().ok()?;
+    let (month, unknown) = month_or_this(mon_text, lt);
+    Some((civil(year, month, day, (h, mi, sec), 0), unknown))
+}
+
+/// Find `<text> D HH:MM:SS` within the first `limit` bytes: (text before the day, day, index of
+/// the time). The text is non-empty and holds no digit-colon stamp of its own.
+fn find_day_time(s: &str, limit: usize) -> Option<(&str, u8, usize)> {
+    let b = s.as_bytes();
+    let end = b.len().min(limit);
+    let mut i = 0;
+    while i + 8 <= end {
+        if hms(&b[i..]).is_some() && i >= 3 && b[i - 1] == b' ' {
+            let mut j = i - 1;
+            while j > 0 && b[j - 1].is_ascii_digit() && i - j <= 2 {
+                j -= 1;
+            }
+            let digits = i - 1 - j;
+            if (1..=2).contains(&digits) && j >= 2 && b[j - 1] == b' ' {
+                let day: u8 = s[j..i - 1].parse().ok()?;
+                let text = s[..j - 1].trim();
+                if (1..=31).contains(&day) && !text.is_empty() && !text.contains(['[', ':']) {
+                    return Some((text, day, i));
+                }
+            }
+            return None;
+        }
+        i += 1;
+    }
+    None
+}
+
+fn civil(year: i16, month: u8, day: u8, (hour, minute, second): (u8, u8, u8), nanos: u32) -> Civil {
+    Civil {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        nanos,
+    }
+}
+
+/// The month a name says, or this month (flagged) when no locale knows the name.
+fn month_or_this(text: &str, lt: &LocalTime) -> (u8, bool) {
+    match month_in(text) {
+        Some(m) => (m, false),
+        None => (lt.this_month(), true),
+    }
+}
+
+/// The month of "Nov", "Sun Nov", "de nov.", " 5月": the whole text, else its later words.
+fn month_in(text: &str) -> Option<u8> {
+    let mut t = text.trim();
+    loop {
+        if let Some(m) = month_from_name(t) {
+            return Some(m);
+        }
+        let (_, rest) = t.split_once(' ')?;
+        t = rest.trim_start();
+    }
+}
+
+/// `HH:MM:SS` at the start of `b`.
+fn hms(b: &[u8]) -> Option<(u8, u8, u8)> {
+    let d = |i: usize| b.get(i).filter(|c| c.is_ascii_digit()).map(|c| c - b'0');
+    if b.get(2) != Some(&b':') || b.get(5) != Some(&b':') {
+        return None;
+    }
+    let h = d(0)? * 10 + d(1)?;
+    let m = d(3)? * 10 + d(4)?;
+    let s = d(6)? * 10 + d(7)?;
+    (h < 24 && m < 60 && s <= 60).then_some((h, m, s))
+}
+
+/// Up to 9 fraction digits → ns.
+fn frac_ns(digits: &[u8]) -> u32 {
+    let mut ns = 0u32;
+    for i in 0..9 {
+        ns = ns * 10 + digits.get(i).map_or(0, |c| u32::from(c - b'0'));
+    }
+    ns
+}
+
+/// "135.794048" (any amount of leading space) → ns.
+pub fn mono_secs(s: &str) -> Option<u64> {
+    let s = s.trim();
+    // dmesg -d prints "[  135.794048 <    0.000012>]".
+    let s = match s.split_once(" <") {
+        Some((t, d)) if d.ends_with('>') => t.trim_end(),
+        _ => s,
+    };
+    let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
+    if sec.is_empty()
+        || sec.len() > 12
+        || !sec.bytes().all(|c| c.is_ascii_digit())
+        || !frac.bytes().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let sec: u64 = sec.parse().ok()?;
+    sec.checked_mul(1_000_000_000)?
+        .checked_add(u64::from(frac_ns(frac.as_bytes())))
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.,frac][Z|±HH[:]MM]` at the start of `s` → (civil, UTC offset in
+/// seconds when printed, bytes consumed).
+fn iso(s: &str) -> Option<(Civil, Option<i32>, usize)> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = b.get(r)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(part.iter().fold(0u32, |a, c| a * 10 + u32::from(c - b'0')))
+    };
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b' '))
+    {
+        return None;
+    }
+    let year = i16::try_from(num(0..4)?).ok()?;
+    let month = u8::try_from(num(5..7)?).ok()?;
+    let day = u8::try_from(num(8..10)?).ok()?;
+    let (h, mi, sec) = hms(b.get(11..)?)?;
+    let mut n = 19;
+    let mut nanos = 0;
+    if matches!(b.get(n), Some(b'.' | b',')) {
+        let digits = b[n + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        nanos = frac_ns(&b[n + 1..n + 1 + digits]);
+        n += 1 + digits;
+    }
+    let mut off = None;
+    match b.get(n) {
+        Some(b'Z') => {
+            off = Some(0);
+            n += 1;
+        }
+        Some(&sign @ (b'+' | b'-')) => {
+            let hh = num(n + 1..n + 3)?;
+            let (mm, used) = if b.get(n + 3) == Some(&b':') {
+                (num(n + 4..n + 6)?, 6)
+            } else {
+                (
+                    num(n + 3..n + 5).unwrap_or(0),
+                    if num(n + 3..n + 5).is_some() { 5 } else { 3 },
+                )
+            };
+            let secs = i32::try_from(hh * 3600 + mm * 60).ok()?;
+            off = Some(if sign == b'-' { -secs } else { secs });
+            n += used;
+        }
+        _ => {}
+    }
+    Some((civil(year, month, day, (h, mi, sec), nanos), off, n))
+}
+
+fn civil_ns(c: &Civil, off: Option<i32>, lt: &LocalTime) -> Option<u64> {
+    match off {
+        Some(o) => c.at_offset(o),
+        None => c.in_zone(&lt.zone),
+    }
+}
+
+/// UTC offset of a zone abbreviation `journalctl -o short-full` prints; `None` → read the
+/// stamp in the local zone. Numeric abbreviations (`+03`, zones without a name) are offsets.
+fn zone_abbreviation(abbr: &str) -> Option<i32> {
+    const H: i32 = 3600;
+    let known = [
+        ("UTC", 0),
+        ("GMT", 0),
+        ("Z", 0),
+        ("WET", 0),
+        ("WEST", H),
+        ("BST", H),
+        ("CET", H),
+        ("CEST", 2 * H),
+        ("EET", 2 * H),
+        ("EEST", 3 * H),
+        ("MSK", 3 * H),
+        ("EST", -5 * H),
+        ("EDT", -4 * H),
+        ("CST", -6 * H),
+        ("CDT", -5 * H),
+        ("MST", -7 * H),
+        ("MDT", -6 * H),
+        ("PST", -8 * H),
+        ("PDT", -7 * H),
+        ("HKT", 8 * H),
+        ("JST", 9 * H),
+        ("KST", 9 * H),
+        ("AEST", 10 * H),
+        ("AEDT", 11 * H),
+        ("NZST", 12 * H),
+        ("NZDT", 13 * H),
+    ];
+    if let Some((_, o)) = known.iter().find(|(n, _)| *n == abbr) {
+        return Some(*o);
+    }
+    let (sign, digits) = match abbr.as_bytes().first() {
+        Some(b'+') => (1, &abbr[1..]),
+        Some(b'-') => (-1, &abbr[1..]),
+        _ => return None,
+    };
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let v: i32 = digits.parse().ok()?;
+    let (h, m) = if digits.len() > 2 {
+        (v / 100, v % 100)
+    } else {
+        (v, 0)
+    };
+    Some(sign * (h * H + m * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lt() -> LocalTime {
+        // Reference: 2026-12-01T00:00:00Z; zone: Warsaw rules.
+        LocalTime::new(
+            TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap(),
+            1_796_083_200_000_000_000,
+        )
+    }
+    const S: u64 = 1_000_000_000;
+    /// 2026-11-22T10:00:00Z
+    const NOV22_10Z: u64 = 1_795_341_600 * S;
+
+    fn check(line: &str, form: Form, mono: Option<u64>, real: Option<u64>, host: Option<&str>) {
+        let s = split(line, &mut lt());
+        assert_eq!(
+            (s.form, s.mono_ns, s.real_ns, s.host, s.msg),
+            (
+                form,
+                mono,
+                real,
+                host,
+                "amdgpu 0000:03:00.0: amdgpu: MODE1 reset"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn every_text_form() {
+        let m = "amdgpu 0000:03:00.0: amdgpu: MODE1 reset";
+        let mono = Some(135_794_048_000);
+        // Local time in the test zone is UTC+1 in November.
+        let local = Some(NOV22_10Z - 3600 * S);
+        check(
+            &format!("[  135.794048] {m}"),
+            Form::Dmesg,
+            mono,
+            None,
+            None,
+        );
+        check(
+            &format!("[  135.794048 <    0.000012>] {m}"),
+            Form::Dmesg,
+            mono,
+            None,
+            None,
+        );
+        check(
+            &format!("[Sun Nov 22 10:00:00 2026] {m}"),
+            Form::DmesgCtime,
+            None,
+            local,
+            None,
+        );
+        check(
+            &format!("[nie lis 22 10:00:00 2026] {m}"),
+            Form::DmesgCtime,
+            None,
+            local,
+            None,
+        );
+        check(
+            &format!("2026-11-22T10:00:00,000000+00:00 {m}"),
+            Form::Iso,
+            None,
+            Some(NOV22_10Z),
+            None,
+        );
+        check(
+            &format!("2026-11-22T11:00:00+0100 myhost kernel: {m}"),
+            Form::Iso,
+            None,
+            Some(NOV22_10Z),
+            Some("myhost"),
+        );
+        check(
+            &format!("2026-11-22T11:00:00.000001+01:00 myhost kernel: {m}"),
+            Form::Iso,
+            None,
+            Some(NOV22_10Z + 1000),
+            Some("myhost"),
+        );
+        check(
+            &format!("2026-11-22T10:00:00.5Z kernel: [  135.794048] {m}"),
+            Form::Iso,
+            mono,
+            Some(NOV22_10Z + S / 2),
+            None,
+        );
+        check(
+            &format!("Nov 22 10:00:00 myhost kernel: {m}"),
+            Form::Syslog,
+            None,
+            local,
+            Some("myhost"),
+        );
+        check(
+            &format!("Nov 22 10:00:00.123456 myhost kernel: {m}"),
+            Form::Syslog,
+            None,
+            local.map(|t| t + 123_456_000),
+            Some("myhost"),
+        );
+        check(
+            &format!("lis 22 10:00:00 myhost kernel: [  135.794048] {m}"),
+            Form::Syslog,
+            mono,
+            local,
+            Some("myhost"),
+        );
+        check(
+            &format!("11月 22 10:00:00 myhost kernel: {m}"),
+            Form::Syslog,
+            None,
+            local,
+            Some("myhost"),
+        );
+        check(
+            &format!("Nov 22 10:00:00 kernel: {m}"),
+            Form::Syslog,
+            None,
+            local,
+            None,
+        );
+        check(
+            &format!("Sun 2026-11-22 11:00:00 CET myhost kernel: {m}"),
+            Form::ShortFull,
+            None,
+            Some(NOV22_10Z),
+            Some("myhost"),
+        );
+        check(
+            &format!("Sun 2026-11-22 10:00:00 UTC myhost kernel: {m}"),
+            Form::ShortFull,
+            None,
+            Some(NOV22_10Z),
+            Some("myhost"),
+        );
+        check(
+            &format!("[  135.794048] myhost kernel: {m}"),
+            Form::ShortMonotonic,
+            mono,
+            None,
+            Some("myhost"),
+        );
+        check(
+            &format!("1795341600.000000 myhost kernel: {m}"),
+            Form::ShortUnix,
+            None,
+            Some(NOV22_10Z),
+            Some("myhost"),
+        );
+        check(
+            &format!("6,1234,135794048,-;{m}"),
+            Form::Kmsg,
+            mono,
+            None,
+            None,
+        );
+        check(
+            &format!("6,1234,135794048,-,caller=T1;{m}"),
+            Form::Kmsg,
+            mono,
+            None,
+            None,
+        );
+        check(m, Form::Bare, None, None, None);
+        check(
+            &format!("[2026-11-22 11:00:00] {m}"),
+            Form::Iso,
+            None,
+            Some(NOV22_10Z),
+            None,
+        );
+    }
+
+    #[test]
+    fn embedded_messages_and_their_stamps() {
+        let mut l = lt();
+        let s = embedded("k3s-node5.lab: kern:    info: [2026-11-22T10:00:00.000000000Z]: amdgpu 0000:03:00.0: amdgpu: MODE1 reset", &mut l).unwrap();
+        assert_eq!(
+            (s.real_ns, s.msg),
+            (Some(NOV22_10Z), "amdgpu 0000:03:00.0: amdgpu: MODE1 reset")
+        );
+        let s = embedded(
+            "kern  :err   : [  135.794048] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* x",
+            &mut l,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.mono_ns, s.msg),
+            (
+                Some(135_794_048_000),
+                "[drm:amdgpu_job_timedout [amdgpu]] *ERROR* x"
+            )
+        );
+        assert!(embedded("usb 1-1: new device", &mut l).is_none());
+    }
+
+    #[test]
+    fn unknown_month_still_yields_the_message() {
+        let s = split("Foo 22 10:00:00 myhost kernel: amdgpu x", &mut lt());
+        assert_eq!(
+            (s.form, s.unknown_month, s.msg),
+            (Form::Syslog, true, "amdgpu x")
+        );
+    }
+
+    #[test]
+    fn non_ascii_anywhere_never_panics() {
+        // Issue 11: a multi-byte character at byte 15 of a syslog-shaped line.
+        for line in [
+            "Nov 22 10:00:0é host kernel: amdgpu",
+            "Nov 22 10:00:00é host kernel: amdgpu",
+            "Nov 22 10:00é00 host",
+            "2026-11-22T10:00:0é",
+            "2026-11-22T10:00:00+0é",
+            "[é] amdgpu",
+            "[  1.5é] amdgpu",
+            "1,2,3é;amdgpu",
+            "ééééééééééééééééééé",
+            "Sun 2026-11-22 10:00:00 é host kernel: m",
+        ] {
+            let _ = split(line, &mut lt());
+            let _ = embedded(line, &mut lt());
+        }
+    }
+}
