@@ -9,12 +9,14 @@
 //! - [`procscan`]: `/proc/*/fdinfo` and exe scans.
 //! - [`report`]: text, markdown, incident directory, Perfetto, bug report.
 //! - [`control`]: the running agent's local socket (`hangwatch export`).
+//! - [`escape`]: one escaping function per output sink for hostile text.
 //! - [`commands`]: one module per CLI subcommand.
 pub mod btf;
 pub mod commands;
 pub mod control;
 pub mod correlate;
 pub mod decode;
+pub mod escape;
 pub mod formats;
 pub mod incident;
 pub mod kmsg;
