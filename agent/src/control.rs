@@ -167,7 +167,7 @@ pub(crate) mod tests {
         let r = request(
             &path,
             &Request::Jobs {
-                since_ns: 45756_040_000_000,
+                since_ns: 45_756_040_000_000,
                 until_ns: u64::MAX,
             },
         )

@@ -123,7 +123,10 @@ fn extras_for(inc: &Incident, seen: &SeenCache) -> Extras {
             None => capture_process_maps(pid).ok().map(|m| (pid, m)),
         })
         .collect();
-    Extras { process_maps }
+    Extras {
+        process_maps,
+        host: None,
+    }
 }
 
 impl Sink {

@@ -95,9 +95,8 @@ pub fn jobs_table(incident: &Incident) -> String {
 fn header(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "# hangwatch incident {}\n", md_code(&incident.id));
     let _ = writeln!(o, "- **Kind:** {}", kind_name(incident.kind));
-    let opt = |v: &Option<String>, none: &str| {
-        v.as_deref().map(md_code).unwrap_or_else(|| none.into())
-    };
+    let opt =
+        |v: &Option<String>, none: &str| v.as_deref().map(md_code).unwrap_or_else(|| none.into());
     let _ = writeln!(o, "- **GPU:** {}", opt(&incident.gpu, "unknown"));
     let _ = writeln!(o, "- **Ring:** {}", opt(&incident.ring, "-"));
     let _ = writeln!(o, "- **Started:** {}", md_code(&incident.started_at));
@@ -167,7 +166,13 @@ fn victims(o: &mut String, incident: &Incident) {
         return;
     }
     for v in &incident.victims {
-        let _ = writeln!(o, "- {}[{}]: {}", md_code(&v.comm), v.pid, md_code(&v.reason));
+        let _ = writeln!(
+            o,
+            "- {}[{}]: {}",
+            md_code(&v.comm),
+            v.pid,
+            md_code(&v.reason)
+        );
     }
     o.push('\n');
 }
@@ -380,7 +385,11 @@ pub(crate) mod tests {
         let base = structure(&render(&hostile("zed")));
         for name in HOSTILE {
             let md = render(&hostile(name));
-            assert_eq!(structure(&md), base, "structure changed for {name:?}:\n{md}");
+            assert_eq!(
+                structure(&md),
+                base,
+                "structure changed for {name:?}:\n{md}"
+            );
             assert_inert(&md, &[]);
             assert!(!md.contains('\u{1b}'), "raw ESC for {name:?}");
         }

@@ -178,26 +178,26 @@ pub(crate) mod tests {
             kernel_blame_disputed: true,
             victims: vec![Victim { pid: 6518, comm: "Xwayland".into(), reason: "job on gfx_0.0.0 timed out behind the culprit's".into() }],
             evidence: vec![
-                ev(45756_100_000_000, "45756.100000", Source::Log, "VM page fault at 0x0 from zed[7021] pasid 32769", &[
+                ev(45_756_100_000_000, "45756.100000", Source::Log, "VM page fault at 0x0 from zed[7021] pasid 32769", &[
                     "amdgpu 0000:c3:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:24 vmid:3 pasid:32769, for process zed pid 7021 thread zed:cs0 pid 7025)",
                     "amdgpu 0000:c3:00.0: amdgpu:   in page starting at address 0x0000000000000000 from client 10",
                 ]),
-                ev(45766_649_480_000, "45766.649480", Source::Log, "ring gfx_0.0.0 timeout, kernel names Xwayland[6518]", &[
+                ev(45_766_649_480_000, "45766.649480", Source::Log, "ring gfx_0.0.0 timeout, kernel names Xwayland[6518]", &[
                     "[drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring gfx_0.0.0 timeout, signaled seq=1041, emitted seq=1043",
                     "[drm:amdgpu_job_timedout [amdgpu]] *ERROR* Process information: process Xwayland pid 6518 thread Xwayland:cs0 pid 6520",
                 ]),
-                ev(45766_700_000_000, "45766.700000", Source::Log, "GPU reset succeeded", &["amdgpu 0000:c3:00.0: amdgpu: GPU reset(2) succeeded!"]),
+                ev(45_766_700_000_000, "45766.700000", Source::Log, "GPU reset succeeded", &["amdgpu 0000:c3:00.0: amdgpu: GPU reset(2) succeeded!"]),
             ],
             started_at: "45756.100000".into(),
-            started_ns: 45756_100_000_000,
-            ended_ns: 45766_700_000_000,
+            started_ns: 45_756_100_000_000,
+            ended_ns: 45_766_700_000_000,
             clock: Clock::Monotonic,
             reasoning: "zed faulted at address 0x0 on the same ring 10 s before the timeout; Xwayland's job was queued behind it.".into(),
             reset: Some("succeeded".into()),
             jobs: vec![
-                job("zed", 7021, 40, 45756_000_000_000, Some(45756_001_000_000), None, "hung"),
-                job("Xwayland", 6518, 41, 45756_050_000_000, Some(45756_060_000_000), Some(45756_070_000_000), "done"),
-                job("Xwayland", 6518, 42, 45756_200_000_000, None, None, "cancelled"),
+                job("zed", 7021, 40, 45_756_000_000_000, Some(45_756_001_000_000), None, "hung"),
+                job("Xwayland", 6518, 41, 45_756_050_000_000, Some(45_756_060_000_000), Some(45_756_070_000_000), "done"),
+                job("Xwayland", 6518, 42, 45_756_200_000_000, None, None, "cancelled"),
             ],
             dropped_events: 3,
             wall_time: None,
@@ -249,11 +249,14 @@ pub(crate) mod tests {
             }
             // Every line is one of ours: a name's newline cannot start a fake line.
             assert!(
-                text.lines().all(|l| !l.starts_with("/close") && !l.starts_with("# HI")),
+                text.lines()
+                    .all(|l| !l.starts_with("/close") && !l.starts_with("# HI")),
                 "{text}"
             );
         }
-        let t = render(&crate::report::markdown::tests::hostile("\u{1b}]0;pwned\u{7}"));
+        let t = render(&crate::report::markdown::tests::hostile(
+            "\u{1b}]0;pwned\u{7}",
+        ));
         assert!(t.contains("culprit:  \\x1b]0;pwned\\x07[7021]"), "{t}");
     }
 }
