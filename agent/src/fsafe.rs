@@ -111,7 +111,7 @@ impl SafeDir {
     /// no symlink on the way, no ancestor others could rename in, and the directory itself owned
     /// by the effective uid and not group/world-writable. Refuses with the fix otherwise.
     pub fn open_private(path: &Path, create: bool) -> Result<SafeDir> {
-        let d = Self::walk(path, create)?;
+        let d = Self::walk(path, create, 0o700)?;
         let st = rfs::fstat(&d.fd).with_context(|| format!("stat {}", path.display()))?;
         check_private(&st, path)?;
         Ok(d)
@@ -129,7 +129,16 @@ impl SafeDir {
         })
     }
 
-    fn walk(path: &Path, create: bool) -> Result<SafeDir> {
+    /// Like [`SafeDir::open_private`] but created 0755: a directory others may traverse to
+    /// reach what it holds (the control socket), still writable only by us.
+    pub fn open_shared(path: &Path, create: bool) -> Result<SafeDir> {
+        let d = Self::walk(path, create, 0o755)?;
+        let st = rfs::fstat(&d.fd).with_context(|| format!("stat {}", path.display()))?;
+        check_private(&st, path)?;
+        Ok(d)
+    }
+
+    fn walk(path: &Path, create: bool, last_mode: u32) -> Result<SafeDir> {
         let (mut fd, mut at) = if path.is_absolute() {
             (
                 rfs::open("/", DIR_FLAGS, Mode::empty())?,
@@ -163,7 +172,7 @@ impl SafeDir {
             let next = match rfs::openat(&fd, *name, DIR_FLAGS, Mode::empty()) {
                 Ok(f) => f,
                 Err(Errno::NOENT) if create => {
-                    let mode = if last { 0o700 } else { 0o755 };
+                    let mode = if last { last_mode } else { 0o755 };
                     match rfs::mkdirat(&fd, *name, Mode::from_raw_mode(mode)) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => {
