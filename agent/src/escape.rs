@@ -53,7 +53,8 @@ fn longest_backtick_run(s: &str) -> usize {
 
 fn code_span(content: &str) -> String {
     if content.is_empty() {
-        return "(empty)".into();
+        // Still a code span: the document's shape must not depend on the data.
+        return "` (empty) `".into();
     }
     let fence = "`".repeat(longest_backtick_run(content) + 1);
     // CommonMark strips exactly one space on each side when both are present, so the padding
@@ -81,13 +82,14 @@ pub fn md_block<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
     for l in lines {
         // A multi-line item (a file's contents) keeps its lines.
         for part in l.split('\n') {
-            any = true;
             let part = part.strip_suffix('\r').unwrap_or(part);
+            any |= !part.trim().is_empty();
             let _ = writeln!(o, "    {}", terminal(part));
         }
     }
     if !any {
-        o.push_str("    (empty)\n");
+        // Blank lines alone make no code block at all: the shape must not depend on data.
+        o = String::from("\n    (empty)\n");
     }
     o.push('\n');
     o
@@ -113,7 +115,7 @@ mod tests {
         assert_eq!(md_code("a`b"), "`` a`b ``");
         assert_eq!(md_code("```x"), "```` ```x ````");
         assert_eq!(md_code("`"), "`` ` ``");
-        assert_eq!(md_code(""), "(empty)");
+        assert_eq!(md_code(""), "` (empty) `");
         assert_eq!(md_code("a\nb"), "` a\\x0ab `");
         assert_eq!(md_cell("a|b"), "` a\\|b `");
     }
