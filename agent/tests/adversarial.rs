@@ -465,6 +465,68 @@ fn socket_path_holding_a_file_or_a_live_agent_is_never_deleted() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The live agent with idle control-socket clients: `export` still works, and SIGTERM ends
+/// `run` at once with its stats line and without the socket file (idle clients used to be
+/// served one at a time, 5 s each, inside the accept loop shutdown joined).
+#[test]
+fn idle_clients_neither_fail_export_nor_hold_sigterm() {
+    if !is_root() {
+        eprintln!("skipped: `hangwatch run` needs root");
+        return;
+    }
+    let dir = playground("live");
+    let sock = dir.join("run").join("c.sock");
+    let mut agent = Command::new(BIN)
+        .args(["run", "--socket", sock.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !sock.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if !sock.exists() {
+        let _ = agent.kill();
+        let o = agent.wait_with_output().unwrap();
+        panic!("agent never opened its socket:\n{}", text(&o));
+    }
+    let idle: Vec<std::os::unix::net::UnixStream> = (0..7)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
+        .collect();
+    let o = hangwatch(
+        &[
+            "export",
+            "--since",
+            "2s",
+            "--socket",
+            sock.to_str().unwrap(),
+            "--out",
+            "t.perfetto",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let t = std::time::Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&agent),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let out = agent.wait_with_output().unwrap();
+    let took = t.elapsed();
+    drop(idle);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(err.contains("hangwatch: stats:"), "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "SIGTERM took {took:?}"
+    );
+    assert!(!sock.exists(), "socket file left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn incident_gpu_field_cannot_walk_out_of_sysfs() {
     let dir = playground("pci");
