@@ -150,20 +150,16 @@ impl SafeDir {
                 PathBuf::from("."),
             )
         };
+        // `..` is opened like any component: relative to a directory we already hold, it is
+        // that directory's real parent, whatever links the path string went through.
         let comps: Vec<&OsStr> = path
             .components()
             .filter_map(|c| match c {
-                Component::Normal(n) => Some(Ok(n)),
-                Component::ParentDir => Some(Err(())),
+                Component::Normal(n) => Some(n),
+                Component::ParentDir => Some(OsStr::new("..")),
                 _ => None,
             })
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: `..` is not accepted here; give the path without it",
-                    path.display()
-                )
-            })?;
+            .collect();
         for (i, name) in comps.iter().enumerate() {
             let last = i + 1 == comps.len();
             let st = rfs::fstat(&fd).with_context(|| format!("stat {}", at.display()))?;
@@ -477,6 +473,7 @@ mod tests {
         assert!(format!("{e:#}").contains("is a symbolic link"), "{e:#}");
         let e = SafeDir::open_private(&base.join("link"), true).unwrap_err();
         assert!(format!("{e:#}").contains("is a symbolic link"), "{e:#}");
+        assert!(SafeDir::open_private(&base.join("a/b/../b"), false).is_ok());
         std::fs::set_permissions(base.join("a/b"), std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = SafeDir::open_private(&base.join("a/b"), false).unwrap_err();
         assert!(format!("{e:#}").contains("chmod 0700"), "{e:#}");
