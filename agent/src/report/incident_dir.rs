@@ -321,8 +321,35 @@ impl IncidentDir {
             Rename::NoReplace => rustix::fs::RenameFlags::NOREPLACE,
             Rename::Exchange => rustix::fs::RenameFlags::EXCHANGE,
         };
-        rustix::fs::renameat_with(self.staging.fd(), staged, self.root.fd(), name, flags)
-            .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))
+        let (sd, rd) = (self.staging.fd(), self.root.fd());
+        let r = match rustix::fs::renameat_with(sd, staged, rd, name, flags) {
+            // Filesystems without renameat2 flags (some network and FUSE ones): the root is
+            // private to us, so check-then-rename cannot be raced by another user; a replace
+            // then leaves a moment without the incident instead of an atomic swap.
+            Err(rustix::io::Errno::INVAL) => match how {
+                Rename::NoReplace => {
+                    match rustix::fs::statat(rd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(_) => Err(rustix::io::Errno::EXIST),
+                        Err(_) => rustix::fs::renameat(sd, staged, rd, name),
+                    }
+                }
+                Rename::Exchange => {
+                    // Afterwards the old version sits at the staged name, as after EXCHANGE.
+                    let old = format!("{staged}.old");
+                    rustix::fs::renameat(rd, name, sd, &old).and_then(|()| {
+                        match rustix::fs::renameat(sd, staged, rd, name) {
+                            Ok(()) => rustix::fs::renameat(sd, &old, sd, staged),
+                            Err(e) => {
+                                let _ = rustix::fs::renameat(sd, &old, rd, name);
+                                Err(e)
+                            }
+                        }
+                    })
+                }
+            },
+            r => r,
+        };
+        r.map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))
             .with_context(|| format!("moving incident {name} into {}", self.root.path().display()))
     }
 
