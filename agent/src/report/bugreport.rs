@@ -194,16 +194,19 @@ fn summary(md: &mut String, inc: &Incident) {
         culprit,
         super::text::confidence_name(inc.confidence)
     );
-    if let Some(w) = &inc.wall_time {
-        let _ = writeln!(md, "- When: {}", md_code(w));
+    let facts = [
+        ("When", &inc.wall_time),
+        ("Host", &inc.hostname),
+        ("Boot", &inc.boot_id),
+    ];
+    for (label, v) in facts {
+        if let Some(v) = v {
+            let _ = writeln!(md, "- {label}: {}", md_code(v));
+        }
     }
-    if let Some(h) = &inc.hostname {
-        let _ = writeln!(md, "- Host: {}", md_code(h));
+    if facts.iter().any(|(_, v)| v.is_some()) {
+        md.push('\n');
     }
-    if let Some(b) = &inc.boot_id {
-        let _ = writeln!(md, "- Boot: {}", md_code(b));
-    }
-    md.push('\n');
 }
 
 fn system(md: &mut String, inp: &mut Input) {
@@ -259,7 +262,15 @@ fn system(md: &mut String, inp: &mut Input) {
             .iter()
             .filter_map(|k| f.module_params.get(*k).map(|v| format!("{k}={v}")))
             .collect();
-        let _ = writeln!(md, "- amdgpu parameters: {}", md_code(&shown.join(" ")));
+        if shown.is_empty() {
+            let _ = writeln!(md, "- amdgpu parameters: (none readable)");
+            inp.miss(
+                "amdgpu module parameters (/sys/module/amdgpu/parameters)",
+                format!("none of {} readable (amdgpu not loaded?)", keys.join(", ")),
+            );
+        } else {
+            let _ = writeln!(md, "- amdgpu parameters: {}", md_code(&shown.join(" ")));
+        }
     }
     md.push('\n');
 }
