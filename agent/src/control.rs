@@ -216,10 +216,13 @@ fn read_request(stream: &UnixStream, deadline: Duration) -> Result<String> {
 }
 
 fn serve_one(stream: UnixStream, handler: &Handler, opts: &ServerOptions) -> Result<()> {
+    // The request is read (bounded) even from a refused peer: closing a Unix socket with
+    // unread data resets it, and the peer would never see why it was refused.
+    let line = read_request(&stream, opts.read_deadline);
     if let Err(e) = peer_allowed(&stream, opts.group) {
         return write_response(&stream, &Response::failed(e), opts);
     }
-    let line = read_request(&stream, opts.read_deadline)?;
+    let line = line?;
     let resp = match serde_json::from_str::<Request>(line.trim()) {
         Ok(req) => handler(req),
         Err(e) => Response::failed(format!("bad request: {e}")),
@@ -335,6 +338,11 @@ fn accept_loop(
                 write_deadline: Duration::from_millis(100),
                 ..opts.clone()
             };
+            // Take what the client already sent, so closing does not reset the connection
+            // before it reads the answer (it retries on a reset all the same).
+            let _ = s.set_nonblocking(true);
+            let _ = (&s).read(&mut [0u8; 4096]);
+            let _ = s.set_nonblocking(false);
             let _ = write_response(&s, &busy, &quick);
             continue;
         }
@@ -360,7 +368,14 @@ pub fn request(path: &Path, req: &Request) -> Result<Response> {
 pub fn request_with(path: &Path, req: &Request, timeout: Duration) -> Result<Response> {
     let end = Instant::now() + timeout;
     loop {
-        let resp = request_once(path, req, end)?;
+        let resp = match request_once(path, req, end) {
+            // A busy agent may close before our request lands: that is "busy", not a failure.
+            Err(e) if is_reset(&e) && Instant::now() + Duration::from_millis(200) < end => {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            r => r?,
+        };
         if resp.busy && Instant::now() + Duration::from_millis(200) < end {
             std::thread::sleep(Duration::from_millis(200));
             continue;
@@ -370,6 +385,19 @@ pub fn request_with(path: &Path, req: &Request, timeout: Duration) -> Result<Res
         }
         return Ok(resp);
     }
+}
+
+fn is_reset(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), ConnectionReset | BrokenPipe | UnexpectedEof))
+            || c.downcast_ref::<serde_json::Error>().is_some_and(|j| {
+                j.is_eof()
+                    || j.io_error_kind()
+                        .is_some_and(|k| matches!(k, ConnectionReset | BrokenPipe | UnexpectedEof))
+            })
+    })
 }
 
 fn request_once(path: &Path, req: &Request, end: Instant) -> Result<Response> {
