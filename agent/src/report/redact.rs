@@ -86,6 +86,10 @@ impl Redactor {
         }
         for h in hosts {
             let h = h.trim().to_string();
+            // The kernel's "no name set" and the loopback name identify nobody.
+            if h == "(none)" || h == "localhost" || h == "localhost.localdomain" {
+                continue;
+            }
             if let Some((short, _)) = h.split_once('.') {
                 words.push((short.to_string(), "<host>"));
             }
