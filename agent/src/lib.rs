@@ -9,13 +9,19 @@
 //! - [`procscan`]: `/proc/*/fdinfo` and exe scans.
 //! - [`report`]: text, markdown, incident directory, Perfetto, bug report.
 //! - [`control`]: the running agent's local socket (`hangwatch export`).
+//! - [`escape`]: one escaping function per output sink for hostile text.
+//! - [`fsafe`]: file operations as root that a symlink or a swapped directory cannot redirect.
+//! - [`hostfacts`]: kernel, firmware, module and devcoredump facts captured when an incident opens.
 //! - [`commands`]: one module per CLI subcommand.
 pub mod btf;
 pub mod commands;
 pub mod control;
 pub mod correlate;
 pub mod decode;
+pub mod escape;
 pub mod formats;
+pub mod fsafe;
+pub mod hostfacts;
 pub mod incident;
 pub mod kmsg;
 pub mod model;

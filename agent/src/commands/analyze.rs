@@ -401,7 +401,7 @@ fn print_summary(
             o,
             "{:>8}  {:<16} {:>7} {:>6} {:>6} {:>14} {:>18}",
             s.pid,
-            s.comm,
+            crate::escape::terminal(&s.comm),
             s.culprit,
             s.victim,
             s.faults,

@@ -1,22 +1,35 @@
 //! `hangwatch bugreport INCIDENT_DIR`: a .tar.gz plus a ready-to-paste drm/amd issue body.
 use std::path::PathBuf;
 
-use crate::report::bugreport::{build, write_tar_gz, Roots};
+use crate::report::bugreport::{build, write_tar_gz, Options, Roots};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// An incident directory written by `hangwatch run --output` or `analyze --output`.
     pub incident_dir: PathBuf,
-    /// Archive path (default: hangwatch-bugreport-<incident dir name>.tar.gz in the current directory).
+    /// Archive path (default: hangwatch-bugreport-<incident dir name>.tar.gz in the current
+    /// directory). Written as a new 0600 file; an existing file or symlink there is replaced.
     #[arg(long, value_name = "FILE.tar.gz")]
     pub out: Option<PathBuf>,
-    /// Remove user names, home paths and command-line arguments.
+    /// Remove user names, home paths, host names, addresses, serials and UUIDs (docs/security.md).
     #[arg(long)]
     pub redact: bool,
+    /// Attach the devcoredumps saved with the incident (ring and IB contents; large).
+    #[arg(long)]
+    pub with_devcoredump: bool,
+    /// When the incident has no saved host facts, describe the machine this runs on (only
+    /// right if it is the machine that hung).
+    #[arg(long)]
+    pub host_facts_now: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let b = build(&args.incident_dir, &Roots::default(), args.redact)?;
+    let opts = Options {
+        redact: args.redact,
+        with_devcoredump: args.with_devcoredump,
+        host_facts_now: args.host_facts_now,
+    };
+    let b = build(&args.incident_dir, &Roots::default(), &opts)?;
     let out = args.out.unwrap_or_else(|| {
         let name = args
             .incident_dir

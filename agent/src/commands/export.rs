@@ -14,7 +14,8 @@ pub struct Args {
     /// End of the window, as a duration before now (default: now).
     #[arg(long)]
     pub until: Option<String>,
-    /// Output file (Perfetto protobuf trace; open in ui.perfetto.dev).
+    /// Output file (Perfetto protobuf trace; open in ui.perfetto.dev). Written as a new 0600
+    /// file; an existing file or symlink at the path is replaced, never written through.
     #[arg(long)]
     pub out: PathBuf,
     /// The running agent's control socket.
@@ -65,7 +66,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     let resp = request(&args.socket, &Request::Jobs { since_ns, until_ns })?;
     let bytes = crate::report::perfetto::encode_window(&resp.jobs, &resp.evidence, None, until_ns);
-    std::fs::write(&args.out, bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    // A new 0600 file renamed over --out: the trace names every GPU process, and a symlink
+    // planted at the path is replaced rather than written through.
+    crate::fsafe::write_new_file(&args.out, |f| {
+        use std::io::Write;
+        Ok(f.write_all(&bytes)?)
+    })?;
     eprintln!(
         "hangwatch: wrote {} ({} jobs, {} evidence items)",
         args.out.display(),
@@ -105,7 +111,7 @@ mod tests {
             Response {
                 jobs: inc.jobs,
                 evidence: inc.evidence,
-                error: None,
+                ..Default::default()
             }
         })
         .unwrap();
@@ -124,6 +130,12 @@ mod tests {
             panic!("no request")
         };
         assert_eq!(until_ns - since_ns, 4_000_000_000);
+        let meta = std::fs::symlink_metadata(&out).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
         let text = protoc_decode(&std::fs::read(&out).unwrap());
         assert!(text.contains("name: \"ring gfx_0.0.0\""), "{text}");
         assert!(text.contains("name: \"zed[7021] seq 40 (HUNG)\""), "{text}");

@@ -123,7 +123,15 @@ fn extras_for(inc: &Incident, seen: &SeenCache) -> Extras {
             None => capture_process_maps(pid).ok().map(|m| (pid, m)),
         })
         .collect();
-    Extras { process_maps }
+    Extras {
+        process_maps,
+        // Host facts and devcoredumps, read before the dump expires (5 minutes after the
+        // reset). TODO(daemon): capture when the incident opens rather than when it is written.
+        host: Some(crate::hostfacts::collect(
+            &crate::hostfacts::Roots::default(),
+            inc.gpu.as_deref(),
+        )),
+    }
 }
 
 impl Sink {
@@ -439,7 +447,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
                     Request::Jobs { since_ns, until_ns } => Response {
                         jobs: st.corr.jobs_between(since_ns, until_ns),
                         evidence: st.corr.evidence_between(since_ns, until_ns),
-                        error: None,
+                        ..Default::default()
                     },
                 };
                 let _ = reply.send(resp);

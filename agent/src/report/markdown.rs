@@ -1,58 +1,148 @@
 //! `report.md`: the incident summary for people who read it later (ticket, chat, bug report).
+//! Every string from the incident is data (see [`crate::escape`]): it appears only inside code
+//! spans or indented code blocks, never as markdown.
 use std::fmt::Write;
 
-use super::text::{confidence_name, kind_name, process_name, source_name};
-use crate::incident::Incident;
+use super::text::{confidence_name, kind_name, source_name};
+use crate::escape::{md_block, md_cell, md_code};
+use crate::incident::{Incident, JobSnapshot, ProcessRef};
 
-/// Render `incident` as a markdown document.
-pub fn render(incident: &Incident) -> String {
+/// Rows in the "last jobs on the hung ring" table; the full history is in incident.json.
+pub const JOB_ROWS: usize = 16;
+
+/// `` `comm`[pid] (`exe`) `` for markdown prose.
+pub fn process(p: &ProcessRef) -> String {
+    match &p.exe {
+        Some(exe) => format!("{}[{}] ({})", md_code(&p.comm), p.pid, md_code(exe)),
+        None => format!("{}[{}]", md_code(&p.comm), p.pid),
+    }
+}
+
+/// Seconds since boot as the kernel prints them: flight-recorder jobs are always on the
+/// probes' CLOCK_MONOTONIC, like the evidence timestamps beside them.
+fn secs(ns: u64) -> String {
+    format!("{}.{:06}", ns / 1_000_000_000, (ns % 1_000_000_000) / 1000)
+}
+
+fn opt_secs(ns: Option<u64>) -> String {
+    ns.map(secs).unwrap_or_else(|| "-".into())
+}
+
+/// The hung ring's last jobs, oldest first: (shown, how many earlier ones were left out).
+pub fn hung_ring_jobs(incident: &Incident) -> (Vec<&JobSnapshot>, usize) {
+    let mut jobs: Vec<&JobSnapshot> = incident
+        .jobs
+        .iter()
+        .filter(|j| incident.ring.as_deref().is_none_or(|r| j.ring == r))
+        .collect();
+    jobs.sort_by_key(|j| (j.submit_ns.or(j.run_ns).unwrap_or(0), j.seqno));
+    let skip = jobs.len().saturating_sub(JOB_ROWS);
+    (jobs.split_off(skip), skip)
+}
+
+/// The flight recorder's last jobs on the hung ring as a compact table — the submission
+/// history is what no other tool gives a driver developer. Empty when no job was recorded.
+pub fn jobs_table(incident: &Incident) -> String {
+    let (jobs, earlier) = hung_ring_jobs(incident);
     let mut o = String::new();
-    let _ = writeln!(o, "# hangwatch incident `{}`\n", incident.id);
+    if jobs.is_empty() {
+        let _ = writeln!(
+            o,
+            "No jobs recorded (log-only analysis, or the probes saw no submission on this ring).\n"
+        );
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "| process | ring | job (ctx / seq / hw seq) | submitted | ran | signaled | state |\n|---|---|---|---|---|---|---|"
+    );
+    for j in &jobs {
+        let id = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "?".into());
+        let signaled = match j.done_ns {
+            Some(t) => secs(t),
+            None => "**never**".into(),
+        };
+        let _ = writeln!(
+            o,
+            "| {}[{}] | {} | {} / {} / {} | {} | {} | {} | {} |",
+            md_cell(&j.comm),
+            j.pid,
+            md_cell(&j.ring),
+            id(j.context),
+            id(j.seqno),
+            id(j.hw_seqno),
+            opt_secs(j.submit_ns),
+            opt_secs(j.run_ns),
+            signaled,
+            md_cell(&j.state)
+        );
+    }
+    let never = jobs.iter().filter(|j| j.done_ns.is_none()).count();
+    let _ = writeln!(
+        o,
+        "\n{} of these {} jobs never signaled their fence{}.\n",
+        never,
+        jobs.len(),
+        if earlier > 0 {
+            format!("; {earlier} earlier jobs are in incident.json and trace.perfetto")
+        } else {
+            String::new()
+        }
+    );
+    o
+}
+
+fn header(o: &mut String, incident: &Incident) {
+    let _ = writeln!(o, "# hangwatch incident {}\n", md_code(&incident.id));
     let _ = writeln!(o, "- **Kind:** {}", kind_name(incident.kind));
-    let _ = writeln!(
-        o,
-        "- **GPU:** {}",
-        incident.gpu.as_deref().unwrap_or("unknown")
-    );
-    let _ = writeln!(o, "- **Ring:** {}", incident.ring.as_deref().unwrap_or("-"));
-    let _ = writeln!(o, "- **Started:** {}", incident.started_at);
-    let _ = writeln!(
-        o,
-        "- **Reset:** {}",
-        incident.reset.as_deref().unwrap_or("none seen")
-    );
+    let opt =
+        |v: &Option<String>, none: &str| v.as_deref().map(md_code).unwrap_or_else(|| none.into());
+    let _ = writeln!(o, "- **GPU:** {}", opt(&incident.gpu, "unknown"));
+    let _ = writeln!(o, "- **Ring:** {}", opt(&incident.ring, "-"));
+    let _ = writeln!(o, "- **Started:** {}", md_code(&incident.started_at));
+    if let Some(w) = &incident.wall_time {
+        let _ = writeln!(o, "- **Wall clock:** {}", md_code(w));
+    }
+    if let Some(h) = &incident.hostname {
+        let _ = writeln!(o, "- **Host:** {}", md_code(h));
+    }
+    let _ = writeln!(o, "- **Reset:** {}", opt(&incident.reset, "none seen"));
+    if incident.provisional {
+        let _ = writeln!(
+            o,
+            "- **Provisional:** the incident was still open when this was written"
+        );
+    }
+}
+
+fn culprit(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "\n## Culprit\n");
+    let conf = confidence_name(incident.confidence);
     match &incident.culprit {
         Some(c) => {
-            let _ = writeln!(
-                o,
-                "**{}** — confidence **{}**\n",
-                process_name(c),
-                confidence_name(incident.confidence)
-            );
+            let _ = writeln!(o, "**{}** — confidence **{conf}**\n", process(c));
         }
         None => {
-            let _ = writeln!(
-                o,
-                "Unknown — confidence **{}**\n",
-                confidence_name(incident.confidence)
-            );
+            let _ = writeln!(o, "Unknown — confidence **{conf}**\n");
         }
     }
     if !incident.reasoning.is_empty() {
-        let _ = writeln!(o, "{}\n", incident.reasoning);
+        let _ = writeln!(o, "Why: {}\n", md_code(&incident.reasoning));
     }
+}
+
+fn kernel_said(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "## What the kernel said\n");
     match &incident.kernel_blamed {
         Some(k) if incident.kernel_blame_disputed => {
             let _ = writeln!(
                 o,
                 "> **Disputed:** the kernel blamed {}, but the evidence points to {}.\n",
-                process_name(k),
+                process(k),
                 incident
                     .culprit
                     .as_ref()
-                    .map(process_name)
+                    .map(process)
                     .unwrap_or_else(|| "another process".into())
             );
         }
@@ -60,45 +150,65 @@ pub fn render(incident: &Incident) -> String {
             let _ = writeln!(
                 o,
                 "The kernel blamed {}, which agrees with the evidence.\n",
-                process_name(k)
+                process(k)
             );
         }
         None => {
             let _ = writeln!(o, "The kernel named no process.\n");
         }
     }
+}
+
+fn victims(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "## Victims\n");
     if incident.victims.is_empty() {
         let _ = writeln!(o, "None identified.\n");
-    } else {
-        for v in &incident.victims {
-            let _ = writeln!(o, "- {}[{}]: {}", v.comm, v.pid, v.reason);
-        }
-        o.push('\n');
+        return;
     }
+    for v in &incident.victims {
+        let _ = writeln!(
+            o,
+            "- {}[{}]: {}",
+            md_code(&v.comm),
+            v.pid,
+            md_code(&v.reason)
+        );
+    }
+    o.push('\n');
+}
+
+fn evidence(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "## Evidence timeline\n");
     let _ = writeln!(o, "| time | source | what |\n|---|---|---|");
     for e in &incident.evidence {
         let _ = writeln!(
             o,
             "| {} | {} | {} |",
-            e.at,
+            md_cell(&e.at),
             source_name(e.source),
-            e.what.replace('|', "\\|")
+            md_cell(&e.what)
         );
     }
-    let lines: Vec<&String> = incident
+    let lines: Vec<&str> = incident
         .evidence
         .iter()
-        .flat_map(|e| e.lines.iter())
+        .flat_map(|e| e.lines.iter().map(String::as_str))
         .collect();
     if !lines.is_empty() {
-        let _ = writeln!(o, "\n## Kernel log excerpt\n\n```");
-        for l in lines {
-            let _ = writeln!(o, "{l}");
-        }
-        let _ = writeln!(o, "```");
+        let _ = write!(o, "\n## Kernel log excerpt\n{}", md_block(lines));
     }
+}
+
+/// Render `incident` as a markdown document.
+pub fn render(incident: &Incident) -> String {
+    let mut o = String::new();
+    header(&mut o, incident);
+    culprit(&mut o, incident);
+    kernel_said(&mut o, incident);
+    victims(&mut o, incident);
+    let _ = writeln!(o, "## Last jobs on the hung ring\n");
+    o.push_str(&jobs_table(incident));
+    evidence(&mut o, incident);
     if incident.dropped_events > 0 {
         let _ = writeln!(
             o,
@@ -110,9 +220,107 @@ pub fn render(incident: &Incident) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::text::tests::disputed_incident;
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+
+    /// The document's structure: every start/end tag, plus inline HTML and code spans as
+    /// markers (their content is data; only their number matters).
+    pub(crate) fn structure(md: &str) -> Vec<String> {
+        Parser::new_ext(md, Options::ENABLE_TABLES)
+            .filter_map(|e| match e {
+                Event::Start(t) => Some(format!("{t:?}")),
+                Event::End(t) => Some(format!("{t:?}")),
+                Event::Html(h) | Event::InlineHtml(h) => Some(format!("html {h}")),
+                Event::Code(_) => Some("code".into()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Assert that nothing dangerous exists in `md`: no link, image or HTML beyond `allowed_html`,
+    /// and no line starting with `/` (a GitLab quick action) or `@`.
+    pub(crate) fn assert_inert(md: &str, allowed_html: &[&str]) {
+        for e in Parser::new_ext(md, Options::ENABLE_TABLES) {
+            match &e {
+                Event::Start(Tag::Link { .. } | Tag::Image { .. }) => panic!("{e:?} in\n{md}"),
+                Event::Html(h) | Event::InlineHtml(h) => {
+                    assert!(
+                        allowed_html.iter().any(|a| h.trim() == *a),
+                        "unexpected HTML {h:?} in\n{md}"
+                    )
+                }
+                _ => {}
+            }
+        }
+        for l in md.lines() {
+            assert!(!l.starts_with('/'), "line starts a quick action: {l:?}");
+        }
+        let _ = TagEnd::Paragraph;
+    }
+
+    /// The sample incident with every string replaced by `name`-based hostile text.
+    pub(crate) fn hostile(name: &str) -> Incident {
+        let mut inc = disputed_incident();
+        inc.id = format!("id-{name}");
+        inc.ring = Some(format!("gfx_0.0.0{name}"));
+        inc.reasoning = format!("{name} faulted");
+        inc.reset = Some(name.into());
+        if let Some(c) = inc.culprit.as_mut() {
+            c.comm = name.into();
+            c.exe = Some(format!("/home/u/{name}"));
+        }
+        if let Some(k) = inc.kernel_blamed.as_mut() {
+            k.comm = format!("{name}2");
+        }
+        for v in inc.victims.iter_mut() {
+            v.comm = name.into();
+            v.reason = format!("because {name}");
+        }
+        for e in inc.evidence.iter_mut() {
+            e.what = format!("fault from {name}");
+            for l in e.lines.iter_mut() {
+                *l = format!("{name}\n{l}{name}");
+            }
+        }
+        for j in inc.jobs.iter_mut() {
+            j.comm = name.into();
+            j.ring.clone_from(inc.ring.as_ref().unwrap());
+            j.state = name.into();
+        }
+        inc
+    }
+
+    pub(crate) const HOSTILE: &[&str] = &[
+        "x\n/close",
+        "/close",
+        "```\n# HI",
+        "![](//host/a)",
+        "[a](http://evil)",
+        "<img src=x onerror=alert(1)>",
+        "<details>",
+        "# heading",
+        "- item",
+        "1. item",
+        "a|b|c",
+        "`",
+        "``",
+        " ` ",
+        "\u{1b}]0;pwned\u{7}",
+        "\u{1b}[2J",
+        "@all",
+        "\\",
+        "a\\|b",
+        "---",
+        "===",
+        "> quote",
+        "    indented",
+        "\r\n/close",
+        "<!-- x",
+        "*emph* _u_",
+        "http://autolink.example",
+    ];
 
     #[test]
     fn markdown_has_every_section_and_the_dispute() {
@@ -121,19 +329,69 @@ mod tests {
             "## Culprit",
             "## What the kernel said",
             "## Victims",
+            "## Last jobs on the hung ring",
             "## Evidence timeline",
             "## Kernel log excerpt",
         ] {
             assert!(md.contains(s), "missing {s}:\n{md}");
         }
         assert!(
-            md.contains("**Disputed:** the kernel blamed Xwayland[6518]"),
+            md.contains("**Disputed:** the kernel blamed ` Xwayland `[6518]"),
             "{md}"
         );
         assert!(
-            md.contains("| 45766.649480 | log | ring gfx_0.0.0 timeout"),
+            md.contains("| ` 45766.649480 ` | log | ` ring gfx_0.0.0 timeout"),
             "{md}"
         );
+        assert!(md.contains("    [drm:amdgpu_job_timedout"), "{md}");
         assert!(md.contains("process Xwayland pid 6518"), "{md}");
+    }
+
+    #[test]
+    fn jobs_table_shows_history_and_what_never_signaled() {
+        let md = render(&disputed_incident());
+        assert!(
+            md.contains("| ` zed `[7021] | ` gfx_0.0.0 ` | 1 / 40 / 1040 | 45756.000000 | 45756.001000 | **never** | ` hung ` |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ` Xwayland `[6518] | ` gfx_0.0.0 ` | 1 / 41 / 1041 | 45756.050000 | 45756.060000 | 45756.070000 | ` done ` |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("2 of these 3 jobs never signaled their fence."),
+            "{md}"
+        );
+        let mut many = disputed_incident();
+        let j = many.jobs[1].clone();
+        many.jobs = (0..40)
+            .map(|i| {
+                let mut j = j.clone();
+                j.seqno = Some(i);
+                j.submit_ns = Some(1_000_000_000 * i);
+                j
+            })
+            .collect();
+        let md = render(&many);
+        assert!(md.contains("24 earlier jobs are in incident.json"), "{md}");
+        assert!(md.contains("/ 39 /") && !md.contains("/ 23 /"), "{md}");
+        let mut none = disputed_incident();
+        none.jobs.clear();
+        assert!(render(&none).contains("No jobs recorded"));
+    }
+
+    #[test]
+    fn hostile_names_never_become_markdown_structure() {
+        let base = structure(&render(&hostile("zed")));
+        for name in HOSTILE {
+            let md = render(&hostile(name));
+            assert_eq!(
+                structure(&md),
+                base,
+                "structure changed for {name:?}:\n{md}"
+            );
+            assert_inert(&md, &[]);
+            assert!(!md.contains('\u{1b}'), "raw ESC for {name:?}");
+        }
     }
 }

@@ -4,4 +4,5 @@ pub mod incident_dir;
 pub mod markdown;
 pub mod perfetto;
 pub mod procinfo;
+pub mod redact;
 pub mod text;

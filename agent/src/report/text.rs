@@ -1,6 +1,9 @@
 //! One-screen rendering of an incident for the operator's terminal: who did it, how sure we
-//! are, and — prominently — when the kernel's own blame disagrees with the evidence.
+//! are, and — prominently — when the kernel's own blame disagrees with the evidence. Every
+//! string from the incident goes through [`terminal`]: names are chosen by any local user.
 use std::fmt::Write;
+
+use crate::escape::terminal;
 
 use crate::incident::{Confidence, Incident, IncidentKind, ProcessRef};
 use crate::model::Source;
@@ -31,10 +34,11 @@ pub(crate) fn source_name(s: Source) -> &'static str {
     }
 }
 
+/// `comm[pid] (exe)`, escaped for a terminal.
 pub(crate) fn process_name(p: &ProcessRef) -> String {
     match &p.exe {
-        Some(exe) => format!("{}[{}] ({})", p.comm, p.pid, exe),
-        None => format!("{}[{}]", p.comm, p.pid),
+        Some(exe) => format!("{}[{}] ({})", terminal(&p.comm), p.pid, terminal(exe)),
+        None => format!("{}[{}]", terminal(&p.comm), p.pid),
     }
 }
 
@@ -44,11 +48,11 @@ pub fn render(incident: &Incident) -> String {
     let _ = writeln!(
         o,
         "== hangwatch incident {}: {} on GPU {} ring {} at {}",
-        incident.id,
+        terminal(&incident.id),
         kind_name(incident.kind),
-        incident.gpu.as_deref().unwrap_or("?"),
-        incident.ring.as_deref().unwrap_or("-"),
-        incident.started_at
+        terminal(incident.gpu.as_deref().unwrap_or("?")),
+        terminal(incident.ring.as_deref().unwrap_or("-")),
+        terminal(&incident.started_at)
     );
     match &incident.culprit {
         Some(c) => {
@@ -92,24 +96,36 @@ pub fn render(incident: &Incident) -> String {
         }
     }
     if !incident.reasoning.is_empty() {
-        let _ = writeln!(o, "why:      {}", incident.reasoning);
+        let _ = writeln!(o, "why:      {}", terminal(&incident.reasoning));
     }
     if !incident.victims.is_empty() {
         let _ = writeln!(o, "victims:");
         for v in &incident.victims {
-            let _ = writeln!(o, "  - {}[{}]: {}", v.comm, v.pid, v.reason);
+            let _ = writeln!(
+                o,
+                "  - {}[{}]: {}",
+                terminal(&v.comm),
+                v.pid,
+                terminal(&v.reason)
+            );
         }
     }
     if !incident.evidence.is_empty() {
         let _ = writeln!(o, "evidence:");
         for e in &incident.evidence {
-            let _ = writeln!(o, "  {:<28} {:<5} {}", e.at, source_name(e.source), e.what);
+            let _ = writeln!(
+                o,
+                "  {:<28} {:<5} {}",
+                terminal(&e.at),
+                source_name(e.source),
+                terminal(&e.what)
+            );
         }
     }
     let _ = writeln!(
         o,
         "reset:    {}",
-        incident.reset.as_deref().unwrap_or("none seen")
+        terminal(incident.reset.as_deref().unwrap_or("none seen"))
     );
     if incident.dropped_events > 0 {
         let _ = writeln!(
@@ -162,26 +178,26 @@ pub(crate) mod tests {
             kernel_blame_disputed: true,
             victims: vec![Victim { pid: 6518, comm: "Xwayland".into(), reason: "job on gfx_0.0.0 timed out behind the culprit's".into() }],
             evidence: vec![
-                ev(45756_100_000_000, "45756.100000", Source::Log, "VM page fault at 0x0 from zed[7021] pasid 32769", &[
+                ev(45_756_100_000_000, "45756.100000", Source::Log, "VM page fault at 0x0 from zed[7021] pasid 32769", &[
                     "amdgpu 0000:c3:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:24 vmid:3 pasid:32769, for process zed pid 7021 thread zed:cs0 pid 7025)",
                     "amdgpu 0000:c3:00.0: amdgpu:   in page starting at address 0x0000000000000000 from client 10",
                 ]),
-                ev(45766_649_480_000, "45766.649480", Source::Log, "ring gfx_0.0.0 timeout, kernel names Xwayland[6518]", &[
+                ev(45_766_649_480_000, "45766.649480", Source::Log, "ring gfx_0.0.0 timeout, kernel names Xwayland[6518]", &[
                     "[drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring gfx_0.0.0 timeout, signaled seq=1041, emitted seq=1043",
                     "[drm:amdgpu_job_timedout [amdgpu]] *ERROR* Process information: process Xwayland pid 6518 thread Xwayland:cs0 pid 6520",
                 ]),
-                ev(45766_700_000_000, "45766.700000", Source::Log, "GPU reset succeeded", &["amdgpu 0000:c3:00.0: amdgpu: GPU reset(2) succeeded!"]),
+                ev(45_766_700_000_000, "45766.700000", Source::Log, "GPU reset succeeded", &["amdgpu 0000:c3:00.0: amdgpu: GPU reset(2) succeeded!"]),
             ],
             started_at: "45756.100000".into(),
-            started_ns: 45756_100_000_000,
-            ended_ns: 45766_700_000_000,
+            started_ns: 45_756_100_000_000,
+            ended_ns: 45_766_700_000_000,
             clock: Clock::Monotonic,
             reasoning: "zed faulted at address 0x0 on the same ring 10 s before the timeout; Xwayland's job was queued behind it.".into(),
             reset: Some("succeeded".into()),
             jobs: vec![
-                job("zed", 7021, 40, 45756_000_000_000, Some(45756_001_000_000), None, "hung"),
-                job("Xwayland", 6518, 41, 45756_050_000_000, Some(45756_060_000_000), Some(45756_070_000_000), "done"),
-                job("Xwayland", 6518, 42, 45756_200_000_000, None, None, "cancelled"),
+                job("zed", 7021, 40, 45_756_000_000_000, Some(45_756_001_000_000), None, "hung"),
+                job("Xwayland", 6518, 41, 45_756_050_000_000, Some(45_756_060_000_000), Some(45_756_070_000_000), "done"),
+                job("Xwayland", 6518, 42, 45_756_200_000_000, None, None, "cancelled"),
             ],
             dropped_events: 3,
             wall_time: None,
@@ -219,5 +235,28 @@ pub(crate) mod tests {
         assert!(!text.contains("DISPUTED"), "{text}");
         assert!(text.contains("agrees with the evidence"), "{text}");
         assert!(!text.contains("dropped"), "{text}");
+    }
+
+    #[test]
+    fn hostile_names_cannot_drive_the_terminal() {
+        for name in crate::report::markdown::tests::HOSTILE {
+            let text = render(&crate::report::markdown::tests::hostile(name));
+            for (i, c) in text.char_indices() {
+                assert!(
+                    c == '\n' || !c.is_control(),
+                    "control {c:?} at {i} for {name:?}: {text:?}"
+                );
+            }
+            // Every line is one of ours: a name's newline cannot start a fake line.
+            assert!(
+                text.lines()
+                    .all(|l| !l.starts_with("/close") && !l.starts_with("# HI")),
+                "{text}"
+            );
+        }
+        let t = render(&crate::report::markdown::tests::hostile(
+            "\u{1b}]0;pwned\u{7}",
+        ));
+        assert!(t.contains("culprit:  \\x1b]0;pwned\\x07[7021]"), "{t}");
     }
 }
