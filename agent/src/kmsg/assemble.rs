@@ -3,7 +3,7 @@
 //! arrives or at flush. Lines without a PCI address (`DRM_ERROR` form) belong to the most recent
 //! device seen in the stream. Records are bounded: [`MAX_RECORD_LINES`] lines of at most
 //! [`MAX_SHOWN_BYTES`] each; what is dropped is counted and said in the record's last line.
-use super::lines::{classify, Cont, Line};
+use super::lines::{classify_stripped, strip_prefix, Cont, Line};
 use super::walltime::iso_utc_offset;
 use crate::model::{Clock, Event, EventBody, KmsgKind, KmsgRecord, Source};
 
@@ -31,11 +31,18 @@ pub struct AssembleStats {
     pub dropped_continuations: u64,
 }
 
+/// A recogniser for lines `kmsg::lines` does not own (the KFD / MES queue lines of
+/// `crate::kfd::lines`), plugged in from above so that kmsg depends on nothing below it. Called
+/// with every amdgpu line (`dev_*`, `DRM_ERROR` and `pr_err` `amdgpu: ` forms, recognised or
+/// not): (t_ns, clock, source, device of the most recent amdgpu line, the message).
+pub type LineHook = fn(u64, Clock, Source, Option<&str>, &str) -> Option<Event>;
+
 pub struct KmsgAssembler {
     source: Source,
     /// At most one pending record per device, in arrival order.
     pending: Vec<Pending>,
     last_pci: Option<String>,
+    hook: Option<LineHook>,
     pub stats: AssembleStats,
 }
 
@@ -45,8 +52,15 @@ impl KmsgAssembler {
             source,
             pending: Vec::new(),
             last_pci: None,
+            hook: None,
             stats: AssembleStats::default(),
         }
+    }
+
+    /// Hand every amdgpu line to `hook` too; its events are records of their own.
+    pub fn with_line_hook(mut self, hook: LineHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// Feed one message line (without timestamp prefix) stamped `t_ns` on `clock`. The record
@@ -59,57 +73,81 @@ impl KmsgAssembler {
     /// As [`push_line`](Self::push_line), keeping `shown` (the original log line, prefix and
     /// all) as the record's text instead of a rendered stamp.
     pub fn push(&mut self, t_ns: u64, clock: Clock, line: &str, shown: Option<&str>) -> Vec<Event> {
-        let Some(c) = classify(line) else {
+        let msg = line.trim_end_matches(['\n', '\r']);
+        let Some((pci, body)) = strip_prefix(msg) else {
             return Vec::new();
         };
-        self.stats.recognised += 1;
-        if let Some(pci) = c.pci {
+        // Any addressed line, recognised or not, says which device the next DRM_ERROR and
+        // pr_err lines belong to (docs/kmsg.md, most-recent-device rule).
+        if let Some(pci) = pci {
             if self.last_pci.as_deref() != Some(pci) {
                 self.last_pci = Some(pci.to_string());
             }
         }
-        let gpu = self.last_pci.clone();
-        let text = || shown_text(t_ns, clock, line, shown);
-        match c.line {
+        let hooked = self
+            .hook
+            .and_then(|h| h(t_ns, clock, self.source, self.last_pci.as_deref(), msg));
+        let Some(line) = classify_stripped(msg, body) else {
+            let Some(e) = hooked else {
+                return Vec::new();
+            };
+            self.stats.recognised += 1;
+            let mut out = self.flush();
+            out.push(e);
+            return out;
+        };
+        self.stats.recognised += 1;
+        let text = || shown_text(t_ns, clock, msg, shown);
+        let mut out = match line {
             Line::Cont(cont) => {
-                match self.pending.iter_mut().rev().find(|p| p.event.gpu == gpu) {
-                    Some(p) if record_lines(&p.event) >= MAX_RECORD_LINES => {
-                        p.dropped += 1;
-                        self.stats.dropped_continuations += 1;
-                    }
-                    Some(p) => {
-                        if !fold(&mut p.event, cont, text()) {
-                            self.stats.orphan_continuations += 1;
-                        }
-                    }
-                    None => self.stats.orphan_continuations += 1,
-                }
+                self.continuation(cont, text);
                 Vec::new()
             }
-            Line::Record(kind) => {
-                let mut out = self.flush();
-                let collects = matches!(
-                    kind,
-                    KmsgKind::PageFault { .. } | KmsgKind::RingTimeout { .. }
-                );
-                let event = Event {
-                    t_ns,
-                    clock,
-                    source: self.source,
-                    gpu,
-                    body: EventBody::Kmsg(KmsgRecord {
-                        kind,
-                        lines: vec![text()],
-                    }),
-                };
-                if collects {
-                    self.pending.push(Pending { event, dropped: 0 });
-                } else {
-                    out.push(event);
-                }
-                out
+            Line::Record(kind) => self.record(t_ns, clock, kind, text()),
+        };
+        out.extend(hooked);
+        out
+    }
+
+    fn continuation(&mut self, cont: Cont, text: impl FnOnce() -> String) {
+        let gpu = &self.last_pci;
+        match self.pending.iter_mut().rev().find(|p| &p.event.gpu == gpu) {
+            Some(p) if record_lines(&p.event) >= MAX_RECORD_LINES => {
+                p.dropped += 1;
+                self.stats.dropped_continuations += 1;
             }
+            Some(p) => {
+                if !fold(&mut p.event, cont, text()) {
+                    self.stats.orphan_continuations += 1;
+                }
+            }
+            None => self.stats.orphan_continuations += 1,
         }
+    }
+
+    /// A record line: the pending one is done; faults and timeouts wait for their continuations.
+    fn record(&mut self, t_ns: u64, clock: Clock, kind: KmsgKind, text: String) -> Vec<Event> {
+        let mut out = self.flush();
+        let collects = matches!(
+            kind,
+            KmsgKind::PageFault { .. } | KmsgKind::RingTimeout { .. }
+        );
+        let event = Event {
+            t_ns,
+            clock,
+            source: self.source,
+            gpu: self.last_pci.clone(),
+            body: EventBody::Kmsg(KmsgRecord {
+                kind,
+                lines: vec![text],
+            }),
+        };
+        if collects {
+            self.pending.push(Pending { event, dropped: 0 });
+        } else {
+            out.push(event);
+        }
+        out
     }
 
     /// Emit any record still waiting for continuation lines.
@@ -202,6 +240,29 @@ fn fold(event: &mut Event, cont: Cont, text: String) -> bool {
         }
         (KmsgKind::PageFault { fault, .. }, Cont::Client(c)) => {
             fault.client = Some(c);
+            true
+        }
+        (
+            KmsgKind::PageFault { fault, .. },
+            Cont::VmFault {
+                protections,
+                vmid,
+                pasid,
+                address,
+                write,
+                client,
+            },
+        ) => {
+            fault.vmid = vmid.unwrap_or(fault.vmid);
+            fault.pasid = pasid.unwrap_or(fault.pasid);
+            fault.address = fault.address.or(address);
+            fault.write = write.or(fault.write);
+            fault.client = client.or(fault.client.take());
+            if let Some(p) = protections {
+                fault
+                    .status_fields
+                    .push(("PROTECTIONS".into(), format!("0x{p:02x}")));
+            }
             true
         }
         (KmsgKind::PageFault { fault, .. }, Cont::StatusField(k, v)) => {
