@@ -502,4 +502,142 @@ mod tests {
         assert_eq!(ev[1].gpu.as_deref(), Some("0000:04:00.0"));
         assert!(matches!(&k[1], KmsgKind::RingTimeout { task: Some(t), .. } if t.pid == 6));
     }
+
+    /// nixpkgs-176915: the DRM_ERROR timeouts name no device; the only addressed lines
+    /// (`GPU recovery disabled.`) are not recognised, and still teach the device.
+    #[test]
+    fn unrecognised_addressed_lines_teach_the_device() {
+        let log = "\
+[1.0] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring gfx timeout, signaled seq=241742, emitted seq=241745
+[1.0] amdgpu 0000:06:00.0: amdgpu: GPU recovery disabled.
+[1.1] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring sdma0 timeout, signaled seq=43529, emitted seq=43531
+[1.2] amdgpu kernel modesetting enabled.
+[1.2] amdgpu 0000:07:00.0 x: not an address either
+[1.3] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring sdma1 timeout, signaled seq=1, emitted seq=2
+";
+        let ev = run(log);
+        let gpus: Vec<_> = ev.iter().map(|e| e.gpu.as_deref()).collect();
+        assert_eq!(gpus, [None, Some("0000:06:00.0"), Some("0000:06:00.0")]);
+    }
+
+    /// 4.17 gmc_v9 (mbab-48) and 5.0 gmc_v8 (Appstream#91): headers and continuations of the
+    /// old eras fold into one fault each.
+    #[test]
+    fn old_era_faults_fold() {
+        let log = "\
+[1.0] amdgpu 0000:09:00.0: [gfxhub] VMC page fault (src_id:0 ring:24 vmid:1 pasid:32769)
+[1.0] amdgpu 0000:09:00.0:   at page 0x0000000102a02000 from 27
+[1.0] amdgpu 0000:09:00.0: VM_L2_PROTECTION_FAULT_STATUS:0x00101031
+[2.0] amdgpu 0005:01:00.0: GPU fault detected: 146 0x0000480c for process Media1251 pid 19092 thread appstream:cs0 pid 19111
+[2.0] amdgpu 0005:01:00.0:   VM_CONTEXT1_PROTECTION_FAULT_ADDR   0x00000010
+[2.0] amdgpu 0005:01:00.0:   VM_CONTEXT1_PROTECTION_FAULT_STATUS 0x0204800C
+[2.0] amdgpu 0005:01:00.0: VM fault (0x0c, vmid 1, pasid 32784) at page 16, write from 'TC4' (0x54433400) (72)
+";
+        let ev = run(log);
+        let k = kinds(&ev);
+        assert_eq!(k.len(), 2, "{k:#?}");
+        let KmsgKind::PageFault { fault, task: None } = &k[0] else {
+            panic!("{:?}", k[0])
+        };
+        assert_eq!(
+            (
+                fault.pasid,
+                fault.address,
+                fault.status,
+                fault.client.as_deref()
+            ),
+            (32769, Some(0x1_02a0_2000), Some(0x0010_1031), Some("27"))
+        );
+        let KmsgKind::PageFault {
+            fault,
+            task: Some(t),
+        } = &k[1]
+        else {
+            panic!("{:?}", k[1])
+        };
+        assert_eq!((t.pid, t.comm.as_str()), (19092, "Media1251"));
+        assert_eq!(
+            (
+                fault.vmid,
+                fault.pasid,
+                fault.address,
+                fault.status,
+                fault.write,
+                fault.client.as_deref()
+            ),
+            (
+                1,
+                32784,
+                Some(0x10 * 4096),
+                Some(0x0204_800C),
+                Some(true),
+                Some("TC4 (72)")
+            )
+        );
+        assert_eq!(ev[1].gpu.as_deref(), Some("0005:01:00.0"));
+    }
+
+    /// The KFD recogniser (branch compute, `kfd::lines::event`) plugs in here: it sees every
+    /// amdgpu line with the most recent device, including `pr_err` lines with no device and
+    /// lines `lines.rs` recognises itself; its events end the pending record.
+    #[test]
+    fn line_hook_sees_kfd_lines_with_the_device() {
+        fn hook(
+            t: u64,
+            clock: Clock,
+            source: Source,
+            gpu: Option<&str>,
+            msg: &str,
+        ) -> Option<Event> {
+            let named =
+                msg.contains(" pid ") || msg.contains("Pasid ") || msg.contains("doorbell=");
+            (named && !msg.contains("page fault")).then(|| Event {
+                t_ns: t,
+                clock,
+                source,
+                gpu: gpu.map(str::to_string),
+                body: EventBody::Kmsg(KmsgRecord {
+                    kind: KmsgKind::OtherError { text: msg.into() },
+                    lines: vec![],
+                }),
+            })
+        }
+        let mut a = KmsgAssembler::new(Source::Log).with_line_hook(hook);
+        let mut out = Vec::new();
+        for (t, l) in [
+            (1, "amdgpu 0000:03:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:24 vmid:3 pasid:32770)"),
+            (2, "amdgpu: Pasid 0x800d DQM create queue type 0 failed. ret -110"),
+            (3, "amdgpu 0000:03:00.0: amdgpu: failed to remove hardware queue from MES, doorbell=0x1204"),
+            (4, "amdgpu: Failed to suspend process pid 3484"),
+            (5, "usb 1-1: pid 7"),
+        ] {
+            out.extend(a.push_line(t, Clock::Monotonic, l));
+        }
+        out.extend(a.flush());
+        let seen: Vec<_> = out
+            .iter()
+            .map(|e| match &e.body {
+                EventBody::Kmsg(r) => match &r.kind {
+                    KmsgKind::OtherError { text } => (e.t_ns, text.clone(), e.gpu.clone()),
+                    k => (
+                        e.t_ns,
+                        format!("{k:?}").chars().take(10).collect(),
+                        e.gpu.clone(),
+                    ),
+                },
+                _ => panic!(),
+            })
+            .collect();
+        let dev = Some("0000:03:00.0".to_string());
+        assert_eq!(
+            seen,
+            [
+                (1, "PageFault ".to_string(), dev.clone()),
+                (2, "amdgpu: Pasid 0x800d DQM create queue type 0 failed. ret -110".into(), dev.clone()),
+                (3, "MesFailure".into(), dev.clone()),
+                (3, "amdgpu 0000:03:00.0: amdgpu: failed to remove hardware queue from MES, doorbell=0x1204".into(), dev.clone()),
+                (4, "amdgpu: Failed to suspend process pid 3484".into(), dev),
+            ]
+        );
+    }
 }
