@@ -10,16 +10,32 @@ use super::stamp::StreamState;
 /// lines this large is a fault storm; memory stays bounded).
 pub const MAX_HELD_BYTES: usize = 16 << 20;
 
-#[derive(Default)]
 pub struct Hold {
     /// The stamp state before the first held line, and the held lines (text, mentions amdgpu).
     held: Option<(StreamState, Vec<(String, bool)>)>,
     bytes: usize,
+    limit: usize,
     /// Released once: from then on lines are read as they come.
     released: bool,
 }
 
+impl Default for Hold {
+    fn default() -> Self {
+        Hold::with_limit(MAX_HELD_BYTES)
+    }
+}
+
 impl Hold {
+    /// A hold released at `limit` bytes (tests use a small one).
+    pub fn with_limit(limit: usize) -> Self {
+        Hold {
+            held: None,
+            bytes: 0,
+            limit,
+            released: false,
+        }
+    }
+
     /// Whether a year-less stamp would start holding now.
     pub fn can_start(&self) -> bool {
         self.held.is_none() && !self.released
@@ -41,7 +57,7 @@ impl Hold {
             self.bytes += line.len();
             lines.push((line.to_string(), mentions));
         }
-        self.bytes >= MAX_HELD_BYTES
+        self.bytes >= self.limit
     }
 
     /// The saved state and the held lines, once; holding is over for this stream.

@@ -990,4 +990,27 @@ Jan 02 01:00:00 h kernel: amdgpu 0000:03:00.0: amdgpu: MODE2 reset\n";
         );
         assert_eq!(r.stats.amdgpu_lines, 2);
     }
+
+    /// Past the hold's bound the held lines are read with the years known then; later lines
+    /// are read as they come (a roll-back after that only reaches them).
+    #[test]
+    fn the_hold_is_bounded() {
+        let mut r = LogReader::with_options(
+            Format::Auto,
+            Source::Log,
+            0,
+            TimeZone::UTC,
+            1_796_083_200 * S,
+        );
+        r.hold = Hold::with_limit(200);
+        let mut ev = Vec::new();
+        let line = "Nov 28 10:00:00 host kernel: amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n";
+        let log = line.repeat(4);
+        r.read(log.as_bytes(), &mut |e| ev.push(e)).unwrap();
+        // Released at the 3rd line (216 bytes); the 4th is read as it comes.
+        assert_eq!(records(&ev).len(), 4);
+        r.read(line.as_bytes(), &mut |e| ev.push(e)).unwrap();
+        r.finish(&mut |e| ev.push(e));
+        assert_eq!(records(&ev).len(), 5);
+    }
 }
