@@ -23,17 +23,30 @@ const WARSAW: &str = "CET-1CEST,M3.5.0,M10.5.0/3";
 const REFERENCE_NS: u64 = 1_796_083_200_000_000_000;
 
 fn analyzer() -> Analyzer {
-    Analyzer::new(
+    analyzer_at(Some(REFERENCE_NS))
+}
+
+/// An analyzer reading year-less stamps against `reference` (None: each file's mtime).
+fn analyzer_at(reference: Option<u64>) -> Analyzer {
+    let an = Analyzer::new(
         Config::default(),
         Format::Auto,
         hangwatch::kmsg::walltime::zone_named(WARSAW).unwrap(),
-    )
-    .with_reference(REFERENCE_NS)
+    );
+    match reference {
+        Some(r) => an.with_reference(r),
+        None => an,
+    }
 }
 
 /// `hangwatch analyze FILE…`.
 fn analyze_files(paths: &[PathBuf]) -> (Vec<Incident>, Vec<InputResult>) {
-    let mut an = analyzer();
+    analyze_files_at(paths, REFERENCE_NS)
+}
+
+/// `hangwatch analyze FILE…` with year-less stamps read against `reference_ns`.
+fn analyze_files_at(paths: &[PathBuf], reference_ns: u64) -> (Vec<Incident>, Vec<InputResult>) {
+    let mut an = analyzer_at(Some(reference_ns));
     let mut out = Vec::new();
     let mut results = Vec::new();
     for p in paths {
@@ -495,24 +508,6 @@ fn log_reader_and_analyzer_agree() {
     assert_eq!((n, lr.stats.amdgpu_lines, lr.stats.boots), (8, 14, 1));
 }
 
-/// `analyze FILE` with year-less stamps read against a given instant (not the file's mtime).
-fn analyze_files_at(paths: &[PathBuf], reference_ns: u64) -> (Vec<Incident>, Vec<InputResult>) {
-    let mut an = Analyzer::new(
-        Config::default(),
-        Format::Auto,
-        hangwatch::kmsg::walltime::zone_named(WARSAW).unwrap(),
-    )
-    .with_reference(reference_ns);
-    let mut out = Vec::new();
-    let mut results = Vec::new();
-    for p in paths {
-        let opened = source::open_path(p).unwrap();
-        results.push(an.input(&p.display().to_string(), opened, &mut |i| out.extend(i)));
-    }
-    out.extend(an.finish());
-    (out, results)
-}
-
 /// The rx7900xtx log as util-linux 2.38.1 `dmesg` prints it without printk stamps or with a
 /// decoration (testdata/logs/make-dmesg-samples.sh): the verdict of the plain log every time.
 /// reltime (`dmesg -H`) gives the wall clock to the minute (never after the `-x -T` time of
@@ -623,11 +618,7 @@ Jan 01 00:00:03 host kernel: amdgpu 0000:03:00.0: amdgpu: GPU reset(1) succeeded
             .unwrap()
             .set_modified(when)
             .unwrap();
-        let mut an = Analyzer::new(
-            Config::default(),
-            Format::Auto,
-            hangwatch::kmsg::walltime::zone_named(WARSAW).unwrap(),
-        );
+        let mut an = analyzer_at(None);
         let mut inc = Vec::new();
         an.input("kern.log", source::open_path(&path).unwrap(), &mut |i| {
             inc.extend(i)

@@ -289,7 +289,7 @@ fn parse_num(v: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::kmsg::stamp::{split, LocalTime};
     use crate::model::{IllegalKind, Task};
@@ -577,32 +577,33 @@ mod tests {
         assert_eq!(ev[1].gpu.as_deref(), Some("0005:01:00.0"));
     }
 
+    /// A stand-in for `kfd::lines::event`: an event for lines naming a pid, a PASID or a doorbell.
+    pub(crate) fn kfd_like_hook(
+        t: u64,
+        clock: Clock,
+        source: Source,
+        gpu: Option<&str>,
+        msg: &str,
+    ) -> Option<Event> {
+        let named = msg.contains(" pid ") || msg.contains("Pasid ") || msg.contains("doorbell=");
+        (named && !msg.contains("page fault")).then(|| Event {
+            t_ns: t,
+            clock,
+            source,
+            gpu: gpu.map(str::to_string),
+            body: EventBody::Kmsg(KmsgRecord {
+                kind: KmsgKind::OtherError { text: msg.into() },
+                lines: vec![],
+            }),
+        })
+    }
+
     /// The KFD recogniser (branch compute, `kfd::lines::event`) plugs in here: it sees every
     /// amdgpu line with the most recent device, including `pr_err` lines with no device and
     /// lines `lines.rs` recognises itself; its events end the pending record.
     #[test]
     fn line_hook_sees_kfd_lines_with_the_device() {
-        fn hook(
-            t: u64,
-            clock: Clock,
-            source: Source,
-            gpu: Option<&str>,
-            msg: &str,
-        ) -> Option<Event> {
-            let named =
-                msg.contains(" pid ") || msg.contains("Pasid ") || msg.contains("doorbell=");
-            (named && !msg.contains("page fault")).then(|| Event {
-                t_ns: t,
-                clock,
-                source,
-                gpu: gpu.map(str::to_string),
-                body: EventBody::Kmsg(KmsgRecord {
-                    kind: KmsgKind::OtherError { text: msg.into() },
-                    lines: vec![],
-                }),
-            })
-        }
-        let mut a = KmsgAssembler::new(Source::Log).with_line_hook(hook);
+        let mut a = KmsgAssembler::new(Source::Log).with_line_hook(kfd_like_hook);
         let mut out = Vec::new();
         for (t, l) in [
             (1, "amdgpu 0000:03:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:24 vmid:3 pasid:32770)"),

@@ -958,27 +958,10 @@ Jan 02 01:00:00 h kernel: amdgpu 0000:03:00.0: amdgpu: MODE2 reset\n";
     /// device of the last addressed line.
     #[test]
     fn kfd_lines_reach_the_line_hook() {
-        fn hook(
-            t: u64,
-            clock: Clock,
-            source: Source,
-            gpu: Option<&str>,
-            msg: &str,
-        ) -> Option<Event> {
-            msg.contains("Pasid ").then(|| Event {
-                t_ns: t,
-                clock,
-                source,
-                gpu: gpu.map(str::to_string),
-                body: EventBody::Kmsg(crate::model::KmsgRecord {
-                    kind: KmsgKind::OtherError { text: msg.into() },
-                    lines: vec![],
-                }),
-            })
-        }
         let log = b"[284169.428000] amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n\
 [284169.428845] amdgpu: Pasid 0x800d DQM create queue type 0 failed. ret -110\n";
-        let mut r = LogReader::new(Format::Auto, Source::Log).with_line_hook(hook);
+        let mut r = LogReader::new(Format::Auto, Source::Log)
+            .with_line_hook(crate::kmsg::assemble::tests::kfd_like_hook);
         let mut ev = Vec::new();
         r.read(&log[..], &mut |e| ev.push(e)).unwrap();
         r.finish(&mut |e| ev.push(e));
