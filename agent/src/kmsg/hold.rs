@@ -54,7 +54,8 @@ impl Hold {
     /// Hold one more line; true when the bound is reached and the lines should be released.
     pub fn push(&mut self, line: &str, mentions: bool) -> bool {
         if let Some((_, lines)) = &mut self.held {
-            self.bytes += line.len();
+            // The text and what holding it costs besides (the String and the Vec slot).
+            self.bytes += line.len() + std::mem::size_of::<(String, bool)>();
             lines.push((line.to_string(), mentions));
         }
         self.bytes >= self.limit

@@ -990,7 +990,7 @@ Jan 02 01:00:00 h kernel: amdgpu 0000:03:00.0: amdgpu: MODE2 reset\n";
         let line = "Nov 28 10:00:00 host kernel: amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n";
         let log = line.repeat(4);
         r.read(log.as_bytes(), &mut |e| ev.push(e)).unwrap();
-        // Released at the 3rd line (216 bytes); the 4th is read as it comes.
+        // Released at the 2nd line (2 × (72 + 32) bytes); the 3rd and 4th are read as they come.
         assert_eq!(records(&ev).len(), 4);
         r.read(line.as_bytes(), &mut |e| ev.push(e)).unwrap();
         r.finish(&mut |e| ev.push(e));
