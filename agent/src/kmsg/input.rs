@@ -838,7 +838,7 @@ mod live_kmsg {
 #[cfg(test)]
 mod held_and_relative {
     use super::*;
-    use crate::model::{EventBody, KmsgKind};
+    use crate::model::EventBody;
 
     const S: u64 = 1_000_000_000;
 
