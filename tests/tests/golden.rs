@@ -23,17 +23,30 @@ const WARSAW: &str = "CET-1CEST,M3.5.0,M10.5.0/3";
 const REFERENCE_NS: u64 = 1_796_083_200_000_000_000;
 
 fn analyzer() -> Analyzer {
-    Analyzer::new(
+    analyzer_at(Some(REFERENCE_NS))
+}
+
+/// An analyzer reading year-less stamps against `reference` (None: each file's mtime).
+fn analyzer_at(reference: Option<u64>) -> Analyzer {
+    let an = Analyzer::new(
         Config::default(),
         Format::Auto,
         hangwatch::kmsg::walltime::zone_named(WARSAW).unwrap(),
-    )
-    .with_reference(REFERENCE_NS)
+    );
+    match reference {
+        Some(r) => an.with_reference(r),
+        None => an,
+    }
 }
 
 /// `hangwatch analyze FILE…`.
 fn analyze_files(paths: &[PathBuf]) -> (Vec<Incident>, Vec<InputResult>) {
-    let mut an = analyzer();
+    analyze_files_at(paths, REFERENCE_NS)
+}
+
+/// `hangwatch analyze FILE…` with year-less stamps read against `reference_ns`.
+fn analyze_files_at(paths: &[PathBuf], reference_ns: u64) -> (Vec<Incident>, Vec<InputResult>) {
+    let mut an = analyzer_at(Some(reference_ns));
     let mut out = Vec::new();
     let mut results = Vec::new();
     for p in paths {
@@ -493,4 +506,131 @@ fn log_reader_and_analyzer_agree() {
     lr.read(&data[..], &mut |_| n += 1).unwrap();
     lr.finish(&mut |_| n += 1);
     assert_eq!((n, lr.stats.amdgpu_lines, lr.stats.boots), (8, 14, 1));
+}
+
+/// The rx7900xtx log as util-linux 2.38.1 `dmesg` prints it without printk stamps or with a
+/// decoration (testdata/logs/make-dmesg-samples.sh): the verdict of the plain log every time.
+/// reltime (`dmesg -H`) gives the wall clock to the minute (never after the `-x -T` time of
+/// the same run, less than a minute before it) and times relative to its first line; delta
+/// gives relative times only; notime gives order only; `-x` keeps the printk stamps.
+#[test]
+fn dmesg_relative_notime_and_decorated_forms() {
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{GOLDEN}rx7900xtx-mes-mode1-reset.json")).unwrap(),
+    )
+    .unwrap();
+    // 2026-12-01T00:00:00Z: the samples were made on 2026-11-29 (Nov30 07:20 Warsaw).
+    let reference = 1_796_083_200_000_000_000;
+    let mut walls = Vec::new();
+    for (file, started, wall) in [
+        ("reltime", "0.000000", Some("2026-11-30T06:20:00.000000Z")),
+        (
+            "x-T",
+            "2026-11-30T06:20:10.000000Z",
+            Some("2026-11-30T06:20:10.000000Z"),
+        ),
+        ("delta", "0.000000", None),
+        ("notime", "0.000000", None),
+        ("x", "45766.649480", None),
+    ] {
+        let path = log(&format!("dmesg/rx7900xtx.dmesg-{file}"));
+        let (inc, r) = analyze_files_at(std::slice::from_ref(&path), reference);
+        assert_eq!(
+            (r[0].stats.amdgpu_lines, r[0].error.as_deref()),
+            (19, None),
+            "{file}"
+        );
+        let mut want = golden["incidents"].clone();
+        want[0]["started_at"] = json!(started);
+        assert_eq!(
+            Value::Array(inc.iter().map(key_fields).collect()),
+            want,
+            "{file}"
+        );
+        assert_eq!(inc[0].wall_time.as_deref(), wall, "{file}");
+        walls.push(inc[0].wall_time.clone());
+        // The incident's kernel.log reads back to the same incident and wall time.
+        let files =
+            hangwatch::report::incident_dir::render_files(&inc[0], &Default::default()).unwrap();
+        let kernel_log = files
+            .iter()
+            .find(|(n, _)| *n == "kernel.log")
+            .unwrap()
+            .1
+            .clone();
+        let (again, _) = analyze_stdin(kernel_log);
+        assert_eq!(key_fields(&again[0]), key_fields(&inc[0]), "{file}");
+        assert_eq!(again[0].wall_time, inc[0].wall_time, "{file}");
+    }
+    // Same date: compare the time of day.
+    let ts = |w: &Option<String>| {
+        let w = w.as_deref().unwrap();
+        assert_eq!(&w[..10], "2026-11-30");
+        w[11..19]
+            .split(':')
+            .fold(0u32, |a, p| a * 60 + p.parse::<u32>().unwrap())
+    };
+    let (rel, exact) = (ts(&walls[0]), ts(&walls[1]));
+    assert!(rel <= exact && exact - rel < 60, "{rel} {exact}");
+}
+
+/// Year-less stamps take the latest year that does not put them after the file's mtime, kept
+/// in order along the stream: a log over New Year copied on Jan 10 or in June is 2026's; the
+/// same log with a later `Jan 05` line, copied on Jan 2, cannot be this winter's, and the
+/// roll-back reaches the incident read before that line (line by line it would be Dec 31 2026,
+/// Jan 1 2027, then Jan 5 2026).
+#[test]
+fn yearless_stamps_follow_the_file_mtime_and_the_stream() {
+    let dir = std::env::temp_dir().join(format!("hangwatch-years-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = "\
+Dec 31 23:59:58 host kernel: [drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring gfx timeout, signaled seq=1, emitted seq=3
+Dec 31 23:59:58 host kernel: [drm:amdgpu_job_timedout [amdgpu]] *ERROR* Process information: process game pid 42 thread game pid 42
+Jan 01 00:00:01 host kernel: amdgpu 0000:03:00.0: amdgpu: GPU reset begin!
+Jan 01 00:00:03 host kernel: amdgpu 0000:03:00.0: amdgpu: GPU reset(1) succeeded!
+";
+    let later =
+        "Jan 05 10:00:00 host kernel: amdgpu 0000:03:00.0: amdgpu: GPU recovery disabled.\n";
+    // (mtime, a later line, the incident's wall time: 23:59:58 CET is 22:59:58Z)
+    for (mtime, tail, wall) in [
+        ((2027, 1, 10), "", "2026-12-31T22:59:58.000000Z"),
+        ((2027, 6, 1), "", "2026-12-31T22:59:58.000000Z"),
+        ((2027, 1, 10), later, "2026-12-31T22:59:58.000000Z"),
+        ((2027, 1, 2), later, "2025-12-31T22:59:58.000000Z"),
+    ] {
+        let path = dir.join("kern.log");
+        std::fs::write(&path, format!("{text}{tail}")).unwrap();
+        let noon = hangwatch::kmsg::walltime::Civil {
+            year: mtime.0,
+            month: mtime.1,
+            day: mtime.2,
+            hour: 12,
+            minute: 0,
+            second: 0,
+            nanos: 0,
+        };
+        let ns = noon.at_offset(0).unwrap();
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+        let mtime = format!("{mtime:?}");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        let mut an = analyzer_at(None);
+        let mut inc = Vec::new();
+        an.input("kern.log", source::open_path(&path).unwrap(), &mut |i| {
+            inc.extend(i)
+        });
+        inc.extend(an.finish());
+        assert_eq!(
+            inc.iter().map(verdict).collect::<Vec<_>>(),
+            ["ring_timeout gfx culprit=game kernel=game disputed=false"],
+            "mtime {mtime}"
+        );
+        assert_eq!(inc[0].wall_time.as_deref(), Some(wall), "mtime {mtime}");
+        assert_eq!(inc[0].reset.as_deref(), Some("succeeded"), "mtime {mtime}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

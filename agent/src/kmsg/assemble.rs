@@ -3,7 +3,7 @@
 //! arrives or at flush. Lines without a PCI address (`DRM_ERROR` form) belong to the most recent
 //! device seen in the stream. Records are bounded: [`MAX_RECORD_LINES`] lines of at most
 //! [`MAX_SHOWN_BYTES`] each; what is dropped is counted and said in the record's last line.
-use super::lines::{classify, Cont, Line};
+use super::lines::{classify_stripped, strip_prefix, Cont, Line};
 use super::walltime::iso_utc_offset;
 use crate::model::{Clock, Event, EventBody, KmsgKind, KmsgRecord, Source};
 
@@ -31,11 +31,18 @@ pub struct AssembleStats {
     pub dropped_continuations: u64,
 }
 
+/// A recogniser for lines `kmsg::lines` does not own (the KFD / MES queue lines of
+/// `crate::kfd::lines`), plugged in from above so that kmsg depends on nothing below it. Called
+/// with every amdgpu line (`dev_*`, `DRM_ERROR` and `pr_err` `amdgpu: ` forms, recognised or
+/// not): (t_ns, clock, source, device of the most recent amdgpu line, the message).
+pub type LineHook = fn(u64, Clock, Source, Option<&str>, &str) -> Option<Event>;
+
 pub struct KmsgAssembler {
     source: Source,
     /// At most one pending record per device, in arrival order.
     pending: Vec<Pending>,
     last_pci: Option<String>,
+    hook: Option<LineHook>,
     pub stats: AssembleStats,
 }
 
@@ -45,8 +52,15 @@ impl KmsgAssembler {
             source,
             pending: Vec::new(),
             last_pci: None,
+            hook: None,
             stats: AssembleStats::default(),
         }
+    }
+
+    /// Hand every amdgpu line to `hook` too; its events are records of their own.
+    pub fn with_line_hook(mut self, hook: LineHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// Feed one message line (without timestamp prefix) stamped `t_ns` on `clock`. The record
@@ -59,57 +73,81 @@ impl KmsgAssembler {
     /// As [`push_line`](Self::push_line), keeping `shown` (the original log line, prefix and
     /// all) as the record's text instead of a rendered stamp.
     pub fn push(&mut self, t_ns: u64, clock: Clock, line: &str, shown: Option<&str>) -> Vec<Event> {
-        let Some(c) = classify(line) else {
+        let msg = line.trim_end_matches(['\n', '\r']);
+        let Some((pci, body)) = strip_prefix(msg) else {
             return Vec::new();
         };
-        self.stats.recognised += 1;
-        if let Some(pci) = c.pci {
+        // Any addressed line, recognised or not, says which device the next DRM_ERROR and
+        // pr_err lines belong to (docs/kmsg.md, most-recent-device rule).
+        if let Some(pci) = pci {
             if self.last_pci.as_deref() != Some(pci) {
                 self.last_pci = Some(pci.to_string());
             }
         }
-        let gpu = self.last_pci.clone();
-        let text = || shown_text(t_ns, clock, line, shown);
-        match c.line {
+        let hooked = self
+            .hook
+            .and_then(|h| h(t_ns, clock, self.source, self.last_pci.as_deref(), msg));
+        let Some(line) = classify_stripped(msg, body) else {
+            let Some(e) = hooked else {
+                return Vec::new();
+            };
+            self.stats.recognised += 1;
+            let mut out = self.flush();
+            out.push(e);
+            return out;
+        };
+        self.stats.recognised += 1;
+        let text = || shown_text(t_ns, clock, msg, shown);
+        let mut out = match line {
             Line::Cont(cont) => {
-                match self.pending.iter_mut().rev().find(|p| p.event.gpu == gpu) {
-                    Some(p) if record_lines(&p.event) >= MAX_RECORD_LINES => {
-                        p.dropped += 1;
-                        self.stats.dropped_continuations += 1;
-                    }
-                    Some(p) => {
-                        if !fold(&mut p.event, cont, text()) {
-                            self.stats.orphan_continuations += 1;
-                        }
-                    }
-                    None => self.stats.orphan_continuations += 1,
-                }
+                self.continuation(cont, text);
                 Vec::new()
             }
-            Line::Record(kind) => {
-                let mut out = self.flush();
-                let collects = matches!(
-                    kind,
-                    KmsgKind::PageFault { .. } | KmsgKind::RingTimeout { .. }
-                );
-                let event = Event {
-                    t_ns,
-                    clock,
-                    source: self.source,
-                    gpu,
-                    body: EventBody::Kmsg(KmsgRecord {
-                        kind,
-                        lines: vec![text()],
-                    }),
-                };
-                if collects {
-                    self.pending.push(Pending { event, dropped: 0 });
-                } else {
-                    out.push(event);
-                }
-                out
+            Line::Record(kind) => self.record(t_ns, clock, kind, text()),
+        };
+        out.extend(hooked);
+        out
+    }
+
+    fn continuation(&mut self, cont: Cont, text: impl FnOnce() -> String) {
+        let gpu = &self.last_pci;
+        match self.pending.iter_mut().rev().find(|p| &p.event.gpu == gpu) {
+            Some(p) if record_lines(&p.event) >= MAX_RECORD_LINES => {
+                p.dropped += 1;
+                self.stats.dropped_continuations += 1;
             }
+            Some(p) => {
+                if !fold(&mut p.event, cont, text()) {
+                    self.stats.orphan_continuations += 1;
+                }
+            }
+            None => self.stats.orphan_continuations += 1,
         }
+    }
+
+    /// A record line: the pending one is done; faults and timeouts wait for their continuations.
+    fn record(&mut self, t_ns: u64, clock: Clock, kind: KmsgKind, text: String) -> Vec<Event> {
+        let mut out = self.flush();
+        let collects = matches!(
+            kind,
+            KmsgKind::PageFault { .. } | KmsgKind::RingTimeout { .. }
+        );
+        let event = Event {
+            t_ns,
+            clock,
+            source: self.source,
+            gpu: self.last_pci.clone(),
+            body: EventBody::Kmsg(KmsgRecord {
+                kind,
+                lines: vec![text],
+            }),
+        };
+        if collects {
+            self.pending.push(Pending { event, dropped: 0 });
+        } else {
+            out.push(event);
+        }
+        out
     }
 
     /// Emit any record still waiting for continuation lines.
@@ -204,6 +242,29 @@ fn fold(event: &mut Event, cont: Cont, text: String) -> bool {
             fault.client = Some(c);
             true
         }
+        (
+            KmsgKind::PageFault { fault, .. },
+            Cont::VmFault {
+                protections,
+                vmid,
+                pasid,
+                address,
+                write,
+                client,
+            },
+        ) => {
+            fault.vmid = vmid.unwrap_or(fault.vmid);
+            fault.pasid = pasid.unwrap_or(fault.pasid);
+            fault.address = fault.address.or(address);
+            fault.write = write.or(fault.write);
+            fault.client = client.or(fault.client.take());
+            if let Some(p) = protections {
+                fault
+                    .status_fields
+                    .push(("PROTECTIONS".into(), format!("0x{p:02x}")));
+            }
+            true
+        }
         (KmsgKind::PageFault { fault, .. }, Cont::StatusField(k, v)) => {
             if k == "RW" {
                 fault.write = parse_num(&v).map(|n| n != 0);
@@ -228,7 +289,7 @@ fn parse_num(v: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::kmsg::stamp::{split, LocalTime};
     use crate::model::{IllegalKind, Task};
@@ -440,5 +501,144 @@ mod tests {
         assert!(matches!(&k[0], KmsgKind::PageFault { task: Some(t), .. } if t.pid == 5));
         assert_eq!(ev[1].gpu.as_deref(), Some("0000:04:00.0"));
         assert!(matches!(&k[1], KmsgKind::RingTimeout { task: Some(t), .. } if t.pid == 6));
+    }
+
+    /// nixpkgs-176915: the DRM_ERROR timeouts name no device; the only addressed lines
+    /// (`GPU recovery disabled.`) are not recognised, and still teach the device.
+    #[test]
+    fn unrecognised_addressed_lines_teach_the_device() {
+        let log = "\
+[1.0] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring gfx timeout, signaled seq=241742, emitted seq=241745
+[1.0] amdgpu 0000:06:00.0: amdgpu: GPU recovery disabled.
+[1.1] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring sdma0 timeout, signaled seq=43529, emitted seq=43531
+[1.2] amdgpu kernel modesetting enabled.
+[1.2] amdgpu 0000:07:00.0 x: not an address either
+[1.3] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring sdma1 timeout, signaled seq=1, emitted seq=2
+";
+        let ev = run(log);
+        let gpus: Vec<_> = ev.iter().map(|e| e.gpu.as_deref()).collect();
+        assert_eq!(gpus, [None, Some("0000:06:00.0"), Some("0000:06:00.0")]);
+    }
+
+    /// 4.17 gmc_v9 (mbab-48) and 5.0 gmc_v8 (Appstream#91): headers and continuations of the
+    /// old eras fold into one fault each.
+    #[test]
+    fn old_era_faults_fold() {
+        let log = "\
+[1.0] amdgpu 0000:09:00.0: [gfxhub] VMC page fault (src_id:0 ring:24 vmid:1 pasid:32769)
+[1.0] amdgpu 0000:09:00.0:   at page 0x0000000102a02000 from 27
+[1.0] amdgpu 0000:09:00.0: VM_L2_PROTECTION_FAULT_STATUS:0x00101031
+[2.0] amdgpu 0005:01:00.0: GPU fault detected: 146 0x0000480c for process Media1251 pid 19092 thread appstream:cs0 pid 19111
+[2.0] amdgpu 0005:01:00.0:   VM_CONTEXT1_PROTECTION_FAULT_ADDR   0x00000010
+[2.0] amdgpu 0005:01:00.0:   VM_CONTEXT1_PROTECTION_FAULT_STATUS 0x0204800C
+[2.0] amdgpu 0005:01:00.0: VM fault (0x0c, vmid 1, pasid 32784) at page 16, write from 'TC4' (0x54433400) (72)
+";
+        let ev = run(log);
+        let k = kinds(&ev);
+        assert_eq!(k.len(), 2, "{k:#?}");
+        let KmsgKind::PageFault { fault, task: None } = &k[0] else {
+            panic!("{:?}", k[0])
+        };
+        assert_eq!(
+            (
+                fault.pasid,
+                fault.address,
+                fault.status,
+                fault.client.as_deref()
+            ),
+            (32769, Some(0x1_02a0_2000), Some(0x0010_1031), Some("27"))
+        );
+        let KmsgKind::PageFault {
+            fault,
+            task: Some(t),
+        } = &k[1]
+        else {
+            panic!("{:?}", k[1])
+        };
+        assert_eq!((t.pid, t.comm.as_str()), (19092, "Media1251"));
+        assert_eq!(
+            (
+                fault.vmid,
+                fault.pasid,
+                fault.address,
+                fault.status,
+                fault.write,
+                fault.client.as_deref()
+            ),
+            (
+                1,
+                32784,
+                Some(0x10 * 4096),
+                Some(0x0204_800C),
+                Some(true),
+                Some("TC4 (72)")
+            )
+        );
+        assert_eq!(ev[1].gpu.as_deref(), Some("0005:01:00.0"));
+    }
+
+    /// A stand-in for `kfd::lines::event`: an event for lines naming a pid, a PASID or a doorbell.
+    pub(crate) fn kfd_like_hook(
+        t: u64,
+        clock: Clock,
+        source: Source,
+        gpu: Option<&str>,
+        msg: &str,
+    ) -> Option<Event> {
+        let named = msg.contains(" pid ") || msg.contains("Pasid ") || msg.contains("doorbell=");
+        (named && !msg.contains("page fault")).then(|| Event {
+            t_ns: t,
+            clock,
+            source,
+            gpu: gpu.map(str::to_string),
+            body: EventBody::Kmsg(KmsgRecord {
+                kind: KmsgKind::OtherError { text: msg.into() },
+                lines: vec![],
+            }),
+        })
+    }
+
+    /// The KFD recogniser (branch compute, `kfd::lines::event`) plugs in here: it sees every
+    /// amdgpu line with the most recent device, including `pr_err` lines with no device and
+    /// lines `lines.rs` recognises itself; its events end the pending record.
+    #[test]
+    fn line_hook_sees_kfd_lines_with_the_device() {
+        let mut a = KmsgAssembler::new(Source::Log).with_line_hook(kfd_like_hook);
+        let mut out = Vec::new();
+        for (t, l) in [
+            (1, "amdgpu 0000:03:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:24 vmid:3 pasid:32770)"),
+            (2, "amdgpu: Pasid 0x800d DQM create queue type 0 failed. ret -110"),
+            (3, "amdgpu 0000:03:00.0: amdgpu: failed to remove hardware queue from MES, doorbell=0x1204"),
+            (4, "amdgpu: Failed to suspend process pid 3484"),
+            (5, "usb 1-1: pid 7"),
+        ] {
+            out.extend(a.push_line(t, Clock::Monotonic, l));
+        }
+        out.extend(a.flush());
+        let seen: Vec<_> = out
+            .iter()
+            .map(|e| match &e.body {
+                EventBody::Kmsg(r) => match &r.kind {
+                    KmsgKind::OtherError { text } => (e.t_ns, text.clone(), e.gpu.clone()),
+                    k => (
+                        e.t_ns,
+                        format!("{k:?}").chars().take(10).collect(),
+                        e.gpu.clone(),
+                    ),
+                },
+                _ => panic!(),
+            })
+            .collect();
+        let dev = Some("0000:03:00.0".to_string());
+        assert_eq!(
+            seen,
+            [
+                (1, "PageFault ".to_string(), dev.clone()),
+                (2, "amdgpu: Pasid 0x800d DQM create queue type 0 failed. ret -110".into(), dev.clone()),
+                (3, "MesFailure".into(), dev.clone()),
+                (3, "amdgpu 0000:03:00.0: amdgpu: failed to remove hardware queue from MES, doorbell=0x1204".into(), dev.clone()),
+                (4, "amdgpu: Failed to suspend process pid 3484".into(), dev),
+            ]
+        );
     }
 }

@@ -27,6 +27,10 @@ const SAMPLES: &[&[u8]] = &[
     include_bytes!("../../../testdata/logs/journal/v710-two-boots.cat"),
     include_bytes!("../../../testdata/logs/journal/v710-two-boots.json"),
     include_bytes!("../../../testdata/logs/dmesg/rx7900xtx.dmesg-T"),
+    include_bytes!("../../../testdata/logs/dmesg/rx7900xtx.dmesg-reltime"),
+    include_bytes!("../../../testdata/logs/dmesg/rx7900xtx.dmesg-delta"),
+    include_bytes!("../../../testdata/logs/dmesg/rx7900xtx.dmesg-x-T"),
+    include_bytes!("../../../testdata/corpus/mbab-48-gmcv9-journal-dutch-vmc-fault.log"),
     include_bytes!("../../../testdata/logs/kmsg/rx7900xtx-ring-reset.kmsg"),
     include_bytes!("../../../testdata/logs/real/llama.cpp-21724-polish.journal"),
 ];

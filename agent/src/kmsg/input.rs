@@ -8,11 +8,12 @@ use std::io::{self, BufRead, Read};
 use jiff::tz::TimeZone;
 use memchr::memmem;
 
-use super::assemble::{render_stamped, KmsgAssembler};
+use super::assemble::{render_stamped, KmsgAssembler, LineHook};
 use super::boots::Boots;
+use super::hold::Hold;
 use super::journal::{self, Entry, ExportEnd, ExportReader};
 use super::lines;
-use super::stamp::{self, Form, LocalTime};
+use super::stamp::{self, Form, LocalTime, Stamped};
 use super::walltime::{iso_utc_offset, now_ns, system_zone};
 use crate::model::{Clock, Event, Source};
 
@@ -157,6 +158,9 @@ pub struct LogReader {
     time: LocalTime,
     amdgpu: memmem::Finder<'static>,
     linux_version: memmem::Finder<'static>,
+    hold: Hold,
+    /// Relative-time dmesg was seen: every line's stamp is read, not only amdgpu lines'.
+    every_stamp: bool,
     pub stats: InputStats,
 }
 
@@ -184,8 +188,18 @@ impl LogReader {
             time: LocalTime::new(zone, reference_ns),
             amdgpu: memmem::Finder::new(b"amdgpu"),
             linux_version: memmem::Finder::new(b"Linux version "),
+            hold: Hold::default(),
+            every_stamp: false,
             stats: InputStats::default(),
         }
+    }
+
+    /// Hand every amdgpu line to `hook` as well (the KFD recogniser; see
+    /// [`KmsgAssembler::with_line_hook`]).
+    pub fn with_line_hook(mut self, hook: LineHook) -> Self {
+        self.asm =
+            std::mem::replace(&mut self.asm, KmsgAssembler::new(Source::Log)).with_line_hook(hook);
+        self
     }
 
     /// The boot number the next stream should start at.
@@ -234,10 +248,11 @@ impl LogReader {
         }
         let sample = self.stats.lines <= SAMPLE_LINES;
         let mentions = self.amdgpu.find(buf).is_some();
-        // Hot path: most lines of a big log are unrelated. Only boot markers are looked for.
-        if !mentions {
+        // Hot path: most lines of a big log are unrelated. Only boot markers are looked for,
+        // and the stamps of relative-time dmesg (each line's delta counts).
+        if !mentions && !sample && !self.every_stamp {
             let marker = buf.starts_with(b"-- ") || self.linux_version.find(buf).is_some();
-            if !sample && !marker {
+            if !marker {
                 return;
             }
         }
@@ -248,7 +263,23 @@ impl LogReader {
                 String::from_utf8_lossy(buf)
             }
         };
-        let s = text.trim_end_matches(['\n', '\r']);
+        self.text_line(text.trim_end_matches(['\n', '\r']), mentions, sink);
+    }
+
+    /// A text line worth parsing (it mentions amdgpu, is sampled, or marks a boot). From the
+    /// first year-less stamp on, lines are held until the stream's years are settled (hold.rs).
+    fn text_line(&mut self, s: &str, mentions: bool, sink: &mut dyn FnMut(Event)) {
+        if self.hold.is_holding() {
+            if !s.starts_with("-- ") {
+                // Read only to follow the years; the line is read for real on release.
+                let form = stamp::split(s, &mut self.time).form;
+                self.every_stamp |= form == Form::DmesgRel;
+            }
+            if self.hold.push(s, mentions) {
+                self.release(sink);
+            }
+            return;
+        }
         if let Some(rest) = s.strip_prefix("-- ") {
             return self.separator(rest, sink);
         }
@@ -256,10 +287,39 @@ impl LogReader {
         if s.starts_with(' ') && s.contains('=') && !s.contains(": ") {
             return;
         }
-        let mut st = stamp::split(s, &mut self.time);
+        let saved = self.hold.can_start().then(|| self.time.state.clone());
+        let st = stamp::split(s, &mut self.time);
+        self.every_stamp |= st.form == Form::DmesgRel;
+        if let (true, Some(saved)) = (st.year_inferred, saved) {
+            return self.hold.start(saved, s, mentions);
+        }
+        self.stamped(s, st, mentions, sink);
+    }
+
+    /// Read the held lines again from the state before them, with the years now known.
+    fn release(&mut self, sink: &mut dyn FnMut(Event)) {
+        let Some((saved, lines)) = self.hold.take() else {
+            return;
+        };
+        let years = self.time.state.years.settled();
+        self.time.state = saved;
+        self.time.state.years = years;
+        for (line, mentions) in lines {
+            self.text_line(&line, mentions, sink);
+        }
+    }
+
+    /// A split line: its message to the assembler, its stamp to the boot tracker.
+    fn stamped<'a>(
+        &mut self,
+        s: &'a str,
+        mut st: Stamped<'a>,
+        mentions: bool,
+        sink: &mut dyn FnMut(Event),
+    ) {
         let mut amdgpu = mentions && lines::strip_prefix(st.msg).is_some();
-        // A prefix of no known form may still hold an amdgpu message (console captures,
-        // `dmesg -x`, log shippers). Known forms locate the message themselves.
+        // A prefix of no known form may still hold an amdgpu message (console captures, log
+        // shippers). Known forms locate the message themselves.
         if mentions && !amdgpu && st.form == Form::Bare {
             if let Some(e) = stamp::embedded(s, &mut self.time) {
                 if lines::strip_prefix(e.msg).is_some() {
@@ -275,10 +335,24 @@ impl LogReader {
         if let Some(h) = st.host {
             self.boots.hostname(h);
         }
-        let keep_line = !matches!(st.form, Form::Kmsg | Form::Bare | Form::Embedded);
-        let shown = keep_line.then_some(s);
+        // The line as the record keeps it: as read, or with the stamps it was read as when the
+        // original would not read back the same (no prefix; relative times).
+        let shown = match st.form {
+            Form::Kmsg | Form::Bare | Form::Embedded => None,
+            Form::DmesgRel => Some(std::borrow::Cow::Owned(render_entry(
+                st.mono_ns, st.real_ns, None, st.msg,
+            ))),
+            _ => Some(std::borrow::Cow::Borrowed(s)),
+        };
         if mentions {
-            self.message(st.mono_ns, st.real_ns, st.msg, amdgpu, shown, sink);
+            self.message(
+                st.mono_ns,
+                st.real_ns,
+                st.msg,
+                amdgpu,
+                shown.as_deref(),
+                sink,
+            );
         } else {
             self.stamp_only(st.mono_ns, st.real_ns, sink);
         }
@@ -424,8 +498,9 @@ impl LogReader {
         }
     }
 
-    /// End of input: emit records still waiting for continuation lines.
+    /// End of input: read the held lines, emit records still waiting for continuation lines.
     pub fn finish(&mut self, sink: &mut dyn FnMut(Event)) {
+        self.release(sink);
         self.flush(sink);
         self.stats.orphan_continuations = self.asm.stats.orphan_continuations;
         self.stats.dropped_continuations = self.asm.stats.dropped_continuations;
@@ -756,5 +831,169 @@ mod live_kmsg {
             mode1.lines,
             ["[45768.561065] amdgpu 0000:2f:00.0: amdgpu: MODE1 reset"]
         );
+    }
+}
+
+/// Year roll-back over held lines, relative dmesg times, and the line hook, through the reader.
+#[cfg(test)]
+mod held_and_relative {
+    use super::*;
+    use crate::model::EventBody;
+
+    const S: u64 = 1_000_000_000;
+
+    fn records(ev: &[Event]) -> Vec<&Event> {
+        ev.iter()
+            .filter(|e| matches!(e.body, EventBody::Kmsg(_)))
+            .collect()
+    }
+    fn read_at(data: &[u8], reference_ns: u64) -> (Vec<Event>, InputStats) {
+        let mut r =
+            LogReader::with_options(Format::Auto, Source::Log, 0, TimeZone::UTC, reference_ns);
+        let mut out = Vec::new();
+        r.read(data, &mut |e| out.push(e)).unwrap();
+        r.finish(&mut |e| out.push(e));
+        (out, r.stats)
+    }
+
+    fn wall_of(e: &Event) -> String {
+        crate::kmsg::walltime::rfc3339_utc(e.t_ns)
+    }
+
+    /// A journal read on Nov 29 (the reference) whose lines run from Nov 28 to Dec 1: Dec 1
+    /// can only be last year's, so Nov 28 is too, although it was read before Dec 1 was seen.
+    #[test]
+    fn a_later_line_rolls_the_earlier_lines_back_a_year() {
+        let log = b"Nov 28 10:00:00 host kernel: amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n\
+Nov 28 10:00:01 host systemd[1]: unrelated\n\
+Dec 01 09:00:00 host kernel: amdgpu 0000:03:00.0: amdgpu: MODE2 reset\n";
+        let mut r = LogReader::with_options(
+            Format::Auto,
+            Source::Log,
+            0,
+            TimeZone::UTC,
+            1_795_910_400 * S,
+        );
+        let mut ev = Vec::new();
+        r.read(&log[..], &mut |e| ev.push(e)).unwrap();
+        assert!(ev.is_empty(), "held until the years are settled: {ev:?}");
+        r.finish(&mut |e| ev.push(e));
+        let walls: Vec<_> = records(&ev).iter().map(|e| wall_of(e)).collect();
+        assert_eq!(
+            walls,
+            ["2025-11-28T10:00:00.000000Z", "2025-12-01T09:00:00.000000Z"]
+        );
+        // The same lines read on Dec 2 are this year's.
+        let mut r = LogReader::with_options(
+            Format::Auto,
+            Source::Log,
+            0,
+            TimeZone::UTC,
+            (1_795_910_400 + 3 * 86_400) * S,
+        );
+        let mut ev = Vec::new();
+        r.read(&log[..], &mut |e| ev.push(e)).unwrap();
+        r.finish(&mut |e| ev.push(e));
+        assert_eq!(wall_of(records(&ev)[0]), "2026-11-28T10:00:00.000000Z");
+    }
+
+    /// Over New Year, read in late December a year later: per-line inference would put Dec 30
+    /// after Jan 2; the stream keeps them in order, in the right years.
+    #[test]
+    fn new_year_read_a_year_later_stays_in_order() {
+        let log = b"Dec 30 23:00:00 h kernel: amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n\
+Jan 02 01:00:00 h kernel: amdgpu 0000:03:00.0: amdgpu: MODE2 reset\n";
+        // Reference 2026-12-31T00:00:00Z.
+        let mut r = LogReader::with_options(
+            Format::Auto,
+            Source::Log,
+            0,
+            TimeZone::UTC,
+            1_798_675_200 * S,
+        );
+        let mut ev = Vec::new();
+        r.read(&log[..], &mut |e| ev.push(e)).unwrap();
+        r.finish(&mut |e| ev.push(e));
+        let walls: Vec<_> = records(&ev).iter().map(|e| wall_of(e)).collect();
+        assert_eq!(
+            walls,
+            ["2025-12-30T23:00:00.000000Z", "2026-01-02T01:00:00.000000Z"]
+        );
+    }
+
+    /// A reltime dmesg: every line's delta counts, also those of lines that do not mention
+    /// amdgpu and lie past the sampled start; the record keeps both clocks so it reads back.
+    #[test]
+    fn reltime_deltas_of_unrelated_lines_count() {
+        let mut log = String::from("[Nov29 17:37] usb 1-1: start\n");
+        for _ in 0..100 {
+            log.push_str("[  +1.000000] usb 1-1: noise\n");
+        }
+        log.push_str("[  +0.500000] amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n");
+        let (ev, st) = read_at(log.as_bytes(), 1_796_083_200 * S);
+        let rec = records(&ev);
+        assert_eq!(rec.len(), 1);
+        assert_eq!(
+            (rec[0].t_ns, rec[0].clock),
+            (100_500_000_000, Clock::Monotonic)
+        );
+        assert_eq!(
+            ev.iter().find_map(|e| match &e.body {
+                EventBody::Boot(b) => Some(b.realtime_offset_ns),
+                _ => None,
+            }),
+            Some(Some(1_795_973_820 * 1_000_000_000))
+        );
+        assert_eq!(st.main_form(), Some(Form::DmesgRel));
+        let EventBody::Kmsg(r) = &rec[0].body else {
+            panic!()
+        };
+        assert_eq!(
+            r.lines[0],
+            "2026-11-29T17:38:40.500000+00:00 kernel: [  100.500000] amdgpu 0000:03:00.0: amdgpu: MODE1 reset"
+        );
+    }
+
+    /// KFD lines (`pr_err`, no device) reach the line hook through the reader, with the
+    /// device of the last addressed line.
+    #[test]
+    fn kfd_lines_reach_the_line_hook() {
+        let log = b"[284169.428000] amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n\
+[284169.428845] amdgpu: Pasid 0x800d DQM create queue type 0 failed. ret -110\n";
+        let mut r = LogReader::new(Format::Auto, Source::Log)
+            .with_line_hook(crate::kmsg::assemble::tests::kfd_like_hook);
+        let mut ev = Vec::new();
+        r.read(&log[..], &mut |e| ev.push(e)).unwrap();
+        r.finish(&mut |e| ev.push(e));
+        let rec = records(&ev);
+        assert_eq!(rec.len(), 2);
+        assert_eq!(
+            (rec[1].t_ns, rec[1].gpu.as_deref()),
+            (284_169_428_845_000, Some("0000:03:00.0"))
+        );
+        assert_eq!(r.stats.amdgpu_lines, 2);
+    }
+
+    /// Past the hold's bound the held lines are read with the years known then; later lines
+    /// are read as they come (a roll-back after that only reaches them).
+    #[test]
+    fn the_hold_is_bounded() {
+        let mut r = LogReader::with_options(
+            Format::Auto,
+            Source::Log,
+            0,
+            TimeZone::UTC,
+            1_796_083_200 * S,
+        );
+        r.hold = Hold::with_limit(200);
+        let mut ev = Vec::new();
+        let line = "Nov 28 10:00:00 host kernel: amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n";
+        let log = line.repeat(4);
+        r.read(log.as_bytes(), &mut |e| ev.push(e)).unwrap();
+        // Released at the 2nd line (2 × (72 + 32) bytes); the 3rd and 4th are read as they come.
+        assert_eq!(records(&ev).len(), 4);
+        r.read(line.as_bytes(), &mut |e| ev.push(e)).unwrap();
+        r.finish(&mut |e| ev.push(e));
+        assert_eq!(records(&ev).len(), 5);
     }
 }

@@ -25,6 +25,16 @@ pub enum Cont {
     Client(String),
     /// MORE_FAULTS / WALKER_ERROR / PERMISSION_FAULTS / MAPPING_ERROR / RW / … : value.
     StatusField(String, String),
+    /// gmc_v6/v7/v8 `VM fault (0x0c, vmid 1[, pasid 32784]) at page 0, read from 'TC4'
+    /// (0x54433400) (72)`: the decoded protection fault (`protections` is the raw bit set).
+    VmFault {
+        protections: Option<u32>,
+        vmid: Option<u32>,
+        pasid: Option<u32>,
+        address: Option<u64>,
+        write: Option<bool>,
+        client: Option<String>,
+    },
 }
 
 /// The device prefix of a line: PCI address when printed (`None` for `DRM_ERROR` lines).
@@ -35,10 +45,16 @@ pub struct Classified<'a> {
 }
 
 /// Split off the amdgpu prefix. Returns (pci, body) or None when the line is not from amdgpu.
+/// Forms: `dev_*` (`amdgpu 0000:03:00.0: [amdgpu: ]…`, a PCI-shaped address only), `DRM_ERROR`
+/// (`[drm:func [amdgpu]] …`), `pr_err` (`amdgpu: …`, no device: KFD and powerplay lines), and
+/// the bare `[drm] ` coredump notice.
 pub fn strip_prefix(msg: &str) -> Option<(Option<&str>, &str)> {
+    if let Some(body) = msg.strip_prefix("amdgpu: ") {
+        return Some((None, body));
+    }
     if let Some(rest) = msg.strip_prefix("amdgpu ") {
         let (pci, body) = rest.split_once(": ")?;
-        if pci.is_empty() || pci.len() > 32 || pci.contains(' ') {
+        if !is_pci_address(pci) {
             return None;
         }
         let body = body.strip_prefix("amdgpu: ").unwrap_or(body);
@@ -64,6 +80,24 @@ pub fn strip_prefix(msg: &str) -> Option<(Option<&str>, &str)> {
     None
 }
 
+/// `DDDD:BB:DD.F` as `dev_name()` prints a PCI device (the domain has 4 to 8 hex digits: VMD
+/// domains are `10000`): only such a prefix may teach the most-recent-device rule.
+pub fn is_pci_address(s: &str) -> bool {
+    let hex = |p: &str, min: usize, max: usize| {
+        (min..=max).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_hexdigit())
+    };
+    let Some((rest, func)) = s.rsplit_once('.') else {
+        return false;
+    };
+    let mut parts = rest.split(':');
+    let (Some(dom), Some(bus), Some(dev), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    hex(dom, 4, 8) && hex(bus, 2, 2) && hex(dev, 2, 2) && matches!(func.as_bytes(), [b'0'..=b'7'])
+}
+
 /// Longest free text kept from a line (`OtherError`); the whole line is in the record.
 const MAX_TEXT: usize = 512;
 
@@ -79,14 +113,20 @@ fn bounded(s: &str, max: usize) -> String {
 pub fn classify(msg: &str) -> Option<Classified<'_>> {
     let msg = msg.trim_end_matches(['\n', '\r']);
     let (pci, body) = strip_prefix(msg)?;
-    let line = match classify_body(body) {
-        Some(l) => l,
-        None if msg.contains("*ERROR* ") => Line::Record(KmsgKind::OtherError {
-            text: bounded(body.trim(), MAX_TEXT),
-        }),
-        None => return None,
-    };
+    let line = classify_stripped(msg, body)?;
     Some(Classified { pci, line })
+}
+
+/// What a message says, given its body after [`strip_prefix`]; `msg` is the whole message
+/// (an unrecognised `*ERROR*` line is still an [`KmsgKind::OtherError`]).
+pub fn classify_stripped(msg: &str, body: &str) -> Option<Line> {
+    match classify_body(body) {
+        Some(l) => Some(l),
+        None if msg.contains("*ERROR* ") => Some(Line::Record(KmsgKind::OtherError {
+            text: bounded(body.trim(), MAX_TEXT),
+        })),
+        None => None,
+    }
 }
 
 fn classify_body(body: &str) -> Option<Line> {
@@ -103,15 +143,7 @@ fn classify_body(body: &str) -> Option<Line> {
         }
     }
     if let Some(r) = t.strip_prefix("in page starting at address ") {
-        let address = parse_hex_prefix(r);
-        let client = r.split_once(" from ").map(|(_, c)| {
-            let c = c.trim();
-            c.strip_prefix("IH client ")
-                .or_else(|| c.strip_prefix("client "))
-                .unwrap_or(c)
-                .to_string()
-        });
-        return Some(Line::Cont(Cont::Address { address, client }));
+        return Some(Line::Cont(address_cont(r)));
     }
     if let Some(i) = t.find("_L2_PROTECTION_FAULT_STATUS:") {
         let r = &t[i + "_L2_PROTECTION_FAULT_STATUS:".len()..];
@@ -137,8 +169,11 @@ fn classify_body(body: &str) -> Option<Line> {
             )));
         }
     }
+    if let Some(c) = old_fault_cont(t) {
+        return Some(Line::Cont(c));
+    }
     // --- records
-    if let Some(kind) = page_fault(t) {
+    if let Some(kind) = page_fault(t).or_else(|| gpu_fault_detected(t)) {
         return Some(Line::Record(kind));
     }
     Some(Line::Record(record(t)?))
@@ -315,7 +350,9 @@ fn mes_failure(t: &str) -> Option<Option<String>> {
     })
 }
 
-/// `[hub] (retry |no-retry )?page fault (src_id:… ring:… vmid:… pasid:…[, for process …])`.
+/// `[hub] (retry |no-retry |VMC )?page fault (src_id:… ring:… vmid:… pasid:…[, for process …])`.
+/// 4.13–4.15 spell the keys `vm_id:` and `pas_id:`; 4.18 ends the process part with `\n)`, so
+/// the `)` is on a line of its own.
 fn page_fault(t: &str) -> Option<KmsgKind> {
     let r = t.strip_prefix('[')?;
     let (hub, rest) = r.split_once(']')?;
@@ -325,7 +362,7 @@ fn page_fault(t: &str) -> Option<KmsgKind> {
     } else if let Some(x) = rest.strip_prefix("no-retry ") {
         (Some(false), x)
     } else {
-        (None, rest)
+        (None, rest.strip_prefix("VMC ").unwrap_or(rest))
     };
     // A truncated header ("page fa") still counts as a fault if we got this far.
     if !("page fault".starts_with(rest) || rest.starts_with("page fault")) || rest.len() < 4 {
@@ -336,24 +373,132 @@ fn page_fault(t: &str) -> Option<KmsgKind> {
         Some((p, who)) => (p, parse_task(who)),
         None => (params, None),
     };
+    let key = |a: &str, b: &str| {
+        num_after(params, a)
+            .or_else(|| num_after(params, b))
+            .and_then(|v| u32::try_from(v).ok())
+    };
     let fault = FaultInfo {
-        hub: hub.to_string(),
-        pasid: num_after(params, "pasid:")
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(0),
-        vmid: num_after(params, "vmid:")
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(0),
-        src_id: num_after(params, "src_id:").and_then(|v| u32::try_from(v).ok()),
-        ring_id: num_after(params, "ring:").and_then(|v| u32::try_from(v).ok()),
-        address: None,
+        pasid: key("pasid:", "pas_id:").unwrap_or(0),
+        vmid: key("vmid:", "vm_id:").unwrap_or(0),
+        src_id: key("src_id:", "src_id:"),
+        ring_id: key("ring:", "ring:"),
         retry,
+        ..blank_fault(hub)
+    };
+    Some(KmsgKind::PageFault { fault, task })
+}
+
+fn blank_fault(hub: &str) -> FaultInfo {
+    FaultInfo {
+        hub: hub.to_string(),
+        pasid: 0,
+        vmid: 0,
+        src_id: None,
+        ring_id: None,
+        address: None,
+        retry: None,
         write: None,
         client: None,
         status: None,
         status_fields: Vec::new(),
+    }
+}
+
+/// gmc_v6/v7/v8 (GCN 1–3, no hubs): `GPU fault detected: 146 0x0000480c[ for process X pid N
+/// thread Y pid M]` (the process part 4.19–6.9; 6.10+ prints it on a ` for process` line).
+/// Its vmid, pasid and address come with the continuation lines.
+fn gpu_fault_detected(t: &str) -> Option<KmsgKind> {
+    let r = t.strip_prefix("GPU fault detected: ")?;
+    let (head, task) = match r.split_once(" for process ") {
+        Some((h, who)) => (h, parse_task(who)),
+        None => (r, None),
     };
-    Some(KmsgKind::PageFault { fault, task })
+    let src_id = head.split_whitespace().next().and_then(|n| n.parse().ok());
+    Some(KmsgKind::PageFault {
+        fault: FaultInfo {
+            src_id,
+            ..blank_fault("vm")
+        },
+        task,
+    })
+}
+
+/// Address lines of every era: `in page starting at address 0x… from client N` (5.x+, `from
+/// IH client 0x.. (name)`, `from N` before 5.3) → (address, client).
+fn address_cont(r: &str) -> Cont {
+    let address = parse_hex_prefix(r);
+    let client = r.split_once(" from ").map(|(_, c)| {
+        let c = c.trim();
+        c.strip_prefix("IH client ")
+            .or_else(|| c.strip_prefix("client "))
+            .unwrap_or(c)
+            .to_string()
+    });
+    Cont::Address { address, client }
+}
+
+/// Continuation lines of the pre-5.0 faults: gmc_v9 4.13–4.17 `  at page 0x… from 27`, 4.18
+/// `  at address 0x… from 27`; gmc_v6–v8 `  VM_CONTEXT1_PROTECTION_FAULT_ADDR   0x…` (a page
+/// number), `  VM_CONTEXT1_PROTECTION_FAULT_STATUS 0x…` and the decoded `VM fault (…)` line.
+fn old_fault_cont(t: &str) -> Option<Cont> {
+    if let Some(r) = t
+        .strip_prefix("at page ")
+        .or_else(|| t.strip_prefix("at address "))
+    {
+        return r.trim_start().starts_with("0x").then(|| address_cont(r));
+    }
+    if let Some(r) = t.strip_prefix("VM_CONTEXT1_PROTECTION_FAULT_ADDR ") {
+        let address = parse_hex_prefix(r).and_then(|page| page.checked_mul(4096));
+        return Some(Cont::Address {
+            address,
+            client: None,
+        });
+    }
+    if let Some(r) = t.strip_prefix("VM_CONTEXT1_PROTECTION_FAULT_STATUS ") {
+        return Some(Cont::Status(
+            parse_hex_prefix(r).and_then(|v| u32::try_from(v).ok()),
+        ));
+    }
+    vm_fault_decode(t)
+}
+
+/// `VM fault (0x%02x, vmid %d[, pasid %d]) at page %u, read|write from 'TC4' (0x…) (%d)`, or
+/// (late gmc_v6) `… from %d`.
+fn vm_fault_decode(t: &str) -> Option<Cont> {
+    let r = t.strip_prefix("VM fault (")?;
+    let (inside, rest) = r.split_once(')')?;
+    let u32_of = |v: Option<u64>| v.and_then(|v| u32::try_from(v).ok());
+    let protections = u32_of(parse_hex_prefix(inside));
+    let vmid = u32_of(num_after(inside, "vmid "));
+    let pasid = u32_of(num_after(inside, "pasid "));
+    let address = num_after(rest, "at page ").and_then(|p| p.checked_mul(4096));
+    let write = if rest.contains(", write from ") {
+        Some(true)
+    } else if rest.contains(", read from ") {
+        Some(false)
+    } else {
+        None
+    };
+    let client = rest.split_once(" from ").map(|(_, c)| {
+        let c = c.trim();
+        match c.strip_prefix('\'').and_then(|q| q.split_once('\'')) {
+            // 'TC4' (0x54433400) (72) → "TC4 (72)": the block name and the client id.
+            Some((name, tail)) => match tail.trim().rsplit_once('(') {
+                Some((_, id)) => format!("{name} ({}", id.trim()),
+                None => name.to_string(),
+            },
+            None => c.to_string(),
+        }
+    });
+    Some(Cont::VmFault {
+        protections,
+        vmid,
+        pasid,
+        address,
+        write,
+        client,
+    })
 }
 
 /// "X pid N thread Y pid M" with optional trailing ")"; names may be empty or contain spaces.
@@ -741,6 +886,155 @@ mod tests {
             rec("amdgpu 0000:03:00.0: [drm] Check your /sys/class/drm/card1/device/devcoredump/data").1,
             KmsgKind::Devcoredump { path: Some("/sys/class/drm/card1/device/devcoredump/data".into()) }
         );
+    }
+
+    /// Every pre-5.0 fault spelling, each from a real log or the source that printed it:
+    /// gmc_v9 4.13 (`vm_id:`/`pas_id:`, Mesa's si_debug.c parser quotes it), 4.15 (`pas_id:`,
+    /// a Vega 56 boot log), 4.16–4.17 (mbab-48 in testdata/corpus), 4.18 (`for process …` cut by
+    /// `\n)`, an xmr-stak report), 4.19–4.20 (`VMC page fault` with `in page starting at address
+    /// … from 27`, a WoW/vkd3d report).
+    #[test]
+    fn gmc_v9_faults_of_the_4x_era() {
+        let f = |l: &str| match rec(l).1 {
+            KmsgKind::PageFault { fault, task } => (fault, task),
+            other => panic!("{other:?}"),
+        };
+        let (fault, who) = f(
+            "amdgpu 0000:09:00.0: [gfxhub] VMC page fault (src_id:0 ring:24 vmid:1 pasid:32769)",
+        );
+        assert_eq!(
+            (
+                fault.hub.as_str(),
+                fault.ring_id,
+                fault.vmid,
+                fault.pasid,
+                fault.retry,
+                who
+            ),
+            ("gfxhub", Some(24), 1, 32769, None, None)
+        );
+        let (fault, _) =
+            f("amdgpu 0000:03:00.0: [gfxhub] VMC page fault (src_id:0 ring:158 vm_id:2 pas_id:7)");
+        assert_eq!((fault.vmid, fault.pasid, fault.ring_id), (2, 7, Some(158)));
+        let (fault, _) =
+            f("amdgpu 0000:03:00.0: [mmhub] VMC page fault (src_id:0 ring:157 vmid:0 pas_id:0)");
+        assert_eq!((fault.hub.as_str(), fault.vmid), ("mmhub", 0));
+        let (fault, t) = f("amdgpu 0000:03:00.0: [gfxhub] VMC page fault (src_id:0 ring:158 vmid:6 pasid:32768, for process xmr-stak pid 1571 thread xmr-stak pid 1573");
+        assert_eq!(fault.pasid, 32768);
+        assert_eq!(t, Some(task(1571, 1573, "xmr-stak", None)));
+        let (_, t) = f("amdgpu 0000:09:00.0: [gfxhub] VMC page fault (src_id:0 ring:158 vmid:1 pasid:32769, for process WoW.exe pid 2349 thread WoW.exe:cs0 pid 2370)");
+        assert_eq!(t, Some(task(2349, 2370, "WoW.exe", Some("WoW.exe:cs0"))));
+        for (l, addr, client) in [
+            (
+                "amdgpu 0000:09:00.0:   at page 0x0000000102a02000 from 27",
+                0x1_02a0_2000,
+                "27",
+            ),
+            (
+                "amdgpu 0000:03:00.0:   at address 0x00000003049e7000 from 27",
+                0x3_049e_7000,
+                "27",
+            ),
+            (
+                "amdgpu 0000:38:00.0:   in page starting at address 0x000080010b7d0000 from 27",
+                0x8001_0b7d_0000,
+                "27",
+            ),
+        ] {
+            assert_eq!(
+                cont(l),
+                Cont::Address {
+                    address: Some(addr),
+                    client: Some(client.into())
+                },
+                "{l}"
+            );
+        }
+        assert_eq!(
+            cont("amdgpu 0000:09:00.0: VM_L2_PROTECTION_FAULT_STATUS:0x00101031"),
+            Cont::Status(Some(0x0010_1031))
+        );
+    }
+
+    /// gmc_v6/v7/v8 (GCN 1–3): `GPU fault detected` with the VM_CONTEXT1 registers and the
+    /// decoded `VM fault` line. Lines from Requiem4Eternity/Appstream#91 (5.0, with process
+    /// and pasid) and Lucretia/vulkan-overlay#31 (4.x, neither).
+    #[test]
+    fn gmc_v8_gpu_fault_detected() {
+        let (pci, k) = rec("amdgpu 0005:01:00.0: GPU fault detected: 146 0x0000480c for process Media1251 pid 19092 thread appstream:cs0 pid 19111");
+        assert_eq!(pci.as_deref(), Some("0005:01:00.0"));
+        let KmsgKind::PageFault { fault, task: t } = k else {
+            panic!()
+        };
+        assert_eq!((fault.hub.as_str(), fault.src_id), ("vm", Some(146)));
+        assert_eq!(
+            t,
+            Some(task(19092, 19111, "Media1251", Some("appstream:cs0")))
+        );
+        let (_, k) = rec("amdgpu 0000:01:00.0: GPU fault detected: 147 0x0e384801");
+        assert!(matches!(k, KmsgKind::PageFault { task: None, .. }));
+        assert_eq!(
+            cont("amdgpu 0000:01:00.0:   VM_CONTEXT1_PROTECTION_FAULT_ADDR   0x0462075D"),
+            Cont::Address {
+                address: Some(0x0462_075D * 4096),
+                client: None
+            }
+        );
+        assert_eq!(
+            cont("amdgpu 0000:01:00.0:   VM_CONTEXT1_PROTECTION_FAULT_STATUS 0x020C4001"),
+            Cont::Status(Some(0x020C_4001))
+        );
+        assert_eq!(
+            cont("amdgpu 0005:01:00.0: VM fault (0x0c, vmid 1, pasid 32784) at page 0, read from 'TC4' (0x54433400) (72)"),
+            Cont::VmFault {
+                protections: Some(0x0c),
+                vmid: Some(1),
+                pasid: Some(32784),
+                address: Some(0),
+                write: Some(false),
+                client: Some("TC4 (72)".into())
+            }
+        );
+        assert_eq!(
+            cont("amdgpu 0000:01:00.0: VM fault (0x01, vmid 1) at page 73533277, write from 'TC3' (0x54433300) (196)"),
+            Cont::VmFault {
+                protections: Some(1),
+                vmid: Some(1),
+                pasid: None,
+                address: Some(73_533_277 * 4096),
+                write: Some(true),
+                client: Some("TC3 (196)".into())
+            }
+        );
+        // Late gmc_v6: no client name.
+        let Cont::VmFault { client, .. } =
+            cont("amdgpu 0000:01:00.0: VM fault (0x04, vmid 3) at page 12, read from 18")
+        else {
+            panic!()
+        };
+        assert_eq!(client.as_deref(), Some("18"));
+    }
+
+    #[test]
+    fn prefixes_pr_err_and_pci_shape() {
+        // pr_err lines (KFD, powerplay) have no device; they are amdgpu lines all the same.
+        assert_eq!(
+            strip_prefix("amdgpu: Failed to suspend process pid 3484"),
+            Some((None, "Failed to suspend process pid 3484"))
+        );
+        assert_eq!(
+            strip_prefix("amdgpu 10000:e1:00.0: amdgpu: GPU recovery disabled."),
+            Some((Some("10000:e1:00.0"), "GPU recovery disabled."))
+        );
+        for bad in [
+            "amdgpu kernel modesetting enabled.",
+            "amdgpu foo: bar",
+            "amdgpu 0000:03:00: x",
+            "amdgpu 0000:03:00.8: x",
+            "amdgpu 00:03:00.0: x",
+        ] {
+            assert_eq!(strip_prefix(bad), None, "{bad}");
+        }
     }
 
     #[test]

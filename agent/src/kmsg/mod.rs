@@ -1,6 +1,7 @@
 //! Kernel-log input: recognise amdgpu messages and fold continuation lines into records.
 //! Layers, each using only those above it:
-//! - `walltime` (+ `months`): civil time, zones and month names on jiff;
+//! - `walltime` (+ `months`): civil time, zones and month names on jiff; `years`: the year of
+//!   year-less stamps;
 //! - `stamp`: one text line → stamps, host, message; `journal`: journal entries;
 //! - `lines`: one message → what it says; `assemble`: continuations folded into records;
 //! - `boots`: which boot a line belongs to, and the Boot events;
@@ -9,6 +10,7 @@
 //! See docs/kmsg.md.
 pub mod assemble;
 pub mod boots;
+mod hold;
 pub mod input;
 pub mod journal;
 pub mod lines;
@@ -16,6 +18,7 @@ mod months;
 pub mod source;
 pub mod stamp;
 pub mod walltime;
+pub mod years;
 
 pub use assemble::KmsgAssembler;
 pub use input::{parse_dev_kmsg_record, Format, InputStats, LogReader};

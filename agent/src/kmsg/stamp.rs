@@ -3,7 +3,8 @@
 //! found on an ASCII byte, so no slice can split a UTF-8 character, whatever the input.
 use jiff::tz::TimeZone;
 
-use super::walltime::{infer_year, month_from_name, Civil};
+use super::walltime::{month_from_name, Civil};
+use super::years::Years;
 
 /// The shape of a line's prefix; counted per input so `analyze` can say what it read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -12,6 +13,9 @@ pub enum Form {
     Dmesg,
     /// `[Sun Nov 22 10:00:00 2026] msg` (dmesg -T, local time, any locale).
     DmesgCtime,
+    /// `[Nov22 10:00] msg` then `[  +0.000006] msg` (dmesg --time-format reltime, dmesg -H),
+    /// or `[<    0.000006>] msg` (--time-format delta): times relative to the previous line.
+    DmesgRel,
     /// `2026-11-22T10:00:00,123456+01:00 [host kernel: ]msg` (dmesg --time-format iso,
     /// journalctl -o short-iso / short-iso-precise, rsyslog RFC 3339), also `[2026-11-22 10:00:00]`.
     Iso,
@@ -42,6 +46,9 @@ impl Form {
         match self {
             Form::Dmesg => "dmesg ([seconds] message)",
             Form::DmesgCtime => "dmesg -T ([weekday month day time year] message)",
+            Form::DmesgRel => {
+                "dmesg -H / --time-format reltime or delta ([Nov22 10:00], [  +0.000006] message)"
+            }
             Form::Iso => {
                 "ISO 8601 stamps (dmesg --time-format iso, journalctl -o short-iso, rsyslog)"
             }
@@ -70,6 +77,8 @@ pub struct Stamped<'a> {
     pub msg: &'a str,
     /// The month name was not one of glibc's: the date is a guess (this month).
     pub unknown_month: bool,
+    /// The wall stamp was printed without a year (syslog, journal short, dmesg reltime).
+    pub year_inferred: bool,
 }
 
 impl<'a> Stamped<'a> {
@@ -81,16 +90,67 @@ impl<'a> Stamped<'a> {
             host: None,
             msg,
             unknown_month: false,
+            year_inferred: false,
         }
     }
 }
 
-/// How to read local time: the zone, and the instant year-less stamps are not after.
+/// How to read local time: the zone, the instant year-less stamps are not after, and what
+/// the stream taught so far.
 pub struct LocalTime {
     pub zone: TimeZone,
     pub reference_ns: u64,
-    /// (month, day) → year of the last year-less stamp, so a log costs one inference per day.
-    year_cache: Option<(u8, u8, i16)>,
+    pub state: StreamState,
+}
+
+/// What reading stamps remembers from one line to the next: the years of year-less stamps and
+/// the clock of `dmesg --time-format reltime/delta`. The reader saves it before the lines it
+/// holds and restores it to read them again (see `input.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct StreamState {
+    pub years: Years,
+    rel: RelClock,
+}
+
+/// `dmesg --time-format reltime` / `delta` (`dmesg -H`): each line says only how long after
+/// the previous one it came (`[  +0.000006]`, `[<    0.000006>]`), reltime adds a local
+/// `[Nov29 17:37]` at each new minute. `mono` adds the deltas up from the first such line;
+/// `offset` (wall − mono) comes from the first minute line.
+#[derive(Clone, Copy, Debug, Default)]
+struct RelClock {
+    mono: u64,
+    offset: Option<i128>,
+}
+
+impl RelClock {
+    fn delta(&mut self, d: u64) -> (Option<u64>, Option<u64>) {
+        self.mono = self.mono.saturating_add(d);
+        (Some(self.mono), self.wall())
+    }
+
+    /// A minute line at `minute_ns`: its record came somewhere in that minute and not before
+    /// the previous one, so the earliest such instant is taken (the minute is all it says).
+    fn minute(&mut self, minute_ns: u64) -> (Option<u64>, Option<u64>) {
+        let m = i128::from(minute_ns);
+        match self.offset {
+            Some(off) => {
+                let prev_wall = i128::from(self.mono) + off;
+                if m > prev_wall {
+                    let gap = u64::try_from(m - prev_wall).unwrap_or(0);
+                    self.mono = self.mono.saturating_add(gap);
+                } else if m + 60 * 1_000_000_000 <= prev_wall {
+                    // Earlier than the previous line's minute: another boot's output follows.
+                    self.offset = Some(m - i128::from(self.mono));
+                }
+            }
+            None => self.offset = Some(m - i128::from(self.mono)),
+        }
+        (Some(self.mono), self.wall())
+    }
+
+    fn wall(&self) -> Option<u64> {
+        u64::try_from(i128::from(self.mono) + self.offset?).ok()
+    }
 }
 
 impl LocalTime {
@@ -98,19 +158,18 @@ impl LocalTime {
         LocalTime {
             zone,
             reference_ns,
-            year_cache: None,
+            state: StreamState::default(),
         }
     }
 
-    fn year_for(&mut self, month: u8, day: u8) -> i16 {
-        if let Some((m, d, y)) = self.year_cache {
-            if (m, d) == (month, day) {
-                return y;
-            }
-        }
-        let y = infer_year(month, day, self.reference_ns, &self.zone);
-        self.year_cache = Some((month, day, y));
-        y
+    /// `c` (printed without a year) in the year the stream puts it, in the local zone.
+    fn yearless(&mut self, c: Civil, guessed_month: bool) -> Option<u64> {
+        let year = if guessed_month {
+            Years::guess(&c, self.reference_ns, &self.zone)
+        } else {
+            self.state.years.year_of(&c, self.reference_ns, &self.zone)
+        };
+        Civil { year, ..c }.in_zone(&self.zone)
     }
 
     fn this_month(&self) -> u8 {
@@ -123,6 +182,7 @@ impl LocalTime {
 /// Split a text line (any form but JSON/export). Never fails: an unknown shape is `Bare`.
 pub fn split<'a>(line: &'a str, lt: &mut LocalTime) -> Stamped<'a> {
     let line = line.trim_end_matches(['\n', '\r']);
+    let line = dmesg_decoration(line).unwrap_or(line);
     let b = line.as_bytes();
     let parsed = match b.first() {
         Some(b'[') => bracketed(line, lt),
@@ -159,7 +219,79 @@ pub fn embedded<'a>(line: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
     Some(s)
 }
 
-/// `[secs] …`, `[ctime] …`, `[ISO] …`.
+/// What `dmesg -x` (`kern  :err   : `) or `dmesg -r` (`<3>`) puts before the stamp: the rest
+/// of the line, read as any other dmesg line. None when the line does not start so.
+fn dmesg_decoration(line: &str) -> Option<&str> {
+    if let Some(r) = line.strip_prefix('<') {
+        let (prio, rest) = r.split_once('>')?;
+        let ok = (1..=4).contains(&prio.len()) && prio.bytes().all(|c| c.is_ascii_digit());
+        return ok.then_some(rest);
+    }
+    const FACILITIES: &[&str] = &[
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+        "authpriv", "ftp", "res0", "res1", "res2", "res3", "local0", "local1", "local2", "local3",
+        "local4", "local5", "local6", "local7",
+    ];
+    const LEVELS: &[&str] = &[
+        "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug",
+    ];
+    let (fac, rest) = line.split_once(':')?;
+    let (lvl, rest) = rest.split_once(':')?;
+    let known = FACILITIES.contains(&fac.trim_end()) && LEVELS.contains(&lvl.trim_end());
+    (known && !fac.starts_with(' ') && !lvl.starts_with(' '))
+        .then(|| rest.strip_prefix(' '))
+        .flatten()
+}
+
+/// `[  +0.000006]`, `[<    0.000006>]` (a delta, `,` as decimal point in some locales) or
+/// `[Nov22 10:00]` (reltime's minute line, month in the locale).
+fn relative<'a>(inner: &str, rest: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
+    let t = inner.trim();
+    let delta = t
+        .strip_prefix('+')
+        .or_else(|| t.strip_prefix('<').and_then(|d| d.strip_suffix('>')));
+    let (mono, real, yearless) = match delta {
+        Some(d) => {
+            let d = mono_secs(&d.trim().replacen(',', ".", 1))?;
+            let (m, r) = lt.state.rel.delta(d);
+            (m, r, false)
+        }
+        None => {
+            let c = reltime_minute(t, lt)?;
+            let minute = lt.yearless(c, false)?;
+            let (m, r) = lt.state.rel.minute(minute);
+            (m, r, true)
+        }
+    };
+    let mut s = Stamped::new(Form::DmesgRel, rest);
+    s.mono_ns = mono;
+    s.real_ns = real;
+    s.year_inferred = yearless;
+    Some(s)
+}
+
+/// `Nov22 10:00` (`%b%d %H:%M`: the day follows the month name directly, `11月29`, `Dez26`).
+fn reltime_minute(t: &str, lt: &LocalTime) -> Option<Civil> {
+    let (date, hm) = t.split_once(' ')?;
+    let b = hm.as_bytes();
+    if b.len() != 5
+        || b[2] != b':'
+        || !hm
+            .bytes()
+            .enumerate()
+            .all(|(i, c)| i == 2 || c.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = date.bytes().rev().take_while(u8::is_ascii_digit).count();
+    let (mon, day) = date.split_at(date.len() - digits);
+    let day: u8 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
+    let month = month_from_name(mon).or_else(|| mon.is_empty().then(|| lt.this_month()))?;
+    let (h, m): (u8, u8) = (hm[..2].parse().ok()?, hm[3..].parse().ok()?);
+    (h < 24 && m < 60).then(|| civil(0, month, day, (h, m, 0), 0))
+}
+
+/// `[secs] …`, `[ctime] …`, `[ISO] …`, `[+delta] …`, `[Mon22 10:00] …`.
 fn bracketed<'a>(line: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
     let close = line.as_bytes().iter().take(72).position(|&c| c == b']')?;
     let inner = &line[1..close];
@@ -179,6 +311,9 @@ fn bracketed<'a>(line: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
             s.real_ns = civil_ns(&c, off, lt).or(s.real_ns);
             return Some(s);
         }
+    }
+    if let Some(s) = relative(inner, rest, lt) {
+        return Some(s);
     }
     let (c, unknown) = ctime(inner, lt)?;
     let mut s = Stamped::new(Form::DmesgCtime, rest);
@@ -295,11 +430,11 @@ fn syslog<'a>(line: &'a str, lt: &mut LocalTime) -> Option<Stamped<'a>> {
     }
     let rest = line[end..].strip_prefix(' ')?;
     let (month, unknown) = month_or_this(mon_text, lt);
-    let year = lt.year_for(month, day);
-    let c = civil(year, month, day, (h, mi, sec), nanos);
+    let c = civil(0, month, day, (h, mi, sec), nanos);
     let mut s = after_prefix(Form::Syslog, rest);
-    s.real_ns = c.in_zone(&lt.zone);
+    s.real_ns = lt.yearless(c, unknown);
     s.unknown_month = unknown;
+    s.year_inferred = true;
     Some(s)
 }
 
@@ -724,6 +859,97 @@ mod tests {
             )
         );
         assert!(embedded("usb 1-1: new device", &mut l).is_none());
+    }
+
+    /// Real `dmesg --time-format reltime` output (util-linux 2.38.1, TZ=UTC) of records whose
+    /// `dmesg -T` times were 17:37:34, 17:37:54, 17:38:35, 17:38:39, 17:40:44, 17:40:44.1: the
+    /// minute lines give the minute, deltas the rest; never after the true time, never more
+    /// than a minute before it, and in order.
+    #[test]
+    fn reltime_minutes_and_deltas() {
+        let mut l = LocalTime::new(TimeZone::UTC, NOV22_10Z + 30 * 86_400 * S);
+        let m = |h: u64, mi: u64, s: f64| {
+            NOV22_10Z + 7 * 86_400 * S - 10 * 3600 * S
+                + (h * 3600 + mi * 60) * S
+                + (s * 1e9).round() as u64
+        };
+        let want = [
+            ("[Nov29 17:37] amdgpu a", m(17, 37, 0.0), 0),
+            (
+                "[ +19.500001] amdgpu b",
+                m(17, 37, 19.500001),
+                19_500_001_000,
+            ),
+            ("[Nov29 17:38] amdgpu c", m(17, 38, 0.0), 60 * S),
+            ("[  +4,250000] amdgpu d", m(17, 38, 4.25), 64_250_000_000),
+            ("[Nov29 17:40] amdgpu e", m(17, 40, 0.0), 180 * S),
+            ("[  +0.100000] amdgpu f", m(17, 40, 0.1), 180_100_000_000),
+        ];
+        for (line, real, mono) in want {
+            let s = split(line, &mut l);
+            assert_eq!(
+                (s.form, s.real_ns, s.mono_ns, &s.msg[..7]),
+                (Form::DmesgRel, Some(real), Some(mono), "amdgpu "),
+                "{line}"
+            );
+        }
+        // `--time-format delta`: no wall clock at all, deltas from the first line.
+        let mut l = lt();
+        for (line, mono) in [
+            ("[<    0.000000>] amdgpu a", 0),
+            ("[<    1.500000>] amdgpu b", 1_500_000_000),
+        ] {
+            let s = split(line, &mut l);
+            assert_eq!(
+                (s.form, s.mono_ns, s.real_ns),
+                (Form::DmesgRel, Some(mono), None)
+            );
+        }
+    }
+
+    #[test]
+    fn dmesg_decorations_x_and_raw() {
+        let m = "amdgpu 0000:03:00.0: amdgpu: MODE1 reset";
+        let mono = Some(135_794_048_000);
+        check(
+            &format!("kern  :err   : [  135.794048] {m}"),
+            Form::Dmesg,
+            mono,
+            None,
+            None,
+        );
+        check(
+            &format!("kern  :warn  : [  135.794048] {m}"),
+            Form::Dmesg,
+            mono,
+            None,
+            None,
+        );
+        check(
+            &format!("<3>[  135.794048] {m}"),
+            Form::Dmesg,
+            mono,
+            None,
+            None,
+        );
+        check(
+            &format!("kern  :err   : [Sun Nov 22 11:00:00 2026] {m}"),
+            Form::DmesgCtime,
+            None,
+            Some(NOV22_10Z),
+            None,
+        );
+        check(
+            &format!("kern  :err   : 2026-11-22T10:00:00,000000+00:00 {m}"),
+            Form::Iso,
+            None,
+            Some(NOV22_10Z),
+            None,
+        );
+        check(&format!("kern  :err   : {m}"), Form::Bare, None, None, None);
+        // Not decorations: an unknown facility, a syslog line.
+        let s = split("kernel:err: [1.0] amdgpu x", &mut lt());
+        assert_eq!(s.form, Form::Bare);
     }
 
     #[test]

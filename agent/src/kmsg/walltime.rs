@@ -1,6 +1,6 @@
 //! Wall-clock arithmetic for log stamps, on jiff: civil date-times (local, fixed offset or UTC)
-//! to ns since the Unix epoch, month names of any locale, the year a year-less stamp belongs to,
-//! and RFC 3339 rendering. Local time is converted with a real zone (TZ, /etc/localtime or
+//! to ns since the Unix epoch, month names of any locale, and RFC 3339 rendering (the year of a
+//! year-less stamp is `years.rs`). Local time is converted with a real zone (TZ, /etc/localtime or
 //! `--tz`), so a `dmesg -T` or syslog stamp lands on the right UTC instant across DST.
 use jiff::civil::DateTime;
 use jiff::tz::{Offset, TimeZone};
@@ -86,33 +86,6 @@ impl Civil {
 
 fn to_u64(ts: Timestamp) -> Option<u64> {
     u64::try_from(ts.as_nanosecond()).ok()
-}
-
-/// The year of a year-less stamp (`journalctl -o short`, syslog): the latest year in which
-/// month/day falls on or before `reference` (the file's modification time or now), so a log
-/// read in January still puts December's lines in the past year. Feb 29 looks back to the
-/// last leap year.
-pub fn infer_year(month: u8, day: u8, reference_ns: u64, zone: &TimeZone) -> i16 {
-    let reference = i128::from(reference_ns);
-    let now = Timestamp::from_nanosecond(reference).unwrap_or(Timestamp::UNIX_EPOCH);
-    let this_year = zone.to_datetime(now).year();
-    for y in (this_year.saturating_sub(8)..=this_year).rev() {
-        let c = Civil {
-            year: y,
-            month,
-            day,
-            hour: 0,
-            minute: 0,
-            second: 0,
-            nanos: 0,
-        };
-        if let Some(t) = c.in_zone(zone) {
-            if i128::from(t) <= reference {
-                return y;
-            }
-        }
-    }
-    this_year
 }
 
 /// ns since the epoch, now.
@@ -203,15 +176,6 @@ mod tests {
             Some(jul + 7 * 3600 * 1_000_000_000)
         );
         assert_eq!(civil(2026, 2, 30, 0, 0, 0).in_zone(&warsaw), None);
-    }
-
-    #[test]
-    fn year_less_stamps_are_never_in_the_future() {
-        let utc = TimeZone::UTC;
-        let jan_2027 = civil(2027, 1, 10, 0, 0, 0).in_zone(&utc).unwrap();
-        assert_eq!(infer_year(12, 30, jan_2027, &utc), 2026);
-        assert_eq!(infer_year(1, 5, jan_2027, &utc), 2027);
-        assert_eq!(infer_year(2, 29, jan_2027, &utc), 2024);
     }
 
     #[test]
