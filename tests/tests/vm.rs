@@ -157,6 +157,15 @@ fn assert_all_probes_attached(check: &Value, k: &KernelEntry, what: &str) {
         }
     }
     assert!(bad.is_empty(), "{what}: probes not as expected: {bad:#?}");
+    for (probe, hook) in &k.hooks {
+        let p = probes.iter().find(|p| p["name"] == probe.as_str());
+        let reason = p.and_then(|p| p["reason"].as_str()).unwrap_or("");
+        assert!(
+            reason.starts_with(hook.as_str()),
+            "{what}: on series {} check should name {hook} for {probe}, says {reason:?}",
+            k.series
+        );
+    }
     let names: Vec<&str> = probes.iter().filter_map(|p| p["name"].as_str()).collect();
     for want in PROBES {
         assert!(

@@ -25,6 +25,10 @@ pub struct KernelEntry {
     pub degraded: Vec<String>,
     #[serde(default)]
     pub features: Vec<String>,
+    /// Probe -> the `system:event` hangwatch check must name for it on this series (the
+    /// tracepoint variant the catalogue picked).
+    #[serde(default)]
+    pub hooks: std::collections::BTreeMap<String, String>,
     /// Whether the kernel exposes module BTF (/sys/kernel/btf/amdgpu); 5.10 does not.
     #[serde(default = "yes")]
     pub module_btf: bool,
