@@ -123,17 +123,7 @@ pub fn bench(args: &[String]) -> Result<u8> {
             files: vec![("plan.toml".into(), plan.into_bytes())],
         },
     )?;
-    let probe = initramfs::build(
-        &k,
-        &Spec {
-            name: "probe",
-            modules: &[],
-            extra_modules: vec![],
-            binaries: vec![],
-            files: vec![],
-        },
-    )?;
-    let accel = qemu::pick_accel(&k, &probe)?;
+    let accel = qemu::pick_accel(&k, &vm::probe_initramfs(&k)?)?;
     let out = vm::results_dir(&k.version);
     std::fs::create_dir_all(&out)?;
     let boot = qemu::boot(

@@ -267,7 +267,8 @@ fn run_kernel(spec: &str, o: &Opts, m: &Matrix, bins: &Bins) -> Result<String> {
     Ok(k.version)
 }
 
-fn probe_initramfs(k: &Kernel) -> Result<PathBuf> {
+/// The initramfs of the KVM probe boot (no plan: boots, prints HWEND, powers off).
+pub fn probe_initramfs(k: &Kernel) -> Result<PathBuf> {
     initramfs::build(
         k,
         &Spec {
