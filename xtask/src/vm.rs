@@ -17,6 +17,9 @@ use crate::matrix::{self, Matrix};
 use crate::qemu;
 use crate::util::{root, run, target_dir};
 
+/// The host's util-linux setpriv, copied into phase B for scenarios' `agent_wrapper`.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
 /// What `cargo xtask vm` boots without `--kernel`: the series of Debian 12's kernel.
 pub const DEFAULT_KERNEL: &str = "6.1";
 
@@ -364,13 +367,19 @@ fn phase_b(
         }
     };
     let (files, budget) = phase_b_plan(scenarios, demo)?;
+    let mut binaries = vec![bins.hangwatch.clone(), bins.hwdriver.clone()];
+    // util-linux's setpriv for `agent_wrapper` (busybox's has no --reuid/--regid); it lands at
+    // /bin/setpriv before busybox installs its applet links, so it wins.
+    if Path::new(SETPRIV).exists() {
+        binaries.push(PathBuf::from(SETPRIV));
+    }
     let initrd = initramfs::build(
         k,
         &Spec {
             name: "phase-b",
             modules: &["gpu-sched", "drm"],
             extra_modules: vec![ko],
-            binaries: vec![bins.hangwatch.clone(), bins.hwdriver.clone()],
+            binaries,
             files,
         },
     )?;
