@@ -513,17 +513,19 @@ pub fn hw_process_exit(_ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: read-only lookup of a u8 value.
-    if unsafe { SEEN_TGIDS.get(&tgid) }.is_none() {
+    if unsafe { SEEN_TGIDS.get(tgid) }.is_none() {
         return 0;
     }
-    let _ = SEEN_TGIDS.remove(&tgid);
+    let _ = SEEN_TGIDS.remove(tgid);
     if let Some(e) = reserve(kind::PROCESS_EXIT) {
         e.submit(BPF_RB_FORCE_WAKEUP as u64);
     }
     0
 }
 
-#[cfg(not(test))]
+// Only for the eBPF target: a host `cargo clippy --workspace` checks this crate with std
+// linked in through feature unification (agent-common/user), which has its own handler.
+#[cfg(all(not(test), target_arch = "bpf"))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
