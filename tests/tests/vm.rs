@@ -420,6 +420,8 @@ scenario_tests! {
     scenario_5_culprit_exits_early => "05-culprit-exits-early.toml",
     scenario_6_opened_before_agent => "06-opened-before-agent.toml",
     scenario_7_flood => "07-flood.toml",
+    scenario_8_noisy_faulter_compute_hang => "08-noisy-faulter-compute-hang.toml",
+    scenario_9_two_faulters_one_wedges => "09-two-faulters-one-wedges.toml",
 }
 
 #[test]
@@ -444,7 +446,7 @@ fn every_scenario_file_has_a_test_and_parses() {
         }
     }
     assert_eq!(
-        n, 7,
+        n, 9,
         "the harness generates one test per scenario: update scenario_tests!"
     );
 }
