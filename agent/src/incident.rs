@@ -127,8 +127,8 @@ pub struct ProcessSummary {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub schema: String,
-    /// `<gpu or "gpu">-<ns of the event that opened it>`: fixed when the incident opens, so
-    /// the provisional reports written while it is open and the final one share it.
+    /// `<gpu or "gpu">-<ns of the event that opened it>`, fixed at its first report: the
+    /// provisional reports written while it is open and the final one share it.
     pub id: String,
     /// PCI address when known.
     pub gpu: Option<String>,

@@ -69,7 +69,8 @@ fn hung_ring(o: &Open) -> Option<String> {
         .or_else(|| o.reset.probe_ring.clone().filter(|_| o.timeout.seen()))
 }
 
-pub fn attribute(o: &Open, cx: &Ctx) -> Incident {
+/// The incident `o` stands for now; `id` is its fixed id (`Open::id`).
+pub fn attribute(o: &Open, id: String, cx: &Ctx) -> Incident {
     let kind = kind_of(o);
     let ring = hung_ring(o);
     let mut b = match kind {
@@ -91,7 +92,9 @@ pub fn attribute(o: &Open, cx: &Ctx) -> Incident {
         );
     }
     notes(o, kind, &mut b.reasoning);
-    assemble(o, kind, ring, b, cx)
+    let mut inc = assemble(o, kind, ring, b, cx);
+    inc.id = id;
+    inc
 }
 
 /// The hung job's owner: the probe's timed-out job, else the kernel's "Process" line.
@@ -228,12 +231,18 @@ fn timing_blame(
 ) -> Blame {
     let a = cx.procs.reference(f.pid, &f.comm);
     let secs = t.saturating_sub(f.t_ns) as f64 / 1e9;
-    let why = format!("there is no progress evidence (which jobs {ring} completed after the fault, only the flight recorder of `hangwatch run` sees that), so whether the fault stalled {ring} is unknown and the confidence is lowered");
-    let mut b = Blame::new(match hung {
-        Some((hp, hc)) => format!("Rule T4: {} (pid {}) page-faulted {secs:.1} s before {ring} timed out (fault at {}), and the kernel blamed {hc} (pid {hp}); {why}.", a.comm, a.pid, render_time(clock, f.t_ns)),
-        None => format!("Rule T4: {} (pid {}) page-faulted {secs:.1} s before {ring} timed out and the hung job's owner is unknown; {why}.", a.comm, a.pid),
-    })
-    .blame(a.clone(), Confidence::Unknown);
+    let fault = format!(
+        "Rule T4: {} (pid {}) page-faulted {secs:.1} s before {ring} timed out (fault at {})",
+        a.comm,
+        a.pid,
+        render_time(clock, f.t_ns)
+    );
+    let blamed = match hung {
+        Some((hp, hc)) => format!(" and the kernel blamed {hc} (pid {hp})"),
+        None => " and the hung job's owner is unknown".into(),
+    };
+    let mut b = Blame::new(format!("{fault}{blamed}. There is no progress evidence (did {ring} complete jobs after the fault? only the probes of `hangwatch run` see that), so {} is a suspect from timing alone: confidence unknown.", a.comm))
+        .blame(a.clone(), Confidence::Unknown);
     if let Some((hp, hc)) = hung {
         let comm = cx.procs.reference(*hp, hc).comm;
         b.victim(
@@ -437,7 +446,7 @@ fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &C
     let started_ns = evidence.first().map_or(o.start_ns, |e| e.t_ns);
     Incident {
         schema: SCHEMA.to_string(),
-        id: o.id.clone(),
+        id: String::new(),
         gpu: o.gpu.clone(),
         kind,
         ring,

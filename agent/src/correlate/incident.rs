@@ -92,8 +92,10 @@ impl EvidenceLog {
 
 #[derive(Clone, Debug)]
 pub struct Open {
-    /// Fixed when the incident opens, so provisional and final reports share it.
-    pub id: String,
+    /// When the event that opened it happened: with the GPU, the incident's id.
+    pub opened_ns: u64,
+    /// Fixed at the first report (provisional or final), so every report shares it.
+    id: Option<String>,
     pub gpu: Option<String>,
     pub clock: Clock,
     /// First and last related event.
@@ -114,7 +116,8 @@ pub struct Open {
 impl Open {
     pub fn new(ev: &Event, dropped: u64) -> Self {
         Open {
-            id: format!("{}-{}", ev.gpu.as_deref().unwrap_or("gpu"), ev.t_ns),
+            opened_ns: ev.t_ns,
+            id: None,
             gpu: ev.gpu.clone(),
             clock: ev.clock,
             start_ns: ev.t_ns,
@@ -128,6 +131,15 @@ impl Open {
             dropped_at_open: dropped,
             changed: true,
         }
+    }
+
+    /// `<gpu or "gpu">-<ns of the opening event>`, fixed the first time it is asked for (the
+    /// PCI address may arrive after the opening event, e.g. after a `[drm:...]` line).
+    pub fn id(&mut self) -> String {
+        let (gpu, t) = (&self.gpu, self.opened_ns);
+        self.id
+            .get_or_insert_with(|| format!("{}-{t}", gpu.as_deref().unwrap_or("gpu")))
+            .clone()
     }
 
     /// A timeout or reset activity is in: the incident settles instead of waiting for one.

@@ -263,7 +263,8 @@ impl Correlator {
         for i in 0..self.open.len() {
             if self.open[i].changed {
                 self.open[i].changed = false;
-                let mut inc = self.build(&self.open[i]);
+                let id = self.open[i].id();
+                let mut inc = self.build(&self.open[i], id);
                 inc.provisional = true;
                 out.push(inc);
             }
@@ -272,13 +273,13 @@ impl Correlator {
     }
 
     /// The incident as it stands: attribution plus boot facts and drops.
-    fn build(&self, open: &Open) -> Incident {
+    fn build(&self, open: &Open, id: String) -> Incident {
         let cx = attribute::Ctx {
             procs: &self.procs,
             rec: &self.recorder,
             cfg: &self.config,
         };
-        let mut inc = attribute::attribute(open, &cx);
+        let mut inc = attribute::attribute(open, id, &cx);
         inc.dropped_events = self.stats.dropped.saturating_sub(open.dropped_at_open);
         if let Some(b) = &self.boot {
             inc.boot_id.clone_from(&b.boot_id);
@@ -288,8 +289,9 @@ impl Correlator {
         inc
     }
 
-    fn close(&mut self, open: Open) -> Incident {
-        let inc = self.build(&open);
+    fn close(&mut self, mut open: Open) -> Incident {
+        let id = open.id();
+        let inc = self.build(&open, id);
         self.stats.incidents += 1;
         self.count_summary(&inc, &open);
         inc
