@@ -32,8 +32,8 @@ pub struct HungRing<'a> {
     hung: Option<&'a JobKey>,
     window_ns: u64,
     clock: Clock,
-    /// The recorder has seen completions at all (else fence probes are missing and "no
-    /// progress" would mean nothing).
+    /// The recorder has seen jobs both run and complete (else the run or fence probes are
+    /// missing, and "nothing ran" or "nothing completed" would mean nothing).
     completions: bool,
 }
 
@@ -53,7 +53,9 @@ impl<'a> HungRing<'a> {
             hung,
             window_ns,
             clock,
-            completions: rec.all_jobs().any(|j| j.done_ns.is_some()),
+            completions: rec
+                .all_jobs()
+                .any(|j| j.run_ns.is_some() && j.done_ns.is_some()),
         }
     }
 

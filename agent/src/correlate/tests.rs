@@ -1206,6 +1206,18 @@ mod blame_rules {
         assert!(i.reasoning.contains("Rule T4"), "{}", i.reasoning);
     }
 
+    /// Degraded probes (no scheduler run events): the recorder cannot say what ran, so no
+    /// progress evidence (F4), not "nothing of zed's ran on gfx" (F2).
+    #[test]
+    fn without_run_events_a_fault_is_timing_only() {
+        let mut v = zed_probe_stream(true);
+        v.retain(|e| !matches!(e.body, EventBody::RunJob { .. }));
+        let (incs, _) = run(v);
+        let i = find_timeout(&incs);
+        assert_eq!(culprit(i), Some((7587, "zed")));
+        assert_eq!(i.confidence, Confidence::Unknown, "{}", i.reasoning);
+    }
+
     /// G1's exclusion: the faulter's later work completed before the reset.
     #[test]
     fn reset_after_a_fault_whose_process_kept_working_names_nobody() {
