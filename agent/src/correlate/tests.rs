@@ -159,6 +159,17 @@ fn reset_begin(t: u64) -> Event {
         },
     )
 }
+/// The incident's reasoning says `what`.
+#[track_caller]
+fn says(i: &Incident, what: &str) {
+    assert!(i.reasoning.contains(what), "{}", i.reasoning);
+}
+/// The incident names `who` with `confidence`.
+#[track_caller]
+fn blamed(i: &Incident, who: (u32, &str), confidence: Confidence) {
+    assert_eq!(culprit(i), Some(who), "{}", i.reasoning);
+    assert_eq!(i.confidence, confidence, "{}", i.reasoning);
+}
 fn culprit(i: &Incident) -> Option<(u32, &str)> {
     i.culprit.as_ref().map(|c| (c.pid, c.comm.as_str()))
 }
@@ -311,16 +322,8 @@ fn zed_probe_only() {
     let (incs, _) = run(zed_probe_stream(true));
     assert_eq!(incs.len(), 1, "{incs:#?}");
     assert_zed(&incs[0], Confidence::Likely);
-    assert!(
-        incs[0].reasoning.contains("Rule T3"),
-        "{}",
-        incs[0].reasoning
-    );
-    assert!(
-        incs[0].reasoning.contains("CP retired zed's faulting job"),
-        "{}",
-        incs[0].reasoning
-    );
+    says(&incs[0], "Rule T3");
+    says(&incs[0], "CP retired zed's faulting job");
     assert_eq!(
         incs[0]
             .culprit
@@ -349,11 +352,7 @@ fn zed_certain_when_its_unfinished_job_ran_just_before() {
     let (incs, _) = run(zed_probe_stream(false));
     assert_eq!(incs.len(), 1);
     assert_zed(&incs[0], Confidence::Certain);
-    assert!(
-        incs[0].reasoning.contains("stopped at zed's job"),
-        "{}",
-        incs[0].reasoning
-    );
+    says(&incs[0], "stopped at zed's job");
 }
 
 #[test]
@@ -363,16 +362,8 @@ fn zed_kmsg_only() {
     // Rule T4: the log has no progress evidence, so zed stays the suspect (DISPUTED) but the
     // confidence is lowered, and the reasoning says why.
     assert_zed(&incs[0], Confidence::Unknown);
-    assert!(
-        incs[0].reasoning.contains("Rule T4"),
-        "{}",
-        incs[0].reasoning
-    );
-    assert!(
-        incs[0].reasoning.contains("no progress evidence"),
-        "{}",
-        incs[0].reasoning
-    );
+    says(&incs[0], "Rule T4");
+    says(&incs[0], "no progress evidence");
     assert_eq!(incs[0].gpu.as_deref(), Some(GPU));
     assert!(incs[0]
         .evidence
@@ -432,11 +423,7 @@ fn pid0_fault_alone_is_unattributed() {
     assert!(incs[0].culprit.is_none());
     assert!(incs[0].kernel_blamed.is_none());
     assert_eq!(incs[0].confidence, Confidence::Unknown);
-    assert!(
-        incs[0].reasoning.contains("could not map the PASID"),
-        "{}",
-        incs[0].reasoning
-    );
+    says(&incs[0], "could not map the PASID");
 }
 
 #[test]
@@ -510,8 +497,8 @@ fn mes_reset_without_timeout() {
     assert!(i.culprit.is_none());
     assert_eq!(i.confidence, Confidence::Unknown);
     assert_eq!(i.reset.as_deref(), Some("succeeded"));
-    assert!(i.reasoning.contains("python3 (pid 300)"), "{}", i.reasoning);
-    assert!(i.reasoning.contains("pid 0"), "{}", i.reasoning);
+    says(i, "python3 (pid 300)");
+    says(i, "pid 0");
 }
 
 #[test]
@@ -783,11 +770,7 @@ fn fault_storm_is_capped() {
     let i = &incs[0];
     assert_eq!(i.evidence.len(), super::incident::MAX_FAULT_EVIDENCE + 1);
     assert!(i.evidence.iter().any(|e| e.what.contains("timed out")));
-    assert!(
-        i.reasoning.contains("1808 further related events"),
-        "{}",
-        i.reasoning
-    );
+    says(i, "1808 further related events");
     assert_eq!(i.omitted.evidence, 1808);
     assert_eq!(i.omitted.faults, 2000 - super::roles::MAX_FAULTS as u64);
     assert_eq!(culprit(i), Some((42, "game")));
@@ -1023,17 +1006,14 @@ mod blame_rules {
         let (incs, _) = run(v);
         let i = find_timeout(&incs);
         assert_eq!(i.ring.as_deref(), Some("comp_1.0.0"));
-        assert_eq!(culprit(i), Some((200, "python3")), "{}", i.reasoning);
-        assert_eq!(i.confidence, Confidence::Likely);
+        blamed(i, (200, "python3"), Confidence::Likely);
         assert_eq!(i.kernel_blamed.as_ref().map(|k| k.pid), Some(200));
         assert!(!i.kernel_blame_disputed);
         assert!(!i.victims.iter().any(|v| v.pid == 100), "{:?}", i.victims);
-        assert!(i.reasoning.contains("Rule T5"), "{}", i.reasoning);
-        assert!(
-            i.reasoning
-                .contains("mpv (pid 100): its job at the time ran on gfx_0.0.0, not comp_1.0.0"),
-            "{}",
-            i.reasoning
+        says(i, "Rule T5");
+        says(
+            i,
+            "mpv (pid 100): its job at the time ran on gfx_0.0.0, not comp_1.0.0",
         );
     }
 
@@ -1090,17 +1070,14 @@ mod blame_rules {
         v.push(timed_out(5 * S, "gfx_0.0.0", 113, 53));
         let (incs, _) = run(v);
         let i = find_timeout(&incs);
-        assert_eq!(culprit(i), Some((20, "zed")), "{}", i.reasoning);
-        assert_eq!(i.confidence, Confidence::Likely);
+        blamed(i, (20, "zed"), Confidence::Likely);
         assert!(i.kernel_blame_disputed);
         assert!(i.victims.iter().any(|v| v.pid == 30));
         assert!(!i.victims.iter().any(|v| v.pid == 10), "{:?}", i.victims);
-        assert!(i.reasoning.contains("Rule T3"), "{}", i.reasoning);
-        assert!(
-            i.reasoning
-                .contains("firefox (pid 10): gfx_0.0.0 kept completing work after it"),
-            "{}",
-            i.reasoning
+        says(i, "Rule T3");
+        says(
+            i,
+            "firefox (pid 10): gfx_0.0.0 kept completing work after it",
         );
     }
 
@@ -1125,8 +1102,7 @@ mod blame_rules {
         v.push(timed_out(9 * S / 2, "gfx_0.0.0", 9, 53));
         let (incs, _) = run(v);
         let i = find_timeout(&incs);
-        assert_eq!(culprit(i), Some((30, "Xwayland")), "{}", i.reasoning);
-        assert_eq!(i.confidence, Confidence::Likely);
+        blamed(i, (30, "Xwayland"), Confidence::Likely);
         assert!(!i.kernel_blame_disputed);
     }
 
@@ -1141,8 +1117,7 @@ mod blame_rules {
         v.push(timed_out(4 * S, "comp_1.0.0", 3, 53));
         let (incs, _) = run(v);
         let i = find_timeout(&incs);
-        assert_eq!(culprit(i), Some((30, "blender")));
-        assert_eq!(i.confidence, Confidence::Likely, "{}", i.reasoning);
+        blamed(i, (30, "blender"), Confidence::Likely);
     }
 
     /// F1 also works from logs: an mmhub fault cannot stall gfx.
@@ -1172,13 +1147,8 @@ mod blame_rules {
         ];
         let (incs, _) = run(v);
         let i = find_timeout(&incs);
-        assert_eq!(culprit(i), Some((6, "kwin_wayland")));
-        assert_eq!(i.confidence, Confidence::Likely);
-        assert!(
-            i.reasoning.contains("came through mmhub"),
-            "{}",
-            i.reasoning
-        );
+        blamed(i, (6, "kwin_wayland"), Confidence::Likely);
+        says(i, "came through mmhub");
     }
 
     /// The probes started after the fault: no progress evidence for it (F4), as from a log.
@@ -1200,10 +1170,9 @@ mod blame_rules {
         v.push(timed_out(8 * S, "gfx_0.0.0", 2, 53));
         let (incs, _) = run(v);
         let i = find_timeout(&incs);
-        assert_eq!(culprit(i), Some((10, "zed")));
-        assert_eq!(i.confidence, Confidence::Unknown);
+        blamed(i, (10, "zed"), Confidence::Unknown);
         assert!(i.kernel_blame_disputed);
-        assert!(i.reasoning.contains("Rule T4"), "{}", i.reasoning);
+        says(i, "Rule T4");
     }
 
     /// Degraded probes (no scheduler run events): the recorder cannot say what ran, so no
@@ -1214,8 +1183,7 @@ mod blame_rules {
         v.retain(|e| !matches!(e.body, EventBody::RunJob { .. }));
         let (incs, _) = run(v);
         let i = find_timeout(&incs);
-        assert_eq!(culprit(i), Some((7587, "zed")));
-        assert_eq!(i.confidence, Confidence::Unknown, "{}", i.reasoning);
+        blamed(i, (7587, "zed"), Confidence::Unknown);
     }
 
     /// G1's exclusion: the faulter's later work completed before the reset.
@@ -1243,11 +1211,7 @@ mod blame_rules {
         let i = &incs[0];
         assert_eq!(i.kind, IncidentKind::GpuReset);
         assert!(i.culprit.is_none(), "{}", i.reasoning);
-        assert!(
-            i.reasoning.contains("its later job on gfx_0.0.0 completed"),
-            "{}",
-            i.reasoning
-        );
+        says(i, "its later job on gfx_0.0.0 completed");
     }
 
     /// Issue 10: `cat v710-illegal-opcode.log v710-zed-fault-then-timeout.log | hangwatch
