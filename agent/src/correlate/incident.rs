@@ -288,41 +288,12 @@ impl Open {
                 .timeout
                 .on_log(t, ring, (*signaled, *emitted), task.as_ref()),
             KmsgKind::SoftRecovered { ring } => self.timeout.on_soft(t, ring),
-            KmsgKind::RingReset { ring, ok } => {
-                self.reset.on_ring(t, ring, *ok);
-                match ok {
-                    None => format!("ring {ring} reset started"),
-                    Some(true) => format!("ring {ring} reset succeeded"),
-                    Some(false) => format!("ring {ring} reset failed"),
-                }
-            }
-            KmsgKind::ResetBegin { source } => {
-                self.reset.on_begin(t, None);
-                match source {
-                    Some(s) => format!("GPU reset began (source {s})"),
-                    None => "GPU reset began".into(),
-                }
-            }
-            KmsgKind::ResetResult { ok, .. } => {
-                self.reset.on_result(t, *ok);
-                format!("GPU reset {}", if *ok { "succeeded" } else { "failed" })
-            }
-            KmsgKind::ResetStep { what } => {
-                self.reset.on_step(t);
-                format!("reset step: {what}")
-            }
-            KmsgKind::VramLost => {
-                self.reset.seen = true;
-                self.reset.vram_lost = true;
-                "VRAM was lost in the reset".into()
-            }
-            KmsgKind::MesFailure { msg } => {
-                self.reset.on_mes();
-                format!(
-                    "MES firmware failed to respond{}",
-                    msg.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
-                )
-            }
+            KmsgKind::RingReset { .. }
+            | KmsgKind::ResetBegin { .. }
+            | KmsgKind::ResetResult { .. }
+            | KmsgKind::ResetStep { .. }
+            | KmsgKind::VramLost
+            | KmsgKind::MesFailure { .. } => return self.reset.on_kmsg(t, kind),
             KmsgKind::ParserInitFailed { errno } => return self.refusals.on_parser(*errno),
             KmsgKind::Devcoredump { path } => format!(
                 "devcoredump written{}",

@@ -3,7 +3,7 @@
 //! its event and returns the evidence sentence; every list is capped and its overflow counted.
 use super::processes::Processes;
 use super::recorder::Recorder;
-use crate::model::{FaultInfo, IllegalKind, JobKey, Task};
+use crate::model::{FaultInfo, IllegalKind, JobKey, KmsgKind, Task};
 
 /// Fault records kept per incident (a fault storm cannot grow memory).
 pub const MAX_FAULTS: usize = 1024;
@@ -354,14 +354,14 @@ impl Reset {
     }
 
     /// MODE1/MODE2/soft-reset steps: a full reset is under way until its result.
-    pub fn on_step(&mut self, t: u64) {
+    fn on_step(&mut self, t: u64) {
         self.begin(t);
         if self.result.is_none() {
             self.full_pending = true;
         }
     }
 
-    pub fn on_ring(&mut self, t: u64, ring: &str, ok: Option<bool>) {
+    fn on_ring(&mut self, t: u64, ring: &str, ok: Option<bool>) {
         self.seen = true;
         match ok {
             None => {
@@ -396,9 +396,51 @@ impl Reset {
         });
     }
 
-    pub fn on_mes(&mut self) {
+    fn on_mes(&mut self) {
         self.seen = true;
         self.mes = true;
+    }
+
+    /// Records a reset-related kernel-log record; the evidence sentence.
+    pub fn on_kmsg(&mut self, t: u64, kind: &KmsgKind) -> Option<String> {
+        Some(match kind {
+            KmsgKind::RingReset { ring, ok } => {
+                self.on_ring(t, ring, *ok);
+                match ok {
+                    None => format!("ring {ring} reset started"),
+                    Some(true) => format!("ring {ring} reset succeeded"),
+                    Some(false) => format!("ring {ring} reset failed"),
+                }
+            }
+            KmsgKind::ResetBegin { source } => {
+                self.on_begin(t, None);
+                match source {
+                    Some(s) => format!("GPU reset began (source {s})"),
+                    None => "GPU reset began".into(),
+                }
+            }
+            KmsgKind::ResetResult { ok, .. } => {
+                self.on_result(t, *ok);
+                format!("GPU reset {}", if *ok { "succeeded" } else { "failed" })
+            }
+            KmsgKind::ResetStep { what } => {
+                self.on_step(t);
+                format!("reset step: {what}")
+            }
+            KmsgKind::VramLost => {
+                self.seen = true;
+                self.vram_lost = true;
+                "VRAM was lost in the reset".into()
+            }
+            KmsgKind::MesFailure { msg } => {
+                self.on_mes();
+                format!(
+                    "MES firmware failed to respond{}",
+                    msg.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
+                )
+            }
+            _ => return None,
+        })
     }
 }
 
