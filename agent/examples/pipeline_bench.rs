@@ -3,14 +3,18 @@
 //! eight events per submission) through the same `Decoder` + `Correlator` path `hangwatch run`
 //! uses. The VM bench measures the whole system under TCG, where the agent's userspace competes
 //! with the submitter for emulated CPUs; this isolates the part we control.
-//! Run: `cargo run --release -p agent --example pipeline_bench -- [--submissions N]`.
+//! Then the correlator's worst cases for its bounded tables, each in a child process so each
+//! peak RSS is its own: per-event cost with 100 k known PASIDs, 200 k distinct pids, and a
+//! flood of 4 M refusals (-ECANCELED) after a reset.
+//! Run: `cargo run --release -p agent --example pipeline_bench -- [--submissions N] [--case C]`.
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use agent_common::{flags, kind, RawEvent};
 use hangwatch::correlate::{Config, Correlator};
 use hangwatch::decode::Decoder;
+use hangwatch::model::{Clock, Event, EventBody, JobKey, KmsgKind, KmsgRecord, Source, Task};
 
 fn name<const N: usize>(s: &str) -> [u8; N] {
     let mut b = [0u8; N];
@@ -90,6 +94,30 @@ fn submission(n: u64, t: u64) -> Vec<RawEvent> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(case) = args
+        .iter()
+        .position(|a| a == "--case")
+        .and_then(|i| args.get(i + 1))
+    {
+        return worst_case(case);
+    }
+    pipeline(&args);
+    // Each worst case in its own process, so its peak RSS is not the pipeline's.
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    for case in ["pasids", "pids", "refusals"] {
+        match std::process::Command::new(&me)
+            .args(["--case", case])
+            .output()
+        {
+            Ok(o) => print!("{}", String::from_utf8_lossy(&o.stdout)),
+            Err(e) => println!("{case}: cannot run: {e}"),
+        }
+    }
+}
+
+fn pipeline(args: &[String]) {
     let n: u64 = args
         .iter()
         .position(|a| a == "--submissions")
@@ -127,4 +155,187 @@ fn main() {
         1e3 / ns_ev,
         common::peak_rss_kib() / 1024
     );
+}
+
+fn ev(t_ns: u64, body: EventBody) -> Event {
+    Event {
+        t_ns,
+        clock: Clock::Monotonic,
+        source: Source::Ebpf,
+        gpu: None,
+        body,
+    }
+}
+
+/// One submission as the correlator sees it (submit, run, fence emitted, fence signaled).
+fn job_events(t: u64, pid: u32, n: u64, out: &mut Vec<Event>) {
+    let ring = "gfx_0.0.0".to_string();
+    let key = JobKey {
+        sched_job_id: Some(n),
+        ..JobKey::default()
+    };
+    out.push(ev(
+        t,
+        EventBody::Submit {
+            task: Task::new(pid, pid, "client"),
+            ring: ring.clone(),
+            job: key,
+            num_ibs: 1,
+        },
+    ));
+    out.push(ev(
+        t + 10_000,
+        EventBody::RunJob {
+            ring: ring.clone(),
+            job: key,
+            worker_tid: 900,
+        },
+    ));
+    out.push(ev(
+        t + 11_000,
+        EventBody::HwFenceEmitted {
+            ring: ring.clone(),
+            context: 5,
+            seqno: n,
+            emitter_tid: 900,
+        },
+    ));
+    out.push(ev(
+        t + 300_000,
+        EventBody::HwFenceSignaled {
+            ring,
+            context: 5,
+            seqno: n,
+        },
+    ));
+}
+
+/// Feeds `events`; returns the time spent in `push`.
+fn feed(corr: &mut Correlator, events: Vec<Event>) -> Duration {
+    let t = Instant::now();
+    for e in events {
+        corr.push(e);
+    }
+    t.elapsed()
+}
+
+/// Feeds `n` generated submissions in chunks (the generator's memory stays out of the peak
+/// RSS); returns the time spent in `push` and the number of events.
+fn feed_jobs(corr: &mut Correlator, n: u64, pid_of: impl Fn(u64) -> u32) -> (Duration, u64) {
+    let (mut busy, mut events) = (Duration::ZERO, 0);
+    let mut k = 0;
+    while k < n {
+        let mut v = Vec::new();
+        for j in k..(k + 10_000).min(n) {
+            job_events(1_000_000_000 + j * 50_000, pid_of(j), j, &mut v);
+        }
+        events += v.len() as u64;
+        busy += feed(corr, v);
+        k += 10_000;
+    }
+    (busy, events)
+}
+
+fn worst_case(case: &str) {
+    let mut corr = Correlator::new(Config::default());
+    match case {
+        // 100 k PASIDs known (1000 processes with 100 each), then ordinary traffic.
+        "pasids" => {
+            let mut setup = Vec::new();
+            for p in 0..100_000u32 {
+                setup.push(ev(
+                    1_000 + u64::from(p),
+                    EventBody::PasidAllocated {
+                        pasid: 1 + p,
+                        task: Task::new(1000 + p / 100, 1000 + p / 100, "client"),
+                    },
+                ));
+            }
+            feed(&mut corr, setup);
+            let (busy, events) = feed_jobs(&mut corr, 200_000, |k| 1000 + (k % 1000) as u32);
+            let events = events as f64;
+            println!(
+                "100k known PASIDs: {:.0} ns/event over {events} events, peak RSS {} MiB",
+                busy.as_nanos() as f64 / events,
+                common::peak_rss_kib() / 1024
+            );
+        }
+        // 200 k distinct processes each submitting once.
+        "pids" => {
+            let (busy, events) = feed_jobs(&mut corr, 200_000, |k| 10 + k as u32);
+            let events = events as f64;
+            println!(
+                "200k pids: {:.2} s total, {:.0} ns/event over {events} events, peak RSS {} MiB",
+                busy.as_secs_f64(),
+                busy.as_nanos() as f64 / events,
+                common::peak_rss_kib() / 1024
+            );
+        }
+        // A timeout and reset, then 4 M refused submissions 1 ms apart (over an hour).
+        "refusals" => {
+            let t0 = 1_000_000_000u64;
+            let kmsg = |t: u64, kind: KmsgKind| Event {
+                t_ns: t,
+                clock: Clock::Monotonic,
+                source: Source::Kmsg,
+                gpu: Some("0000:03:00.0".into()),
+                body: EventBody::Kmsg(KmsgRecord {
+                    kind,
+                    lines: vec![],
+                }),
+            };
+            let mut closed_at = None;
+            let mut n_closed = 0;
+            let t = Instant::now();
+            let pre = [
+                kmsg(
+                    t0,
+                    KmsgKind::RingTimeout {
+                        ring: "gfx_0.0.0".into(),
+                        signaled: Some(1),
+                        emitted: Some(2),
+                        task: Some(Task::new(42, 42, "victim")),
+                    },
+                ),
+                kmsg(t0 + 1_000, KmsgKind::ResetBegin { source: Some(1) }),
+                kmsg(
+                    t0 + 2_000_000,
+                    KmsgKind::ResetResult {
+                        ok: true,
+                        counter: Some(1),
+                        error: None,
+                    },
+                ),
+            ];
+            for e in pre {
+                n_closed += corr.push(e).len();
+            }
+            let n = 4_000_000u64;
+            for k in 0..n {
+                let at = t0 + 3_000_000 + k * 1_000_000;
+                let out = corr.push(ev(
+                    at,
+                    EventBody::SubmitRejected {
+                        task: Task::new(42, 42, "victim"),
+                        errno: -125,
+                    },
+                ));
+                if !out.is_empty() && closed_at.is_none() {
+                    closed_at = Some(at - t0);
+                }
+                n_closed += out.len();
+            }
+            n_closed += corr.finish().len();
+            println!(
+                "4M refusals after a reset: {:.2} s, {n_closed} incident(s), first closed {}, peak RSS {} MiB",
+                t.elapsed().as_secs_f64(),
+                closed_at.map_or("only at the end of input".to_string(), |ns| format!(
+                    "{:.1} s after the timeout",
+                    ns as f64 / 1e9
+                )),
+                common::peak_rss_kib() / 1024
+            );
+        }
+        other => println!("unknown case {other}: pasids, pids or refusals"),
+    }
 }

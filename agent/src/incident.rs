@@ -62,10 +62,13 @@ pub struct Evidence {
     pub lines: Vec<String>,
 }
 
-/// A job from the flight recorder, kept in the incident so reports (Perfetto) can draw the
-/// window without the live agent.
+/// A job from the flight recorder, kept in the incident so reports (Perfetto, the "last jobs
+/// on the hung ring" table) can show the window without the live agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobSnapshot {
+    /// drm_sched job id, when the kernel's tracepoints carry one (≤ 6.16).
+    #[serde(default)]
+    pub job_id: Option<u64>,
     pub ring: String,
     pub pid: u32,
     pub tid: u32,
@@ -75,11 +78,37 @@ pub struct JobSnapshot {
     /// Hardware fence seqno on the ring (what "signaled seq / emitted seq" count).
     pub hw_seqno: Option<u64>,
     pub pasid: Option<u32>,
+    /// When the process submitted it, the scheduler handed it to the ring, and its fence
+    /// signaled. `done_ns` is null for a job that never completed: hung, still in flight, or
+    /// cancelled (force-signaled by a reset, which is not a completion).
     pub submit_ns: Option<u64>,
     pub run_ns: Option<u64>,
     pub done_ns: Option<u64>,
     /// "hung", "in_flight", "done", "cancelled".
     pub state: String,
+}
+
+/// Related events an incident counted but did not keep (every per-incident list is capped).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Omitted {
+    /// Evidence entries beyond the cap.
+    #[serde(default)]
+    pub evidence: u64,
+    /// Fault records beyond the cap (they still count in the reasoning's totals).
+    #[serde(default)]
+    pub faults: u64,
+    /// Refused submissions after the reset not kept as evidence.
+    #[serde(default)]
+    pub refusals: u64,
+    /// Refused submissions from processes beyond the victim list's cap.
+    #[serde(default)]
+    pub refusing_processes: u64,
+}
+
+impl Omitted {
+    pub fn is_empty(&self) -> bool {
+        *self == Omitted::default()
+    }
 }
 
 /// Per-process counters across a whole analysis (`hangwatch analyze` summary).
@@ -98,7 +127,8 @@ pub struct ProcessSummary {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub schema: String,
-    /// Stable within a run: `<gpu or "gpu">-<kind>-<start ns>`.
+    /// `<gpu or "gpu">-<ns of the event that opened it>`, fixed at its first report: the
+    /// provisional reports written while it is open and the final one share it.
     pub id: String,
     /// PCI address when known.
     pub gpu: Option<String>,
@@ -141,4 +171,7 @@ pub struct Incident {
     /// and rewrites it as evidence arrives, so a crash loses at most the last second.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub provisional: bool,
+    /// What the incident counted but did not keep; omitted when nothing was.
+    #[serde(default, skip_serializing_if = "Omitted::is_empty")]
+    pub omitted: Omitted,
 }

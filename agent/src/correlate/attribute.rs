@@ -1,285 +1,487 @@
-//! Turning a closed [`Open`] incident into an [`Incident`]: kind, culprit, victims,
-//! confidence, kernel blame. The rules are numbered as in docs/attribution.md.
+//! Turning an [`Open`] incident into an [`Incident`]: kind, culprit, victims, confidence,
+//! kernel blame. One function per incident kind; the rules are numbered as in
+//! docs/attribution.md (T1–T6 ring timeouts, G1–G2 resets, P1–P2 faults, I1 illegal commands).
+use super::blame::{later_work_completed, HungRing, Verdict};
 use super::incident::{render_time, Open};
 use super::processes::Processes;
 use super::recorder::Recorder;
+use super::roles::{FaultRec, MAX_FAULTS};
 use super::Config;
-use crate::incident::{Confidence, Incident, IncidentKind, ProcessRef, Victim, SCHEMA};
+use crate::incident::{Confidence, Incident, IncidentKind, Omitted, ProcessRef, Victim, SCHEMA};
 
-pub fn attribute(o: &Open, procs: &Processes, rec: &Recorder, cfg: &Config) -> Incident {
-    let kind = if o.timeout_t.is_some() {
+/// What attribution reads besides the incident itself.
+pub struct Ctx<'a> {
+    pub procs: &'a Processes,
+    pub rec: &'a Recorder,
+    pub cfg: &'a Config,
+}
+
+/// The verdict of one rule.
+struct Blame {
+    culprit: Option<ProcessRef>,
+    confidence: Confidence,
+    victims: Vec<Victim>,
+    reasoning: String,
+}
+
+impl Blame {
+    fn new(reasoning: String) -> Self {
+        Blame {
+            culprit: None,
+            confidence: Confidence::Unknown,
+            victims: Vec::new(),
+            reasoning,
+        }
+    }
+
+    fn blame(mut self, who: ProcessRef, confidence: Confidence) -> Self {
+        self.culprit = Some(who);
+        self.confidence = confidence;
+        self
+    }
+
+    /// Adds a victim: never the culprit, never pid 0, once per pid.
+    fn victim(&mut self, pid: u32, comm: String, reason: String) {
+        let culprit = self.culprit.as_ref().map(|c| c.pid);
+        if pid != 0 && Some(pid) != culprit && !self.victims.iter().any(|v| v.pid == pid) {
+            self.victims.push(Victim { pid, comm, reason });
+        }
+    }
+}
+
+pub fn kind_of(o: &Open) -> IncidentKind {
+    if o.timeout.seen() {
         IncidentKind::RingTimeout
-    } else if o.reset_seen {
+    } else if o.reset.seen {
         IncidentKind::GpuReset
-    } else if !o.faults.is_empty() {
+    } else if !o.faults.list.is_empty() {
         IncidentKind::PageFault
     } else {
         IncidentKind::IllegalCommand
-    };
-    let ring = o.timeout_ring.clone();
-    let mut evidence = o.evidence.clone();
-    evidence.sort_by_key(|e| e.t_ns);
+    }
+}
 
-    // The hung job's owner: probe evidence first, then the kernel's Process line.
-    let hung: Option<(u32, String)> = o
+/// The ring that timed out (the probe's reset names it when no timeout line did).
+fn hung_ring(o: &Open) -> Option<String> {
+    o.timeout
+        .ring
+        .clone()
+        .or_else(|| o.reset.probe_ring.clone().filter(|_| o.timeout.seen()))
+}
+
+/// The incident `o` stands for now; `id` is its fixed id (`Open::id`).
+pub fn attribute(o: &Open, id: String, cx: &Ctx) -> Incident {
+    let kind = kind_of(o);
+    let ring = hung_ring(o);
+    let mut b = match kind {
+        IncidentKind::RingTimeout => ring_timeout(o, ring.as_deref(), cx),
+        IncidentKind::GpuReset => gpu_reset(o, cx),
+        IncidentKind::PageFault => page_fault(o, cx),
+        IncidentKind::IllegalCommand => Blame::new(
+            "Rule I1: an illegal-command IRQ with nothing following; the IRQ names no process."
+                .into(),
+        ),
+    };
+    in_flight_victims(o, ring.as_deref(), cx, &mut b);
+    for (t, _) in &o.refusals.by_pid {
+        let comm = cx.procs.reference(t.pid, &t.comm).comm;
+        b.victim(
+            t.pid,
+            comm,
+            "submission refused with -ECANCELED after reset".into(),
+        );
+    }
+    notes(o, kind, &mut b.reasoning);
+    let mut inc = assemble(o, kind, ring, b, cx);
+    inc.id = id;
+    inc
+}
+
+/// The hung job's owner: the probe's timed-out job, else the kernel's "Process" line.
+fn hung_owner(o: &Open) -> Option<(u32, String)> {
+    o.timeout
         .hung_job
         .as_ref()
-        .map(|(p, c, _)| (*p, c.clone()))
-        .or_else(|| o.kmsg_blamed.as_ref().map(|t| (t.pid, t.comm.clone())));
-    let kernel_blamed: Option<ProcessRef> = match kind {
+        .map(|h| (h.pid, h.comm.clone()))
+        .or_else(|| {
+            o.timeout
+                .kmsg_blamed
+                .as_ref()
+                .map(|t| (t.pid, t.comm.clone()))
+        })
+}
+
+/// Named faults within the fault window before `t`.
+fn faults_before<'a>(o: &'a Open, t: u64, cfg: &Config) -> Vec<&'a FaultRec> {
+    o.faults
+        .named()
+        .filter(|f| f.t_ns <= t && f.t_ns.saturating_add(cfg.fault_window_ns) >= t)
+        .collect()
+}
+
+fn ring_timeout(o: &Open, ring: Option<&str>, cx: &Ctx) -> Blame {
+    let t = o.timeout.t.unwrap_or(o.last_ns);
+    let ring_name = ring.unwrap_or("the ring");
+    let hung = hung_owner(o);
+    let hung_key = o.timeout.hung_job.as_ref().map(|h| &h.key);
+    let judge = HungRing::new(
+        cx.rec,
+        ring_name,
+        t,
+        hung_key,
+        cx.cfg.fault_window_ns,
+        o.clock,
+    );
+    let verdicts: Vec<(&FaultRec, Verdict)> = faults_before(o, t, cx.cfg)
+        .into_iter()
+        .map(|f| (f, judge.judge(f)))
+        .collect();
+    let is_hung = |f: &FaultRec| hung.as_ref().is_some_and(|(p, _)| f.pid == *p);
+    let counts = |v: &Verdict| !matches!(v, Verdict::Unrelated(_));
+    let hung_faulted = verdicts.iter().any(|(f, v)| is_hung(f) && counts(v));
+    let implicated = verdicts
+        .iter()
+        .find(|(f, v)| !is_hung(f) && matches!(v, Verdict::Implicated { .. }));
+    let timing = verdicts
+        .iter()
+        .rev()
+        .find(|(f, v)| !is_hung(f) && *v == Verdict::TimingOnly);
+    let unrelated = unrelated_note(&verdicts);
+    let b = match (&hung, implicated, timing) {
+        (Some((hp, hc)), None, _) if hung_faulted => {
+            Blame::new(format!("Rule T1: the job of {hc} (pid {hp}) timed out on {ring_name} and the same process page-faulted shortly before."))
+                .blame(cx.procs.reference(*hp, hc), Confidence::Certain)
+        }
+        (Some((hp, hc)), None, None) if o.faults.illegal > 0 => {
+            Blame::new(format!("Rule T2: the job of {hc} (pid {hp}) timed out on {ring_name} right after an illegal-command IRQ on the same GPU; the CP stalls on the packet it rejected, so the IRQ and the timeout are the same job."))
+                .blame(cx.procs.reference(*hp, hc), Confidence::Certain)
+        }
+        (_, Some((f, v)), _) => implicated_blame(f, v, hung.as_ref(), ring_name, cx),
+        (_, None, Some((f, _))) => timing_blame(f, t, hung.as_ref(), ring_name, o.clock, cx),
+        (Some((hp, hc)), None, None) => {
+            Blame::new(format!("Rule T5: the job of {hc} (pid {hp}) timed out on {ring_name}; no fault evidence points elsewhere, so the kernel's blame stands."))
+                .blame(cx.procs.reference(*hp, hc), Confidence::Likely)
+        }
+        (None, None, None) => Blame::new(
+            "Rule T6: a ring timed out but neither the kernel nor the probes named the job's owner."
+                .into(),
+        ),
+    };
+    with_note(b, unrelated)
+}
+
+/// T3: another process's fault ran on the hung ring and the ring completed nothing after it.
+fn implicated_blame(
+    f: &FaultRec,
+    v: &Verdict,
+    hung: Option<&(u32, String)>,
+    ring: &str,
+    cx: &Ctx,
+) -> Blame {
+    let a = cx.procs.reference(f.pid, &f.comm);
+    let (stopped_at, job_done) = match v {
+        Verdict::Implicated {
+            stopped_at,
+            job_done,
+        } => (*stopped_at, *job_done),
+        _ => (false, false),
+    };
+    let confidence = if stopped_at {
+        Confidence::Certain
+    } else {
+        Confidence::Likely
+    };
+    let how = if stopped_at {
+        format!("{ring} stopped at {}'s job, which never completed", a.comm)
+    } else if job_done {
+        format!(
+            "the CP retired {}'s faulting job but {ring} completed nothing after it",
+            a.comm
+        )
+    } else {
+        format!("{ring} completed nothing after it")
+    };
+    let mut b = Blame::new(match hung {
+        Some((hp, hc)) => format!("Rule T3: {} (pid {}) page-faulted in a job on {ring} and {how}; the job of {hc} (pid {hp}) that the kernel blamed timed out behind it.", a.comm, a.pid),
+        None => format!("Rule T3: {} (pid {}) page-faulted in a job on {ring} and {how}; the hung job's owner is unknown.", a.comm, a.pid),
+    })
+    .blame(a.clone(), confidence);
+    if let Some((hp, hc)) = hung {
+        let comm = cx.procs.reference(*hp, hc).comm;
+        b.victim(
+            *hp,
+            comm,
+            format!(
+                "its job on {ring} timed out behind {}'s faulting work",
+                a.comm
+            ),
+        );
+    }
+    b
+}
+
+/// T4: kernel log only — a fault before the timeout is a suspicion from timing, not a finding.
+fn timing_blame(
+    f: &FaultRec,
+    t: u64,
+    hung: Option<&(u32, String)>,
+    ring: &str,
+    clock: crate::model::Clock,
+    cx: &Ctx,
+) -> Blame {
+    let a = cx.procs.reference(f.pid, &f.comm);
+    let secs = t.saturating_sub(f.t_ns) as f64 / 1e9;
+    let fault = format!(
+        "Rule T4: {} (pid {}) page-faulted {secs:.1} s before {ring} timed out (fault at {})",
+        a.comm,
+        a.pid,
+        render_time(clock, f.t_ns)
+    );
+    let blamed = match hung {
+        Some((hp, hc)) => format!(" and the kernel blamed {hc} (pid {hp})"),
+        None => " and the hung job's owner is unknown".into(),
+    };
+    let mut b = Blame::new(format!("{fault}{blamed}. There is no progress evidence (did {ring} complete jobs after the fault? only the probes of `hangwatch run` see that), so {} is a suspect from timing alone: confidence unknown.", a.comm))
+        .blame(a.clone(), Confidence::Unknown);
+    if let Some((hp, hc)) = hung {
+        let comm = cx.procs.reference(*hp, hc).comm;
+        b.victim(
+            *hp,
+            comm,
+            format!(
+                "its job on {ring} timed out behind {}'s faulting work (from timing only)",
+                a.comm
+            ),
+        );
+    }
+    b
+}
+
+/// Why faults were set aside, one clause per process (at most three).
+fn unrelated_note(verdicts: &[(&FaultRec, Verdict)]) -> Option<String> {
+    let mut seen: Vec<u32> = Vec::new();
+    let mut parts = Vec::new();
+    for (f, v) in verdicts {
+        if let Verdict::Unrelated(why) = v {
+            if !seen.contains(&f.pid) {
+                seen.push(f.pid);
+                if parts.len() < 3 {
+                    parts.push(format!("{}: {why}", f.who()));
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let more = seen.len().saturating_sub(parts.len());
+    let more = if more > 0 {
+        format!(" (and {more} more processes)")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        " Page faults before the timeout that are not evidence against it (F1/F2): {}{more}.",
+        parts.join("; ")
+    ))
+}
+
+fn with_note(mut b: Blame, note: Option<String>) -> Blame {
+    if let Some(n) = note {
+        b.reasoning.push_str(&n);
+    }
+    b
+}
+
+/// G1/G2: a reset without a timeout.
+fn gpu_reset(o: &Open, cx: &Ctx) -> Blame {
+    let anchor = o.reset.begun_t.unwrap_or(o.last_ns);
+    let mut set_aside = Vec::new();
+    for f in faults_before(o, anchor, cx.cfg).into_iter().rev() {
+        if let Some(j) = later_work_completed(cx.rec, f, anchor) {
+            if !set_aside.iter().any(|(p, _)| *p == f.pid) {
+                set_aside.push((
+                    f.pid,
+                    format!("{}: its later job on {} completed", f.who(), j.ring),
+                ));
+            }
+            continue;
+        }
+        return Blame::new(format!(
+            "Rule G1: a GPU reset without a ring timeout followed a page fault from {} (pid {}).",
+            f.comm, f.pid
+        ))
+        .blame(cx.procs.reference(f.pid, &f.comm), Confidence::Likely);
+    }
+    let mut reasoning = format!(
+        "Rule G2: a GPU reset{} happened without a ring timeout, so no job was blamed.",
+        if o.reset.mes {
+            " after MES firmware failures"
+        } else {
+            ""
+        }
+    );
+    if !set_aside.is_empty() {
+        let parts: Vec<String> = set_aside.into_iter().map(|(_, s)| s).collect();
+        reasoning.push_str(&format!(
+            " Page faults before it are not evidence: {}.",
+            parts.join("; ")
+        ));
+    }
+    let active = active_before(cx.rec, o);
+    if !active.is_empty() {
+        reasoning.push_str(&format!(
+            " Processes active just before: {}.",
+            active.join(", ")
+        ));
+    }
+    Blame::new(reasoning)
+}
+
+/// P1/P2: faults with nothing following.
+fn page_fault(o: &Open, cx: &Ctx) -> Blame {
+    match o.faults.named().next() {
+        Some(f) => Blame::new(format!(
+            "Rule P1: {} (pid {}) page-faulted; no timeout or reset followed.",
+            f.comm, f.pid
+        ))
+        .blame(cx.procs.reference(f.pid, &f.comm), Confidence::Likely),
+        None => Blame::new(
+            "Rule P2: a page fault with pid 0: the kernel could not map the PASID to a process."
+                .into(),
+        ),
+    }
+}
+
+/// Other processes' jobs in flight on the hung ring: hw seqno in `signaled+1..=emitted` when
+/// the timeout line gives them, else run but never completed (around this incident).
+fn in_flight_victims(o: &Open, ring: Option<&str>, cx: &Ctx, b: &mut Blame) {
+    let Some(r) = ring else {
+        return;
+    };
+    let from = o.start_ns.saturating_sub(cx.cfg.fault_window_ns);
+    for j in cx.rec.jobs(r) {
+        let in_window = match (o.timeout.signaled, o.timeout.emitted, j.hw_seqno) {
+            (Some(s), Some(e), Some(h)) => h > s && h <= e,
+            _ => j.done_ns.is_none() && j.run_ns.is_some_and(|t| t >= from && t <= o.last_ns),
+        };
+        if in_window && j.pid != 0 {
+            let comm = cx.procs.reference(j.pid, &j.comm).comm;
+            b.victim(j.pid, comm, format!("job in flight on {r} when it hung"));
+        }
+    }
+}
+
+/// Unattributed faults and counted-not-kept events, appended to the reasoning.
+fn notes(o: &Open, kind: IncidentKind, reasoning: &mut String) {
+    let pid0 = o.faults.unnamed();
+    if pid0 > 0 && kind != IncidentKind::PageFault {
+        reasoning.push_str(&format!(
+            " {pid0} fault(s) had pid 0 (the kernel could not map the PASID) and are unattributed."
+        ));
+    }
+    if o.evidence.omitted > 0 {
+        reasoning.push_str(&format!(
+            " {} further related events were counted but not kept as evidence.",
+            o.evidence.omitted
+        ));
+    }
+    if o.faults.omitted > 0 {
+        reasoning.push_str(&format!(
+            " {} faults beyond the first {MAX_FAULTS} were counted, not weighed.",
+            o.faults.omitted
+        ));
+    }
+    let r = &o.refusals;
+    if r.omitted > 0 || r.unlisted > 0 {
+        reasoning.push_str(&format!(
+            " {} submissions were refused after the reset; {} are counted but not kept as evidence{}.",
+            r.total,
+            r.omitted,
+            if r.unlisted > 0 {
+                format!(", {} came from processes beyond the {} listed", r.unlisted, r.by_pid.len())
+            } else {
+                String::new()
+            }
+        ));
+    }
+}
+
+fn kernel_blamed(o: &Open, kind: IncidentKind, procs: &Processes) -> Option<ProcessRef> {
+    match kind {
         IncidentKind::PageFault => o
             .faults
-            .iter()
-            .find(|f| f.pid != 0)
+            .named()
+            .next()
             .map(|f| procs.reference(f.pid, &f.comm)),
         _ => o
+            .timeout
             .kmsg_blamed
             .as_ref()
             .map(|t| procs.reference(t.pid, &t.comm))
-            .or_else(|| o.hung_job.as_ref().map(|(p, c, _)| procs.reference(*p, c))),
-    };
-    // Faults that can be evidence: within fault_window before the timeout/reset.
-    let anchor = o.timeout_t.or(o.reset_t).unwrap_or(o.last_ns);
-    let named_faults: Vec<&super::incident::FaultRec> = o
-        .faults
-        .iter()
-        .filter(|f| f.pid != 0 && f.t_ns.saturating_add(cfg.fault_window_ns) >= anchor)
-        .collect();
-    let pid0_faults = o.faults.iter().filter(|f| f.pid == 0).count();
+            .or_else(|| {
+                o.timeout
+                    .hung_job
+                    .as_ref()
+                    .map(|h| procs.reference(h.pid, &h.comm))
+            }),
+    }
+}
 
-    let mut culprit: Option<ProcessRef> = None;
-    let mut confidence = Confidence::Unknown;
-    let mut victims: Vec<Victim> = Vec::new();
-    let mut reasoning: String;
-    let ring_name = ring.clone().unwrap_or_else(|| "the ring".into());
-
-    match kind {
-        IncidentKind::RingTimeout => {
-            let hung_faulted = hung
-                .as_ref()
-                .is_some_and(|(p, _)| named_faults.iter().any(|f| f.pid == *p));
-            let other = named_faults
-                .iter()
-                .rev()
-                .find(|f| hung.as_ref().is_none_or(|(p, _)| f.pid != *p));
-            if let (Some((hp, hc)), true) = (&hung, hung_faulted || (o.illegal && other.is_none()))
-            {
-                // Rule (a).
-                culprit = Some(procs.reference(*hp, hc));
-                confidence = Confidence::Certain;
-                reasoning = if hung_faulted {
-                    format!("The job of {hc} (pid {hp}) timed out on {ring_name} and the same process page-faulted shortly before.")
-                } else {
-                    format!("The job of {hc} (pid {hp}) timed out on {ring_name} right after an illegal-command IRQ on the same GPU; the CP stalls on the packet it rejected, so the IRQ and the timeout are the same job.")
-                };
-            } else if let Some(f) = other {
-                // Rule (b).
-                let a = procs.reference(f.pid, &f.comm);
-                confidence = Confidence::Likely;
-                if let Some((hp, hc)) = &hung {
-                    let hc = procs.reference(*hp, hc).comm;
-                    if ran_just_before(rec, &ring_name, o, f.pid) {
-                        confidence = Confidence::Certain;
-                    }
-                    victims.push(Victim {
-                        pid: *hp,
-                        comm: hc.clone(),
-                        reason: format!(
-                            "its job on {ring_name} timed out behind {}'s faulting work",
-                            a.comm
-                        ),
-                    });
-                    reasoning = format!(
-                        "{} (pid {}) page-faulted before the timeout; the job of {hc} (pid {hp}) that the kernel blamed timed out behind it.",
-                        a.comm, a.pid
-                    );
-                } else {
-                    reasoning = format!("{} (pid {}) page-faulted before the timeout; the hung job's owner is unknown.", a.comm, a.pid);
-                }
-                culprit = Some(a);
-            } else if let Some((hp, hc)) = &hung {
-                // Rule (c).
-                culprit = Some(procs.reference(*hp, hc));
-                confidence = Confidence::Likely;
-                reasoning = format!("The job of {hc} (pid {hp}) timed out on {ring_name}; no fault evidence points elsewhere.");
-            } else {
-                reasoning =
-                    "A ring timed out but neither the kernel nor the probes named the job's owner."
-                        .into();
-            }
-        }
-        IncidentKind::GpuReset => {
-            if let Some(f) = named_faults.last() {
-                culprit = Some(procs.reference(f.pid, &f.comm));
-                confidence = Confidence::Likely;
-                reasoning = format!(
-                    "A GPU reset without a ring timeout followed a page fault from {} (pid {}).",
-                    f.comm, f.pid
-                );
-            } else {
-                let active = active_before(rec, o);
-                reasoning = format!(
-                    "A GPU reset{} happened without a ring timeout, so no job was blamed.",
-                    if o.mes {
-                        " after MES firmware failures"
-                    } else {
-                        ""
-                    }
-                );
-                if !active.is_empty() {
-                    reasoning.push_str(&format!(
-                        " Processes active just before: {}.",
-                        active.join(", ")
-                    ));
-                }
-            }
-        }
-        IncidentKind::PageFault => {
-            if let Some(f) = o.faults.iter().find(|f| f.pid != 0) {
-                culprit = Some(procs.reference(f.pid, &f.comm));
-                confidence = Confidence::Likely;
-                reasoning = format!(
-                    "{} (pid {}) page-faulted; no timeout or reset followed.",
-                    f.comm, f.pid
-                );
-            } else {
-                reasoning =
-                    "A page fault with pid 0: the kernel could not map the PASID to a process."
-                        .into();
-            }
-        }
-        IncidentKind::IllegalCommand => {
-            reasoning =
-                "An illegal-command IRQ with nothing following; the IRQ names no process.".into();
-        }
-    }
-    if pid0_faults > 0 && kind != IncidentKind::PageFault {
-        reasoning.push_str(&format!(" {pid0_faults} fault(s) had pid 0 (the kernel could not map the PASID) and are unattributed."));
-    }
-
-    if o.evidence_omitted > 0 {
-        reasoning.push_str(&format!(
-            " {} further related events were counted but not kept as evidence.",
-            o.evidence_omitted
-        ));
-    }
-    let culprit_pid = culprit.as_ref().map(|c| c.pid);
-    let add_victim = |v: Victim, victims: &mut Vec<Victim>| {
-        if Some(v.pid) != culprit_pid && v.pid != 0 && !victims.iter().any(|x| x.pid == v.pid) {
-            victims.push(v);
-        }
-    };
-    // Other jobs in flight on the hung ring.
-    if let Some(r) = &ring {
-        for j in rec.jobs(r) {
-            let in_window = match (o.signaled, o.emitted, j.hw_seqno) {
-                (Some(s), Some(e), Some(h)) => h > s && h <= e,
-                _ => {
-                    j.run_ns.is_some()
-                        && j.done_ns.is_none()
-                        && j.run_ns.is_some_and(|t| t <= o.last_ns)
-                }
-            };
-            if in_window && j.pid != 0 {
-                let comm = procs.reference(j.pid, &j.comm).comm;
-                add_victim(
-                    Victim {
-                        pid: j.pid,
-                        comm,
-                        reason: format!("job in flight on {r} when it hung"),
-                    },
-                    &mut victims,
-                );
-            }
-        }
-    }
-    for (t, _) in &o.rejected {
-        let comm = procs.reference(t.pid, &t.comm).comm;
-        add_victim(
-            Victim {
-                pid: t.pid,
-                comm,
-                reason: "submission refused with -ECANCELED after reset".into(),
-            },
-            &mut victims,
-        );
-    }
-
-    let disputed = match (&kernel_blamed, &culprit) {
-        (Some(k), Some(c)) => k.pid != c.pid,
-        (Some(_), None) => false,
-        _ => false,
-    };
+fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &Ctx) -> Incident {
+    let mut evidence = o.evidence.items.clone();
+    evidence.sort_by_key(|e| e.t_ns);
+    let kernel_blamed = kernel_blamed(o, kind, cx.procs);
+    let disputed = matches!((&kernel_blamed, &b.culprit), (Some(k), Some(c)) if k.pid != c.pid);
     let jobs = match &ring {
-        Some(r) => rec.snapshot(
+        Some(r) => cx.rec.snapshot(
             Some(r),
-            o.start_ns.saturating_sub(cfg.fault_window_ns),
+            o.start_ns.saturating_sub(cx.cfg.fault_window_ns),
             o.last_ns,
             None,
-            procs,
+            cx.procs,
         ),
         None => Vec::new(),
     };
     let started_ns = evidence.first().map_or(o.start_ns, |e| e.t_ns);
-    let kind_name = match kind {
-        IncidentKind::RingTimeout => "ring_timeout",
-        IncidentKind::PageFault => "page_fault",
-        IncidentKind::GpuReset => "gpu_reset",
-        IncidentKind::IllegalCommand => "illegal_command",
-    };
     Incident {
         schema: SCHEMA.to_string(),
-        id: format!(
-            "{}-{kind_name}-{started_ns}",
-            o.gpu.clone().unwrap_or_else(|| "gpu".into())
-        ),
+        id: String::new(),
         gpu: o.gpu.clone(),
         kind,
         ring,
-        culprit,
-        confidence,
+        culprit: b.culprit,
+        confidence: b.confidence,
         kernel_blamed,
         kernel_blame_disputed: disputed,
-        victims,
+        victims: b.victims,
         evidence,
         started_at: render_time(o.clock, started_ns),
         started_ns,
         ended_ns: o.last_ns,
         clock: o.clock,
-        reasoning: reasoning.trim().to_string(),
-        reset: o.reset.clone(),
+        reasoning: b.reasoning.trim().to_string(),
+        reset: o.reset.outcome().map(String::from),
         jobs,
         dropped_events: 0,
         wall_time: None,
         boot_id: None,
         hostname: None,
         provisional: false,
+        omitted: Omitted {
+            evidence: o.evidence.omitted,
+            faults: o.faults.omitted,
+            refusals: o.refusals.omitted,
+            refusing_processes: o.refusals.unlisted,
+        },
     }
-}
-
-/// Rule (b) upgrade: the job run on `ring` immediately before the hung job belongs to
-/// `pid` and never completed.
-fn ran_just_before(rec: &Recorder, ring: &str, o: &Open, pid: u32) -> bool {
-    let Some((_, _, key)) = &o.hung_job else {
-        return false;
-    };
-    let mut ran: Vec<_> = rec.jobs(ring).filter(|j| j.run_ns.is_some()).collect();
-    ran.sort_by_key(|j| j.run_ns);
-    let Some(pos) = ran.iter().position(|j| {
-        rec.find(Some(ring), key)
-            .is_some_and(|h| std::ptr::eq(*j, h))
-    }) else {
-        return false;
-    };
-    pos > 0 && ran[pos - 1].pid == pid && ran[pos - 1].done_ns.is_none()
 }
 
 /// Processes with jobs in flight or submissions in the 5 s before the incident's reset.
 fn active_before(rec: &Recorder, o: &Open) -> Vec<String> {
-    let until = o.reset_t.unwrap_or(o.last_ns);
+    let until = o.reset.begun_t.unwrap_or(o.last_ns);
     let from = o.start_ns.saturating_sub(5_000_000_000);
     let mut names: Vec<String> = Vec::new();
-    let _ = rec;
     for j in rec.all_jobs() {
         let active = (j.run_ns.is_some() && j.done_ns.is_none())
             || j.submit_ns.is_some_and(|t| t >= from && t <= until);

@@ -1,13 +1,19 @@
-//! Open incidents: which events join one, when it closes, and the facts kept for attribution.
+//! Open incidents: which events join one, how long it stays open, and the per-role facts it
+//! keeps for attribution (`roles.rs`). Joining and closing rules: docs/attribution.md
+//! "Clustering".
 use super::processes::Processes;
 use super::recorder::Recorder;
+use super::roles::{Faults, Refusals, Reset, Timeout};
 use super::Config;
 use crate::incident::Evidence;
-use crate::model::{Clock, Event, EventBody, IllegalKind, JobKey, KmsgKind, Task};
+use crate::model::{Clock, Event, EventBody, KmsgKind, Source};
 
-/// Per-incident caps so a fault storm cannot grow memory without bound.
+/// Evidence entries kept per incident; faults and illegal IRQs may fill at most
+/// MAX_FAULT_EVIDENCE of them, so a fault storm never crowds out the timeout and reset.
 pub const MAX_EVIDENCE: usize = 256;
-pub const MAX_FAULTS: usize = 1024;
+pub const MAX_FAULT_EVIDENCE: usize = 192;
+/// Kernel-log lines kept per evidence entry.
+const MAX_LINES: usize = 32;
 
 /// What an event means to incident clustering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,14 +41,13 @@ pub fn role(ev: &Event) -> Option<Role> {
         EventBody::Kmsg(r) => match &r.kind {
             KmsgKind::PageFault { .. } => Role::Fault,
             KmsgKind::IllegalCommand { .. } => Role::Illegal,
-            KmsgKind::RingTimeout { .. } => Role::Timeout,
+            KmsgKind::RingTimeout { .. } | KmsgKind::SoftRecovered { .. } => Role::Timeout,
             KmsgKind::ResetBegin { .. }
             | KmsgKind::ResetResult { .. }
             | KmsgKind::ResetStep { .. }
             | KmsgKind::MesFailure { .. }
             | KmsgKind::RingReset { .. }
             | KmsgKind::VramLost => Role::Reset,
-            KmsgKind::SoftRecovered { .. } => Role::Timeout,
             KmsgKind::ParserInitFailed { .. }
             | KmsgKind::Devcoredump { .. }
             | KmsgKind::OtherError { .. } => Role::After,
@@ -51,339 +56,254 @@ pub fn role(ev: &Event) -> Option<Role> {
     })
 }
 
-#[derive(Clone, Debug)]
-pub struct FaultRec {
-    /// 0 when the kernel could not map the PASID.
-    pub pid: u32,
-    pub comm: String,
-    pub t_ns: u64,
-    /// Seen by a probe (else by the kernel log); a probe fault and its log line are one fault.
-    pub probe: bool,
-    pub paired: bool,
+/// For a reset result: `Some(None)` for a full reset, `Some(Some(ring))` for a per-ring reset.
+/// A result goes to the incident whose reset it ends, however long the reset took.
+pub fn reset_result(ev: &Event) -> Option<Option<&str>> {
+    match &ev.body {
+        EventBody::ResetEnd { .. } => Some(None),
+        EventBody::Kmsg(r) => match &r.kind {
+            KmsgKind::ResetResult { .. } => Some(None),
+            KmsgKind::RingReset { ring, ok: Some(_) } => Some(Some(ring.as_str())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Evidence kept in order of arrival, capped (see MAX_EVIDENCE); the rest is counted.
+#[derive(Clone, Debug, Default)]
+pub struct EvidenceLog {
+    pub items: Vec<Evidence>,
+    pub omitted: u64,
+    faults: usize,
+}
+
+impl EvidenceLog {
+    fn push(&mut self, e: Evidence, fault: bool) -> bool {
+        if self.items.len() >= MAX_EVIDENCE || (fault && self.faults >= MAX_FAULT_EVIDENCE) {
+            self.omitted += 1;
+            return false;
+        }
+        self.faults += usize::from(fault);
+        self.items.push(e);
+        true
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct Open {
+    /// When the event that opened it happened: with the GPU, the incident's id.
+    pub opened_ns: u64,
+    /// Fixed at the first report (provisional or final), so every report shares it.
+    id: Option<String>,
     pub gpu: Option<String>,
     pub clock: Clock,
+    /// First and last related event.
     pub start_ns: u64,
     pub last_ns: u64,
-    pub faults: Vec<FaultRec>,
-    pub illegal: bool,
-    pub timeout_ring: Option<String>,
-    pub timeout_t: Option<u64>,
-    /// The kernel's "Process X pid N" after the timeout line.
-    pub kmsg_blamed: Option<Task>,
-    pub signaled: Option<u64>,
-    pub emitted: Option<u64>,
-    /// The probe's timed-out job owner (pid, comm) and key.
-    pub hung_job: Option<(u32, String, JobKey)>,
-    pub reset_seen: bool,
-    pub reset: Option<String>,
-    pub reset_t: Option<u64>,
-    pub rejected: Vec<(Task, u64)>,
-    pub parser_refused: u32,
-    pub mes: bool,
-    /// Which source families already reported a timeout (for probe/kmsg de-duplication).
-    pub probe_timeout: bool,
-    pub log_timeout: bool,
-    pub evidence: Vec<Evidence>,
-    /// Evidence/faults beyond the per-incident caps (fault storms), counted not kept.
-    pub evidence_omitted: u64,
+    /// Last event that keeps the incident open (refusals and post-reset faults do not).
+    pub active_ns: u64,
+    pub faults: Faults,
+    pub timeout: Timeout,
+    pub reset: Reset,
+    pub refusals: Refusals,
+    pub evidence: EvidenceLog,
     pub dropped_at_open: u64,
+    /// Changed since the last provisional report.
+    pub changed: bool,
 }
 
 impl Open {
-    pub fn new(ev: &Event) -> Self {
+    pub fn new(ev: &Event, dropped: u64) -> Self {
         Open {
+            opened_ns: ev.t_ns,
+            id: None,
             gpu: ev.gpu.clone(),
             clock: ev.clock,
             start_ns: ev.t_ns,
             last_ns: ev.t_ns,
-            faults: Vec::new(),
-            illegal: false,
-            timeout_ring: None,
-            timeout_t: None,
-            kmsg_blamed: None,
-            signaled: None,
-            emitted: None,
-            hung_job: None,
-            reset_seen: false,
-            reset: None,
-            reset_t: None,
-            rejected: Vec::new(),
-            parser_refused: 0,
-            mes: false,
-            probe_timeout: false,
-            log_timeout: false,
-            evidence: Vec::new(),
-            evidence_omitted: 0,
-            dropped_at_open: 0,
+            active_ns: ev.t_ns,
+            faults: Faults::default(),
+            timeout: Timeout::default(),
+            reset: Reset::default(),
+            refusals: Refusals::default(),
+            evidence: EvidenceLog::default(),
+            dropped_at_open: dropped,
+            changed: true,
         }
     }
 
-    fn decisive(&self) -> bool {
-        self.timeout_t.is_some() || self.reset_seen
+    /// `<gpu or "gpu">-<ns of the opening event>`, fixed the first time it is asked for (the
+    /// PCI address may arrive after the opening event, e.g. after a `[drm:...]` line).
+    pub fn id(&mut self) -> String {
+        let (gpu, t) = (&self.gpu, self.opened_ns);
+        self.id
+            .get_or_insert_with(|| format!("{}-{t}", gpu.as_deref().unwrap_or("gpu")))
+            .clone()
     }
 
-    /// Faults/illegal IRQs wait `fault_window` for a timeout or reset to claim them;
-    /// once a timeout or reset is in, the incident settles after `settle`.
+    /// A timeout or reset activity is in: the incident settles instead of waiting for one.
+    pub fn decisive(&self) -> bool {
+        self.timeout.seen() || self.reset.seen
+    }
+
+    /// Faults/illegal IRQs wait `fault_window` for a timeout or reset to claim them. Once one is
+    /// in, the incident settles `settle` after its last active event, but a begun reset keeps
+    /// it open until the reset ends; nothing keeps it open past `reset_cap + settle` after its
+    /// first timeout or reset.
     pub fn close_at(&self, cfg: &Config) -> u64 {
+        if !self.decisive() {
+            return self.active_ns.saturating_add(cfg.fault_window_ns);
+        }
+        let settle = self.active_ns.saturating_add(cfg.settle_ns);
+        let soft = match self.reset.begun_t {
+            Some(b) if self.reset.pending() => b.saturating_add(cfg.reset_cap_ns).max(settle),
+            _ => settle,
+        };
+        let first = [self.timeout.t, self.reset.begun_t]
+            .into_iter()
+            .flatten()
+            .min();
+        let hard = first.map_or(u64::MAX, |f| {
+            f.saturating_add(cfg.reset_cap_ns)
+                .saturating_add(cfg.settle_ns)
+        });
+        soft.min(hard)
+    }
+
+    pub fn accepts(&self, ev: &Event, role: Role, cfg: &Config) -> bool {
+        let t = ev.t_ns;
+        // Long before this incident: another boot's clock, or older input.
+        if t.saturating_add(cfg.fault_window_ns) < self.start_ns {
+            return false;
+        }
+        // A second timeout from the same source family after the reset ended is a new hang;
+        // from the other family (kmsg after probe, or the reverse) it is the same hang,
+        // possibly delivered late.
+        if role == Role::Timeout
+            && self.reset.ended()
+            && self.timeout.reported_by(ev.source == Source::Ebpf)
+        {
+            return false;
+        }
         if self.decisive() {
-            self.last_ns.saturating_add(cfg.settle_ns)
-        } else {
-            self.last_ns.saturating_add(cfg.fault_window_ns)
+            return t <= self.close_at(cfg);
+        }
+        let window = match role {
+            Role::Timeout | Role::Reset => cfg.fault_window_ns,
+            _ => cfg.settle_ns,
+        };
+        t <= self.active_ns.saturating_add(window)
+    }
+
+    /// Whether a result for `ring` (None: full reset) ends a reset pending here.
+    pub fn awaits(&self, ring: Option<&str>) -> bool {
+        self.reset.awaits(ring)
+    }
+
+    /// Refusals never keep an incident open; faults stop doing so once its reset began.
+    fn extends(&self, role: Role) -> bool {
+        match role {
+            Role::After => false,
+            Role::Fault | Role::Illegal => self.reset.begun_t.is_none() && !self.reset.ended(),
+            Role::Timeout | Role::Reset => true,
         }
     }
 
-    pub fn accepts(&self, t: u64, role: Role, from_probe: bool, cfg: &Config) -> bool {
-        if t <= self.last_ns.saturating_add(cfg.settle_ns) {
-            // A second timeout from the same kind of source after the reset finished is a new
-            // hang; from the other kind (kmsg after probe, or the reverse) it is the same hang
-            // reported twice, possibly delivered late.
-            let seen = if from_probe {
-                self.probe_timeout
-            } else {
-                self.log_timeout
-            };
-            return !(role == Role::Timeout && self.reset.is_some() && seen);
-        }
-        !self.decisive()
-            && matches!(role, Role::Timeout | Role::Reset)
-            && t <= self.last_ns.saturating_add(cfg.fault_window_ns)
-    }
-
-    /// Count a fault once when both the probe and the kernel log reported it (same pid,
-    /// within 1 s, not yet paired).
-    fn push_fault(&mut self, f: FaultRec) {
-        if self.faults.len() >= MAX_FAULTS {
-            return;
-        }
-        if let Some(other) = self.faults.iter_mut().find(|o| {
-            !o.paired
-                && o.probe != f.probe
-                && o.pid == f.pid
-                && o.t_ns.abs_diff(f.t_ns) < 1_000_000_000
-        }) {
-            other.paired = true;
-            if other.pid == 0 && f.pid != 0 {
-                other.pid = f.pid;
-                other.comm = f.comm;
-            }
-            return;
-        }
-        self.faults.push(f);
-    }
-
-    pub fn add(&mut self, ev: &Event, role: Role, procs: &Processes, rec: &Recorder) {
-        if role == Role::Timeout {
-            if ev.source == crate::model::Source::Ebpf {
-                self.probe_timeout = true;
-            } else {
-                self.log_timeout = true;
-            }
-        }
+    /// Records `ev`; returns the evidence it added, if any was kept.
+    pub fn add(
+        &mut self,
+        ev: &Event,
+        role: Role,
+        procs: &Processes,
+        rec: &Recorder,
+    ) -> Option<&Evidence> {
+        self.changed = true;
         if self.gpu.is_none() {
-            self.gpu = ev.gpu.clone();
+            self.gpu.clone_from(&ev.gpu);
+        }
+        if self.extends(role) {
+            self.active_ns = self.active_ns.max(ev.t_ns);
         }
         self.last_ns = self.last_ns.max(ev.t_ns);
         self.start_ns = self.start_ns.min(ev.t_ns);
-        let mut lines = Vec::new();
-        let what = match &ev.body {
-            EventBody::VmFault(f) => {
-                let pid = procs.pid_of_pasid(f.pasid).unwrap_or(0);
-                let comm = procs.get(pid).map(|p| p.comm.clone()).unwrap_or_default();
-                self.push_fault(FaultRec {
-                    pid,
-                    comm: comm.clone(),
-                    t_ns: ev.t_ns,
-                    probe: true,
-                    paired: false,
-                });
-                let who = if pid == 0 {
-                    format!("unknown process (pasid {} not mapped)", f.pasid)
-                } else {
-                    format!("{comm} (pid {pid})")
-                };
-                format!("{} page fault at {} from {who}", f.hub, addr(f.address))
-            }
-            EventBody::JobTimedOut { ring, job, pasid } => {
-                self.timeout_t.get_or_insert(ev.t_ns);
-                if ring.is_some() {
-                    self.timeout_ring = ring.clone();
-                }
-                let owner = rec
-                    .find(ring.as_deref(), job)
-                    .filter(|j| j.pid != 0)
-                    .map(|j| (j.pid, j.comm.clone()))
-                    .or_else(|| {
-                        pasid.and_then(|p| procs.pid_of_pasid(p)).map(|pid| {
-                            (
-                                pid,
-                                procs.get(pid).map(|p| p.comm.clone()).unwrap_or_default(),
-                            )
-                        })
-                    });
-                let r = ring.clone().unwrap_or_else(|| "?".into());
-                match owner {
-                    Some((pid, comm)) => {
-                        self.hung_job = Some((pid, comm.clone(), *job));
-                        format!("job of {comm} (pid {pid}) on {r} timed out")
-                    }
-                    None => format!("a job on {r} timed out (owner not recorded)"),
-                }
-            }
-            EventBody::ResetBegin { ring, .. } => {
-                self.reset_seen = true;
-                self.reset_t.get_or_insert(ev.t_ns);
-                if self.timeout_ring.is_none() {
-                    self.timeout_ring = ring.clone().filter(|_| self.timeout_t.is_some());
-                }
-                "GPU reset began".to_string()
-            }
-            EventBody::ResetEnd { result } => {
-                self.reset_seen = true;
-                self.reset = Some(if *result == 0 { "succeeded" } else { "failed" }.to_string());
-                format!("GPU reset finished with result {result}")
-            }
-            EventBody::SubmitRejected { task, errno } => {
-                self.rejected.push((task.clone(), ev.t_ns));
-                format!(
-                    "submission of {} (pid {}) refused with {errno}",
-                    task.comm, task.pid
-                )
-            }
-            EventBody::Kmsg(r) => {
-                lines = r.lines.clone();
-                match &r.kind {
-                    KmsgKind::PageFault { fault, task } => {
-                        let (pid, comm) = match task {
-                            Some(t) if t.pid != 0 => (t.pid, t.comm.clone()),
-                            _ => {
-                                let pid = procs.pid_of_pasid(fault.pasid).unwrap_or(0);
-                                (
-                                    pid,
-                                    procs.get(pid).map(|p| p.comm.clone()).unwrap_or_default(),
-                                )
-                            }
-                        };
-                        self.push_fault(FaultRec {
-                            pid,
-                            comm: comm.clone(),
-                            t_ns: ev.t_ns,
-                            probe: false,
-                            paired: false,
-                        });
-                        if pid == 0 {
-                            format!("{} page fault at {} (pasid {}); the kernel could not map the PASID to a process (pid 0)", fault.hub, addr(fault.address), fault.pasid)
-                        } else {
-                            format!(
-                                "{} page fault at {} from {comm} (pid {pid})",
-                                fault.hub,
-                                addr(fault.address)
-                            )
-                        }
-                    }
-                    KmsgKind::IllegalCommand { what } => {
-                        self.illegal = true;
-                        let w = match what {
-                            IllegalKind::Opcode => "opcode",
-                            IllegalKind::RegisterAccess => "register access",
-                            IllegalKind::Instruction => "instruction",
-                        };
-                        format!("illegal {w} in a command stream (the IRQ names no process)")
-                    }
-                    KmsgKind::RingTimeout {
-                        ring,
-                        signaled,
-                        emitted,
-                        task,
-                    } => {
-                        self.timeout_t.get_or_insert(ev.t_ns);
-                        self.timeout_ring = Some(ring.clone());
-                        self.signaled = signaled.or(self.signaled);
-                        self.emitted = emitted.or(self.emitted);
-                        if let Some(t) = task.as_ref().filter(|t| t.pid != 0) {
-                            self.kmsg_blamed = Some(t.clone());
-                            format!(
-                                "ring {ring} timed out; the kernel names {} (pid {})",
-                                t.comm, t.pid
-                            )
-                        } else {
-                            format!("ring {ring} timed out")
-                        }
-                    }
-                    KmsgKind::SoftRecovered { ring } => {
-                        self.timeout_t.get_or_insert(ev.t_ns);
-                        self.timeout_ring = Some(ring.clone());
-                        format!("ring {ring} timed out but soft recovered")
-                    }
-                    KmsgKind::RingReset { ring, ok } => {
-                        self.reset_seen = true;
-                        if let Some(ok) = ok {
-                            self.reset = Some(if *ok { "succeeded" } else { "failed" }.into());
-                        }
-                        format!("ring {ring} reset")
-                    }
-                    KmsgKind::ResetBegin { source } => {
-                        self.reset_seen = true;
-                        self.reset_t.get_or_insert(ev.t_ns);
-                        match source {
-                            Some(s) => format!("GPU reset began (source {s})"),
-                            None => "GPU reset began".into(),
-                        }
-                    }
-                    KmsgKind::ResetResult { ok, .. } => {
-                        self.reset_seen = true;
-                        self.reset = Some(if *ok { "succeeded" } else { "failed" }.into());
-                        format!("GPU reset {}", if *ok { "succeeded" } else { "failed" })
-                    }
-                    KmsgKind::ResetStep { what } => {
-                        self.reset_seen = true;
-                        self.reset_t.get_or_insert(ev.t_ns);
-                        format!("reset step: {what}")
-                    }
-                    KmsgKind::VramLost => "VRAM was lost in the reset".into(),
-                    KmsgKind::MesFailure { msg } => {
-                        self.mes = true;
-                        self.reset_seen = true;
-                        format!(
-                            "MES firmware failed to respond{}",
-                            msg.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
-                        )
-                    }
-                    KmsgKind::ParserInitFailed { errno } => {
-                        self.parser_refused += 1;
-                        format!("a context was refused after reset (process not named in the log), errno {errno}")
-                    }
-                    KmsgKind::Devcoredump { path } => format!(
-                        "devcoredump written{}",
-                        path.as_ref()
-                            .map(|p| format!(" at {p}"))
-                            .unwrap_or_default()
-                    ),
-                    KmsgKind::OtherError { text } => format!("driver error: {text}"),
-                }
-            }
-            _ => return,
+        let what = self.record(ev, procs, rec)?;
+        let lines = match &ev.body {
+            EventBody::Kmsg(r) => r.lines.iter().take(MAX_LINES).cloned().collect(),
+            _ => Vec::new(),
         };
-        if self.evidence.len() >= MAX_EVIDENCE {
-            self.evidence_omitted += 1;
-            return;
-        }
-        self.evidence.push(Evidence {
+        let e = Evidence {
             at: render_time(ev.clock, ev.t_ns),
             t_ns: ev.t_ns,
             source: ev.source,
             what,
             lines,
-        });
+        };
+        let fault = matches!(role, Role::Fault | Role::Illegal);
+        if self.evidence.push(e, fault) {
+            self.evidence.items.last()
+        } else {
+            None
+        }
     }
-}
 
-fn addr(a: Option<u64>) -> String {
-    a.map(|a| format!("0x{a:x}"))
-        .unwrap_or_else(|| "an unknown address".into())
+    /// Hands a probe event to its role's state; the evidence sentence.
+    fn record(&mut self, ev: &Event, procs: &Processes, rec: &Recorder) -> Option<String> {
+        let t = ev.t_ns;
+        Some(match &ev.body {
+            EventBody::VmFault(f) => self.faults.on_probe(t, f, procs),
+            EventBody::JobTimedOut { ring, job, pasid } => {
+                self.timeout
+                    .on_probe(t, ring.as_ref(), job, *pasid, procs, rec)
+            }
+            EventBody::ResetBegin { ring, .. } => {
+                self.reset.on_begin(t, ring.as_ref());
+                "GPU reset began".into()
+            }
+            EventBody::ResetEnd { result } => {
+                self.reset.on_result(t, *result == 0);
+                format!("GPU reset finished with result {result}")
+            }
+            EventBody::SubmitRejected { task, errno } => {
+                return self.refusals.on_probe(task, *errno)
+            }
+            EventBody::Kmsg(r) => return self.record_kmsg(t, &r.kind, procs),
+            _ => return None,
+        })
+    }
+
+    /// Hands a kernel-log record to its role's state; the evidence sentence.
+    fn record_kmsg(&mut self, t: u64, kind: &KmsgKind, procs: &Processes) -> Option<String> {
+        Some(match kind {
+            KmsgKind::PageFault { fault, task } => {
+                self.faults.on_log(t, fault, task.as_ref(), procs)
+            }
+            KmsgKind::IllegalCommand { what } => self.faults.on_illegal(what),
+            KmsgKind::RingTimeout {
+                ring,
+                signaled,
+                emitted,
+                task,
+            } => self
+                .timeout
+                .on_log(t, ring, (*signaled, *emitted), task.as_ref()),
+            KmsgKind::SoftRecovered { ring } => self.timeout.on_soft(t, ring),
+            KmsgKind::RingReset { .. }
+            | KmsgKind::ResetBegin { .. }
+            | KmsgKind::ResetResult { .. }
+            | KmsgKind::ResetStep { .. }
+            | KmsgKind::VramLost
+            | KmsgKind::MesFailure { .. } => return self.reset.on_kmsg(t, kind),
+            KmsgKind::ParserInitFailed { errno } => return self.refusals.on_parser(*errno),
+            KmsgKind::Devcoredump { path } => format!(
+                "devcoredump written{}",
+                path.as_ref()
+                    .map(|p| format!(" at {p}"))
+                    .unwrap_or_default()
+            ),
+            KmsgKind::OtherError { text } => format!("driver error: {text}"),
+        })
+    }
 }
 
 /// Monotonic: seconds since boot as the kernel prints them; Realtime: RFC 3339 UTC.

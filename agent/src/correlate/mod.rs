@@ -1,12 +1,17 @@
 //! The correlator: a pure state machine from [`Event`]s to [`Incident`]s.
 //!
 //! No I/O, no clock reads: time only advances through event timestamps and `advance`.
-//! Memory is bounded: `ring_depth` jobs per ring, `max_processes` identities (LRU), and
-//! `max_open` open incidents, and the last RECENT_EVIDENCE evidence items. Rules are documented in `docs/attribution.md`.
+//! Memory is bounded: `ring_depth` jobs per ring, `max_processes` identities and `max_pasids`
+//! PASID mappings (O(1) LRUs), `max_open` open incidents with capped per-role lists, and the
+//! last RECENT_EVIDENCE evidence items; whatever a cap turns away is counted in [`Stats`] or
+//! the incident's `omitted`. Rules are documented in `docs/attribution.md`.
 mod attribute;
+mod blame;
 mod incident;
+mod lru;
 mod processes;
 mod recorder;
+mod roles;
 #[cfg(test)]
 mod tests;
 
@@ -29,8 +34,14 @@ pub struct Config {
     pub fault_window_ns: u64,
     /// An incident with a timeout or reset closes this long after its last related event.
     pub settle_ns: u64,
+    /// A begun reset keeps its incident open until the reset ends, at most this long (MxGPU
+    /// function-level resets take seconds; some full resets tens of seconds).
+    pub reset_cap_ns: u64,
     /// Process identities kept (least recently seen evicted first).
     pub max_processes: usize,
+    /// PASID → pid mappings kept. amdgpu PASIDs are 16 bits, so the default never evicts a
+    /// live mapping on a real system.
+    pub max_pasids: usize,
     /// Open incidents kept at once (the oldest is closed early when exceeded).
     pub max_open: usize,
 }
@@ -41,7 +52,9 @@ impl Default for Config {
             ring_depth: 256,
             fault_window_ns: 30_000_000_000,
             settle_ns: 5_000_000_000,
+            reset_cap_ns: 120_000_000_000,
             max_processes: 4096,
+            max_pasids: 65_536,
             max_open: 16,
         }
     }
@@ -54,14 +67,38 @@ pub struct Stats {
     /// Per ring: jobs recorded and jobs evicted from the flight recorder.
     pub ring_jobs_seen: HashMap<String, u64>,
     pub ring_jobs_evicted: HashMap<String, u64>,
-    /// Per process: submissions seen.
+    /// Per process: submissions seen (for at most SUBMISSION_PIDS pids; the rest in
+    /// `submissions_untracked`).
     pub submissions: HashMap<u32, u64>,
+    pub submissions_untracked: u64,
     /// Scheduler/fence events that matched no recorded job (RunJob without Submit, ...).
     pub unmatched_joins: u64,
-    /// Process identities evicted from the bounded table.
+    /// Process identities and PASID mappings evicted from the bounded tables.
     pub process_evictions: u64,
+    pub pasid_evictions: u64,
+    /// Events that only join an incident (refusals, devcoredump, ...) arriving when none was
+    /// open to take them: counted, not kept.
+    pub unattached: u64,
+    /// Per-process summary entries not kept (more processes than `max_processes`).
+    pub summary_overflow: u64,
     /// Incidents emitted.
     pub incidents: u64,
+}
+
+/// Processes whose submissions `Stats` counts one by one.
+const SUBMISSION_PIDS: usize = 4096;
+
+impl Stats {
+    /// Counts a submission by `pid`; past SUBMISSION_PIDS processes, in one untracked total.
+    fn submitted(&mut self, pid: u32) {
+        if let Some(n) = self.submissions.get_mut(&pid) {
+            *n += 1;
+        } else if self.submissions.len() < SUBMISSION_PIDS {
+            self.submissions.insert(pid, 1);
+        } else {
+            self.submissions_untracked += 1;
+        }
+    }
 }
 
 pub struct Correlator {
@@ -70,8 +107,10 @@ pub struct Correlator {
     procs: Processes,
     recorder: Recorder,
     open: Vec<Open>,
-    summary: HashMap<u32, ProcessSummary>,
-    /// The latest evidence across incidents, bounded, for exports of arbitrary windows.
+    /// Per (boot, pid): pids are reused across boots.
+    summary: HashMap<(u32, u32), ProcessSummary>,
+    /// The latest evidence across incidents of this boot, bounded, for exports of arbitrary
+    /// windows.
     recent: VecDeque<Evidence>,
     /// The boot the current events belong to (from the last `EventBody::Boot`).
     boot: Option<BootInfo>,
@@ -84,7 +123,7 @@ const RECENT_EVIDENCE: usize = 1024;
 impl Correlator {
     pub fn new(config: Config) -> Self {
         Correlator {
-            procs: Processes::new(config.max_processes),
+            procs: Processes::new(config.max_processes, config.max_pasids),
             recorder: Recorder::new(config.ring_depth),
             config,
             stats: Stats::default(),
@@ -105,37 +144,36 @@ impl Correlator {
         self.procs.observe(&event, &mut self.stats);
         self.recorder
             .observe(&event, &mut self.procs, &mut self.stats);
-        if let Some(role) = incident::role(&event) {
-            let idx = self.find_open(&event, role);
-            let idx = match idx {
-                Some(i) => i,
-                None if role.opens() => {
-                    if self.open.len() >= self.config.max_open.max(1) {
-                        let o = self.open.remove(0);
-                        out.push(self.close(o));
-                    }
-                    self.open.push(Open::new(&event));
-                    self.open.len() - 1
+        let Some(role) = incident::role(&event) else {
+            return out;
+        };
+        let idx = match self.route(&event, role) {
+            Some(i) => i,
+            None if role.opens() => {
+                if self.open.len() >= self.config.max_open.max(1) {
+                    let o = self.open.remove(0);
+                    out.push(self.close(o));
                 }
-                None => return out,
-            };
-            let open = &mut self.open[idx];
-            let before = open.evidence.len();
-            open.add(&event, role, &self.procs, &self.recorder);
-            if open.evidence.len() > before {
-                if let Some(e) = open.evidence.last() {
-                    if self.recent.len() >= RECENT_EVIDENCE {
-                        self.recent.pop_front();
-                    }
-                    self.recent.push_back(e.clone());
-                }
+                self.open.push(Open::new(&event, self.stats.dropped));
+                self.open.len() - 1
             }
+            None => {
+                self.stats.unattached += 1;
+                return out;
+            }
+        };
+        let open = &mut self.open[idx];
+        if let Some(e) = open.add(&event, role, &self.procs, &self.recorder) {
+            if self.recent.len() >= RECENT_EVIDENCE {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(e.clone());
         }
         out
     }
 
     /// Evidence (faults, timeouts, resets, rejections) recorded in [from_ns, to_ns], from the
-    /// last RECENT_EVIDENCE items, for `hangwatch export` of an arbitrary window.
+    /// last RECENT_EVIDENCE items of this boot, for `hangwatch export` of an arbitrary window.
     pub fn evidence_between(&self, from_ns: u64, to_ns: u64) -> Vec<Evidence> {
         self.recent
             .iter()
@@ -144,25 +182,31 @@ impl Correlator {
             .collect()
     }
 
-    /// The open incident on the same GPU that `event` belongs to, if any.
-    fn find_open(&self, event: &Event, role: incident::Role) -> Option<usize> {
-        self.open.iter().rposition(|o| {
-            let gpu_ok = match (&o.gpu, &event.gpu) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            };
-            gpu_ok
-                && o.accepts(
-                    event.t_ns,
-                    role,
-                    event.source == crate::model::Source::Ebpf,
-                    &self.config,
-                )
-        })
+    /// The open incident `event` belongs to, if any: a reset result goes to the incident
+    /// whose begun reset it ends (however long it took); anything else to the latest open
+    /// incident on the same GPU that accepts it (events without a PCI address match any GPU).
+    fn route(&self, event: &Event, role: incident::Role) -> Option<usize> {
+        let same_gpu = |o: &Open| match (&o.gpu, &event.gpu) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        if let Some(ring) = incident::reset_result(event) {
+            if let Some(i) = self
+                .open
+                .iter()
+                .rposition(|o| same_gpu(o) && o.awaits(ring))
+            {
+                return Some(i);
+            }
+        }
+        self.open
+            .iter()
+            .rposition(|o| same_gpu(o) && o.accepts(event, role, &self.config))
     }
 
-    /// A new boot closes everything still open (no incident spans boots); the same boot again
-    /// only adds facts.
+    /// A new boot closes everything still open (no incident spans boots) and forgets the
+    /// previous boot's jobs, identities (pids are reused) and recent evidence; the same boot
+    /// again only adds facts. The first boot announced (seq 0) describes the events before it.
     fn boot(&mut self, info: &BootInfo) -> Vec<Incident> {
         match self.boot.as_mut() {
             Some(b) if b.seq == info.seq => {
@@ -171,9 +215,16 @@ impl Correlator {
                 b.realtime_offset_ns = b.realtime_offset_ns.or(info.realtime_offset_ns);
                 Vec::new()
             }
+            None if info.seq == 0 => {
+                self.boot = Some(info.clone());
+                Vec::new()
+            }
             _ => {
                 let out = self.finish();
                 self.boot = Some(info.clone());
+                self.procs = Processes::new(self.config.max_processes, self.config.max_pasids);
+                self.recorder = Recorder::new(self.config.ring_depth);
+                self.recent.clear();
                 out
             }
         }
@@ -203,14 +254,44 @@ impl Correlator {
         out
     }
 
-    fn close(&mut self, open: Open) -> Incident {
-        let mut inc = attribute::attribute(&open, &self.procs, &self.recorder, &self.config);
+    /// Attributions of the open incidents that changed since the last call, marked
+    /// `provisional` and carrying the id the final incident will have, so the agent can write
+    /// an incident as soon as it opens and rewrite it as evidence arrives (at most once a
+    /// second is its choice). Pure: nothing is closed or counted.
+    pub fn changed_open(&mut self) -> Vec<Incident> {
+        let mut out = Vec::new();
+        for i in 0..self.open.len() {
+            if self.open[i].changed {
+                self.open[i].changed = false;
+                let id = self.open[i].id();
+                let mut inc = self.build(&self.open[i], id);
+                inc.provisional = true;
+                out.push(inc);
+            }
+        }
+        out
+    }
+
+    /// The incident as it stands: attribution plus boot facts and drops.
+    fn build(&self, open: &Open, id: String) -> Incident {
+        let cx = attribute::Ctx {
+            procs: &self.procs,
+            rec: &self.recorder,
+            cfg: &self.config,
+        };
+        let mut inc = attribute::attribute(open, id, &cx);
         inc.dropped_events = self.stats.dropped.saturating_sub(open.dropped_at_open);
         if let Some(b) = &self.boot {
             inc.boot_id.clone_from(&b.boot_id);
             inc.hostname.clone_from(&b.hostname);
         }
         inc.wall_time = self.wall_time(inc.clock, inc.started_ns);
+        inc
+    }
+
+    fn close(&mut self, mut open: Open) -> Incident {
+        let id = open.id();
+        let inc = self.build(&open, id);
         self.stats.incidents += 1;
         self.count_summary(&inc, &open);
         inc
@@ -230,21 +311,35 @@ impl Correlator {
     }
 
     fn count_summary(&mut self, inc: &Incident, open: &Open) {
-        let summary = &mut self.summary;
+        let boot = self.boot.as_ref().map_or(0, |b| b.seq);
+        let cap = self.config.max_processes;
+        let mut s = SummaryTable {
+            map: &mut self.summary,
+            boot,
+            cap,
+            overflow: &mut self.stats.summary_overflow,
+        };
         if let Some(c) = &inc.culprit {
-            summary_entry(summary, c.pid, &c.comm).culprit += 1;
+            if let Some(e) = s.entry(c.pid, &c.comm) {
+                e.culprit += 1;
+            }
         }
         for v in &inc.victims {
-            summary_entry(summary, v.pid, &v.comm).victim += 1;
+            if let Some(e) = s.entry(v.pid, &v.comm) {
+                e.victim += 1;
+            }
         }
-        for f in open.faults.iter().filter(|f| f.pid != 0) {
-            summary_entry(summary, f.pid, &f.comm).faults += 1;
+        for f in open.faults.named() {
+            if let Some(e) = s.entry(f.pid, &f.comm) {
+                e.faults += 1;
+            }
         }
         if let Some(k) = &inc.kernel_blamed {
-            let e = summary_entry(summary, k.pid, &k.comm);
-            e.kernel_blamed += 1;
-            if inc.kernel_blame_disputed {
-                e.kernel_blamed_but_evidence_disagrees += 1;
+            if let Some(e) = s.entry(k.pid, &k.comm) {
+                e.kernel_blamed += 1;
+                if inc.kernel_blame_disputed {
+                    e.kernel_blamed_but_evidence_disagrees += 1;
+                }
             }
         }
     }
@@ -256,11 +351,11 @@ impl Correlator {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
-    /// Per-process counters over everything seen.
+    /// Per-process counters over everything seen (a pid per boot: pids are reused).
     pub fn summary(&self) -> Vec<ProcessSummary> {
-        let mut v: Vec<ProcessSummary> = self.summary.values().cloned().collect();
-        v.sort_by_key(|s| s.pid);
-        v
+        let mut v: Vec<(&(u32, u32), &ProcessSummary)> = self.summary.iter().collect();
+        v.sort_by_key(|(k, _)| **k);
+        v.into_iter().map(|(_, s)| s.clone()).collect()
     }
     /// Flight-recorder jobs overlapping [from_ns, to_ns] (all rings), for `hangwatch export`.
     pub fn jobs_between(&self, from_ns: u64, to_ns: u64) -> Vec<JobSnapshot> {
@@ -269,15 +364,26 @@ impl Correlator {
     }
 }
 
-fn summary_entry<'a>(
-    m: &'a mut HashMap<u32, ProcessSummary>,
-    pid: u32,
-    comm: &str,
-) -> &'a mut ProcessSummary {
-    let e = m.entry(pid).or_default();
-    e.pid = pid;
-    if e.comm.is_empty() {
-        e.comm = comm.to_string();
+/// The per-(boot, pid) summary, bounded at `cap` entries.
+struct SummaryTable<'a> {
+    map: &'a mut HashMap<(u32, u32), ProcessSummary>,
+    boot: u32,
+    cap: usize,
+    overflow: &'a mut u64,
+}
+
+impl SummaryTable<'_> {
+    fn entry(&mut self, pid: u32, comm: &str) -> Option<&mut ProcessSummary> {
+        let key = (self.boot, pid);
+        if !self.map.contains_key(&key) && self.map.len() >= self.cap {
+            *self.overflow += 1;
+            return None;
+        }
+        let e = self.map.entry(key).or_default();
+        e.pid = pid;
+        if e.comm.is_empty() {
+            e.comm = comm.to_string();
+        }
+        Some(e)
     }
-    e
 }

@@ -1,7 +1,7 @@
 //! Process identity table: pid → comm/exe, pasid → pid. Exited processes keep their
-//! identity (a culprit often exits before its timeout fires); the table is bounded by LRU.
-use rustc_hash::FxHashMap as HashMap;
-
+//! identity (a culprit often exits before its timeout fires). Both maps are bounded LRUs with
+//! O(1) eviction, counted in `Stats`; a new boot starts a new table (pids are reused).
+use super::lru::Lru;
 use super::Stats;
 use crate::incident::ProcessRef;
 use crate::model::{Event, EventBody, KmsgKind, Task};
@@ -11,23 +11,18 @@ pub struct Proc {
     pub comm: String,
     pub exe: Option<String>,
     pub exited: bool,
-    last_use: u64,
 }
 
 pub struct Processes {
-    max: usize,
-    tick: u64,
-    by_pid: HashMap<u32, Proc>,
-    pasid: HashMap<u32, u32>,
+    by_pid: Lru<u32, Proc>,
+    pasid: Lru<u32, u32>,
 }
 
 impl Processes {
-    pub fn new(max: usize) -> Self {
+    pub fn new(max_processes: usize, max_pasids: usize) -> Self {
         Processes {
-            max: max.max(1),
-            tick: 0,
-            by_pid: HashMap::default(),
-            pasid: HashMap::default(),
+            by_pid: Lru::new(max_processes),
+            pasid: Lru::new(max_pasids),
         }
     }
 
@@ -35,17 +30,20 @@ impl Processes {
         self.by_pid.len()
     }
 
+    pub fn pasids(&self) -> usize {
+        self.pasid.len()
+    }
+
     /// Learn identities from any event that names a task or a pasid mapping.
     pub fn observe(&mut self, ev: &Event, stats: &mut Stats) {
         match &ev.body {
-            EventBody::Submit { task, .. } | EventBody::SchedQueued { task, .. } => {
-                self.task(task, stats)
-            }
-            EventBody::SubmitRejected { task, .. } => self.task(task, stats),
+            EventBody::Submit { task, .. }
+            | EventBody::SchedQueued { task, .. }
+            | EventBody::SubmitRejected { task, .. } => self.task(task, stats),
             EventBody::PasidAllocated { pasid, task } => {
                 self.task(task, stats);
                 if task.pid != 0 {
-                    self.pasid.insert(*pasid, task.pid);
+                    self.map_pasid(*pasid, task.pid, stats);
                 }
             }
             EventBody::ProcessExit { task } => {
@@ -61,14 +59,13 @@ impl Processes {
                 pasids,
                 ..
             } => {
-                self.touch(*pid, comm, stats);
-                if let Some(p) = self.by_pid.get_mut(pid) {
+                if let Some(p) = self.touch(*pid, comm, stats) {
                     if exe.is_some() {
-                        p.exe = exe.clone();
+                        p.exe.clone_from(exe);
                     }
                 }
                 for pa in pasids {
-                    self.pasid.insert(*pa, *pid);
+                    self.map_pasid(*pa, *pid, stats);
                 }
             }
             EventBody::Kmsg(rec) => match &rec.kind {
@@ -78,7 +75,7 @@ impl Processes {
                 } if t.pid != 0 => {
                     self.task(t, stats);
                     if fault.pasid != 0 {
-                        self.pasid.insert(fault.pasid, t.pid);
+                        self.map_pasid(fault.pasid, t.pid, stats);
                     }
                 }
                 KmsgKind::RingTimeout { task: Some(t), .. } => self.task(t, stats),
@@ -86,10 +83,13 @@ impl Processes {
             },
             _ => {}
         }
-        // Bound the pasid map too: drop mappings to pids no longer known.
-        if self.pasid.len() > self.max * 4 {
-            let by_pid = &self.by_pid;
-            self.pasid.retain(|_, pid| by_pid.contains_key(pid));
+    }
+
+    fn map_pasid(&mut self, pasid: u32, pid: u32, stats: &mut Stats) {
+        let (slot, evicted) = self.pasid.touch(pasid, || pid);
+        *slot = pid;
+        if evicted.is_some() {
+            stats.pasid_evictions += 1;
         }
     }
 
@@ -97,29 +97,19 @@ impl Processes {
         self.touch(t.pid, &t.comm, stats);
     }
 
-    fn touch(&mut self, pid: u32, comm: &str, stats: &mut Stats) {
+    fn touch(&mut self, pid: u32, comm: &str, stats: &mut Stats) -> Option<&mut Proc> {
         if pid == 0 {
-            return;
+            return None;
         }
-        self.tick += 1;
-        let tick = self.tick;
-        if !self.by_pid.contains_key(&pid) && self.by_pid.len() >= self.max {
-            if let Some(old) = self
-                .by_pid
-                .iter()
-                .min_by_key(|(_, p)| p.last_use)
-                .map(|(k, _)| *k)
-            {
-                self.by_pid.remove(&old);
-                stats.process_evictions += 1;
-            }
+        let (p, evicted) = self.by_pid.touch(pid, Proc::default);
+        if evicted.is_some() {
+            stats.process_evictions += 1;
         }
-        let p = self.by_pid.entry(pid).or_default();
         if !comm.is_empty() && p.comm != comm {
             p.comm.clear();
             p.comm.push_str(comm);
         }
-        p.last_use = tick;
+        Some(p)
     }
 
     pub fn pid_of_pasid(&self, pasid: u32) -> Option<u32> {
@@ -128,6 +118,11 @@ impl Processes {
 
     pub fn get(&self, pid: u32) -> Option<&Proc> {
         self.by_pid.get(&pid)
+    }
+
+    /// The comm the table knows for `pid`, or empty.
+    pub fn comm(&self, pid: u32) -> String {
+        self.get(pid).map(|p| p.comm.clone()).unwrap_or_default()
     }
 
     /// A reference for reports; `fallback_comm` when the table no longer knows the pid.

@@ -41,6 +41,21 @@ impl Job {
     }
 }
 
+impl Job {
+    /// Its fence signaled at `t`. During a reset (begun at `reset_since`, within the last two
+    /// minutes) a job that ran before the reset began was force-signaled: cancelled, not done.
+    fn signaled(&mut self, t: u64, reset_since: Option<u64>) {
+        let forced = reset_since.is_some_and(|r| {
+            t.saturating_sub(r) < 120_000_000_000 && self.run_ns.is_some_and(|run| run <= r)
+        });
+        if forced {
+            self.cancelled = true;
+        } else if self.done_ns.is_none() {
+            self.done_ns = Some(t);
+        }
+    }
+}
+
 fn merge_key(into: &mut JobKey, from: &JobKey) {
     into.context = into.context.or(from.context);
     into.seqno = into.seqno.or(from.seqno);
@@ -168,6 +183,11 @@ pub struct Recorder {
     rings: HashMap<String, RingLog>,
     /// Scheduler worker tid → (pasid from the last VmGrabId).
     worker_pasid: HashMap<u32, u32>,
+    /// When the first job was recorded: the recorder can speak for the rings only after this.
+    first_ns: Option<u64>,
+    /// Start of a GPU reset in progress (probe `ResetBegin` until `ResetEnd`): the reset
+    /// force-signals every fence in flight, which is a cancellation, not a completion.
+    reset_since: Option<u64>,
 }
 
 impl Recorder {
@@ -176,7 +196,26 @@ impl Recorder {
             depth: depth.max(1),
             rings: HashMap::default(),
             worker_pasid: HashMap::default(),
+            first_ns: None,
+            reset_since: None,
         }
+    }
+
+    /// When the first job was recorded (probe coverage starts here).
+    pub fn first_ns(&self) -> Option<u64> {
+        self.first_ns
+    }
+
+    /// Whether any job on `ring` was ever recorded (the probes see this ring).
+    pub fn knows(&self, ring: &str) -> bool {
+        self.rings.contains_key(ring)
+    }
+
+    /// When `ring`'s kept history starts, if older jobs were evicted (None: complete history).
+    pub fn evicted_before(&self, ring: &str) -> Option<u64> {
+        let log = self.rings.get(ring).filter(|l| l.front > 0)?;
+        let j = log.jobs.front()?;
+        j.run_ns.or(j.submit_ns)
     }
 
     pub fn ring_len(&self, ring: &str) -> usize {
@@ -185,6 +224,9 @@ impl Recorder {
 
     /// Appends a job to its ring; returns its serial.
     fn push_job(&mut self, job: Job, stats: &mut Stats) -> u64 {
+        if self.first_ns.is_none() {
+            self.first_ns = job.submit_ns.or(job.run_ns);
+        }
         // Counters and logs are keyed by ring name: clone it only the first time a ring shows up.
         match stats.ring_jobs_seen.get_mut(job.ring.as_str()) {
             Some(n) => *n += 1,
@@ -270,7 +312,7 @@ impl Recorder {
             EventBody::Submit {
                 task, ring, job, ..
             } => {
-                *stats.submissions.entry(task.pid).or_default() += 1;
+                stats.submitted(task.pid);
                 if self.merge_into(Some(ring), job) {
                     return;
                 }
@@ -294,7 +336,7 @@ impl Recorder {
                 match (by_thread, self.rings.get_mut(ring.as_str())) {
                     (Some(serial), Some(log)) => log.merge(serial, job),
                     _ => {
-                        *stats.submissions.entry(task.pid).or_default() += 1;
+                        stats.submitted(task.pid);
                         self.push_job(Job::submitted(ring, task, job, t), stats);
                     }
                 }
@@ -370,33 +412,33 @@ impl Recorder {
                 stats.unmatched_joins += 1;
             }
             EventBody::HwFenceSignaled { ring, seqno, .. } => {
+                let reset_since = self.reset_since;
                 if let Some(log) = self.rings.get_mut(ring.as_str()) {
                     // Fences on a ring signal in order: everything up to `seqno` is done.
                     let later = log.unsignaled.split_off(&seqno.saturating_add(1));
                     let done = std::mem::replace(&mut log.unsignaled, later);
                     for serial in done.into_values() {
                         if let Some(j) = log.get_mut(serial) {
-                            if j.done_ns.is_none() {
-                                j.done_ns = Some(t);
-                            }
+                            j.signaled(t, reset_since);
                         }
                     }
                 }
             }
-            EventBody::JobDone { job } => match self.find_mut(None, job) {
-                Some(j) => {
-                    if j.done_ns.is_none() {
-                        j.done_ns = Some(t);
-                    }
+            EventBody::JobDone { job } => {
+                let reset_since = self.reset_since;
+                match self.find_mut(None, job) {
+                    Some(j) => j.signaled(t, reset_since),
+                    None => stats.unmatched_joins += 1,
                 }
-                None => stats.unmatched_joins += 1,
-            },
+            }
+            EventBody::ResetBegin { .. } => self.reset_since = Some(t),
             EventBody::JobTimedOut { ring, job, .. } => {
                 if let Some(j) = self.find_mut(ring.as_deref(), job) {
                     j.hung = true;
                 }
             }
             EventBody::ResetEnd { .. } => {
+                self.reset_since = None;
                 // Jobs that were run but never completed are cancelled by the reset.
                 for log in self.rings.values_mut() {
                     for j in log
@@ -447,6 +489,7 @@ impl Recorder {
                     j.comm.clone()
                 };
                 out.push(JobSnapshot {
+                    job_id: j.key.sched_job_id,
                     ring: name.clone(),
                     pid: j.pid,
                     tid: j.tid,

@@ -153,6 +153,7 @@ pub(crate) mod tests {
             lines: lines.iter().map(|s| s.to_string()).collect(),
         };
         let job = |comm: &str, pid, seq, submit, run, done: Option<u64>, state: &str| JobSnapshot {
+            job_id: Some(seq),
             ring: "gfx_0.0.0".into(),
             pid,
             tid: pid,
@@ -204,6 +205,7 @@ pub(crate) mod tests {
             boot_id: None,
             hostname: None,
             provisional: false,
+            omitted: Default::default(),
         }
     }
 

@@ -1,0 +1,505 @@
+//! What an open incident knows, one state per role: faults (and illegal-command IRQs), the
+//! ring timeout, the reset (full and per-ring), and post-reset refusals. Each handler records
+//! its event and returns the evidence sentence; every list is capped and its overflow counted.
+use super::processes::Processes;
+use super::recorder::Recorder;
+use crate::model::{FaultInfo, IllegalKind, JobKey, KmsgKind, Task};
+
+/// Fault records kept per incident (a fault storm cannot grow memory).
+pub const MAX_FAULTS: usize = 1024;
+/// Processes listed as refused after a reset; refusals from further processes are counted.
+pub const MAX_REFUSING_PIDS: usize = 32;
+/// Refusals kept as evidence; the rest are counted (a client retrying for an hour is one line).
+pub const MAX_REFUSAL_EVIDENCE: u32 = 8;
+/// Per-ring resets tracked per incident.
+pub const MAX_RING_RESETS: usize = 16;
+
+/// Which VM hub a fault came through; it bounds which rings could have issued the access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hub {
+    Gfx,
+    Mm,
+    Unknown,
+}
+
+impl Hub {
+    fn parse(hub: &str) -> Hub {
+        if hub.starts_with("gfxhub") {
+            Hub::Gfx
+        } else if hub.starts_with("mmhub") {
+            Hub::Mm
+        } else {
+            Hub::Unknown
+        }
+    }
+
+    /// Whether work on `ring` goes through this hub. GFX and compute queues translate through
+    /// the GC hub (gfxhub), video engines through mmhub; SDMA moved between ASIC generations.
+    pub fn serves(self, ring: &str) -> bool {
+        let gc = ["gfx", "comp", "kiq", "mes"]
+            .iter()
+            .any(|p| ring.starts_with(p));
+        let mm = ["vcn", "jpeg", "uvd", "vce"]
+            .iter()
+            .any(|p| ring.starts_with(p));
+        match self {
+            Hub::Gfx => !mm,
+            Hub::Mm => !gc,
+            Hub::Unknown => true,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FaultRec {
+    /// 0 when the kernel could not map the PASID.
+    pub pid: u32,
+    pub comm: String,
+    pub t_ns: u64,
+    pub pasid: Option<u32>,
+    pub hub: Hub,
+    /// Seen by a probe (else by the kernel log); a probe fault and its log line are one fault.
+    pub probe: bool,
+    pub paired: bool,
+}
+
+impl FaultRec {
+    /// "zed (pid 7587)" for reasoning text.
+    pub fn who(&self) -> String {
+        format!("{} (pid {})", self.comm, self.pid)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    pub list: Vec<FaultRec>,
+    /// Faults beyond MAX_FAULTS, counted not kept.
+    pub omitted: u64,
+    pub illegal: u32,
+}
+
+impl Faults {
+    pub fn named(&self) -> impl Iterator<Item = &FaultRec> {
+        self.list.iter().filter(|f| f.pid != 0)
+    }
+
+    pub fn unnamed(&self) -> usize {
+        self.list.iter().filter(|f| f.pid == 0).count()
+    }
+
+    pub fn on_probe(&mut self, t: u64, f: &FaultInfo, procs: &Processes) -> String {
+        let pid = procs.pid_of_pasid(f.pasid).unwrap_or(0);
+        let comm = procs.comm(pid);
+        let who = if pid == 0 {
+            format!("unknown process (pasid {} not mapped)", f.pasid)
+        } else {
+            format!("{comm} (pid {pid})")
+        };
+        self.push(fault_rec(pid, comm, t, f, true));
+        format!("{} page fault at {} from {who}", f.hub, addr(f.address))
+    }
+
+    pub fn on_log(
+        &mut self,
+        t: u64,
+        f: &FaultInfo,
+        task: Option<&Task>,
+        procs: &Processes,
+    ) -> String {
+        let (pid, comm) = match task {
+            Some(t) if t.pid != 0 => (t.pid, t.comm.clone()),
+            _ => {
+                let pid = procs.pid_of_pasid(f.pasid).unwrap_or(0);
+                (pid, procs.comm(pid))
+            }
+        };
+        let what = if pid == 0 {
+            format!("{} page fault at {} (pasid {}); the kernel could not map the PASID to a process (pid 0)", f.hub, addr(f.address), f.pasid)
+        } else {
+            format!(
+                "{} page fault at {} from {comm} (pid {pid})",
+                f.hub,
+                addr(f.address)
+            )
+        };
+        self.push(fault_rec(pid, comm, t, f, false));
+        what
+    }
+
+    pub fn on_illegal(&mut self, what: &IllegalKind) -> String {
+        self.illegal += 1;
+        let w = match what {
+            IllegalKind::Opcode => "opcode",
+            IllegalKind::RegisterAccess => "register access",
+            IllegalKind::Instruction => "instruction",
+        };
+        format!("illegal {w} in a command stream (the IRQ names no process)")
+    }
+
+    /// Count a fault once when both the probe and the kernel log reported it (same pid,
+    /// within 1 s, not yet paired; only recent records are searched).
+    fn push(&mut self, f: FaultRec) {
+        let recent = self.list.len().saturating_sub(64);
+        if let Some(other) = self.list[recent..].iter_mut().find(|o| {
+            !o.paired
+                && o.probe != f.probe
+                && o.pid == f.pid
+                && o.t_ns.abs_diff(f.t_ns) < 1_000_000_000
+        }) {
+            other.paired = true;
+            return;
+        }
+        if self.list.len() >= MAX_FAULTS {
+            self.omitted += 1;
+            return;
+        }
+        self.list.push(f);
+    }
+}
+
+fn fault_rec(pid: u32, comm: String, t: u64, f: &FaultInfo, probe: bool) -> FaultRec {
+    FaultRec {
+        pid,
+        comm,
+        t_ns: t,
+        pasid: (f.pasid != 0).then_some(f.pasid),
+        hub: Hub::parse(&f.hub),
+        probe,
+        paired: false,
+    }
+}
+
+/// The timed-out job as the probe saw it.
+#[derive(Clone, Debug)]
+pub struct HungJob {
+    pub pid: u32,
+    pub comm: String,
+    pub key: JobKey,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Timeout {
+    pub ring: Option<String>,
+    pub t: Option<u64>,
+    /// The kernel's "Process X pid N" after the timeout line.
+    pub kmsg_blamed: Option<Task>,
+    pub signaled: Option<u64>,
+    pub emitted: Option<u64>,
+    pub hung_job: Option<HungJob>,
+    /// Which source families reported a timeout (probe/kmsg de-duplication).
+    pub probe_seen: bool,
+    pub log_seen: bool,
+}
+
+impl Timeout {
+    pub fn seen(&self) -> bool {
+        self.t.is_some()
+    }
+
+    pub fn reported_by(&self, probe: bool) -> bool {
+        if probe {
+            self.probe_seen
+        } else {
+            self.log_seen
+        }
+    }
+
+    pub fn on_probe(
+        &mut self,
+        t: u64,
+        ring: Option<&String>,
+        job: &JobKey,
+        pasid: Option<u32>,
+        procs: &Processes,
+        rec: &Recorder,
+    ) -> String {
+        self.probe_seen = true;
+        self.t.get_or_insert(t);
+        if ring.is_some() {
+            self.ring = ring.cloned();
+        }
+        let owner = rec
+            .find(ring.map(String::as_str), job)
+            .filter(|j| j.pid != 0)
+            .map(|j| (j.pid, j.comm.clone()))
+            .or_else(|| {
+                let pid = pasid.and_then(|p| procs.pid_of_pasid(p))?;
+                Some((pid, procs.comm(pid)))
+            });
+        let r = ring.map_or("?", String::as_str);
+        match owner {
+            Some((pid, comm)) => {
+                let what = format!("job of {comm} (pid {pid}) on {r} timed out");
+                self.hung_job = Some(HungJob {
+                    pid,
+                    comm,
+                    key: *job,
+                });
+                what
+            }
+            None => format!("a job on {r} timed out (owner not recorded)"),
+        }
+    }
+
+    pub fn on_log(
+        &mut self,
+        t: u64,
+        ring: &str,
+        seqs: (Option<u64>, Option<u64>),
+        task: Option<&Task>,
+    ) -> String {
+        self.log_seen = true;
+        self.t.get_or_insert(t);
+        self.ring = Some(ring.to_string());
+        self.signaled = seqs.0.or(self.signaled);
+        self.emitted = seqs.1.or(self.emitted);
+        match task.filter(|t| t.pid != 0) {
+            Some(k) => {
+                self.kmsg_blamed = Some(k.clone());
+                format!(
+                    "ring {ring} timed out; the kernel names {} (pid {})",
+                    k.comm, k.pid
+                )
+            }
+            None => format!("ring {ring} timed out"),
+        }
+    }
+
+    pub fn on_soft(&mut self, t: u64, ring: &str) -> String {
+        self.log_seen = true;
+        self.t.get_or_insert(t);
+        self.ring = Some(ring.to_string());
+        format!("ring {ring} timed out but soft recovered")
+    }
+}
+
+/// A per-ring reset (`Starting X ring reset` … `Ring X reset succeeded|failed`).
+#[derive(Clone, Debug)]
+pub struct RingReset {
+    pub ring: String,
+    pub ok: Option<bool>,
+}
+
+/// Reset activity: full GPU resets (begin, steps, result), per-ring resets, MES failures.
+/// A begun reset is pending until its result; the incident waits for it (up to a cap).
+#[derive(Clone, Debug, Default)]
+pub struct Reset {
+    /// Any reset activity (including MES failures, which precede a reset).
+    pub seen: bool,
+    /// First begin (full, per-ring or a reset step).
+    pub begun_t: Option<u64>,
+    full_pending: bool,
+    /// Result of the last full reset.
+    pub result: Option<bool>,
+    pub ended_t: Option<u64>,
+    pub ring_resets: Vec<RingReset>,
+    pub ring_resets_omitted: u64,
+    pub mes: bool,
+    pub vram_lost: bool,
+    /// Ring the probe's `amdgpu_device_gpu_recover` named.
+    pub probe_ring: Option<String>,
+}
+
+impl Reset {
+    pub fn pending(&self) -> bool {
+        self.full_pending || self.ring_resets.iter().any(|r| r.ok.is_none())
+    }
+
+    /// A reset result was seen and nothing is pending.
+    pub fn ended(&self) -> bool {
+        !self.pending()
+            && (self.result.is_some() || self.ring_resets.iter().any(|r| r.ok.is_some()))
+    }
+
+    /// "succeeded"/"failed": the full reset's result, else the last per-ring reset's.
+    pub fn outcome(&self) -> Option<&'static str> {
+        let ok = self
+            .result
+            .or_else(|| self.ring_resets.iter().rev().find_map(|r| r.ok))?;
+        Some(if ok { "succeeded" } else { "failed" })
+    }
+
+    /// Whether a result for `ring` (None: a full reset) would end a reset pending here.
+    pub fn awaits(&self, ring: Option<&str>) -> bool {
+        match ring {
+            None => self.full_pending,
+            Some(r) => self
+                .ring_resets
+                .iter()
+                .any(|x| x.ring == r && x.ok.is_none()),
+        }
+    }
+
+    fn begin(&mut self, t: u64) {
+        self.seen = true;
+        self.begun_t.get_or_insert(t);
+    }
+
+    /// A begin reported after this reset already ended (the other source, late) starts nothing.
+    pub fn on_begin(&mut self, t: u64, ring: Option<&String>) {
+        self.begin(t);
+        if ring.is_some() && self.probe_ring.is_none() {
+            self.probe_ring = ring.cloned();
+        }
+        if self.ended_t.is_none_or(|e| t > e) {
+            self.full_pending = true;
+        }
+    }
+
+    pub fn on_result(&mut self, t: u64, ok: bool) {
+        self.seen = true;
+        self.full_pending = false;
+        self.result = Some(ok);
+        self.ended_t = Some(self.ended_t.map_or(t, |e| e.max(t)));
+    }
+
+    /// MODE1/MODE2/soft-reset steps: a full reset is under way until its result.
+    fn on_step(&mut self, t: u64) {
+        self.begin(t);
+        if self.result.is_none() {
+            self.full_pending = true;
+        }
+    }
+
+    fn on_ring(&mut self, t: u64, ring: &str, ok: Option<bool>) {
+        self.seen = true;
+        match ok {
+            None => {
+                self.begin(t);
+                if !self.awaits(Some(ring)) {
+                    self.push_ring(ring, None);
+                }
+            }
+            Some(ok) => {
+                match self
+                    .ring_resets
+                    .iter_mut()
+                    .rev()
+                    .find(|x| x.ring == ring && x.ok.is_none())
+                {
+                    Some(x) => x.ok = Some(ok),
+                    None => self.push_ring(ring, Some(ok)),
+                }
+                self.ended_t = Some(self.ended_t.map_or(t, |e| e.max(t)));
+            }
+        }
+    }
+
+    fn push_ring(&mut self, ring: &str, ok: Option<bool>) {
+        if self.ring_resets.len() >= MAX_RING_RESETS {
+            self.ring_resets_omitted += 1;
+            return;
+        }
+        self.ring_resets.push(RingReset {
+            ring: ring.to_string(),
+            ok,
+        });
+    }
+
+    fn on_mes(&mut self) {
+        self.seen = true;
+        self.mes = true;
+    }
+
+    /// Records a reset-related kernel-log record; the evidence sentence.
+    pub fn on_kmsg(&mut self, t: u64, kind: &KmsgKind) -> Option<String> {
+        Some(match kind {
+            KmsgKind::RingReset { ring, ok } => {
+                self.on_ring(t, ring, *ok);
+                match ok {
+                    None => format!("ring {ring} reset started"),
+                    Some(true) => format!("ring {ring} reset succeeded"),
+                    Some(false) => format!("ring {ring} reset failed"),
+                }
+            }
+            KmsgKind::ResetBegin { source } => {
+                self.on_begin(t, None);
+                match source {
+                    Some(s) => format!("GPU reset began (source {s})"),
+                    None => "GPU reset began".into(),
+                }
+            }
+            KmsgKind::ResetResult { ok, .. } => {
+                self.on_result(t, *ok);
+                format!("GPU reset {}", if *ok { "succeeded" } else { "failed" })
+            }
+            KmsgKind::ResetStep { what } => {
+                self.on_step(t);
+                format!("reset step: {what}")
+            }
+            KmsgKind::VramLost => {
+                self.seen = true;
+                self.vram_lost = true;
+                "VRAM was lost in the reset".into()
+            }
+            KmsgKind::MesFailure { msg } => {
+                self.on_mes();
+                format!(
+                    "MES firmware failed to respond{}",
+                    msg.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
+                )
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Submissions refused after the reset (-ECANCELED): victims, counted, a few kept as evidence.
+#[derive(Clone, Debug, Default)]
+pub struct Refusals {
+    /// Refused processes (first MAX_REFUSING_PIDS) with their refusal counts.
+    pub by_pid: Vec<(Task, u64)>,
+    pub total: u64,
+    /// Refusals from processes beyond MAX_REFUSING_PIDS.
+    pub unlisted: u64,
+    /// "Failed to initialize parser -125!" lines (no pid in the log).
+    pub parser: u64,
+    /// Refusals (either kind) not kept as evidence.
+    pub omitted: u64,
+    kept: u32,
+}
+
+impl Refusals {
+    /// Records a refusal by `task`; the evidence sentence while under the evidence cap.
+    pub fn on_probe(&mut self, task: &Task, errno: i64) -> Option<String> {
+        self.total += 1;
+        if let Some((_, n)) = self.by_pid.iter_mut().find(|(t, _)| t.pid == task.pid) {
+            *n += 1;
+        } else if self.by_pid.len() < MAX_REFUSING_PIDS {
+            self.by_pid.push((task.clone(), 1));
+        } else {
+            self.unlisted += 1;
+        }
+        self.keep().then(|| {
+            format!(
+                "submission of {} (pid {}) refused with {errno}",
+                task.comm, task.pid
+            )
+        })
+    }
+
+    pub fn on_parser(&mut self, errno: i64) -> Option<String> {
+        self.total += 1;
+        self.parser += 1;
+        self.keep().then(|| {
+            format!(
+                "a context was refused after reset (process not named in the log), errno {errno}"
+            )
+        })
+    }
+
+    fn keep(&mut self) -> bool {
+        if self.kept < MAX_REFUSAL_EVIDENCE {
+            self.kept += 1;
+            true
+        } else {
+            self.omitted += 1;
+            false
+        }
+    }
+}
+
+pub fn addr(a: Option<u64>) -> String {
+    a.map(|a| format!("0x{a:x}"))
+        .unwrap_or_else(|| "an unknown address".into())
+}
