@@ -100,16 +100,31 @@ pub fn boot(
     let mut logf = fs::File::create(log)?;
     let mut lines = Vec::new();
     let mut timed_out = false;
+    let silence = silence_limit();
+    let mut last_line = Instant::now();
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(l) => {
                 let _ = writeln!(logf, "{l}");
                 lines.push(l);
+                last_line = Instant::now();
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if start.elapsed() > timeout {
+        // A guest that stopped printing is hung (a bench boot once sat silent for 14 minutes
+        // holding the machine): give up long before the overall budget.
+        let quiet = last_line.elapsed() > silence;
+        if start.elapsed() > timeout || quiet {
+            let why = if quiet {
+                format!("no console output for {} s", silence.as_secs())
+            } else {
+                format!("the boot's budget of {} s ran out", timeout.as_secs())
+            };
+            let msg = format!("xtask vm: {why}: qemu killed");
+            eprintln!("{msg}");
+            let _ = writeln!(logf, "{msg}");
+            lines.push(msg);
             timed_out = true;
             let _ = child.kill();
             break;
@@ -122,6 +137,16 @@ pub fn boot(
         wall: start.elapsed(),
         accel,
     })
+}
+
+/// How long a guest may stay silent before it counts as hung: scenarios print a result at
+/// least once a minute or two even under a loaded TCG host. `HANGWATCH_VM_SILENCE_S` overrides.
+fn silence_limit() -> Duration {
+    let secs = std::env::var("HANGWATCH_VM_SILENCE_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(480);
+    Duration::from_secs(secs)
 }
 
 /// "kvm" if a probe boot (no plan: boots, prints HWEND, powers off) succeeds under KVM in
