@@ -170,7 +170,7 @@ fn ring_timeout(o: &Open, ring: Option<&str>, cx: &Ctx) -> Blame {
     b
 }
 
-/// The incident's other ring timeouts (a wedged GPU times out several rings): listed in the
+/// The incident's other timeouts (a wedged GPU times out several rings): listed in the
 /// reasoning (at most three); a process the kernel named for one of them is a victim.
 fn other_timeouts(o: &Open, cx: &Ctx, b: &mut Blame) {
     let mut parts = Vec::new();
@@ -208,7 +208,7 @@ fn other_timeouts(o: &Open, cx: &Ctx, b: &mut Blame) {
         String::new()
     };
     b.reasoning.push_str(&format!(
-        " Other rings timed out in the same incident: {}{more}; the blame follows the first timeout whose job has a known owner.",
+        " Other timeouts in the same incident: {}{more}; the blame follows the first timeout whose job has a known owner.",
         parts.join("; ")
     ));
 }

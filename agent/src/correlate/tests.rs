@@ -1670,9 +1670,46 @@ mod corpus_lessons {
             .collect());
         assert_eq!(incs.len(), 1);
         assert!(
-            !incs[0].reasoning.contains("Other rings timed out"),
+            !incs[0].reasoning.contains("Other timeouts"),
             "{}",
             incs[0].reasoning
+        );
+    }
+
+    /// The same job timing out again (the probe's job key, or the log's seqs) is one timeout;
+    /// a different job on the same ring is another.
+    #[test]
+    fn the_same_job_timing_out_again_is_one_timeout() {
+        let line = |t: u64, signaled: u64| {
+            kmsg(
+                t,
+                KmsgKind::RingTimeout {
+                    ring: "gfx".into(),
+                    signaled: Some(signaled),
+                    emitted: Some(9),
+                    task: Some(task(5, "game")),
+                },
+                "ring gfx timeout",
+            )
+        };
+        let mut v = vec![info(5, "game", 55)];
+        v.extend(job(S, 5, "game", "gfx", 1, 55, 9, None));
+        v.push(timed_out(3 * S, "gfx", 1, 55));
+        v.push(timed_out(4 * S, "gfx", 1, 55));
+        v.push(line(3 * S, 7));
+        v.push(line(4 * S, 7));
+        let (incs, _) = run(v.clone());
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        assert!(
+            !incs[0].reasoning.contains("Other timeouts"),
+            "{}",
+            incs[0].reasoning
+        );
+        v.push(line(5 * S, 8));
+        let (incs, _) = run(v);
+        says(
+            &incs[0],
+            "Other timeouts in the same incident: gfx at 5.000000",
         );
     }
 

@@ -95,9 +95,16 @@ impl Timeouts {
     }
 
     /// The record this report of a timeout on `ring` belongs to: the same ring's timeout not
-    /// yet reported by this source family (the probe and the log describe one hang), else a
-    /// new one. None past MAX_TIMEOUTS (counted).
-    fn slot(&mut self, at: At, ring: Option<&str>, probe: bool) -> Option<&mut RingTimeout> {
+    /// yet reported by this source family (the probe and the log describe one hang), or the
+    /// same job timing out again (`again`: same job key, or same signaled/emitted seqs); else
+    /// a new one. None past MAX_TIMEOUTS (counted).
+    fn slot(
+        &mut self,
+        at: At,
+        ring: Option<&str>,
+        probe: bool,
+        again: impl Fn(&RingTimeout) -> bool,
+    ) -> Option<&mut RingTimeout> {
         if probe {
             self.probe_seen = true;
         } else {
@@ -105,7 +112,8 @@ impl Timeouts {
         }
         let same = |r: &RingTimeout| {
             let reported = if probe { r.probe } else { r.log };
-            !reported && (ring.is_none() || r.ring.is_none() || r.ring.as_deref() == ring)
+            let ring_matches = ring.is_none() || r.ring.is_none() || r.ring.as_deref() == ring;
+            ring_matches && (!reported || again(r))
         };
         let i = match self.list.iter().position(same) {
             Some(i) => i,
@@ -159,7 +167,9 @@ impl Timeouts {
                 Some((pid, procs.comm(pid)))
             });
         let r = ring.map_or("?", String::as_str);
-        let slot = self.slot(at, ring.map(String::as_str), true);
+        let known = *job != JobKey::default();
+        let again = |t: &RingTimeout| known && t.hung_job.as_ref().is_some_and(|h| h.key == *job);
+        let slot = self.slot(at, ring.map(String::as_str), true, again);
         match owner {
             Some((pid, comm)) => {
                 let what = format!("job of {comm} (pid {pid}) on {r} timed out");
@@ -184,7 +194,10 @@ impl Timeouts {
         task: Option<&Task>,
     ) -> String {
         let named = task.filter(|t| t.pid != 0);
-        if let Some(s) = self.slot(at, Some(ring), false) {
+        let again = |t: &RingTimeout| {
+            seqs.0.is_some() && seqs.1.is_some() && (t.signaled, t.emitted) == seqs
+        };
+        if let Some(s) = self.slot(at, Some(ring), false, again) {
             s.signaled = seqs.0.or(s.signaled);
             s.emitted = seqs.1.or(s.emitted);
             if named.is_some() {
@@ -201,7 +214,7 @@ impl Timeouts {
     }
 
     pub fn on_soft(&mut self, at: At, ring: &str) -> String {
-        if let Some(s) = self.slot(at, Some(ring), false) {
+        if let Some(s) = self.slot(at, Some(ring), false, |_| false) {
             s.soft = true;
         }
         format!("ring {ring} timed out but soft recovered")
