@@ -203,7 +203,10 @@ pub struct Reset {
     full_pending: bool,
     /// Result of the last full reset.
     pub result: Option<bool>,
-    pub ended_t: Option<u64>,
+    /// When the last full reset ended: a begin reported at or before it is that reset's,
+    /// from the other source, late. A per-ring reset's result does not end a full reset: the
+    /// `GPU reset begin!` its failure escalates to often carries the same stamp.
+    full_ended_t: Option<u64>,
     pub ring_resets: Vec<RingReset>,
     pub ring_resets_omitted: u64,
     pub mes: bool,
@@ -294,7 +297,7 @@ impl Reset {
         if ring.is_some() && self.probe_ring.is_none() {
             self.probe_ring = ring.cloned();
         }
-        if self.ended_t.is_none_or(|e| t > e) {
+        if self.full_ended_t.is_none_or(|e| t > e) {
             self.full_pending = true;
         }
     }
@@ -304,7 +307,7 @@ impl Reset {
         self.last_full = true;
         self.full_pending = false;
         self.result = Some(ok);
-        self.ended_t = Some(self.ended_t.map_or(t, |e| e.max(t)));
+        self.full_ended_t = Some(self.full_ended_t.map_or(t, |e| e.max(t)));
     }
 
     /// MODE1/MODE2/soft-reset steps and VRAM loss: a full reset is under way until its result.
@@ -336,7 +339,6 @@ impl Reset {
                     Some(x) => x.ok = Some(ok),
                     None => self.push_ring(ring, Some(ok)),
                 }
-                self.ended_t = Some(self.ended_t.map_or(t, |e| e.max(t)));
             }
         }
     }

@@ -1799,6 +1799,16 @@ mod corpus_lessons {
         let ring = format!("{TIMEOUT}{RING_STARTS}");
         assert_eq!(reset_of(&ring).as_deref(), Some("began"));
         assert_eq!(reset_of(TIMEOUT), None);
+        // waydroid#2399 (no stamps) and SteamOS#2802 (`dmesg -T`, whole seconds): the full
+        // reset begins at the same stamp as the failed per-ring reset; it still began.
+        let same_stamp = "\
+amdgpu 0000:03:00.0: ring gfx_0.0.0 timeout, signaled seq=37714894, emitted seq=37714897
+amdgpu 0000:03:00.0: Process allocator@4.0-s pid 1174792 thread android.ha:cs0 pid 1174913
+amdgpu 0000:03:00.0: Starting gfx_0.0.0 ring reset
+amdgpu 0000:03:00.0: Ring gfx_0.0.0 reset failed
+amdgpu 0000:03:00.0: GPU reset begin!. Source: 1
+";
+        assert_eq!(reset_of(same_stamp).as_deref(), Some("began"));
     }
 
     /// "Starting … ring reset" and "Ring … reset succeeded|failed" say what happened.
