@@ -164,6 +164,15 @@ fn reset_begin(t: u64) -> Event {
 fn says(i: &Incident, what: &str) {
     assert!(i.reasoning.contains(what), "{}", i.reasoning);
 }
+/// Some evidence entry of the incident says `what`.
+#[track_caller]
+fn shows(i: &Incident, what: &str) {
+    let whats: Vec<&str> = i.evidence.iter().map(|e| e.what.as_str()).collect();
+    assert!(
+        whats.iter().any(|w| w.contains(what)),
+        "{what} not in {whats:?}"
+    );
+}
 /// The incident names `who` with `confidence`.
 #[track_caller]
 fn blamed(i: &Incident, who: (u32, &str), confidence: Confidence) {
@@ -1818,14 +1827,13 @@ amdgpu 0000:03:00.0: GPU reset begin!. Source: 1
             "{TIMEOUT}{RING_STARTS}{RING_FAILS}[  312.900000] amdgpu 0000:28:00.0: Starting sdma0 ring reset\n[  312.900100] amdgpu 0000:28:00.0: Ring sdma0 reset succeeded\n"
         );
         let (incs, _) = analyze(&text);
-        let whats: Vec<&str> = incs[0].evidence.iter().map(|e| e.what.as_str()).collect();
         for w in [
             "ring gfx_0.0.0 reset started",
             "ring gfx_0.0.0 reset failed",
             "ring sdma0 reset started",
             "ring sdma0 reset succeeded",
         ] {
-            assert!(whats.contains(&w), "{w} missing: {whats:?}");
+            shows(&incs[0], w);
         }
     }
 
@@ -1841,13 +1849,7 @@ amdgpu 0000:03:00.0: GPU reset begin!. Source: 1
         let (incs, c) = analyze(&format!("{COREDUMP}{TIMEOUT}"));
         assert_eq!(incs.len(), 1, "{incs:#?}");
         let i = &incs[0];
-        assert!(
-            i.evidence.iter().any(|e| e
-                .what
-                .contains("devcoredump written at /sys/class/drm/card1")),
-            "{:#?}",
-            i.evidence
-        );
+        shows(i, "devcoredump written at /sys/class/drm/card1");
         assert_eq!(i.started_at, "312.522683");
         assert_eq!(i.evidence[0].what, "devcoredump written");
         assert_eq!(c.stats().unattached, 0);
@@ -1859,20 +1861,13 @@ amdgpu 0000:03:00.0: GPU reset begin!. Source: 1
     #[test]
     fn held_notices_are_bounded_same_gpu_and_recent() {
         let other_gpu = COREDUMP.replace("0000:28:00.0", "0000:29:00.0");
-        let (incs, c) = analyze(&format!("{other_gpu}{TIMEOUT}"));
-        assert!(incs[0]
-            .evidence
-            .iter()
-            .all(|e| !e.what.contains("coredump")));
-        assert_eq!(c.stats().unattached, 2);
-
-        let old = COREDUMP.replace("[  312.", "[  300.");
-        let (incs, c) = analyze(&format!("{old}{TIMEOUT}"));
-        assert!(incs[0]
-            .evidence
-            .iter()
-            .all(|e| !e.what.contains("coredump")));
-        assert_eq!(c.stats().unattached, 2);
+        let too_old = COREDUMP.replace("[  312.", "[  300.");
+        for held in [other_gpu, too_old] {
+            let (incs, c) = analyze(&format!("{held}{TIMEOUT}"));
+            let adopted = incs[0].evidence.iter().any(|e| e.what.contains("coredump"));
+            assert!(!adopted, "{held}");
+            assert_eq!(c.stats().unattached, 2, "{held}");
+        }
 
         let storm: String = (0..100)
             .map(|k| format!("[  312.{:06}] amdgpu 0000:28:00.0: [drm] AMDGPU device coredump file has been created\n", 400000 + k))
