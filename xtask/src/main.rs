@@ -2,6 +2,7 @@
 mod apt;
 mod bench;
 mod examples;
+mod hosttools;
 mod initramfs;
 mod kernel;
 mod kmod;
@@ -42,11 +43,21 @@ fn main() -> ExitCode {
             }),
             None => Err(anyhow::anyhow!("usage: cargo xtask kernel VER|SERIES")),
         },
+        // Build the simulator against a kernel's headers (no VM): prints the module's path.
+        Some("kmod") => match rest.first() {
+            Some(spec) => kernel::prepare(spec)
+                .and_then(|k| kmod::build_sim(&k))
+                .map(|ko| {
+                    println!("{}", ko.display());
+                    0
+                }),
+            None => Err(anyhow::anyhow!("usage: cargo xtask kmod VER|SERIES")),
+        },
         Some("test") => test_cmd::test(&rest),
         Some("bench") => bench::bench(),
         Some("examples") => examples::examples(),
         _ => {
-            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test | bench | examples>");
+            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | kmod VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test | bench | examples>");
             Ok(2)
         }
     };
