@@ -123,7 +123,9 @@ impl Decoder {
             t_ns: r.ts_ns,
             clock: Clock::Monotonic,
             source: Source::Ebpf,
-            gpu: None,
+            // The device the kernel named (7.x tracepoint `dev`, or a BTF read); the rest is
+            // labelled by `devices::Labeler`.
+            gpu: Some(cstr(&r.dev)).filter(|d| !d.is_empty()),
             body: body?,
         })
     }

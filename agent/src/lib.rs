@@ -6,7 +6,7 @@
 //! - [`correlate`]: the pure state machine turning events into incidents (flight recorder, attribution).
 //! - [`formats`]: tracefs `format` parser; [`btf`]: module BTF struct offsets.
 //! - [`probes`]: the probe catalogue, availability checks and attaching; [`decode`]: RawEvent → Event.
-//! - [`procscan`]: `/proc/*/fdinfo` and exe scans.
+//! - [`procscan`]: `/proc/*/fdinfo` and exe scans; [`devices`]: which GPU each probe event is on.
 //! - [`report`]: text, markdown, incident directory, Perfetto, bug report.
 //! - [`control`]: the running agent's local socket (`hangwatch export`).
 //! - [`commands`]: one module per CLI subcommand.
@@ -15,6 +15,7 @@ pub mod commands;
 pub mod control;
 pub mod correlate;
 pub mod decode;
+pub mod devices;
 pub mod formats;
 pub mod incident;
 pub mod kmsg;

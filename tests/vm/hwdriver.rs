@@ -61,6 +61,22 @@ pub struct Scenario {
     pub bugreport: bool,
     #[serde(default)]
     pub process: Vec<Process>,
+    /// Simulated GPUs (`modprobe amdgpu devices=N`, named 0000:0N:00.0).
+    #[serde(default = "one_device")]
+    pub devices: u32,
+}
+
+fn one_device() -> u32 {
+    1
+}
+
+/// The character device of simulated GPU `n` (`/dev/amdgpu_sim`, `/dev/amdgpu_sim1`, ...).
+fn device_path(n: u32) -> String {
+    if n == 0 {
+        DEVICE.to_string()
+    } else {
+        format!("{DEVICE}{n}")
+    }
 }
 
 fn default_duration() -> u64 {
@@ -73,6 +89,9 @@ pub struct Process {
     /// Exit this long after "go" (scenario 5: the culprit is gone before the timeout fires).
     #[serde(default)]
     pub exit_at_ms: Option<u64>,
+    /// Which simulated GPU the process opens (0-based).
+    #[serde(default)]
+    pub device: u32,
     #[serde(default)]
     pub submit: Vec<Submit>,
 }
@@ -247,7 +266,10 @@ fn phase_b(plan: &Plan) -> Result<()> {
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         // A fresh simulator per scenario: no wedged ring, guilty context or seqno carries over.
         sh("modprobe", &["-r", "amdgpu"]);
-        sh("modprobe", &["amdgpu", &timeout]);
+        sh(
+            "modprobe",
+            &["amdgpu", &timeout, &format!("devices={}", sc.devices)],
+        );
         sh("dmesg", &["-c"]);
         let t = Instant::now();
         let res = match run_scenario(path, &sc, plan.demo) {
@@ -600,11 +622,12 @@ fn child(path: &Path, index: &str) -> Result<()> {
     let name = std::ffi::CString::new(p.name.as_bytes())?;
     // SAFETY: PR_SET_NAME copies at most 16 bytes from a valid NUL-terminated string.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    let path = device_path(p.device);
     let dev = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(DEVICE)
-        .with_context(|| format!("opening {DEVICE}"))?;
+        .open(&path)
+        .with_context(|| format!("opening {path}"))?;
     println!("open");
     std::io::stdout().flush()?;
     let mut line = String::new();

@@ -7,7 +7,7 @@ pub mod catalogue;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use agent_common::{IvFilter, JobLayout, TpLayout};
+use agent_common::{DevLayout, IvFilter, JobLayout, TpLayout};
 use aya::programs::{KProbe, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
@@ -120,6 +120,10 @@ pub struct Assessment {
     pub job_layout: JobLayout,
     /// Which module's BTF gave `job_layout` or why it could not.
     pub btf_note: String,
+    /// BTF paths from scheduler objects to their device name (for kernels whose tracepoints
+    /// do not print `dev`), and which paths exist or why none does.
+    pub dev_layout: DevLayout,
+    pub dev_note: String,
 }
 
 /// Without root, tracefs usually exists but cannot be read: say so instead of "not mounted".
@@ -256,13 +260,22 @@ fn assess_kprobe(
 
 /// Decides every probe of the catalogue on `host`.
 pub fn assess(host: &Host) -> Assessment {
-    let (job_layout, btf_note) = match btf::symbol_module(&host.kallsyms, "amdgpu_job_timedout") {
+    let (btf, btf_note) = match btf::symbol_module(&host.kallsyms, "amdgpu_job_timedout") {
         None => (
-            JobLayout::default(),
-            "amdgpu_job_timedout not in kallsyms".to_string(),
+            Err("amdgpu_job_timedout not in kallsyms".to_string()),
+            String::new(),
         ),
-        Some(m) if m.is_empty() => job_layout_from(host, "vmlinux"),
-        Some(m) => job_layout_from(host, &m),
+        Some(m) if m.is_empty() => (load_btf(host, "vmlinux"), "vmlinux".to_string()),
+        Some(m) => (load_btf(host, &m), m),
+    };
+    let (job_layout, btf_note) = match btf.as_ref().map(btf::job_layout) {
+        Ok(Ok(l)) => (l, format!("BTF of {btf_note}")),
+        Ok(Err(e)) => (JobLayout::default(), e),
+        Err(e) => (JobLayout::default(), e.clone()),
+    };
+    let (dev_layout, dev_note) = match btf.as_ref() {
+        Ok(b) => btf::dev_layout(b),
+        Err(e) => (DevLayout::default(), e.clone()),
     };
     let probes = CATALOGUE
         .iter()
@@ -277,20 +290,18 @@ pub fn assess(host: &Host) -> Assessment {
         probes,
         job_layout,
         btf_note,
+        dev_layout,
+        dev_note,
     }
 }
 
-fn job_layout_from(host: &Host, module: &str) -> (JobLayout, String) {
-    let loaded = if module == "vmlinux" {
+fn load_btf(host: &Host, module: &str) -> Result<btf::Btf, String> {
+    if module == "vmlinux" {
         std::fs::read(host.btf_dir.join("vmlinux"))
             .map_err(|e| format!("no vmlinux BTF: {e}"))
             .and_then(|b| btf::Btf::parse(&b))
     } else {
         btf::load_module(&host.btf_dir, module)
-    };
-    match loaded.and_then(|b| btf::job_layout(&b)) {
-        Ok(l) => (l, format!("BTF of {module}")),
-        Err(e) => (JobLayout::default(), e),
     }
 }
 
@@ -300,6 +311,10 @@ pub struct AttachOptions {
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_bytes: u32,
     pub iv_filter: IvFilter,
+    /// Read device names through BTF ([`Assessment::dev_layout`]) in the scheduler and
+    /// kprobe programs. Costs a few probe reads per scheduler event; worth it only when the
+    /// host has more than one GPU (`devices::Devices::needs_kernel_names`).
+    pub device_names: bool,
 }
 
 impl Default for AttachOptions {
@@ -307,6 +322,7 @@ impl Default for AttachOptions {
         AttachOptions {
             ring_bytes: 4 << 20,
             iv_filter: default_iv_filter(),
+            device_names: false,
         }
     }
 }
@@ -347,6 +363,12 @@ pub fn attach(a: &mut Assessment, opts: &AttachOptions) -> anyhow::Result<Ebpf> 
     }
     loader.override_global("JOB_LAYOUT", &a.job_layout, true);
     loader.override_global("IV_FILTER", &opts.iv_filter, true);
+    let dev = if opts.device_names {
+        a.dev_layout
+    } else {
+        DevLayout::default()
+    };
+    loader.override_global("DEV_LAYOUT", &dev, true);
     loader.map_max_entries("EVENTS", ring_bytes);
     let mut ebpf = loader
         .load(EBPF_OBJECT)
@@ -394,6 +416,7 @@ fn attach_one(ebpf: &mut Ebpf, p: &ProbeStatus) -> Result<(), String> {
 pub fn verify_all(
     tp: &TpLayout,
     job: &JobLayout,
+    dev: &DevLayout,
 ) -> anyhow::Result<Vec<(&'static str, Result<(), String>)>> {
     let iv = default_iv_filter();
     let mut loader = EbpfLoader::new();
@@ -404,6 +427,7 @@ pub fn verify_all(
     }
     loader.override_global("JOB_LAYOUT", job, true);
     loader.override_global("IV_FILTER", &iv, true);
+    loader.override_global("DEV_LAYOUT", dev, true);
     let mut ebpf = loader.load(EBPF_OBJECT)?;
     let mut out = Vec::new();
     for spec in CATALOGUE {
@@ -539,7 +563,17 @@ mod tests {
                 sched_name_is_ptr: inline,
                 ..job
             };
-            let res = verify_all(&tp, &job).unwrap();
+            let dev = DevLayout {
+                entity_rq: 48,
+                rq_sched: 0,
+                sched_dev: 1500,
+                adev_dev: 8,
+                dev_name: 0,
+                valid: agent_common::dev_path::SCHED
+                    | agent_common::dev_path::ENTITY
+                    | agent_common::dev_path::ADEV,
+            };
+            let res = verify_all(&tp, &job, &dev).unwrap();
             let bad: Vec<_> = res.iter().filter(|(_, r)| r.is_err()).collect();
             assert!(bad.is_empty(), "{bad:?}");
             assert_eq!(res.len(), CATALOGUE.len());
