@@ -254,6 +254,33 @@ struct ExpectIncident {
     culprit_exe: Option<String>,
     victims: Option<Vec<String>>,
     kernel_blamed: Option<String>,
+    /// Multi-GPU scenarios: the device the incident must name.
+    #[serde(default)]
+    gpu: Option<String>,
+    /// Processes (another GPU's) that must be neither culprit nor victim.
+    #[serde(default)]
+    absent: Vec<String>,
+}
+
+/// Multi-GPU expectations of one incident: the right device, none of the other's processes.
+fn check_incident_device(scenario: &str, i: &Value, want: &ExpectIncident) {
+    if let Some(gpu) = &want.gpu {
+        assert_eq!(
+            i["gpu"].as_str(),
+            Some(gpu.as_str()),
+            "{scenario}: incident names the wrong device: {i}"
+        );
+    }
+    let named: Vec<&str> = std::iter::once(&i["culprit"])
+        .chain(i["victims"].as_array().into_iter().flatten())
+        .filter_map(comm)
+        .collect();
+    for a in &want.absent {
+        assert!(
+            !named.contains(&a.as_str()),
+            "{scenario}: {a} (another GPU's process) is named in the incident: {named:?}"
+        );
+    }
 }
 
 fn comm(v: &Value) -> Option<&str> {
@@ -324,6 +351,7 @@ fn check_scenario(file: &str) {
                 sc.name, want.kind, want.ring, want.culprit
             )
         });
+        check_incident_device(&sc.name, i, want);
         if let Some(exe) = &want.culprit_exe {
             assert_eq!(
                 i["culprit"]["exe"],
@@ -420,6 +448,7 @@ scenario_tests! {
     scenario_5_culprit_exits_early => "05-culprit-exits-early.toml",
     scenario_6_opened_before_agent => "06-opened-before-agent.toml",
     scenario_7_flood => "07-flood.toml",
+    scenario_20_two_gpus_one_hangs => "20-two-gpus-one-hangs.toml",
 }
 
 #[test]
@@ -444,7 +473,7 @@ fn every_scenario_file_has_a_test_and_parses() {
         }
     }
     assert_eq!(
-        n, 7,
+        n, 8,
         "the harness generates one test per scenario: update scenario_tests!"
     );
 }
