@@ -434,8 +434,12 @@ pub mod dev_path {
 mod pod {
     // SAFETY: plain #[repr(C)] data with no padding-dependent invariants; any bit pattern is valid.
     unsafe impl aya::Pod for super::TpLayout {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::IvFilter {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::JobLayout {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::DevLayout {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RawEvent {}
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::kernel::Kernel;
-use crate::util::{root, run};
+use crate::util::{root, run, run_captured};
 
 const SOURCES: &[&str] = &[
     "amdgpu_sim.c",
@@ -29,18 +29,18 @@ pub fn build_sim(k: &Kernel) -> Result<PathBuf> {
         fs::write(build.join(f), data)?;
     }
     crate::hosttools::make_runnable(k)?;
-    run(Command::new("make")
-        .arg("-s")
-        .arg("-C")
-        .arg(k.headers())
-        .arg(format!("M={}", build.display()))
-        // 7.x's flavour Makefile sets KBUILD_OUTPUT to its absolute /usr/src path.
-        .arg(format!("KBUILD_OUTPUT={}", k.headers().display()))
-        .args(crate::hosttools::compiler_args(k))
-        // Module BTF is made below with --btf_base; kbuild's own step (6.12+ headers carry a
-        // vmlinux) passes --btf_features the host's older pahole rejects.
-        .arg("CONFIG_DEBUG_INFO_BTF_MODULES=")
-        .arg("modules"))
+    run_captured(
+        Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(k.headers())
+            .arg(format!("M={}", build.display()))
+            .args(crate::hosttools::compiler_args(k))
+            // Module BTF is made below with --btf_base; kbuild's own step (6.12+ headers carry
+            // a vmlinux) passes --btf_features the host's older pahole rejects.
+            .arg("CONFIG_DEBUG_INFO_BTF_MODULES=")
+            .arg("modules"),
+    )
     .context("building tests/kmod (amdgpu.ko, the simulator)")?;
     let ko = build.join("amdgpu.ko");
     run(Command::new("pahole")
