@@ -269,8 +269,9 @@ fn sched_tp(ctx: &TracePointContext, global: &'static TpLayout, k: u32) -> u32 {
         let want = dev_path::SCHED | dev_path::ENTITY;
         if ev.dev[0] == 0 && d.valid & want == want {
             if let Some(entity) = ev.get(JobSlots::ENTITY) {
-                // SAFETY: probe reads only.
+                // SAFETY: probe read (bpf_probe_read_kernel checks the address).
                 if let Ok(rq) = unsafe { kread::<u64>(entity, d.entity_rq) } {
+                    // SAFETY: as above.
                     if let Ok(sched) = unsafe { kread::<u64>(rq, d.rq_sched) } {
                         read_sched_dev(sched, &d, ev);
                     }
