@@ -606,4 +606,89 @@ mod tests {
             .contains("kallsyms"));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// The committed real-driver captures of every kernel series in the VM matrix
+    /// (testdata/formats/<series>.txt) as a tracefs: every tracepoint probe binds, 7.x picks the
+    /// uAPI scheduler events with their `dev`, the older series the legacy ones with `entity`.
+    #[test]
+    fn every_series_capture_binds_and_picks_its_scheduler_events() {
+        use agent_common::{slot, JobSlots};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/formats");
+        let mut series = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(s) = name.strip_suffix(".txt") else {
+                continue;
+            };
+            let root = std::env::temp_dir().join(format!("hw-cap-{}-{s}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let mut events = Vec::new();
+            for chunk in text.split("\n== ").skip(1) {
+                let (id, body) = chunk.split_once('\n').unwrap();
+                let (sys, ev) = id.trim().split_once('/').unwrap();
+                events.push((sys.to_string(), ev.to_string(), body.to_string()));
+            }
+            events.push(("sched".into(), "sched_process_exit".into(), String::new()));
+            let ev_refs: Vec<(&str, &str, &str)> = events
+                .iter()
+                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+                .collect();
+            fake_tracefs(&root, &ev_refs);
+            let a = assess(&Host {
+                root: true,
+                tracefs: Some(root.clone()),
+                ..Default::default()
+            });
+            for p in a
+                .probes
+                .iter()
+                .filter(|p| p.tracepoint.is_some() || p.layout.is_some())
+            {
+                assert_eq!(p.status, Status::Available, "{s}: {} {}", p.name, p.reason);
+            }
+            let tp = |n: &str| status(&a, n).tracepoint.map(|(_, e)| e);
+            let layout = |n: &str| status(&a, n).layout.unwrap();
+            let new = s.starts_with('7');
+            assert_eq!(
+                tp("sched_job_queue"),
+                Some(if new {
+                    "drm_sched_job_queue"
+                } else {
+                    "drm_sched_job"
+                }),
+                "{s}"
+            );
+            assert_eq!(
+                tp("sched_job_done"),
+                Some(if new {
+                    "drm_sched_job_done"
+                } else {
+                    "drm_sched_process_job"
+                }),
+                "{s}"
+            );
+            for n in ["sched_job_queue", "sched_job_run"] {
+                let l = layout(n);
+                assert_eq!(l.fields[slot::DEV].is_present(), new, "{s} {n} dev");
+                assert_eq!(
+                    l.fields[JobSlots::ENTITY].is_present(),
+                    !new,
+                    "{s} {n} entity"
+                );
+                assert_eq!(l.fields[JobSlots::CLIENT_ID].is_present(), new, "{s} {n}");
+            }
+            // 7.x amdgpu events: u64 fence keys, no sched_job_id.
+            let cs = layout("amdgpu_cs_ioctl");
+            assert_eq!(
+                cs.fields[JobSlots::CONTEXT].size,
+                if new { 8 } else { 4 },
+                "{s}"
+            );
+            assert_eq!(cs.fields[JobSlots::JOB_ID].is_present(), !new, "{s}");
+            let _ = std::fs::remove_dir_all(&root);
+            series += 1;
+        }
+        assert!(series >= 4, "captures: {series}");
+    }
 }
