@@ -212,8 +212,12 @@ static bool task_info_pasid(u32 pasid, struct amdgpu_task_info *ti)
 	return found;
 }
 
-/* The process line of a fault or timeout, in the form of this kernel's amdgpu. */
-static void sim_print_task_line(struct amdgpu_device *adev, const struct amdgpu_task_info *ti,
+/*
+ * The process line of a fault or timeout, in the form of this kernel's amdgpu. Always inlined:
+ * DRM_ERROR prints its caller ("[drm:amdgpu_job_timedout [amdgpu]]"), which must be the real
+ * function's name.
+ */
+static __always_inline void sim_print_task_line(struct amdgpu_device *adev, const struct amdgpu_task_info *ti,
 				bool fault)
 {
 #if SIM_PRINT_TASK_INFO
@@ -531,8 +535,9 @@ static void sim_set_task_info(struct sim_file *f)
 	xa_unlock_irqrestore(&pasids, flags);
 }
 
-/* A submission refused because the file's context is guilty, printed as this era does. */
-static void sim_parser_failed(struct amdgpu_device *adev, int r)
+/* A submission refused because the file's context is guilty, printed as this era does (inlined
+ * into amdgpu_cs_ioctl: DRM_ERROR and drm_dev_printk print their caller's name). */
+static __always_inline void sim_parser_failed(struct amdgpu_device *adev, int r)
 {
 #if SIM_PARSER_DRM_ERR
 	/* drm_err_ratelimited(dev, ...) with no amdgpu dev_fmt prefix on this era. */
