@@ -211,7 +211,8 @@ pub fn attribute(o: &Open, procs: &Processes, rec: &Recorder, cfg: &Config) -> I
         _ => false,
     };
     let jobs = match &ring {
-        Some(r) => rec.snapshot(
+        Some(r) => rec.snapshot_on(
+            &o.gpu,
             Some(r),
             o.start_ns.saturating_sub(cfg.fault_window_ns),
             o.last_ns,
@@ -283,7 +284,7 @@ fn active_before(rec: &Recorder, o: &Open) -> Vec<String> {
     let from = o.start_ns.saturating_sub(5_000_000_000);
     let mut names: Vec<String> = Vec::new();
     let _ = rec;
-    for j in rec.all_jobs() {
+    for j in rec.all_jobs_on(&o.gpu) {
         let active = (j.run_ns.is_some() && j.done_ns.is_none())
             || j.submit_ns.is_some_and(|t| t >= from && t <= until);
         let n = format!("{} (pid {})", j.comm, j.pid);

@@ -176,6 +176,25 @@ pub struct Recorder {
     worker_pasid: HashMap<u32, u32>,
 }
 
+/// The log on `ring` (any ring when `None`) of one device's rings holding the newest job that
+/// matches `key`, with its serial.
+fn find_in<'a>(
+    d: &'a mut HashMap<String, RingLog>,
+    ring: Option<&str>,
+    key: &JobKey,
+) -> Option<(&'a mut RingLog, u64)> {
+    match ring {
+        Some(r) => {
+            let log = d.get_mut(r)?;
+            let serial = log.lookup(key)?;
+            Some((log, serial))
+        }
+        None => d
+            .values_mut()
+            .find_map(|log| log.lookup(key).map(|s| (log, s))),
+    }
+}
+
 /// The stats key of a ring: `0000:03:00.0/gfx_0.0.0`, or the ring name when the device is
 /// unknown.
 fn ring_label(gpu: &Option<String>, ring: &str) -> String {
@@ -203,20 +222,31 @@ impl Recorder {
             .sum()
     }
 
-    /// Ring logs of device `gpu` (every device when `None`), optionally only rings named `ring`.
+    /// The per-device ring maps that may hold device `gpu`'s jobs, its own first, then those of
+    /// jobs whose device is not known; every device's when `gpu` is `None`.
+    fn buckets<'a>(
+        &'a self,
+        gpu: &'a Option<String>,
+    ) -> impl Iterator<Item = &'a HashMap<String, RingLog>> + 'a {
+        let known = gpu.is_some();
+        let own = self.devs.get(gpu).filter(|_| known);
+        let unknown = self.devs.get(&None).filter(|_| known);
+        let all = (!known).then(|| self.devs.values()).into_iter().flatten();
+        own.into_iter().chain(unknown).chain(all)
+    }
+
+    /// Ring logs that may hold device `gpu`'s jobs ([`Recorder::buckets`]), optionally only
+    /// rings named `ring`.
     fn logs<'a>(
         &'a self,
         gpu: &'a Option<String>,
         ring: Option<&'a str>,
     ) -> impl Iterator<Item = &'a RingLog> + 'a {
-        self.devs
-            .iter()
-            .filter(move |(g, _)| gpu.is_none() || *g == gpu)
-            .flat_map(move |(_, d)| {
-                d.iter()
-                    .filter(move |(name, _)| ring.is_none_or(|r| r == name.as_str()))
-                    .map(|(_, log)| log)
-            })
+        self.buckets(gpu).flat_map(move |d| {
+            d.iter()
+                .filter(move |(name, _)| ring.is_none_or(|r| r == name.as_str()))
+                .map(|(_, log)| log)
+        })
     }
 
     fn log_mut(&mut self, gpu: &Option<String>, ring: &str) -> Option<&mut RingLog> {
@@ -245,27 +275,24 @@ impl Recorder {
         log.push(job, self.depth)
     }
 
-    /// The ring log holding the newest job matching `key` on device `gpu` (any device when
-    /// `None`), on `ring` or on any ring, with that job's serial.
+    /// The ring log holding the newest job matching `key` among device `gpu`'s rings (then
+    /// those of jobs whose device is not known; any device when `gpu` is `None`), on `ring` or on
+    /// any ring, with that job's serial. Never another known device's: job ids repeat across
+    /// devices.
     fn locate_mut(
         &mut self,
         gpu: &Option<String>,
         ring: Option<&str>,
         key: &JobKey,
     ) -> Option<(&mut RingLog, u64)> {
-        // An event of a known device looks on that device, then among jobs first seen before
-        // any device was known (never on another device: job ids repeat across devices).
-        let buckets: &[&Option<String>] = match gpu {
-            Some(_) if self.find_on(gpu, ring, key).is_some() => &[gpu],
-            Some(_) => &[&None],
-            None => &[],
-        };
-        self.devs
-            .iter_mut()
-            .filter(|(g, _)| buckets.is_empty() || buckets.contains(g))
-            .flat_map(|(_, d)| d.iter_mut())
-            .filter(|(name, _)| ring.is_none_or(|r| r == name.as_str()))
-            .find_map(|(_, log)| log.lookup(key).map(|s| (log, s)))
+        if gpu.is_none() {
+            return self.devs.values_mut().find_map(|d| find_in(d, ring, key));
+        }
+        let own = self.devs.get(gpu).is_some_and(|d| {
+            d.iter()
+                .any(|(n, log)| ring.is_none_or(|r| r == n) && log.lookup(key).is_some())
+        });
+        find_in(self.devs.get_mut(if own { gpu } else { &None })?, ring, key)
     }
 
     fn find_mut(
@@ -296,10 +323,12 @@ impl Recorder {
 
     /// Like [`Recorder::find`], on device `gpu` only (any device when `None`).
     pub fn find_on(&self, gpu: &Option<String>, ring: Option<&str>, key: &JobKey) -> Option<&Job> {
-        for (g, d) in &self.devs {
-            if gpu.is_some() && g != gpu {
-                continue;
-            }
+        // As `buckets`, spelled out so the result borrows only `self`.
+        let known = gpu.is_some();
+        let own = self.devs.get(gpu).filter(|_| known);
+        let unknown = self.devs.get(&None).filter(|_| known);
+        let all = (!known).then(|| self.devs.values()).into_iter().flatten();
+        for d in own.into_iter().chain(unknown).chain(all) {
             for (name, log) in d {
                 if ring.is_some_and(|r| r != name) {
                     continue;
@@ -482,9 +511,22 @@ impl Recorder {
         }
     }
 
-    /// Jobs on `ring` (or all rings) overlapping [from, to], with their state.
+    /// Jobs on every device's `ring` (or all rings) overlapping [from, to], with their state.
     pub fn snapshot(
         &self,
+        ring: Option<&str>,
+        from: u64,
+        to: u64,
+        hung: Option<&JobKey>,
+        procs: &Processes,
+    ) -> Vec<JobSnapshot> {
+        self.snapshot_on(&None, ring, from, to, hung, procs)
+    }
+
+    /// Like [`Recorder::snapshot`], on device `gpu` only (every device when `None`).
+    pub fn snapshot_on(
+        &self,
+        gpu: &Option<String>,
         ring: Option<&str>,
         from: u64,
         to: u64,
@@ -492,7 +534,7 @@ impl Recorder {
         procs: &Processes,
     ) -> Vec<JobSnapshot> {
         let mut out = Vec::new();
-        for log in self.logs(&None, ring) {
+        for log in self.logs(gpu, ring) {
             for j in &log.jobs {
                 let start = j.submit_ns.or(j.run_ns).unwrap_or(0);
                 let end = j.done_ns.unwrap_or(u64::MAX);
@@ -537,6 +579,14 @@ impl Recorder {
 impl Recorder {
     pub fn all_jobs(&self) -> impl Iterator<Item = &Job> {
         self.logs(&None, None).flat_map(|r| r.jobs.iter())
+    }
+
+    /// Every job of device `gpu` (of every device when `None`).
+    pub fn all_jobs_on<'a>(
+        &'a self,
+        gpu: &'a Option<String>,
+    ) -> impl Iterator<Item = &'a Job> + 'a {
+        self.logs(gpu, None).flat_map(|r| r.jobs.iter())
     }
 }
 
@@ -661,8 +711,10 @@ mod tests {
                 .map(|j| (j.pid, j.run_ns))
                 .collect()
         };
-        assert_eq!(on(&a_gpu), vec![(10, None)]);
-        assert_eq!(on(&b_gpu), vec![(20, Some(4))]);
+        // A device's jobs, then those whose device is unknown (they may be on it); never the
+        // other device's.
+        assert_eq!(on(&a_gpu), vec![(10, None), (30, Some(5))]);
+        assert_eq!(on(&b_gpu), vec![(20, Some(4)), (30, Some(5))]);
         assert_eq!(
             rec.find(None, &id(2)).map(|j| (j.pid, j.run_ns)),
             Some((30, Some(5)))
