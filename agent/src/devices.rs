@@ -228,11 +228,14 @@ impl Labeler {
             .cloned()
     }
 
-    fn worker(&self, tid: u32) -> Option<Label> {
-        // A kthread per ring (≤ 6.7) never changes device; a workqueue worker (≥ 6.8) may.
+    /// The device of the job scheduler worker `tid` ran last. Exact for what the worker does
+    /// right after the run event in the same work item (`run_job`'s amdgpu trace, its hardware
+    /// fence); a guess for what comes before the next run (`prepare_job`'s vm_grab_id): a
+    /// kthread per ring (≤ 6.7) never changes device, but a workqueue worker (≥ 6.8) may.
+    fn worker(&self, tid: u32, after_run: bool) -> Option<Label> {
         self.by_worker.get(&tid).map(|l| Label {
             gpu: l.gpu.clone(),
-            exact: false,
+            exact: l.exact && after_run,
         })
     }
 
@@ -243,7 +246,7 @@ impl Labeler {
             | EventBody::JobDone { job } => self.job(job),
             EventBody::RunJob {
                 job, worker_tid, ..
-            } => self.job(job).or_else(|| self.worker(*worker_tid)),
+            } => self.job(job).or_else(|| self.worker(*worker_tid, true)),
             EventBody::HwFenceEmitted {
                 context,
                 emitter_tid,
@@ -252,13 +255,13 @@ impl Labeler {
                 .by_context
                 .get(context)
                 .cloned()
-                .or_else(|| self.worker(*emitter_tid)),
+                .or_else(|| self.worker(*emitter_tid, true)),
             EventBody::HwFenceSignaled { context, .. } => self.by_context.get(context).cloned(),
             EventBody::VmGrabId {
                 pasid, worker_tid, ..
             } => self
                 .pasid(Some(*pasid))
-                .or_else(|| self.worker(*worker_tid)),
+                .or_else(|| self.worker(*worker_tid, false)),
             EventBody::PasidAllocated { pasid, .. } | EventBody::PasidFreed { pasid } => {
                 self.pasid(Some(*pasid))
             }
@@ -468,8 +471,13 @@ pub fn plan(a: &Assessment, devices: &[String]) -> Plan {
     ));
     m.push(item(
         Method::Join,
+        true,
+        "scheduler worker that just ran a labelled job: its amdgpu run trace and hardware fence",
+    ));
+    m.push(item(
+        Method::Join,
         false,
-        "scheduler worker that ran a labelled job (a workqueue worker can serve two devices)",
+        "scheduler worker's previous job, for the next job's vm_grab_id (a workqueue worker can serve two devices)",
     ));
     m.push(item(
         Method::Fdinfo,
@@ -642,8 +650,23 @@ mod tests {
             (l.counts.kernel, l.counts.join, l.counts.unlabelled),
             (2, 3, 1)
         );
-        // The worker join is an inference, and so is the signal joined to that fence.
-        assert_eq!(l.counts.guessed, 2);
+        // The fence follows the labelled run in the same work item: exact.
+        assert_eq!(l.counts.guessed, 0);
+        let mut g = ev(
+            None,
+            EventBody::VmGrabId {
+                ring: "gfx_0.0.0".into(),
+                pasid: 99,
+                vmid: 1,
+                worker_tid: 77,
+            },
+        );
+        l.label(&mut g);
+        assert_eq!(g.gpu.as_deref(), Some("0000:01:00.0"));
+        assert_eq!(
+            l.counts.guessed, 1,
+            "the next job's vm_grab_id is an inference"
+        );
     }
 
     #[test]
