@@ -113,6 +113,27 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
     }
 }
 
+impl<K: Hash + Eq + Clone> Bounded<K, Label> {
+    /// Inserts `l` unless the key already has an exact label and `l` is an inference.
+    fn upgrade(&mut self, k: K, l: &Label) {
+        if l.exact || !self.get(&k).is_some_and(|old| old.exact) {
+            self.insert(k, l.clone());
+        }
+    }
+}
+
+/// The first exact label of the two, else whichever exists (`b` only computed when `a` is
+/// not exact).
+fn best(a: Option<Label>, b: impl FnOnce() -> Option<Label>) -> Option<Label> {
+    if a.as_ref().is_some_and(|l| l.exact) {
+        return a;
+    }
+    match b() {
+        Some(l) if l.exact => Some(l),
+        other => a.or(other),
+    }
+}
+
 /// Labels per method, and events left without one (for the run's stats line).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct LabelCounts {
@@ -246,16 +267,14 @@ impl Labeler {
             | EventBody::JobDone { job } => self.job(job),
             EventBody::RunJob {
                 job, worker_tid, ..
-            } => self.job(job).or_else(|| self.worker(*worker_tid, true)),
+            } => best(self.job(job), || self.worker(*worker_tid, true)),
             EventBody::HwFenceEmitted {
                 context,
                 emitter_tid,
                 ..
-            } => self
-                .by_context
-                .get(context)
-                .cloned()
-                .or_else(|| self.worker(*emitter_tid, true)),
+            } => best(self.by_context.get(context).cloned(), || {
+                self.worker(*emitter_tid, true)
+            }),
             EventBody::HwFenceSignaled { context, .. } => self.by_context.get(context).cloned(),
             EventBody::VmGrabId {
                 pasid, worker_tid, ..
@@ -323,13 +342,15 @@ impl Labeler {
     }
 
     /// Remembers the keys of a labelled event for the events that lack a device.
+    /// An inference never replaces an exact label; an exact one replaces an inference (so a
+    /// context first labelled from fdinfo becomes exact once a kernel-labelled run joins it).
     fn learn(&mut self, body: &EventBody, l: &Label) {
         let job = |s: &mut Self, j: &JobKey| {
             if let Some(c) = j.context {
-                s.by_context.insert(c, l.clone());
+                s.by_context.upgrade(c, l);
             }
             if let Some(f) = j.sched_fence {
-                s.by_fence.insert(f, l.clone());
+                s.by_fence.upgrade(f, l);
             }
         };
         match body {
@@ -343,12 +364,12 @@ impl Labeler {
                 self.by_worker.insert(*worker_tid, l.clone());
             }
             EventBody::HwFenceEmitted { context, .. } => {
-                self.by_context.insert(*context, l.clone());
+                self.by_context.upgrade(*context, l);
             }
             EventBody::JobTimedOut { job: j, pasid, .. } => {
                 job(self, j);
                 if let Some(p) = pasid {
-                    self.by_pasid.insert(*p, l.clone());
+                    self.by_pasid.upgrade(*p, l);
                 }
             }
             EventBody::ResetBegin { job: j, pasid, .. } => {
@@ -356,13 +377,13 @@ impl Labeler {
                     job(self, j);
                 }
                 if let Some(p) = pasid {
-                    self.by_pasid.insert(*p, l.clone());
+                    self.by_pasid.upgrade(*p, l);
                 }
             }
             EventBody::PasidAllocated { pasid, .. } | EventBody::VmGrabId { pasid, .. }
                 if l.exact =>
             {
-                self.by_pasid.insert(*pasid, l.clone());
+                self.by_pasid.upgrade(*pasid, l);
             }
             _ => {}
         }
@@ -723,6 +744,69 @@ mod tests {
         l.label(&mut s);
         assert_eq!(s.gpu.as_deref(), Some("0000:01:00.0"));
         assert_eq!(l.counts.guessed, 1);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// 6.1: a submitter's first job is labelled from fdinfo (an inference) and so is its
+    /// context; once the kernel-labelled drm_run_job and the amdgpu run trace of that context
+    /// follow in the same worker, the context is exact and later submissions join exactly.
+    #[test]
+    fn kernel_labelled_run_upgrades_a_guessed_context() {
+        let root = std::env::temp_dir().join(format!("hw-devs-up-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("7/fdinfo")).unwrap();
+        std::fs::write(
+            root.join("7/fdinfo/4"),
+            "drm-driver:\tamdgpu\ndrm-pdev:\t0000:01:00.0\npasid:\t5\n",
+        )
+        .unwrap();
+        let devs = vec!["0000:00:00.0".to_string(), "0000:01:00.0".to_string()];
+        let mut l = Labeler::new(&devs, &root);
+        let submit = |seq| {
+            ev(
+                None,
+                EventBody::Submit {
+                    task: task(7),
+                    ring: "gfx_0.0.0".into(),
+                    job: key(40, seq),
+                    num_ibs: 1,
+                },
+            )
+        };
+        let mut s1 = submit(1);
+        l.label(&mut s1);
+        assert_eq!(
+            (s1.gpu.as_deref(), l.counts.guessed),
+            (Some("0000:01:00.0"), 1)
+        );
+        let mut legacy_run = ev(
+            Some("0000:01:00.0"),
+            EventBody::RunJob {
+                ring: "gfx_0.0.0".into(),
+                job: JobKey {
+                    sched_job_id: Some(1),
+                    ..JobKey::default()
+                },
+                worker_tid: 300,
+            },
+        );
+        l.label(&mut legacy_run);
+        let mut amdgpu_run = ev(
+            None,
+            EventBody::RunJob {
+                ring: "gfx_0.0.0".into(),
+                job: key(40, 1),
+                worker_tid: 300,
+            },
+        );
+        l.label(&mut amdgpu_run);
+        assert_eq!(l.counts.guessed, 1, "the worker beats the guessed context");
+        let mut s2 = submit(2);
+        l.label(&mut s2);
+        assert_eq!(
+            (s2.gpu.as_deref(), l.counts.guessed),
+            (Some("0000:01:00.0"), 1)
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 
