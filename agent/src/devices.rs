@@ -310,7 +310,9 @@ impl Labeler {
         if pid == 0 {
             return None;
         }
-        if fresh || self.fdinfo.get(&pid).is_none() {
+        // `amdgpu_pasid_allocated` fires inside open(), before the fd is installed: an empty
+        // read is retried at the process's next event.
+        if fresh || self.fdinfo.get(&pid).is_none_or(Vec::is_empty) {
             let files = read_fdinfo(&self.proc_root, pid);
             for (p, gpu) in &files {
                 if let Some(p) = p {
@@ -806,6 +808,58 @@ mod tests {
         assert_eq!(
             (s2.gpu.as_deref(), l.counts.guessed),
             (Some("0000:01:00.0"), 1)
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// `amdgpu_pasid_allocated` fires before open() installs the fd: fdinfo has nothing yet.
+    /// The process's first submission reads it again and learns the pasid, so the scheduler's
+    /// vm_grab_id for it is exact, not a worker guess.
+    #[test]
+    fn pasid_learnt_when_the_fd_appears() {
+        let root = std::env::temp_dir().join(format!("hw-devs-late-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("8/fdinfo")).unwrap();
+        let devs = vec!["0000:00:00.0".to_string(), "0000:01:00.0".to_string()];
+        let mut l = Labeler::new(&devs, &root);
+        let mut alloc = ev(
+            None,
+            EventBody::PasidAllocated {
+                pasid: 6,
+                task: task(8),
+            },
+        );
+        l.label(&mut alloc);
+        assert_eq!(alloc.gpu, None);
+        std::fs::write(
+            root.join("8/fdinfo/3"),
+            "drm-driver:\tamdgpu\ndrm-pdev:\t0000:00:00.0\npasid:\t6\n",
+        )
+        .unwrap();
+        let mut s = ev(
+            None,
+            EventBody::Submit {
+                task: task(8),
+                ring: "gfx_0.0.0".into(),
+                job: key(50, 1),
+                num_ibs: 1,
+            },
+        );
+        l.label(&mut s);
+        let mut g = ev(
+            None,
+            EventBody::VmGrabId {
+                ring: "gfx_0.0.0".into(),
+                pasid: 6,
+                vmid: 1,
+                worker_tid: 1,
+            },
+        );
+        l.label(&mut g);
+        assert_eq!(g.gpu.as_deref(), Some("0000:00:00.0"));
+        assert_eq!(
+            l.counts.guessed, 1,
+            "only the submission's one-device inference"
         );
         let _ = std::fs::remove_dir_all(&root);
     }
