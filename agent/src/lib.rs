@@ -6,7 +6,7 @@
 //! - [`correlate`]: the pure state machine turning events into incidents (flight recorder, attribution).
 //! - [`formats`]: tracefs `format` parser; [`btf`]: module BTF struct offsets.
 //! - [`probes`]: the probe catalogue, availability checks and attaching; [`decode`]: RawEvent → Event.
-//! - [`procscan`]: `/proc/*/fdinfo` and exe scans.
+//! - [`procscan`]: `/proc/*/fdinfo` and exe scans; [`devices`]: which GPU each probe event is on.
 //! - [`report`]: text, markdown, incident directory, Perfetto, bug report.
 //! - [`control`]: the running agent's local socket (`hangwatch export`).
 //! - [`escape`]: one escaping function per output sink for hostile text.
@@ -18,6 +18,7 @@ pub mod commands;
 pub mod control;
 pub mod correlate;
 pub mod decode;
+pub mod devices;
 pub mod escape;
 pub mod formats;
 pub mod fsafe;

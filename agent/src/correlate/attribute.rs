@@ -121,6 +121,7 @@ fn ring_timeout(o: &Open, ring: Option<&str>, cx: &Ctx) -> Blame {
     let hung_key = blamed.and_then(|b| b.hung_job.as_ref()).map(|h| &h.key);
     let judge = HungRing::new(
         cx.rec,
+        &o.gpu,
         ring_name,
         t,
         hung_key,
@@ -341,7 +342,7 @@ fn gpu_reset(o: &Open, cx: &Ctx) -> Blame {
     let anchor = o.reset.begun_t.unwrap_or(o.last_ns);
     let mut set_aside = Vec::new();
     for f in faults_before(o, anchor, cx.cfg).into_iter().rev() {
-        if let Some(j) = later_work_completed(cx.rec, f, anchor) {
+        if let Some(j) = later_work_completed(cx.rec, &o.gpu, f, anchor) {
             if !set_aside.iter().any(|(p, _)| *p == f.pid) {
                 set_aside.push((
                     f.pid,
@@ -396,7 +397,7 @@ fn page_fault(o: &Open, cx: &Ctx) -> Blame {
     }
 }
 
-/// Other processes' jobs in flight on the hung ring: hw seqno in `signaled+1..=emitted` when
+/// Other processes' jobs in flight on the incident device's hung ring: hw seqno in `signaled+1..=emitted` when
 /// the timeout line gives them, else run but never completed (around this incident).
 fn in_flight_victims(o: &Open, ring: Option<&str>, cx: &Ctx, b: &mut Blame) {
     let Some(r) = ring else {
@@ -408,7 +409,7 @@ fn in_flight_victims(o: &Open, ring: Option<&str>, cx: &Ctx, b: &mut Blame) {
         blamed.and_then(|b| b.signaled),
         blamed.and_then(|b| b.emitted),
     );
-    for j in cx.rec.jobs(r) {
+    for j in cx.rec.jobs_on(&o.gpu, r) {
         let in_window = match (seqs.0, seqs.1, j.hw_seqno) {
             (Some(s), Some(e), Some(h)) => h > s && h <= e,
             _ => j.done_ns.is_none() && j.run_ns.is_some_and(|t| t >= from && t <= o.last_ns),
@@ -478,7 +479,8 @@ fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &C
     let kernel_blamed = kernel_blamed(o, kind, cx.procs);
     let disputed = matches!((&kernel_blamed, &b.culprit), (Some(k), Some(c)) if k.pid != c.pid);
     let jobs = match &ring {
-        Some(r) => cx.rec.snapshot(
+        Some(r) => cx.rec.snapshot_on(
+            &o.gpu,
             Some(r),
             o.start_ns.saturating_sub(cx.cfg.fault_window_ns),
             o.last_ns,
@@ -521,12 +523,13 @@ fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &C
     }
 }
 
-/// Processes with jobs in flight or submissions in the 5 s before the incident's reset.
+/// Processes with jobs on the incident's device in flight or submitted in the 5 s before its
+/// reset (never another GPU's: two devices both have `gfx_0.0.0`).
 fn active_before(rec: &Recorder, o: &Open) -> Vec<String> {
     let until = o.reset.begun_t.unwrap_or(o.last_ns);
     let from = o.start_ns.saturating_sub(5_000_000_000);
     let mut names: Vec<String> = Vec::new();
-    for j in rec.all_jobs() {
+    for j in rec.all_jobs_on(&o.gpu) {
         let active = (j.run_ns.is_some() && j.done_ns.is_none())
             || j.submit_ns.is_some_and(|t| t >= from && t <= until);
         let n = format!("{} (pid {})", j.comm, j.pid);

@@ -24,9 +24,11 @@ pub enum Verdict {
     Unrelated(String),
 }
 
-/// What the flight recorder can say about one hung ring.
+/// What the flight recorder can say about one hung ring of one device (`gpu`; `None`: not
+/// known, then every device's ring of that name).
 pub struct HungRing<'a> {
     rec: &'a Recorder,
+    gpu: &'a Option<String>,
     name: &'a str,
     timeout_t: u64,
     hung: Option<&'a JobKey>,
@@ -40,6 +42,7 @@ pub struct HungRing<'a> {
 impl<'a> HungRing<'a> {
     pub fn new(
         rec: &'a Recorder,
+        gpu: &'a Option<String>,
         name: &'a str,
         timeout_t: u64,
         hung: Option<&'a JobKey>,
@@ -48,6 +51,7 @@ impl<'a> HungRing<'a> {
     ) -> Self {
         HungRing {
             rec,
+            gpu,
             name,
             timeout_t,
             hung,
@@ -62,7 +66,9 @@ impl<'a> HungRing<'a> {
     /// Probe evidence about this ring at `t`: the recorder was running, sees this ring, and
     /// sees completions.
     fn covers(&self, t: u64) -> bool {
-        self.completions && self.rec.knows(self.name) && self.rec.first_ns().is_some_and(|s| s <= t)
+        self.completions
+            && self.rec.knows(self.gpu, self.name)
+            && self.rec.first_ns().is_some_and(|s| s <= t)
     }
 
     pub fn judge(&self, f: &FaultRec) -> Verdict {
@@ -76,7 +82,7 @@ impl<'a> HungRing<'a> {
         }
         if self
             .rec
-            .evicted_before(ring)
+            .evicted_before(self.gpu, ring)
             .is_some_and(|start| start > f.t_ns)
         {
             return Verdict::Unrelated(format!(
@@ -85,13 +91,13 @@ impl<'a> HungRing<'a> {
         }
         let at_fault = self
             .rec
-            .jobs(ring)
+            .jobs_on(self.gpu, ring)
             .filter(|j| owns(j, f) && self.in_flight(j, f.t_ns))
             .max_by_key(|j| (j.hw_seqno, j.run_ns));
         let Some(job) = at_fault else {
             let elsewhere = self
                 .rec
-                .all_jobs()
+                .all_jobs_on(self.gpu)
                 .find(|j| owns(j, f) && self.in_flight(j, f.t_ns));
             return Verdict::Unrelated(match elsewhere {
                 Some(j) => format!("its job at the time ran on {}, not {ring}", j.ring),
@@ -124,7 +130,7 @@ impl<'a> HungRing<'a> {
     /// A job the ring ran after `faulting` (by hardware seqno, else run order) whose fence
     /// signaled before the timeout: the ring moved past the fault.
     fn progress_after(&self, faulting: &Job) -> Option<&'a Job> {
-        self.rec.jobs(self.name).find(|j| {
+        self.rec.jobs_on(self.gpu, self.name).find(|j| {
             let later = match (j.hw_seqno, faulting.hw_seqno) {
                 (Some(a), Some(b)) => a > b,
                 _ => j.run_ns.is_some() && j.run_ns > faulting.run_ns,
@@ -136,25 +142,34 @@ impl<'a> HungRing<'a> {
     /// The job run on the ring immediately before the hung job belongs to the faulter and
     /// never completed: the ring stopped at the faulter's job.
     fn stopped_at(&self, f: &FaultRec) -> bool {
-        let Some(hung) = self.hung.and_then(|k| self.rec.find(Some(self.name), k)) else {
+        let Some(hung) = self
+            .hung
+            .and_then(|k| self.rec.find_on(self.gpu, Some(self.name), k))
+        else {
             return false;
         };
         let Some(hung_run) = hung.run_ns else {
             return false;
         };
         self.rec
-            .jobs(self.name)
+            .jobs_on(self.gpu, self.name)
             .filter(|j| j.run_ns.is_some_and(|r| r < hung_run))
             .max_by_key(|j| j.run_ns)
             .is_some_and(|prev| owns(prev, f) && prev.done_ns.is_none())
     }
 }
 
-/// Gpu-reset rule G1's exclusion: with probe coverage, a job the faulter ran after the fault
-/// completed before `until` (its GPU work went on, so the fault wedged nothing it used).
-pub fn later_work_completed<'a>(rec: &'a Recorder, f: &FaultRec, until: u64) -> Option<&'a Job> {
+/// Gpu-reset rule G1's exclusion: with probe coverage, a job the faulter ran on the reset
+/// device `gpu` after the fault completed before `until` (its GPU work went on, so the fault
+/// wedged nothing it used).
+pub fn later_work_completed<'a>(
+    rec: &'a Recorder,
+    gpu: &'a Option<String>,
+    f: &FaultRec,
+    until: u64,
+) -> Option<&'a Job> {
     rec.first_ns().filter(|s| *s <= f.t_ns)?;
-    rec.all_jobs().find(|j| {
+    rec.all_jobs_on(gpu).find(|j| {
         owns(j, f) && j.run_ns.is_some_and(|r| r > f.t_ns) && j.done_ns.is_some_and(|d| d <= until)
     })
 }

@@ -4,7 +4,7 @@
 use super::processes::Processes;
 use super::recorder::Recorder;
 use super::roles::{At, Faults, Refusals, Reset};
-use super::timeout::Timeouts;
+use super::timeout::{probe_owner, Timeouts};
 use super::Config;
 use crate::incident::Evidence;
 use crate::model::{Clock, Event, EventBody, KmsgKind, Source};
@@ -270,8 +270,8 @@ impl Open {
         Some(match &ev.body {
             EventBody::VmFault(f) => self.faults.on_probe(t, f, procs),
             EventBody::JobTimedOut { ring, job, pasid } => {
-                self.timeout
-                    .on_probe(at, ring.as_ref(), job, *pasid, procs, rec)
+                let owner = probe_owner(rec, procs, &ev.gpu, ring.as_deref(), job, *pasid);
+                self.timeout.on_probe(at, ring.as_ref(), job, owner)
             }
             EventBody::ResetBegin { ring, .. } => {
                 self.reset.on_begin(t, ring.as_ref());

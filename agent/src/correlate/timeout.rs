@@ -58,6 +58,26 @@ pub struct Timeouts {
     log_seen: bool,
 }
 
+/// Who owns the job a probe saw time out on device `gpu`'s `ring`: the flight recorder's job
+/// on that device (job ids repeat per scheduler, so never another GPU's), else the process
+/// of the job's PASID.
+pub fn probe_owner(
+    rec: &Recorder,
+    procs: &Processes,
+    gpu: &Option<String>,
+    ring: Option<&str>,
+    job: &JobKey,
+    pasid: Option<u32>,
+) -> Option<(u32, String)> {
+    rec.find_on(gpu, ring, job)
+        .filter(|j| j.pid != 0)
+        .map(|j| (j.pid, j.comm.clone()))
+        .or_else(|| {
+            let pid = pasid.and_then(|p| procs.pid_of_pasid(p))?;
+            Some((pid, procs.comm(pid)))
+        })
+}
+
 impl Timeouts {
     pub fn seen(&self) -> bool {
         !self.list.is_empty()
@@ -149,23 +169,14 @@ impl Timeouts {
         Some(r)
     }
 
+    /// A probe's timed-out job on `ring`, owned by `owner` ([`probe_owner`]).
     pub fn on_probe(
         &mut self,
         at: At,
         ring: Option<&String>,
         job: &JobKey,
-        pasid: Option<u32>,
-        procs: &Processes,
-        rec: &Recorder,
+        owner: Option<(u32, String)>,
     ) -> String {
-        let owner = rec
-            .find(ring.map(String::as_str), job)
-            .filter(|j| j.pid != 0)
-            .map(|j| (j.pid, j.comm.clone()))
-            .or_else(|| {
-                let pid = pasid.and_then(|p| procs.pid_of_pasid(p))?;
-                Some((pid, procs.comm(pid)))
-            });
         let r = ring.map_or("?", String::as_str);
         let known = *job != JobKey::default();
         let again = |t: &RingTimeout| known && t.hung_job.as_ref().is_some_and(|h| h.key == *job);
