@@ -1890,3 +1890,134 @@ amdgpu 0000:03:00.0: GPU reset begin!. Source: 1
         assert_eq!(c.stats().unattached, 2);
     }
 }
+
+/// Two GPUs, both with `gfx_0.0.0` and the same per-scheduler job ids (VM scenario 30): every
+/// recorder lookup in attribution — the hung job's owner, progress after a fault, jobs in
+/// flight, the jobs table, processes active before a reset — is the incident device's.
+mod multi_gpu {
+    use super::*;
+
+    const A: &str = "0000:00:00.0";
+    const B: &str = "0000:01:00.0";
+
+    /// `events` as seen on device `gpu`.
+    fn on(gpu: &str, events: Vec<Event>) -> Vec<Event> {
+        events
+            .into_iter()
+            .map(|mut e| {
+                e.gpu = Some(gpu.into());
+                e
+            })
+            .collect()
+    }
+
+    /// gnome-shell renders on A (jobs 1..=20, the last one still running); on B blender
+    /// completes jobs 1..=5 and Xwayland's job 6 never completes; B's gfx times out on job 6,
+    /// an id that is gnome-shell's on A.
+    fn two_gpus() -> Vec<Event> {
+        let mut v = vec![
+            info(10, "gnome-shell", 51),
+            info(20, "blender", 52),
+            info(30, "Xwayland", 53),
+        ];
+        for k in 1..20u64 {
+            let t = S + k * S / 20;
+            v.extend(on(
+                A,
+                quick_job(t, 10, "gnome-shell", "gfx_0.0.0", k, 51, k),
+            ));
+        }
+        v.extend(on(
+            A,
+            job(2 * S, 10, "gnome-shell", "gfx_0.0.0", 20, 51, 20, None),
+        ));
+        for k in 1..=5u64 {
+            let t = S + k * S / 10;
+            v.extend(on(B, quick_job(t, 20, "blender", "gfx_0.0.0", k, 52, k)));
+        }
+        v.extend(on(
+            B,
+            job(2 * S, 30, "Xwayland", "gfx_0.0.0", 6, 53, 6, None),
+        ));
+        v.extend(on(B, vec![timed_out(4 * S, "gfx_0.0.0", 6, 53)]));
+        v
+    }
+
+    fn names_only_b(i: &Incident) {
+        assert_eq!(i.gpu.as_deref(), Some(B));
+        assert!(!i.victims.iter().any(|v| v.pid == 10), "{:?}", i.victims);
+        assert!(!i.jobs.iter().any(|j| j.pid == 10), "{:?}", i.jobs);
+        assert!(!i.reasoning.contains("gnome-shell"), "{}", i.reasoning);
+        assert!(i.jobs.iter().any(|j| j.pid == 30), "{:?}", i.jobs);
+    }
+
+    #[test]
+    fn the_hung_device_names_only_its_own_processes() {
+        let (incs, _) = run(two_gpus());
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        let i = &incs[0];
+        blamed(i, (30, "Xwayland"), Confidence::Likely);
+        shows(i, "job of Xwayland (pid 30) on gfx_0.0.0 timed out");
+        says(i, "Rule T5");
+        names_only_b(i);
+    }
+
+    /// zed faults on B's gfx and B completes nothing after it; A's gfx (same name) keeps
+    /// completing gnome-shell's work. A's progress is not B's: rule T3 stands.
+    #[test]
+    fn another_devices_progress_does_not_clear_a_fault() {
+        let mut v = two_gpus();
+        v.push(info(40, "zed", 54));
+        let mut zed = job(3 * S / 2, 40, "zed", "gfx_0.0.0", 7, 54, 7, None);
+        zed.push(probe(3 * S / 2 + 200_000, EventBody::VmFault(fault(54))));
+        v.extend(on(B, zed));
+        for k in 0..5u64 {
+            let t = 5 * S / 2 + k * S / 10;
+            v.extend(on(
+                A,
+                quick_job(t, 10, "gnome-shell", "gfx_0.0.0", 30 + k, 51, 30 + k),
+            ));
+        }
+        let (incs, _) = run(v);
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        let i = &incs[0];
+        assert_eq!(culprit(i), Some((40, "zed")), "{}", i.reasoning);
+        says(i, "Rule T3");
+        names_only_b(i);
+    }
+
+    /// A reset of A force-signals A's fences (cancelled), while B's fence signaling during it
+    /// is B's work completing.
+    #[test]
+    fn a_reset_cancels_only_its_own_devices_jobs() {
+        let mut v = vec![info(10, "game", 51), info(20, "compositor", 52)];
+        v.extend(on(A, job(S, 10, "game", "gfx_0.0.0", 1, 51, 1, None)));
+        v.extend(on(B, job(S, 20, "compositor", "gfx_0.0.0", 1, 52, 1, None)));
+        v.extend(on(A, vec![timed_out(3 * S, "gfx_0.0.0", 1, 51)]));
+        v.extend(on(A, vec![reset_begin(3 * S + 10)]));
+        let signal = EventBody::HwFenceSignaled {
+            ring: "gfx_0.0.0".into(),
+            context: 1,
+            seqno: 1,
+        };
+        v.extend(on(B, vec![probe(3 * S + 20, signal)]));
+        v.extend(on(
+            A,
+            vec![probe(3 * S + 30, EventBody::ResetEnd { result: 0 })],
+        ));
+        let (incs, c) = run(v);
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        assert_eq!(incs[0].gpu.as_deref(), Some(A));
+        assert!(
+            !incs[0].jobs.iter().any(|j| j.pid == 20),
+            "{:?}",
+            incs[0].jobs
+        );
+        let b = c
+            .recorder
+            .jobs_on(&Some(B.into()), "gfx_0.0.0")
+            .map(|j| (j.pid, j.done_ns, j.cancelled))
+            .collect::<Vec<_>>();
+        assert_eq!(b, vec![(20, Some(3 * S + 20), false)]);
+    }
+}
