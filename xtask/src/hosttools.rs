@@ -56,7 +56,10 @@ fn cc_of_config(auto_conf: &str) -> Option<String> {
 /// Suffix of a wrapped helper's original ELF (the wrapper script keeps the helper's name).
 const WRAPPED: &str = ".hostlibs-elf";
 
-/// Wraps every ELF helper of `k`'s kbuild tree that needs a newer glibc than the host's.
+/// Wraps every ELF helper of `k`'s kbuild tree that needs a newer glibc than the host's, and
+/// writes every existing wrapper again: a wrapper holds absolute paths, so one made in another
+/// checkout's target/ (copied, or a CI cache restored elsewhere) points at a loader that is
+/// not there ("objtool.real-x86: exec: /other/target/.../ld-linux-x86-64.so.2: not found").
 pub fn make_runnable(k: &Kernel) -> Result<()> {
     let host = host_glibc_minor()?;
     let mut todo = Vec::new();
@@ -114,17 +117,18 @@ fn needed_glibc_minor(bin: &Path) -> Option<u32> {
         .max()
 }
 
+/// Helpers under `dir` to wrap: already wrapped ones (by their original's name) and ELF files
+/// needing a glibc newer than `host`.
 fn collect_needing(dir: &Path, host: u32, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in fs::read_dir(dir)?.flatten() {
         let p = e.path();
         let ft = e.file_type()?;
+        let name = p.to_string_lossy();
         if ft.is_dir() {
             collect_needing(&p, host, out)?;
-        } else if ft.is_file()
-            && !p.to_string_lossy().ends_with(WRAPPED)
-            && is_elf(&p)
-            && needed_glibc_minor(&p).is_some_and(|n| n > host)
-        {
+        } else if let Some(wrapper) = name.strip_suffix(WRAPPED) {
+            out.push(PathBuf::from(wrapper));
+        } else if ft.is_file() && is_elf(&p) && needed_glibc_minor(&p).is_some_and(|n| n > host) {
             out.push(p);
         }
     }
@@ -211,6 +215,27 @@ mod tests {
         let t = "CONFIG_X=y\nCONFIG_CC_VERSION_TEXT=\"x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0\"\n";
         assert_eq!(cc_of_config(t).as_deref(), Some("x86_64-linux-gnu-gcc-14"));
         assert_eq!(cc_of_config("CONFIG_X=y\n"), None);
+    }
+
+    /// A wrapper made elsewhere is found again (by its original's name), so it is rewritten
+    /// with this checkout's paths.
+    #[test]
+    fn existing_wrappers_are_collected() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("hosttools-test-{}", std::process::id()));
+        fs::create_dir_all(dir.join("tools/objtool"))?;
+        let tool = dir.join("tools/objtool/objtool.real-x86");
+        fs::write(&tool, "#!/bin/sh\nexec '/elsewhere/ld-linux-x86-64.so.2'\n")?;
+        fs::write(
+            dir.join(format!("tools/objtool/objtool.real-x86{WRAPPED}")),
+            "",
+        )?;
+        fs::write(dir.join("tools/script.sh"), "#!/bin/sh\n")?;
+        let mut found = Vec::new();
+        let r = collect_needing(&dir, 36, &mut found);
+        fs::remove_dir_all(&dir)?;
+        r?;
+        assert_eq!(found, vec![tool]);
+        Ok(())
     }
 
     #[test]
