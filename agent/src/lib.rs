@@ -9,16 +9,30 @@
 //! - [`procscan`]: `/proc/*/fdinfo` and exe scans.
 //! - [`report`]: text, markdown, incident directory, Perfetto, bug report.
 //! - [`control`]: the running agent's local socket (`hangwatch export`).
+//! - [`daemon`]: `hangwatch run`'s lifecycle (start, one handler per event source, finish);
+//!   [`config`], [`metrics`], [`journald`], [`sd_notify`], [`capabilities`] serve it.
+//! - [`store`]: stored incident directories (`list`, `show`, retention by age).
+//! - [`messages`]: the one way to print (prefix, `--quiet`, EPIPE-safe).
+//! - [`cli`]: the clap command line (shared with the man page and completion generator).
 //! - [`commands`]: one module per CLI subcommand.
 pub mod btf;
+pub mod capabilities;
+pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod control;
 pub mod correlate;
+pub mod daemon;
 pub mod decode;
 pub mod formats;
 pub mod incident;
+pub mod journald;
 pub mod kmsg;
+pub mod messages;
+pub mod metrics;
 pub mod model;
 pub mod probes;
 pub mod procscan;
 pub mod report;
+pub mod sd_notify;
+pub mod store;

@@ -4,3 +4,5 @@ pub mod bugreport;
 pub mod check;
 pub mod export;
 pub mod run;
+pub mod list;
+pub mod show;
