@@ -74,13 +74,8 @@ impl CapSet {
         };
         let mut data = [Data::default(); 2];
         // SAFETY: capget writes at most two `Data` for version 3 into a valid array.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_capget,
-                &mut hdr as *mut Header,
-                data.as_mut_ptr(),
-            )
-        };
+        let r =
+            unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut Header, data.as_mut_ptr()) };
         if r != 0 {
             return CapSet(0);
         }

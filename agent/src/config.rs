@@ -357,9 +357,10 @@ pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>> {
     if s.trim().is_empty() {
         return Ok(None);
     }
-    s.trim().parse().map(Some).with_context(|| {
-        format!("bad listen address {s:?}: expected IP:PORT, e.g. 127.0.0.1:9464")
-    })
+    s.trim()
+        .parse()
+        .map(Some)
+        .with_context(|| format!("bad listen address {s:?}: expected IP:PORT, e.g. 127.0.0.1:9464"))
 }
 
 /// The gid of a group name (getgrnam_r), with a clear error when it does not exist.
@@ -369,15 +370,8 @@ pub fn group_id(name: &str) -> Result<u32> {
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut out: *mut libc::group = std::ptr::null_mut();
     // SAFETY: all pointers are valid for the call; buf outlives it.
-    let r = unsafe {
-        libc::getgrnam_r(
-            c.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut out,
-        )
-    };
+    let r =
+        unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
     if r != 0 || out.is_null() {
         bail!("group {name:?} does not exist (create it with `groupadd {name}` or unset it)");
     }
@@ -402,7 +396,10 @@ mod tests {
             Some(Path::new("/var/lib/hangwatch/incidents"))
         );
         assert_eq!(s.metrics, Some("127.0.0.1:9464".parse().unwrap()));
-        assert_eq!(s.state_dir.as_deref(), Some(Path::new("/var/lib/hangwatch")));
+        assert_eq!(
+            s.state_dir.as_deref(),
+            Some(Path::new("/var/lib/hangwatch"))
+        );
         assert_eq!(s.stdout, Stdout::None);
         assert_eq!(s.max_age, Some(Duration::from_secs(90 * 86400)));
     }
@@ -451,6 +448,9 @@ mod tests {
         assert!(a.restart_needed(&b).is_empty());
         b.metrics = Some("127.0.0.1:1".parse().unwrap());
         b.ring_depth = 9;
-        assert_eq!(a.restart_needed(&b), vec!["agent.ring_depth", "metrics.listen"]);
+        assert_eq!(
+            a.restart_needed(&b),
+            vec!["agent.ring_depth", "metrics.listen"]
+        );
     }
 }

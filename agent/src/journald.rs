@@ -169,7 +169,10 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
         ("PRIORITY".into(), priority.into()),
         ("SYSLOG_IDENTIFIER".into(), "hangwatch".into()),
         ("HANGWATCH_INCIDENT_ID".into(), inc.id.clone()),
-        ("HANGWATCH_KIND".into(), kind.replace(' ', "_").to_lowercase()),
+        (
+            "HANGWATCH_KIND".into(),
+            kind.replace(' ', "_").to_lowercase(),
+        ),
         (
             "HANGWATCH_CONFIDENCE".into(),
             crate::report::text::confidence_name(inc.confidence).into(),
@@ -186,14 +189,32 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
     };
     opt("HANGWATCH_GPU", inc.gpu.clone());
     opt("HANGWATCH_RING", inc.ring.clone());
-    opt("HANGWATCH_CULPRIT_PID", inc.culprit.as_ref().map(|c| c.pid.to_string()));
-    opt("HANGWATCH_CULPRIT_COMM", inc.culprit.as_ref().map(|c| c.comm.clone()));
-    opt("HANGWATCH_CULPRIT_EXE", inc.culprit.as_ref().and_then(|c| c.exe.clone()));
-    opt("HANGWATCH_KERNEL_BLAMED_PID", inc.kernel_blamed.as_ref().map(|c| c.pid.to_string()));
-    opt("HANGWATCH_KERNEL_BLAMED_COMM", inc.kernel_blamed.as_ref().map(|c| c.comm.clone()));
+    opt(
+        "HANGWATCH_CULPRIT_PID",
+        inc.culprit.as_ref().map(|c| c.pid.to_string()),
+    );
+    opt(
+        "HANGWATCH_CULPRIT_COMM",
+        inc.culprit.as_ref().map(|c| c.comm.clone()),
+    );
+    opt(
+        "HANGWATCH_CULPRIT_EXE",
+        inc.culprit.as_ref().and_then(|c| c.exe.clone()),
+    );
+    opt(
+        "HANGWATCH_KERNEL_BLAMED_PID",
+        inc.kernel_blamed.as_ref().map(|c| c.pid.to_string()),
+    );
+    opt(
+        "HANGWATCH_KERNEL_BLAMED_COMM",
+        inc.kernel_blamed.as_ref().map(|c| c.comm.clone()),
+    );
     opt("HANGWATCH_RESET", inc.reset.clone());
     opt("HANGWATCH_WALL_TIME", inc.wall_time.clone());
-    opt("HANGWATCH_INCIDENT_DIR", dir.map(|d| d.display().to_string()));
+    opt(
+        "HANGWATCH_INCIDENT_DIR",
+        dir.map(|d| d.display().to_string()),
+    );
     opt(
         "HANGWATCH_VICTIMS",
         (!inc.victims.is_empty()).then(|| {
@@ -224,8 +245,11 @@ mod tests {
         let mut inc = disputed_incident();
         // A name that tries to inject a field and a forged MESSAGE_ID line.
         inc.culprit.as_mut().unwrap().comm = "x\nMESSAGE_ID=0000\nPRIORITY=0".into();
-        j.send(&incident_fields(&inc, Some(Path::new("/var/lib/hangwatch/incidents/i1"))))
-            .unwrap();
+        j.send(&incident_fields(
+            &inc,
+            Some(Path::new("/var/lib/hangwatch/incidents/i1")),
+        ))
+        .unwrap();
         let mut buf = vec![0u8; 65536];
         let n = server.recv(&mut buf).unwrap();
         let fields = decode(&buf[..n]).expect("valid native protocol");
@@ -238,14 +262,20 @@ mod tests {
         };
         assert_eq!(get("MESSAGE_ID"), vec![MESSAGE_ID]);
         assert_eq!(get("PRIORITY"), vec!["3"]);
-        assert_eq!(get("HANGWATCH_CULPRIT_COMM"), vec!["x\nMESSAGE_ID=0000\nPRIORITY=0"]);
+        assert_eq!(
+            get("HANGWATCH_CULPRIT_COMM"),
+            vec!["x\nMESSAGE_ID=0000\nPRIORITY=0"]
+        );
         assert_eq!(get("HANGWATCH_CULPRIT_PID"), vec!["7021"]);
         assert_eq!(get("HANGWATCH_KERNEL_BLAMED_COMM"), vec!["Xwayland"]);
         assert_eq!(get("HANGWATCH_GPU"), vec!["0000:c3:00.0"]);
         assert_eq!(get("HANGWATCH_RING"), vec!["gfx_0.0.0"]);
         assert_eq!(get("HANGWATCH_KIND"), vec!["ring_timeout"]);
         assert_eq!(get("HANGWATCH_CONFIDENCE"), vec!["likely"]);
-        assert_eq!(get("HANGWATCH_INCIDENT_DIR"), vec!["/var/lib/hangwatch/incidents/i1"]);
+        assert_eq!(
+            get("HANGWATCH_INCIDENT_DIR"),
+            vec!["/var/lib/hangwatch/incidents/i1"]
+        );
         assert!(get("MESSAGE")[0].contains("the kernel blamed Xwayland[6518]"));
         assert!(get("HANGWATCH_CULPRIT_EXE")[0].ends_with("zed-editor"));
         std::fs::remove_dir_all(&dir).unwrap();

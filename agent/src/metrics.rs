@@ -183,12 +183,7 @@ impl Metrics {
             "GPU resets seen in incidents, by outcome (succeeded, failed).",
             self.resets
                 .iter()
-                .map(|(k, n)| {
-                    (
-                        labels(&[("gpu", &k[0]), ("outcome", &k[1])]),
-                        n.to_string(),
-                    )
-                })
+                .map(|(k, n)| (labels(&[("gpu", &k[0]), ("outcome", &k[1])]), n.to_string()))
                 .collect(),
         );
         family(
@@ -245,7 +240,11 @@ impl Metrics {
             "Probes attached now.",
             vec![(
                 String::new(),
-                self.probes.get("attached").copied().unwrap_or(0).to_string(),
+                self.probes
+                    .get("attached")
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string(),
             )],
         );
         family(
@@ -324,8 +323,11 @@ const MAX_REQUEST: usize = 8192;
 
 /// Listens on `addr` and serves `GET /metrics`.
 pub fn serve(addr: SocketAddr, metrics: Shared) -> Result<Server> {
-    let listener = TcpListener::bind(addr)
-        .with_context(|| format!("cannot listen for metrics on {addr} (port in use? set metrics.listen or --metrics)"))?;
+    let listener = TcpListener::bind(addr).with_context(|| {
+        format!(
+            "cannot listen for metrics on {addr} (port in use? set metrics.listen or --metrics)"
+        )
+    })?;
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
@@ -385,7 +387,11 @@ fn serve_one(stream: TcpStream, metrics: &Shared) -> std::io::Result<()> {
         }
         buf.extend_from_slice(&chunk[..n]);
         if buf.len() > MAX_REQUEST {
-            return respond(&stream, "431 Request Header Fields Too Large", "too large\n");
+            return respond(
+                &stream,
+                "431 Request Header Fields Too Large",
+                "too large\n",
+            );
         }
     }
     let head = String::from_utf8_lossy(&buf);
@@ -433,9 +439,18 @@ mod tests {
         let text = m.render();
         assert!(text.contains(r#"culprit_comm="a\"b\\c\nd""#), "{text}");
         assert!(text.contains(r#"culprit_comm="_other""#), "{text}");
-        assert!(text.contains("hangwatch_comm_labels_overflow_total 3"), "{text}");
-        assert!(text.contains("hangwatch_kernel_misblames_total{gpu=\"0000:c3:00.0\""), "{text}");
-        assert!(text.contains(r#"hangwatch_page_faults_total{comm="zed"} 1"#), "{text}");
+        assert!(
+            text.contains("hangwatch_comm_labels_overflow_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hangwatch_kernel_misblames_total{gpu=\"0000:c3:00.0\""),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"hangwatch_page_faults_total{comm="zed"} 1"#),
+            "{text}"
+        );
         // Every sample line is `name{labels} value` or `name value`: no raw newline leaked.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(l.starts_with("hangwatch_"), "{l:?}");

@@ -64,7 +64,10 @@ impl Notifier {
         let Some(every) = self.watchdog_every else {
             return;
         };
-        if self.last_watchdog.is_none_or(|t| now.duration_since(t) >= every) {
+        if self
+            .last_watchdog
+            .is_none_or(|t| now.duration_since(t) >= every)
+        {
             self.send("WATCHDOG=1");
             self.last_watchdog = Some(now);
         }
@@ -82,16 +85,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("notify");
         let srv = UnixDatagram::bind(&p).unwrap();
-        Notifier::connect(p.to_str().unwrap()).unwrap().send("READY=1\nSTATUS=watching");
+        Notifier::connect(p.to_str().unwrap())
+            .unwrap()
+            .send("READY=1\nSTATUS=watching");
         let mut buf = [0u8; 256];
         let n = srv.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1\nSTATUS=watching");
 
         use std::os::linux::net::SocketAddrExt;
         let name = format!("hw-notify-test-{}", std::process::id());
-        let srv = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
-            .unwrap();
-        Notifier::connect(&format!("@{name}")).unwrap().send("STOPPING=1");
+        let srv =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+                .unwrap();
+        Notifier::connect(&format!("@{name}"))
+            .unwrap()
+            .send("STOPPING=1");
         let n = srv.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"STOPPING=1");
         std::fs::remove_dir_all(&dir).unwrap();

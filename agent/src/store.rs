@@ -60,9 +60,13 @@ pub fn open_root(root: &Path) -> Result<OwnedFd> {
     if fd < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
-            bail!("{} is a symlink or not a directory; refusing to follow it", root.display());
+            bail!(
+                "{} is a symlink or not a directory; refusing to follow it",
+                root.display()
+            );
         }
-        return Err(e).with_context(|| format!("cannot open incident directory {}", root.display()));
+        return Err(e)
+            .with_context(|| format!("cannot open incident directory {}", root.display()));
     }
     // SAFETY: fd was just returned by open.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -80,7 +84,10 @@ fn read_incident(root: &OwnedFd, name: &str) -> Result<(Incident, SystemTime)> {
         bail!("{name}/incident.json is not a regular file");
     }
     if meta.len() > MAX_JSON {
-        bail!("{name}/incident.json is {} bytes; not an incident", meta.len());
+        bail!(
+            "{name}/incident.json is {} bytes; not an incident",
+            meta.len()
+        );
     }
     let mut text = Vec::new();
     f.take(MAX_JSON).read_to_end(&mut text)?;
@@ -142,13 +149,22 @@ pub fn find(root: &Path, which: &str) -> Result<Stored> {
             .pop()
             .with_context(|| format!("no incidents in {}", root.display()));
     }
-    if let Some(i) = all.iter().position(|s| s.name == which || s.incident.id == which) {
+    if let Some(i) = all
+        .iter()
+        .position(|s| s.name == which || s.incident.id == which)
+    {
         return Ok(all.swap_remove(i));
     }
-    let mut hits: Vec<Stored> = all.into_iter().filter(|s| s.name.starts_with(which)).collect();
+    let mut hits: Vec<Stored> = all
+        .into_iter()
+        .filter(|s| s.name.starts_with(which))
+        .collect();
     match hits.len() {
         1 => Ok(hits.remove(0)),
-        0 => bail!("no incident {which:?} in {} (see `hangwatch list`)", root.display()),
+        0 => bail!(
+            "no incident {which:?} in {} (see `hangwatch list`)",
+            root.display()
+        ),
         n => bail!("{which:?} matches {n} incidents: give more of the id"),
     }
 }
@@ -245,7 +261,10 @@ pub(crate) mod tests {
             .unwrap()
             .set_modified(SystemTime::now() - Duration::from_secs(40 * 86400))
             .unwrap();
-        assert_eq!(prune_older_than(&root, Duration::from_secs(30 * 86400)).unwrap(), 1);
+        assert_eq!(
+            prune_older_than(&root, Duration::from_secs(30 * 86400)).unwrap(),
+            1
+        );
         assert!(!old.exists());
         assert!(root.join("new").exists());
         std::fs::remove_dir_all(&root).unwrap();

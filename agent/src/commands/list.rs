@@ -25,7 +25,9 @@ pub fn parse_since(s: &str) -> anyhow::Result<u64> {
         return Ok(t);
     }
     let ago = crate::commands::export::parse_duration_ns(s).map_err(|_| {
-        anyhow::anyhow!("--since {s:?}: use a duration (90m, 2h, 7d) or a time like 2026-11-22T10:00:00Z")
+        anyhow::anyhow!(
+            "--since {s:?}: use a duration (90m, 2h, 7d) or a time like 2026-11-22T10:00:00Z"
+        )
     })?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -106,12 +108,24 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             "{:<27} {:<15} {:<12} {:<10} {:<24} {:<8} {:<8} {:<12} {}\n",
             when(s),
             crate::report::text::kind_name(i.kind),
-            i.gpu.as_deref().map(term_safe).unwrap_or_else(|| "-".into()),
-            i.ring.as_deref().map(term_safe).unwrap_or_else(|| "-".into()),
+            i.gpu
+                .as_deref()
+                .map(term_safe)
+                .unwrap_or_else(|| "-".into()),
+            i.ring
+                .as_deref()
+                .map(term_safe)
+                .unwrap_or_else(|| "-".into()),
             culprit(s),
             crate::report::text::confidence_name(i.confidence),
-            i.boot_id.as_deref().map(|b| term_safe(&b.chars().take(8).collect::<String>())).unwrap_or_else(|| "-".into()),
-            i.hostname.as_deref().map(term_safe).unwrap_or_else(|| "-".into()),
+            i.boot_id
+                .as_deref()
+                .map(|b| term_safe(&b.chars().take(8).collect::<String>()))
+                .unwrap_or_else(|| "-".into()),
+            i.hostname
+                .as_deref()
+                .map(term_safe)
+                .unwrap_or_else(|| "-".into()),
             term_safe(&s.name),
         );
     }

@@ -3,6 +3,6 @@ pub mod analyze;
 pub mod bugreport;
 pub mod check;
 pub mod export;
-pub mod run;
 pub mod list;
+pub mod run;
 pub mod show;

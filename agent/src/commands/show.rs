@@ -34,8 +34,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             crate::correlate::render_wall(s.when_ns)
         ))
     );
-    out += &format!("boot:      {}\n", i.boot_id.as_deref().map(safe).unwrap_or_else(|| "unknown".into()));
-    out += &format!("host:      {}\n", i.hostname.as_deref().map(safe).unwrap_or_else(|| "unknown".into()));
+    out += &format!(
+        "boot:      {}\n",
+        i.boot_id
+            .as_deref()
+            .map(safe)
+            .unwrap_or_else(|| "unknown".into())
+    );
+    out += &format!(
+        "host:      {}\n",
+        i.hostname
+            .as_deref()
+            .map(safe)
+            .unwrap_or_else(|| "unknown".into())
+    );
     if i.provisional {
         out += "state:     provisional (still open when written; the agent may have stopped)\n";
     }

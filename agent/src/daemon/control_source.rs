@@ -38,7 +38,9 @@ impl ControlSource {
         let server = match spawn_server(path, handler) {
             Ok(h) => h,
             Err(e) => {
-                warn!("control socket disabled: {e:#} (`hangwatch export` will not reach this agent)");
+                warn!(
+                    "control socket disabled: {e:#} (`hangwatch export` will not reach this agent)"
+                );
                 return None;
             }
         };

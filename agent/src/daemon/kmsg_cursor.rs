@@ -43,7 +43,8 @@ impl Cursor {
 /// Where reading starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
-    /// No usable cursor: from the log's end, as an interactive run does.
+    /// No usable cursor: from the log's end, as an interactive run does (the records already
+    /// there are read only to learn the last sequence number, so the cursor can start there).
     End,
     /// Same boot: from the oldest record still in the log, skipping through `seq`.
     After(u64),
@@ -109,6 +110,11 @@ impl Tracker {
         };
         self.last_read = Some(seq);
         Verdict::Use { lost }
+    }
+
+    /// A record read only to learn the log's end (first start: history is not replayed).
+    pub fn skip_to(&mut self, seq: u64) {
+        self.last_read = Some(seq);
     }
 
     /// Nothing read so far is still needed (no open incident, no pending record): the
@@ -231,6 +237,12 @@ mod tests {
         // From the end or the beginning there is nothing to compare the first record with.
         let mut t = Tracker::new(Start::End);
         assert_eq!(t.on_record(500), Verdict::Use { lost: 0 });
+        // First start: the history is skipped, but its end becomes the cursor.
+        let mut t = Tracker::new(Start::End);
+        t.skip_to(99);
+        t.mark_idle();
+        assert_eq!(t.due(Instant::now(), false), Some(99));
+        assert_eq!(t.on_record(100), Verdict::Use { lost: 0 });
     }
 
     #[test]

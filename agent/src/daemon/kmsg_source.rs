@@ -51,6 +51,8 @@ pub struct KmsgSource {
     pub events: u64,
     /// How reading started, for the start-up line.
     pub how: String,
+    /// While reading the backlog on a first start: only learn the last sequence number.
+    history: bool,
 }
 
 /// Complete lines of `carry` + `chunk` that start a record (a /dev/kmsg dictionary line starts
@@ -104,9 +106,15 @@ fn set_blocking(f: &File) {
 }
 
 impl KmsgSource {
-    /// Opens `path` (/dev/kmsg), positions it from the cursor in `state_dir`, reads the
-    /// backlog into `st`, and starts the follower thread.
-    pub fn start(path: &Path, state_dir: Option<&Path>, boot_id: Option<&str>, st: &mut State) -> Result<KmsgSource> {
+    /// Opens `path` (/dev/kmsg) at its oldest record, reads the backlog — into `st` after
+    /// the cursor in `state_dir`, or only to learn the log's end on a first start — and
+    /// starts the follower thread.
+    pub fn start(
+        path: &Path,
+        state_dir: Option<&Path>,
+        boot_id: Option<&str>,
+        st: &mut State,
+    ) -> Result<KmsgSource> {
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -123,15 +131,18 @@ impl KmsgSource {
             None => None,
         };
         let saved = store.as_ref().and_then(|s| s.load());
-        let start = if store.is_some() { plan(saved.as_ref(), boot_id) } else { Start::End };
+        let start = if store.is_some() {
+            plan(saved.as_ref(), boot_id)
+        } else {
+            Start::End
+        };
         let how = match start {
-            Start::End => {
-                // SAFETY: lseek on an fd we own.
-                unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) };
-                format!("{} (from now on)", path.display())
-            }
+            Start::End => format!("{} (from now on)", path.display()),
             Start::After(seq) => format!("{} (resuming after record {seq})", path.display()),
-            Start::Beginning => format!("{} (cursor from another boot: reading this boot's log)", path.display()),
+            Start::Beginning => format!(
+                "{} (cursor from another boot: reading this boot's log)",
+                path.display()
+            ),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let mut src = KmsgSource {
@@ -149,6 +160,7 @@ impl KmsgSource {
             lost: 0,
             events: 0,
             how,
+            history: start == Start::End,
         };
         let mut buf = vec![0u8; READ_BUF];
         let mut carry = Vec::new();
@@ -160,12 +172,18 @@ impl KmsgSource {
                 Read1::End(e) => break Some(e),
             }
         };
-        if src.skipped + src.records > 0 {
+        if src.history {
+            info!("kernel log: {} earlier record(s) left unread (first start: history is not replayed)", src.skipped);
+        } else if src.skipped + src.records > 0 {
             info!(
                 "kernel log: backlog of {} record(s) read ({} already handled before the restart)",
                 src.records, src.skipped
             );
         }
+        if src.history {
+            src.skipped = 0;
+        }
+        src.history = false;
         match ended {
             Some(why) => {
                 src.open = false;
@@ -211,6 +229,13 @@ impl KmsgSource {
     }
 
     pub fn on_record(&mut self, rec: &str, st: &mut State) {
+        if self.history {
+            if let Some(seq) = record_seq(rec) {
+                self.tracker.skip_to(seq);
+            }
+            self.skipped += 1;
+            return;
+        }
         if let Some(seq) = record_seq(rec) {
             match self.tracker.on_record(seq) {
                 Verdict::Skip => {
@@ -306,7 +331,10 @@ mod tests {
     fn records_split_across_reads_and_dictionary_lines_skipped() {
         let mut carry = Vec::new();
         assert!(split_records(&mut carry, b"6,1,10,-;amdgpu: a").is_empty());
-        let r = split_records(&mut carry, b"\n SUBSYSTEM=pci\n DEVICE=+pci:0000:03:00.0\n6,2,20,-;b\n6,3");
+        let r = split_records(
+            &mut carry,
+            b"\n SUBSYSTEM=pci\n DEVICE=+pci:0000:03:00.0\n6,2,20,-;b\n6,3",
+        );
         assert_eq!(r, vec!["6,1,10,-;amdgpu: a", "6,2,20,-;b"]);
         assert_eq!(carry, b"6,3");
         let r = split_records(&mut carry, b",30,-;c\n");

@@ -207,7 +207,7 @@ impl Agent {
             n.watchdog(std::time::Instant::now());
         }
         self.ticks += 1;
-        if self.ticks % 600 == 0 {
+        if self.ticks.is_multiple_of(600) {
             self.st.out.prune_by_age();
         }
     }
@@ -291,7 +291,12 @@ impl Agent {
         if let Some(k) = self.kmsg.as_mut() {
             k.persist(&self.st, true);
         }
-        stats::print(&self.st, self.ring.as_ref(), self.kmsg.as_ref(), self.attached);
+        stats::print(
+            &self.st,
+            self.ring.as_ref(),
+            self.kmsg.as_ref(),
+            self.attached,
+        );
         // Dropping the control source removes the socket file.
         drop(self.control.take());
     }

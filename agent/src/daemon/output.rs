@@ -49,7 +49,10 @@ fn extras_for(inc: &Incident, seen: &SeenCache) -> Extras {
 
 impl Output {
     /// Opens the incident directory of `dir` with the given retention.
-    pub fn open_dir(dir: Option<&Path>, retention: Retention) -> anyhow::Result<Option<IncidentDir>> {
+    pub fn open_dir(
+        dir: Option<&Path>,
+        retention: Retention,
+    ) -> anyhow::Result<Option<IncidentDir>> {
         dir.map(|p| IncidentDir::open(p, retention)).transpose()
     }
 
@@ -61,13 +64,13 @@ impl Output {
                     m.record_incident(&inc);
                 }
             }
-            self.to_stdout(&inc);
-            let written = self.to_dir(&inc, seen);
-            self.to_journal(&inc, written.as_deref());
+            self.print(&inc);
+            let written = self.write_dir(&inc, seen);
+            self.log_journal(&inc, written.as_deref());
         }
     }
 
-    fn to_stdout(&self, inc: &Incident) {
+    fn print(&self, inc: &Incident) {
         match self.stdout {
             Stdout::Json => match serde_json::to_string(inc) {
                 Ok(s) => messages::stdout(&(s + "\n")),
@@ -78,7 +81,7 @@ impl Output {
         }
     }
 
-    fn to_dir(&mut self, inc: &Incident, seen: &SeenCache) -> Option<PathBuf> {
+    fn write_dir(&mut self, inc: &Incident, seen: &SeenCache) -> Option<PathBuf> {
         let d = self.dir.as_mut()?;
         match d.write(inc, &extras_for(inc, seen)) {
             Ok(p) => {
@@ -92,7 +95,7 @@ impl Output {
         }
     }
 
-    fn to_journal(&self, inc: &Incident, dir: Option<&Path>) {
+    fn log_journal(&self, inc: &Incident, dir: Option<&Path>) {
         if let Some(j) = &self.journal {
             if let Err(e) = j.send(&incident_fields(inc, dir)) {
                 warn!("journal: cannot log incident {}: {e}", inc.id);
@@ -107,7 +110,10 @@ impl Output {
         };
         match crate::store::prune_older_than(d.root(), age) {
             Ok(0) => {}
-            Ok(n) => info!("retention: removed {n} incident(s) older than {} days", age.as_secs() / 86400),
+            Ok(n) => info!(
+                "retention: removed {n} incident(s) older than {} days",
+                age.as_secs() / 86400
+            ),
             Err(e) => warn!("retention by age: {e:#}"),
         }
     }

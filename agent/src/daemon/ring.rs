@@ -21,13 +21,13 @@ pub struct RingSource {
 const BATCH: usize = 4096;
 
 impl RingSource {
-    pub fn new(ring: RingBuf<MapData>, drops: Option<PerCpuArray<MapData, u64>>) -> anyhow::Result<Self> {
+    pub fn new(
+        ring: RingBuf<MapData>,
+        drops: Option<PerCpuArray<MapData, u64>>,
+    ) -> anyhow::Result<Self> {
         // SAFETY: the RingBuf owns its map fd and keeps it open until the AsyncFd is dropped.
-        let ring =
-            unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot poll the ring buffer: {}", e.into_parts().1)
-                })?;
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {}", e.into_parts().1))?;
         Ok(RingSource {
             ring,
             drops,

@@ -15,7 +15,7 @@ use crate::decode::Decoder;
 use crate::journald::Journal;
 use crate::metrics::{self, Metrics};
 use crate::model::EventBody;
-use crate::probes::{self, AttachOptions, Assessment, Host, Status};
+use crate::probes::{self, Assessment, AttachOptions, Host, Status};
 use crate::procscan::{self, SeenCache};
 use crate::report::incident_dir::Retention;
 use crate::{info, warn};
@@ -104,10 +104,11 @@ pub fn attached_count(a: &Assessment) -> usize {
         .count()
 }
 
+/// The eBPF side's set of watched tgids.
+pub type SeenMap = BpfHashMap<MapData, u32, u8>;
+
 /// The maps the loop reads: ring buffer, drop counters, watched tgids.
-pub fn take_maps(
-    ebpf: Option<&mut Ebpf>,
-) -> Result<(Option<RingSource>, Option<BpfHashMap<MapData, u32, u8>>)> {
+pub fn take_maps(ebpf: Option<&mut Ebpf>) -> Result<(Option<RingSource>, Option<SeenMap>)> {
     let Some(e) = ebpf else {
         return Ok((None, None));
     };
@@ -135,7 +136,7 @@ pub fn metrics_registry(s: &Settings, a: &Assessment) -> Option<metrics::Shared>
 /// The event-loop state with the output opened.
 pub fn state(
     s: &Settings,
-    seen_map: Option<BpfHashMap<MapData, u32, u8>>,
+    seen_map: Option<SeenMap>,
     metrics: Option<metrics::Shared>,
 ) -> Result<State> {
     let dir = Output::open_dir(s.output_dir.as_deref(), retention(s))?;
@@ -184,7 +185,12 @@ pub fn kernel_log(s: &Settings, kmsg_path: &Path, st: &mut State) -> Option<Kmsg
         info!("kernel log: off");
         return None;
     }
-    match KmsgSource::start(kmsg_path, s.state_dir.as_deref(), boot::boot_id().as_deref(), st) {
+    match KmsgSource::start(
+        kmsg_path,
+        s.state_dir.as_deref(),
+        boot::boot_id().as_deref(),
+        st,
+    ) {
         Ok(k) => {
             info!("kernel log: {}", k.how);
             Some(k)

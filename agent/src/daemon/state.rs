@@ -48,7 +48,10 @@ impl State {
             return;
         };
         if let KmsgKind::PageFault { task, .. } = &rec.kind {
-            let comm = task.as_ref().filter(|t| t.pid != 0).map(|t| t.comm.as_str());
+            let comm = task
+                .as_ref()
+                .filter(|t| t.pid != 0)
+                .map(|t| t.comm.as_str());
             if let Ok(mut m) = m.lock() {
                 m.record_page_fault(comm.unwrap_or(""));
             }

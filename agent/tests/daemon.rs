@@ -1,0 +1,434 @@
+//! `hangwatch run` as users run it (the real binary, real signals, real pipes), kernel-log only
+//! with a file standing in for /dev/kmsg (`--kmsg-path`), so the reproductions of issue 11/12
+//! run on any host: EPIPE on stdout, SIGHUP with and without a config, and `kill -9` between a
+//! fault and its timeout followed by a restart that resumes from the kmsg cursor.
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hangwatch");
+
+/// The V710 log (testdata/dmesg/v710-zed-fault-then-timeout.log): zed faults, then gfx times
+/// out and the kernel names Xwayland. (offset µs from the first line, message).
+const FAULT: &[(u64, &str)] = &[
+    (0, "amdgpu 0002:00:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:40 vmid:7 pasid:32819)"),
+    (12, "amdgpu 0002:00:00.0: amdgpu:  Process zed pid 7587 thread zed pid 7587"),
+    (18, "amdgpu 0002:00:00.0: amdgpu:   in page starting at address 0x0000000000000000 from client 10"),
+];
+const TIMEOUT: &[(u64, &str)] = &[
+    (0, "amdgpu 0002:00:00.0: amdgpu: ring gfx_0.0.0 timeout, signaled seq=571734509, emitted seq=571734511"),
+    (6, "amdgpu 0002:00:00.0: amdgpu:  Process Xwayland pid 6518 thread Xwayland pid 6518"),
+    (13, "amdgpu 0002:00:00.0: amdgpu: GPU reset begin!. Source:  1"),
+    (230_214, "amdgpu 0002:00:00.0: amdgpu: GPU reset(1) succeeded!"),
+];
+
+fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// A file in /dev/kmsg's record format, appended to like the kernel's log.
+struct FakeKmsg {
+    path: PathBuf,
+    seq: u64,
+}
+
+impl FakeKmsg {
+    fn new(dir: &Path) -> FakeKmsg {
+        let path = dir.join("kmsg");
+        std::fs::write(&path, "").unwrap();
+        // Unrelated records first, as on any host.
+        let mut k = FakeKmsg { path, seq: 1000 };
+        k.append(
+            1_000_000,
+            &[
+                (0, "usb 1-1: new high-speed USB device"),
+                (5, "EXT4-fs (vda): mounted"),
+            ],
+        );
+        k
+    }
+
+    fn append(&mut self, at_us: u64, lines: &[(u64, &str)]) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .unwrap();
+        for (off, msg) in lines {
+            self.seq += 1;
+            writeln!(f, "3,{},{},-;{msg}", self.seq, at_us + off).unwrap();
+            // A dictionary line, as /dev/kmsg adds for device messages.
+            writeln!(f, " SUBSYSTEM=pci").unwrap();
+        }
+    }
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hw-daemon-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `hangwatch run` kernel-log only, on the fake log, with a socket under `dir`.
+fn agent(dir: &Path, kmsg: &FakeKmsg, extra: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["run", "--kmsg-only", "--kmsg-path"])
+        .arg(&kmsg.path)
+        .arg("--socket")
+        .arg(dir.join("control.sock"))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Stderr lines as they come.
+fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Collects lines until one contains `what` (or 30 s pass); returns everything read.
+fn wait_for(rx: &mpsc::Receiver<String>, what: &str, seen: &mut Vec<String>) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            let hit = l.contains(what);
+            seen.push(l);
+            if hit {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn finish(mut child: Child, rx: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "agent did not exit: {seen:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    seen.extend(rx.try_iter());
+    status.code()
+}
+
+fn incidents(out: &Path) -> Vec<serde_json::Value> {
+    let mut v: Vec<serde_json::Value> = std::fs::read_dir(out)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter_map(|e| std::fs::read(e.path().join("incident.json")).ok())
+                .map(|b| serde_json::from_slice(&b).unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by_key(|i| i["started_ns"].as_u64());
+    v
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+#[test]
+fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
+    let dir = tmpdir("kill9");
+    let (state, out) = (dir.join("state"), dir.join("incidents"));
+    let mut kmsg = FakeKmsg::new(&dir);
+    let common = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+
+    // First start: history is not replayed, but its end becomes the cursor.
+    let mut a = agent(&dir, &kmsg, &common)
+        .args(["--duration", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("2 earlier record(s) left unread")),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("kmsg-cursor"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1),
+        Some("1002")
+    );
+
+    // The fault arrives while the agent runs; it is killed before the timeout.
+    let mut a = agent(&dir, &kmsg, &common)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert!(wait_for(&rx, "control socket", &mut seen), "{seen:#?}");
+    kmsg.append(monotonic_us(), FAULT);
+    // Give the follower time to read it and the 1 s timer to run (the cursor must not move).
+    std::thread::sleep(Duration::from_millis(2500));
+    signal(&a, libc::SIGKILL);
+    finish(a, &rx, &mut seen);
+    assert!(
+        incidents(&out).is_empty(),
+        "nothing was closed before the kill"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("kmsg-cursor"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1),
+        Some("1002"),
+        "the cursor stayed before the open incident's fault"
+    );
+
+    // The timeout and reset happen while the agent is down; the restart re-reads the fault.
+    kmsg.append(monotonic_us(), TIMEOUT);
+    let mut a = agent(&dir, &kmsg, &common)
+        .args(["--duration", "2"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("resuming after record 1002")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("backlog of 7 record(s) read")),
+        "{seen:#?}"
+    );
+    let inc = incidents(&out);
+    assert_eq!(inc.len(), 1, "{inc:#?}");
+    assert_eq!(inc[0]["kind"], "ring_timeout");
+    assert_eq!(
+        inc[0]["culprit"]["comm"], "zed",
+        "the fault survived the kill: zed, not the victim"
+    );
+    assert_eq!(inc[0]["kernel_blamed"]["comm"], "Xwayland");
+    assert_eq!(
+        inc[0]["boot_id"].as_str().map(str::len),
+        Some(36),
+        "live incidents carry the boot id"
+    );
+    assert!(
+        inc[0]["wall_time"]
+            .as_str()
+            .is_some_and(|w| w.ends_with('Z')),
+        "{}",
+        inc[0]["wall_time"]
+    );
+
+    // Another restart resumes after the reset: the incident is not reported twice.
+    let mut a = agent(&dir, &kmsg, &common)
+        .args(["--duration", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("resuming after record 1009")),
+        "{seen:#?}"
+    );
+    assert_eq!(incidents(&out).len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn overwritten_records_are_counted_and_said() {
+    let dir = tmpdir("gap");
+    let state = dir.join("state");
+    let mut kmsg = FakeKmsg::new(&dir);
+    std::fs::create_dir_all(&state).unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    // The saved cursor is at 900; the log now starts at 1001: 100 records were overwritten.
+    std::fs::write(state.join("kmsg-cursor"), format!("{} 900\n", boot.trim())).unwrap();
+    kmsg.append(
+        monotonic_us(),
+        &[(
+            0,
+            "amdgpu 0002:00:00.0: amdgpu: GPU reset begin!. Source:  1",
+        )],
+    );
+    let mut a = agent(
+        &dir,
+        &kmsg,
+        &["--state-dir", state.to_str().unwrap(), "--duration", "1"],
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("100 record(s) before #1001 were overwritten")),
+        "{seen:#?}"
+    );
+    let stats = seen
+        .iter()
+        .find(|l| l.contains("stats:"))
+        .expect("stats line");
+    assert!(stats.contains("kmsg overwritten 100"), "{stats}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A state dir whose cursor makes the agent read the whole fake log (a complete incident).
+fn replay_all(dir: &Path, kmsg: &mut FakeKmsg) -> PathBuf {
+    kmsg.append(monotonic_us(), FAULT);
+    kmsg.append(monotonic_us() + 100_000, TIMEOUT);
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("kmsg-cursor"), "another-boot 1\n").unwrap();
+    state
+}
+
+#[test]
+fn closed_stdout_does_not_stop_the_agent() {
+    // `hangwatch run --output D | true`: it used to panic on EPIPE before writing D.
+    let dir = tmpdir("epipe");
+    let mut kmsg = FakeKmsg::new(&dir);
+    let state = replay_all(&dir, &mut kmsg);
+    let out = dir.join("incidents");
+    let mut a = agent(
+        &dir,
+        &kmsg,
+        &[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--duration",
+            "2",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    drop(a.stdout.take()); // the reader (`true`) has exited
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    assert!(!seen.iter().any(|l| l.contains("panicked")), "{seen:#?}");
+    assert!(
+        seen.iter().any(|l| l.contains("stdout closed")),
+        "{seen:#?}"
+    );
+    assert!(seen.iter().any(|l| l.contains("stats:")), "{seen:#?}");
+    assert_eq!(incidents(&out).len(), 1, "{seen:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sighup_without_config_ends_cleanly() {
+    let dir = tmpdir("hup");
+    let kmsg = FakeKmsg::new(&dir);
+    let mut a = agent(&dir, &kmsg, &[])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert!(wait_for(&rx, "control socket", &mut seen), "{seen:#?}");
+    assert!(dir.join("control.sock").exists());
+    signal(&a, libc::SIGHUP);
+    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    assert!(
+        seen.iter().any(|l| l.contains("stopping: SIGHUP")),
+        "{seen:#?}"
+    );
+    assert!(seen.iter().any(|l| l.contains("stats:")), "{seen:#?}");
+    assert!(!dir.join("control.sock").exists(), "socket file removed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sighup_with_config_reloads_and_sigterm_ends_cleanly() {
+    let dir = tmpdir("reload");
+    let kmsg = FakeKmsg::new(&dir);
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[output]\nmax_incidents = 10\n[agent]\nring_depth = 64\n",
+    )
+    .unwrap();
+    let mut a = agent(&dir, &kmsg, &["--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert!(wait_for(&rx, "control socket", &mut seen), "{seen:#?}");
+    // A live change and one that needs a restart.
+    let out = dir.join("incidents");
+    std::fs::write(
+        &cfg,
+        format!("[output]\ndir = {:?}\n[agent]\nring_depth = 128\n", out),
+    )
+    .unwrap();
+    signal(&a, libc::SIGHUP);
+    assert!(
+        wait_for(&rx, "configuration reloaded", &mut seen),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("agent.ring_depth changed but needs a restart")),
+        "{seen:#?}"
+    );
+    assert!(out.is_dir(), "the new output directory is in use");
+    // A broken file keeps the running settings.
+    std::fs::write(&cfg, "[output\n").unwrap();
+    signal(&a, libc::SIGHUP);
+    assert!(
+        wait_for(&rx, "keeping the running settings", &mut seen),
+        "{seen:#?}"
+    );
+    signal(&a, libc::SIGTERM);
+    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    assert!(
+        seen.iter().any(|l| l.contains("stopping: SIGTERM")),
+        "{seen:#?}"
+    );
+    assert!(seen.iter().any(|l| l.contains("stats:")), "{seen:#?}");
+    assert!(!dir.join("control.sock").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
