@@ -432,3 +432,80 @@ fn sighup_with_config_reloads_and_sigterm_ends_cleanly() {
     assert!(!dir.join("control.sock").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// GET /metrics from a running agent (std only: no HTTP client dependency).
+fn scrape(addr: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
+}
+
+#[test]
+fn running_agent_exposition_passes_promtool() {
+    let promtool = Command::new("promtool").arg("--version").output();
+    assert!(
+        promtool.is_ok_and(|o| o.status.success()),
+        "promtool not found: install Debian's prometheus package (cargo xtask setup does)"
+    );
+    let dir = tmpdir("metrics");
+    let mut kmsg = FakeKmsg::new(&dir);
+    // A minute earlier, a process with a hostile name faults: its own page-fault incident,
+    // whose name must come out escaped, not break the exposition.
+    kmsg.append(
+        monotonic_us() - 60_000_000,
+        &[
+            (0, "amdgpu 0002:00:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:40 vmid:7 pasid:32820)"),
+            (5, "amdgpu 0002:00:00.0: amdgpu:  Process a\"b\\c} pid 7600 thread x pid 7600"),
+            (9, "amdgpu 0002:00:00.0: amdgpu:   in page starting at address 0x0000000000002000 from client 10"),
+        ],
+    );
+    let state = replay_all(&dir, &mut kmsg);
+    let mut a = agent(&dir, &kmsg, &["--state-dir", state.to_str().unwrap(), "--metrics", "127.0.0.1:0", "--output", dir.join("out").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert!(wait_for(&rx, "metrics: http://", &mut seen), "{seen:#?}");
+    let addr = seen
+        .iter()
+        .find_map(|l| l.split("http://").nth(1))
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .unwrap()
+        .to_string();
+    // Wait for the incident (closed by the timer once its settle time passes, ~5 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let b = scrape(&addr);
+        if b.contains("culprit_comm=\"zed\"") || Instant::now() > deadline {
+            break b;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    signal(&a, libc::SIGTERM);
+    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    assert!(body.contains(r#"kind="ring_timeout",ring="gfx_0.0.0",culprit_comm="zed""#), "{body}");
+    assert!(body.contains(r#"kind="page_fault",ring="",culprit_comm="a\"b\\c}""#), "{body}");
+    assert!(body.contains(r#"hangwatch_page_faults_total{comm="zed"} 1"#), "{body}");
+    assert!(body.contains("hangwatch_kernel_misblames_total{"), "{body}");
+    assert!(body.contains(r#"hangwatch_gpu_resets_total{gpu="0002:00:00.0",outcome="succeeded"} 1"#), "{body}");
+    assert!(body.contains("hangwatch_last_incident_timestamp_seconds "), "{body}");
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let o = check.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{body}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
