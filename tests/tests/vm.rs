@@ -420,6 +420,7 @@ scenario_tests! {
     scenario_5_culprit_exits_early => "05-culprit-exits-early.toml",
     scenario_6_opened_before_agent => "06-opened-before-agent.toml",
     scenario_7_flood => "07-flood.toml",
+    scenario_8_least_privilege => "08-least-privilege.toml",
 }
 
 #[test]
@@ -444,7 +445,7 @@ fn every_scenario_file_has_a_test_and_parses() {
         }
     }
     assert_eq!(
-        n, 7,
+        n, 8,
         "the harness generates one test per scenario: update scenario_tests!"
     );
 }
@@ -597,4 +598,87 @@ fn scenario_1_export_from_the_running_agent_decodes() {
             "no {instant:?} instant in the export:\n{text}"
         );
     }
+}
+
+/// The fields that make an attribution: the same for root and the least-privilege agent.
+fn attribution(i: &Value) -> String {
+    let mut victims: Vec<&str> = i["victims"]
+        .as_array()
+        .map(|v| v.iter().filter_map(comm).collect())
+        .unwrap_or_default();
+    victims.sort();
+    format!(
+        "{} ring={} culprit={:?} confidence={} kernel_blamed={:?} disputed={} victims={victims:?} reset={}",
+        i["kind"],
+        i["ring"],
+        comm(&i["culprit"]),
+        i["confidence"],
+        comm(&i["kernel_blamed"]),
+        i["kernel_blame_disputed"],
+        i["reset"]
+    )
+}
+
+#[test]
+#[ignore = "needs the VM results: cargo xtask test"]
+fn least_privilege_agent_gets_the_same_incidents_as_root() {
+    let root = load("scenarios/zed-fault-wedges-gfx.json");
+    let lp = load("scenarios/least-privilege.json");
+    let stderr = &lp["agent_stderr"];
+    let attached = stderr
+        .as_array()
+        .and_then(|l| l.iter().filter_map(Value::as_str).find(|l| l.contains("probes attached:")))
+        .unwrap_or_else(|| panic!("no attach line: {stderr}"));
+    assert!(
+        attached.ends_with("16/16") || !attached.contains("attached: 0/"),
+        "as uid 65534 with the service's capabilities: {attached}"
+    );
+    let want: Vec<String> = root["incidents"].as_array().unwrap().iter().map(attribution).collect();
+    let got: Vec<String> = lp["incidents"].as_array().unwrap().iter().map(attribution).collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want, "least privilege vs root; agent stderr: {stderr}");
+    // /proc of other users' processes was readable: the culprit's exe and driver maps.
+    let inc = &lp["incidents"][0];
+    assert_eq!(inc["culprit"]["exe"], "/usr/bin/zed", "{inc}");
+}
+
+#[test]
+#[ignore = "needs the VM results: cargo xtask test"]
+fn every_service_capability_is_needed() {
+    let a = load("phase-a.json");
+    let caps = &a["caps"];
+    let rows = caps["rows"].as_object().unwrap_or_else(|| panic!("no caps experiment: {caps}"));
+    let all = &rows["all"];
+    let of = all["check"]["of"].as_u64().unwrap();
+    assert_eq!(all["check"]["attached"].as_u64(), Some(of), "all five: {all}");
+    assert_eq!(all["check"]["kmsg_readable"], true, "{all}");
+    for k in ["fdinfo", "exe", "maps", "kmsg", "tracefs_format"] {
+        assert_eq!(all["read_proc"][k], "ok", "all five, {k}: {all}");
+    }
+    // Each capability removed loses something the agent uses.
+    let loses = |row: &Value| -> Vec<String> {
+        let mut v = Vec::new();
+        if row["check"]["attached"].as_u64() != Some(of) {
+            v.push(format!("probes {}/{of}", row["check"]["attached"]));
+        }
+        if row["check"]["kmsg_readable"] != true {
+            v.push("kmsg".into());
+        }
+        for k in ["fdinfo", "exe", "maps", "tracefs_format"] {
+            if row["read_proc"][k] != "ok" {
+                v.push(k.to_string());
+            }
+        }
+        v
+    };
+    let mut report = Vec::new();
+    for (label, row) in rows {
+        if label == "all" {
+            continue;
+        }
+        let lost = loses(row);
+        assert!(!lost.is_empty(), "{label}: nothing lost, so the capability is not needed: {row}");
+        report.push(format!("{label}: loses {}", lost.join(", ")));
+    }
+    eprintln!("capability experiment ({}):\n{}", caps["tracefs_mode"], report.join("\n"));
 }

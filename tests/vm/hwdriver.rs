@@ -59,6 +59,10 @@ pub struct Scenario {
     /// (the host test checks them; `cargo xtask examples` commits them under docs/examples).
     #[serde(default)]
     pub bugreport: bool,
+    /// Run the agent as uid/gid 65534 with exactly these capabilities (ambient), as the
+    /// packaged service does: the least-privilege test.
+    #[serde(default)]
+    pub agent_caps: Option<Vec<String>>,
     #[serde(default)]
     pub process: Vec<Process>,
 }
@@ -162,6 +166,10 @@ fn main() {
     let r = match args.get(1).map(String::as_str) {
         Some("vm-main") if args.len() == 3 => vm_main(Path::new(&args[2])),
         Some("child") if args.len() == 4 => child(Path::new(&args[2]), &args[3]),
+        Some("read-proc") if args.len() == 3 => {
+            println!("{}", read_proc(&args[2]));
+            Ok(())
+        }
         _ => Err(anyhow::anyhow!(
             "usage: hwdriver vm-main PLAN | hwdriver child SCENARIO INDEX"
         )),
@@ -214,6 +222,7 @@ fn phase_a() -> Result<()> {
         &Value::Object(read_formats(&["amdgpu", "gpu_scheduler", "dma_fence"])),
     );
     result_line("phase-a", "check", &agent_check());
+    result_line("phase-a", "caps", &caps_experiment());
     let run = run_agent_only(8)?;
     result_line("phase-a", "run", &run);
     Ok(())
@@ -308,14 +317,20 @@ struct Agent {
     started: Instant,
 }
 
-fn start_agent(duration_s: u64, demo: bool) -> Result<Agent> {
+fn start_agent(duration_s: u64, demo: bool, caps: Option<&[String]>) -> Result<Agent> {
     let _ = std::fs::remove_dir_all("/tmp/hw-out");
     let dur = duration_s.to_string();
     let mut args = vec!["run", "--output", "/tmp/hw-out", "--duration", &dur];
     if !demo {
         args.insert(1, "--json");
     }
-    let mut child = Command::new(HANGWATCH)
+    let mut cmd = Command::new(HANGWATCH);
+    if let Some(caps) = caps {
+        // /run/hangwatch is root's; the service gets its RuntimeDirectory from systemd.
+        args.extend(["--socket", "/tmp/hw-control.sock"]);
+        as_unprivileged(&mut cmd, &cap_numbers(caps)?);
+    }
+    let mut child = cmd
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -412,7 +427,7 @@ fn finish_agent(mut agent: Agent, limit: Duration, mut err_lines: Vec<String>) -
 }
 
 fn run_agent_only(duration_s: u64) -> Result<Value> {
-    let mut agent = start_agent(duration_s, false)?;
+    let mut agent = start_agent(duration_s, false, None)?;
     let mut err = Vec::new();
     let attached = wait_attached(&mut agent, &mut err);
     let mut v = finish_agent(agent, Duration::from_secs(duration_s + 120), err);
@@ -469,13 +484,13 @@ fn run_scenario(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
         kids = spawn_children(path, sc)?;
         let readers = wait_opened(&mut kids);
         std::thread::sleep(Duration::from_millis(300));
-        agent = start_agent(sc.duration_s, demo)?;
+        agent = start_agent(sc.duration_s, demo, sc.agent_caps.as_deref())?;
         err = Vec::new();
         attached = wait_attached(&mut agent, &mut err);
         go(&mut kids);
         finish_scenario(agent, attached, err, kids, readers, sc, Instant::now())
     } else {
-        agent = start_agent(sc.duration_s, demo)?;
+        agent = start_agent(sc.duration_s, demo, sc.agent_caps.as_deref())?;
         err = Vec::new();
         attached = wait_attached(&mut agent, &mut err);
         kids = spawn_children(path, sc)?;
@@ -675,6 +690,164 @@ fn sleep_until(t: Instant) {
     if t > now {
         std::thread::sleep(t - now);
     }
+}
+
+// ---- least privilege ----
+
+/// Capability names (CAP_BPF, ...) → numbers, for the ones the agent may use.
+fn cap_numbers(names: &[String]) -> Result<Vec<u32>> {
+    names
+        .iter()
+        .map(|n| {
+            Ok(match n.as_str() {
+                "CAP_DAC_READ_SEARCH" => 2,
+                "CAP_SYS_PTRACE" => 19,
+                "CAP_SYS_ADMIN" => 21,
+                "CAP_SYSLOG" => 34,
+                "CAP_PERFMON" => 38,
+                "CAP_BPF" => 39,
+                other => bail!("unknown capability {other:?}"),
+            })
+        })
+        .collect()
+}
+
+/// Makes `cmd` run as uid/gid 65534 (no groups) with exactly `caps` — permitted, effective,
+/// inheritable and ambient — like `setpriv --reuid 65534 --regid 65534 --clear-groups
+/// --inh-caps … --ambient-caps …`, which the initramfs does not have.
+fn as_unprivileged(cmd: &mut Command, caps: &[u32]) {
+    let mask: u64 = caps.iter().fold(0, |m, c| m | (1u64 << c));
+    let caps = caps.to_vec();
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fail = || Err(std::io::Error::last_os_error());
+            if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0
+                || libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(65534, 65534, 65534) != 0
+                || libc::setresuid(65534, 65534, 65534) != 0
+            {
+                return fail();
+            }
+            #[repr(C)]
+            struct Hdr {
+                version: u32,
+                pid: i32,
+            }
+            #[repr(C)]
+            #[derive(Clone, Copy)]
+            struct Data {
+                effective: u32,
+                permitted: u32,
+                inheritable: u32,
+            }
+            let lo = mask as u32;
+            let hi = (mask >> 32) as u32;
+            let mut hdr = Hdr {
+                version: 0x2008_0522,
+                pid: 0,
+            };
+            let data = [
+                Data { effective: lo, permitted: lo, inheritable: lo },
+                Data { effective: hi, permitted: hi, inheritable: hi },
+            ];
+            if libc::syscall(libc::SYS_capset, &mut hdr as *mut Hdr, data.as_ptr()) != 0 {
+                return fail();
+            }
+            for c in &caps {
+                if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, *c as libc::c_ulong, 0, 0) != 0 {
+                    return fail();
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `hwdriver read-proc PID`: what this process may read of another user's process (the
+/// agent's /proc needs) and of the kernel log.
+fn read_proc(pid: &str) -> Value {
+    let p = format!("/proc/{pid}");
+    let fdinfo = std::fs::read_dir(format!("{p}/fdinfo"))
+        .map_err(|e| e.to_string())
+        .and_then(|mut rd| {
+            let e = rd.next().ok_or("empty")?.map_err(|e| e.to_string())?;
+            std::fs::read_to_string(e.path()).map_err(|e| e.to_string())
+        });
+    let r = |x: std::io::Result<String>| match x {
+        Ok(_) => json!("ok"),
+        Err(e) => json!(e.to_string()),
+    };
+    json!({
+        "uid": unsafe { libc::geteuid() },
+        "fdinfo": match fdinfo { Ok(_) => json!("ok"), Err(e) => json!(e) },
+        "exe": r(std::fs::read_link(format!("{p}/exe")).map(|x| x.display().to_string())),
+        "maps": r(std::fs::read_to_string(format!("{p}/maps"))),
+        "kmsg": r(std::fs::File::open("/dev/kmsg").map(|_| String::new())),
+        "tracefs_format": r(std::fs::read_to_string("/sys/kernel/tracing/events/amdgpu/amdgpu_cs_ioctl/format")),
+        "kallsyms_addresses": std::fs::read_to_string("/proc/kallsyms")
+            .map(|k| k.lines().take(50).any(|l| !l.starts_with("0000000000000000")))
+            .unwrap_or(false),
+    })
+}
+
+/// The capability experiment behind the service's set (docs/operations.md): `check --json
+/// --attach` and `read-proc` of this (root) process, as uid 65534 with all five
+/// capabilities, with each one removed, and with none.
+fn caps_experiment() -> Value {
+    const ALL: [&str; 5] = [
+        "CAP_BPF",
+        "CAP_PERFMON",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_SYSLOG",
+        "CAP_SYS_PTRACE",
+    ];
+    let sysctl = |k: &str| std::fs::read_to_string(format!("/proc/sys/kernel/{k}")).map(|s| s.trim().to_string()).unwrap_or_default();
+    let tracefs_mode = std::fs::metadata("/sys/kernel/tracing")
+        .map(|m| format!("{:o}", std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777))
+        .unwrap_or_default();
+    let mut rows = serde_json::Map::new();
+    let mut configs: Vec<(String, Vec<String>)> = vec![("all".into(), ALL.iter().map(|s| s.to_string()).collect())];
+    for drop in ALL {
+        configs.push((format!("-{drop}"), ALL.iter().filter(|c| **c != drop).map(|s| s.to_string()).collect()));
+    }
+    configs.push(("none".into(), vec![]));
+    let me = std::process::id().to_string();
+    for (label, caps) in configs {
+        let nums = match cap_numbers(&caps) {
+            Ok(n) => n,
+            Err(e) => return json!({"error": format!("{e:#}")}),
+        };
+        let mut check = Command::new(HANGWATCH);
+        check.args(["check", "--json", "--attach"]);
+        as_unprivileged(&mut check, &nums);
+        let c = check.output();
+        let mut probe = Command::new("/bin/hwdriver");
+        probe.args(["read-proc", &me]);
+        as_unprivileged(&mut probe, &nums);
+        let p = probe.output();
+        let check_json = c.as_ref().ok().and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok());
+        let summary = check_json.as_ref().map(|v| {
+            let probes = v["probes"].as_array().cloned().unwrap_or_default();
+            let attached = probes.iter().filter(|p| p["status"] == "attached").count();
+            let first_failure = probes.iter().find(|p| p["status"] != "attached").map(|p| format!("{} {}: {}", p["name"], p["status"], p["reason"]));
+            json!({"attached": attached, "of": probes.len(), "kmsg_readable": v["kmsg_readable"], "attach_error": v["attach_error"], "first_failure": first_failure})
+        });
+        rows.insert(label, json!({
+            "caps": caps,
+            "check": summary,
+            "check_stderr": c.as_ref().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_else(|e| e.to_string()),
+            "read_proc": p.ok().and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok()),
+        }));
+    }
+    json!({
+        "dmesg_restrict": sysctl("dmesg_restrict"),
+        "kptr_restrict": sysctl("kptr_restrict"),
+        "perf_event_paranoid": sysctl("perf_event_paranoid"),
+        "unprivileged_bpf_disabled": sysctl("unprivileged_bpf_disabled"),
+        "tracefs_mode": tracefs_mode,
+        "rows": rows,
+    })
 }
 
 // ---- bench ----

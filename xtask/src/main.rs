@@ -1,9 +1,10 @@
-//! Developer tasks: `cargo xtask setup | vm | demo | test | bench | examples`. See docs/vm-harness.md.
+//! Developer tasks: `cargo xtask setup | vm | demo | test | bench | examples | package`. See docs/vm-harness.md.
 mod bench;
 mod examples;
 mod initramfs;
 mod kernel;
 mod kmod;
+mod package;
 mod qemu;
 mod setup;
 mod test_cmd;
@@ -36,8 +37,9 @@ fn main() -> ExitCode {
         Some("test") => test_cmd::test(&rest),
         Some("bench") => bench::bench(),
         Some("examples") => examples::examples(),
+        Some("package") => package::package().map(|_| 0),
         _ => {
-            eprintln!("usage: cargo xtask <setup | vm [--kernel VER] [--scenario FILE]... [--phase a|b|all] | demo | test | bench | examples>");
+            eprintln!("usage: cargo xtask <setup | vm [--kernel VER] [--scenario FILE]... [--phase a|b|all] | demo | test | bench | examples | package>");
             Ok(2)
         }
     };
