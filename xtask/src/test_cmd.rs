@@ -1,5 +1,6 @@
 //! `cargo xtask test`: setup, host tests, then the VM suite (one phase-A boot, one phase-B boot
-//! with every scenario) asserted by tests/tests/vm.rs. Ends with `N passed, N failed` for the VM
+//! with every scenario) asserted by tests/tests/vm.rs, and the package installed into a clean
+//! Debian root (tests/tests/package.rs). Ends with `N passed, N failed` for the VM
 //! tests, which is what CI reads.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -18,6 +19,10 @@ pub fn test(args: &[String]) -> Result<u8> {
         .current_dir(root())
         .status()?
         .success();
+    // The .deb for tests/tests/package.rs (installed into a clean Debian root below).
+    if let Err(e) = crate::package::package() {
+        eprintln!("xtask test: cargo xtask package failed: {e:#}");
+    }
     let opts = vm::parse_args(args)?;
     let dir = match vm::run_vm(&opts) {
         Ok(d) => d,
@@ -35,6 +40,8 @@ pub fn test(args: &[String]) -> Result<u8> {
             "tests",
             "--test",
             "vm",
+            "--test",
+            "package",
             "--",
             "--ignored",
             "--test-threads",
