@@ -58,7 +58,10 @@ fn main() -> std::process::ExitCode {
     let r = man_pages(&cmd, &out).and_then(|n| completions(&mut cmd, &out).map(|_| n));
     match r {
         Ok(n) => {
-            eprintln!("gen_docs: {n} man pages and 3 completion scripts in {}", out.display());
+            eprintln!(
+                "gen_docs: {n} man pages and 3 completion scripts in {}",
+                out.display()
+            );
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {

@@ -437,7 +437,8 @@ fn sighup_with_config_reloads_and_sigterm_ends_cleanly() {
 fn scrape(addr: &str) -> String {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").unwrap();
@@ -466,10 +467,21 @@ fn running_agent_exposition_passes_promtool() {
         ],
     );
     let state = replay_all(&dir, &mut kmsg);
-    let mut a = agent(&dir, &kmsg, &["--state-dir", state.to_str().unwrap(), "--metrics", "127.0.0.1:0", "--output", dir.join("out").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut a = agent(
+        &dir,
+        &kmsg,
+        &[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+            "--output",
+            dir.join("out").to_str().unwrap(),
+        ],
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
     let rx = lines(&mut a);
     let mut seen = Vec::new();
     assert!(wait_for(&rx, "metrics: http://", &mut seen), "{seen:#?}");
@@ -490,12 +502,27 @@ fn running_agent_exposition_passes_promtool() {
     };
     signal(&a, libc::SIGTERM);
     assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
-    assert!(body.contains(r#"kind="ring_timeout",ring="gfx_0.0.0",culprit_comm="zed""#), "{body}");
-    assert!(body.contains(r#"kind="page_fault",ring="",culprit_comm="a\"b\\c}""#), "{body}");
-    assert!(body.contains(r#"hangwatch_page_faults_total{comm="zed"} 1"#), "{body}");
+    assert!(
+        body.contains(r#"kind="ring_timeout",ring="gfx_0.0.0",culprit_comm="zed""#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"kind="page_fault",ring="",culprit_comm="a\"b\\c}""#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"hangwatch_page_faults_total{comm="zed"} 1"#),
+        "{body}"
+    );
     assert!(body.contains("hangwatch_kernel_misblames_total{"), "{body}");
-    assert!(body.contains(r#"hangwatch_gpu_resets_total{gpu="0002:00:00.0",outcome="succeeded"} 1"#), "{body}");
-    assert!(body.contains("hangwatch_last_incident_timestamp_seconds "), "{body}");
+    assert!(
+        body.contains(r#"hangwatch_gpu_resets_total{gpu="0002:00:00.0",outcome="succeeded"} 1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains("hangwatch_last_incident_timestamp_seconds "),
+        "{body}"
+    );
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -503,9 +530,102 @@ fn running_agent_exposition_passes_promtool() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    check.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let o = check.wait_with_output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{body}");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}\n{body}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn incident_reaches_a_real_journald_as_one_structured_entry() {
+    // systemd-journald in a private mount namespace (tmpfs over /run/systemd/journal and
+    // /run/log), the agent logging to it, journalctl reading the entry back.
+    let dir = tmpdir("journal");
+    let mut kmsg = FakeKmsg::new(&dir);
+    let state = replay_all(&dir, &mut kmsg);
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[output]\njournal = \"on\"\nstdout = \"none\"\ndir = {:?}\n[agent]\nstate_dir = {:?}\nprobes = false\n[control]\nsocket = \"\"\n",
+            dir.join("incidents"),
+            state
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        r#"set -e
+mkdir -p /run/systemd/journal /run/log
+mount -t tmpfs tmpfs /run/systemd/journal
+mount -t tmpfs tmpfs /run/log
+/lib/systemd/systemd-journald & J=$!
+i=0; while [ ! -S /run/systemd/journal/socket ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+{bin} run --config {cfg} --kmsg-path {kmsg} --duration 2 2>{dir}/agent.err
+sleep 1
+journalctl -D /run/log/journal --no-pager -o json MESSAGE_ID=5b1f0a7e3c2d4e8f9a6b7c1d2e3f4a5b > {dir}/entries.json
+kill $J"#,
+        bin = BIN,
+        cfg = cfg.display(),
+        kmsg = kmsg.path.display(),
+        dir = dir.display()
+    );
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux)");
+    let err = std::fs::read_to_string(dir.join("agent.err")).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "{}\n{err}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("entries.json"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "one entry per incident: {entries:#?}\n{err}"
+    );
+    let e = &entries[0];
+    assert_eq!(
+        e["_TRANSPORT"], "journal",
+        "native protocol, not the stream: {e}"
+    );
+    assert_eq!(e["HANGWATCH_CULPRIT_COMM"], "zed");
+    assert_eq!(e["HANGWATCH_CULPRIT_PID"], "7587");
+    assert_eq!(e["HANGWATCH_KERNEL_BLAMED_COMM"], "Xwayland");
+    assert_eq!(e["HANGWATCH_KIND"], "ring_timeout");
+    assert_eq!(e["HANGWATCH_RING"], "gfx_0.0.0");
+    assert_eq!(e["HANGWATCH_GPU"], "0002:00:00.0");
+    assert_eq!(e["HANGWATCH_CONFIDENCE"], "likely");
+    assert_eq!(e["PRIORITY"], "3");
+    assert!(
+        e["HANGWATCH_INCIDENT_DIR"]
+            .as_str()
+            .is_some_and(|d| d.starts_with(dir.join("incidents").to_str().unwrap())),
+        "{e}"
+    );
+    assert!(
+        e["MESSAGE"]
+            .as_str()
+            .is_some_and(|m| m.contains("culprit zed[7587]")),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

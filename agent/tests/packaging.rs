@@ -8,7 +8,10 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_hangwatch");
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn unit_text() -> String {
@@ -34,7 +37,10 @@ fn unit_passes_systemd_analyze_verify() {
         .output()
         .expect("systemd-analyze (Debian's systemd package; cargo xtask setup installs it)");
     let said = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+    assert!(
+        o.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
 }
 
 #[test]
@@ -44,10 +50,14 @@ fn unit_exposure_score_stays_low() {
         .arg(unit_here())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
     let score: f64 = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for hangwatch.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for hangwatch.service: ")
+                .nth(1)
+        })
         .and_then(|r| r.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure score in: {text}"));
@@ -59,12 +69,21 @@ fn unit_exposure_score_stays_low() {
 fn unit_grants_exactly_the_documented_capabilities() {
     let text = unit_text();
     let caps = |key: &str| -> Vec<String> {
-        let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("{key} missing"));
-        let mut v: Vec<String> = line[key.len()..].split_whitespace().map(str::to_string).collect();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("{key} missing"));
+        let mut v: Vec<String> = line[key.len()..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         v.sort();
         v
     };
-    let mut want: Vec<String> = hangwatch::capabilities::NEEDS.iter().map(|n| n.name.to_string()).collect();
+    let mut want: Vec<String> = hangwatch::capabilities::NEEDS
+        .iter()
+        .map(|n| n.name.to_string())
+        .collect();
     want.sort();
     assert_eq!(caps("CapabilityBoundingSet="), want);
     assert_eq!(caps("AmbientCapabilities="), want);
@@ -84,9 +103,16 @@ fn shipped_config_is_valid_for_check() {
     // A broken file is named, with the key at fault, and check fails.
     let bad = std::env::temp_dir().join(format!("hw-badcfg-{}.toml", std::process::id()));
     std::fs::write(&bad, "[metrics]\nlisten = \"everywhere\"\n").unwrap();
-    let o = Command::new(BIN).args(["check", "--config"]).arg(&bad).output().unwrap();
+    let o = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("INVALID") && out.contains("metrics.listen"), "{out}");
+    assert!(
+        out.contains("INVALID") && out.contains("metrics.listen"),
+        "{out}"
+    );
     std::fs::remove_file(&bad).unwrap();
 }

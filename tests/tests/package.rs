@@ -17,7 +17,8 @@ fn sh(cmd: &mut Command) -> (bool, String) {
     let o = cmd
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
     (o.status.success(), text)
 }
 
@@ -50,7 +51,12 @@ fn deb_installs_and_runs_in_a_clean_debian_root() {
     std::fs::create_dir_all(root.parent().unwrap()).unwrap();
     // minbase + systemd (for systemd-sysusers and to verify the installed unit); no Rust.
     let (ok, out) = sh(Command::new("mmdebstrap")
-        .args(["--variant=minbase", "--mode=root", "--include=systemd", "bookworm"])
+        .args([
+            "--variant=minbase",
+            "--mode=root",
+            "--include=systemd",
+            "bookworm",
+        ])
         .arg(&root));
     assert!(ok, "mmdebstrap: {out}");
     assert!(!root.join("usr/bin/cargo").exists() && !root.join("usr/bin/rustc").exists());
@@ -59,8 +65,19 @@ fn deb_installs_and_runs_in_a_clean_debian_root() {
     let (ok, out) = in_root(&root, "dpkg -i /tmp/hangwatch.deb");
     assert!(ok, "dpkg -i: {out}");
     let (ok, out) = in_root(&root, "hangwatch --help");
-    assert!(ok && out.contains("Which process hung the AMD GPU?"), "{out}");
-    for cmd in ["run", "check", "list", "show", "analyze", "export", "bugreport"] {
+    assert!(
+        ok && out.contains("Which process hung the AMD GPU?"),
+        "{out}"
+    );
+    for cmd in [
+        "run",
+        "check",
+        "list",
+        "show",
+        "analyze",
+        "export",
+        "bugreport",
+    ] {
         assert!(out.contains(cmd), "--help lacks {cmd}: {out}");
     }
     let (_, out) = in_root(&root, "hangwatch check");
@@ -70,7 +87,10 @@ fn deb_installs_and_runs_in_a_clean_debian_root() {
     );
     assert!(out.contains("CAP_BPF") && out.contains("probe "), "{out}");
     let (ok, out) = in_root(&root, "getent passwd hangwatch");
-    assert!(ok && out.contains("/var/lib/hangwatch"), "service user: {out}");
+    assert!(
+        ok && out.contains("/var/lib/hangwatch"),
+        "service user: {out}"
+    );
     let (ok, out) = in_root(
         &root,
         "systemd-analyze verify --man=no /usr/lib/systemd/system/hangwatch.service",

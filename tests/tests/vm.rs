@@ -627,14 +627,28 @@ fn least_privilege_agent_gets_the_same_incidents_as_root() {
     let stderr = &lp["agent_stderr"];
     let attached = stderr
         .as_array()
-        .and_then(|l| l.iter().filter_map(Value::as_str).find(|l| l.contains("probes attached:")))
+        .and_then(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .find(|l| l.contains("probes attached:"))
+        })
         .unwrap_or_else(|| panic!("no attach line: {stderr}"));
     assert!(
         attached.ends_with("16/16") || !attached.contains("attached: 0/"),
         "as uid 65534 with the service's capabilities: {attached}"
     );
-    let want: Vec<String> = root["incidents"].as_array().unwrap().iter().map(attribution).collect();
-    let got: Vec<String> = lp["incidents"].as_array().unwrap().iter().map(attribution).collect();
+    let want: Vec<String> = root["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(attribution)
+        .collect();
+    let got: Vec<String> = lp["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(attribution)
+        .collect();
     assert!(!want.is_empty());
     assert_eq!(got, want, "least privilege vs root; agent stderr: {stderr}");
     // /proc of other users' processes was readable: the culprit's exe and driver maps.
@@ -647,10 +661,16 @@ fn least_privilege_agent_gets_the_same_incidents_as_root() {
 fn every_service_capability_is_needed() {
     let a = load("phase-a.json");
     let caps = &a["caps"];
-    let rows = caps["rows"].as_object().unwrap_or_else(|| panic!("no caps experiment: {caps}"));
+    let rows = caps["rows"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no caps experiment: {caps}"));
     let all = &rows["all"];
     let of = all["check"]["of"].as_u64().unwrap();
-    assert_eq!(all["check"]["attached"].as_u64(), Some(of), "all five: {all}");
+    assert_eq!(
+        all["check"]["attached"].as_u64(),
+        Some(of),
+        "all five: {all}"
+    );
     assert_eq!(all["check"]["kmsg_readable"], true, "{all}");
     for k in ["fdinfo", "exe", "maps", "kmsg", "tracefs_format"] {
         assert_eq!(all["read_proc"][k], "ok", "all five, {k}: {all}");
@@ -677,8 +697,15 @@ fn every_service_capability_is_needed() {
             continue;
         }
         let lost = loses(row);
-        assert!(!lost.is_empty(), "{label}: nothing lost, so the capability is not needed: {row}");
+        assert!(
+            !lost.is_empty(),
+            "{label}: nothing lost, so the capability is not needed: {row}"
+        );
         report.push(format!("{label}: loses {}", lost.join(", ")));
     }
-    eprintln!("capability experiment ({}):\n{}", caps["tracefs_mode"], report.join("\n"));
+    eprintln!(
+        "capability experiment ({}):\n{}",
+        caps["tracefs_mode"],
+        report.join("\n")
+    );
 }

@@ -748,14 +748,29 @@ fn as_unprivileged(cmd: &mut Command, caps: &[u32]) {
                 pid: 0,
             };
             let data = [
-                Data { effective: lo, permitted: lo, inheritable: lo },
-                Data { effective: hi, permitted: hi, inheritable: hi },
+                Data {
+                    effective: lo,
+                    permitted: lo,
+                    inheritable: lo,
+                },
+                Data {
+                    effective: hi,
+                    permitted: hi,
+                    inheritable: hi,
+                },
             ];
             if libc::syscall(libc::SYS_capset, &mut hdr as *mut Hdr, data.as_ptr()) != 0 {
                 return fail();
             }
             for c in &caps {
-                if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, *c as libc::c_ulong, 0, 0) != 0 {
+                if libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE,
+                    *c as libc::c_ulong,
+                    0,
+                    0,
+                ) != 0
+                {
                     return fail();
                 }
             }
@@ -802,14 +817,30 @@ fn caps_experiment() -> Value {
         "CAP_SYSLOG",
         "CAP_SYS_PTRACE",
     ];
-    let sysctl = |k: &str| std::fs::read_to_string(format!("/proc/sys/kernel/{k}")).map(|s| s.trim().to_string()).unwrap_or_default();
+    let sysctl = |k: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{k}"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
     let tracefs_mode = std::fs::metadata("/sys/kernel/tracing")
-        .map(|m| format!("{:o}", std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777))
+        .map(|m| {
+            format!(
+                "{:o}",
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
+            )
+        })
         .unwrap_or_default();
     let mut rows = serde_json::Map::new();
-    let mut configs: Vec<(String, Vec<String>)> = vec![("all".into(), ALL.iter().map(|s| s.to_string()).collect())];
+    let mut configs: Vec<(String, Vec<String>)> =
+        vec![("all".into(), ALL.iter().map(|s| s.to_string()).collect())];
     for drop in ALL {
-        configs.push((format!("-{drop}"), ALL.iter().filter(|c| **c != drop).map(|s| s.to_string()).collect()));
+        configs.push((
+            format!("-{drop}"),
+            ALL.iter()
+                .filter(|c| **c != drop)
+                .map(|s| s.to_string())
+                .collect(),
+        ));
     }
     configs.push(("none".into(), vec![]));
     let me = std::process::id().to_string();
@@ -826,7 +857,10 @@ fn caps_experiment() -> Value {
         probe.args(["read-proc", &me]);
         as_unprivileged(&mut probe, &nums);
         let p = probe.output();
-        let check_json = c.as_ref().ok().and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok());
+        let check_json = c
+            .as_ref()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok());
         let summary = check_json.as_ref().map(|v| {
             let probes = v["probes"].as_array().cloned().unwrap_or_default();
             let attached = probes.iter().filter(|p| p["status"] == "attached").count();

@@ -19,7 +19,8 @@ fn copy(from: &Path, to: &Path, mode: u32) -> Result<()> {
     if let Some(d) = to.parent() {
         fs::create_dir_all(d)?;
     }
-    fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     fs::set_permissions(to, fs::Permissions::from_mode(mode))?;
     Ok(())
 }
@@ -39,7 +40,10 @@ fn depends(bin: &Path) -> Result<String> {
         .context("no GLIBC_ symbol versions in the binary")?;
     let mut deps = vec![format!("libc6 (>= {}.{})", newest.0, newest.1)];
     let needed = output(Command::new("objdump").arg("-p").arg(bin))?;
-    if needed.lines().any(|l| l.contains("NEEDED") && l.contains("libgcc_s")) {
+    if needed
+        .lines()
+        .any(|l| l.contains("NEEDED") && l.contains("libgcc_s"))
+    {
         deps.push("libgcc-s1 (>= 4.2)".into());
     }
     Ok(deps.join(", "))
@@ -60,7 +64,15 @@ fn du_kib(dir: &Path) -> u64 {
 /// Release binary (stripped of debug info; the eBPF object lives in .rodata) and docs.
 fn build_inputs(cargo: &str, gen: &Path) -> Result<PathBuf> {
     run(Command::new(cargo)
-        .args(["build", "-q", "--release", "-p", "agent", "--bin", "hangwatch"])
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            "agent",
+            "--bin",
+            "hangwatch",
+        ])
         .current_dir(root()))?;
     let _ = fs::remove_dir_all(gen);
     run(Command::new(cargo)
@@ -76,12 +88,28 @@ fn stage_tree(stage: &Path, bin: &Path, gen: &Path) -> Result<()> {
     let usr_bin = stage.join("usr/bin/hangwatch");
     copy(bin, &usr_bin, 0o755)?;
     run(Command::new("strip").arg("--strip-debug").arg(&usr_bin))?;
-    copy(&pk.join("hangwatch.service"), &stage.join("usr/lib/systemd/system/hangwatch.service"), 0o644)?;
-    copy(&pk.join("hangwatch.sysusers"), &stage.join("usr/lib/sysusers.d/hangwatch.conf"), 0o644)?;
-    copy(&pk.join("config.toml"), &stage.join("etc/hangwatch/config.toml"), 0o644)?;
+    copy(
+        &pk.join("hangwatch.service"),
+        &stage.join("usr/lib/systemd/system/hangwatch.service"),
+        0o644,
+    )?;
+    copy(
+        &pk.join("hangwatch.sysusers"),
+        &stage.join("usr/lib/sysusers.d/hangwatch.conf"),
+        0o644,
+    )?;
+    copy(
+        &pk.join("config.toml"),
+        &stage.join("etc/hangwatch/config.toml"),
+        0o644,
+    )?;
     let doc = stage.join("usr/share/doc/hangwatch");
     copy(&pk.join("debian/copyright"), &doc.join("copyright"), 0o644)?;
-    copy(&root().join("docs/operations.md"), &doc.join("operations.md"), 0o644)?;
+    copy(
+        &root().join("docs/operations.md"),
+        &doc.join("operations.md"),
+        0o644,
+    )?;
     copy(&root().join("README.md"), &doc.join("README.md"), 0o644)?;
     let man = stage.join("usr/share/man/man1");
     fs::create_dir_all(&man)?;
@@ -92,9 +120,21 @@ fn stage_tree(stage: &Path, bin: &Path, gen: &Path) -> Result<()> {
         run(Command::new("gzip").args(["-9nf"]).arg(&to))?;
     }
     let comp = gen.join("completions");
-    copy(&comp.join("hangwatch"), &stage.join("usr/share/bash-completion/completions/hangwatch"), 0o644)?;
-    copy(&comp.join("_hangwatch"), &stage.join("usr/share/zsh/vendor-completions/_hangwatch"), 0o644)?;
-    copy(&comp.join("hangwatch.fish"), &stage.join("usr/share/fish/vendor_completions.d/hangwatch.fish"), 0o644)?;
+    copy(
+        &comp.join("hangwatch"),
+        &stage.join("usr/share/bash-completion/completions/hangwatch"),
+        0o644,
+    )?;
+    copy(
+        &comp.join("_hangwatch"),
+        &stage.join("usr/share/zsh/vendor-completions/_hangwatch"),
+        0o644,
+    )?;
+    copy(
+        &comp.join("hangwatch.fish"),
+        &stage.join("usr/share/fish/vendor_completions.d/hangwatch.fish"),
+        0o644,
+    )?;
     Ok(())
 }
 
@@ -131,7 +171,13 @@ pub fn package() -> Result<PathBuf> {
     stage_tree(&stage, &bin, &gen)?;
     let tarball = out.join(format!("hangwatch-{VERSION}-x86_64-linux.tar.gz"));
     run(Command::new("tar")
-        .args(["--owner=0", "--group=0", "--numeric-owner", "--sort=name", "-czf"])
+        .args([
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--sort=name",
+            "-czf",
+        ])
         .arg(&tarball)
         .arg("-C")
         .arg(&out)
@@ -144,7 +190,11 @@ pub fn package() -> Result<PathBuf> {
         .arg(&deb))?;
     for p in [&deb, &tarball] {
         let size = fs::metadata(p)?.len();
-        eprintln!("xtask package: {} ({:.1} MiB)", p.display(), size as f64 / (1 << 20) as f64);
+        eprintln!(
+            "xtask package: {} ({:.1} MiB)",
+            p.display(),
+            size as f64 / (1 << 20) as f64
+        );
     }
     Ok(deb)
 }
