@@ -271,6 +271,63 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `hangwatch list` / `show` on what the agent wrote.
+fn list_and_show(out: &Path) {
+    let o = Command::new(BIN)
+        .args(["list", "--json", "--dir"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(rows[0]["culprit"]["comm"], "zed");
+    assert_eq!(rows[0]["boot_id"].as_str().map(str::len), Some(36));
+    assert!(
+        rows[0]["hostname"].is_string() && rows[0]["wall_time"].is_string(),
+        "{rows}"
+    );
+    let o = Command::new(BIN)
+        .args(["list", "--since", "1h", "--dir"])
+        .arg(out)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("ring timeout") && table.contains("zed[7587]"),
+        "{table}"
+    );
+    let o = Command::new(BIN)
+        .args(["list", "--since", "2099-01-01T00:00:00Z", "--dir"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no incidents"));
+    let o = Command::new(BIN)
+        .args(["show", "latest", "--dir"])
+        .arg(out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for want in [
+        "boot:",
+        "host:",
+        "files:     incident.json",
+        "zed",
+        "Xwayland",
+    ] {
+        assert!(text.contains(want), "show lacks {want}: {text}");
+    }
+    let o = Command::new(BIN)
+        .args(["show", "no-such", "--dir"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("hangwatch list"));
+}
+
 #[test]
 fn overwritten_records_are_counted_and_said() {
     let dir = tmpdir("gap");

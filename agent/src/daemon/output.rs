@@ -1,9 +1,10 @@
 //! Where a closed incident goes: metrics, stdout (text or JSON line), the incident directory,
 //! the journal. One failing sink never stops the others or the agent.
 //!
-//! Wave 2 hooks: writing an incident as soon as it opens (provisional) and capturing host
-//! facts at the hang belong in [`Output::incident_opened`] / [`Output::incident_changed`],
-//! called by `State::push` when the correlator reports an opened or updated incident.
+//! Wave 2 (not here yet): writing an incident as soon as it opens (provisional, rewritten as
+//! evidence arrives) and capturing host facts at the hang are one more method here, e.g.
+//! `Output::update(&Incident)`, called from `State::push` with each incident the correlator
+//! reports as opened or changed (the provisional-incident API), beside `emit` for closed ones.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
