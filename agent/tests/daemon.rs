@@ -133,6 +133,15 @@ fn finish(mut child: Child, rx: &mpsc::Receiver<String>, seen: &mut Vec<String>)
     status.code()
 }
 
+/// Runs an agent that ends by itself (`--duration`); its exit code and stderr lines.
+fn run_to_end(cmd: &mut Command) -> (Option<i32>, Vec<String>) {
+    let mut a = cmd.stdout(Stdio::null()).spawn().unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    let code = finish(a, &rx, &mut seen);
+    (code, seen)
+}
+
 fn incidents(out: &Path) -> Vec<serde_json::Value> {
     let mut v: Vec<serde_json::Value> = std::fs::read_dir(out)
         .map(|rd| {
@@ -165,14 +174,8 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
     ];
 
     // First start: history is not replayed, but its end becomes the cursor.
-    let mut a = agent(&dir, &kmsg, &common)
-        .args(["--duration", "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = lines(&mut a);
-    let mut seen = Vec::new();
-    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    let (code, seen) = run_to_end(agent(&dir, &kmsg, &common).args(["--duration", "1"]));
+    assert_eq!(code, Some(0), "{seen:#?}");
     assert!(
         seen.iter()
             .any(|l| l.contains("2 earlier record(s) left unread")),
@@ -214,14 +217,8 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
 
     // The timeout and reset happen while the agent is down; the restart re-reads the fault.
     kmsg.append(monotonic_us(), TIMEOUT);
-    let mut a = agent(&dir, &kmsg, &common)
-        .args(["--duration", "2"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = lines(&mut a);
-    let mut seen = Vec::new();
-    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    let (code, seen) = run_to_end(agent(&dir, &kmsg, &common).args(["--duration", "2"]));
+    assert_eq!(code, Some(0), "{seen:#?}");
     assert!(
         seen.iter()
             .any(|l| l.contains("resuming after record 1002")),
@@ -254,14 +251,8 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
     );
 
     // Another restart resumes after the reset: the incident is not reported twice.
-    let mut a = agent(&dir, &kmsg, &common)
-        .args(["--duration", "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = lines(&mut a);
-    let mut seen = Vec::new();
-    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    let (code, seen) = run_to_end(agent(&dir, &kmsg, &common).args(["--duration", "1"]));
+    assert_eq!(code, Some(0), "{seen:#?}");
     assert!(
         seen.iter()
             .any(|l| l.contains("resuming after record 1009")),
