@@ -1033,6 +1033,51 @@ fn bench_peer(
     Ok(r)
 }
 
+/// The agent as the service runs it (every probe attached, metrics on) with nothing happening,
+/// over a minute: what always-on monitoring costs a machine between hangs.
+fn bench_idle() -> Result<Value> {
+    let mut child = Command::new(HANGWATCH)
+        .args([
+            "run",
+            "--json",
+            "--output",
+            "/tmp/hw-idle",
+            "--metrics",
+            "127.0.0.1:9464",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting hangwatch run")?;
+    let _out = pipe_lines(child.stdout.take());
+    let err = pipe_lines(child.stderr.take());
+    let t = Instant::now();
+    let mut attached = None;
+    while attached.is_none() && t.elapsed() < Duration::from_secs(120) {
+        if let Ok(l) = err.recv_timeout(Duration::from_millis(100)) {
+            if l.contains("probes attached") {
+                attached = Some(l);
+            }
+        }
+    }
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(2));
+    let c0 = cpu_seconds(pid);
+    let w = Instant::now();
+    std::thread::sleep(Duration::from_secs(60));
+    let cpu = cpu_seconds(pid) - c0;
+    let window = w.elapsed().as_secs_f64();
+    let rss = status_kib(pid, "VmRSS:");
+    let peak = status_kib(pid, "VmHWM:");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let _ = child.wait();
+    Ok(
+        json!({"attached": attached, "window_s": window, "cpu_percent": 100.0 * cpu / window, "rss_kib": rss, "rss_peak_kib": peak}),
+    )
+}
+
 const SUBMIT_CPU: usize = 0;
 const TRACER_CPU: usize = 1;
 
@@ -1069,6 +1114,11 @@ fn pin_submission_path() -> Value {
 fn phase_bench(plan: &Plan) -> Result<()> {
     let timeout = format!("timeout_ms={}", plan.sim_timeout_ms);
     result_line("bench", "modprobe", &sh("modprobe", &["amdgpu", &timeout]));
+    result_line(
+        "bench",
+        "idle",
+        &bench_idle().unwrap_or_else(|e| json!({"skipped": format!("{e:#}")})),
+    );
     result_line("bench", "pinned", &pin_submission_path());
     let n = plan.bench_count;
     // Warm-up (page cache, scheduler thread), then the untraced baseline.
