@@ -420,7 +420,7 @@ scenario_tests! {
     scenario_5_culprit_exits_early => "05-culprit-exits-early.toml",
     scenario_6_opened_before_agent => "06-opened-before-agent.toml",
     scenario_7_flood => "07-flood.toml",
-    scenario_8_least_privilege => "08-least-privilege.toml",
+    scenario_40_least_privilege => "40-least-privilege.toml",
 }
 
 #[test]
