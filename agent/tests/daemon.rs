@@ -677,3 +677,89 @@ kill $J"#,
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `setpriv` to uid/gid 65534 with no capabilities at all.
+fn unprivileged(args: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        BIN,
+    ])
+    .args(args);
+    c
+}
+
+#[test]
+fn unprivileged_run_names_the_missing_capabilities() {
+    let dir = tmpdir("nocaps");
+    let kmsg = FakeKmsg::new(&dir);
+    // Kernel log readable (a file here): it runs from it, and says what the probes lack.
+    let (code, seen) = run_to_end(
+        unprivileged(&["run", "--no-socket", "--duration", "1", "--kmsg-path"])
+            .arg(&kmsg.path)
+            .stderr(Stdio::piped()),
+    );
+    assert_eq!(code, Some(0), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("probes disabled: missing CAP_BPF + CAP_PERFMON")),
+        "{seen:#?}"
+    );
+    // Nothing readable: a clear error naming the capabilities, not a panic or a euid check.
+    let o = unprivileged(&["run", "--no-socket", "--kmsg-path", "/nonexistent/kmsg"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("nothing to observe")
+            && err.contains("missing CAP_BPF, CAP_PERFMON, CAP_SYSLOG"),
+        "{err}"
+    );
+    // check lists each capability with what it is for.
+    let o = unprivileged(&["check"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("CAP_SYS_PTRACE       NO"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn systemd_readiness_protocol() {
+    // Type=notify: READY=1 once started, RELOADING=1/READY=1 around a reload, STOPPING=1.
+    use std::os::unix::net::UnixDatagram;
+    let dir = tmpdir("notify");
+    let kmsg = FakeKmsg::new(&dir);
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, "").unwrap();
+    let mut a = agent(&dir, &kmsg, &["--config", cfg.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut a);
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.starts_with("READY=1\nSTATUS=watching:"), "{ready}");
+    signal(&a, libc::SIGHUP);
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1");
+    signal(&a, libc::SIGTERM);
+    assert_eq!(next(), "STOPPING=1");
+    let mut seen = Vec::new();
+    assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -81,7 +81,17 @@ impl Agent {
         start::initial_events(&mut st);
         let kmsg = start::kernel_log(s, &opts.kmsg_path, &mut st);
         if attached == 0 && kmsg.is_none() {
-            anyhow::bail!("nothing to observe: no probe attached and the kernel log is not readable (run `hangwatch check`)");
+            let caps = crate::capabilities::CapSet::current();
+            let mut missing: Vec<&str> = caps.missing_for_probes();
+            if !caps.has(crate::capabilities::CAP_SYSLOG) {
+                missing.push("CAP_SYSLOG");
+            }
+            let why = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (missing {})", missing.join(", "))
+            };
+            anyhow::bail!("nothing to observe: no probe attached and the kernel log is not readable{why}; run `hangwatch check`");
         }
         // Loading parsed the kernel's BTF and format files (several MiB of short-lived heap);
         // hand those pages back so the long-running agent's resident size is its steady state.
