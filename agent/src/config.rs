@@ -440,6 +440,29 @@ mod tests {
     }
 
     #[test]
+    fn flags_override_the_file() {
+        let mut s = parse("[output]\ndir = \"/from/file\"\nstdout = \"none\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        Overrides {
+            output_dir: Some("/from/flag".into()),
+            json: true,
+            no_socket: true,
+            metrics: Some("127.0.0.1:1".parse().unwrap()),
+            kmsg_only: true,
+            ..Default::default()
+        }
+        .apply(&mut s);
+        assert_eq!(s.output_dir.as_deref(), Some(Path::new("/from/flag")));
+        assert_eq!(s.stdout, Stdout::Json);
+        assert_eq!(s.socket, None);
+        assert_eq!(s.metrics, Some("127.0.0.1:1".parse().unwrap()));
+        assert!(!s.probes);
+        // No flags: the file's values stay.
+        let mut t = parse("[output]\ndir = \"/from/file\"\n").unwrap();
+        Overrides::default().apply(&mut t);
+        assert_eq!(t.output_dir.as_deref(), Some(Path::new("/from/file")));
+    }
+
+    #[test]
     fn restart_needed_names_what_cannot_change_live() {
         let a = Settings::default();
         let mut b = a.clone();
