@@ -116,3 +116,103 @@ fn shipped_config_is_valid_for_check() {
     );
     std::fs::remove_file(&bad).unwrap();
 }
+
+/// One row of the capability experiment: what uid 65534 with `caps` can do on this kernel.
+#[derive(Debug)]
+struct Row {
+    attached: usize,
+    attach_error: String,
+    kmsg: bool,
+    fdinfo: bool,
+    exe: bool,
+}
+
+fn as_nobody(caps: &[&str], script: &str) -> String {
+    let set = if caps.is_empty() {
+        "-all".to_string()
+    } else {
+        format!(
+            "-all,{}",
+            caps.iter()
+                .map(|c| format!("+{c}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    // A private mount namespace with tracefs mounted (the host may not mount it), then setpriv.
+    let full = format!(
+        "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; exec setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps={set} --ambient-caps={set} --bounding-set={set} -- sh -c '{script}'"
+    );
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &full])
+        .output()
+        .expect("unshare and setpriv (util-linux)");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn row(caps: &[&str], victim: u32) -> Row {
+    let out = as_nobody(
+        caps,
+        &format!(
+            "{BIN} check --json --attach --ignore-capabilities; ls /proc/{victim}/fdinfo >/dev/null 2>&1 && echo FDINFO; readlink /proc/{victim}/exe >/dev/null 2>&1 && echo EXE"
+        ),
+    );
+    let json = out.lines().next().unwrap_or("{}");
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"));
+    Row {
+        attached: v["probes"]
+            .as_array()
+            .map(|p| p.iter().filter(|p| p["status"] == "attached").count())
+            .unwrap_or(0),
+        attach_error: v["attach_error"].as_str().unwrap_or("").to_string(),
+        kmsg: v["kmsg_readable"] == true,
+        fdinfo: out.contains("FDINFO"),
+        exe: out.contains("EXE"),
+    }
+}
+
+#[test]
+fn capability_experiment_on_this_kernel() {
+    // The service's five capabilities, each removed in turn, as uid 65534 against a root
+    // process: every one must cost something, or the unit grants more than it needs.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/dmesg_restrict")
+            .unwrap()
+            .trim(),
+        "1",
+        "this experiment assumes dmesg_restrict=1 (Debian's default)"
+    );
+    let mut victim = Command::new("sleep").arg("60").spawn().unwrap();
+    let all = ["bpf", "perfmon", "dac_read_search", "syslog", "sys_ptrace"];
+    let full = row(&all, victim.id());
+    assert!(full.attached > 0, "all five: {full:?}");
+    assert!(full.kmsg && full.fdinfo && full.exe, "all five: {full:?}");
+    let without = |cap: &str| {
+        let caps: Vec<&str> = all.iter().copied().filter(|c| *c != cap).collect();
+        row(&caps, victim.id())
+    };
+    let r = without("bpf");
+    assert!(
+        r.attached == 0 && r.attach_error.contains("failed to create map"),
+        "-CAP_BPF: {r:?}"
+    );
+    let r = without("perfmon");
+    assert_eq!(r.attached, 0, "-CAP_PERFMON: programs must not load: {r:?}");
+    let r = without("dac_read_search");
+    assert_eq!(
+        r.attached, 0,
+        "-CAP_DAC_READ_SEARCH: tracefs (0700) unreadable: {r:?}"
+    );
+    let r = without("syslog");
+    assert!(
+        !r.kmsg && r.attached == full.attached,
+        "-CAP_SYSLOG: only /dev/kmsg lost: {r:?}"
+    );
+    let r = without("sys_ptrace");
+    assert!(
+        !r.fdinfo && !r.exe && r.kmsg && r.attached == full.attached,
+        "-CAP_SYS_PTRACE: only other users' fdinfo and exe lost: {r:?}"
+    );
+    let _ = victim.kill();
+    let _ = victim.wait();
+}

@@ -850,7 +850,8 @@ fn caps_experiment() -> Value {
             Err(e) => return json!({"error": format!("{e:#}")}),
         };
         let mut check = Command::new(HANGWATCH);
-        check.args(["check", "--json", "--attach"]);
+        // Past the agent's own capability pre-check, so the kernel's refusal shows.
+        check.args(["check", "--json", "--attach", "--ignore-capabilities"]);
         as_unprivileged(&mut check, &nums);
         let c = check.output();
         let mut probe = Command::new("/bin/hwdriver");

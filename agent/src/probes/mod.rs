@@ -133,13 +133,19 @@ fn no_caps_reason() -> String {
     crate::capabilities::probe_caps_fix(&missing)
 }
 
-/// Without root, tracefs usually exists but cannot be read: say so instead of "not mounted".
+/// tracefs usually exists but is mode 0700: say it cannot be read, and what grants it,
+/// instead of "not mounted".
 fn no_tracefs_reason(host: &Host) -> String {
-    if !host.root && Path::new("/sys/kernel/tracing").is_dir() {
+    let t = Path::new("/sys/kernel/tracing");
+    let unreadable = t.is_dir()
+        && std::fs::read_dir(t).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+    if !host.root && t.is_dir() {
         format!(
             "tracefs not readable: {} and CAP_DAC_READ_SEARCH",
             no_caps_reason()
         )
+    } else if unreadable {
+        "tracefs (/sys/kernel/tracing, mode 0700) not readable: missing CAP_DAC_READ_SEARCH (or run as root)".into()
     } else {
         format!("tracefs not mounted: {TRACEFS_FIX}")
     }
