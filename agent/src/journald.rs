@@ -70,9 +70,16 @@ impl Journal {
         &self.path
     }
 
-    /// Sends one entry.
-    pub fn send(&self, fields: &[(String, String)]) -> std::io::Result<()> {
-        self.sock.send(&encode(fields)).map(|_| ())
+    /// Sends one entry; reconnects once if journald was restarted (its socket replaced).
+    pub fn send(&mut self, fields: &[(String, String)]) -> std::io::Result<()> {
+        let data = encode(fields);
+        match self.sock.send(&data) {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                *self = Journal::connect(&self.path)?;
+                self.sock.send(&data).map(|_| ())
+            }
+        }
     }
 }
 
@@ -241,7 +248,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("socket");
         let server = UnixDatagram::bind(&path).unwrap();
-        let j = Journal::connect(&path).unwrap();
+        let mut j = Journal::connect(&path).unwrap();
         let mut inc = disputed_incident();
         // A name that tries to inject a field and a forged MESSAGE_ID line.
         inc.culprit.as_mut().unwrap().comm = "x\nMESSAGE_ID=0000\nPRIORITY=0".into();
@@ -278,6 +285,13 @@ mod tests {
         );
         assert!(get("MESSAGE")[0].contains("the kernel blamed Xwayland[6518]"));
         assert!(get("HANGWATCH_CULPRIT_EXE")[0].ends_with("zed-editor"));
+        // journald restarted: a new socket at the same path; the next entry still arrives.
+        drop(server);
+        std::fs::remove_file(&path).unwrap();
+        let server = UnixDatagram::bind(&path).unwrap();
+        j.send(&[("MESSAGE".into(), "again".into())]).unwrap();
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"MESSAGE=again\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

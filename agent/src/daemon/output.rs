@@ -96,8 +96,8 @@ impl Output {
         }
     }
 
-    fn log_journal(&self, inc: &Incident, dir: Option<&Path>) {
-        if let Some(j) = &self.journal {
+    fn log_journal(&mut self, inc: &Incident, dir: Option<&Path>) {
+        if let Some(j) = self.journal.as_mut() {
             if let Err(e) = j.send(&incident_fields(inc, dir)) {
                 warn!("journal: cannot log incident {}: {e}", inc.id);
             }
