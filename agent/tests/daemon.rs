@@ -259,6 +259,7 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
         "{seen:#?}"
     );
     assert_eq!(incidents(&out).len(), 1);
+    list_and_show(&out);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
