@@ -29,7 +29,7 @@ pub const NEEDS: &[Need] = &[
     Need {
         cap: CAP_PERFMON,
         name: "CAP_PERFMON",
-        why: "attach tracepoints and kprobes (perf_event_open)",
+        why: "load programs that read kernel memory; attach them (perf_event_open); /proc/PID/maps",
     },
     Need {
         cap: CAP_DAC_READ_SEARCH,
@@ -39,12 +39,12 @@ pub const NEEDS: &[Need] = &[
     Need {
         cap: CAP_SYSLOG,
         name: "CAP_SYSLOG",
-        why: "read /dev/kmsg when kernel.dmesg_restrict=1, and /proc/kallsyms addresses",
+        why: "read /dev/kmsg when kernel.dmesg_restrict=1 (the kernel-log cross-check)",
     },
     Need {
         cap: CAP_SYS_PTRACE,
         name: "CAP_SYS_PTRACE",
-        why: "read /proc/PID/fdinfo, exe and maps of other users' GPU processes",
+        why: "read /proc/PID/fdinfo and exe of other users' GPU processes",
     },
 ];
 
@@ -108,6 +108,25 @@ impl CapSet {
     pub fn missing(self) -> Vec<&'static Need> {
         NEEDS.iter().filter(|n| !self.has(n.cap)).collect()
     }
+}
+
+/// `kernel.perf_event_paranoid` above 2 is a Debian/Ubuntu patch that refuses
+/// `perf_event_open` to anyone without CAP_SYS_ADMIN, CAP_PERFMON or not (measured on Debian's
+/// 6.1: every probe fails to attach). Returns the level when it blocks this process.
+pub fn perf_paranoid_blocks(caps: CapSet) -> Option<i32> {
+    let level: i32 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (level > 2 && !caps.has(CAP_SYS_ADMIN)).then_some(level)
+}
+
+/// What to do about [`perf_paranoid_blocks`].
+pub fn perf_paranoid_fix(level: i32) -> String {
+    format!(
+        "kernel.perf_event_paranoid={level} (a Debian/Ubuntu patch) refuses perf_event_open without CAP_SYS_ADMIN: set it to 2 (`sysctl kernel.perf_event_paranoid=2`, or the sysctl.d file in docs/operations.md) or give the agent CAP_SYS_ADMIN"
+    )
 }
 
 /// The sentence naming what the probes lack and how to grant it.

@@ -63,6 +63,10 @@ pub struct Scenario {
     /// packaged service does: the least-privilege test.
     #[serde(default)]
     pub agent_caps: Option<Vec<String>>,
+    /// kernel.perf_event_paranoid while the scenario runs (Debian's default 3 refuses
+    /// perf_event_open without CAP_SYS_ADMIN); restored afterwards.
+    #[serde(default)]
+    pub perf_event_paranoid: Option<i32>,
     #[serde(default)]
     pub process: Vec<Process>,
 }
@@ -259,10 +263,14 @@ fn phase_b(plan: &Plan) -> Result<()> {
         sh("modprobe", &["amdgpu", &timeout]);
         sh("dmesg", &["-c"]);
         let t = Instant::now();
+        let paranoid = sc.perf_event_paranoid.map(set_perf_paranoid);
         let res = match run_scenario(path, &sc, plan.demo) {
             Ok(v) => v,
             Err(e) => json!({"error": format!("{e:#}")}),
         };
+        if let Some(old) = paranoid {
+            set_perf_paranoid(old);
+        }
         let mut res = res;
         res["wall_ms"] = json!(t.elapsed().as_millis() as u64);
         res["dmesg"] = json!(sh("dmesg", &[])["stdout"]
@@ -779,6 +787,17 @@ fn as_unprivileged(cmd: &mut Command, caps: &[u32]) {
     }
 }
 
+/// Sets kernel.perf_event_paranoid; returns the previous value.
+fn set_perf_paranoid(level: i32) -> i32 {
+    const P: &str = "/proc/sys/kernel/perf_event_paranoid";
+    let old = std::fs::read_to_string(P)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(2);
+    let _ = std::fs::write(P, level.to_string());
+    old
+}
+
 /// `hwdriver read-proc PID`: what this process may read of another user's process (the
 /// agent's /proc needs) and of the kernel log.
 fn read_proc(pid: &str) -> Value {
@@ -843,8 +862,16 @@ fn caps_experiment() -> Value {
         ));
     }
     configs.push(("none".into(), vec![]));
+    // The rows above run with the upstream default perf_event_paranoid=2; this one with the
+    // value the kernel booted with (Debian's 3 refuses perf_event_open without CAP_SYS_ADMIN).
+    configs.push((
+        "all@boot-paranoid".into(),
+        ALL.iter().map(|s| s.to_string()).collect(),
+    ));
     let me = std::process::id().to_string();
+    let boot_paranoid = set_perf_paranoid(2);
     for (label, caps) in configs {
+        let restore = (label == "all@boot-paranoid").then(|| set_perf_paranoid(boot_paranoid));
         let nums = match cap_numbers(&caps) {
             Ok(n) => n,
             Err(e) => return json!({"error": format!("{e:#}")}),
@@ -874,8 +901,13 @@ fn caps_experiment() -> Value {
             "check_stderr": c.as_ref().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_else(|e| e.to_string()),
             "read_proc": p.ok().and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok()),
         }));
+        if restore.is_some() {
+            set_perf_paranoid(2);
+        }
     }
+    set_perf_paranoid(boot_paranoid);
     json!({
+        "boot_perf_event_paranoid": boot_paranoid,
         "dmesg_restrict": sysctl("dmesg_restrict"),
         "kptr_restrict": sysctl("kptr_restrict"),
         "perf_event_paranoid": sysctl("perf_event_paranoid"),

@@ -42,6 +42,8 @@ struct Report<'a> {
     capabilities: Vec<(&'static str, bool, &'static str)>,
     /// The config file checked and its effective settings (or the error).
     config: Option<ConfigReport>,
+    /// Set when kernel.perf_event_paranoid > 2 refuses perf_event_open to this process.
+    perf_event_paranoid_blocks: Option<String>,
     probes: &'a [ProbeStatus],
     /// Something can run (a probe or the kernel-log reader).
     runnable: bool,
@@ -139,6 +141,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .map(|n| (n.name, caps.has(n.cap), n.why))
             .collect(),
         config,
+        perf_event_paranoid_blocks: crate::capabilities::perf_paranoid_blocks(caps)
+            .map(crate::capabilities::perf_paranoid_fix),
         probes: &a.probes,
         runnable,
     };
@@ -200,6 +204,9 @@ fn render(r: &Report) -> String {
         }
     );
     s += &render_capabilities(r);
+    if let Some(fix) = &r.perf_event_paranoid_blocks {
+        s += &format!("perf:     {fix}\n");
+    }
     s += &format!(
         "tracefs:  {}\n",
         r.tracefs

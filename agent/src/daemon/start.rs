@@ -71,6 +71,13 @@ pub fn attach_probes(s: &Settings) -> (Assessment, Option<Ebpf>) {
         ring_bytes: s.ring_kib.saturating_mul(1024),
         ..Default::default()
     };
+    let paranoid = crate::capabilities::perf_paranoid_blocks(CapSet::current());
+    if let Some(level) = paranoid {
+        warn!(
+            "probes will not attach: {}",
+            crate::capabilities::perf_paranoid_fix(level)
+        );
+    }
     let ebpf = if a.probes.iter().any(|p| p.status == Status::Available) {
         match probes::attach(&mut a, &opts) {
             Ok(e) => Some(e),
@@ -82,6 +89,11 @@ pub fn attach_probes(s: &Settings) -> (Assessment, Option<Ebpf>) {
     } else {
         None
     };
+    if let Some(level) = paranoid {
+        for p in a.probes.iter_mut().filter(|p| p.status == Status::Failed) {
+            p.reason = format!("{} (kernel.perf_event_paranoid={level})", p.reason);
+        }
+    }
     for p in &a.probes {
         let what = match p.status {
             Status::Attached => "attached".to_string(),
