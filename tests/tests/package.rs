@@ -133,6 +133,7 @@ fn tarball_holds_the_same_tree() {
         "usr/lib/sysusers.d/hangwatch.conf",
         "etc/hangwatch/config.toml",
         "usr/share/man/man1/hangwatch.1.gz",
+        "usr/share/doc/hangwatch/examples/60-hangwatch-perf.conf",
     ] {
         assert!(list.lines().any(|l| l.ends_with(f)), "{f} missing: {list}");
     }

@@ -111,6 +111,12 @@ fn stage_tree(stage: &Path, bin: &Path, gen: &Path) -> Result<()> {
         0o644,
     )?;
     copy(&root().join("README.md"), &doc.join("README.md"), 0o644)?;
+    // Not active: lowering perf_event_paranoid is the operator's decision (docs/operations.md).
+    copy(
+        &pk.join("60-hangwatch-perf.sysctl"),
+        &doc.join("examples/60-hangwatch-perf.conf"),
+        0o644,
+    )?;
     let man = stage.join("usr/share/man/man1");
     fs::create_dir_all(&man)?;
     for e in fs::read_dir(gen.join("man1"))?.flatten() {
