@@ -1087,12 +1087,19 @@ fn bench_idle() -> Result<Value> {
     let err = pipe_lines(child.stderr.take());
     let t = Instant::now();
     let mut attached = None;
+    let mut said = Vec::new();
     while attached.is_none() && t.elapsed() < Duration::from_secs(120) {
-        if let Ok(l) = err.recv_timeout(Duration::from_millis(100)) {
-            if l.contains("probes attached") {
-                attached = Some(l);
-            }
+        match err.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) if l.contains("probes attached") => attached = Some(l),
+            Ok(l) => said.push(l),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
+    }
+    if attached.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("the agent never attached: {said:?}");
     }
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(2));
