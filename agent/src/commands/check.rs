@@ -97,6 +97,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Ok(ebpf) => drop(ebpf), // detaches everything
             Err(e) => attach_error = Some(format!("{e:#}")),
         }
+        let level =
+            crate::capabilities::perf_paranoid_blocks(crate::capabilities::CapSet::current());
+        crate::daemon::start::annotate_paranoid(&mut a, level);
     }
     let btf_dir = Path::new("/sys/kernel/btf");
     let mut mods: Vec<String> = std::fs::read_dir(btf_dir)

@@ -89,11 +89,7 @@ pub fn attach_probes(s: &Settings) -> (Assessment, Option<Ebpf>) {
     } else {
         None
     };
-    if let Some(level) = paranoid {
-        for p in a.probes.iter_mut().filter(|p| p.status == Status::Failed) {
-            p.reason = format!("{} (kernel.perf_event_paranoid={level})", p.reason);
-        }
-    }
+    annotate_paranoid(&mut a, paranoid);
     for p in &a.probes {
         let what = match p.status {
             Status::Attached => "attached".to_string(),
@@ -107,6 +103,15 @@ pub fn attach_probes(s: &Settings) -> (Assessment, Option<Ebpf>) {
         info!("probe {}: {what}{note}", p.name);
     }
     (a, ebpf)
+}
+
+/// Failed attaches name the sysctl that refused them (`check` and `run` alike).
+pub fn annotate_paranoid(a: &mut Assessment, level: Option<i32>) {
+    if let Some(level) = level {
+        for p in a.probes.iter_mut().filter(|p| p.status == Status::Failed) {
+            p.reason = format!("{} (kernel.perf_event_paranoid={level})", p.reason);
+        }
+    }
 }
 
 pub fn attached_count(a: &Assessment) -> usize {
