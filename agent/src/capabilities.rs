@@ -156,6 +156,17 @@ mod tests {
     }
 
     #[test]
+    fn paranoid_fix_names_both_ways_out() {
+        let fix = perf_paranoid_fix(3);
+        assert!(fix.contains("kernel.perf_event_paranoid=3"), "{fix}");
+        assert!(
+            fix.contains("sysctl kernel.perf_event_paranoid=2") && fix.contains("CAP_SYS_ADMIN")
+        );
+        // CAP_SYS_ADMIN is never blocked.
+        assert_eq!(perf_paranoid_blocks(CapSet(1 << CAP_SYS_ADMIN)), None);
+    }
+
+    #[test]
     fn current_matches_proc_status() {
         // capget and /proc/self/status must agree (the test runs as root or not; both work).
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
