@@ -1112,9 +1112,19 @@ fn bench_idle() -> Result<Value> {
     let peak = status_kib(pid, "VmHWM:");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let _ = child.wait();
+    // Bounded: an agent that ignores SIGINT must not hang the bench (it did once, see metrics.rs).
+    let stop = Instant::now();
+    let mut stopped = false;
+    while !stopped && stop.elapsed() < Duration::from_secs(60) {
+        stopped = matches!(child.try_wait(), Ok(Some(_)));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !stopped {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     Ok(
-        json!({"attached": attached, "window_s": window, "cpu_percent": 100.0 * cpu / window, "rss_kib": rss, "rss_peak_kib": peak}),
+        json!({"attached": attached, "stopped_on_sigint": stopped, "window_s": window, "cpu_percent": 100.0 * cpu / window, "rss_kib": rss, "rss_peak_kib": peak}),
     )
 }
 
