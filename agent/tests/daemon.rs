@@ -133,6 +133,20 @@ fn finish(mut child: Child, rx: &mpsc::Receiver<String>, seen: &mut Vec<String>)
     status.code()
 }
 
+/// Whether any stderr line contains `what`.
+fn said(seen: &[String], what: &str) -> bool {
+    seen.iter().any(|l| l.contains(what))
+}
+
+/// The sequence number in the state directory's kmsg cursor.
+fn cursor_seq(state: &Path) -> Option<String> {
+    std::fs::read_to_string(state.join("kmsg-cursor"))
+        .ok()?
+        .split_whitespace()
+        .nth(1)
+        .map(str::to_string)
+}
+
 /// Runs an agent that ends by itself (`--duration`); its exit code and stderr lines.
 fn run_to_end(cmd: &mut Command) -> (Option<i32>, Vec<String>) {
     let mut a = cmd.stdout(Stdio::null()).spawn().unwrap();
@@ -176,18 +190,8 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
     // First start: history is not replayed, but its end becomes the cursor.
     let (code, seen) = run_to_end(agent(&dir, &kmsg, &common).args(["--duration", "1"]));
     assert_eq!(code, Some(0), "{seen:#?}");
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("2 earlier record(s) left unread")),
-        "{seen:#?}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(state.join("kmsg-cursor"))
-            .unwrap()
-            .split_whitespace()
-            .nth(1),
-        Some("1002")
-    );
+    assert!(said(&seen, "2 earlier record(s) left unread"), "{seen:#?}");
+    assert_eq!(cursor_seq(&state).as_deref(), Some("1002"));
 
     // The fault arrives while the agent runs; it is killed before the timeout.
     let mut a = agent(&dir, &kmsg, &common)
@@ -207,10 +211,7 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
         "nothing was closed before the kill"
     );
     assert_eq!(
-        std::fs::read_to_string(state.join("kmsg-cursor"))
-            .unwrap()
-            .split_whitespace()
-            .nth(1),
+        cursor_seq(&state).as_deref(),
         Some("1002"),
         "the cursor stayed before the open incident's fault"
     );
@@ -219,16 +220,8 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
     kmsg.append(monotonic_us(), TIMEOUT);
     let (code, seen) = run_to_end(agent(&dir, &kmsg, &common).args(["--duration", "2"]));
     assert_eq!(code, Some(0), "{seen:#?}");
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("resuming after record 1002")),
-        "{seen:#?}"
-    );
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("backlog of 7 record(s) read")),
-        "{seen:#?}"
-    );
+    assert!(said(&seen, "resuming after record 1002"), "{seen:#?}");
+    assert!(said(&seen, "backlog of 7 record(s) read"), "{seen:#?}");
     let inc = incidents(&out);
     assert_eq!(inc.len(), 1, "{inc:#?}");
     assert_eq!(inc[0]["kind"], "ring_timeout");
@@ -253,11 +246,7 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
     // Another restart resumes after the reset: the incident is not reported twice.
     let (code, seen) = run_to_end(agent(&dir, &kmsg, &common).args(["--duration", "1"]));
     assert_eq!(code, Some(0), "{seen:#?}");
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("resuming after record 1009")),
-        "{seen:#?}"
-    );
+    assert!(said(&seen, "resuming after record 1009"), "{seen:#?}");
     assert_eq!(incidents(&out).len(), 1);
     list_and_show(&out);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -348,8 +337,7 @@ fn overwritten_records_are_counted_and_said() {
     let mut seen = Vec::new();
     assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
     assert!(
-        seen.iter()
-            .any(|l| l.contains("100 record(s) before #1001 were overwritten")),
+        said(&seen, "100 record(s) before #1001 were overwritten"),
         "{seen:#?}"
     );
     let stats = seen
@@ -401,7 +389,7 @@ fn closed_stdout_does_not_stop_the_agent() {
         seen.iter().any(|l| l.contains("stdout closed")),
         "{seen:#?}"
     );
-    assert!(seen.iter().any(|l| l.contains("stats:")), "{seen:#?}");
+    assert!(said(&seen, "stats:"), "{seen:#?}");
     assert_eq!(incidents(&out).len(), 1, "{seen:#?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -424,7 +412,7 @@ fn sighup_without_config_ends_cleanly() {
         seen.iter().any(|l| l.contains("stopping: SIGHUP")),
         "{seen:#?}"
     );
-    assert!(seen.iter().any(|l| l.contains("stats:")), "{seen:#?}");
+    assert!(said(&seen, "stats:"), "{seen:#?}");
     assert!(!dir.join("control.sock").exists(), "socket file removed");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -459,8 +447,7 @@ fn sighup_with_config_reloads_and_sigterm_ends_cleanly() {
         "{seen:#?}"
     );
     assert!(
-        seen.iter()
-            .any(|l| l.contains("agent.ring_depth changed but needs a restart")),
+        said(&seen, "agent.ring_depth changed but needs a restart"),
         "{seen:#?}"
     );
     assert!(out.is_dir(), "the new output directory is in use");
@@ -477,7 +464,7 @@ fn sighup_with_config_reloads_and_sigterm_ends_cleanly() {
         seen.iter().any(|l| l.contains("stopping: SIGTERM")),
         "{seen:#?}"
     );
-    assert!(seen.iter().any(|l| l.contains("stats:")), "{seen:#?}");
+    assert!(said(&seen, "stats:"), "{seen:#?}");
     assert!(!dir.join("control.sock").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -708,8 +695,7 @@ fn unprivileged_run_names_the_missing_capabilities() {
     );
     assert_eq!(code, Some(0), "{seen:#?}");
     assert!(
-        seen.iter()
-            .any(|l| l.contains("probes disabled: missing CAP_BPF + CAP_PERFMON")),
+        said(&seen, "probes disabled: missing CAP_BPF + CAP_PERFMON"),
         "{seen:#?}"
     );
     // Nothing readable: a clear error naming the capabilities, not a panic or a euid check.
