@@ -150,7 +150,8 @@ pub struct Incident {
     pub clock: Clock,
     /// One paragraph: why the culprit was chosen and what is uncertain.
     pub reasoning: String,
-    /// Reset outcome: "succeeded", "failed", or null when no reset was seen.
+    /// Reset outcome of the last reset step: "succeeded", "failed", "began" (its result is not
+    /// in the input), or null when no reset began or ended (docs/incident-schema.md).
     pub reset: Option<String>,
     /// Jobs in the flight recorder around the incident (empty from logs).
     #[serde(default)]

@@ -5,7 +5,8 @@ use super::blame::{later_work_completed, HungRing, Verdict};
 use super::incident::{render_time, Open};
 use super::processes::Processes;
 use super::recorder::Recorder;
-use super::roles::{FaultRec, MAX_FAULTS};
+use super::roles::{At, FaultRec, MAX_FAULTS};
+use super::timeout::RingTimeout;
 use super::Config;
 use crate::incident::{Confidence, Incident, IncidentKind, Omitted, ProcessRef, Victim, SCHEMA};
 
@@ -61,11 +62,11 @@ pub fn kind_of(o: &Open) -> IncidentKind {
     }
 }
 
-/// The ring that timed out (the probe's reset names it when no timeout line did).
+/// The ring of the blamed timeout (the probe's reset names it when no timeout line did).
 fn hung_ring(o: &Open) -> Option<String> {
     o.timeout
-        .ring
-        .clone()
+        .blamed()
+        .and_then(|b| b.ring.clone())
         .or_else(|| o.reset.probe_ring.clone().filter(|_| o.timeout.seen()))
 }
 
@@ -97,20 +98,6 @@ pub fn attribute(o: &Open, id: String, cx: &Ctx) -> Incident {
     inc
 }
 
-/// The hung job's owner: the probe's timed-out job, else the kernel's "Process" line.
-fn hung_owner(o: &Open) -> Option<(u32, String)> {
-    o.timeout
-        .hung_job
-        .as_ref()
-        .map(|h| (h.pid, h.comm.clone()))
-        .or_else(|| {
-            o.timeout
-                .kmsg_blamed
-                .as_ref()
-                .map(|t| (t.pid, t.comm.clone()))
-        })
-}
-
 /// Named faults within the fault window before `t`.
 fn faults_before<'a>(o: &'a Open, t: u64, cfg: &Config) -> Vec<&'a FaultRec> {
     o.faults
@@ -120,10 +107,18 @@ fn faults_before<'a>(o: &'a Open, t: u64, cfg: &Config) -> Vec<&'a FaultRec> {
 }
 
 fn ring_timeout(o: &Open, ring: Option<&str>, cx: &Ctx) -> Blame {
-    let t = o.timeout.t.unwrap_or(o.last_ns);
+    let blamed = o.timeout.blamed();
+    let at = blamed.map_or(
+        At {
+            t: o.last_ns,
+            ord: u64::MAX,
+        },
+        |b| b.at,
+    );
+    let t = at.t;
     let ring_name = ring.unwrap_or("the ring");
-    let hung = hung_owner(o);
-    let hung_key = o.timeout.hung_job.as_ref().map(|h| &h.key);
+    let hung = blamed.and_then(RingTimeout::owner);
+    let hung_key = blamed.and_then(|b| b.hung_job.as_ref()).map(|h| &h.key);
     let judge = HungRing::new(
         cx.rec,
         ring_name,
@@ -152,7 +147,7 @@ fn ring_timeout(o: &Open, ring: Option<&str>, cx: &Ctx) -> Blame {
             Blame::new(format!("Rule T1: the job of {hc} (pid {hp}) timed out on {ring_name} and the same process page-faulted shortly before."))
                 .blame(cx.procs.reference(*hp, hc), Confidence::Certain)
         }
-        (Some((hp, hc)), None, None) if o.faults.illegal > 0 => {
+        (Some((hp, hc)), None, None) if o.faults.illegal_before(at) => {
             Blame::new(format!("Rule T2: the job of {hc} (pid {hp}) timed out on {ring_name} right after an illegal-command IRQ on the same GPU; the CP stalls on the packet it rejected, so the IRQ and the timeout are the same job."))
                 .blame(cx.procs.reference(*hp, hc), Confidence::Certain)
         }
@@ -167,7 +162,55 @@ fn ring_timeout(o: &Open, ring: Option<&str>, cx: &Ctx) -> Blame {
                 .into(),
         ),
     };
-    with_note(b, unrelated)
+    let mut b = with_note(b, unrelated);
+    if o.faults.illegal > 0 && !o.faults.illegal_before(at) {
+        b.reasoning.push_str(" The illegal-command IRQ was printed after the timeout, while the kernel was already recovering the ring, so it does not show which packet stalled the CP (rule T2 needs it before the timeout).");
+    }
+    other_timeouts(o, cx, &mut b);
+    b
+}
+
+/// The incident's other timeouts (a wedged GPU times out several rings): listed in the
+/// reasoning (at most three); a process the kernel named for one of them is a victim.
+fn other_timeouts(o: &Open, cx: &Ctx, b: &mut Blame) {
+    let mut parts = Vec::new();
+    let mut count = o.timeout.omitted;
+    for r in o.timeout.others() {
+        count += 1;
+        let ring = r.ring.as_deref().unwrap_or("a ring");
+        let named = match r.owner() {
+            Some((pid, comm)) => {
+                let comm = cx.procs.reference(pid, &comm).comm;
+                let named = format!("the job of {comm} (pid {pid})");
+                b.victim(
+                    pid,
+                    comm,
+                    format!("its job on {ring} also timed out in this hang"),
+                );
+                named
+            }
+            None => "no process named".to_string(),
+        };
+        if parts.len() < 3 {
+            parts.push(format!(
+                "{ring} at {} ({named})",
+                render_time(o.clock, r.at.t)
+            ));
+        }
+    }
+    if count == 0 {
+        return;
+    }
+    let more = count - parts.len() as u64;
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    b.reasoning.push_str(&format!(
+        " Other timeouts in the same incident: {}{more}; the blame follows the first timeout whose job has a known owner.",
+        parts.join("; ")
+    ));
 }
 
 /// T3: another process's fault ran on the hung ring and the ring completed nothing after it.
@@ -360,8 +403,13 @@ fn in_flight_victims(o: &Open, ring: Option<&str>, cx: &Ctx, b: &mut Blame) {
         return;
     };
     let from = o.start_ns.saturating_sub(cx.cfg.fault_window_ns);
+    let blamed = o.timeout.blamed();
+    let seqs = (
+        blamed.and_then(|b| b.signaled),
+        blamed.and_then(|b| b.emitted),
+    );
     for j in cx.rec.jobs(r) {
-        let in_window = match (o.timeout.signaled, o.timeout.emitted, j.hw_seqno) {
+        let in_window = match (seqs.0, seqs.1, j.hw_seqno) {
             (Some(s), Some(e), Some(h)) => h > s && h <= e,
             _ => j.done_ns.is_none() && j.run_ns.is_some_and(|t| t >= from && t <= o.last_ns),
         };
@@ -414,17 +462,13 @@ fn kernel_blamed(o: &Open, kind: IncidentKind, procs: &Processes) -> Option<Proc
             .named()
             .next()
             .map(|f| procs.reference(f.pid, &f.comm)),
-        _ => o
-            .timeout
-            .kmsg_blamed
-            .as_ref()
-            .map(|t| procs.reference(t.pid, &t.comm))
-            .or_else(|| {
-                o.timeout
-                    .hung_job
-                    .as_ref()
-                    .map(|h| procs.reference(h.pid, &h.comm))
-            }),
+        _ => {
+            let b = o.timeout.blamed()?;
+            b.kernel_named
+                .as_ref()
+                .map(|t| procs.reference(t.pid, &t.comm))
+                .or_else(|| b.hung_job.as_ref().map(|h| procs.reference(h.pid, &h.comm)))
+        }
     }
 }
 
@@ -461,7 +505,7 @@ fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &C
         ended_ns: o.last_ns,
         clock: o.clock,
         reasoning: b.reasoning.trim().to_string(),
-        reset: o.reset.outcome().map(String::from),
+        reset: o.reset.outcome().map(|r| r.name().to_string()),
         jobs,
         dropped_events: 0,
         wall_time: None,

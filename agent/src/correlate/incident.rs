@@ -3,7 +3,8 @@
 //! "Clustering".
 use super::processes::Processes;
 use super::recorder::Recorder;
-use super::roles::{Faults, Refusals, Reset, Timeout};
+use super::roles::{At, Faults, Refusals, Reset};
+use super::timeout::Timeouts;
 use super::Config;
 use crate::incident::Evidence;
 use crate::model::{Clock, Event, EventBody, KmsgKind, Source};
@@ -56,6 +57,14 @@ pub fn role(ev: &Event) -> Option<Role> {
     })
 }
 
+/// Join-only records that an incident opening shortly after may adopt (`pending.rs`): the
+/// devcoredump notice and other driver errors, which the kernel prints while handling a hang
+/// before it prints the timeout. Refusals are not: they follow an earlier reset, and adopting
+/// them would make their processes victims of a hang that came after.
+pub fn pends(ev: &Event) -> bool {
+    matches!(&ev.body, EventBody::Kmsg(r) if matches!(r.kind, KmsgKind::Devcoredump { .. } | KmsgKind::OtherError { .. }))
+}
+
 /// For a reset result: `Some(None)` for a full reset, `Some(Some(ring))` for a per-ring reset.
 /// A result goes to the incident whose reset it ends, however long the reset took.
 pub fn reset_result(ev: &Event) -> Option<Option<&str>> {
@@ -103,8 +112,10 @@ pub struct Open {
     pub last_ns: u64,
     /// Last event that keeps the incident open (refusals and post-reset faults do not).
     pub active_ns: u64,
+    /// Events added so far: the arrival order that breaks ties between equal timestamps.
+    arrivals: u64,
     pub faults: Faults,
-    pub timeout: Timeout,
+    pub timeout: Timeouts,
     pub reset: Reset,
     pub refusals: Refusals,
     pub evidence: EvidenceLog,
@@ -123,8 +134,9 @@ impl Open {
             start_ns: ev.t_ns,
             last_ns: ev.t_ns,
             active_ns: ev.t_ns,
+            arrivals: 0,
             faults: Faults::default(),
-            timeout: Timeout::default(),
+            timeout: Timeouts::default(),
             reset: Reset::default(),
             refusals: Refusals::default(),
             evidence: EvidenceLog::default(),
@@ -160,7 +172,7 @@ impl Open {
             Some(b) if self.reset.pending() => b.saturating_add(cfg.reset_cap_ns).max(settle),
             _ => settle,
         };
-        let first = [self.timeout.t, self.reset.begun_t]
+        let first = [self.timeout.first_t(), self.reset.begun_t]
             .into_iter()
             .flatten()
             .min();
@@ -250,11 +262,16 @@ impl Open {
     /// Hands a probe event to its role's state; the evidence sentence.
     fn record(&mut self, ev: &Event, procs: &Processes, rec: &Recorder) -> Option<String> {
         let t = ev.t_ns;
+        let at = At {
+            t,
+            ord: self.arrivals,
+        };
+        self.arrivals += 1;
         Some(match &ev.body {
             EventBody::VmFault(f) => self.faults.on_probe(t, f, procs),
             EventBody::JobTimedOut { ring, job, pasid } => {
                 self.timeout
-                    .on_probe(t, ring.as_ref(), job, *pasid, procs, rec)
+                    .on_probe(at, ring.as_ref(), job, *pasid, procs, rec)
             }
             EventBody::ResetBegin { ring, .. } => {
                 self.reset.on_begin(t, ring.as_ref());
@@ -267,18 +284,19 @@ impl Open {
             EventBody::SubmitRejected { task, errno } => {
                 return self.refusals.on_probe(task, *errno)
             }
-            EventBody::Kmsg(r) => return self.record_kmsg(t, &r.kind, procs),
+            EventBody::Kmsg(r) => return self.record_kmsg(at, &r.kind, procs),
             _ => return None,
         })
     }
 
     /// Hands a kernel-log record to its role's state; the evidence sentence.
-    fn record_kmsg(&mut self, t: u64, kind: &KmsgKind, procs: &Processes) -> Option<String> {
+    fn record_kmsg(&mut self, at: At, kind: &KmsgKind, procs: &Processes) -> Option<String> {
+        let t = at.t;
         Some(match kind {
             KmsgKind::PageFault { fault, task } => {
                 self.faults.on_log(t, fault, task.as_ref(), procs)
             }
-            KmsgKind::IllegalCommand { what } => self.faults.on_illegal(what),
+            KmsgKind::IllegalCommand { what } => self.faults.on_illegal(at, what),
             KmsgKind::RingTimeout {
                 ring,
                 signaled,
@@ -286,8 +304,8 @@ impl Open {
                 task,
             } => self
                 .timeout
-                .on_log(t, ring, (*signaled, *emitted), task.as_ref()),
-            KmsgKind::SoftRecovered { ring } => self.timeout.on_soft(t, ring),
+                .on_log(at, ring, (*signaled, *emitted), task.as_ref()),
+            KmsgKind::SoftRecovered { ring } => self.timeout.on_soft(at, ring),
             KmsgKind::RingReset { .. }
             | KmsgKind::ResetBegin { .. }
             | KmsgKind::ResetResult { .. }

@@ -9,11 +9,13 @@ mod attribute;
 mod blame;
 mod incident;
 mod lru;
+mod pending;
 mod processes;
 mod recorder;
 mod roles;
 #[cfg(test)]
 mod tests;
+mod timeout;
 
 use std::collections::VecDeque;
 
@@ -23,13 +25,14 @@ use crate::incident::{Evidence, Incident, JobSnapshot, ProcessSummary};
 use crate::model::{BootInfo, Clock, Event, EventBody};
 
 pub use incident::Open;
+use pending::Pending;
+use processes::Processes;
+use recorder::Recorder;
 
 /// RFC 3339 UTC rendering of ns since the epoch (as incidents' `wall_time`).
 pub fn render_wall(t_ns: u64) -> String {
     incident::render_time(Clock::Realtime, t_ns)
 }
-use processes::Processes;
-use recorder::Recorder;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -81,8 +84,9 @@ pub struct Stats {
     /// Process identities and PASID mappings evicted from the bounded tables.
     pub process_evictions: u64,
     pub pasid_evictions: u64,
-    /// Events that only join an incident (refusals, devcoredump, ...) arriving when none was
-    /// open to take them: counted, not kept.
+    /// Events that only join an incident (refusals, devcoredump, ...) that no incident took:
+    /// refusals arriving when none was open, and devcoredump/driver-error notices no incident
+    /// adopted within a few seconds (`pending.rs`). Counted, not kept.
     pub unattached: u64,
     /// Per-process summary entries not kept (more processes than `max_processes`).
     pub summary_overflow: u64,
@@ -112,6 +116,8 @@ pub struct Correlator {
     procs: Processes,
     recorder: Recorder,
     open: Vec<Open>,
+    /// Join-only records waiting briefly for the incident that follows them.
+    pending: Pending,
     /// Per (boot, pid): pids are reused across boots.
     summary: HashMap<(u32, u32), ProcessSummary>,
     /// The latest evidence across incidents of this boot, bounded, for exports of arbitrary
@@ -133,6 +139,7 @@ impl Correlator {
             config,
             stats: Stats::default(),
             open: Vec::new(),
+            pending: Pending::default(),
             summary: HashMap::default(),
             recent: VecDeque::new(),
             boot: None,
@@ -154,27 +161,44 @@ impl Correlator {
         };
         let idx = match self.route(&event, role) {
             Some(i) => i,
-            None if role.opens() => {
-                if self.open.len() >= self.config.max_open.max(1) {
-                    let o = self.open.remove(0);
-                    out.push(self.close(o));
-                }
-                self.open.push(Open::new(&event, self.stats.dropped));
-                self.open.len() - 1
+            None if role.opens() => self.open_incident(&event, &mut out),
+            None if incident::pends(&event) => {
+                self.stats.unattached += self.pending.hold(event);
+                return out;
             }
             None => {
                 self.stats.unattached += 1;
                 return out;
             }
         };
+        self.join(idx, &event, role);
+        out
+    }
+
+    /// Opens an incident for `event` (closing the oldest past `max_open`), adopting the held
+    /// join-only records that precede it; its index.
+    fn open_incident(&mut self, event: &Event, out: &mut Vec<Incident>) -> usize {
+        if self.open.len() >= self.config.max_open.max(1) {
+            let o = self.open.remove(0);
+            out.push(self.close(o));
+        }
+        self.open.push(Open::new(event, self.stats.dropped));
+        let idx = self.open.len() - 1;
+        for held in self.pending.adopt(event) {
+            self.join(idx, &held, incident::Role::After);
+        }
+        idx
+    }
+
+    /// Adds `event` to open incident `idx`, and its evidence to the recent evidence.
+    fn join(&mut self, idx: usize, event: &Event, role: incident::Role) {
         let open = &mut self.open[idx];
-        if let Some(e) = open.add(&event, role, &self.procs, &self.recorder) {
+        if let Some(e) = open.add(event, role, &self.procs, &self.recorder) {
             if self.recent.len() >= RECENT_EVIDENCE {
                 self.recent.pop_front();
             }
             self.recent.push_back(e.clone());
         }
-        out
     }
 
     /// Evidence (faults, timeouts, resets, rejections) recorded in [from_ns, to_ns], from the
@@ -237,6 +261,7 @@ impl Correlator {
 
     /// Close incidents whose settle time has passed at `now_ns` (live mode calls this on a timer).
     pub fn advance(&mut self, now_ns: u64) -> Vec<Incident> {
+        self.stats.unattached += self.pending.expire(now_ns);
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.open.len() {
@@ -253,6 +278,7 @@ impl Correlator {
 
     /// End of input: close everything still open.
     pub fn finish(&mut self) -> Vec<Incident> {
+        self.stats.unattached += self.pending.clear();
         let open = std::mem::take(&mut self.open);
         let mut out: Vec<Incident> = open.into_iter().map(|o| self.close(o)).collect();
         out.sort_by_key(|x| x.started_ns);

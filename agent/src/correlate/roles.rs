@@ -1,9 +1,9 @@
 //! What an open incident knows, one state per role: faults (and illegal-command IRQs), the
-//! ring timeout, the reset (full and per-ring), and post-reset refusals. Each handler records
-//! its event and returns the evidence sentence; every list is capped and its overflow counted.
+//! reset (full and per-ring), and post-reset refusals; ring timeouts are in `timeout.rs`.
+//! Each handler records its event and returns the evidence sentence; every list is capped and
+//! its overflow counted.
 use super::processes::Processes;
-use super::recorder::Recorder;
-use crate::model::{FaultInfo, IllegalKind, JobKey, KmsgKind, Task};
+use crate::model::{FaultInfo, IllegalKind, KmsgKind, Task};
 
 /// Fault records kept per incident (a fault storm cannot grow memory).
 pub const MAX_FAULTS: usize = 1024;
@@ -13,6 +13,14 @@ pub const MAX_REFUSING_PIDS: usize = 32;
 pub const MAX_REFUSAL_EVIDENCE: u32 = 8;
 /// Per-ring resets tracked per incident.
 pub const MAX_RING_RESETS: usize = 16;
+
+/// When an event happened and in which order it reached its incident. Logs without stamps
+/// give every line the same time, so "before the timeout" falls back to arrival order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct At {
+    pub t: u64,
+    pub ord: u64,
+}
 
 /// Which VM hub a fault came through; it bounds which rings could have issued the access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +84,8 @@ pub struct Faults {
     /// Faults beyond MAX_FAULTS, counted not kept.
     pub omitted: u64,
     pub illegal: u32,
+    /// The earliest illegal-command IRQ (rule T2 needs one before the blamed timeout).
+    pub illegal_first: Option<At>,
 }
 
 impl Faults {
@@ -126,8 +136,14 @@ impl Faults {
         what
     }
 
-    pub fn on_illegal(&mut self, what: &IllegalKind) -> String {
+    /// Whether an illegal-command IRQ came before `at`.
+    pub fn illegal_before(&self, at: At) -> bool {
+        self.illegal_first.is_some_and(|i| i < at)
+    }
+
+    pub fn on_illegal(&mut self, at: At, what: &IllegalKind) -> String {
         self.illegal += 1;
+        self.illegal_first = Some(self.illegal_first.map_or(at, |i| i.min(at)));
         let w = match what {
             IllegalKind::Opcode => "opcode",
             IllegalKind::RegisterAccess => "register access",
@@ -169,110 +185,6 @@ fn fault_rec(pid: u32, comm: String, t: u64, f: &FaultInfo, probe: bool) -> Faul
     }
 }
 
-/// The timed-out job as the probe saw it.
-#[derive(Clone, Debug)]
-pub struct HungJob {
-    pub pid: u32,
-    pub comm: String,
-    pub key: JobKey,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Timeout {
-    pub ring: Option<String>,
-    pub t: Option<u64>,
-    /// The kernel's "Process X pid N" after the timeout line.
-    pub kmsg_blamed: Option<Task>,
-    pub signaled: Option<u64>,
-    pub emitted: Option<u64>,
-    pub hung_job: Option<HungJob>,
-    /// Which source families reported a timeout (probe/kmsg de-duplication).
-    pub probe_seen: bool,
-    pub log_seen: bool,
-}
-
-impl Timeout {
-    pub fn seen(&self) -> bool {
-        self.t.is_some()
-    }
-
-    pub fn reported_by(&self, probe: bool) -> bool {
-        if probe {
-            self.probe_seen
-        } else {
-            self.log_seen
-        }
-    }
-
-    pub fn on_probe(
-        &mut self,
-        t: u64,
-        ring: Option<&String>,
-        job: &JobKey,
-        pasid: Option<u32>,
-        procs: &Processes,
-        rec: &Recorder,
-    ) -> String {
-        self.probe_seen = true;
-        self.t.get_or_insert(t);
-        if ring.is_some() {
-            self.ring = ring.cloned();
-        }
-        let owner = rec
-            .find(ring.map(String::as_str), job)
-            .filter(|j| j.pid != 0)
-            .map(|j| (j.pid, j.comm.clone()))
-            .or_else(|| {
-                let pid = pasid.and_then(|p| procs.pid_of_pasid(p))?;
-                Some((pid, procs.comm(pid)))
-            });
-        let r = ring.map_or("?", String::as_str);
-        match owner {
-            Some((pid, comm)) => {
-                let what = format!("job of {comm} (pid {pid}) on {r} timed out");
-                self.hung_job = Some(HungJob {
-                    pid,
-                    comm,
-                    key: *job,
-                });
-                what
-            }
-            None => format!("a job on {r} timed out (owner not recorded)"),
-        }
-    }
-
-    pub fn on_log(
-        &mut self,
-        t: u64,
-        ring: &str,
-        seqs: (Option<u64>, Option<u64>),
-        task: Option<&Task>,
-    ) -> String {
-        self.log_seen = true;
-        self.t.get_or_insert(t);
-        self.ring = Some(ring.to_string());
-        self.signaled = seqs.0.or(self.signaled);
-        self.emitted = seqs.1.or(self.emitted);
-        match task.filter(|t| t.pid != 0) {
-            Some(k) => {
-                self.kmsg_blamed = Some(k.clone());
-                format!(
-                    "ring {ring} timed out; the kernel names {} (pid {})",
-                    k.comm, k.pid
-                )
-            }
-            None => format!("ring {ring} timed out"),
-        }
-    }
-
-    pub fn on_soft(&mut self, t: u64, ring: &str) -> String {
-        self.log_seen = true;
-        self.t.get_or_insert(t);
-        self.ring = Some(ring.to_string());
-        format!("ring {ring} timed out but soft recovered")
-    }
-}
-
 /// A per-ring reset (`Starting X ring reset` … `Ring X reset succeeded|failed`).
 #[derive(Clone, Debug)]
 pub struct RingReset {
@@ -291,13 +203,47 @@ pub struct Reset {
     full_pending: bool,
     /// Result of the last full reset.
     pub result: Option<bool>,
-    pub ended_t: Option<u64>,
+    /// When the last full reset ended: a begin reported at or before it is that reset's,
+    /// from the other source, late. A per-ring reset's result does not end a full reset: the
+    /// `GPU reset begin!` its failure escalates to often carries the same stamp.
+    full_ended_t: Option<u64>,
     pub ring_resets: Vec<RingReset>,
     pub ring_resets_omitted: u64,
     pub mes: bool,
     pub vram_lost: bool,
     /// Ring the probe's `amdgpu_device_gpu_recover` named.
     pub probe_ring: Option<String>,
+    /// The latest reset step is the full reset (else a per-ring reset): a per-ring reset that
+    /// fails escalates to a full one, whose outcome is the incident's.
+    last_full: bool,
+}
+
+/// What became of a reset, as `Incident::reset` spells it (docs/incident-schema.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// The reset began; its result is not in the input (the log ends first, or the incident
+    /// closed at the reset cap).
+    Began,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Began => "began",
+        }
+    }
+
+    fn of(ok: Option<bool>) -> Outcome {
+        match ok {
+            Some(true) => Outcome::Succeeded,
+            Some(false) => Outcome::Failed,
+            None => Outcome::Began,
+        }
+    }
 }
 
 impl Reset {
@@ -311,12 +257,21 @@ impl Reset {
             && (self.result.is_some() || self.ring_resets.iter().any(|r| r.ok.is_some()))
     }
 
-    /// "succeeded"/"failed": the full reset's result, else the last per-ring reset's.
-    pub fn outcome(&self) -> Option<&'static str> {
-        let ok = self
-            .result
-            .or_else(|| self.ring_resets.iter().rev().find_map(|r| r.ok))?;
-        Some(if ok { "succeeded" } else { "failed" })
+    /// The outcome of the escalation's last step: a per-ring reset that failed and escalated
+    /// to a full reset ends as the full reset does; a step that began without a result is
+    /// `Began`. None when no reset began or ended (MES failures alone).
+    pub fn outcome(&self) -> Option<Outcome> {
+        let full = if self.full_pending {
+            Some(Outcome::Began)
+        } else {
+            self.result.map(|ok| Outcome::of(Some(ok)))
+        };
+        let ring = self.ring_resets.last().map(|r| Outcome::of(r.ok));
+        if self.last_full {
+            full.or(ring)
+        } else {
+            ring.or(full)
+        }
     }
 
     /// Whether a result for `ring` (None: a full reset) would end a reset pending here.
@@ -338,24 +293,27 @@ impl Reset {
     /// A begin reported after this reset already ended (the other source, late) starts nothing.
     pub fn on_begin(&mut self, t: u64, ring: Option<&String>) {
         self.begin(t);
+        self.last_full = true;
         if ring.is_some() && self.probe_ring.is_none() {
             self.probe_ring = ring.cloned();
         }
-        if self.ended_t.is_none_or(|e| t > e) {
+        if self.full_ended_t.is_none_or(|e| t > e) {
             self.full_pending = true;
         }
     }
 
     pub fn on_result(&mut self, t: u64, ok: bool) {
         self.seen = true;
+        self.last_full = true;
         self.full_pending = false;
         self.result = Some(ok);
-        self.ended_t = Some(self.ended_t.map_or(t, |e| e.max(t)));
+        self.full_ended_t = Some(self.full_ended_t.map_or(t, |e| e.max(t)));
     }
 
-    /// MODE1/MODE2/soft-reset steps: a full reset is under way until its result.
+    /// MODE1/MODE2/soft-reset steps and VRAM loss: a full reset is under way until its result.
     fn on_step(&mut self, t: u64) {
         self.begin(t);
+        self.last_full = true;
         if self.result.is_none() {
             self.full_pending = true;
         }
@@ -366,6 +324,7 @@ impl Reset {
         match ok {
             None => {
                 self.begin(t);
+                self.last_full = false;
                 if !self.awaits(Some(ring)) {
                     self.push_ring(ring, None);
                 }
@@ -380,7 +339,6 @@ impl Reset {
                     Some(x) => x.ok = Some(ok),
                     None => self.push_ring(ring, Some(ok)),
                 }
-                self.ended_t = Some(self.ended_t.map_or(t, |e| e.max(t)));
             }
         }
     }
@@ -428,7 +386,7 @@ impl Reset {
                 format!("reset step: {what}")
             }
             KmsgKind::VramLost => {
-                self.seen = true;
+                self.on_step(t);
                 self.vram_lost = true;
                 "VRAM was lost in the reset".into()
             }

@@ -164,6 +164,15 @@ fn reset_begin(t: u64) -> Event {
 fn says(i: &Incident, what: &str) {
     assert!(i.reasoning.contains(what), "{}", i.reasoning);
 }
+/// Some evidence entry of the incident says `what`.
+#[track_caller]
+fn shows(i: &Incident, what: &str) {
+    let whats: Vec<&str> = i.evidence.iter().map(|e| e.what.as_str()).collect();
+    assert!(
+        whats.iter().any(|w| w.contains(what)),
+        "{what} not in {whats:?}"
+    );
+}
 /// The incident names `who` with `confidence`.
 #[track_caller]
 fn blamed(i: &Incident, who: (u32, &str), confidence: Confidence) {
@@ -1312,7 +1321,7 @@ mod resets {
         assert_eq!(incs[0].reset.as_deref(), Some("succeeded"));
     }
 
-    /// A begun reset that never reports a result closes at the configured cap.
+    /// A begun reset that never reports a result closes at the configured cap, as "began".
     #[test]
     fn a_reset_that_never_ends_closes_at_the_cap() {
         let cfg = Config {
@@ -1330,7 +1339,8 @@ mod resets {
         assert!(c.advance(39 * S).is_empty());
         let out = c.advance(41 * S);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].reset, None);
+        // It began and its result never came: "began", not null ("no reset seen").
+        assert_eq!(out[0].reset.as_deref(), Some("began"));
     }
 
     /// pop-os/cosmic-epoch#3764 (RX 5700 XT, 7.0): a per-ring reset fails and escalates to a
@@ -1593,4 +1603,290 @@ fn jobs_force_signaled_by_a_reset_are_cancelled_not_done() {
         .victims
         .iter()
         .any(|v| v.pid == 20 && v.reason.contains("in flight")));
+}
+
+/// What the real-log corpus (testdata/corpus/, docs/corpus.md) taught the correlator: several
+/// rings timing out in one hang, IRQs printed during the recovery, the outcome of an
+/// escalation, and notices printed before the timeout they belong to.
+mod corpus_lessons {
+    use super::*;
+
+    fn analyze(text: &str) -> (Vec<Incident>, Correlator) {
+        run_unsorted(crate::kmsg::parse_text(text, Source::Log))
+    }
+
+    /// NixOS/nixpkgs#176915 (HD 7970): gfx times out naming VRising.exe, then in the same
+    /// second sdma0 with pid 0. The ring was `sdma0` and the reasoning said "VRising.exe timed
+    /// out on sdma0": the ring must be the blamed timeout's.
+    #[test]
+    fn second_ring_timing_out_keeps_the_blamed_timeouts_ring() {
+        let (incs, _) = analyze(
+            "\
+[ 1000.100000] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring gfx timeout, signaled seq=241742, emitted seq=241745
+[ 1000.100001] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* Process information: process VRising.exe pid 1896 thread dxvk-submit pid 1958
+[ 1000.200000] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring sdma0 timeout, signaled seq=43529, emitted seq=43531
+[ 1000.200001] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* Process information: process  pid 0 thread  pid 0
+",
+        );
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        let i = &incs[0];
+        assert_eq!(i.ring.as_deref(), Some("gfx"));
+        blamed(i, (1896, "VRising.exe"), Confidence::Likely);
+        says(i, "timed out on gfx;");
+        says(i, "sdma0 at 1000.200000 (no process named)");
+        assert!(!i.reasoning.contains("on sdma0"), "{}", i.reasoning);
+        assert_eq!(i.kernel_blamed.as_ref().map(|k| k.pid), Some(1896));
+    }
+
+    /// An unnamed timeout first and a named one after: the named one is blamed and gives the
+    /// ring; a second named process is a victim of the same hang, not ignored.
+    #[test]
+    fn the_first_named_timeout_is_blamed_and_other_named_ones_are_victims() {
+        let t = |ring: &str, task: Option<Task>| KmsgKind::RingTimeout {
+            ring: ring.into(),
+            signaled: None,
+            emitted: None,
+            task,
+        };
+        let v = vec![
+            kmsg(10 * S, t("sdma0", Some(task(0, ""))), "ring sdma0 timeout"),
+            kmsg(10 * S + 5, t("comp_1.0.0", Some(task(7, "ollama"))), "c"),
+            kmsg(10 * S + 9, t("gfx_0.0.0", Some(task(8, "kwin"))), "g"),
+        ];
+        let (incs, _) = run(v);
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        let i = &incs[0];
+        assert_eq!(i.ring.as_deref(), Some("comp_1.0.0"));
+        blamed(i, (7, "ollama"), Confidence::Likely);
+        assert_eq!(i.kernel_blamed.as_ref().map(|k| k.pid), Some(7));
+        says(i, "sdma0 at 10.000000 (no process named)");
+        says(i, "gfx_0.0.0 at 10.000000 (the job of kwin (pid 8))");
+        assert!(
+            i.victims
+                .iter()
+                .any(|v| v.pid == 8 && v.reason.contains("gfx_0.0.0 also timed out")),
+            "{:?}",
+            i.victims
+        );
+    }
+
+    /// The probe and the kernel log reporting the same timeout are one timeout, not two.
+    #[test]
+    fn probe_and_log_reports_of_one_timeout_are_one() {
+        let (incs, _) = run(zed_kmsg_stream()
+            .into_iter()
+            .chain(zed_probe_stream(false))
+            .collect());
+        assert_eq!(incs.len(), 1);
+        assert!(
+            !incs[0].reasoning.contains("Other timeouts"),
+            "{}",
+            incs[0].reasoning
+        );
+    }
+
+    /// The same job timing out again (the probe's job key, or the log's seqs) is one timeout;
+    /// a different job on the same ring is another.
+    #[test]
+    fn the_same_job_timing_out_again_is_one_timeout() {
+        let line = |t: u64, signaled: u64| {
+            kmsg(
+                t,
+                KmsgKind::RingTimeout {
+                    ring: "gfx".into(),
+                    signaled: Some(signaled),
+                    emitted: Some(9),
+                    task: Some(task(5, "game")),
+                },
+                "ring gfx timeout",
+            )
+        };
+        let mut v = vec![info(5, "game", 55)];
+        v.extend(job(S, 5, "game", "gfx", 1, 55, 9, None));
+        v.push(timed_out(3 * S, "gfx", 1, 55));
+        v.push(timed_out(4 * S, "gfx", 1, 55));
+        v.push(line(3 * S, 7));
+        v.push(line(4 * S, 7));
+        let (incs, _) = run(v.clone());
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        assert!(
+            !incs[0].reasoning.contains("Other timeouts"),
+            "{}",
+            incs[0].reasoning
+        );
+        v.push(line(5 * S, 8));
+        let (incs, _) = run(v);
+        says(
+            &incs[0],
+            "Other timeouts in the same incident: gfx at 5.000000",
+        );
+    }
+
+    /// ValveSoftware/SteamOS#2802 (RX 7800 XT, 7.2.5): the `Illegal opcode` IRQ is printed
+    /// 76 µs after the timeout, after `Starting gfx_0.0.0 ring reset`: raised during the
+    /// recovery. Rule T2 needs it before the timeout, so the kernel's blame stays `likely`.
+    #[test]
+    fn illegal_opcode_printed_after_the_timeout_is_not_rule_t2() {
+        let (incs, _) = analyze(
+            "\
+[ 6765.045954] amdgpu 0000:03:00.0: ring gfx_0.0.0 timeout, signaled seq=10045651, emitted seq=10045655
+[ 6765.045956] amdgpu 0000:03:00.0:  Process main pid 9232 thread vkd3d_queue pid 9408
+[ 6765.045958] amdgpu 0000:03:00.0: Starting gfx_0.0.0 ring reset
+[ 6765.046030] [drm:gfx_v11_0_bad_op_irq [amdgpu]] *ERROR* Illegal opcode in command stream
+",
+        );
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        blamed(&incs[0], (9232, "main"), Confidence::Likely);
+        says(&incs[0], "Rule T5");
+        says(&incs[0], "printed after the timeout");
+    }
+
+    /// wayvr-org/wayvr#650: the same without stamps (every line at 0): the order of the lines
+    /// is the only order there is. Lines in the other order keep rule T2.
+    #[test]
+    fn without_stamps_line_order_decides_before_and_after() {
+        let timeout = "amdgpu 0000:2d:00.0: ring gfx_0.0.0 timeout, signaled seq=6715782, emitted seq=6715785\namdgpu 0000:2d:00.0: Process wayvr pid 41460 thread wayvr pid 41460\n";
+        let irq = "[drm:gfx_v11_0_bad_op_irq [amdgpu]] *ERROR* Illegal opcode in command stream\n";
+        let (after, _) = analyze(&format!("{timeout}{irq}"));
+        assert_eq!(after.len(), 1, "{after:#?}");
+        blamed(&after[0], (41460, "wayvr"), Confidence::Likely);
+        let (before, _) = analyze(&format!("{irq}{timeout}"));
+        assert_eq!(before.len(), 1, "{before:#?}");
+        blamed(&before[0], (41460, "wayvr"), Confidence::Certain);
+        says(&before[0], "Rule T2");
+    }
+
+    fn reset_of(text: &str) -> Option<String> {
+        let (incs, _) = analyze(text);
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        incs[0].reset.clone()
+    }
+
+    const TIMEOUT: &str = "\
+[  312.522692] amdgpu 0000:28:00.0: ring gfx_0.0.0 timeout, signaled seq=57638, emitted seq=57641
+[  312.522700] amdgpu 0000:28:00.0:  Process cosmic-comp pid 2288 thread cosmic-com:cs0 pid 2316
+";
+    const RING_STARTS: &str = "[  312.522706] amdgpu 0000:28:00.0: Starting gfx_0.0.0 ring reset\n";
+    const RING_FAILS: &str = "[  312.774528] amdgpu 0000:28:00.0: Ring gfx_0.0.0 reset failed\n";
+    const FULL_BEGINS: &str = "\
+[  312.774536] amdgpu 0000:28:00.0: GPU reset begin!. Source:  1
+[  312.943480] amdgpu 0000:28:00.0: BACO reset
+[  316.082456] amdgpu 0000:28:00.0: GPU reset succeeded, trying to resume
+";
+
+    /// The reset outcome is the escalation's last step: a failed per-ring reset followed by
+    /// a full reset that succeeds is `succeeded`, not `failed`.
+    #[test]
+    fn escalation_reports_the_full_resets_outcome() {
+        let ok = "[  316.300000] amdgpu 0000:28:00.0: GPU reset(2) succeeded!\n";
+        let bad = "[  316.300000] amdgpu 0000:28:00.0: GPU reset(2) failed\n";
+        let esc = format!("{TIMEOUT}{RING_STARTS}{RING_FAILS}{FULL_BEGINS}");
+        assert_eq!(
+            reset_of(&format!("{esc}{ok}")).as_deref(),
+            Some("succeeded")
+        );
+        assert_eq!(reset_of(&format!("{esc}{bad}")).as_deref(), Some("failed"));
+        // A per-ring reset alone keeps its own outcome.
+        let ring = format!("{TIMEOUT}{RING_STARTS}{RING_FAILS}");
+        assert_eq!(reset_of(&ring).as_deref(), Some("failed"));
+        let ring_ok = format!(
+            "{TIMEOUT}{RING_STARTS}[  312.522800] amdgpu 0000:28:00.0: Ring gfx_0.0.0 reset succeeded\n"
+        );
+        assert_eq!(reset_of(&ring_ok).as_deref(), Some("succeeded"));
+    }
+
+    /// A reset that began and whose result is not in the log is `began`, never null (which
+    /// means "no reset seen"): the log ends during the full reset of an escalation
+    /// (cosmic-epoch#3764), at "trying to resume" (Hyprland#8930), or during a per-ring reset
+    /// (SteamOS#2802). No reset at all stays null.
+    #[test]
+    fn a_reset_without_its_result_is_began() {
+        let esc = format!("{TIMEOUT}{RING_STARTS}{RING_FAILS}{FULL_BEGINS}");
+        assert_eq!(reset_of(&esc).as_deref(), Some("began"));
+        let full = format!("{TIMEOUT}{FULL_BEGINS}");
+        assert_eq!(reset_of(&full).as_deref(), Some("began"));
+        let ring = format!("{TIMEOUT}{RING_STARTS}");
+        assert_eq!(reset_of(&ring).as_deref(), Some("began"));
+        assert_eq!(reset_of(TIMEOUT), None);
+        // waydroid#2399 (no stamps) and SteamOS#2802 (`dmesg -T`, whole seconds): the full
+        // reset begins at the same stamp as the failed per-ring reset; it still began.
+        let same_stamp = "\
+amdgpu 0000:03:00.0: ring gfx_0.0.0 timeout, signaled seq=37714894, emitted seq=37714897
+amdgpu 0000:03:00.0: Process allocator@4.0-s pid 1174792 thread android.ha:cs0 pid 1174913
+amdgpu 0000:03:00.0: Starting gfx_0.0.0 ring reset
+amdgpu 0000:03:00.0: Ring gfx_0.0.0 reset failed
+amdgpu 0000:03:00.0: GPU reset begin!. Source: 1
+";
+        assert_eq!(reset_of(same_stamp).as_deref(), Some("began"));
+    }
+
+    /// "Starting … ring reset" and "Ring … reset succeeded|failed" say what happened.
+    #[test]
+    fn ring_reset_evidence_keeps_the_outcome() {
+        let text = format!(
+            "{TIMEOUT}{RING_STARTS}{RING_FAILS}[  312.900000] amdgpu 0000:28:00.0: Starting sdma0 ring reset\n[  312.900100] amdgpu 0000:28:00.0: Ring sdma0 reset succeeded\n"
+        );
+        let (incs, _) = analyze(&text);
+        for w in [
+            "ring gfx_0.0.0 reset started",
+            "ring gfx_0.0.0 reset failed",
+            "ring sdma0 reset started",
+            "ring sdma0 reset succeeded",
+        ] {
+            shows(&incs[0], w);
+        }
+    }
+
+    const COREDUMP: &str = "\
+[  312.522683] amdgpu 0000:28:00.0: [drm] AMDGPU device coredump file has been created
+[  312.522687] amdgpu 0000:28:00.0: [drm] Check your /sys/class/drm/card1/device/devcoredump/data
+";
+
+    /// Since 6.12 the devcoredump notice is printed before the timeout (cosmic-epoch#3764,
+    /// ROCm#6127, linux-cachyos#678): the incident the timeout opens adopts it.
+    #[test]
+    fn devcoredump_printed_before_the_timeout_is_adopted() {
+        let (incs, c) = analyze(&format!("{COREDUMP}{TIMEOUT}"));
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        let i = &incs[0];
+        shows(i, "devcoredump written at /sys/class/drm/card1");
+        assert_eq!(i.started_at, "312.522683");
+        assert_eq!(i.evidence[0].what, "devcoredump written");
+        assert_eq!(c.stats().unattached, 0);
+        blamed(i, (2288, "cosmic-comp"), Confidence::Likely);
+    }
+
+    /// Held notices are bounded, only adopted on the same GPU and within a few seconds;
+    /// the rest are counted as unattached.
+    #[test]
+    fn held_notices_are_bounded_same_gpu_and_recent() {
+        let other_gpu = COREDUMP.replace("0000:28:00.0", "0000:29:00.0");
+        let too_old = COREDUMP.replace("[  312.", "[  300.");
+        for held in [other_gpu, too_old] {
+            let (incs, c) = analyze(&format!("{held}{TIMEOUT}"));
+            let adopted = incs[0].evidence.iter().any(|e| e.what.contains("coredump"));
+            assert!(!adopted, "{held}");
+            assert_eq!(c.stats().unattached, 2, "{held}");
+        }
+
+        let storm: String = (0..100)
+            .map(|k| format!("[  312.{:06}] amdgpu 0000:28:00.0: [drm] AMDGPU device coredump file has been created\n", 400000 + k))
+            .collect();
+        let (incs, c) = analyze(&format!("{storm}{TIMEOUT}"));
+        let kept = incs[0]
+            .evidence
+            .iter()
+            .filter(|e| e.what.contains("coredump"))
+            .count();
+        assert_eq!(kept, super::super::pending::MAX_PENDING);
+        assert_eq!(c.stats().unattached, 100 - kept as u64);
+    }
+
+    /// A notice with nothing following is counted at the end of the input, not kept.
+    #[test]
+    fn a_notice_no_incident_follows_is_counted() {
+        let (incs, c) = analyze(COREDUMP);
+        assert!(incs.is_empty());
+        assert_eq!(c.stats().unattached, 2);
+    }
 }

@@ -3,7 +3,9 @@
 //! spans or indented code blocks, never as markdown.
 use std::fmt::Write;
 
-use super::text::{confidence_name, kind_name, source_name};
+use super::text::{
+    confidence_name, is_suspect, kind_name, reset_name, source_name, suspicion_basis,
+};
 use crate::escape::{md_block, md_cell, md_code};
 use crate::incident::{Incident, JobSnapshot, ProcessRef};
 
@@ -106,7 +108,12 @@ fn header(o: &mut String, incident: &Incident) {
     if let Some(h) = &incident.hostname {
         let _ = writeln!(o, "- **Host:** {}", md_code(h));
     }
-    let _ = writeln!(o, "- **Reset:** {}", opt(&incident.reset, "none seen"));
+    // Our own words stay prose; any other value is data, in a code span like every string.
+    let reset = match incident.reset.as_deref() {
+        r @ (None | Some("began")) => reset_name(r).to_string(),
+        Some(r) => md_code(r),
+    };
+    let _ = writeln!(o, "- **Reset:** {reset}");
     if incident.provisional {
         let _ = writeln!(
             o,
@@ -119,6 +126,14 @@ fn culprit(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "\n## Culprit\n");
     let conf = confidence_name(incident.confidence);
     match &incident.culprit {
+        Some(c) if is_suspect(incident) => {
+            let _ = writeln!(
+                o,
+                "Suspect, not a verdict: **{}** — confidence **unknown** ({})\n",
+                process(c),
+                suspicion_basis(incident)
+            );
+        }
         Some(c) => {
             let _ = writeln!(o, "**{}** — confidence **{conf}**\n", process(c));
         }
@@ -134,6 +149,14 @@ fn culprit(o: &mut String, incident: &Incident) {
 fn kernel_said(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "## What the kernel said\n");
     match &incident.kernel_blamed {
+        Some(k) if incident.kernel_blame_disputed && is_suspect(incident) => {
+            let _ = writeln!(
+                o,
+                "> **Kernel blame questioned:** the kernel blamed {}; {} is a suspect from timing alone, which does not overrule it.\n",
+                process(k),
+                incident.culprit.as_ref().map(process).unwrap_or_default()
+            );
+        }
         Some(k) if incident.kernel_blame_disputed => {
             let _ = writeln!(
                 o,
@@ -222,6 +245,7 @@ pub fn render(incident: &Incident) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::incident::Confidence;
     use crate::report::text::tests::disputed_incident;
     use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
@@ -348,6 +372,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_suspect_is_not_presented_as_a_verdict() {
+        let md = render(&crate::report::text::tests::suspect_incident());
+        assert!(
+            md.contains("Suspect, not a verdict: **` zed `[7021] (` /home/alice/.local/zed.app/libexec/zed-editor `)** — confidence **unknown** (log only: no progress evidence)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("> **Kernel blame questioned:** the kernel blamed ` Xwayland `[6518]; ` zed `[7021]"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("Disputed") && !md.contains("points to"),
+            "{md}"
+        );
+        let mut began = disputed_incident();
+        began.reset = Some("began".into());
+        assert!(render(&began).contains("- **Reset:** began, no result seen"));
+        assert!(render(&disputed_incident()).contains("- **Reset:** ` succeeded `"));
+    }
+
+    #[test]
     fn jobs_table_shows_history_and_what_never_signaled() {
         let md = render(&disputed_incident());
         assert!(
@@ -382,16 +427,23 @@ pub(crate) mod tests {
 
     #[test]
     fn hostile_names_never_become_markdown_structure() {
-        let base = structure(&render(&hostile("zed")));
-        for name in HOSTILE {
-            let md = render(&hostile(name));
-            assert_eq!(
-                structure(&md),
-                base,
-                "structure changed for {name:?}:\n{md}"
-            );
-            assert_inert(&md, &[]);
-            assert!(!md.contains('\u{1b}'), "raw ESC for {name:?}");
+        for confidence in [Confidence::Likely, Confidence::Unknown] {
+            let of = |name: &str| {
+                let mut inc = hostile(name);
+                inc.confidence = confidence;
+                inc
+            };
+            let base = structure(&render(&of("zed")));
+            for name in HOSTILE {
+                let md = render(&of(name));
+                assert_eq!(
+                    structure(&md),
+                    base,
+                    "structure changed for {name:?}:\n{md}"
+                );
+                assert_inert(&md, &[]);
+                assert!(!md.contains('\u{1b}'), "raw ESC for {name:?}");
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
 //! One-screen rendering of an incident for the operator's terminal: who did it, how sure we
-//! are, and — prominently — when the kernel's own blame disagrees with the evidence. Every
+//! are, and — prominently — when the kernel's own blame disagrees with the evidence. A culprit
+//! named with confidence `unknown` (rule T4: a fault before the timeout, no progress evidence)
+//! is shown as a suspect and the kernel's blame as questioned, never as a verdict. Every
 //! string from the incident goes through [`terminal`]: names are chosen by any local user.
 use std::fmt::Write;
 
@@ -42,6 +44,29 @@ pub(crate) fn process_name(p: &ProcessRef) -> String {
     }
 }
 
+/// A culprit named without enough evidence for a verdict (confidence `unknown`, rule T4).
+pub(crate) fn is_suspect(incident: &Incident) -> bool {
+    incident.culprit.is_some() && incident.confidence == Confidence::Unknown
+}
+
+/// Why a suspect is only a suspect: the probes' flight recorder is the only progress evidence.
+pub(crate) fn suspicion_basis(incident: &Incident) -> &'static str {
+    if incident.evidence.iter().any(|e| e.source == Source::Ebpf) {
+        "no progress evidence: timing only"
+    } else {
+        "log only: no progress evidence"
+    }
+}
+
+/// The reset outcome in words; "began" says the result is not in the input.
+pub(crate) fn reset_name(reset: Option<&str>) -> &str {
+    match reset {
+        None => "none seen",
+        Some("began") => "began, no result seen",
+        Some(r) => r,
+    }
+}
+
 /// Render `incident` as plain text, one fact per line.
 pub fn render(incident: &Incident) -> String {
     let mut o = String::new();
@@ -55,6 +80,14 @@ pub fn render(incident: &Incident) -> String {
         terminal(&incident.started_at)
     );
     match &incident.culprit {
+        Some(c) if is_suspect(incident) => {
+            let _ = writeln!(
+                o,
+                "suspect:  {} — confidence unknown ({})",
+                process_name(c),
+                suspicion_basis(incident)
+            );
+        }
         Some(c) => {
             let _ = writeln!(
                 o,
@@ -72,6 +105,18 @@ pub fn render(incident: &Incident) -> String {
         }
     }
     match &incident.kernel_blamed {
+        Some(k) if incident.kernel_blame_disputed && is_suspect(incident) => {
+            let _ = writeln!(
+                o,
+                "kernel:   blamed {} — blame questioned, not overruled ({} is a suspect from timing alone)",
+                process_name(k),
+                incident
+                    .culprit
+                    .as_ref()
+                    .map(process_name)
+                    .unwrap_or_default()
+            );
+        }
         Some(k) if incident.kernel_blame_disputed => {
             let _ = writeln!(
                 o,
@@ -125,7 +170,7 @@ pub fn render(incident: &Incident) -> String {
     let _ = writeln!(
         o,
         "reset:    {}",
-        terminal(incident.reset.as_deref().unwrap_or("none seen"))
+        terminal(reset_name(incident.reset.as_deref()))
     );
     if incident.dropped_events > 0 {
         let _ = writeln!(
@@ -227,6 +272,37 @@ pub(crate) mod tests {
         assert!(text.contains("3 events were dropped"), "{text}");
     }
 
+    /// Rule T4 from a kernel log: a suspect and a questioned blame, not a verdict.
+    pub(crate) fn suspect_incident() -> Incident {
+        let mut inc = disputed_incident();
+        inc.confidence = Confidence::Unknown;
+        inc
+    }
+
+    #[test]
+    fn a_suspect_is_not_presented_as_a_verdict() {
+        let text = render(&suspect_incident());
+        assert!(text.contains("suspect:  zed[7021] (/home/alice/.local/zed.app/libexec/zed-editor) — confidence unknown (log only: no progress evidence)"), "{text}");
+        assert!(text.contains("kernel:   blamed Xwayland[6518] — blame questioned, not overruled (zed[7021] (/home/alice/.local/zed.app/libexec/zed-editor) is a suspect from timing alone)"), "{text}");
+        assert!(!text.contains("culprit:"), "{text}");
+        assert!(!text.contains("DISPUTED"), "{text}");
+        assert!(!text.contains("points to"), "{text}");
+        let mut probed = suspect_incident();
+        probed.evidence[0].source = Source::Ebpf;
+        assert!(render(&probed).contains("confidence unknown (no progress evidence: timing only)"));
+        // A named culprit with a verdict keeps the verdict's words.
+        assert!(render(&disputed_incident()).contains("culprit:  zed[7021]"));
+    }
+
+    #[test]
+    fn a_reset_without_result_says_so() {
+        let mut inc = disputed_incident();
+        inc.reset = Some("began".into());
+        assert!(render(&inc).contains("reset:    began, no result seen"));
+        inc.reset = None;
+        assert!(render(&inc).contains("reset:    none seen"));
+    }
+
     #[test]
     fn agreeing_blame_is_not_disputed() {
         let mut inc = disputed_incident();
@@ -241,20 +317,27 @@ pub(crate) mod tests {
 
     #[test]
     fn hostile_names_cannot_drive_the_terminal() {
+        let both = |name: &str| {
+            let verdict = crate::report::markdown::tests::hostile(name);
+            let mut suspect = verdict.clone();
+            suspect.confidence = Confidence::Unknown;
+            [render(&verdict), render(&suspect)]
+        };
         for name in crate::report::markdown::tests::HOSTILE {
-            let text = render(&crate::report::markdown::tests::hostile(name));
-            for (i, c) in text.char_indices() {
+            for text in both(name) {
+                for (i, c) in text.char_indices() {
+                    assert!(
+                        c == '\n' || !c.is_control(),
+                        "control {c:?} at {i} for {name:?}: {text:?}"
+                    );
+                }
+                // Every line is one of ours: a name's newline cannot start a fake line.
                 assert!(
-                    c == '\n' || !c.is_control(),
-                    "control {c:?} at {i} for {name:?}: {text:?}"
+                    text.lines()
+                        .all(|l| !l.starts_with("/close") && !l.starts_with("# HI")),
+                    "{text}"
                 );
             }
-            // Every line is one of ours: a name's newline cannot start a fake line.
-            assert!(
-                text.lines()
-                    .all(|l| !l.starts_with("/close") && !l.starts_with("# HI")),
-                "{text}"
-            );
         }
         let t = render(&crate::report::markdown::tests::hostile(
             "\u{1b}]0;pwned\u{7}",
