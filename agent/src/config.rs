@@ -55,6 +55,9 @@ pub struct AgentSection {
     pub ring_kib: Option<u32>,
     /// Open incidents kept at once (a reset storm closes the oldest early instead of growing).
     pub max_open_incidents: Option<usize>,
+    /// A begun GPU reset keeps its incident open until the reset ends, at most this long
+    /// ("120s", "2m"): MxGPU function-level resets take seconds, some full resets tens of seconds.
+    pub reset_cap: Option<String>,
     /// Persistent state (the /dev/kmsg cursor); "" = none (kernel log read from its end).
     pub state_dir: Option<PathBuf>,
     /// false = kernel log only (hosts where eBPF cannot load).
@@ -114,6 +117,8 @@ pub struct Settings {
     pub ring_depth: usize,
     pub ring_kib: u32,
     pub max_open_incidents: usize,
+    #[serde(serialize_with = "ser_secs")]
+    pub reset_cap: Duration,
     pub state_dir: Option<PathBuf>,
     pub probes: bool,
     pub kernel_log: bool,
@@ -121,6 +126,10 @@ pub struct Settings {
     pub socket_group: Option<String>,
     pub metrics: Option<SocketAddr>,
     pub max_comm_labels: usize,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
 }
 
 fn ser_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -144,6 +153,7 @@ impl Default for Settings {
             ring_depth: 256,
             ring_kib: 4096,
             max_open_incidents: 16,
+            reset_cap: Duration::from_nanos(crate::correlate::Config::default().reset_cap_ns),
             state_dir: None,
             probes: true,
             kernel_log: true,
@@ -194,6 +204,17 @@ pub fn parse_size(s: &str) -> Result<u64> {
     };
     n.checked_mul(mul)
         .with_context(|| format!("size {s:?} too large"))
+}
+
+/// "120s", "2m" → the reset cap, between 1 s and 1 h (longer would hold every incident of a
+/// reset that never reports its end for that long).
+pub fn parse_reset_cap(s: &str) -> Result<Duration> {
+    let ns = crate::commands::export::parse_duration_ns(s)?;
+    let d = Duration::from_nanos(ns);
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+        bail!("reset cap {s:?}: use 1s to 1h (e.g. \"120s\")");
+    }
+    Ok(d)
 }
 
 /// "30d", "12h", "90m", "0" → duration (0 = none).
@@ -255,6 +276,9 @@ impl Settings {
         if let Some(n) = a.max_open_incidents {
             s.max_open_incidents = n.clamp(1, 4096);
         }
+        if let Some(v) = &a.reset_cap {
+            s.reset_cap = parse_reset_cap(v).context("agent.reset_cap")?;
+        }
         if let Some(d) = &a.state_dir {
             s.state_dir = empty_is_none(d.clone());
         }
@@ -292,6 +316,7 @@ impl Settings {
             self.max_open_incidents == new.max_open_incidents,
             "agent.max_open_incidents",
         );
+        check(self.reset_cap == new.reset_cap, "agent.reset_cap");
         check(self.state_dir == new.state_dir, "agent.state_dir");
         check(self.probes == new.probes, "agent.probes");
         check(self.kernel_log == new.kernel_log, "agent.kernel_log");
@@ -313,6 +338,7 @@ pub struct Overrides {
     pub json: bool,
     pub ring_depth: Option<usize>,
     pub ring_kib: Option<u32>,
+    pub reset_cap: Option<Duration>,
     pub socket: Option<PathBuf>,
     pub no_socket: bool,
     pub metrics: Option<SocketAddr>,
@@ -333,6 +359,9 @@ impl Overrides {
         }
         if let Some(n) = self.ring_kib {
             s.ring_kib = n;
+        }
+        if let Some(d) = self.reset_cap {
+            s.reset_cap = d;
         }
         if let Some(p) = &self.socket {
             s.socket = Some(p.clone());
@@ -366,6 +395,8 @@ pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>> {
 /// The gid of a group name (getgrnam_r), with a clear error when it does not exist.
 pub fn group_id(name: &str) -> Result<u32> {
     let c = std::ffi::CString::new(name).context("group name contains NUL")?;
+    // SAFETY: libc::group is plain data (integers and pointers): all zeroes is a valid value,
+    // which getgrnam_r overwrites.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut out: *mut libc::group = std::ptr::null_mut();
@@ -460,6 +491,29 @@ mod tests {
         let mut t = parse("[output]\ndir = \"/from/file\"\n").unwrap();
         Overrides::default().apply(&mut t);
         assert_eq!(t.output_dir.as_deref(), Some(Path::new("/from/file")));
+    }
+
+    #[test]
+    fn reset_cap_from_the_file_and_the_flag() {
+        assert_eq!(Settings::default().reset_cap, Duration::from_secs(120));
+        let mut s = parse("[agent]\nreset_cap = \"5m\"\n").unwrap();
+        assert_eq!(s.reset_cap, Duration::from_secs(300));
+        assert!(s
+            .restart_needed(&Settings {
+                reset_cap: Duration::from_secs(9),
+                ..s.clone()
+            })
+            .contains(&"agent.reset_cap"));
+        Overrides {
+            reset_cap: Some(parse_reset_cap("30s").unwrap()),
+            ..Default::default()
+        }
+        .apply(&mut s);
+        assert_eq!(s.reset_cap, Duration::from_secs(30));
+        for bad in ["0", "2h", "soon"] {
+            let e = parse(&format!("[agent]\nreset_cap = \"{bad}\"\n")).unwrap_err();
+            assert!(format!("{e:#}").contains("agent.reset_cap"), "{bad}: {e:#}");
+        }
     }
 
     #[test]

@@ -138,6 +138,18 @@ impl SafeDir {
         })
     }
 
+    /// Open an existing directory to read what it holds (`hangwatch list`): the path as given,
+    /// except that its last component must not be a symlink.
+    pub fn open_nofollow(path: &Path) -> Result<SafeDir> {
+        let fd = rfs::open(path, DIR_FLAGS, Mode::empty())
+            .map_err(|e| Self::open_error(e, path, path))
+            .with_context(|| format!("incident directory {}", path.display()))?;
+        Ok(SafeDir {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// Like [`SafeDir::open_private`] but created 0755: a directory others may traverse to
     /// reach what it holds (the control socket), still writable only by us.
     pub fn open_shared(path: &Path, create: bool) -> Result<SafeDir> {

@@ -29,11 +29,9 @@ pub fn stderr_is_journal() -> bool {
     let Some((dev, ino)) = v.to_str().and_then(|s| s.split_once(':')) else {
         return false;
     };
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat on fd 2 writes into a valid stat.
-    if unsafe { libc::fstat(2, &mut st) } != 0 {
+    let Ok(st) = rustix::fs::fstat(std::io::stderr()) else {
         return false;
-    }
+    };
     dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
 }
 

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub probes: BTreeMap<&'static str, u64>,
     pub recorder_jobs: BTreeMap<String, u64>,
     pub open_incidents: u64,
+    /// The correlator's bounded-table and bookkeeping counters (`correlate::Stats`).
+    pub correlator: BTreeMap<&'static str, u64>,
 }
 
 pub type Shared = Arc<Mutex<Metrics>>;
@@ -217,6 +219,15 @@ impl Metrics {
             self.dropped
                 .iter()
                 .map(|(k, n)| (labels(&[("reason", k)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_correlator_events_total",
+            "counter",
+            "Correlator bookkeeping, by what: scheduler/fence events matching no recorded job (unmatched_join), identities and PASID mappings evicted from the bounded tables (process_eviction, pasid_eviction), join-only records no incident took (unattached), per-process summaries and submission counts not kept (summary_overflow, submission_untracked).",
+            self.correlator
+                .iter()
+                .map(|(k, n)| (labels(&[("what", k)]), n.to_string()))
                 .collect(),
         );
         family(

@@ -1,15 +1,13 @@
 //! Stored incident directories, as `hangwatch list` / `show` and retention by age see them.
 //! The directory is writable by the agent and readable by root, so everything is opened
-//! relative to a directory fd with O_NOFOLLOW: a planted symlink is skipped, never followed.
-use std::ffi::CString;
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+//! through [`SafeDir`] (directory descriptors, O_NOFOLLOW, regular single-link files only): a
+//! planted symlink is skipped, never followed.
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
+use crate::fsafe::SafeDir;
 use crate::incident::Incident;
 
 /// Where the packaged service writes incidents (`list`/`show` default).
@@ -30,70 +28,34 @@ pub struct Stored {
     pub when_from_mtime: bool,
 }
 
-fn openat(dir: &OwnedFd, name: &str, flags: libc::c_int) -> std::io::Result<OwnedFd> {
-    let c = CString::new(name).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: valid dirfd and NUL-terminated name; the returned fd is owned by the caller.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by openat and is not owned elsewhere.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Opens the incident root itself, refusing a symlink there too.
-pub fn open_root(root: &Path) -> Result<OwnedFd> {
-    let c = CString::new(root.as_os_str().as_encoded_bytes()).context("path contains NUL")?;
-    // SAFETY: NUL-terminated path; the returned fd is owned by the caller.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
-            bail!(
-                "{} is a symlink or not a directory; refusing to follow it",
-                root.display()
-            );
-        }
-        return Err(e)
-            .with_context(|| format!("cannot open incident directory {}", root.display()));
-    }
-    // SAFETY: fd was just returned by open.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Reads `<name>/incident.json` under `root` without following symlinks; regular files only.
-fn read_incident(root: &OwnedFd, name: &str) -> Result<(Incident, SystemTime)> {
-    let dir = openat(root, name, libc::O_RDONLY | libc::O_DIRECTORY)
+fn read_incident(root: &SafeDir, name: &str) -> Result<(Incident, SystemTime)> {
+    let dir = root
+        .subdir(name)
         .with_context(|| format!("{name}: not a directory (or a symlink)"))?;
-    let fd = openat(&dir, "incident.json", libc::O_RDONLY)
+    let text = dir
+        .read_file("incident.json", MAX_JSON)
         .with_context(|| format!("{name}/incident.json"))?;
-    let f = File::from(fd);
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        bail!("{name}/incident.json is not a regular file");
-    }
-    if meta.len() > MAX_JSON {
-        bail!(
-            "{name}/incident.json is {} bytes; not an incident",
-            meta.len()
-        );
-    }
-    let mut text = Vec::new();
-    f.take(MAX_JSON).read_to_end(&mut text)?;
     let inc: Incident = serde_json::from_slice(&text)
         .with_context(|| format!("{name}/incident.json is not a hangwatch incident"))?;
-    Ok((inc, meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+    let mtime = dir
+        .mtime("incident.json")
+        .and_then(|(s, ns)| {
+            let d = Duration::new(u64::try_from(s).ok()?, u32::try_from(ns).ok()?);
+            SystemTime::UNIX_EPOCH.checked_add(d)
+        })
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Ok((inc, mtime))
+}
+
+/// The incident entries of `root` (hidden ones are staging and leftovers).
+fn entry_names(root: &SafeDir) -> Result<Vec<String>> {
+    Ok(root
+        .entries()?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !n.starts_with('.'))
+        .collect())
 }
 
 /// `2026-11-22T10:00:00.123456Z` (RFC 3339, any offset) → ns since the epoch.
@@ -110,18 +72,11 @@ fn system_ns(t: SystemTime) -> u64 {
 
 /// Every incident under `root`, oldest first, and a line per entry that could not be read.
 pub fn list(root: &Path) -> Result<(Vec<Stored>, Vec<String>)> {
-    let rootfd = open_root(root)?;
-    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/self/fd/{}", rootfd.as_raw_fd()))
-        .with_context(|| format!("reading {}", root.display()))?
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    names.sort();
+    let dir = SafeDir::open_nofollow(root)?;
     let mut out = Vec::new();
     let mut problems = Vec::new();
-    for name in names {
-        match read_incident(&rootfd, &name) {
+    for name in entry_names(&dir)? {
+        match read_incident(&dir, &name) {
             Ok((incident, mtime)) => {
                 let wall = incident.wall_time.as_deref().and_then(parse_wall);
                 out.push(Stored {
@@ -170,23 +125,14 @@ pub fn find(root: &Path, which: &str) -> Result<Stored> {
 /// Deletes incident directories whose incident.json is older than `age`; returns how many.
 pub fn prune_older_than(root: &Path, age: Duration) -> Result<usize> {
     let cutoff = system_ns(SystemTime::now()).saturating_sub(age.as_nanos() as u64);
-    let rootfd = open_root(root)?;
+    let dir = SafeDir::open_nofollow(root)?;
     let mut n = 0;
-    for e in std::fs::read_dir(format!("/proc/self/fd/{}", rootfd.as_raw_fd()))?.flatten() {
-        let Ok(name) = e.file_name().into_string() else {
-            continue;
-        };
-        if name.starts_with('.') {
-            continue;
-        }
-        let Ok((_, mtime)) = read_incident(&rootfd, &name) else {
+    for name in entry_names(&dir)? {
+        let Ok((_, mtime)) = read_incident(&dir, &name) else {
             continue;
         };
         if system_ns(mtime) < cutoff {
-            // remove_dir_all does not follow symlinks inside; the entry itself is a real
-            // directory (read_incident opened it with O_NOFOLLOW).
-            std::fs::remove_dir_all(root.join(&name))
-                .with_context(|| format!("removing {}", root.join(&name).display()))?;
+            dir.remove_tree(&name)?;
             n += 1;
         }
     }
@@ -243,7 +189,7 @@ pub(crate) mod tests {
         // The root itself as a symlink is refused.
         let link = outside.join("root-link");
         std::os::unix::fs::symlink(&root, &link).unwrap();
-        assert!(format!("{:#}", list(&link).unwrap_err()).contains("symlink"));
+        assert!(format!("{:#}", list(&link).unwrap_err()).contains("symbolic link"));
         std::fs::remove_dir_all(&root).unwrap();
         std::fs::remove_dir_all(&outside).unwrap();
     }
@@ -253,7 +199,7 @@ pub(crate) mod tests {
         let root = tmp("prune");
         let old = write_incident(&root, "old", None);
         write_incident(&root, "new", None);
-        File::options()
+        std::fs::File::options()
             .write(true)
             .open(old.join("incident.json"))
             .unwrap()

@@ -812,8 +812,10 @@ fn read_proc(pid: &str) -> Value {
         Ok(_) => json!("ok"),
         Err(e) => json!(e.to_string()),
     };
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
     json!({
-        "uid": unsafe { libc::geteuid() },
+        "uid": uid,
         "fdinfo": match fdinfo { Ok(_) => json!("ok"), Err(e) => json!(e) },
         "exe": r(std::fs::read_link(format!("{p}/exe")).map(|x| x.display().to_string())),
         "maps": r(std::fs::read_to_string(format!("{p}/maps"))),

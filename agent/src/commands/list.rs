@@ -36,17 +36,9 @@ pub fn parse_since(s: &str) -> anyhow::Result<u64> {
     Ok(now.saturating_sub(ago))
 }
 
-/// Untrusted text (process names) for a terminal: control characters shown as `\xNN`.
+/// Untrusted text (process names, host names) for a terminal (`escape::terminal`).
 pub fn term_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                format!("\\x{:02x}", c as u32)
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    crate::escape::terminal(s).into_owned()
 }
 
 fn culprit(s: &Stored) -> String {

@@ -29,6 +29,10 @@ pub struct Args {
     /// eBPF ring buffer size in KiB, rounded up to a power of two [default: 4096].
     #[arg(long, value_name = "KIB")]
     pub ring_kib: Option<u32>,
+    /// Keep an incident whose GPU reset began open at most this long waiting for the reset's
+    /// end, e.g. 120s or 5m [default: 120s].
+    #[arg(long, value_name = "DURATION")]
+    pub reset_cap: Option<String>,
     /// Control socket for `hangwatch export` [default: /run/hangwatch/control.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
@@ -59,6 +63,12 @@ impl Args {
             json: self.json,
             ring_depth: self.ring_depth,
             ring_kib: self.ring_kib,
+            reset_cap: self
+                .reset_cap
+                .as_deref()
+                .map(config::parse_reset_cap)
+                .transpose()
+                .context("--reset-cap")?,
             socket: self.socket.clone(),
             no_socket: self.no_socket,
             metrics: match &self.metrics {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::control::{spawn_server, Request, Response, ServerHandle};
+use crate::control::{spawn_server_with, Request, Response, ServerHandle, ServerOptions};
 use crate::{info, warn};
 
 use super::state::State;
@@ -35,7 +35,20 @@ impl ControlSource {
                 .recv_timeout(Duration::from_secs(10))
                 .unwrap_or_else(|_| failed("the agent did not answer in 10 s"))
         };
-        let server = match spawn_server(path, handler) {
+        // `control.group`: the socket becomes 0660 and that group's members pass the peer
+        // credential check (SO_PEERCRED) too.
+        let gid = group.and_then(|g| match crate::config::group_id(g) {
+            Ok(gid) => Some(gid),
+            Err(e) => {
+                warn!("control socket: {e:#}; it stays owner-only (0600)");
+                None
+            }
+        });
+        let opts = ServerOptions {
+            group: gid,
+            ..ServerOptions::default()
+        };
+        let server = match spawn_server_with(path, opts, handler) {
             Ok(h) => h,
             Err(e) => {
                 warn!(
@@ -44,11 +57,6 @@ impl ControlSource {
                 return None;
             }
         };
-        if let Some(g) = group {
-            if let Err(e) = share_with_group(path, g) {
-                warn!("control socket: {e:#}; it stays owner-only (0600)");
-            }
-        }
         info!("control socket: {}", path.display());
         Some(ControlSource {
             rx,
@@ -77,14 +85,4 @@ impl ControlSource {
         };
         let _ = reply.send(resp);
     }
-}
-
-/// `control.group`: the socket becomes root-or-service-user:GROUP 0660.
-fn share_with_group(path: &Path, group: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let gid = crate::config::group_id(group)?;
-    std::os::unix::fs::lchown(path, None, Some(gid))
-        .map_err(|e| anyhow::anyhow!("chgrp {group} {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    Ok(())
 }

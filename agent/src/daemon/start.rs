@@ -162,6 +162,7 @@ pub fn state(
         corr: Correlator::new(CorrConfig {
             ring_depth: s.ring_depth.max(1),
             max_open: s.max_open_incidents,
+            reset_cap_ns: u64::try_from(s.reset_cap.as_nanos()).unwrap_or(u64::MAX),
             ..CorrConfig::default()
         }),
         decoder: Decoder::default(),

@@ -102,6 +102,16 @@ impl State {
         m.kmsg_records = kmsg_records;
         m.open_incidents = self.corr.open_count() as u64;
         let cs = self.corr.stats();
+        for (what, n) in [
+            ("unmatched_join", cs.unmatched_joins),
+            ("process_eviction", cs.process_evictions),
+            ("pasid_eviction", cs.pasid_evictions),
+            ("unattached", cs.unattached),
+            ("summary_overflow", cs.summary_overflow),
+            ("submission_untracked", cs.submissions_untracked),
+        ] {
+            m.correlator.insert(what, n);
+        }
         let depth = self.corr.ring_depth() as u64;
         for (ring, seen) in &cs.ring_jobs_seen {
             let evicted = cs.ring_jobs_evicted.get(ring).copied().unwrap_or(0);

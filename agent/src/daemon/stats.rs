@@ -43,9 +43,13 @@ pub fn print(st: &State, ring: Option<&RingSource>, kmsg: Option<&KmsgSource>, a
         rings.push("no jobs seen".into());
     }
     info!(
-        "flight recorder: {}; unmatched scheduler/fence joins {}; process identities evicted {}",
+        "flight recorder: {}; unmatched scheduler/fence joins {}; evicted from the bounded tables: process identities {}, PASID mappings {}; not kept: join-only records no incident took {}, per-process summaries {}, per-process submission counts {}",
         rings.join(", "),
         cs.unmatched_joins,
         cs.process_evictions,
+        cs.pasid_evictions,
+        cs.unattached,
+        cs.summary_overflow,
+        cs.submissions_untracked,
     );
 }
