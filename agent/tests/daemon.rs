@@ -57,17 +57,44 @@ impl FakeKmsg {
     }
 
     fn append(&mut self, at_us: u64, lines: &[(u64, &str)]) {
+        self.append_live(at_us, lines, None);
+    }
+
+    /// Appends to the file (what /dev/kmsg keeps for a later reader) and, when given, to
+    /// `live` too: a FIFO a running agent follows as it follows /dev/kmsg.
+    fn append_live(&mut self, at_us: u64, lines: &[(u64, &str)], live: Option<&mut std::fs::File>) {
+        let mut text = String::new();
+        for (off, msg) in lines {
+            self.seq += 1;
+            text += &format!("3,{},{},-;{msg}\n", self.seq, at_us + off);
+            // A dictionary line, as /dev/kmsg adds for device messages.
+            text += " SUBSYSTEM=pci\n";
+        }
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&self.path)
             .unwrap();
-        for (off, msg) in lines {
-            self.seq += 1;
-            writeln!(f, "3,{},{},-;{msg}", self.seq, at_us + off).unwrap();
-            // A dictionary line, as /dev/kmsg adds for device messages.
-            writeln!(f, " SUBSYSTEM=pci").unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        if let Some(l) = live {
+            l.write_all(text.as_bytes()).unwrap();
         }
     }
+}
+
+/// A FIFO standing in for /dev/kmsg while an agent runs, held open for writing (so the
+/// agent's reader waits for records instead of seeing the end of its input).
+fn live_kmsg(dir: &Path) -> (PathBuf, std::fs::File) {
+    let p = dir.join("kmsg-live");
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    // Read+write: opening a FIFO so does not wait for a reader.
+    let w = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    (p, w)
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
@@ -79,9 +106,14 @@ fn tmpdir(tag: &str) -> PathBuf {
 
 /// `hangwatch run` kernel-log only, on the fake log, with a socket under `dir`.
 fn agent(dir: &Path, kmsg: &FakeKmsg, extra: &[&str]) -> Command {
+    agent_on(dir, &kmsg.path, extra)
+}
+
+/// `hangwatch run` kernel-log only, reading `kmsg` (a file or a FIFO).
+fn agent_on(dir: &Path, kmsg: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(["run", "--kmsg-only", "--kmsg-path"])
-        .arg(&kmsg.path)
+        .arg(kmsg)
         .arg("--socket")
         .arg(dir.join("control.sock"))
         .args(extra)
@@ -176,7 +208,7 @@ fn signal(child: &Child, sig: i32) {
 }
 
 #[test]
-fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
+fn kill_9_while_an_incident_is_open_leaves_it_provisional_and_the_restart_completes_it() {
     let dir = tmpdir("kill9");
     let (state, out) = (dir.join("state"), dir.join("incidents"));
     let mut kmsg = FakeKmsg::new(&dir);
@@ -193,54 +225,89 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
     assert!(said(&seen, "2 earlier record(s) left unread"), "{seen:#?}");
     assert_eq!(cursor_seq(&state).as_deref(), Some("1002"));
 
-    // The fault arrives while the agent runs; it is killed before the timeout.
-    let mut a = agent(&dir, &kmsg, &common)
+    // The fault, the timeout and the reset's start arrive while the agent runs; it is killed
+    // while the incident waits for the reset's end.
+    let (fifo, mut live) = live_kmsg(&dir);
+    let mut a = agent_on(&dir, &fifo, &common)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let rx = lines(&mut a);
     let mut seen = Vec::new();
     assert!(wait_for(&rx, "control socket", &mut seen), "{seen:#?}");
-    kmsg.append(monotonic_us(), FAULT);
-    // Give the follower time to read it and the 1 s timer to run (the cursor must not move).
+    let t = monotonic_us();
+    kmsg.append_live(t, FAULT, Some(&mut live));
+    kmsg.append_live(t + 2_650_000, &TIMEOUT[..3], Some(&mut live));
+    assert!(
+        wait_for(&rx, "provisional until it closes", &mut seen),
+        "{seen:#?}"
+    );
+    // The timeout joins it at the next write, within a second.
     std::thread::sleep(Duration::from_millis(2500));
     signal(&a, libc::SIGKILL);
     finish(a, &rx, &mut seen);
+    drop(live);
+    let inc = incidents(&out);
+    assert_eq!(inc.len(), 1, "written while open: {inc:#?}\n{seen:#?}");
+    let p = &inc[0];
+    assert_eq!(p["provisional"], true, "{p}");
+    assert_eq!(p["culprit"]["comm"], "zed", "{p}");
+    assert_eq!(p["reset"], "began", "{p}");
+    let evidence = p["evidence"].to_string();
     assert!(
-        incidents(&out).is_empty(),
-        "nothing was closed before the kill"
+        evidence.contains("page fault") && evidence.contains("ring gfx_0.0.0 timeout"),
+        "the fault and the timeout are on disk: {evidence}"
     );
+    let id = p["id"].as_str().unwrap().to_string();
+    // Captured when it opened: host facts and the culprit's maps beside incident.json.
+    for f in ["host.json", "processes.json", "kernel.log", "report.md"] {
+        assert!(out.join(&id).join(f).is_file(), "{f} missing in {id}");
+    }
     assert_eq!(
         cursor_seq(&state).as_deref(),
         Some("1002"),
         "the cursor stayed before the open incident's fault"
     );
+    let o = Command::new(BIN)
+        .args(["list", "--dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("(open)"), "list marks it: {table}");
 
-    // The timeout and reset happen while the agent is down; the restart re-reads the fault.
-    kmsg.append(monotonic_us(), TIMEOUT);
+    // The reset ends while the agent is down; the restart re-reads from the cursor and
+    // completes the same incident.
+    kmsg.append(t + 2_650_000, &TIMEOUT[3..]);
     let (code, seen) = run_to_end(agent(&dir, &kmsg, &common).args(["--duration", "2"]));
     assert_eq!(code, Some(0), "{seen:#?}");
     assert!(said(&seen, "resuming after record 1002"), "{seen:#?}");
+    assert!(
+        said(&seen, "left provisional by a stopped agent"),
+        "{seen:#?}"
+    );
     assert!(said(&seen, "backlog of 7 record(s) read"), "{seen:#?}");
     let inc = incidents(&out);
-    assert_eq!(inc.len(), 1, "{inc:#?}");
-    assert_eq!(inc[0]["kind"], "ring_timeout");
+    assert_eq!(inc.len(), 1, "completed, not duplicated: {inc:#?}");
+    let f = &inc[0];
+    assert_eq!(f["id"], id.as_str(), "the same incident");
+    assert!(f.get("provisional").is_none(), "final: {f}");
+    assert_eq!(f["kind"], "ring_timeout");
+    assert_eq!(f["reset"], "succeeded", "{f}");
     assert_eq!(
-        inc[0]["culprit"]["comm"], "zed",
+        f["culprit"]["comm"], "zed",
         "the fault survived the kill: zed, not the victim"
     );
-    assert_eq!(inc[0]["kernel_blamed"]["comm"], "Xwayland");
+    assert_eq!(f["kernel_blamed"]["comm"], "Xwayland");
     assert_eq!(
-        inc[0]["boot_id"].as_str().map(str::len),
+        f["boot_id"].as_str().map(str::len),
         Some(36),
         "live incidents carry the boot id"
     );
     assert!(
-        inc[0]["wall_time"]
-            .as_str()
-            .is_some_and(|w| w.ends_with('Z')),
+        f["wall_time"].as_str().is_some_and(|w| w.ends_with('Z')),
         "{}",
-        inc[0]["wall_time"]
+        f["wall_time"]
     );
 
     // Another restart resumes after the reset: the incident is not reported twice.
@@ -249,6 +316,52 @@ fn kill_9_between_fault_and_timeout_loses_nothing_after_restart() {
     assert!(said(&seen, "resuming after record 1009"), "{seen:#?}");
     assert_eq!(incidents(&out).len(), 1);
     list_and_show(&out);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_incident_left_open_that_the_log_no_longer_holds_is_finalised_as_written() {
+    let dir = tmpdir("stale");
+    let out = dir.join("incidents");
+    let mut kmsg = FakeKmsg::new(&dir);
+    let (fifo, mut live) = live_kmsg(&dir);
+    let mut a = agent_on(&dir, &fifo, &["--output", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert!(wait_for(&rx, "control socket", &mut seen), "{seen:#?}");
+    kmsg.append_live(monotonic_us(), FAULT, Some(&mut live));
+    assert!(
+        wait_for(&rx, "provisional until it closes", &mut seen),
+        "{seen:#?}"
+    );
+    signal(&a, libc::SIGKILL);
+    finish(a, &rx, &mut seen);
+    drop(live);
+    assert_eq!(incidents(&out)[0]["provisional"], true);
+    // No cursor: the restart reads the log from its end, so nothing regenerates the fault.
+    let (code, seen) = run_to_end(
+        agent(&dir, &kmsg, &["--output", out.to_str().unwrap()]).args(["--duration", "1"]),
+    );
+    assert_eq!(code, Some(0), "{seen:#?}");
+    assert!(said(&seen, "finalised as written"), "{seen:#?}");
+    let inc = incidents(&out);
+    assert_eq!(inc.len(), 1, "{inc:#?}");
+    assert!(inc[0].get("provisional").is_none(), "{}", inc[0]);
+    assert!(
+        inc[0]["reasoning"]
+            .as_str()
+            .is_some_and(|r| r.contains("stopped while this incident was open")),
+        "{}",
+        inc[0]
+    );
+    let id = inc[0]["id"].as_str().unwrap();
+    assert!(
+        out.join(id).join("host.json").is_file(),
+        "facts of the open kept"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

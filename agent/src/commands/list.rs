@@ -72,6 +72,7 @@ fn row(s: &Stored) -> serde_json::Value {
         "confidence": i.confidence,
         "kernel_blamed": i.kernel_blamed,
         "kernel_blame_disputed": i.kernel_blame_disputed,
+        "provisional": i.provisional,
     })
 }
 
@@ -118,13 +119,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .as_deref()
                 .map(term_safe)
                 .unwrap_or_else(|| "-".into()),
-            term_safe(&s.name),
+            term_safe(&s.name) + if i.provisional { " (open)" } else { "" },
         );
     }
     if shown.is_empty() {
         out += &format!("(no incidents in {})\n", args.dir.display());
-    } else if shown.iter().any(|s| s.when_from_mtime) {
-        out += "~ no wall time in the incident: the time its file was written\n";
+    } else {
+        if shown.iter().any(|s| s.when_from_mtime) {
+            out += "~ no wall time in the incident: the time its file was written\n";
+        }
+        if shown.iter().any(|s| s.incident.provisional) {
+            out += "(open) provisional: still open when last written (the agent is watching it, or stopped before it closed)\n";
+        }
     }
     crate::messages::stdout(&out);
     Ok(0)

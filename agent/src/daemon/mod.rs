@@ -3,7 +3,9 @@
 //! (one handler per event source: ring buffer, kernel log, control socket, timers,
 //! signals) and [`Agent::finish`] (detach, drain, close every incident, cursor, stats line).
 pub mod boot;
+mod capture;
 mod control_source;
+mod durable;
 pub mod kmsg_cursor;
 pub mod kmsg_source;
 mod output;
@@ -80,6 +82,10 @@ impl Agent {
         let mut st = start::state(s, seen_map, metrics.clone())?;
         start::initial_events(&mut st);
         let kmsg = start::kernel_log(s, &opts.kmsg_path, &mut st);
+        // The backlog regenerated what a stopped agent left open (written under its id now);
+        // the rest of what it left is finalised as written.
+        st.write_open();
+        st.out.finalise_stale();
         if attached == 0 && kmsg.is_none() {
             let caps = crate::capabilities::CapSet::current();
             let mut missing: Vec<&str> = caps.missing_for_probes();
@@ -207,6 +213,7 @@ impl Agent {
         }
         let out = self.st.corr.advance(now);
         self.st.emit(out);
+        self.st.write_open();
         if let Some(r) = self.ring.as_mut() {
             r.check_drops(&mut self.st);
         }
@@ -254,7 +261,7 @@ impl Agent {
             );
         }
         match output::Output::open_dir(new.output_dir.as_deref(), start::retention(&new)) {
-            Ok(dir) => self.st.out.dir = dir,
+            Ok(dir) => self.st.out.set_dir(dir),
             Err(e) => {
                 warn!("reload: output directory: {e:#}; keeping the old one");
                 return;

@@ -1,21 +1,19 @@
-//! Where a closed incident goes: metrics, stdout (text or JSON line), the incident directory,
-//! the journal. One failing sink never stops the others or the agent.
-//!
-//! Wave 2 (not here yet): writing an incident as soon as it opens (provisional, rewritten as
-//! evidence arrives) and capturing host facts at the hang are one more method here, e.g.
-//! `Output::update(&Incident)`, called from `State::push` with each incident the correlator
-//! reports as opened or changed (the provisional-incident API), beside `emit` for closed ones.
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+//! Where incidents go. Closed ones: metrics, stdout (text or JSON line), the incident
+//! directory (final write), the journal. Open ones (`update`, from the correlator's
+//! provisional reports): the incident directory only, as soon as they open and at most once a
+//! second after (see [`super::durable`]). One failing sink never stops the others or the agent.
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::config::Stdout;
 use crate::incident::Incident;
 use crate::journald::{incident_fields, Journal};
 use crate::metrics::Shared;
 use crate::procscan::SeenCache;
-use crate::report::incident_dir::{Extras, IncidentDir, Retention};
-use crate::report::procinfo::capture_process_maps;
+use crate::report::incident_dir::{IncidentDir, Retention};
 use crate::{info, messages, warn};
+
+use super::durable::Durable;
 
 pub struct Output {
     pub stdout: Stdout,
@@ -26,34 +24,8 @@ pub struct Output {
     pub metrics: Option<Shared>,
     /// Incidents emitted so far.
     pub count: u64,
-}
-
-/// GPU driver libraries of the incident's culprit and victims: from the first-sight capture
-/// (the process may have exited since), else read now if the process is still alive.
-fn extras_for(inc: &Incident, seen: &SeenCache) -> Extras {
-    let mut pids: Vec<u32> = inc.culprit.iter().map(|c| c.pid).collect();
-    for v in &inc.victims {
-        if !pids.contains(&v.pid) {
-            pids.push(v.pid);
-        }
-    }
-    let process_maps = pids
-        .into_iter()
-        .filter(|p| *p != 0)
-        .filter_map(|pid| match seen.driver_maps(pid) {
-            Some(m) => Some((pid, m.to_vec())),
-            None => capture_process_maps(pid).ok().map(|m| (pid, m)),
-        })
-        .collect();
-    Extras {
-        process_maps,
-        // Host facts and devcoredumps, read before the dump expires (5 minutes after the
-        // reset). TODO(wave 2): capture when the incident opens rather than when it is written.
-        host: Some(crate::hostfacts::collect(
-            &crate::hostfacts::Roots::default(),
-            inc.gpu.as_deref(),
-        )),
-    }
+    /// Open incidents' early writes and the facts captured when they opened.
+    pub durable: Durable,
 }
 
 impl Output {
@@ -65,17 +37,66 @@ impl Output {
         dir.map(|p| IncidentDir::open(p, retention)).transpose()
     }
 
+    /// The incident directory, at start or on a reload: in a directory new to this agent,
+    /// what a stopped agent left open is looked for.
+    pub fn set_dir(&mut self, dir: Option<IncidentDir>) {
+        if let Some(d) = &dir {
+            if self.dir.as_ref().map(IncidentDir::root) != Some(d.root()) {
+                self.durable.load_stale(d);
+            }
+        }
+        self.dir = dir;
+    }
+
+    /// Closed incidents.
     pub fn emit(&mut self, incidents: Vec<Incident>, seen: &SeenCache) {
-        for inc in incidents {
+        for mut inc in incidents {
             self.count += 1;
+            // First: a regenerated incident takes the id it was written under before.
+            let extras = self
+                .dir
+                .as_ref()
+                .map(|d| self.durable.close(&mut inc, d, seen));
             if let Some(m) = &self.metrics {
                 if let Ok(mut m) = m.lock() {
                     m.record_incident(&inc);
                 }
             }
             self.print(&inc);
-            let written = self.write_dir(&inc, seen);
+            let written = match (self.dir.as_mut(), extras) {
+                (Some(d), Some(ex)) => match d.replace(&inc, &ex) {
+                    Ok(p) => {
+                        info!("incident written to {}", p.display());
+                        Some(p)
+                    }
+                    Err(e) => {
+                        warn!("cannot write incident {}: {e:#}", inc.id);
+                        None
+                    }
+                },
+                _ => None,
+            };
             self.log_journal(&inc, written.as_deref());
+        }
+    }
+
+    /// Provisional versions of open incidents (new or changed): written now, or as soon as
+    /// their incident's last write is a second old.
+    pub fn update(&mut self, incidents: Vec<Incident>, seen: &SeenCache) {
+        let Some(d) = self.dir.as_mut() else {
+            return;
+        };
+        if !incidents.is_empty() {
+            self.durable.update(incidents, d, seen);
+        }
+        self.durable.flush(Instant::now(), d, seen);
+    }
+
+    /// After the kernel-log backlog: what a stopped agent left open and the backlog did not
+    /// regenerate is finalised as it was written.
+    pub fn finalise_stale(&mut self) {
+        if let Some(d) = self.dir.as_mut() {
+            self.durable.finalise_stale(d);
         }
     }
 
@@ -87,20 +108,6 @@ impl Output {
             },
             Stdout::Text => messages::stdout(&crate::report::text::render(inc)),
             Stdout::None => {}
-        }
-    }
-
-    fn write_dir(&mut self, inc: &Incident, seen: &SeenCache) -> Option<PathBuf> {
-        let d = self.dir.as_mut()?;
-        match d.write(inc, &extras_for(inc, seen)) {
-            Ok(p) => {
-                info!("incident written to {}", p.display());
-                Some(p)
-            }
-            Err(e) => {
-                warn!("cannot write incident {}: {e:#}", inc.id);
-                None
-            }
         }
     }
 

@@ -22,6 +22,7 @@ use crate::{info, warn};
 
 use super::boot;
 use super::control_source::ControlSource;
+use super::durable::Durable;
 use super::kmsg_source::KmsgSource;
 use super::output::Output;
 use super::ring::RingSource;
@@ -158,7 +159,7 @@ pub fn state(
     metrics: Option<metrics::Shared>,
 ) -> Result<State> {
     let dir = Output::open_dir(s.output_dir.as_deref(), retention(s))?;
-    Ok(State {
+    let mut st = State {
         corr: Correlator::new(CorrConfig {
             ring_depth: s.ring_depth.max(1),
             max_open: s.max_open_incidents,
@@ -170,18 +171,21 @@ pub fn state(
         seen_map,
         out: Output {
             stdout: s.stdout,
-            dir,
+            dir: None,
             max_age: s.max_age,
             journal: Journal::detect(s.journal),
             metrics,
             count: 0,
+            durable: Durable::default(),
         },
         only_gpu: match amdgpu_devices(Path::new("/sys")).as_slice() {
             [one] => Some(one.clone()),
             _ => None,
         },
         user_drops: 0,
-    })
+    };
+    st.out.set_dir(dir);
+    Ok(st)
 }
 
 /// Boot facts and the processes that already have the GPU open.

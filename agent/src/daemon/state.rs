@@ -27,8 +27,24 @@ pub struct State {
 impl State {
     pub fn push(&mut self, ev: Event) {
         self.count_for_metrics(&ev);
+        let before = self.corr.open_count();
         let out = self.corr.push(ev);
+        // Closed by this event plus open now, against open before: something opened.
+        let opened = self.corr.open_count() + out.len() > before;
         self.emit(out);
+        if opened {
+            self.write_open();
+        }
+    }
+
+    /// Writes the open incidents that changed (the correlator's provisional reports): new
+    /// ones now, others when their last write is a second old. Called when an incident opens
+    /// and on the 1 s timer.
+    pub fn write_open(&mut self) {
+        if self.out.dir.is_some() {
+            let changed = self.corr.changed_open();
+            self.out.update(changed, &self.seen);
+        }
     }
 
     pub fn emit(&mut self, out: Vec<crate::incident::Incident>) {
