@@ -206,7 +206,6 @@ fn vm_main(plan_path: &Path) -> Result<()> {
         .trim()
         .to_string();
     result_line("vm", "kernel", &json!(kernel));
-    raise_memlock();
     match plan.phase.as_str() {
         "a" => phase_a(),
         "b" => phase_b(&plan),
@@ -773,18 +772,6 @@ fn wrapped(wrapper: &[String], program: &str) -> Command {
         }
         None => Command::new(program),
     }
-}
-
-/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK, and aya raises it only with
-/// CAP_SYS_RESOURCE, which the service does not have: the unit sets LimitMEMLOCK=infinity, and
-/// so does the driver for everything it starts (limits are inherited).
-fn raise_memlock() {
-    let inf = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit with a valid struct; as root in the VM it cannot fail for this limit.
-    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &inf) };
 }
 
 /// Sets kernel.perf_event_paranoid; returns the previous value.
