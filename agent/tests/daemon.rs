@@ -151,6 +151,16 @@ fn wait_for(rx: &mpsc::Receiver<String>, what: &str, seen: &mut Vec<String>) -> 
     false
 }
 
+/// Starts an agent (stdout discarded) and waits until its control socket is up; the child,
+/// its stderr lines and what it said so far.
+fn running(cmd: &mut Command) -> (Child, mpsc::Receiver<String>, Vec<String>) {
+    let mut a = cmd.stdout(Stdio::null()).spawn().unwrap();
+    let rx = lines(&mut a);
+    let mut seen = Vec::new();
+    assert!(wait_for(&rx, "control socket", &mut seen), "{seen:#?}");
+    (a, rx, seen)
+}
+
 fn finish(mut child: Child, rx: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -228,13 +238,7 @@ fn kill_9_while_an_incident_is_open_leaves_it_provisional_and_the_restart_comple
     // The fault, the timeout and the reset's start arrive while the agent runs; it is killed
     // while the incident waits for the reset's end.
     let (fifo, mut live) = live_kmsg(&dir);
-    let mut a = agent_on(&dir, &fifo, &common)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = lines(&mut a);
-    let mut seen = Vec::new();
-    assert!(wait_for(&rx, "control socket", &mut seen), "{seen:#?}");
+    let (a, rx, mut seen) = running(&mut agent_on(&dir, &fifo, &common));
     let t = monotonic_us();
     kmsg.append_live(t, FAULT, Some(&mut live));
     kmsg.append_live(t + 2_650_000, &TIMEOUT[..3], Some(&mut live));
@@ -325,13 +329,11 @@ fn an_incident_left_open_that_the_log_no_longer_holds_is_finalised_as_written() 
     let out = dir.join("incidents");
     let mut kmsg = FakeKmsg::new(&dir);
     let (fifo, mut live) = live_kmsg(&dir);
-    let mut a = agent_on(&dir, &fifo, &["--output", out.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = lines(&mut a);
-    let mut seen = Vec::new();
-    assert!(wait_for(&rx, "control socket", &mut seen), "{seen:#?}");
+    let (a, rx, mut seen) = running(&mut agent_on(
+        &dir,
+        &fifo,
+        &["--output", out.to_str().unwrap()],
+    ));
     kmsg.append_live(monotonic_us(), FAULT, Some(&mut live));
     assert!(
         wait_for(&rx, "provisional until it closes", &mut seen),
@@ -509,13 +511,7 @@ fn closed_stdout_does_not_stop_the_agent() {
 fn sighup_without_config_ends_cleanly() {
     let dir = tmpdir("hup");
     let kmsg = FakeKmsg::new(&dir);
-    let mut a = agent(&dir, &kmsg, &[])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = lines(&mut a);
-    let mut seen = Vec::new();
-    assert!(wait_for(&rx, "control socket", &mut seen), "{seen:#?}");
+    let (a, rx, mut seen) = running(&mut agent(&dir, &kmsg, &[]));
     assert!(dir.join("control.sock").exists());
     signal(&a, libc::SIGHUP);
     assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
@@ -538,13 +534,11 @@ fn sighup_with_config_reloads_and_sigterm_ends_cleanly() {
         "[output]\nmax_incidents = 10\n[agent]\nring_depth = 64\n",
     )
     .unwrap();
-    let mut a = agent(&dir, &kmsg, &["--config", cfg.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = lines(&mut a);
-    let mut seen = Vec::new();
-    assert!(wait_for(&rx, "control socket", &mut seen), "{seen:#?}");
+    let (a, rx, mut seen) = running(&mut agent(
+        &dir,
+        &kmsg,
+        &["--config", cfg.to_str().unwrap()],
+    ));
     // A live change and one that needs a restart.
     let out = dir.join("incidents");
     std::fs::write(
