@@ -611,6 +611,7 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {
         "trace.perfetto",
         "kernel.log",
         "processes.json",
+        "host.json",
     ] {
         assert!(
             !read(&format!("incident/{f}")).is_empty(),
@@ -619,6 +620,7 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {
     }
     let inc: Value = serde_json::from_slice(&read("incident/incident.json")).unwrap();
     assert_eq!(inc["schema"], "hangwatch.incident/1");
+    captured_at_the_open_and_written_while_open(&r, &inc, &read("incident/host.json"));
     assert_eq!(comm(&inc["culprit"]), Some("zed"), "{inc}");
     let zed_pid = inc["culprit"]["pid"].as_u64().unwrap();
     // The live agent captured the culprit's mappings while it ran (the simulated clients map no
@@ -688,6 +690,44 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {
             "{f} not in the archive:\n{list}"
         );
     }
+}
+
+/// `2026-11-29T19:48:05.249493Z` -> Unix seconds.
+fn unix_seconds(rfc3339: &str) -> f64 {
+    let (date, time) = rfc3339.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    // Days from the civil date (H. Hinnant's algorithm).
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let t: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+    days as f64 * 86400.0 + t[0] * 3600.0 + t[1] * 60.0 + t[2]
+}
+
+/// Wave 2 in the VM: the agent wrote the incident when it opened (provisional) and the host
+/// facts in it were read then — not at the final write, which comes at least the settle time
+/// (5 s) after the reset — and the final version is no longer provisional.
+fn captured_at_the_open_and_written_while_open(r: &Value, inc: &Value, host_json: &[u8]) {
+    let said = r["agent_stderr"].to_string();
+    assert!(
+        said.contains("provisional until it closes"),
+        "no provisional write when the incident opened: {said}"
+    );
+    assert!(inc.get("provisional").is_none(), "the final write: {inc}");
+    let host: Value = serde_json::from_slice(host_json).unwrap();
+    let captured = host["captured_unix_s"].as_f64().unwrap();
+    let opened = unix_seconds(inc["wall_time"].as_str().expect("wall_time"));
+    let span_s = (inc["ended_ns"].as_f64().unwrap() - inc["started_ns"].as_f64().unwrap()) / 1e9;
+    assert!(
+        captured >= opened.floor() - 1.0 && captured <= opened + 3.0,
+        "host facts captured at {captured}, the incident opened at {opened} and lasted {span_s:.1} s"
+    );
 }
 
 /// `hangwatch export --since 60s` against the running agent in scenario 1 (control socket ->
@@ -777,6 +817,15 @@ fn least_privilege_agent_gets_the_same_incidents_as_root(run: &Run) {
     let root = run.load(&format!("scenarios/{SCENARIO_1}.json"));
     let lp = run.load(&format!("scenarios/{LEAST_PRIVILEGE}.json"));
     let stderr = &lp["agent_stderr"];
+    let said = |what: &str| {
+        stderr
+            .as_array()
+            .is_some_and(|l| l.iter().filter_map(Value::as_str).any(|l| l.contains(what)))
+    };
+    assert!(
+        said("control socket: /tmp/hw-run/control.sock"),
+        "the control socket in a directory of its own: {stderr}"
+    );
     assert_eq!(
         attach_line(&lp),
         attach_line(&root),
