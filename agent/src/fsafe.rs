@@ -67,7 +67,7 @@ fn check_ancestor(st: &rfs::Stat, at: &Path) -> Result<()> {
             mode & 0o7777
         );
     }
-    if st.st_uid != 0 && st.st_uid != euid() {
+    if !trusted_owner(st.st_uid, euid()) {
         bail!(
             "{} is owned by uid {}, who could swap the path hangwatch writes to: use a directory whose \
              parents are owned by root or by you",
@@ -78,28 +78,37 @@ fn check_ancestor(st: &rfs::Stat, at: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The directory a privileged writer may own: ours, and writable only by us.
+/// Who may own a directory hangwatch writes in: the user it runs as (the packaged service's
+/// `hangwatch` user owns its StateDirectory) or root (who could redirect anything anyway).
+/// Anyone else could plant or swap files in it.
+fn trusted_owner(owner: u32, euid: u32) -> bool {
+    owner == euid || owner == 0
+}
+
+/// The directory a privileged writer may use: owned by us or root, writable only by its owner.
 fn check_private(st: &rfs::Stat, path: &Path) -> Result<()> {
-    if st.st_uid != euid() {
-        bail!(
-            "{} is owned by uid {}, not by uid {} which runs hangwatch: another user could plant or swap \
-             files in it; fix with `chown {}: {}` or choose another directory",
+    private_problem(st.st_uid, st.st_mode, euid(), path).map_or(Ok(()), Err)
+}
+
+/// Why a directory owned by `owner` with `mode` is not private to a writer running as `euid`.
+fn private_problem(owner: u32, mode: u32, euid: u32, path: &Path) -> Option<anyhow::Error> {
+    if !trusted_owner(owner, euid) {
+        return Some(anyhow::anyhow!(
+            "{} is owned by uid {owner}, not by uid {euid} which runs hangwatch (nor root): another \
+             user could plant or swap files in it; fix with `chown {euid}: {}` or choose another directory",
             path.display(),
-            st.st_uid,
-            euid(),
-            euid(),
             path.display()
-        );
+        ));
     }
-    if st.st_mode & 0o022 != 0 {
-        bail!(
+    if mode & 0o022 != 0 {
+        return Some(anyhow::anyhow!(
             "{} is writable by group or others (mode {:04o}); fix with `chmod 0700 {}`",
             path.display(),
-            st.st_mode & 0o7777,
+            mode & 0o7777,
             path.display()
-        );
+        ));
     }
-    Ok(())
+    None
 }
 
 fn io_err(e: Errno) -> std::io::Error {
@@ -123,6 +132,18 @@ impl SafeDir {
         let fd = rfs::open(path, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())
             .map_err(io_err)
             .with_context(|| format!("opening directory {}", path.display()))?;
+        Ok(SafeDir {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Open an existing directory to read what it holds (`hangwatch list`): the path as given,
+    /// except that its last component must not be a symlink.
+    pub fn open_nofollow(path: &Path) -> Result<SafeDir> {
+        let fd = rfs::open(path, DIR_FLAGS, Mode::empty())
+            .map_err(|e| Self::open_error(e, path, path))
+            .with_context(|| format!("incident directory {}", path.display()))?;
         Ok(SafeDir {
             fd,
             path: path.to_path_buf(),
@@ -481,6 +502,79 @@ mod tests {
         let e = SafeDir::open_private(&base.join("a/b"), false).unwrap_err();
         assert!(format!("{e:#}").contains("without the sticky bit"), "{e:#}");
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_service_user_or_root_may_own_the_output_directory() {
+        let p = Path::new("/var/lib/hangwatch/incidents");
+        // The packaged service (uid 999 here) in its own StateDirectory, or in one root made.
+        assert!(private_problem(999, 0o40700, 999, p).is_none());
+        assert!(private_problem(0, 0o40750, 999, p).is_none());
+        // root in its own directory.
+        assert!(private_problem(0, 0o40700, 0, p).is_none());
+        // Another user's directory, whoever runs hangwatch: refused with the fix.
+        for euid in [0, 999] {
+            let e = private_problem(1000, 0o40700, euid, p).unwrap();
+            assert!(format!("{e}").contains(&format!("chown {euid}:")), "{e}");
+        }
+        // The right owner but writable by others.
+        let e = private_problem(999, 0o40770, 999, p).unwrap();
+        assert!(format!("{e}").contains("chmod 0700"), "{e}");
+    }
+
+    /// The real walk as a non-root uid (setpriv): it creates and reuses a directory it owns
+    /// under a root-owned parent, and refuses one root made for another user.
+    #[test]
+    fn an_unprivileged_agent_owns_its_output_directory() {
+        let base = tmp("svc");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mine = base.join("state");
+        std::fs::create_dir(&mine).unwrap();
+        std::os::unix::fs::chown(&mine, Some(65534), Some(65534)).unwrap();
+        let other = base.join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::os::unix::fs::chown(&other, Some(1000), Some(1000)).unwrap();
+        // This test binary again, as uid 65534, running only the probe below.
+        let exe = std::env::current_exe().unwrap();
+        let run = |dir: &Path| {
+            std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(&exe)
+                .args([
+                    "--exact",
+                    "fsafe::tests::probe_open_private_as_given_user",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .env("HW_FSAFE_PROBE_DIR", dir)
+                .output()
+                .expect("setpriv (util-linux)")
+        };
+        let o = run(&mine.join("incidents"));
+        let said = String::from_utf8_lossy(&o.stdout);
+        assert!(said.contains("PROBE ok"), "{said}");
+        assert!(mine.join("incidents").is_dir());
+        let o = run(&other);
+        let said = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            said.contains("PROBE err") && said.contains("owned by uid 1000"),
+            "{said}"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Run by `an_unprivileged_agent_owns_its_output_directory` as another uid.
+    #[test]
+    #[ignore = "a helper: an_unprivileged_agent_owns_its_output_directory runs it as uid 65534"]
+    fn probe_open_private_as_given_user() {
+        let Some(dir) = std::env::var_os("HW_FSAFE_PROBE_DIR") else {
+            return;
+        };
+        match SafeDir::open_private(Path::new(&dir), true) {
+            Ok(_) => println!("PROBE ok"),
+            Err(e) => println!("PROBE err {e:#}"),
+        }
     }
 
     #[test]

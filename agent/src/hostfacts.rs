@@ -268,9 +268,34 @@ fn gpu_facts(roots: &Roots, gpu: &str) -> GpuFacts {
     g
 }
 
-/// Devcoredump devices (`/sys/class/devcoredump/devcdN`) whose failing device is `gpu` (all
-/// of them when the GPU is unknown), read before they expire.
+/// The dump the kernel linked into the GPU's own sysfs directory (`devcoredump`, which is
+/// `/sys/class/drm/cardN/device/devcoredump`); the name of the devcd device it is.
+fn device_devcoredump(roots: &Roots, gpu: &str, f: &mut HostFacts) -> Option<String> {
+    let abs = format!("/sys/bus/pci/devices/{gpu}/devcoredump");
+    let link = roots.path(&abs);
+    let name = std::fs::read_link(&link)
+        .ok()?
+        .file_name()?
+        .to_string_lossy()
+        .into_owned();
+    match read_capped(&link.join("data"), MAX_DEVCOREDUMP) {
+        Ok((data, truncated)) => f.devcoredumps.push(Devcoredump {
+            source: format!("{abs}/data"),
+            file: format!("{name}.txt"),
+            bytes: data.len() as u64,
+            truncated,
+            data,
+        }),
+        Err(e) => f.devcoredump_missing = Some(format!("{abs}/data: {}", reason(&e))),
+    }
+    Some(name)
+}
+
+/// Devcoredumps of `gpu`, read before they expire: the one linked from the device itself,
+/// then devcoredump devices (`/sys/class/devcoredump/devcdN`) whose failing device is `gpu`
+/// (all of them when the GPU is unknown).
 fn devcoredumps(roots: &Roots, gpu: Option<&str>, f: &mut HostFacts) {
+    let linked = gpu.and_then(|g| device_devcoredump(roots, g, f));
     let abs = "/sys/class/devcoredump";
     let rd = match std::fs::read_dir(roots.path(abs)) {
         Ok(rd) => rd,
@@ -282,7 +307,7 @@ fn devcoredumps(roots: &Roots, gpu: Option<&str>, f: &mut HostFacts) {
     let mut names: Vec<String> = rd
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("devcd"))
+        .filter(|n| n.starts_with("devcd") && Some(n) != linked.as_ref())
         .collect();
     names.sort();
     let mut skipped = Vec::new();
@@ -374,6 +399,24 @@ pub fn collect(roots: &Roots, gpu: Option<&str>) -> HostFacts {
 }
 
 impl HostFacts {
+    /// What the kernel writes, or the incident learns, after the incident opened: the
+    /// devcoredump (written a little after the reset) while none was captured, and the GPU's
+    /// facts when its PCI address arrived after the opening event. Everything else stays as
+    /// captured at the open.
+    pub fn refresh(&mut self, roots: &Roots, gpu: Option<&str>) {
+        let gpu = gpu.filter(|g| valid_pci_address(g));
+        if self.gpu.is_none() {
+            if let Some(g) = gpu {
+                self.gpu = Some(gpu_facts(roots, g));
+                self.gpu_missing = None;
+            }
+        }
+        if self.devcoredumps.is_empty() {
+            self.devcoredump_missing = None;
+            devcoredumps(roots, gpu, self);
+        }
+    }
+
     /// `host.json` and `devcoredump/<file>` for the incident directory.
     pub fn files(&self) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         let mut v = vec![("host.json".to_string(), serde_json::to_vec_pretty(self)?)];
@@ -468,6 +511,65 @@ pub(crate) mod tests {
             "root:x:0:0::/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n",
         );
         root
+    }
+
+    #[test]
+    fn a_devcoredump_written_after_the_open_is_taken_on_refresh() {
+        let root = fake_host("refresh");
+        let roots = Roots {
+            root: root.clone(),
+            home: None,
+        };
+        std::fs::remove_dir_all(root.join("sys/class/devcoredump")).unwrap();
+        // Opened before the reset, and before the GPU's address was known.
+        let mut f = collect(&roots, None);
+        assert!(f.devcoredumps.is_empty() && f.gpu.is_none());
+        let at_open = f.captured_unix_s;
+        // The kernel writes the dump a little after the reset, linked from the device
+        // (/sys/class/drm/cardN/device/devcoredump).
+        put(
+            &root,
+            "sys/class/devcoredump/devcd7/data",
+            "AMDGPU Device Coredump\nring gfx_0.0.0\n",
+        );
+        std::os::unix::fs::symlink(
+            "../../../../class/devcoredump/devcd7",
+            root.join("sys/bus/pci/devices/0000:c3:00.0/devcoredump"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "../../../bus/pci/devices/0000:c3:00.0",
+            root.join("sys/class/devcoredump/devcd7/failing_device"),
+        )
+        .unwrap();
+        f.refresh(&roots, Some("0000:c3:00.0"));
+        assert_eq!(
+            f.devcoredumps.len(),
+            1,
+            "the linked dump once: {:?}",
+            f.devcoredumps
+        );
+        assert_eq!(f.devcoredumps[0].file, "devcd7.txt");
+        assert_eq!(
+            f.devcoredumps[0].source,
+            "/sys/bus/pci/devices/0000:c3:00.0/devcoredump/data"
+        );
+        assert!(f.devcoredump_missing.is_none());
+        assert_eq!(
+            f.gpu.as_ref().unwrap().ids["vbios_version"].get(),
+            Some("113-D7070100-100")
+        );
+        // The rest is what was captured at the open.
+        assert_eq!(f.captured_unix_s, at_open);
+        // A later refresh keeps the dump it has.
+        std::fs::write(
+            root.join("sys/class/devcoredump/devcd7/data"),
+            "a later reset\n",
+        )
+        .unwrap();
+        f.refresh(&roots, Some("0000:c3:00.0"));
+        assert!(String::from_utf8_lossy(&f.devcoredumps[0].data).contains("ring gfx_0.0.0"));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

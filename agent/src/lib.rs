@@ -12,11 +12,20 @@
 //! - [`escape`]: one escaping function per output sink for hostile text.
 //! - [`fsafe`]: file operations as root that a symlink or a swapped directory cannot redirect.
 //! - [`hostfacts`]: kernel, firmware, module and devcoredump facts captured when an incident opens.
+//! - [`daemon`]: `hangwatch run`'s lifecycle (start, one handler per event source, finish);
+//!   [`config`], [`metrics`], [`journald`], [`sd_notify`], [`capabilities`] serve it.
+//! - [`store`]: stored incident directories (`list`, `show`, retention by age).
+//! - [`messages`]: the one way to print (prefix, `--quiet`, EPIPE-safe).
+//! - [`cli`]: the clap command line (shared with the man page and completion generator).
 //! - [`commands`]: one module per CLI subcommand.
 pub mod btf;
+pub mod capabilities;
+pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod control;
 pub mod correlate;
+pub mod daemon;
 pub mod decode;
 pub mod devices;
 pub mod escape;
@@ -24,8 +33,13 @@ pub mod formats;
 pub mod fsafe;
 pub mod hostfacts;
 pub mod incident;
+pub mod journald;
 pub mod kmsg;
+pub mod messages;
+pub mod metrics;
 pub mod model;
 pub mod probes;
 pub mod procscan;
 pub mod report;
+pub mod sd_notify;
+pub mod store;

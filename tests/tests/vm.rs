@@ -681,6 +681,7 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {
         "trace.perfetto",
         "kernel.log",
         "processes.json",
+        "host.json",
     ] {
         assert!(
             !read(&format!("incident/{f}")).is_empty(),
@@ -689,6 +690,7 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {
     }
     let inc: Value = serde_json::from_slice(&read("incident/incident.json")).unwrap();
     assert_eq!(inc["schema"], "hangwatch.incident/1");
+    captured_at_the_open_and_written_while_open(&r, &inc, &read("incident/host.json"));
     assert_eq!(comm(&inc["culprit"]), Some("zed"), "{inc}");
     let zed_pid = inc["culprit"]["pid"].as_u64().unwrap();
     // The live agent captured the culprit's mappings while it ran (the simulated clients map no
@@ -760,6 +762,44 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {
     }
 }
 
+/// `2026-11-29T19:48:05.249493Z` -> Unix seconds.
+fn unix_seconds(rfc3339: &str) -> f64 {
+    let (date, time) = rfc3339.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    // Days from the civil date (H. Hinnant's algorithm).
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let t: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+    days as f64 * 86400.0 + t[0] * 3600.0 + t[1] * 60.0 + t[2]
+}
+
+/// Wave 2 in the VM: the agent wrote the incident when it opened (provisional) and the host
+/// facts in it were read then — not at the final write, which comes at least the settle time
+/// (5 s) after the reset — and the final version is no longer provisional.
+fn captured_at_the_open_and_written_while_open(r: &Value, inc: &Value, host_json: &[u8]) {
+    let said = r["agent_stderr"].to_string();
+    assert!(
+        said.contains("provisional until it closes"),
+        "no provisional write when the incident opened: {said}"
+    );
+    assert!(inc.get("provisional").is_none(), "the final write: {inc}");
+    let host: Value = serde_json::from_slice(host_json).unwrap();
+    let captured = host["captured_unix_s"].as_f64().unwrap();
+    let opened = unix_seconds(inc["wall_time"].as_str().expect("wall_time"));
+    let span_s = (inc["ended_ns"].as_f64().unwrap() - inc["started_ns"].as_f64().unwrap()) / 1e9;
+    assert!(
+        captured >= opened.floor() - 1.0 && captured <= opened + 3.0,
+        "host facts captured at {captured}, the incident opened at {opened} and lasted {span_s:.1} s"
+    );
+}
+
 /// `hangwatch export --since 60s` against the running agent in scenario 1 (control socket ->
 /// flight recorder -> Perfetto), decoded with protoc, not with our writer.
 fn scenario_1_export_from_the_running_agent_decodes(run: &Run) {
@@ -799,6 +839,153 @@ fn scenario_1_export_from_the_running_agent_decodes(run: &Run) {
         assert!(
             text.contains(&format!("name: \"{instant}")),
             "no {instant:?} instant in the export:\n{text}"
+        );
+    }
+}
+
+// ---- least privilege (the packaged service's user and capabilities) ----
+
+/// The least-privilege scenario (40): the agent as uid 65534 with the service's capabilities.
+const LEAST_PRIVILEGE: &str = "least-privilege";
+
+/// The fields that make an attribution: the same for root and the least-privilege agent.
+fn attribution(i: &Value) -> String {
+    let mut victims: Vec<&str> = i["victims"]
+        .as_array()
+        .map(|v| v.iter().filter_map(comm).collect())
+        .unwrap_or_default();
+    victims.sort();
+    format!(
+        "{} ring={} culprit={:?} confidence={} kernel_blamed={:?} disputed={} victims={victims:?} reset={}",
+        i["kind"],
+        i["ring"],
+        comm(&i["culprit"]),
+        i["confidence"],
+        comm(&i["kernel_blamed"]),
+        i["kernel_blame_disputed"],
+        i["reset"]
+    )
+}
+
+fn attach_line(r: &Value) -> String {
+    r["agent_stderr"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .find(|l| l.contains("probes attached:"))
+        })
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Scenario 40 against scenario 1 on the same kernel: every probe root attaches attaches, and
+/// the incidents are the same (culprit, victims, confidence, kernel blame), with the culprit's
+/// exe read from another user's /proc.
+fn least_privilege_agent_gets_the_same_incidents_as_root(run: &Run) {
+    run.phase_b();
+    let root = run.load(&format!("scenarios/{SCENARIO_1}.json"));
+    let lp = run.load(&format!("scenarios/{LEAST_PRIVILEGE}.json"));
+    let stderr = &lp["agent_stderr"];
+    let said = |what: &str| {
+        stderr
+            .as_array()
+            .is_some_and(|l| l.iter().filter_map(Value::as_str).any(|l| l.contains(what)))
+    };
+    assert!(
+        said("control socket: /tmp/hw-run/control.sock"),
+        "the control socket in a directory of its own: {stderr}"
+    );
+    assert_eq!(
+        attach_line(&lp),
+        attach_line(&root),
+        "as uid 65534 with the service's capabilities every probe root attaches must attach: {stderr}"
+    );
+    let list = |r: &Value| -> Vec<String> {
+        r["incidents"]
+            .as_array()
+            .map(|v| v.iter().map(attribution).collect())
+            .unwrap_or_default()
+    };
+    let want = list(&root);
+    assert!(
+        !want.is_empty(),
+        "scenario 1 had no incident: {}",
+        root["agent_stderr"]
+    );
+    assert_eq!(
+        list(&lp),
+        want,
+        "least privilege vs root; agent stderr: {stderr}"
+    );
+    // /proc of other users' processes was readable: the culprit's exe and driver maps.
+    let inc = &lp["incidents"][0];
+    assert_eq!(inc["culprit"]["exe"], "/usr/bin/zed", "{inc}");
+}
+
+/// Phase A's capability experiment (hwdriver `caps_experiment`): `check --attach` and /proc
+/// reads as uid 65534 with the service's five capabilities, each one removed, and none.
+fn phase_a_every_service_capability_is_needed(run: &Run) {
+    let a = run.load("phase-a.json");
+    let caps = &a["caps"];
+    let rows = caps["rows"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no caps experiment: {caps}"));
+    // With perf_event_paranoid=2 (upstream's default) the five capabilities are enough.
+    let all = &rows["all"];
+    let of = all["check"]["of"].as_u64().unwrap_or(0);
+    assert!(of > 0, "all five: {all}");
+    assert_eq!(
+        all["check"]["attached"].as_u64(),
+        Some(of),
+        "all five: {all}"
+    );
+    assert_eq!(all["check"]["kmsg_readable"], true, "{all}");
+    for k in ["fdinfo", "exe", "maps", "kmsg", "tracefs_format"] {
+        assert_eq!(all["read_proc"][k], "ok", "all five, {k}: {all}");
+    }
+    let first = |label: &str| {
+        rows[label]["check"]["first_failure"].to_string()
+            + &rows[label]["check"]["attach_error"].to_string()
+    };
+    let attached = |label: &str| rows[label]["check"]["attached"].as_u64();
+    // Each capability removed costs what docs/operations.md says.
+    assert!(
+        attached("-CAP_BPF") == Some(0) && first("-CAP_BPF").contains("failed to create map"),
+        "{}",
+        rows["-CAP_BPF"]
+    );
+    assert!(
+        attached("-CAP_PERFMON") == Some(0) && first("-CAP_PERFMON").contains("not permitted"),
+        "{}",
+        rows["-CAP_PERFMON"]
+    );
+    assert!(
+        attached("-CAP_DAC_READ_SEARCH") == Some(0)
+            && first("-CAP_DAC_READ_SEARCH").contains("CAP_DAC_READ_SEARCH"),
+        "{}",
+        rows["-CAP_DAC_READ_SEARCH"]
+    );
+    let r = &rows["-CAP_SYSLOG"];
+    assert!(
+        attached("-CAP_SYSLOG") == Some(of) && r["check"]["kmsg_readable"] == false,
+        "{r}"
+    );
+    let r = &rows["-CAP_SYS_PTRACE"];
+    assert!(
+        attached("-CAP_SYS_PTRACE") == Some(of)
+            && r["read_proc"]["fdinfo"] != "ok"
+            && r["read_proc"]["exe"] != "ok",
+        "{r}"
+    );
+    // Debian boots with perf_event_paranoid=3: then nothing attaches without CAP_SYS_ADMIN,
+    // and the agent says so.
+    if caps["boot_perf_event_paranoid"].as_i64() > Some(2) {
+        let r = &rows["all@boot-paranoid"];
+        assert_eq!(attached("all@boot-paranoid"), Some(0), "{r}");
+        assert!(
+            first("all@boot-paranoid").contains("perf_event_paranoid"),
+            "{r}"
         );
     }
 }
@@ -869,6 +1056,14 @@ fn kernel_trials(
         phase_b_simulator_has_module_btf_and_every_probe_attaches,
         k,
     ));
+    if here.iter().any(|(_, p)| p.name == LEAST_PRIVILEGE) {
+        v.push(vm_trial(
+            s,
+            "phase_a_every_service_capability_is_needed",
+            phase_a_every_service_capability_is_needed,
+            k,
+        ));
+    }
     for (path, p) in here {
         let stem = path
             .file_stem()
@@ -893,6 +1088,14 @@ fn kernel_trials(
                 s,
                 "scenario_1_export_from_the_running_agent_decodes",
                 scenario_1_export_from_the_running_agent_decodes,
+                k,
+            ));
+        }
+        if p.name == LEAST_PRIVILEGE {
+            v.push(vm_trial(
+                s,
+                "least_privilege_agent_gets_the_same_incidents_as_root",
+                least_privilege_agent_gets_the_same_incidents_as_root,
                 k,
             ));
         }

@@ -59,6 +59,10 @@ pub struct Scenario {
     /// (the host test checks them; `cargo xtask examples` commits them under docs/examples).
     #[serde(default)]
     pub bugreport: bool,
+    /// kernel.perf_event_paranoid while the scenario runs (Debian's default 3 refuses
+    /// perf_event_open without CAP_SYS_ADMIN); restored afterwards.
+    #[serde(default)]
+    pub perf_event_paranoid: Option<i32>,
     #[serde(default)]
     pub process: Vec<Process>,
     /// Extra `hangwatch run` arguments (after the driver's own).
@@ -191,8 +195,12 @@ fn main() {
     let r = match args.get(1).map(String::as_str) {
         Some("vm-main") if args.len() == 3 => vm_main(Path::new(&args[2])),
         Some("child") if args.len() == 4 => child(Path::new(&args[2]), &args[3]),
+        Some("read-proc") if args.len() == 3 => {
+            println!("{}", read_proc(&args[2]));
+            Ok(())
+        }
         _ => Err(anyhow::anyhow!(
-            "usage: hwdriver vm-main PLAN | hwdriver child SCENARIO INDEX"
+            "usage: hwdriver vm-main PLAN | hwdriver child SCENARIO INDEX | hwdriver read-proc PID"
         )),
     };
     if let Err(e) = r {
@@ -243,6 +251,7 @@ fn phase_a() -> Result<()> {
         &Value::Object(read_formats(&["amdgpu", "gpu_scheduler", "dma_fence"])),
     );
     result_line("phase-a", "check", &agent_check());
+    result_line("phase-a", "caps", &caps_experiment());
     let run = run_agent_only(8)?;
     result_line("phase-a", "run", &run);
     Ok(())
@@ -283,10 +292,14 @@ fn phase_b(plan: &Plan) -> Result<()> {
         );
         sh("dmesg", &["-c"]);
         let t = Instant::now();
+        let paranoid = sc.perf_event_paranoid.map(set_perf_paranoid);
         let res = match run_scenario(path, &sc, plan.demo) {
             Ok(v) => v,
             Err(e) => json!({"error": format!("{e:#}")}),
         };
+        if let Some(old) = paranoid {
+            set_perf_paranoid(old);
+        }
         let mut res = res;
         if load["status"] != 0 {
             res["modprobe"] = load;
@@ -369,15 +382,7 @@ fn start_agent(duration_s: u64, demo: bool, how: &AgentHow) -> Result<Agent> {
         args.insert(1, "--json");
     }
     args.extend(how.args.iter().map(String::as_str));
-    let mut cmd = match how.wrapper.split_first() {
-        Some((w, rest)) => {
-            let mut c = Command::new(w);
-            c.args(rest).arg(HANGWATCH);
-            c
-        }
-        None => Command::new(HANGWATCH),
-    };
-    let mut child = cmd
+    let mut child = wrapped(how.wrapper, HANGWATCH)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -744,6 +749,172 @@ fn sleep_until(t: Instant) {
     }
 }
 
+// ---- least privilege ----
+
+/// The wrapper that runs a command as the packaged service runs the agent: uid/gid 65534, no
+/// groups, exactly `caps` (inheritable + ambient, so they survive the exec as permitted and
+/// effective). The same util-linux `setpriv` line a scenario's `agent_wrapper` gives (scenario
+/// 40), so the capability experiment and the least-privilege scenario use one mechanism.
+fn setpriv_wrapper(caps: &[&str]) -> Vec<String> {
+    let set: String = std::iter::once("-all".to_string())
+        .chain(
+            caps.iter()
+                .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase())),
+        )
+        .collect::<Vec<_>>()
+        .join(",");
+    [
+        "setpriv".to_string(),
+        "--reuid=65534".into(),
+        "--regid=65534".into(),
+        "--clear-groups".into(),
+        format!("--inh-caps={set}"),
+        format!("--ambient-caps={set}"),
+        "--".into(),
+    ]
+    .to_vec()
+}
+
+/// `wrapper... program`: the command a wrapper line (agent_wrapper, setpriv_wrapper) makes.
+fn wrapped(wrapper: &[String], program: &str) -> Command {
+    match wrapper.split_first() {
+        Some((w, rest)) => {
+            let mut c = Command::new(w);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Sets kernel.perf_event_paranoid; returns the previous value.
+fn set_perf_paranoid(level: i32) -> i32 {
+    const P: &str = "/proc/sys/kernel/perf_event_paranoid";
+    let old = std::fs::read_to_string(P)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(2);
+    let _ = std::fs::write(P, level.to_string());
+    old
+}
+
+/// `hwdriver read-proc PID`: what this process may read of another user's process (the
+/// agent's /proc needs) and of the kernel log.
+fn read_proc(pid: &str) -> Value {
+    let p = format!("/proc/{pid}");
+    let fdinfo = std::fs::read_dir(format!("{p}/fdinfo"))
+        .map_err(|e| e.to_string())
+        .and_then(|mut rd| {
+            let e = rd.next().ok_or("empty")?.map_err(|e| e.to_string())?;
+            std::fs::read_to_string(e.path()).map_err(|e| e.to_string())
+        });
+    let r = |x: std::io::Result<String>| match x {
+        Ok(_) => json!("ok"),
+        Err(e) => json!(e.to_string()),
+    };
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    json!({
+        "uid": uid,
+        "fdinfo": match fdinfo { Ok(_) => json!("ok"), Err(e) => json!(e) },
+        "exe": r(std::fs::read_link(format!("{p}/exe")).map(|x| x.display().to_string())),
+        "maps": r(std::fs::read_to_string(format!("{p}/maps"))),
+        "kmsg": r(std::fs::File::open("/dev/kmsg").map(|_| String::new())),
+        "tracefs_format": r(std::fs::read_to_string("/sys/kernel/tracing/events/amdgpu/amdgpu_cs_ioctl/format")),
+        "kallsyms_addresses": std::fs::read_to_string("/proc/kallsyms")
+            .map(|k| k.lines().take(50).any(|l| !l.starts_with("0000000000000000")))
+            .unwrap_or(false),
+    })
+}
+
+/// The capability experiment behind the service's set (docs/operations.md): `check --json
+/// --attach` and `read-proc` of this (root) process, as uid 65534 with all five
+/// capabilities, with each one removed, and with none.
+fn caps_experiment() -> Value {
+    const ALL: [&str; 5] = [
+        "CAP_BPF",
+        "CAP_PERFMON",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_SYSLOG",
+        "CAP_SYS_PTRACE",
+    ];
+    let sysctl = |k: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{k}"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let tracefs_mode = std::fs::metadata("/sys/kernel/tracing")
+        .map(|m| {
+            format!(
+                "{:o}",
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
+            )
+        })
+        .unwrap_or_default();
+    let mut rows = serde_json::Map::new();
+    let mut configs: Vec<(String, Vec<String>)> =
+        vec![("all".into(), ALL.iter().map(|s| s.to_string()).collect())];
+    for drop in ALL {
+        configs.push((
+            format!("-{drop}"),
+            ALL.iter()
+                .filter(|c| **c != drop)
+                .map(|s| s.to_string())
+                .collect(),
+        ));
+    }
+    configs.push(("none".into(), vec![]));
+    // The rows above run with the upstream default perf_event_paranoid=2; this one with the
+    // value the kernel booted with (Debian's 3 refuses perf_event_open without CAP_SYS_ADMIN).
+    configs.push((
+        "all@boot-paranoid".into(),
+        ALL.iter().map(|s| s.to_string()).collect(),
+    ));
+    let me = std::process::id().to_string();
+    let boot_paranoid = set_perf_paranoid(2);
+    for (label, caps) in configs {
+        let restore = (label == "all@boot-paranoid").then(|| set_perf_paranoid(boot_paranoid));
+        let names: Vec<&str> = caps.iter().map(String::as_str).collect();
+        let wrapper = setpriv_wrapper(&names);
+        // Past the agent's own capability pre-check, so the kernel's refusal shows.
+        let c = wrapped(&wrapper, HANGWATCH)
+            .args(["check", "--json", "--attach", "--ignore-capabilities"])
+            .output();
+        let p = wrapped(&wrapper, "/bin/hwdriver")
+            .args(["read-proc", &me])
+            .output();
+        let check_json = c
+            .as_ref()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok());
+        let summary = check_json.as_ref().map(|v| {
+            let probes = v["probes"].as_array().cloned().unwrap_or_default();
+            let attached = probes.iter().filter(|p| p["status"] == "attached").count();
+            let first_failure = probes.iter().find(|p| p["status"] != "attached").map(|p| format!("{} {}: {}", p["name"], p["status"], p["reason"]));
+            json!({"attached": attached, "of": probes.len(), "kmsg_readable": v["kmsg_readable"], "attach_error": v["attach_error"], "first_failure": first_failure})
+        });
+        rows.insert(label, json!({
+            "caps": caps,
+            "check": summary,
+            "check_stderr": c.as_ref().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_else(|e| e.to_string()),
+            "read_proc": p.ok().and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok()),
+        }));
+        if restore.is_some() {
+            set_perf_paranoid(2);
+        }
+    }
+    set_perf_paranoid(boot_paranoid);
+    json!({
+        "boot_perf_event_paranoid": boot_paranoid,
+        "dmesg_restrict": sysctl("dmesg_restrict"),
+        "kptr_restrict": sysctl("kptr_restrict"),
+        "perf_event_paranoid": sysctl("perf_event_paranoid"),
+        "unprivileged_bpf_disabled": sysctl("unprivileged_bpf_disabled"),
+        "tracefs_mode": tracefs_mode,
+        "rows": rows,
+    })
+}
+
 // ---- bench ----
 
 /// Opens the device, submits `n` zero-duration gfx jobs flat out and closes it; closing waits
@@ -987,6 +1158,68 @@ fn tracer_bpf_stats(before: &[u32]) -> Value {
     json!(progs)
 }
 
+/// The agent as the service runs it (every probe attached, metrics on) with nothing happening,
+/// over a minute: what always-on monitoring costs a machine between hangs.
+fn bench_idle() -> Result<Value> {
+    let mut child = Command::new(HANGWATCH)
+        .args([
+            "run",
+            "--json",
+            "--output",
+            "/tmp/hw-idle",
+            "--metrics",
+            "127.0.0.1:9464",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting hangwatch run")?;
+    let _out = pipe_lines(child.stdout.take());
+    let err = pipe_lines(child.stderr.take());
+    let t = Instant::now();
+    let mut attached = None;
+    let mut said = Vec::new();
+    while attached.is_none() && t.elapsed() < Duration::from_secs(120) {
+        match err.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) if l.contains("probes attached") => attached = Some(l),
+            Ok(l) => said.push(l),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if attached.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("the agent never attached: {said:?}");
+    }
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(2));
+    let c0 = cpu_seconds(pid);
+    let w = Instant::now();
+    std::thread::sleep(Duration::from_secs(60));
+    let cpu = cpu_seconds(pid) - c0;
+    let window = w.elapsed().as_secs_f64();
+    let rss = status_kib(pid, "VmRSS:");
+    let peak = status_kib(pid, "VmHWM:");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    // Bounded: an agent that ignores SIGINT must not hang the bench (it did once, see metrics.rs).
+    let stop = Instant::now();
+    let mut stopped = false;
+    while !stopped && stop.elapsed() < Duration::from_secs(60) {
+        stopped = matches!(child.try_wait(), Ok(Some(_)));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !stopped {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Ok(
+        json!({"attached": attached, "stopped_on_sigint": stopped, "window_s": window, "cpu_percent": 100.0 * cpu / window, "rss_kib": rss, "rss_peak_kib": peak}),
+    )
+}
+
 const SUBMIT_CPU: usize = 0;
 const TRACER_CPU: usize = 1;
 
@@ -1023,6 +1256,11 @@ fn pin_submission_path() -> Value {
 fn phase_bench(plan: &Plan) -> Result<()> {
     let timeout = format!("timeout_ms={}", plan.sim_timeout_ms);
     result_line("bench", "modprobe", &sh("modprobe", &["amdgpu", &timeout]));
+    result_line(
+        "bench",
+        "idle",
+        &bench_idle().unwrap_or_else(|e| json!({"skipped": format!("{e:#}")})),
+    );
     result_line("bench", "pinned", &pin_submission_path());
     // Per-program run_time_ns/run_cnt: the in-kernel cost, apart from the userspace consumer.
     result_line(

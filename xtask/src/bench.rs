@@ -153,6 +153,15 @@ pub fn bench(args: &[String]) -> Result<u8> {
         "placement: submitter + {} simulator ring thread(s) on vCPU 0, tracer on vCPU 1",
         pinned.saturating_sub(1)
     );
+    if let Some(v) = res.get("idle").filter(|v| v["skipped"].is_null()) {
+        println!(
+            "idle agent (probes attached, metrics on, no GPU work) over {:.0} s: {:.2} % CPU, RSS {:.1} MiB (peak {:.1})",
+            v["window_s"].as_f64().unwrap_or(f64::NAN),
+            v["cpu_percent"].as_f64().unwrap_or(f64::NAN),
+            v["rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+            v["rss_peak_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+        );
+    }
     println!(
         "{:<11} {:>14} {:>12} {:>8} {:>8} {:>17}  notes",
         "config", "submissions/s", "ns/submit", "ratio", "cpu%", "rss MiB peak/now"

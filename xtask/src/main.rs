@@ -1,4 +1,4 @@
-//! Developer tasks: `cargo xtask setup | vm | demo | test | bench | examples`. See docs/vm-harness.md.
+//! Developer tasks: `cargo xtask setup | vm | demo | test | bench | examples | package`. See docs/vm-harness.md.
 mod apt;
 mod bench;
 mod examples;
@@ -9,6 +9,7 @@ mod kernel;
 mod kmod;
 #[path = "../../tests/vm/matrix.rs"]
 mod matrix;
+mod package;
 mod qemu;
 mod setup;
 mod test_cmd;
@@ -58,8 +59,9 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&rest),
         Some("formats") => formats::formats(&rest),
         Some("examples") => examples::examples(),
+        Some("package") => package::package().map(|_| 0),
         _ => {
-            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | kmod VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test [--kernel VER|SERIES]... | bench [--kernel VER|SERIES] | formats --accept SERIES|BUILD | examples>");
+            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | kmod VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test [--kernel VER|SERIES]... | bench [--kernel VER|SERIES] | formats --accept SERIES|BUILD | examples | package>");
             Ok(2)
         }
     };

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use crate::util::{have, output, run, target_dir};
 
 /// Debian packages: VM (qemu, busybox, cpio, kmod, xz/zstd), module build (gcc-12, make, bc,
-/// pahole), eBPF toolchain (LLVM 22 for bpf-linker), reports (protoc), bench peers.
+/// pahole), eBPF toolchain (LLVM 22 for bpf-linker), reports (protoc), bench peers, packaging.
 const PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
@@ -24,6 +24,11 @@ const PACKAGES: &[&str] = &[
     "protobuf-compiler",
     "bpftrace",
     "trace-cmd",
+    // daemon tests: promtool validates the metrics exposition, systemd-analyze the unit,
+    // mmdebstrap builds the clean Debian root the .deb is installed into.
+    "prometheus",
+    "systemd",
+    "mmdebstrap",
 ];
 
 fn installed(pkg: &str) -> bool {

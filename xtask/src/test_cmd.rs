@@ -1,7 +1,7 @@
 //! `cargo xtask test`: setup, host tests, then the VM suite over the whole kernel matrix
 //! (tests/vm/matrix.toml: per kernel one phase-A boot and one phase-B boot with that kernel's
-//! scenarios) asserted by tests/tests/vm.rs. Ends with `N passed, N failed` for the VM tests,
-//! which is what CI reads. `cargo xtask test --kernel 6.1` limits the VM part to one kernel.
+//! scenarios) asserted by tests/tests/vm.rs, and the package installed into a clean Debian root
+//! (tests/tests/package.rs). Ends with `N passed, N failed` for the VM tests, which is what CI reads. `cargo xtask test --kernel 6.1` limits the VM part to one kernel.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -98,6 +98,10 @@ pub fn test(args: &[String]) -> Result<u8> {
     // agent-ebpf is a no_std bpfel binary (built by agent/build.rs): it cannot link as a host test.
     let (host_ok, host_passed, host_failed) =
         cargo_counted(&["test", "--workspace", "--exclude", "agent-ebpf"], &[])?;
+    // The .deb for tests/tests/package.rs (installed into a clean Debian root below).
+    if let Err(e) = crate::package::package() {
+        eprintln!("xtask test: cargo xtask package failed: {e:#}");
+    }
     let mut opts = vm::parse_args(args)?;
     if opts.kernels.is_empty() {
         opts.kernels = vm::load_matrix()?
@@ -119,7 +123,17 @@ pub fn test(args: &[String]) -> Result<u8> {
         return Ok(1);
     }
     let dir = vm::results_root();
-    let mut vm_args = vec!["test", "-p", "tests", "--test", "vm", "--", "--ignored"];
+    let mut vm_args = vec![
+        "test",
+        "-p",
+        "tests",
+        "--test",
+        "vm",
+        "--test",
+        "package",
+        "--",
+        "--ignored",
+    ];
     let filters = vm_filter(&opts);
     vm_args.extend(filters.iter().map(String::as_str));
     let (vm_ok, vm_passed, vm_failed) =

@@ -17,7 +17,8 @@ use crate::matrix::{self, Matrix};
 use crate::qemu;
 use crate::util::{root, run, target_dir};
 
-/// The host's util-linux setpriv, copied into phase B for scenarios' `agent_wrapper`.
+/// The host's util-linux setpriv, copied into phase A (the capability experiment) and phase B
+/// (scenarios' `agent_wrapper`).
 const SETPRIV: &str = "/usr/bin/setpriv";
 
 /// What `cargo xtask vm` boots without `--kernel`: the series of Debian 12's kernel.
@@ -284,6 +285,17 @@ pub fn probe_initramfs(k: &Kernel) -> Result<PathBuf> {
     )
 }
 
+/// The agent, the driver and util-linux's setpriv (`agent_wrapper`, the capability experiment;
+/// busybox's has no --reuid/--regid): it lands at /bin/setpriv before busybox installs its
+/// applet links, so it wins.
+fn vm_binaries(bins: &Bins) -> Vec<PathBuf> {
+    let mut binaries = vec![bins.hangwatch.clone(), bins.hwdriver.clone()];
+    if Path::new(SETPRIV).exists() {
+        binaries.push(PathBuf::from(SETPRIV));
+    }
+    binaries
+}
+
 fn phase_a(k: &Kernel, bins: &Bins, accel: &'static str, out: &Path) -> Result<()> {
     let _ = fs::remove_file(out.join("phase-a.json")); // never assert on a stale run
     let initrd = initramfs::build(
@@ -292,7 +304,7 @@ fn phase_a(k: &Kernel, bins: &Bins, accel: &'static str, out: &Path) -> Result<(
             name: "phase-a",
             modules: &["amdgpu"],
             extra_modules: vec![],
-            binaries: vec![bins.hangwatch.clone(), bins.hwdriver.clone()],
+            binaries: vm_binaries(bins),
             files: vec![("plan.toml".into(), b"phase = \"a\"\n".to_vec())],
         },
     )?;
@@ -367,12 +379,7 @@ fn phase_b(
         }
     };
     let (files, budget) = phase_b_plan(scenarios, demo)?;
-    let mut binaries = vec![bins.hangwatch.clone(), bins.hwdriver.clone()];
-    // util-linux's setpriv for `agent_wrapper` (busybox's has no --reuid/--regid); it lands at
-    // /bin/setpriv before busybox installs its applet links, so it wins.
-    if Path::new(SETPRIV).exists() {
-        binaries.push(PathBuf::from(SETPRIV));
-    }
+    let binaries = vm_binaries(bins);
     let initrd = initramfs::build(
         k,
         &Spec {

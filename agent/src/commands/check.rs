@@ -16,6 +16,14 @@ pub struct Args {
     /// Load and attach every available probe, then detach.
     #[arg(long)]
     pub attach: bool,
+    /// Validate this config file and print the effective settings
+    /// [default: /etc/hangwatch/config.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Attempt to attach even without CAP_BPF/CAP_PERFMON, so the kernel's own refusal shows
+    /// (the capability experiment in docs/operations.md).
+    #[arg(long, hide = true)]
+    pub ignore_capabilities: bool,
 }
 
 #[derive(Serialize)]
@@ -33,9 +41,41 @@ struct Report<'a> {
     kmsg_readable: bool,
     /// Which GPU probe events will be attributed to, and how (exact or guessed).
     device_labels: &'a Plan,
+    /// Effective capabilities the agent uses: (name, present, why).
+    capabilities: Vec<(&'static str, bool, &'static str)>,
+    /// The config file checked and its effective settings (or the error).
+    config: Option<ConfigReport>,
+    /// Set when kernel.perf_event_paranoid > 2 refuses perf_event_open to this process.
+    perf_event_paranoid_blocks: Option<String>,
     probes: &'a [ProbeStatus],
     /// Something can run (a probe or the kernel-log reader).
     runnable: bool,
+}
+
+#[derive(Serialize)]
+struct ConfigReport {
+    path: String,
+    error: Option<String>,
+    effective: Option<crate::config::Settings>,
+}
+
+/// The config to check: the one given, else the service's when it exists.
+fn check_config(path: Option<&Path>) -> Option<ConfigReport> {
+    let default = Path::new(crate::config::DEFAULT_CONFIG);
+    let path = path.or_else(|| default.exists().then_some(default))?;
+    let r = crate::config::load(path).and_then(|f| crate::config::Settings::from_file(&f, path));
+    Some(match r {
+        Ok(s) => ConfigReport {
+            path: path.display().to_string(),
+            error: None,
+            effective: Some(s),
+        },
+        Err(e) => ConfigReport {
+            path: path.display().to_string(),
+            error: Some(format!("{e:#}")),
+            effective: None,
+        },
+    })
 }
 
 fn read_trim(p: &str) -> Option<String> {
@@ -51,7 +91,8 @@ pub fn kmsg_readable() -> bool {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let host = Host::detect();
+    let mut host = Host::detect();
+    host.root |= args.ignore_capabilities;
     let mut a = probes::assess(&host);
     let plan = devices::plan(&a, &devices::discover(Path::new("/sys")));
     let mut attach_error = None;
@@ -64,6 +105,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Ok(ebpf) => drop(ebpf), // detaches everything
             Err(e) => attach_error = Some(format!("{e:#}")),
         }
+        let level =
+            crate::capabilities::perf_paranoid_blocks(crate::capabilities::CapSet::current());
+        crate::daemon::start::annotate_paranoid(&mut a, level);
     }
     let btf_dir = Path::new("/sys/kernel/btf");
     let mut mods: Vec<String> = std::fs::read_dir(btf_dir)
@@ -88,6 +132,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .iter()
         .any(|p| matches!(p.status, Status::Available | Status::Attached));
     let runnable = usable || kmsg;
+    let caps = crate::capabilities::CapSet::current();
+    let config = check_config(args.config.as_deref());
+    let config_bad = config.as_ref().is_some_and(|c| c.error.is_some());
     let report = Report {
         kernel: read_trim("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
         root: host.root,
@@ -101,6 +148,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .or_else(|| read_trim("/sys/module/amdgpu/srcversion")),
         kmsg_readable: kmsg,
         device_labels: &plan,
+        capabilities: crate::capabilities::NEEDS
+            .iter()
+            .map(|n| (n.name, caps.has(n.cap), n.why))
+            .collect(),
+        config,
+        perf_event_paranoid_blocks: crate::capabilities::perf_paranoid_blocks(caps)
+            .map(crate::capabilities::perf_paranoid_fix),
         probes: &a.probes,
         runnable,
     };
@@ -119,20 +173,52 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             println!("nothing can run: no probe is available and /dev/kmsg is not readable");
         }
     }
-    Ok(if runnable { 0 } else { 1 })
+    Ok(if runnable && !config_bad { 0 } else { 1 })
+}
+
+fn render_capabilities(r: &Report) -> String {
+    let mut s = String::new();
+    for (name, has, why) in &r.capabilities {
+        s += &format!(
+            "          {name:<20} {}  {why}\n",
+            if *has { "yes" } else { "NO " }
+        );
+    }
+    s
+}
+
+fn render_config(c: &ConfigReport) -> String {
+    match (&c.error, &c.effective) {
+        (Some(e), _) => format!("config:   {} INVALID: {e}\n", c.path),
+        (None, Some(eff)) => {
+            let mut s = format!("config:   {} valid; effective settings:\n", c.path);
+            let v = serde_json::to_value(eff).unwrap_or_default();
+            if let Some(o) = v.as_object() {
+                for (k, v) in o {
+                    s += &format!("          {k} = {v}\n");
+                }
+            }
+            s
+        }
+        (None, None) => String::new(),
+    }
 }
 
 fn render(r: &Report) -> String {
     let mut s = String::new();
     s += &format!("kernel:   {}\n", r.kernel);
     s += &format!(
-        "root:     {}\n",
+        "caps:     {}\n",
         if r.root {
-            "yes"
+            "can load probes"
         } else {
-            "no (probes need root: run with sudo)"
+            "cannot load probes (need CAP_BPF + CAP_PERFMON, or root)"
         }
     );
+    s += &render_capabilities(r);
+    if let Some(fix) = &r.perf_event_paranoid_blocks {
+        s += &format!("perf:     {fix}\n");
+    }
     s += &format!(
         "tracefs:  {}\n",
         r.tracefs
@@ -166,6 +252,9 @@ fn render(r: &Report) -> String {
             m.method.as_str(),
             m.how
         );
+    }
+    if let Some(c) = &r.config {
+        s += &render_config(c);
     }
     s += &format!(
         "kmsg:     {}\n\n",

@@ -3,4 +3,6 @@ pub mod analyze;
 pub mod bugreport;
 pub mod check;
 pub mod export;
+pub mod list;
 pub mod run;
+pub mod show;

@@ -29,6 +29,11 @@ use pending::Pending;
 use processes::Processes;
 use recorder::Recorder;
 
+/// RFC 3339 UTC rendering of ns since the epoch (as incidents' `wall_time`).
+pub fn render_wall(t_ns: u64) -> String {
+    incident::render_time(Clock::Realtime, t_ns)
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Jobs kept per ring in the flight recorder.
@@ -374,6 +379,16 @@ impl Correlator {
     pub fn note_dropped(&mut self, n: u64) {
         self.stats.dropped += n;
     }
+    /// Incidents still open (the daemon's kmsg cursor only advances when there are none).
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Jobs kept per ring (the flight recorder's bound, for the depth gauge).
+    pub fn ring_depth(&self) -> usize {
+        self.config.ring_depth
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

@@ -25,6 +25,8 @@ pub const TRACEFS_FIX: &str = "mount -t tracefs nodev /sys/kernel/tracing";
 /// What the running kernel offers, read once.
 #[derive(Clone, Debug, Default)]
 pub struct Host {
+    /// The effective capabilities can load and attach eBPF programs (CAP_BPF + CAP_PERFMON,
+    /// or CAP_SYS_ADMIN): checked with capget, not the uid, so a least-privilege service works.
     pub root: bool,
     /// tracefs root with an `events/` directory.
     pub tracefs: Option<PathBuf>,
@@ -37,8 +39,7 @@ pub struct Host {
 
 impl Host {
     pub fn detect() -> Host {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = crate::capabilities::CapSet::current().can_load_probes();
         let tracefs = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
             .iter()
             .map(PathBuf::from)
@@ -126,11 +127,29 @@ pub struct Assessment {
     pub dev_note: String,
 }
 
-/// Without root, tracefs usually exists but cannot be read: say so instead of "not mounted".
+/// Why probes cannot load without the capabilities, naming the missing ones.
+fn no_caps_reason() -> String {
+    let caps = crate::capabilities::CapSet::current();
+    let mut missing = caps.missing_for_probes();
+    if missing.is_empty() {
+        missing = vec!["CAP_BPF", "CAP_PERFMON"];
+    }
+    crate::capabilities::probe_caps_fix(&missing)
+}
+
+/// tracefs usually exists but is mode 0700: say it cannot be read, and what grants it,
+/// instead of "not mounted".
 fn no_tracefs_reason(host: &Host) -> String {
-    if !host.root && Path::new("/sys/kernel/tracing").is_dir() {
-        "not root (tracefs is readable only by root; needs CAP_BPF + CAP_PERFMON): run with sudo"
-            .into()
+    let t = Path::new("/sys/kernel/tracing");
+    let unreadable = t.is_dir()
+        && std::fs::read_dir(t).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+    if !host.root && t.is_dir() {
+        format!(
+            "tracefs not readable: {} and CAP_DAC_READ_SEARCH",
+            no_caps_reason()
+        )
+    } else if unreadable {
+        "tracefs (/sys/kernel/tracing, mode 0700) not readable: missing CAP_DAC_READ_SEARCH (or run as root)".into()
     } else {
         format!("tracefs not mounted: {TRACEFS_FIX}")
     }
@@ -197,10 +216,7 @@ fn assess_tracepoint(
     }
     if !host.root && st.status == Status::Available {
         st.status = Status::Missing;
-        st.reason = format!(
-            "not root (needs CAP_BPF + CAP_PERFMON; run with sudo); {}",
-            st.reason
-        );
+        st.reason = format!("{}; {}", no_caps_reason(), st.reason);
     }
     st
 }
@@ -253,7 +269,7 @@ fn assess_kprobe(
     };
     if !host.root {
         st.status = Status::Missing;
-        st.reason = "not root (needs CAP_BPF + CAP_PERFMON; run with sudo)".into();
+        st.reason = no_caps_reason();
     }
     st
 }
@@ -518,7 +534,7 @@ mod tests {
         });
         assert!(status(&nonroot, "sched_job_queue")
             .reason
-            .contains("not root"));
+            .contains("CAP_PERFMON"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -526,9 +542,8 @@ mod tests {
     /// (all slots bound, valid JobLayout so the kprobes' read paths are live).
     #[test]
     fn verifier_accepts_all_programs_on_this_kernel() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("not root; skipping");
+        if !crate::capabilities::CapSet::current().can_load_probes() {
+            eprintln!("no CAP_BPF + CAP_PERFMON; skipping");
             return;
         }
         use agent_common::{field, slot, FieldLoc};

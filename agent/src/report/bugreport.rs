@@ -207,6 +207,13 @@ fn summary(md: &mut String, inc: &Incident) {
     if facts.iter().any(|(_, v)| v.is_some()) {
         md.push('\n');
     }
+    if inc.provisional {
+        let _ = writeln!(
+            md,
+            "**Provisional:** the incident was still open when it was last written (the agent \
+             was still watching it, or stopped before it closed): evidence after that is missing.\n"
+        );
+    }
 }
 
 fn system(md: &mut String, inp: &mut Input) {
@@ -688,6 +695,20 @@ mod tests {
     fn cleanup(root: &Path) {
         let _ = fs::remove_dir_all(root.with_extension("incidents"));
         let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_provisional_incident_says_so() {
+        let root = fake_host("br-provisional");
+        let mut inc = disputed_incident();
+        inc.provisional = true;
+        let dir = sample_dir(&root, &inc, true);
+        let b = build(&dir, &roots(&root), &Options::default()).unwrap();
+        assert!(b.markdown.contains("**Provisional:**"), "{}", b.markdown);
+        let dir = sample_dir(&root, &disputed_incident(), true);
+        let b = build(&dir, &roots(&root), &Options::default()).unwrap();
+        assert!(!b.markdown.contains("Provisional"));
+        cleanup(&root);
     }
 
     #[test]

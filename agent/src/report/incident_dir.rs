@@ -265,6 +265,43 @@ impl IncidentDir {
         self.root.path()
     }
 
+    /// The extras saved with incident `name` (processes.json, host.json, devcoredump/*), to
+    /// carry them into a rewrite of it: an incident a stopped agent left provisional keeps the
+    /// facts captured when it opened. What cannot be read is left out.
+    pub fn load_extras(&self, name: &str) -> Result<Extras> {
+        let d = self.root.subdir(name)?;
+        let mut ex: Extras = d
+            .read_file("processes.json", 64 << 20)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let host: Option<HostFacts> = d
+            .read_file("host.json", 16 << 20)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(mut h) = host {
+            let dumps = d.subdir("devcoredump").ok();
+            h.devcoredumps.retain_mut(|dc| {
+                let data = dumps
+                    .as_ref()
+                    .filter(|_| !dc.file.contains('/'))
+                    .and_then(|s| {
+                        s.read_file(&dc.file, crate::hostfacts::MAX_DEVCOREDUMP)
+                            .ok()
+                    });
+                match data {
+                    Some(b) => {
+                        dc.data = b;
+                        true
+                    }
+                    None => false,
+                }
+            });
+            ex.host = Some(h);
+        }
+        Ok(ex)
+    }
+
     /// Write one incident under a new name (its id, `-2`, `-3` on collision); returns its
     /// directory. Applies retention afterwards.
     pub fn write(&mut self, incident: &Incident, extras: &Extras) -> Result<PathBuf> {

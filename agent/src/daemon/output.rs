@@ -1,0 +1,136 @@
+//! Where incidents go. Closed ones: metrics, stdout (text or JSON line), the incident
+//! directory (final write), the journal. Open ones (`update`, from the correlator's
+//! provisional reports): the incident directory only, as soon as they open and at most once a
+//! second after (see [`super::durable`]). One failing sink never stops the others or the agent.
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::config::Stdout;
+use crate::incident::Incident;
+use crate::journald::{incident_fields, Journal};
+use crate::metrics::Shared;
+use crate::procscan::SeenCache;
+use crate::report::incident_dir::{IncidentDir, Retention};
+use crate::{info, messages, warn};
+
+use super::durable::Durable;
+
+pub struct Output {
+    pub stdout: Stdout,
+    pub dir: Option<IncidentDir>,
+    /// Incident directories older than this are deleted (checked on the timer).
+    pub max_age: Option<Duration>,
+    pub journal: Option<Journal>,
+    pub metrics: Option<Shared>,
+    /// Incidents emitted so far.
+    pub count: u64,
+    /// Open incidents' early writes and the facts captured when they opened.
+    pub durable: Durable,
+}
+
+impl Output {
+    /// Opens the incident directory of `dir` with the given retention.
+    pub fn open_dir(
+        dir: Option<&Path>,
+        retention: Retention,
+    ) -> anyhow::Result<Option<IncidentDir>> {
+        dir.map(|p| IncidentDir::open(p, retention)).transpose()
+    }
+
+    /// The incident directory, at start or on a reload: in a directory new to this agent,
+    /// what a stopped agent left open is looked for.
+    pub fn set_dir(&mut self, dir: Option<IncidentDir>) {
+        if let Some(d) = &dir {
+            if self.dir.as_ref().map(IncidentDir::root) != Some(d.root()) {
+                self.durable.load_stale(d);
+            }
+        }
+        self.dir = dir;
+    }
+
+    /// Closed incidents.
+    pub fn emit(&mut self, incidents: Vec<Incident>, seen: &SeenCache) {
+        for mut inc in incidents {
+            self.count += 1;
+            // First: a regenerated incident takes the id it was written under before.
+            let extras = self
+                .dir
+                .as_ref()
+                .map(|d| self.durable.close(&mut inc, d, seen));
+            if let Some(m) = &self.metrics {
+                if let Ok(mut m) = m.lock() {
+                    m.record_incident(&inc);
+                }
+            }
+            self.print(&inc);
+            let written = match (self.dir.as_mut(), extras) {
+                (Some(d), Some(ex)) => match d.replace(&inc, &ex) {
+                    Ok(p) => {
+                        info!("incident written to {}", p.display());
+                        Some(p)
+                    }
+                    Err(e) => {
+                        warn!("cannot write incident {}: {e:#}", inc.id);
+                        None
+                    }
+                },
+                _ => None,
+            };
+            self.log_journal(&inc, written.as_deref());
+        }
+    }
+
+    /// Provisional versions of open incidents (new or changed): written now, or as soon as
+    /// their incident's last write is a second old.
+    pub fn update(&mut self, incidents: Vec<Incident>, seen: &SeenCache) {
+        let Some(d) = self.dir.as_mut() else {
+            return;
+        };
+        if !incidents.is_empty() {
+            self.durable.update(incidents, d, seen);
+        }
+        self.durable.flush(Instant::now(), d, seen);
+    }
+
+    /// After the kernel-log backlog: what a stopped agent left open and the backlog did not
+    /// regenerate is finalised as it was written.
+    pub fn finalise_stale(&mut self) {
+        if let Some(d) = self.dir.as_mut() {
+            self.durable.finalise_stale(d);
+        }
+    }
+
+    fn print(&self, inc: &Incident) {
+        match self.stdout {
+            Stdout::Json => match serde_json::to_string(inc) {
+                Ok(s) => messages::stdout(&(s + "\n")),
+                Err(e) => warn!("cannot serialise incident {}: {e}", inc.id),
+            },
+            Stdout::Text => messages::stdout(&crate::report::text::render(inc)),
+            Stdout::None => {}
+        }
+    }
+
+    fn log_journal(&mut self, inc: &Incident, dir: Option<&Path>) {
+        if let Some(j) = self.journal.as_mut() {
+            if let Err(e) = j.send(&incident_fields(inc, dir)) {
+                warn!("journal: cannot log incident {}: {e}", inc.id);
+            }
+        }
+    }
+
+    /// Deletes incident directories older than `max_age` (by incident.json mtime).
+    pub fn prune_by_age(&self) {
+        let (Some(d), Some(age)) = (&self.dir, self.max_age) else {
+            return;
+        };
+        match crate::store::prune_older_than(d.root(), age) {
+            Ok(0) => {}
+            Ok(n) => info!(
+                "retention: removed {n} incident(s) older than {} days",
+                age.as_secs() / 86400
+            ),
+            Err(e) => warn!("retention by age: {e:#}"),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! What every event handler shares: the correlator, the decoder, the first-sight cache and
+//! the output. Handlers feed events in through [`State::push`] / [`State::probe_event`].
+use std::path::Path;
+
+use aya::maps::{HashMap as BpfHashMap, MapData};
+
+use crate::correlate::Correlator;
+use crate::decode::{kind_name, Decoder};
+use crate::model::{Event, EventBody, KmsgKind};
+use crate::procscan::SeenCache;
+
+use super::output::Output;
+
+pub struct State {
+    pub corr: Correlator,
+    pub decoder: Decoder,
+    pub seen: SeenCache,
+    /// The eBPF side's set of watched tgids (the exit probe reports only these).
+    pub seen_map: Option<BpfHashMap<MapData, u32, u8>>,
+    pub out: Output,
+    /// Which GPU each probe event is on (devices.rs).
+    pub labeler: crate::devices::Labeler,
+    /// Events known lost outside the kernel ring buffer (kmsg overwritten, ...).
+    pub user_drops: u64,
+}
+
+impl State {
+    pub fn push(&mut self, ev: Event) {
+        self.count_for_metrics(&ev);
+        let before = self.corr.open_count();
+        let out = self.corr.push(ev);
+        // Closed by this event plus open now, against open before: something opened.
+        let opened = self.corr.open_count() + out.len() > before;
+        self.emit(out);
+        if opened {
+            self.write_open();
+        }
+    }
+
+    /// Writes the open incidents that changed (the correlator's provisional reports): new
+    /// ones now, others when their last write is a second old. Called when an incident opens
+    /// and on the 1 s timer.
+    pub fn write_open(&mut self) {
+        if self.out.dir.is_some() {
+            let changed = self.corr.changed_open();
+            self.out.update(changed, &self.seen);
+        }
+    }
+
+    pub fn emit(&mut self, out: Vec<crate::incident::Incident>) {
+        if !out.is_empty() {
+            self.out.emit(out, &self.seen);
+        }
+    }
+
+    pub fn note_dropped(&mut self, n: u64) {
+        self.user_drops += n;
+        self.corr.note_dropped(n);
+    }
+
+    /// Page faults by the process the kernel named (the probes' faults carry only a PASID).
+    fn count_for_metrics(&self, ev: &Event) {
+        let (Some(m), EventBody::Kmsg(rec)) = (&self.out.metrics, &ev.body) else {
+            return;
+        };
+        if let KmsgKind::PageFault { task, .. } = &rec.kind {
+            let comm = task
+                .as_ref()
+                .filter(|t| t.pid != 0)
+                .map(|t| t.comm.as_str());
+            if let Ok(mut m) = m.lock() {
+                m.record_page_fault(comm.unwrap_or(""));
+            }
+        }
+    }
+
+    /// A probe event: first time a submitter is seen, record its exe/comm (it may be gone by
+    /// the time an incident is written) and let the exit probe watch it.
+    pub fn probe_event(&mut self, mut ev: Event) {
+        self.labeler.label(&mut ev);
+        let pid = match &ev.body {
+            EventBody::Submit { task, .. }
+            | EventBody::SchedQueued { task, .. }
+            | EventBody::SubmitRejected { task, .. } => task.pid,
+            _ => 0,
+        };
+        if pid != 0 {
+            if let Some(info) = self.seen.first_sight(Path::new("/proc"), pid, ev.t_ns) {
+                self.watch_pid(pid);
+                self.push(info);
+            }
+        }
+        self.push(ev);
+    }
+
+    /// Tells the exit probe to report `pid`.
+    pub fn watch_pid(&mut self, pid: u32) {
+        if let Some(m) = self.seen_map.as_mut() {
+            let _ = m.insert(pid, 1, 0);
+        }
+    }
+
+    /// Mirrors the counters the metrics show as gauges (called on the timer).
+    pub fn refresh_metrics(&self, kernel_drops: u64, kmsg_records: u64, kmsg_lost: u64) {
+        let Some(m) = &self.out.metrics else { return };
+        let Ok(mut m) = m.lock() else { return };
+        for (k, n) in self.decoder.counts.iter().enumerate() {
+            if *n > 0 {
+                m.probe_events.insert(kind_name(k as u32).to_string(), *n);
+            }
+        }
+        m.dropped.insert("kernel_ring_buffer", kernel_drops);
+        m.dropped.insert("kmsg_overwritten", kmsg_lost);
+        m.dropped.insert("short_record", self.decoder.short);
+        m.kmsg_records = kmsg_records;
+        m.open_incidents = self.corr.open_count() as u64;
+        let cs = self.corr.stats();
+        for (what, n) in [
+            ("unmatched_join", cs.unmatched_joins),
+            ("process_eviction", cs.process_evictions),
+            ("pasid_eviction", cs.pasid_evictions),
+            ("unattached", cs.unattached),
+            ("summary_overflow", cs.summary_overflow),
+            ("submission_untracked", cs.submissions_untracked),
+        ] {
+            m.correlator.insert(what, n);
+        }
+        let depth = self.corr.ring_depth() as u64;
+        for (ring, seen) in &cs.ring_jobs_seen {
+            let evicted = cs.ring_jobs_evicted.get(ring).copied().unwrap_or(0);
+            m.recorder_jobs
+                .insert(ring.clone(), seen.saturating_sub(evicted).min(depth));
+        }
+    }
+}
