@@ -59,15 +59,12 @@ pub fn strip_prefix(msg: &str) -> Option<(Option<&str>, &str)> {
         }
         let body = body.strip_prefix("amdgpu: ").unwrap_or(body);
         let body = body.strip_prefix("[drm] ").unwrap_or(body);
+        // 6.12's drm_err(dev, …) prints the device and the function tag together.
+        let body = drm_tag(body).unwrap_or(body);
         let body = body.strip_prefix("*ERROR* ").unwrap_or(body);
         return Some((Some(pci), body));
     }
-    if let Some(rest) = msg.strip_prefix("[drm:") {
-        let end = rest.find("]] ")?;
-        if !rest[..end].ends_with("[amdgpu") {
-            return None;
-        }
-        let body = &rest[end + 3..];
+    if let Some(body) = drm_tag(msg) {
         let body = body.strip_prefix("*ERROR* ").unwrap_or(body);
         return Some((None, body));
     }
@@ -78,6 +75,13 @@ pub fn strip_prefix(msg: &str) -> Option<(Option<&str>, &str)> {
         }
     }
     None
+}
+
+/// The body after an amdgpu `DRM_ERROR` tag (`[drm:func [amdgpu]] `); None for other modules.
+fn drm_tag(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("[drm:")?;
+    let end = rest.find("]] ")?;
+    rest[..end].ends_with("[amdgpu").then(|| &rest[end + 3..])
 }
 
 /// `DDDD:BB:DD.F` as `dev_name()` prints a PCI device (the domain has 4 to 8 hex digits: VMD
@@ -878,6 +882,17 @@ mod tests {
         let (pci, k) =
             rec("[drm:amdgpu_cs_ioctl [amdgpu]] *ERROR* Failed to initialize parser -125!");
         assert_eq!((pci, k), (None, KmsgKind::ParserInitFailed { errno: -125 }));
+        // 6.12 prints the device prefix and the function tag together.
+        let (pci, k) = rec(
+            "amdgpu 0000:03:00.0: [drm:amdgpu_cs_ioctl [amdgpu]] *ERROR* Failed to initialize parser -125!",
+        );
+        assert_eq!(
+            (pci.as_deref(), k),
+            (
+                Some("0000:03:00.0"),
+                KmsgKind::ParserInitFailed { errno: -125 }
+            )
+        );
         assert_eq!(
             rec("amdgpu 0000:03:00.0: [drm] AMDGPU device coredump file has been created").1,
             KmsgKind::Devcoredump { path: None }

@@ -174,14 +174,26 @@ fn host_facts(inp: &mut Input, roots: &Roots, opts: &Options) -> Host {
 
 fn summary(md: &mut String, inc: &Incident) {
     let _ = writeln!(md, "## Summary\n");
-    let culprit = inc
-        .culprit
-        .as_ref()
-        .map(markdown::process)
-        .unwrap_or_else(|| "an unknown process".into());
+    let culprit = match &inc.culprit {
+        // Rule T4: a suspect from timing alone is not a verdict; the summary must not read as one.
+        Some(c) if super::text::is_suspect(inc) => format!(
+            "hangwatch has a suspect, not a verdict: **{}** (confidence unknown: {})",
+            markdown::process(c),
+            super::text::suspicion_basis(inc)
+        ),
+        Some(c) => format!(
+            "hangwatch attributes it to **{}** (confidence {})",
+            markdown::process(c),
+            super::text::confidence_name(inc.confidence)
+        ),
+        None => format!(
+            "hangwatch attributes it to **an unknown process** (confidence {})",
+            super::text::confidence_name(inc.confidence)
+        ),
+    };
     let _ = writeln!(
         md,
-        "{} on GPU {} ring {}; hangwatch attributes it to **{}** (confidence {}).\n",
+        "{} on GPU {} ring {}; {}.\n",
         super::text::kind_name(inc.kind),
         inc.gpu
             .as_deref()
@@ -192,7 +204,6 @@ fn summary(md: &mut String, inc: &Incident) {
             .map(md_code)
             .unwrap_or_else(|| "(unknown)".into()),
         culprit,
-        super::text::confidence_name(inc.confidence)
     );
     let facts = [
         ("When", &inc.wall_time),
@@ -708,6 +719,31 @@ mod tests {
         let dir = sample_dir(&root, &disputed_incident(), true);
         let b = build(&dir, &roots(&root), &Options::default()).unwrap();
         assert!(!b.markdown.contains("Provisional"));
+        cleanup(&root);
+    }
+
+    #[test]
+    fn a_suspect_summary_is_not_a_verdict() {
+        let root = fake_host("br-suspect");
+        let dir = sample_dir(&root, &crate::report::text::tests::suspect_incident(), true);
+        let b = build(&dir, &roots(&root), &Options::default()).unwrap();
+        let summary = b.markdown.split("## System").next().unwrap_or_default();
+        assert!(
+            summary.contains("hangwatch has a suspect, not a verdict: **` zed `[7021]"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("(confidence unknown: log only: no progress evidence)"),
+            "{summary}"
+        );
+        assert!(!summary.contains("attributes it to"), "{summary}");
+        let dir = sample_dir(&root, &disputed_incident(), true);
+        let b = build(&dir, &roots(&root), &Options::default()).unwrap();
+        assert!(
+            b.markdown.contains("hangwatch attributes it to **"),
+            "{}",
+            b.markdown
+        );
         cleanup(&root);
     }
 
