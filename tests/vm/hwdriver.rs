@@ -1043,6 +1043,16 @@ fn bench_peer(
     let wall = w.elapsed().as_secs_f64();
     // Read while the tracer still runs: its programs unload when it exits.
     r["bpf_stats"] = tracer_bpf_stats(&progs_before);
+    if let Ok(Some(status)) = child.try_wait() {
+        let seen: Vec<String> = seen
+            .into_iter()
+            .chain(out.try_iter())
+            .chain(err.try_iter())
+            .collect();
+        return Ok(
+            json!({"skipped": format!("{cmd} exited ({status}) during the load, so it traced nothing: {seen:?}")}),
+        );
+    }
     // Peak (includes start-up: BTF and format parsing) and resident right after the load.
     let rss = status_kib(pid, "VmHWM:");
     let rss_now = status_kib(pid, "VmRSS:");
@@ -1253,6 +1263,34 @@ fn pin_submission_path() -> Value {
     json!(pinned)
 }
 
+/// The eight events hangwatch records per job, by this kernel's names, for trace-cmd and
+/// bpftrace to record the same: the scheduler's three were renamed in 6.17
+/// (`drm_sched_job_queue`/`_run`/`_done` instead of `drm_sched_job`, `drm_run_job`,
+/// `drm_sched_process_job`).
+fn peer_events() -> Vec<String> {
+    let renamed =
+        Path::new("/sys/kernel/tracing/events/gpu_scheduler/drm_sched_job_queue").exists();
+    let sched = if renamed {
+        [
+            "drm_sched_job_queue",
+            "drm_sched_job_run",
+            "drm_sched_job_done",
+        ]
+    } else {
+        ["drm_sched_job", "drm_run_job", "drm_sched_process_job"]
+    };
+    [
+        "amdgpu:amdgpu_cs_ioctl",
+        "amdgpu:amdgpu_sched_run_job",
+        "amdgpu:amdgpu_vm_grab_id",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(sched.iter().map(|e| format!("gpu_scheduler:{e}")))
+    .chain(["dma_fence:dma_fence_init", "dma_fence:dma_fence_signaled"].map(String::from))
+    .collect()
+}
+
 fn phase_bench(plan: &Plan) -> Result<()> {
     let timeout = format!("timeout_ms={}", plan.sim_timeout_ms);
     result_line("bench", "modprobe", &sh("modprobe", &["amdgpu", &timeout]));
@@ -1287,10 +1325,13 @@ fn phase_bench(plan: &Plan) -> Result<()> {
         n,
     )?;
     result_line("bench", "hangwatch", &hw);
-    let events = "-e amdgpu:amdgpu_cs_ioctl -e amdgpu:amdgpu_sched_run_job -e amdgpu:amdgpu_vm_grab_id -e gpu_scheduler:drm_sched_job -e gpu_scheduler:drm_run_job -e gpu_scheduler:drm_sched_process_job -e dma_fence:dma_fence_init -e dma_fence:dma_fence_signaled";
+    let events = peer_events();
+    result_line("bench", "peer_events", &json!(events));
     if Path::new("/bin/trace-cmd").exists() {
         let mut args = vec!["record", "-o", "/tmp/trace.dat"];
-        args.extend(events.split(' '));
+        for e in &events {
+            args.extend(["-e", e.as_str()]);
+        }
         let r = bench_peer(
             "/bin/trace-cmd",
             &args,
@@ -1307,8 +1348,9 @@ fn phase_bench(plan: &Plan) -> Result<()> {
         );
     }
     if Path::new("/bin/bpftrace").exists() {
-        let script = "tracepoint:amdgpu:amdgpu_cs_ioctl, tracepoint:amdgpu:amdgpu_sched_run_job, tracepoint:amdgpu:amdgpu_vm_grab_id, tracepoint:gpu_scheduler:drm_sched_job, tracepoint:gpu_scheduler:drm_run_job, tracepoint:gpu_scheduler:drm_sched_process_job, tracepoint:dma_fence:dma_fence_init, tracepoint:dma_fence:dma_fence_signaled { @[probe, comm, pid] = count(); }";
-        let r = bench_peer("/bin/bpftrace", &["-e", script], "Attaching", None, n)?;
+        let probes: Vec<String> = events.iter().map(|e| format!("tracepoint:{e}")).collect();
+        let script = format!("{} {{ @[probe, comm, pid] = count(); }}", probes.join(", "));
+        let r = bench_peer("/bin/bpftrace", &["-e", &script], "Attaching", None, n)?;
         result_line("bench", "bpftrace", &r);
     } else {
         result_line(

@@ -55,6 +55,10 @@ fn print_bpf_stats(res: &serde_json::Map<String, Value>, n: u64) {
                 t as f64 / c as f64
             );
         }
+        if runs == 0 {
+            println!("  {tracer:<10} none of its programs ran: it measured nothing (its output is in bench.log)");
+            continue;
+        }
         let sub = ns as f64 / n.max(1) as f64;
         println!(
             "  {tracer:<10} total: {runs} runs, {:.0} ns/run, {sub:.0} ns in BPF per submission",
@@ -149,10 +153,15 @@ pub fn bench(args: &[String]) -> Result<u8> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter(|p| p["ok"] == true).count())
         .unwrap_or(0);
-    println!(
-        "placement: submitter + {} simulator ring thread(s) on vCPU 0, tracer on vCPU 1",
-        pinned.saturating_sub(1)
-    );
+    match pinned.saturating_sub(1) {
+        // drm_sched runs jobs from a workqueue since 6.8: shared kworkers, nothing to pin.
+        0 => println!("placement: submitter on vCPU 0, tracer on vCPU 1, the simulator's ring work on unpinned kworkers (drm_sched workqueues)"),
+        k => println!("placement: submitter + {k} simulator ring thread(s) on vCPU 0, tracer on vCPU 1"),
+    }
+    if let Some(ev) = res.get("peer_events").and_then(Value::as_array) {
+        let names: Vec<&str> = ev.iter().filter_map(Value::as_str).collect();
+        println!("trace-cmd and bpftrace record: {}", names.join(" "));
+    }
     if let Some(v) = res.get("idle").filter(|v| v["skipped"].is_null()) {
         println!(
             "idle agent (probes attached, metrics on, no GPU work) over {:.0} s: {:.2} % CPU, RSS {:.1} MiB (peak {:.1})",
@@ -198,6 +207,12 @@ pub fn bench(args: &[String]) -> Result<u8> {
             _ => "-".into(),
         };
         let mut note = String::new();
+        let ran: Option<u64> = v["bpf_stats"]
+            .as_array()
+            .map(|p| p.iter().map(|p| p["run_cnt"].as_u64().unwrap_or(0)).sum());
+        if name != "untraced" && name != "trace-cmd" && ran == Some(0) {
+            note = "no BPF program of it ran: this row measured nothing".into();
+        }
         if name == "hangwatch" {
             if let Some(stats) = v["tracer_output_tail"].as_array().and_then(|t| {
                 t.iter()
