@@ -7,6 +7,7 @@
 //! - [`formats`]: tracefs `format` parser; [`btf`]: module BTF struct offsets.
 //! - [`probes`]: the probe catalogue, availability checks and attaching; [`decode`]: RawEvent → Event.
 //! - [`procscan`]: `/proc/*/fdinfo` and exe scans.
+//! - [`kfd`]: ROCm/KFD and user-queue sources without eBPF (sysfs queue table, SMI events, KFD log lines).
 //! - [`report`]: text, markdown, incident directory, Perfetto, bug report.
 //! - [`control`]: the running agent's local socket (`hangwatch export`).
 //! - [`commands`]: one module per CLI subcommand.
@@ -17,6 +18,7 @@ pub mod correlate;
 pub mod decode;
 pub mod formats;
 pub mod incident;
+pub mod kfd;
 pub mod kmsg;
 pub mod model;
 pub mod probes;

@@ -28,6 +28,7 @@ pub(crate) fn source_name(s: Source) -> &'static str {
         Source::Kmsg => "kmsg",
         Source::Log => "log",
         Source::Proc => "proc",
+        Source::Kfd => "kfd",
     }
 }
 
