@@ -254,6 +254,7 @@ pub fn attribute(o: &Open, procs: &Processes, rec: &Recorder, cfg: &Config) -> I
         boot_id: None,
         hostname: None,
         provisional: false,
+        compute: None,
     }
 }
 

@@ -6,6 +6,7 @@
 mod attribute;
 mod incident;
 mod processes;
+pub mod queues;
 mod recorder;
 #[cfg(test)]
 mod tests;
@@ -75,6 +76,8 @@ pub struct Correlator {
     recent: VecDeque<Evidence>,
     /// The boot the current events belong to (from the last `EventBody::Boot`).
     boot: Option<BootInfo>,
+    /// Compute queues (KFD, user queues) for compute attribution (`queues.rs`).
+    queues: queues::Queues,
 }
 
 /// Evidence items kept for `evidence_between` (a few incidents' worth; storms are capped
@@ -92,6 +95,7 @@ impl Correlator {
             summary: HashMap::default(),
             recent: VecDeque::new(),
             boot: None,
+            queues: queues::Queues::new(),
         }
     }
 
@@ -103,6 +107,7 @@ impl Correlator {
         }
         let mut out = self.advance(event.t_ns);
         self.procs.observe(&event, &mut self.stats);
+        self.queues.observe(&event);
         self.recorder
             .observe(&event, &mut self.procs, &mut self.stats);
         if let Some(role) = incident::role(&event) {
@@ -205,6 +210,12 @@ impl Correlator {
 
     fn close(&mut self, open: Open) -> Incident {
         let mut inc = attribute::attribute(&open, &self.procs, &self.recorder, &self.config);
+        let procs = &self.procs;
+        let id = queues::Identity {
+            pid_of_pasid: &|p| procs.pid_of_pasid(p),
+            comm_of: &|p| procs.get(p).map(|x| x.comm.clone()),
+        };
+        queues::attribute(&mut inc, &open, &self.queues, &id);
         inc.dropped_events = self.stats.dropped.saturating_sub(open.dropped_at_open);
         if let Some(b) = &self.boot {
             inc.boot_id.clone_from(&b.boot_id);

@@ -111,7 +111,7 @@ fn kind(t: &str) -> Option<KfdLogKind> {
     }
     if let Some(r) = t.strip_prefix("Process ") {
         if let Some(head) = r.strip_suffix(" got unhandled exception") {
-            return Some(unhandled(head)?);
+            return unhandled(head);
         }
     }
     for p in [

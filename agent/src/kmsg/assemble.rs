@@ -39,6 +39,15 @@ impl KmsgAssembler {
 
     /// Feed one message line (without timestamp prefix) stamped `t_ns` on `clock`.
     pub fn push_line(&mut self, t_ns: u64, clock: Clock, line: &str) -> Vec<Event> {
+        // KFD / MES queue lines (crate::kfd::lines) ride along as their own events.
+        let kfd =
+            crate::kfd::lines::event(t_ns, clock, self.source, self.last_pci.as_deref(), line);
+        let mut out = self.push_amdgpu_line(t_ns, clock, line);
+        out.extend(kfd);
+        out
+    }
+
+    fn push_amdgpu_line(&mut self, t_ns: u64, clock: Clock, line: &str) -> Vec<Event> {
         let Some(c) = classify(line) else {
             return Vec::new();
         };

@@ -189,6 +189,7 @@ pub(crate) mod tests {
             boot_id: None,
             hostname: None,
             provisional: false,
+            compute: None,
         }
     }
 
