@@ -26,6 +26,7 @@
 #include <drm/gpu_scheduler.h>
 
 #include "amdgpu_sim_uapi.h"
+#include "kfd_sim.h"
 
 #define CREATE_TRACE_POINTS
 #include "amdgpu_sim_trace.h"
@@ -532,6 +533,8 @@ static int __init amdgpu_sim_init(void)
 	r = misc_register(&sim_misc);
 	if (r)
 		goto fail;
+	if (kfd_sim_init()) /* the KFD-like path (kfd_sim.c) is optional */
+		pr_warn("amdgpu_sim: no /dev/kfd\n");
 	pr_info("amdgpu_sim: %d rings, timeout %u ms\n", SIM_NUM_RINGS, timeout_ms);
 	return 0;
 fail:
@@ -544,6 +547,7 @@ static void __exit amdgpu_sim_exit(void)
 {
 	int i;
 
+	kfd_sim_exit();
 	misc_deregister(&sim_misc);
 	for (i = 0; i < SIM_NUM_RINGS; i++) {
 		drm_sched_fini(&rings[i].sched);

@@ -15,6 +15,9 @@ const SOURCES: &[&str] = &[
     "amdgpu_sim.c",
     "amdgpu_sim_trace.h",
     "amdgpu_sim_uapi.h",
+    "kfd_sim.c",
+    "kfd_sim.h",
+    "kfd_sim_uapi.h",
     "Kbuild",
     "Makefile",
 ];

@@ -141,6 +141,7 @@ fn evict_failed(t: &str) -> Option<KfdLogKind> {
         "Failed to restore process queues",
         "Failed to suspend process queues",
         "Failed to evict queue ",
+        "Failed to quiesce KFD",
     ];
     let form = FORMS.iter().find(|f| t.starts_with(**f))?;
     let rest = &t[form.len()..];
@@ -286,6 +287,11 @@ mod tests {
                 what: "Failed to suspend process".into()
             }
         );
+        // Real log (ollama/ollama#738): the quiesce that follows a preemption time-out.
+        assert!(matches!(
+            k("amdgpu: Failed to quiesce KFD"),
+            KfdLogKind::EvictFailed { pid: None, .. }
+        ));
         assert!(matches!(
             k("amdgpu: Failed to evict process queues"),
             KfdLogKind::EvictFailed {
