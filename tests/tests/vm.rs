@@ -254,6 +254,12 @@ struct ExpectIncident {
     culprit_exe: Option<String>,
     victims: Option<Vec<String>>,
     kernel_blamed: Option<String>,
+    /// `certain` / `likely` / `unknown` (compute scenarios, docs/compute.md).
+    #[serde(default)]
+    confidence: Option<String>,
+    /// Compute candidates (KFD / user queue owners) that must all be listed.
+    #[serde(default)]
+    candidates: Option<Vec<String>>,
 }
 
 fn comm(v: &Value) -> Option<&str> {
@@ -332,6 +338,7 @@ fn check_scenario(file: &str) {
                 sc.name
             );
         }
+        check_compute(&sc.name, want, i);
         if let Some(kb) = &want.kernel_blamed {
             assert_eq!(
                 comm(&i["kernel_blamed"]),
@@ -394,6 +401,28 @@ fn check_scenario(file: &str) {
     }
 }
 
+/// Compute expectations: the confidence, and every expected candidate in `compute.candidates`.
+fn check_compute(name: &str, want: &ExpectIncident, i: &Value) {
+    if let Some(c) = &want.confidence {
+        assert_eq!(i["confidence"], c.as_str(), "{name}: confidence in {i}");
+    }
+    if let Some(cands) = &want.candidates {
+        let got: Vec<&str> = i["compute"]["candidates"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no compute candidates in {i}"))
+            .iter()
+            .filter_map(comm)
+            .collect();
+        for c in cands {
+            assert!(
+                got.contains(&c.as_str()),
+                "{name}: candidate {c} missing, got {got:?}"
+            );
+        }
+        assert_eq!(got.len(), cands.len(), "{name}: candidates {got:?}");
+    }
+}
+
 fn number_after(s: &str, key: &str) -> Option<u64> {
     let rest = &s[s.find(key)? + key.len()..];
     rest.split(|c: char| !c.is_ascii_digit())
@@ -420,6 +449,8 @@ scenario_tests! {
     scenario_5_culprit_exits_early => "05-culprit-exits-early.toml",
     scenario_6_opened_before_agent => "06-opened-before-agent.toml",
     scenario_7_flood => "07-flood.toml",
+    scenario_20_kfd_compute_hang_desktop_draws => "20-kfd-compute-hang-desktop-draws.toml",
+    scenario_21_kfd_pid0_fault_mes => "21-kfd-pid0-fault-mes.toml",
 }
 
 #[test]
@@ -444,7 +475,7 @@ fn every_scenario_file_has_a_test_and_parses() {
         }
     }
     assert_eq!(
-        n, 7,
+        n, 9,
         "the harness generates one test per scenario: update scenario_tests!"
     );
 }

@@ -115,6 +115,11 @@ fn extras_for(inc: &Incident, seen: &SeenCache) -> Extras {
             pids.push(v.pid);
         }
     }
+    for c in inc.compute.iter().flat_map(|c| &c.candidates) {
+        if !pids.contains(&c.pid) {
+            pids.push(c.pid);
+        }
+    }
     let process_maps = pids
         .into_iter()
         .filter(|p| *p != 0)
@@ -200,6 +205,17 @@ impl State {
 
     fn emit(&mut self, out: Vec<Incident>) {
         self.sink.emit(out, &self.seen);
+    }
+
+    /// A compute-source event (crate::kfd): a queue's owner is seen like a submitter (its
+    /// exe and ROCm libraries are captured while it lives).
+    fn compute_event(&mut self, ev: Event) {
+        if let EventBody::QueueCreated(q) = &ev.body {
+            if let Some(info) = self.seen.first_sight(Path::new("/proc"), q.task.pid, ev.t_ns) {
+                self.push(info);
+            }
+        }
+        self.push(ev);
     }
 
     /// A probe event: first time a submitter is seen, record its exe/comm (it may be gone by
@@ -297,6 +313,12 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
     );
     if attached == 0 && !kmsg_on {
         anyhow::bail!("nothing to observe: no probe attached and /dev/kmsg is not readable (run `hangwatch check`)");
+    }
+
+    // Compute queues without eBPF: /sys/class/kfd proc table and /dev/kfd SMI events.
+    let (comp_tx, comp_rx) = std::sync::mpsc::sync_channel::<Event>(4096);
+    for line in crate::kfd::spawn(Path::new("/"), comp_tx) {
+        eprintln!("hangwatch: {line}");
     }
 
     let dir = match &args.output {
@@ -412,6 +434,9 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
                 // agent-ebpf submit_flags): collect the ones below that mark.
                 if let Some(r) = ring.as_mut() {
                     while drain_ring(r.get_mut(), &mut st) > 0 {}
+                }
+                for ev in comp_rx.try_iter() {
+                    st.compute_event(ev);
                 }
             }
             rec = krx.recv(), if kmsg_open => {

@@ -8,7 +8,7 @@ pub mod sysfs;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 use crate::model::{Clock, Event, EventBody, QueueInfo, Source};
@@ -113,7 +113,7 @@ impl ProcTable {
 /// Starts the no-eBPF compute sources under `root` (`/` on a host): the SMI reader and a
 /// thread polling the proc table every [`PROC_POLL`]. Events go to `tx`; returns one status
 /// line per source for the run log (they degrade independently, never fatally).
-pub fn spawn(root: &Path, tx: Sender<Event>) -> Vec<String> {
+pub fn spawn(root: &Path, tx: SyncSender<Event>) -> Vec<String> {
     let mut status = Vec::new();
     let mut table = ProcTable::new(root);
     if !table.present() {

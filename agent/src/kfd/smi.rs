@@ -7,7 +7,7 @@
 //! Payload formats differ per kernel (docs/compute.md): the parser accepts all of them.
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 
 use crate::model::{Clock, Event, EventBody, SmiEvent, SmiKind, Source};
 
@@ -166,7 +166,7 @@ pub struct SmiStatus {
 
 /// Opens `/dev/kfd` under `root`, subscribes every GPU node of the topology and starts a
 /// thread that sends one `KfdSmi` event per line to `tx` until `tx`'s receiver is gone.
-pub fn spawn(root: &Path, tx: Sender<Event>) -> SmiStatus {
+pub fn spawn(root: &Path, tx: SyncSender<Event>) -> SmiStatus {
     let mut st = SmiStatus {
         subscribed: Vec::new(),
         errors: Vec::new(),
@@ -213,7 +213,7 @@ pub fn spawn(root: &Path, tx: Sender<Event>) -> SmiStatus {
 
 type SmiFd = (OwnedFd, u32, Option<String>, LineBuf);
 
-fn read_loop(_kfd: OwnedFd, mut fds: Vec<SmiFd>, tx: Sender<Event>) {
+fn read_loop(_kfd: OwnedFd, mut fds: Vec<SmiFd>, tx: SyncSender<Event>) {
     let mut buf = [0u8; 1024];
     loop {
         let mut pfd: Vec<libc::pollfd> = fds
