@@ -211,7 +211,10 @@ impl State {
     /// exe and ROCm libraries are captured while it lives).
     fn compute_event(&mut self, ev: Event) {
         if let EventBody::QueueCreated(q) = &ev.body {
-            if let Some(info) = self.seen.first_sight(Path::new("/proc"), q.task.pid, ev.t_ns) {
+            if let Some(info) = self
+                .seen
+                .first_sight(Path::new("/proc"), q.task.pid, ev.t_ns)
+            {
                 self.push(info);
             }
         }

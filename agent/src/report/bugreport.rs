@@ -366,6 +366,13 @@ pub fn build(dir: &Path, roots: &Roots, redact: bool) -> Result<Bugreport> {
         }
     }
 
+    if let Some(rocm) = super::rocm::section(
+        &incident,
+        extras.as_ref().map_or(&[][..], |x| &x.process_maps[..]),
+    ) {
+        let _ = writeln!(md, "\n{rocm}");
+    }
+
     let _ = writeln!(
         md,
         "\n## Attribution (hangwatch)\n\n```\n{}```\n",

@@ -101,6 +101,9 @@ pub fn render(incident: &Incident) -> String {
             let _ = writeln!(o, "  - {}[{}]: {}", v.comm, v.pid, v.reason);
         }
     }
+    if let Some(c) = &incident.compute {
+        o.push_str(&super::compute::render(c));
+    }
     if !incident.evidence.is_empty() {
         let _ = writeln!(o, "evidence:");
         for e in &incident.evidence {
