@@ -49,11 +49,15 @@ pub mod kind {
     pub const PROCESS_EXIT: u32 = 16;
 }
 
-/// One event from the kernel. Generic slots keep every probe on one fixed-size record; what
-/// each slot means per [`kind`] is documented in `docs/events.md` and decoded once in
-/// `agent/src/decode.rs`.
+/// Room for a device name (`dev_name()`: PCI `0000:03:00.0` is 12 bytes).
+pub const DEV_LEN: usize = 16;
+/// Integer words in a [`Body`]: the widest per-kind slot struct ([`FaultSlots`]) has 8.
+pub const WORDS: usize = 8;
+
+/// One event from the kernel: a common header, two string slots (`ring`, `dev`) and a
+/// [`Body`] whose words mean what the kind's slot struct names them. Fixed size on the wire.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct RawEvent {
     pub kind: u32,
     /// Bit flags, see [`flags`].
@@ -65,20 +69,128 @@ pub struct RawEvent {
     pub tgid: u32,
     pub tid: u32,
     pub comm: [u8; COMM_LEN],
-    /// Ring / timeline name, NUL-padded.
+    /// Ring / timeline / scheduler name ([`slot::RING`]), NUL-padded.
     pub ring: [u8; NAME_LEN],
-    /// Fence context (u32 on ≤ 6.16 formats, u64 on ≥ 6.17).
-    pub context: u64,
-    /// Fence seqno.
-    pub seqno: u64,
-    /// `sched_job_id` / drm_sched `id`, or `client_id` on ≥ 6.17 scheduler events.
-    pub job_id: u64,
-    /// A kernel pointer used only as a join key (the scheduler fence), never dereferenced.
-    pub ptr: u64,
-    pub pasid: u32,
-    pub vmid: u32,
-    /// Kind-specific values (num_ibs, fault src_data, return code, reset source ...).
-    pub arg: [u64; 4],
+    /// Device name ([`slot::DEV`]) when the kernel gave one, NUL-padded.
+    pub dev: [u8; DEV_LEN],
+    /// Bit `i` set: `body` word `i` was read from the kernel. An absent field stays 0 and unset,
+    /// so a real 0 and "not on this kernel" never look alike.
+    pub present: u32,
+    pub _pad: u32,
+    pub body: Body,
+}
+
+/// The kind-specific words of a [`RawEvent`], viewed through the slot struct of its kind.
+/// Every view is plain `u64`s, so any bit pattern is valid in every view.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union Body {
+    pub words: [u64; WORDS],
+    pub job: JobSlots,
+    pub fence: FenceSlots,
+    pub grab: GrabSlots,
+    pub pasid: PasidSlots,
+    pub fault: FaultSlots,
+    pub kjob: KjobSlots,
+    pub ret: RetSlots,
+}
+
+/// Declares a kind's slot struct (all `u64`, one body word each) and, per field, a constant
+/// naming its [`slot`] index, so the catalogue's bindings, the eBPF writers and the decoder all
+/// say `JobSlots::CONTEXT` instead of agreeing on a number.
+macro_rules! slots {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $f:ident => $c:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name { $($(#[$fm])* pub $f: u64,)* }
+        impl $name {
+            $(pub const $c: usize = slot::WORD0 + core::mem::offset_of!($name, $f) / 8;)*
+        }
+        const _: () = assert!(core::mem::size_of::<$name>() <= WORDS * 8);
+    };
+}
+
+slots! {
+    /// CS_IOCTL, SCHED_RUN_JOB (amdgpu), SCHED_QUEUE, SCHED_RUN, SCHED_DONE (gpu_scheduler).
+    JobSlots {
+        /// Scheduler-fence context (u32 in amdgpu events ≤ 6.16, u64 from 6.17).
+        context => CONTEXT,
+        seqno => SEQNO,
+        /// `drm_sched_job.id` (amdgpu `sched_job_id` ≤ 6.16, legacy scheduler `id`).
+        job_id => JOB_ID,
+        /// DRM client id (≥ 6.17 scheduler events) = fdinfo `drm-client-id`.
+        client_id => CLIENT_ID,
+        /// Legacy scheduler `fence` (`&s_fence->finished`): a join key, never dereferenced.
+        fence => FENCE,
+        /// `num_ibs` of the amdgpu events.
+        num_ibs => NUM_IBS,
+    }
+}
+
+slots! {
+    /// FENCE_INIT, FENCE_SIGNALED (dma_fence, driver "amdgpu"; the timeline is `ring`).
+    FenceSlots {
+        context => CONTEXT,
+        seqno => SEQNO,
+    }
+}
+
+slots! {
+    /// VM_GRAB_ID (`amdgpu_vm_grab_id`).
+    GrabSlots {
+        pasid => PASID,
+        vmid => VMID,
+        vm_hub => VM_HUB,
+    }
+}
+
+slots! {
+    /// PASID_ALLOC, PASID_FREE.
+    PasidSlots {
+        pasid => PASID,
+    }
+}
+
+slots! {
+    /// VM_FAULT (`amdgpu_iv` filtered to VM faults). Address and bits per gmc_v9+:
+    /// `src_data0 << 12 | (src_data1 & 0xf) << 44`, retry `src_data1 & 0x80`, write `& 0x20`.
+    FaultSlots {
+        pasid => PASID,
+        vmid => VMID,
+        /// 0 = gfxhub, otherwise mmhub.
+        vmid_src => VMID_SRC,
+        ring_id => RING_ID,
+        client_id => CLIENT_ID,
+        src_id => SRC_ID,
+        src_data0 => SRC_DATA0,
+        src_data1 => SRC_DATA1,
+    }
+}
+
+slots! {
+    /// JOB_TIMEDOUT, RESET_BEGIN (kprobes reading `struct amdgpu_job` through BTF offsets).
+    KjobSlots {
+        /// `s_job->s_fence->finished.context`.
+        context => CONTEXT,
+        seqno => SEQNO,
+        job_id => JOB_ID,
+        /// The `struct drm_sched_job *`.
+        s_job => S_JOB,
+        pasid => PASID,
+        /// `reset_context->src` (RESET_BEGIN).
+        reset_src => RESET_SRC,
+        /// 1 when `amdgpu_device_gpu_recover` was given a job (RESET_BEGIN).
+        with_job => WITH_JOB,
+    }
+}
+
+slots! {
+    /// RESET_END, CS_REJECTED (kretprobes).
+    RetSlots {
+        /// Return value, sign-extended to 64 bits.
+        ret => RET,
+    }
 }
 
 impl RawEvent {
@@ -91,30 +203,76 @@ impl RawEvent {
             tid: 0,
             comm: [0; COMM_LEN],
             ring: [0; NAME_LEN],
-            context: 0,
-            seqno: 0,
-            job_id: 0,
-            ptr: 0,
-            pasid: 0,
-            vmid: 0,
-            arg: [0; 4],
+            dev: [0; DEV_LEN],
+            present: 0,
+            _pad: 0,
+            body: Body { words: [0; WORDS] },
         }
+    }
+
+    /// Writes body word `slot` (a `*Slots::NAME` constant) and marks it present.
+    #[inline(always)]
+    pub fn set(&mut self, slot: usize, v: u64) {
+        let w = slot.wrapping_sub(slot::WORD0);
+        if w < WORDS {
+            // SAFETY: every view of the union is plain u64 words.
+            unsafe { self.body.words[w] = v };
+            self.present |= 1 << w;
+        }
+    }
+
+    /// Body word `slot`, `None` when the kernel did not provide it.
+    #[inline(always)]
+    pub fn get(&self, slot: usize) -> Option<u64> {
+        let w = slot.wrapping_sub(slot::WORD0);
+        // SAFETY: every view of the union is plain u64 words.
+        (w < WORDS && self.present & (1 << w) != 0).then(|| unsafe { self.body.words[w] })
+    }
+
+    /// Whether body word `slot` was provided.
+    #[inline(always)]
+    pub fn has(&self, slot: usize) -> bool {
+        self.get(slot).is_some()
+    }
+
+    /// The body as plain words.
+    pub fn words(&self) -> [u64; WORDS] {
+        // SAFETY: every view of the union is plain u64 words.
+        unsafe { self.body.words }
+    }
+
+    /// The body viewed as [`FaultSlots`] (meaningful for `kind::VM_FAULT`).
+    pub fn fault(&self) -> FaultSlots {
+        // SAFETY: every view of the union is plain u64 words.
+        unsafe { self.body.fault }
+    }
+
+    /// The body viewed as [`KjobSlots`] (`kind::JOB_TIMEDOUT`, `kind::RESET_BEGIN`).
+    pub fn kjob(&self) -> KjobSlots {
+        // SAFETY: every view of the union is plain u64 words.
+        unsafe { self.body.kjob }
     }
 }
 
-/// [`RawEvent::flags`] bits.
+impl core::fmt::Debug for RawEvent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RawEvent")
+            .field("kind", &self.kind)
+            .field("flags", &self.flags)
+            .field("ts_ns", &self.ts_ns)
+            .field("tgid", &self.tgid)
+            .field("tid", &self.tid)
+            .field("present", &self.present)
+            .field("words", &self.words())
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`RawEvent::flags`] bits. Which body words were read is in [`RawEvent::present`].
 pub mod flags {
     /// The kernel string was longer than [`super::NAME_LEN`] and was cut.
     pub const RING_TRUNCATED: u32 = 1 << 0;
-    /// `job_id` holds a drm client id (≥ 6.17 scheduler events), not a job id.
-    pub const JOB_ID_IS_CLIENT: u32 = 1 << 1;
-    /// `context`/`seqno` were read (the format has them); otherwise only `ptr`/`job_id` join.
-    pub const HAS_FENCE_KEY: u32 = 1 << 2;
-    /// `job_id` was read.
-    pub const HAS_JOB_ID: u32 = 1 << 3;
-    /// `ptr` was read.
-    pub const HAS_PTR: u32 = 1 << 4;
-    /// A BTF-driven kernel read in a kprobe failed; the fields it would have filled are zero.
+    /// A BTF-driven kernel read in a kprobe failed; the fields it would have filled are absent.
     pub const READ_FAILED: u32 = 1 << 5;
 }
 
@@ -141,7 +299,9 @@ pub struct FieldLoc {
     pub size: u16,
     /// One of [`field`].
     pub kind: u8,
-    pub _pad: [u8; 3],
+    /// Element to read when the field is an integer array (`src_data[4]`), else 0.
+    pub index: u8,
+    pub _pad: [u8; 2],
 }
 
 impl FieldLoc {
@@ -149,39 +309,41 @@ impl FieldLoc {
         offset: 0,
         size: 0,
         kind: field::ABSENT,
-        _pad: [0; 3],
+        index: 0,
+        _pad: [0; 2],
     };
     pub const fn new(offset: u16, size: u16, kind: u8) -> Self {
         FieldLoc {
             offset,
             size,
             kind,
-            _pad: [0; 3],
+            index: 0,
+            _pad: [0; 2],
         }
+    }
+    /// The same field, element `index` of its array.
+    pub const fn at(mut self, index: u8) -> Self {
+        self.index = index;
+        self
     }
     pub const fn is_present(&self) -> bool {
         self.kind != field::ABSENT
     }
 }
 
-/// Slots of a [`TpLayout`]: which [`RawEvent`] field each tracepoint field lands in.
+/// Slots of a [`TpLayout`]: where each bound tracepoint field lands in a [`RawEvent`]. String
+/// slots first, then one slot per body word; the words are named per kind by the `*Slots`
+/// structs (`JobSlots::CONTEXT`, `FaultSlots::SRC_DATA1`, ...), never by bare numbers.
 pub mod slot {
     /// String → `RawEvent::ring` (ring, sched `name`, or fence `timeline`).
     pub const RING: usize = 0;
     /// String used only for the in-kernel driver filter (dma_fence `driver`).
     pub const DRIVER: usize = 1;
-    pub const CONTEXT: usize = 2;
-    pub const SEQNO: usize = 3;
-    pub const JOB_ID: usize = 4;
-    pub const PTR: usize = 5;
-    pub const PASID: usize = 6;
-    pub const VMID: usize = 7;
-    /// → `arg[0]` .. `arg[3]` (num_ibs; iv client_id/src_id/src_data; vm_hub ...).
-    pub const ARG0: usize = 8;
-    pub const ARG1: usize = 9;
-    pub const ARG2: usize = 10;
-    pub const ARG3: usize = 11;
-    pub const COUNT: usize = 12;
+    /// String → `RawEvent::dev` (scheduler `dev` on kernels that print it).
+    pub const DEV: usize = 2;
+    /// First body word.
+    pub const WORD0: usize = 3;
+    pub const COUNT: usize = WORD0 + super::WORDS;
 }
 
 /// Per-tracepoint decoding table, built by userspace from the `format` file and passed to the
@@ -191,12 +353,7 @@ pub mod slot {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TpLayout {
     pub fields: [FieldLoc; slot::COUNT],
-    /// For `slot::ARG*` fields that are arrays (`src_data[4]`): element index to read, else 0.
-    pub arg_index: [u8; 4],
     pub present: u32,
-    /// [`flags`] bits OR-ed into every event from this tracepoint (e.g. `JOB_ID_IS_CLIENT` when
-    /// `slot::JOB_ID` is bound to a 6.17 `client_id`). Appended field: additive ABI change.
-    pub flags: u32,
 }
 
 /// In-kernel filter for `amdgpu:amdgpu_iv`: keep only VM page-fault interrupts.

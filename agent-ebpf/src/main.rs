@@ -2,11 +2,15 @@
 //! load-time [`TpLayout`] names into one [`RawEvent`] and pushes it to the `EVENTS` ring buffer;
 //! the kprobes follow [`JobLayout`] offsets read from module BTF. No kernel offset is compiled
 //! in: a zero layout means "not present" and the loader does not attach that program.
-#![no_std]
-#![no_main]
+//!
+//! Built for `bpfel-unknown-none` by `agent/build.rs`; a host build (`cargo clippy --workspace`)
+//! only type-checks the programs, with std and an empty `main`.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
 
 use agent_common::{
-    field, flags, kind, slot, FieldLoc, IvFilter, JobLayout, RawEvent, TpLayout, NAME_LEN,
+    field, flags, kind, slot, FaultSlots, FieldLoc, IvFilter, JobLayout, KjobSlots, RawEvent,
+    RetSlots, TpLayout, NAME_LEN, WORDS,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -34,9 +38,7 @@ static SEEN_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
 
 const ZERO_LAYOUT: TpLayout = TpLayout {
     fields: [FieldLoc::ABSENT; slot::COUNT],
-    arg_index: [0; 4],
     present: 0,
-    flags: 0,
 };
 
 const ZERO_JOB: JobLayout = JobLayout {
@@ -156,10 +158,10 @@ unsafe fn read_str<const N: usize>(src: *const u8, dst: &mut [u8; N]) -> bool {
     n >= 0
 }
 
-/// Reads an unsigned integer field of 1, 2, 4 or 8 bytes, optionally element `index` of an array.
+/// Reads an unsigned integer field of 1, 2, 4 or 8 bytes (element `loc.index` of an array).
 #[inline(always)]
-fn read_int(ctx: &TracePointContext, loc: FieldLoc, index: u8) -> u64 {
-    let off = loc.offset as usize + (index as usize & 0xf) * loc.size as usize;
+fn read_int(ctx: &TracePointContext, loc: FieldLoc) -> u64 {
+    let off = loc.offset as usize + (loc.index as usize & 0xf) * loc.size as usize;
     // SAFETY: bpf_probe_read_kernel checks the address; a bad layout yields 0, not a fault.
     unsafe {
         match loc.size {
@@ -193,10 +195,10 @@ fn read_tp_str<const N: usize>(ctx: &TracePointContext, loc: FieldLoc, dst: &mut
     }
 }
 
-/// Fills `ev` from the tracepoint record following `layout`.
+/// Fills `ev` from the tracepoint record following `layout`: the string slots, then every
+/// bound body word (marked present). What each word means is the kind's slot struct.
 #[inline(always)]
 fn fill(ctx: &TracePointContext, layout: &'static TpLayout, ev: &mut RawEvent) {
-    ev.flags |= vol(&layout.flags);
     let f = &layout.fields;
     let ring = vol(&f[slot::RING]);
     if ring.is_present() {
@@ -205,40 +207,15 @@ fn fill(ctx: &TracePointContext, layout: &'static TpLayout, ev: &mut RawEvent) {
             ev.flags |= flags::RING_TRUNCATED;
         }
     }
-    let c = vol(&f[slot::CONTEXT]);
-    let q = vol(&f[slot::SEQNO]);
-    if c.is_present() {
-        ev.context = read_int(ctx, c, 0);
-    }
-    if q.is_present() {
-        ev.seqno = read_int(ctx, q, 0);
-    }
-    if c.is_present() && q.is_present() {
-        ev.flags |= flags::HAS_FENCE_KEY;
-    }
-    let j = vol(&f[slot::JOB_ID]);
-    if j.is_present() {
-        ev.job_id = read_int(ctx, j, 0);
-        ev.flags |= flags::HAS_JOB_ID;
-    }
-    let p = vol(&f[slot::PTR]);
-    if p.is_present() {
-        ev.ptr = read_int(ctx, p, 0);
-        ev.flags |= flags::HAS_PTR;
-    }
-    let pa = vol(&f[slot::PASID]);
-    if pa.is_present() {
-        ev.pasid = read_int(ctx, pa, 0) as u32;
-    }
-    let v = vol(&f[slot::VMID]);
-    if v.is_present() {
-        ev.vmid = read_int(ctx, v, 0) as u32;
+    let dev = vol(&f[slot::DEV]);
+    if dev.is_present() {
+        read_tp_str(ctx, dev, &mut ev.dev);
     }
     let mut i = 0;
-    while i < 4 {
-        let loc = vol(&f[slot::ARG0 + i]);
+    while i < WORDS {
+        let loc = vol(&f[slot::WORD0 + i]);
         if loc.is_present() {
-            ev.arg[i] = read_int(ctx, loc, vol(&layout.arg_index[i]));
+            ev.set(slot::WORD0 + i, read_int(ctx, loc));
         }
         i += 1;
     }
@@ -337,8 +314,8 @@ pub fn hw_fence_signaled(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn hw_iv(ctx: TracePointContext) -> u32 {
     let filter: IvFilter = vol(&IV_FILTER);
-    let client = read_int(&ctx, vol(&IV_LAYOUT.fields[slot::ARG0]), 0);
-    let src = read_int(&ctx, vol(&IV_LAYOUT.fields[slot::ARG1]), 0);
+    let client = read_int(&ctx, vol(&IV_LAYOUT.fields[FaultSlots::CLIENT_ID]));
+    let src = read_int(&ctx, vol(&IV_LAYOUT.fields[FaultSlots::SRC_ID]));
     if client >= 64 || src >= 64 {
         return 0;
     }
@@ -354,7 +331,8 @@ unsafe fn kread<T>(base: u64, off: u32) -> Result<T, i32> {
     bpf_probe_read_kernel((base + off as u64) as *const T)
 }
 
-/// Reads ring name, fence key and id of a `struct drm_sched_job *` through BTF offsets.
+/// Reads ring name, fence key and id of a `struct drm_sched_job *` through BTF offsets into
+/// the [`KjobSlots`] of `ev`.
 #[inline(always)]
 fn read_sched_job(s_job: u64, l: &JobLayout, ev: &mut RawEvent) -> bool {
     // SAFETY: all dereferences go through bpf_probe_read_kernel.
@@ -381,20 +359,31 @@ fn read_sched_job(s_job: u64, l: &JobLayout, ev: &mut RawEvent) -> bool {
             kread::<u64>(fin, l.fence_seqno),
         ) {
             (Ok(c), Ok(s)) => {
-                ev.context = c;
-                ev.seqno = s;
-                ev.flags |= flags::HAS_FENCE_KEY;
+                ev.set(KjobSlots::CONTEXT, c);
+                ev.set(KjobSlots::SEQNO, s);
                 true
             }
             _ => false,
         };
         if l.sjob_id != u32::MAX {
             if let Ok(id) = kread::<u64>(s_job, l.sjob_id) {
-                ev.job_id = id;
-                ev.flags |= flags::HAS_JOB_ID;
+                ev.set(KjobSlots::JOB_ID, id);
             }
         }
         name_ok && ctx_ok
+    }
+}
+
+/// Reads `job->pasid` (`job` is the `struct amdgpu_job *`) into [`KjobSlots::PASID`].
+#[inline(always)]
+fn read_pasid(job: u64, l: &JobLayout, ev: &mut RawEvent) -> bool {
+    // SAFETY: probe read.
+    match unsafe { kread::<u32>(job, l.job_pasid) } {
+        Ok(p) => {
+            ev.set(KjobSlots::PASID, p as u64);
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -414,15 +403,9 @@ pub fn hw_job_timedout(ctx: ProbeContext) -> u32 {
     let l = job_layout();
     let s_job: u64 = ctx.arg(0).unwrap_or(0);
     if l.valid != 0 && s_job != 0 {
-        ev.ptr = s_job;
-        ev.flags |= flags::HAS_PTR;
-        let mut ok = read_sched_job(s_job, &l, ev);
-        let job = s_job.wrapping_sub(l.job_base as u64);
-        // SAFETY: probe read.
-        match unsafe { kread::<u32>(job, l.job_pasid) } {
-            Ok(p) => ev.pasid = p,
-            Err(_) => ok = false,
-        }
+        ev.set(KjobSlots::S_JOB, s_job);
+        let ok = read_sched_job(s_job, &l, ev);
+        let ok = read_pasid(s_job.wrapping_sub(l.job_base as u64), &l, ev) && ok;
         if !ok {
             ev.flags |= flags::READ_FAILED;
         }
@@ -434,7 +417,6 @@ pub fn hw_job_timedout(ctx: ProbeContext) -> u32 {
 }
 
 /// kprobe `amdgpu_device_gpu_recover(adev, struct amdgpu_job *job, reset_context)`.
-/// arg[0] = reset source (valid when arg[1] == 1); arg[2] = 1 when a job was passed.
 #[kprobe]
 pub fn hw_gpu_recover(ctx: ProbeContext) -> u32 {
     let Some(mut e) = reserve(kind::RESET_BEGIN) else {
@@ -445,61 +427,55 @@ pub fn hw_gpu_recover(ctx: ProbeContext) -> u32 {
     let l = job_layout();
     let job: u64 = ctx.arg(1).unwrap_or(0);
     let rctx: u64 = ctx.arg(2).unwrap_or(0);
+    if job != 0 {
+        ev.set(KjobSlots::WITH_JOB, 1);
+    }
     if l.valid != 0 {
         let mut ok = true;
         if job != 0 {
-            ev.arg[2] = 1;
             let s_job = job + l.job_base as u64;
-            ev.ptr = s_job;
-            ev.flags |= flags::HAS_PTR;
+            ev.set(KjobSlots::S_JOB, s_job);
             ok &= read_sched_job(s_job, &l, ev);
-            // SAFETY: probe read.
-            match unsafe { kread::<u32>(job, l.job_pasid) } {
-                Ok(p) => ev.pasid = p,
-                Err(_) => ok = false,
-            }
+            ok &= read_pasid(job, &l, ev);
         }
         if rctx != 0 && l.reset_src != u32::MAX {
             // SAFETY: probe read.
             if let Ok(src) = unsafe { kread::<u32>(rctx, l.reset_src) } {
-                ev.arg[0] = src as u64;
-                ev.arg[1] = 1;
+                ev.set(KjobSlots::RESET_SRC, src as u64);
             }
         }
         if !ok {
             ev.flags |= flags::READ_FAILED;
         }
-    } else if job != 0 {
-        ev.arg[2] = 1;
     }
     e.submit(BPF_RB_FORCE_WAKEUP as u64);
     0
 }
 
-/// kretprobe `amdgpu_device_gpu_recover`: arg[0] = return value (sign-extended).
+/// Submits a kretprobe event carrying the return value in [`RetSlots::RET`].
+#[inline(always)]
+fn ret_event(k: u32, r: i32) {
+    if let Some(mut e) = reserve(k) {
+        // SAFETY: reserved slot, initialised by `reserve`.
+        unsafe { (*e.as_mut_ptr()).set(RetSlots::RET, r as i64 as u64) };
+        e.submit(BPF_RB_FORCE_WAKEUP as u64);
+    }
+}
+
+/// kretprobe `amdgpu_device_gpu_recover`.
 #[kretprobe]
 pub fn hw_gpu_recover_ret(ctx: RetProbeContext) -> u32 {
     let r: i64 = ctx.ret::<i64>();
-    if let Some(mut e) = reserve(kind::RESET_END) {
-        // SAFETY: reserved slot, initialised by `reserve`.
-        unsafe { (*e.as_mut_ptr()).arg[0] = (r as i32) as i64 as u64 };
-        e.submit(BPF_RB_FORCE_WAKEUP as u64);
-    }
+    ret_event(kind::RESET_END, r as i32);
     0
 }
 
 /// kretprobe `amdgpu_cs_ioctl`: only failures (the submitter learning its context is guilty).
 #[kretprobe]
 pub fn hw_cs_ioctl_ret(ctx: RetProbeContext) -> u32 {
-    let r: i64 = ctx.ret::<i64>();
-    let r = r as i32;
-    if r >= 0 {
-        return 0;
-    }
-    if let Some(mut e) = reserve(kind::CS_REJECTED) {
-        // SAFETY: reserved slot, initialised by `reserve`.
-        unsafe { (*e.as_mut_ptr()).arg[0] = r as i64 as u64 };
-        e.submit(BPF_RB_FORCE_WAKEUP as u64);
+    let r = ctx.ret::<i64>() as i32;
+    if r < 0 {
+        ret_event(kind::CS_REJECTED, r);
     }
     0
 }
@@ -513,17 +489,20 @@ pub fn hw_process_exit(_ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: read-only lookup of a u8 value.
-    if unsafe { SEEN_TGIDS.get(&tgid) }.is_none() {
+    if unsafe { SEEN_TGIDS.get(tgid) }.is_none() {
         return 0;
     }
-    let _ = SEEN_TGIDS.remove(&tgid);
+    let _ = SEEN_TGIDS.remove(tgid);
     if let Some(e) = reserve(kind::PROCESS_EXIT) {
         e.submit(BPF_RB_FORCE_WAKEUP as u64);
     }
     0
 }
 
-#[cfg(not(test))]
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Instant;
 
-use agent_common::{flags, kind, RawEvent};
+use agent_common::{kind, FenceSlots, GrabSlots, JobSlots, RawEvent};
 use hangwatch::correlate::{Config, Correlator};
 use hangwatch::decode::Decoder;
 
@@ -54,36 +54,45 @@ fn submission(n: u64, t: u64) -> Vec<RawEvent> {
         r
     };
     let mut v = Vec::with_capacity(8);
+    let job = |e: &mut RawEvent, ctx: Option<u64>, id: Option<u64>, fence: Option<u64>| {
+        if let Some(c) = ctx {
+            e.set(JobSlots::CONTEXT, c);
+            e.set(JobSlots::SEQNO, n);
+        }
+        if let Some(id) = id {
+            e.set(JobSlots::JOB_ID, id);
+        }
+        if let Some(f) = fence {
+            e.set(JobSlots::FENCE, f);
+        }
+    };
     let mut e = base(kind::CS_IOCTL, 0, pid, pid, comm);
-    e.flags = flags::HAS_FENCE_KEY | flags::HAS_JOB_ID;
-    (e.context, e.seqno, e.job_id, e.arg[0]) = (1000 + (n % 3), n, n, 1);
+    job(&mut e, Some(1000 + (n % 3)), Some(n), None);
+    e.set(JobSlots::NUM_IBS, 1);
     v.push(e);
     let mut e = base(kind::SCHED_QUEUE, 1_000, pid, pid, comm);
-    e.flags = flags::HAS_JOB_ID | flags::HAS_PTR;
-    (e.job_id, e.ptr) = (n, ptr);
+    job(&mut e, None, Some(n), Some(ptr));
     v.push(e);
     let mut e = base(kind::VM_GRAB_ID, 20_000, 0, worker, "kworker");
-    (e.pasid, e.vmid) = (pasid, 7);
+    e.set(GrabSlots::PASID, pasid as u64);
+    e.set(GrabSlots::VMID, 7);
     v.push(e);
     let mut e = base(kind::SCHED_RUN_JOB, 21_000, 0, worker, "kworker");
-    e.flags = flags::HAS_FENCE_KEY | flags::HAS_JOB_ID;
-    (e.context, e.seqno, e.job_id) = (1000 + (n % 3), n, n);
+    job(&mut e, Some(1000 + (n % 3)), Some(n), None);
     v.push(e);
     let mut e = base(kind::SCHED_RUN, 21_500, 0, worker, "kworker");
-    e.flags = flags::HAS_JOB_ID | flags::HAS_PTR;
-    (e.job_id, e.ptr) = (n, ptr);
+    job(&mut e, None, Some(n), Some(ptr));
     v.push(e);
     let mut e = base(kind::FENCE_INIT, 22_000, 0, worker, "kworker");
-    e.flags = flags::HAS_FENCE_KEY;
-    (e.context, e.seqno) = (hw_ctx, n);
+    e.set(FenceSlots::CONTEXT, hw_ctx);
+    e.set(FenceSlots::SEQNO, n);
     v.push(e);
     let mut e = base(kind::FENCE_SIGNALED, 300_000, 0, 0, "swapper/0");
-    e.flags = flags::HAS_FENCE_KEY;
-    (e.context, e.seqno) = (hw_ctx, n);
+    e.set(FenceSlots::CONTEXT, hw_ctx);
+    e.set(FenceSlots::SEQNO, n);
     v.push(e);
     let mut e = base(kind::SCHED_DONE, 301_000, 0, 0, "swapper/0");
-    e.flags = flags::HAS_PTR;
-    e.ptr = ptr;
+    job(&mut e, None, None, Some(ptr));
     v.push(e);
     v
 }

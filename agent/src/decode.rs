@@ -1,6 +1,9 @@
-//! `RawEvent` → [`Event`]: the one place that knows what each generic slot means per kind
-//! (documented in `docs/events.md`). Unknown kinds are counted, never guessed at.
-use agent_common::{flags, kind, RawEvent};
+//! `RawEvent` → [`Event`]: reads each kind's named slots (`agent_common::JobSlots`, ...,
+//! documented in `docs/events.md`). Unknown kinds are counted, never guessed at.
+use agent_common::{
+    flags, kind, FaultSlots, FenceSlots, GrabSlots, JobSlots, KjobSlots, PasidSlots, RawEvent,
+    RetSlots,
+};
 
 use crate::model::{Clock, Event, EventBody, FaultInfo, JobKey, Source, Task};
 
@@ -58,20 +61,43 @@ fn task(r: &RawEvent) -> Task {
     Task::new(r.tgid, r.tid, cstr(&r.comm))
 }
 
-fn has(r: &RawEvent, f: u32) -> bool {
+fn has_flag(r: &RawEvent, f: u32) -> bool {
     r.flags & f != 0
 }
 
-/// Job identity from the generic slots.
+/// Job identity from a scheduler/amdgpu job event ([`JobSlots`]).
 fn job_key(r: &RawEvent) -> JobKey {
-    let fence = has(r, flags::HAS_FENCE_KEY);
-    let id = has(r, flags::HAS_JOB_ID) && !has(r, flags::JOB_ID_IS_CLIENT);
+    let (context, seqno) = fence_key(r, JobSlots::CONTEXT, JobSlots::SEQNO);
     JobKey {
-        context: fence.then_some(r.context),
-        seqno: fence.then_some(r.seqno),
-        sched_job_id: id.then_some(r.job_id),
-        sched_fence: has(r, flags::HAS_PTR).then_some(r.ptr),
+        context,
+        seqno,
+        sched_job_id: r.get(JobSlots::JOB_ID),
+        sched_fence: r.get(JobSlots::FENCE),
     }
+}
+
+/// Job identity read by a kprobe ([`KjobSlots`]); the `drm_sched_job` pointer is not the
+/// scheduler-fence pointer the legacy events join on, so it is not offered as one.
+fn kjob_key(r: &RawEvent) -> JobKey {
+    let (context, seqno) = fence_key(r, KjobSlots::CONTEXT, KjobSlots::SEQNO);
+    JobKey {
+        context,
+        seqno,
+        sched_job_id: r.get(KjobSlots::JOB_ID),
+        sched_fence: None,
+    }
+}
+
+/// A fence key is a pair: both halves or neither.
+fn fence_key(r: &RawEvent, c: usize, s: usize) -> (Option<u64>, Option<u64>) {
+    match (r.get(c), r.get(s)) {
+        (Some(c), Some(s)) => (Some(c), Some(s)),
+        _ => (None, None),
+    }
+}
+
+fn word(r: &RawEvent, slot: usize) -> u64 {
+    r.get(slot).unwrap_or(0)
 }
 
 fn opt_ring(r: &RawEvent) -> Option<String> {
@@ -110,14 +136,13 @@ fn body(r: &RawEvent) -> Option<EventBody> {
             task: task(r),
             ring,
             job: job_key(r),
-            num_ibs: r.arg[0] as u32,
+            num_ibs: word(r, JobSlots::NUM_IBS) as u32,
         },
         kind::SCHED_QUEUE => EventBody::SchedQueued {
             task: task(r),
             ring,
             job: job_key(r),
-            client_id: (has(r, flags::JOB_ID_IS_CLIENT) && has(r, flags::HAS_JOB_ID))
-                .then_some(r.job_id),
+            client_id: r.get(JobSlots::CLIENT_ID),
         },
         kind::SCHED_RUN_JOB | kind::SCHED_RUN => EventBody::RunJob {
             ring,
@@ -127,78 +152,77 @@ fn body(r: &RawEvent) -> Option<EventBody> {
         kind::SCHED_DONE => EventBody::JobDone { job: job_key(r) },
         kind::FENCE_INIT => EventBody::HwFenceEmitted {
             ring,
-            context: r.context,
-            seqno: r.seqno,
+            context: word(r, FenceSlots::CONTEXT),
+            seqno: word(r, FenceSlots::SEQNO),
             emitter_tid: r.tid,
         },
         kind::FENCE_SIGNALED => EventBody::HwFenceSignaled {
             ring,
-            context: r.context,
-            seqno: r.seqno,
+            context: word(r, FenceSlots::CONTEXT),
+            seqno: word(r, FenceSlots::SEQNO),
         },
         kind::VM_GRAB_ID => EventBody::VmGrabId {
             ring,
-            pasid: r.pasid,
-            vmid: r.vmid,
+            pasid: word(r, GrabSlots::PASID) as u32,
+            vmid: word(r, GrabSlots::VMID) as u32,
             worker_tid: r.tid,
         },
         kind::PASID_ALLOC => EventBody::PasidAllocated {
-            pasid: r.pasid,
+            pasid: word(r, PasidSlots::PASID) as u32,
             task: task(r),
         },
-        kind::PASID_FREE => EventBody::PasidFreed { pasid: r.pasid },
+        kind::PASID_FREE => EventBody::PasidFreed {
+            pasid: word(r, PasidSlots::PASID) as u32,
+        },
         kind::VM_FAULT => EventBody::VmFault(fault(r)),
-        kind::JOB_TIMEDOUT => {
-            let ok = !has(r, flags::READ_FAILED);
-            let job = JobKey {
-                sched_fence: None,
-                ..job_key(r)
-            };
-            EventBody::JobTimedOut {
-                ring: opt_ring(r),
-                job,
-                pasid: (ok && r.pasid != 0).then_some(r.pasid),
-            }
-        }
+        kind::JOB_TIMEDOUT => EventBody::JobTimedOut {
+            ring: opt_ring(r),
+            job: kjob_key(r),
+            pasid: kprobe_pasid(r),
+        },
         kind::RESET_BEGIN => {
-            let with_job = r.arg[2] == 1;
-            let ok = !has(r, flags::READ_FAILED);
+            let with_job = r.get(KjobSlots::WITH_JOB) == Some(1);
             EventBody::ResetBegin {
-                job: with_job.then(|| JobKey {
-                    sched_fence: None,
-                    ..job_key(r)
-                }),
-                pasid: (with_job && ok && r.pasid != 0).then_some(r.pasid),
+                job: with_job.then(|| kjob_key(r)),
+                pasid: kprobe_pasid(r).filter(|_| with_job),
                 ring: opt_ring(r),
-                reset_source: (r.arg[1] == 1).then_some(r.arg[0] as u32),
+                reset_source: r.get(KjobSlots::RESET_SRC).map(|s| s as u32),
             }
         }
         kind::RESET_END => EventBody::ResetEnd {
-            result: r.arg[0] as i64,
+            result: word(r, RetSlots::RET) as i64,
         },
         kind::CS_REJECTED => EventBody::SubmitRejected {
             task: task(r),
-            errno: r.arg[0] as i64,
+            errno: word(r, RetSlots::RET) as i64,
         },
         kind::PROCESS_EXIT => EventBody::ProcessExit { task: task(r) },
         _ => return None,
     })
 }
 
-/// `amdgpu_iv` slots (see catalogue): context = vmid_src, job_id = ring_id, arg0 client_id,
-/// arg1 src_id, arg2/arg3 src_data[0]/[1]. Address and flag bits per gmc_v9+ (§1.2).
+/// A kprobe's pasid, only when every BTF read succeeded (a failed read leaves stale zeros).
+fn kprobe_pasid(r: &RawEvent) -> Option<u32> {
+    let ok = !has_flag(r, flags::READ_FAILED);
+    r.get(KjobSlots::PASID)
+        .map(|p| p as u32)
+        .filter(|&p| ok && p != 0)
+}
+
+/// `amdgpu_iv` → [`FaultInfo`]; address and flag bits per gmc_v9+ (see [`FaultSlots`]).
 fn fault(r: &RawEvent) -> FaultInfo {
-    let (d0, d1) = (r.arg[2], r.arg[3]);
+    let f = r.fault();
+    let (d0, d1) = (f.src_data0, f.src_data1);
     FaultInfo {
-        hub: if r.context == 0 {
+        hub: if f.vmid_src == 0 {
             "gfxhub".into()
         } else {
             "mmhub".into()
         },
-        pasid: r.pasid,
-        vmid: r.vmid,
-        src_id: Some(r.arg[1] as u32),
-        ring_id: has(r, flags::HAS_JOB_ID).then_some(r.job_id as u32),
+        pasid: f.pasid as u32,
+        vmid: f.vmid as u32,
+        src_id: Some(f.src_id as u32),
+        ring_id: r.get(FaultSlots::RING_ID).map(|v| v as u32),
         address: Some(((d0 & 0xffff_ffff) << 12) | ((d1 & 0xf) << 44)),
         retry: Some(d1 & 0x80 != 0),
         write: Some(d1 & 0x20 != 0),
@@ -226,11 +250,10 @@ mod tests {
     #[test]
     fn submit_with_61_keys() {
         let mut r = raw(kind::CS_IOCTL);
-        r.flags = flags::HAS_FENCE_KEY | flags::HAS_JOB_ID;
-        r.context = 7;
-        r.seqno = 9;
-        r.job_id = 1234;
-        r.arg[0] = 2;
+        r.set(JobSlots::CONTEXT, 7);
+        r.set(JobSlots::SEQNO, 9);
+        r.set(JobSlots::JOB_ID, 1234);
+        r.set(JobSlots::NUM_IBS, 2);
         let mut d = Decoder::default();
         let e = d.decode(&r).unwrap();
         assert_eq!(
@@ -265,12 +288,14 @@ mod tests {
     #[test]
     fn queue_617_client_id_is_not_a_job_id() {
         let mut r = raw(kind::SCHED_QUEUE);
-        r.flags = flags::HAS_FENCE_KEY | flags::HAS_JOB_ID | flags::JOB_ID_IS_CLIENT;
-        r.job_id = 55;
+        r.set(JobSlots::CONTEXT, 1);
+        r.set(JobSlots::SEQNO, 2);
+        r.set(JobSlots::CLIENT_ID, 55);
         match Decoder::default().decode(&r).unwrap().body {
             EventBody::SchedQueued { job, client_id, .. } => {
                 assert_eq!(client_id, Some(55));
                 assert_eq!(job.sched_job_id, None);
+                assert_eq!((job.context, job.seqno), (Some(1), Some(2)));
             }
             b => panic!("{b:?}"),
         }
@@ -279,8 +304,7 @@ mod tests {
     #[test]
     fn legacy_done_joins_by_fence_pointer() {
         let mut r = raw(kind::SCHED_DONE);
-        r.flags = flags::HAS_PTR;
-        r.ptr = 0xffff_8880_1234_5678;
+        r.set(JobSlots::FENCE, 0xffff_8880_1234_5678);
         match Decoder::default().decode(&r).unwrap().body {
             EventBody::JobDone { job } => {
                 assert_eq!(job.sched_fence, Some(0xffff_8880_1234_5678));
@@ -291,12 +315,25 @@ mod tests {
     }
 
     #[test]
+    fn half_a_fence_key_is_no_key() {
+        let mut r = raw(kind::SCHED_RUN);
+        r.set(JobSlots::CONTEXT, 0);
+        match Decoder::default().decode(&r).unwrap().body {
+            EventBody::RunJob { job, .. } => assert_eq!((job.context, job.seqno), (None, None)),
+            b => panic!("{b:?}"),
+        }
+    }
+
+    #[test]
     fn vm_fault_address_and_bits() {
         let mut r = raw(kind::VM_FAULT);
-        r.pasid = 32770;
-        r.vmid = 3;
-        r.context = 1; // vmid_src: mmhub
-        r.arg = [0x1b, 0, 0x0001_2345, 0x80 | 0x20 | 0x3];
+        r.set(FaultSlots::PASID, 32770);
+        r.set(FaultSlots::VMID, 3);
+        r.set(FaultSlots::VMID_SRC, 1); // mmhub
+        r.set(FaultSlots::CLIENT_ID, 0x1b);
+        r.set(FaultSlots::SRC_ID, 0);
+        r.set(FaultSlots::SRC_DATA0, 0x0001_2345);
+        r.set(FaultSlots::SRC_DATA1, 0x80 | 0x20 | 0x3);
         let f = match Decoder::default().decode(&r).unwrap().body {
             EventBody::VmFault(f) => f,
             b => panic!("{b:?}"),
@@ -304,41 +341,83 @@ mod tests {
         assert_eq!(f.hub, "mmhub");
         assert_eq!(f.address, Some((0x12345u64 << 12) | (3u64 << 44)));
         assert_eq!(
-            (f.retry, f.write, f.pasid, f.vmid),
-            (Some(true), Some(true), 32770, 3)
+            (f.retry, f.write, f.pasid, f.vmid, f.ring_id),
+            (Some(true), Some(true), 32770, 3, None)
         );
     }
 
     #[test]
     fn kprobe_events() {
         let mut r = raw(kind::JOB_TIMEDOUT);
-        r.flags = flags::HAS_FENCE_KEY | flags::HAS_PTR | flags::READ_FAILED;
-        r.pasid = 9;
+        r.flags = flags::READ_FAILED;
+        r.set(KjobSlots::CONTEXT, 5);
+        r.set(KjobSlots::SEQNO, 6);
+        r.set(KjobSlots::S_JOB, 0xffff_0000);
+        r.set(KjobSlots::PASID, 9);
         match Decoder::default().decode(&r).unwrap().body {
             EventBody::JobTimedOut { ring, pasid, job } => {
                 assert_eq!(ring.as_deref(), Some("gfx_0.0.0"));
                 assert_eq!(pasid, None, "a failed read must not yield a pasid");
                 assert_eq!(job.sched_fence, None);
+                assert_eq!(job.context, Some(5));
             }
             b => panic!("{b:?}"),
         }
         let mut r = raw(kind::RESET_BEGIN);
-        r.arg = [1, 1, 0, 0];
+        r.set(KjobSlots::RESET_SRC, 1);
+        r.set(KjobSlots::PASID, 9);
         match Decoder::default().decode(&r).unwrap().body {
             EventBody::ResetBegin {
-                job, reset_source, ..
+                job,
+                reset_source,
+                pasid,
+                ..
             } => {
                 assert_eq!(job, None);
+                assert_eq!(pasid, None, "no job, no pasid");
                 assert_eq!(reset_source, Some(1));
             }
             b => panic!("{b:?}"),
         }
+        let mut r = raw(kind::RESET_BEGIN);
+        r.set(KjobSlots::WITH_JOB, 1);
+        r.set(KjobSlots::PASID, 9);
+        match Decoder::default().decode(&r).unwrap().body {
+            EventBody::ResetBegin {
+                job,
+                reset_source,
+                pasid,
+                ..
+            } => {
+                assert!(job.is_some());
+                assert_eq!((pasid, reset_source), (Some(9), None));
+            }
+            b => panic!("{b:?}"),
+        }
         let mut r = raw(kind::CS_REJECTED);
-        r.arg[0] = (-125i64) as u64;
+        r.set(RetSlots::RET, (-125i64) as u64);
         assert!(matches!(
             Decoder::default().decode(&r).unwrap().body,
             EventBody::SubmitRejected { errno: -125, .. }
         ));
+    }
+
+    #[test]
+    fn slot_constants_name_distinct_words() {
+        let mut w = [
+            JobSlots::CONTEXT,
+            JobSlots::SEQNO,
+            JobSlots::JOB_ID,
+            JobSlots::CLIENT_ID,
+            JobSlots::FENCE,
+            JobSlots::NUM_IBS,
+        ];
+        w.sort();
+        assert!(w.windows(2).all(|p| p[0] != p[1]));
+        assert_eq!(FaultSlots::SRC_DATA1, agent_common::slot::COUNT - 1);
+        let mut r = RawEvent::zeroed();
+        r.set(agent_common::slot::RING, 1); // a string slot is not a word: ignored
+        assert_eq!(r.present, 0);
     }
 
     #[test]

@@ -171,7 +171,8 @@ pub enum Want {
     Int,
 }
 
-/// Binds one format field to one [`agent_common::slot`].
+/// Binds one format field to one [`agent_common::slot`] (a string slot or a kind's named word,
+/// e.g. `JobSlots::CONTEXT`).
 #[derive(Clone, Copy, Debug)]
 pub struct Binding {
     pub slot: usize,
@@ -179,7 +180,7 @@ pub struct Binding {
     pub names: &'static [&'static str],
     pub want: Want,
     pub required: bool,
-    /// Array element for ARG slots (`src_data[1]`).
+    /// Array element for integer-array fields (`src_data[1]`).
     pub index: u8,
 }
 
@@ -209,7 +210,6 @@ impl Binding {
 }
 
 /// Builds the eBPF layout; a missing required field → `Err("field X missing")`.
-/// `client_flag`: `flags` to set when `slot::JOB_ID` was bound to a field named `client_id`.
 pub fn build_layout(fmt: &Format, bindings: &[Binding]) -> Result<TpLayout, String> {
     let mut layout = TpLayout::default();
     for b in bindings {
@@ -243,13 +243,17 @@ pub fn build_layout(fmt: &Format, bindings: &[Binding]) -> Result<TpLayout, Stri
         if u32::from(loc.offset) + u32::from(loc.size) > 0xffff {
             return Err(format!("field `{}` offset out of range", f.name));
         }
-        layout.fields[b.slot] = loc;
-        if (agent_common::slot::ARG0..=agent_common::slot::ARG3).contains(&b.slot) {
-            layout.arg_index[b.slot - agent_common::slot::ARG0] = b.index;
-        }
-        if b.slot == agent_common::slot::JOB_ID && f.name == "client_id" {
-            layout.flags |= agent_common::flags::JOB_ID_IS_CLIENT;
-        }
+        let Some(dst) = layout.fields.get_mut(b.slot) else {
+            return Err(format!(
+                "binding of `{}` to unknown slot {}",
+                f.name, b.slot
+            ));
+        };
+        *dst = if b.want == Want::Int {
+            loc.at(b.index)
+        } else {
+            loc
+        };
     }
     layout.present = 1;
     Ok(layout)
@@ -258,7 +262,7 @@ pub fn build_layout(fmt: &Format, bindings: &[Binding]) -> Result<TpLayout, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_common::{flags, slot};
+    use agent_common::{slot, FaultSlots, GrabSlots, JobSlots};
 
     const DEBIAN_61: &str = include_str!("testdata/debian-6.1.0-56-amd64.txt");
 
@@ -304,7 +308,7 @@ mod tests {
             &f,
             &[
                 Binding::req(slot::RING, &["ring"], Want::Str),
-                Binding::req(slot::PASID, &["pasid"], Want::Int),
+                Binding::req(GrabSlots::PASID, &["pasid"], Want::Int),
             ],
         )
         .unwrap();
@@ -312,7 +316,7 @@ mod tests {
             l.fields[slot::RING],
             FieldLoc::new(12, 4, field::DATA_LOC_STR)
         );
-        assert_eq!(l.fields[slot::PASID], FieldLoc::new(8, 4, field::INT));
+        assert_eq!(l.fields[GrabSlots::PASID], FieldLoc::new(8, 4, field::INT));
     }
 
     #[test]
@@ -323,13 +327,16 @@ mod tests {
         assert_eq!(sd.loc(), FieldLoc::new(48, 4, field::INT));
         let l = build_layout(
             &f,
-            &[Binding::req(slot::ARG3, &["src_data"], Want::Int).at(1)],
+            &[Binding::req(FaultSlots::SRC_DATA1, &["src_data"], Want::Int).at(1)],
         )
         .unwrap();
-        assert_eq!(l.arg_index[3], 1);
+        assert_eq!(
+            l.fields[FaultSlots::SRC_DATA1],
+            FieldLoc::new(48, 4, field::INT).at(1)
+        );
         assert!(build_layout(
             &f,
-            &[Binding::req(slot::ARG3, &["src_data"], Want::Int).at(4)]
+            &[Binding::req(FaultSlots::SRC_DATA1, &["src_data"], Want::Int).at(4)]
         )
         .is_err());
     }
@@ -347,21 +354,30 @@ mod tests {
 print fmt: \"dev=%s, fence=%llu:%llu\", __get_str(dev), REC->fence_context, REC->fence_seqno\n";
 
     #[test]
-    fn v617_queue_binds_client_id_with_flag() {
+    fn v617_queue_binds_client_id_and_dev() {
         let f = parse(V617_QUEUE).unwrap();
         let l = build_layout(
             &f,
             &[
                 Binding::req(slot::RING, &["name"], Want::Str),
-                Binding::req(slot::CONTEXT, &["fence_context"], Want::Int),
-                Binding::req(slot::SEQNO, &["fence_seqno"], Want::Int),
-                Binding::opt(slot::JOB_ID, &["id", "client_id"], Want::Int),
+                Binding::opt(slot::DEV, &["dev"], Want::Str),
+                Binding::req(JobSlots::CONTEXT, &["fence_context"], Want::Int),
+                Binding::req(JobSlots::SEQNO, &["fence_seqno"], Want::Int),
+                Binding::opt(JobSlots::JOB_ID, &["id"], Want::Int),
+                Binding::opt(JobSlots::CLIENT_ID, &["client_id"], Want::Int),
             ],
         )
         .unwrap();
-        assert_eq!(l.fields[slot::SEQNO], FieldLoc::new(32, 8, field::INT));
-        assert_eq!(l.fields[slot::JOB_ID], FieldLoc::new(40, 8, field::INT));
-        assert_eq!(l.flags & flags::JOB_ID_IS_CLIENT, flags::JOB_ID_IS_CLIENT);
+        assert_eq!(
+            l.fields[slot::DEV],
+            FieldLoc::new(20, 4, field::DATA_LOC_STR)
+        );
+        assert_eq!(l.fields[JobSlots::SEQNO], FieldLoc::new(32, 8, field::INT));
+        assert_eq!(
+            l.fields[JobSlots::CLIENT_ID],
+            FieldLoc::new(40, 8, field::INT)
+        );
+        assert!(!l.fields[JobSlots::JOB_ID].is_present());
     }
 
     #[test]
@@ -369,7 +385,7 @@ print fmt: \"dev=%s, fence=%llu:%llu\", __get_str(dev), REC->fence_context, REC-
         let f = parse(V617_QUEUE).unwrap();
         let e = build_layout(
             &f,
-            &[Binding::req(slot::JOB_ID, &["sched_job_id"], Want::Int)],
+            &[Binding::req(JobSlots::JOB_ID, &["sched_job_id"], Want::Int)],
         )
         .unwrap_err();
         assert!(e.contains("sched_job_id"), "{e}");

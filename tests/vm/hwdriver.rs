@@ -632,8 +632,8 @@ fn child(path: &Path, index: &str) -> Result<()> {
         sleep_until(t0 + Duration::from_millis(s.at_ms));
         let start = Instant::now();
         for n in 0..s.count {
-            if s.rate_hz > 0 {
-                sleep_until(start + Duration::from_micros(n * 1_000_000 / s.rate_hz));
+            if let Some(us) = (n * 1_000_000).checked_div(s.rate_hz) {
+                sleep_until(start + Duration::from_micros(us));
             }
             if let Some(exit) = p.exit_at_ms {
                 if t0.elapsed() >= Duration::from_millis(exit) {

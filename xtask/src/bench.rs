@@ -71,7 +71,7 @@ pub fn bench() -> Result<u8> {
         },
     )?;
     let accel = qemu::pick_accel(&k, &probe)?;
-    let out = vm::results_dir(vm::DEFAULT_KERNEL);
+    let out = vm::results_dir(&k.version);
     std::fs::create_dir_all(&out)?;
     let boot = qemu::boot(
         &k,

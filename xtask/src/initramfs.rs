@@ -64,11 +64,12 @@ pub fn build(k: &Kernel, spec: &Spec) -> Result<PathBuf> {
         }
     }
     for m in closure(k, spec.modules)? {
-        let dst = mods.join(&m);
+        let (plain, _) = split_compression(&m);
+        let dst = mods.join(plain);
         if let Some(p) = dst.parent() {
             fs::create_dir_all(p)?;
         }
-        copy(&k.modules().join(&m), &dst)?;
+        install_module(&k.modules().join(&m), &dst)?;
     }
     for m in &spec.extra_modules {
         fs::create_dir_all(mods.join("extra"))?;
@@ -104,6 +105,37 @@ pub fn build(k: &Kernel, spec: &Spec) -> Result<PathBuf> {
 fn copy(src: &Path, dst: &Path) -> Result<()> {
     fs::copy(src, dst)
         .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    Ok(())
+}
+
+/// `.ko.xz` / `.ko.zst` / `.ko.gz` -> (`.ko` path, decompressor). Debian compresses modules
+/// from 6.12 on (xz) and 7.x (zstd); busybox's modprobe loads only plain `.ko` files.
+fn split_compression(rel: &str) -> (&str, Option<&'static str>) {
+    for (ext, tool) in [(".xz", "xz"), (".zst", "zstd"), (".gz", "gzip")] {
+        if let Some(plain) = rel.strip_suffix(ext) {
+            return (plain, Some(tool));
+        }
+    }
+    (rel, None)
+}
+
+/// Copies a module into the initramfs, decompressing it (the staging tree's depmod then
+/// indexes the plain name).
+fn install_module(src: &Path, dst: &Path) -> Result<()> {
+    let (_, tool) = split_compression(&src.to_string_lossy());
+    let Some(tool) = tool else {
+        return copy(src, dst);
+    };
+    let out = fs::File::create(dst)?;
+    let status = Command::new(tool)
+        .arg("-dc")
+        .arg(src)
+        .stdout(out)
+        .status()
+        .with_context(|| format!("running {tool} -dc {}", src.display()))?;
+    if !status.success() {
+        bail!("{tool} -dc {} failed with {status}", src.display());
+    }
     Ok(())
 }
 
@@ -159,7 +191,10 @@ fn closure(k: &Kernel, names: &[&str]) -> Result<BTreeSet<String>> {
         let alt = format!("/{}.ko", name.replace('-', "_"));
         let Some(m) = table
             .keys()
-            .find(|m| m.ends_with(&file) || m.ends_with(&alt))
+            .find(|m| {
+                let (plain, _) = split_compression(m);
+                plain.ends_with(&file) || plain.ends_with(&alt)
+            })
             .cloned()
         else {
             bail!("module {name} not found in {}", k.modules().display());
@@ -177,6 +212,22 @@ fn closure(k: &Kernel, names: &[&str]) -> Result<BTreeSet<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_module_names_map_to_plain_ko() {
+        assert_eq!(
+            split_compression("kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko.xz"),
+            ("kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko", Some("xz"))
+        );
+        assert_eq!(
+            split_compression("a/drm.ko.zst"),
+            ("a/drm.ko", Some("zstd"))
+        );
+        assert_eq!(
+            split_compression("extra/amdgpu.ko"),
+            ("extra/amdgpu.ko", None)
+        );
+    }
 
     #[test]
     fn ldd_output_gives_libraries_and_loader() {

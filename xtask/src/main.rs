@@ -1,4 +1,5 @@
 //! Developer tasks: `cargo xtask setup | vm | demo | test | bench | examples`. See docs/vm-harness.md.
+mod apt;
 mod bench;
 mod examples;
 mod initramfs;
@@ -33,11 +34,19 @@ fn main() -> ExitCode {
             })
             .map(|_| 0)
         }),
+        // Resolve a build or series and fetch + prepare it (no VM): prints the exact build.
+        Some("kernel") => match rest.first() {
+            Some(spec) => kernel::prepare(spec).map(|k| {
+                println!("{}\t{}", k.version, k.dir.display());
+                0
+            }),
+            None => Err(anyhow::anyhow!("usage: cargo xtask kernel VER|SERIES")),
+        },
         Some("test") => test_cmd::test(&rest),
         Some("bench") => bench::bench(),
         Some("examples") => examples::examples(),
         _ => {
-            eprintln!("usage: cargo xtask <setup | vm [--kernel VER] [--scenario FILE]... [--phase a|b|all] | demo | test | bench | examples>");
+            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test | bench | examples>");
             Ok(2)
         }
     };

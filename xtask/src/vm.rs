@@ -47,7 +47,7 @@ pub fn parse_args(args: &[String]) -> Result<Opts> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--kernel" => o.kernel = it.next().context("--kernel needs a version")?.clone(),
+            "--kernel" => o.kernel = it.next().context("--kernel needs a build or series")?.clone(),
             "--scenario" => o.scenarios.push(PathBuf::from(it.next().context("--scenario needs a file")?)),
             "--phase" => {
                 o.phase = match it.next().map(String::as_str) {
@@ -57,7 +57,7 @@ pub fn parse_args(args: &[String]) -> Result<Opts> {
                     other => bail!("--phase takes a, b or all (got {other:?})"),
                 }
             }
-            other => bail!("unknown argument {other:?}; usage: cargo xtask vm [--kernel VER] [--scenario FILE]... [--phase a|b|all]"),
+            other => bail!("unknown argument {other:?}; usage: cargo xtask vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all]"),
         }
     }
     Ok(o)
@@ -115,9 +115,9 @@ pub fn run_vm(o: &Opts) -> Result<PathBuf> {
     let bins = build_bins(false)?;
     // The demo runs the agent in text mode: keep its results away from the suite's JSON ones.
     let out = if o.demo {
-        results_dir(&o.kernel).join("demo")
+        results_dir(&k.version).join("demo")
     } else {
-        results_dir(&o.kernel)
+        results_dir(&k.version)
     };
     fs::create_dir_all(out.join("scenarios"))?;
     let probe = initramfs::build(

@@ -1,6 +1,6 @@
 //! Every probe hangwatch knows: where it hooks, what it gives, which format fields it needs.
 //! Slot meanings per kind are documented in `docs/events.md` and decoded in `decode.rs`.
-use agent_common::slot;
+use agent_common::{slot, FaultSlots, FenceSlots, GrabSlots, JobSlots, PasidSlots};
 
 use crate::formats::{Binding, Want};
 
@@ -39,45 +39,44 @@ const I: Want = Want::Int;
 
 const JOB_FIELDS: &[Binding] = &[
     Binding::req(slot::RING, &["ring"], S),
-    Binding::req(slot::CONTEXT, &["context"], I),
-    Binding::req(slot::SEQNO, &["seqno"], I),
-    Binding::opt(slot::JOB_ID, &["sched_job_id"], I),
-    Binding::opt(slot::ARG0, &["num_ibs"], I),
+    Binding::req(JobSlots::CONTEXT, &["context"], I),
+    Binding::req(JobSlots::SEQNO, &["seqno"], I),
+    Binding::opt(JobSlots::JOB_ID, &["sched_job_id"], I),
+    Binding::opt(JobSlots::NUM_IBS, &["num_ibs"], I),
 ];
 
 const SCHED_NEW: &[Binding] = &[
     Binding::req(slot::RING, &["name"], S),
-    Binding::req(slot::CONTEXT, &["fence_context"], I),
-    Binding::req(slot::SEQNO, &["fence_seqno"], I),
-    Binding::opt(slot::JOB_ID, &["client_id"], I),
+    Binding::req(JobSlots::CONTEXT, &["fence_context"], I),
+    Binding::req(JobSlots::SEQNO, &["fence_seqno"], I),
+    Binding::opt(JobSlots::CLIENT_ID, &["client_id"], I),
 ];
 
 const SCHED_LEGACY: &[Binding] = &[
     Binding::req(slot::RING, &["name"], S),
-    Binding::req(slot::JOB_ID, &["id"], I),
-    Binding::opt(slot::PTR, &["fence"], I),
+    Binding::req(JobSlots::JOB_ID, &["id"], I),
+    Binding::opt(JobSlots::FENCE, &["fence"], I),
 ];
 
 const FENCE: &[Binding] = &[
     Binding::req(slot::DRIVER, &["driver"], S),
     Binding::req(slot::RING, &["timeline"], S),
-    Binding::req(slot::CONTEXT, &["context"], I),
-    Binding::req(slot::SEQNO, &["seqno"], I),
+    Binding::req(FenceSlots::CONTEXT, &["context"], I),
+    Binding::req(FenceSlots::SEQNO, &["seqno"], I),
 ];
 
-const PASID: &[Binding] = &[Binding::req(slot::PASID, &["pasid"], I)];
+const PASID: &[Binding] = &[Binding::req(PasidSlots::PASID, &["pasid"], I)];
 
-/// `amdgpu_iv`: CONTEXT ← vmid_src (hub: 0 gfxhub), JOB_ID ← ring_id, ARG0 client_id,
-/// ARG1 src_id, ARG2/ARG3 src_data[0]/[1] (fault address and flags). 4.x names as fallbacks.
+/// `amdgpu_iv` → [`FaultSlots`]; 4.x names as fallbacks.
 const IV: &[Binding] = &[
-    Binding::req(slot::PASID, &["pasid", "pas_id"], I),
-    Binding::req(slot::VMID, &["vmid", "vm_id"], I),
-    Binding::req(slot::ARG0, &["client_id"], I),
-    Binding::req(slot::ARG1, &["src_id"], I),
-    Binding::req(slot::ARG2, &["src_data"], I),
-    Binding::req(slot::ARG3, &["src_data"], I).at(1),
-    Binding::opt(slot::CONTEXT, &["vmid_src", "vm_id_src"], I),
-    Binding::opt(slot::JOB_ID, &["ring_id"], I),
+    Binding::req(FaultSlots::PASID, &["pasid", "pas_id"], I),
+    Binding::req(FaultSlots::VMID, &["vmid", "vm_id"], I),
+    Binding::req(FaultSlots::CLIENT_ID, &["client_id"], I),
+    Binding::req(FaultSlots::SRC_ID, &["src_id"], I),
+    Binding::req(FaultSlots::SRC_DATA0, &["src_data"], I),
+    Binding::req(FaultSlots::SRC_DATA1, &["src_data"], I).at(1),
+    Binding::opt(FaultSlots::VMID_SRC, &["vmid_src", "vm_id_src"], I),
+    Binding::opt(FaultSlots::RING_ID, &["ring_id"], I),
 ];
 
 const fn tp(variants: &'static [TpVariant]) -> Hook {
@@ -140,14 +139,14 @@ pub const CATALOGUE: &[ProbeSpec] = &[
                 "gpu_scheduler",
                 "drm_sched_job_done",
                 &[
-                    Binding::req(slot::CONTEXT, &["fence_context"], I),
-                    Binding::req(slot::SEQNO, &["fence_seqno"], I),
+                    Binding::req(JobSlots::CONTEXT, &["fence_context"], I),
+                    Binding::req(JobSlots::SEQNO, &["fence_seqno"], I),
                 ],
             ),
             v(
                 "gpu_scheduler",
                 "drm_sched_process_job",
-                &[Binding::req(slot::PTR, &["fence"], I)],
+                &[Binding::req(JobSlots::FENCE, &["fence"], I)],
             ),
         ]),
         gives: "job finished (scheduler fence signaled)",
@@ -177,10 +176,10 @@ pub const CATALOGUE: &[ProbeSpec] = &[
             "amdgpu",
             "amdgpu_vm_grab_id",
             &[
-                Binding::req(slot::PASID, &["pasid"], I),
+                Binding::req(GrabSlots::PASID, &["pasid"], I),
                 Binding::req(slot::RING, &["ring"], S),
-                Binding::req(slot::VMID, &["vmid"], I),
-                Binding::opt(slot::ARG0, &["vm_hub"], I),
+                Binding::req(GrabSlots::VMID, &["vmid"], I),
+                Binding::opt(GrabSlots::VM_HUB, &["vm_hub"], I),
             ],
         )]),
         gives: "pasid and vmid of the job being prepared on a ring",

@@ -513,19 +513,13 @@ mod tests {
             ..Default::default()
         };
         let s = |o| FieldLoc::new(o, 4, field::DATA_LOC_STR);
-        let i4 = |o| FieldLoc::new(o, 4, field::INT);
         tp.fields[slot::RING] = s(12);
         tp.fields[slot::DRIVER] = s(8);
-        tp.fields[slot::CONTEXT] = i4(16);
-        tp.fields[slot::SEQNO] = FieldLoc::new(16, 8, field::INT);
-        tp.fields[slot::JOB_ID] = FieldLoc::new(16, 2, field::INT);
-        tp.fields[slot::PTR] = FieldLoc::new(8, 8, field::STR_PTR);
-        tp.fields[slot::PASID] = i4(20);
-        tp.fields[slot::VMID] = FieldLoc::new(20, 1, field::INT);
-        for a in 0..4 {
-            tp.fields[slot::ARG0 + a] = i4(16);
+        tp.fields[slot::DEV] = FieldLoc::new(8, 8, field::STR_PTR);
+        // Every body word bound, with every integer size and an array index.
+        for (i, size) in [4, 8, 2, 1, 4, 4, 8, 4].into_iter().enumerate() {
+            tp.fields[slot::WORD0 + i] = FieldLoc::new(16, size, field::INT).at(i as u8 % 4);
         }
-        tp.arg_index = [0, 1, 2, 3];
         let job = JobLayout {
             job_base: 0,
             job_pasid: 600,
