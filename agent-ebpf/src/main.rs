@@ -24,6 +24,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 
+mod kfd;
+
 /// The one event channel. Resized by the loader (`--ring-bytes`); 4 MiB holds ~29k events.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
@@ -115,7 +117,9 @@ fn submit_flags(k: u32) -> u64 {
         | kind::SCHED_DONE
         | kind::FENCE_INIT
         | kind::FENCE_SIGNALED
-        | kind::VM_GRAB_ID => {
+        | kind::VM_GRAB_ID
+        | kind::USERQ_FENCE
+        | kind::USERQ_FENCE_DONE => {
             if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKE_BYTES {
                 BPF_RB_FORCE_WAKEUP as u64
             } else {

@@ -96,6 +96,16 @@ const PROBES_6_1: &[&str] = &[
     "kretprobe:amdgpu_cs_ioctl",
 ];
 
+/// Probes of newer kernels (7.x user queues) are `missing` on older ones, by design
+/// (docs/compute.md per-kernel table).
+const OPTIONAL_PROBES: &[&str] = &[
+    "amdgpu_userq_create",
+    "amdgpu_userq_destroy",
+    "amdgpu_userq_emit_fence",
+    "amdgpu_userq_state_changed",
+    "userq_fence_signaled",
+];
+
 fn assert_all_probes_attached(check: &Value, what: &str) {
     assert_eq!(
         check["status"], 0,
@@ -105,9 +115,11 @@ fn assert_all_probes_attached(check: &Value, what: &str) {
     let probes = check["json"]["probes"]
         .as_array()
         .unwrap_or_else(|| panic!("{what}: no probes in {check}"));
+    let optional = OPTIONAL_PROBES;
     let bad: Vec<String> = probes
         .iter()
         .filter(|p| p["status"] != "attached")
+        .filter(|p| !(p["status"] == "missing" && optional.iter().any(|o| p["name"] == *o)))
         .map(|p| format!("{} {} ({})", p["name"], p["status"], p["reason"]))
         .collect();
     assert!(bad.is_empty(), "{what}: probes not attached: {bad:?}");
@@ -151,8 +163,12 @@ fn phase_a_real_amdgpu_every_probe_attached() {
         .expect("probes attached line");
     let counts = line.rsplit(' ').next().unwrap();
     let (n, m) = counts.split_once('/').unwrap();
-    assert_eq!(n, m, "hangwatch run attached only {counts}");
-    assert!(n.parse::<usize>().unwrap() >= PROBES_6_1.len());
+    let (n, m): (usize, usize) = (n.parse().unwrap(), m.parse().unwrap());
+    assert!(
+        m - n <= OPTIONAL_PROBES.len(),
+        "hangwatch run attached only {counts}"
+    );
+    assert!(n >= PROBES_6_1.len());
 }
 
 #[test]

@@ -232,6 +232,8 @@ impl State {
             EventBody::Submit { task, .. }
             | EventBody::SchedQueued { task, .. }
             | EventBody::SubmitRejected { task, .. } => task.pid,
+            EventBody::QueueCreated(q) => q.task.pid,
+            EventBody::UserqFence(f) => f.task.pid,
             _ => 0,
         };
         if pid != 0 {

@@ -136,6 +136,10 @@ impl Correlator {
                 }
             }
         }
+        // A user-queue fence is a job, a hung user queue a timeout (queues::derived).
+        if let Some(d) = self.queues.derived(&event) {
+            out.extend(self.push(d));
+        }
         out
     }
 
@@ -214,6 +218,7 @@ impl Correlator {
         let id = queues::Identity {
             pid_of_pasid: &|p| procs.pid_of_pasid(p),
             comm_of: &|p| procs.get(p).map(|x| x.comm.clone()),
+            reference: &|p, c| procs.reference(p, c),
         };
         queues::attribute(&mut inc, &open, &self.queues, &id);
         inc.dropped_events = self.stats.dropped.saturating_sub(open.dropped_at_open);

@@ -15,7 +15,7 @@ use super::incident::{render_time, Open};
 use crate::incident::{Candidate, ComputeAttribution, Confidence, Evidence, Incident, QueueRef};
 use crate::incident::{IncidentKind, ProcessRef, Victim};
 use crate::model::{
-    Event, EventBody, KfdLogKind, QueueInfo, QueueKind, QueueOrigin, SmiKind, Source,
+    Event, EventBody, JobKey, KfdLogKind, QueueInfo, QueueKind, QueueOrigin, SmiKind, Source,
 };
 
 pub const MAX_LIVE: usize = 4096;
@@ -37,9 +37,10 @@ pub struct QueueRec {
     pub gpu: Option<String>,
     pub created_ns: u64,
     pub destroyed_ns: Option<u64>,
-    /// User queues: fences emitted (jobs) and the time of the last one.
+    /// User queues: fences emitted (jobs), the time and key of the last one.
     pub fences: u64,
     pub last_fence_ns: Option<u64>,
+    pub last_fence: Option<(u64, u64)>,
 }
 
 /// A compute-relevant observation kept for the incidents that may claim it.
@@ -154,6 +155,7 @@ impl Queues {
                 if let Some(r) = self.live.get_mut(&k) {
                     r.fences += 1;
                     r.last_fence_ns = Some(t);
+                    r.last_fence = Some((f.context, f.seqno));
                     r.info.client_id = r.info.client_id.or(Some(f.client_id));
                     if r.info.task.pid == 0 {
                         r.info.task = f.task.clone();
@@ -227,6 +229,7 @@ impl Queues {
                 destroyed_ns: None,
                 fences: 0,
                 last_fence_ns: None,
+                last_fence: None,
             },
         );
     }
@@ -298,6 +301,66 @@ impl Queues {
     }
 }
 
+/// The flight-recorder "ring" of a user queue: its IP and doorbell (`userq_gfx.4100`).
+pub fn userq_ring(queue_type: u32, doorbell: u64) -> String {
+    let ip = match userq_kind(queue_type) {
+        QueueKind::Gfx => "gfx",
+        QueueKind::Compute => "compute",
+        QueueKind::Sdma => "sdma",
+        QueueKind::Other => "other",
+    };
+    format!("userq_{ip}.{doorbell}")
+}
+
+impl Queues {
+    /// The CS-side event a user-queue event stands for, so user queues are recorded and
+    /// attributed like rings: a fence is a submitted job on the queue's "ring"; the kernel
+    /// marking the queue hung is that ring's timeout, on its last fence.
+    pub fn derived(&self, ev: &Event) -> Option<Event> {
+        let body = match &ev.body {
+            EventBody::UserqFence(f) => EventBody::Submit {
+                task: f.task.clone(),
+                ring: userq_ring(f.queue_type, f.doorbell),
+                job: JobKey {
+                    context: Some(f.context),
+                    seqno: Some(f.seqno),
+                    ..JobKey::default()
+                },
+                num_ibs: 0,
+            },
+            EventBody::UserqState {
+                doorbell,
+                queue_type,
+                to,
+                ..
+            } if *to == USERQ_STATE_HUNG => {
+                let r = self.live.get(&Key::Userq {
+                    gpu: ev.gpu.clone(),
+                    doorbell: *doorbell,
+                });
+                let (context, seqno) = r.and_then(|r| r.last_fence).unzip();
+                EventBody::JobTimedOut {
+                    ring: Some(userq_ring(*queue_type, *doorbell)),
+                    job: JobKey {
+                        context,
+                        seqno,
+                        ..JobKey::default()
+                    },
+                    pasid: None,
+                }
+            }
+            _ => return None,
+        };
+        Some(Event {
+            t_ns: ev.t_ns,
+            clock: ev.clock,
+            source: ev.source,
+            gpu: ev.gpu.clone(),
+            body,
+        })
+    }
+}
+
 fn same_gpu(a: Option<&str>, b: Option<&str>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => a == b,
@@ -348,6 +411,8 @@ struct Flag {
 pub struct Identity<'a> {
     pub pid_of_pasid: &'a dyn Fn(u32) -> Option<u32>,
     pub comm_of: &'a dyn Fn(u32) -> Option<String>,
+    /// The identity table's reference (comm and exe) of a pid, with a fallback comm.
+    pub reference: &'a dyn Fn(u32, &str) -> ProcessRef,
 }
 
 /// Resolve the notes of the window to the most specific flag (certain beats likely; later
@@ -546,12 +611,14 @@ pub fn attribute(inc: &mut Incident, open: &Open, q: &Queues, id: &Identity) {
     if let Some(c) = &choice {
         let stronger = c.confidence > inc.confidence
             && (c.confidence == Confidence::Certain || inc.culprit.is_none());
-        if stronger && inc.culprit.as_ref().is_none_or(|x| x.pid != c.pid) {
-            inc.culprit = Some(ProcessRef {
-                pid: c.pid,
-                comm: c.comm.clone(),
-                exe: None,
-            });
+        let same = inc.culprit.as_ref().is_some_and(|x| x.pid == c.pid);
+        if stronger && same {
+            // The kernel's own compute flag confirms the CS-side answer.
+            inc.confidence = c.confidence;
+            inc.reasoning
+                .push_str(&format!(" Compute: confirmed, {}.", c.reason));
+        } else if stronger {
+            inc.culprit = Some((id.reference)(c.pid, &c.comm));
             inc.confidence = c.confidence;
             inc.victims.retain(|v| v.pid != c.pid);
             inc.reasoning.push_str(&format!(
@@ -723,9 +790,15 @@ mod tests {
             q.observe(e);
         }
         let (a, b) = ident();
+        let r = |pid: u32, comm: &str| ProcessRef {
+            pid,
+            comm: comm.to_string(),
+            exe: None,
+        };
         let id = Identity {
             pid_of_pasid: &a,
             comm_of: &b,
+            reference: &r,
         };
         compute_candidates(
             &q,
@@ -965,6 +1038,77 @@ mod tests {
             inc.reasoning.contains("Compute: python3"),
             "{}",
             inc.reasoning
+        );
+    }
+
+    /// 7.x: a user queue's fences are its jobs; the kernel marking it hung is a timeout on its
+    /// last fence, attributed like a CS job next to a CS submitter that keeps running.
+    #[test]
+    fn user_queue_hang_is_a_ring_timeout_on_its_last_fence() {
+        let mut c = crate::correlate::Correlator::new(crate::correlate::Config::default());
+        let cs = |t: u64, seq: u64| {
+            ev(
+                t,
+                Source::Ebpf,
+                EventBody::Submit {
+                    task: Task::new(50, 50, "Xwayland"),
+                    ring: "gfx_0.0.0".into(),
+                    job: JobKey {
+                        context: Some(1),
+                        seqno: Some(seq),
+                        ..JobKey::default()
+                    },
+                    num_ibs: 1,
+                },
+            )
+        };
+        let mut out = Vec::new();
+        out.extend(c.push(cs(1, 1)));
+        for (t, seq) in [(1, 10), (2, 11), (3, 12)] {
+            out.extend(c.push(ev(
+                t,
+                Source::Ebpf,
+                EventBody::UserqFence(UserqFence {
+                    task: Task::new(30, 31, "gnome-shell"),
+                    doorbell: 4100,
+                    client_id: 5,
+                    queue_type: 0,
+                    context: 77,
+                    seqno: seq,
+                }),
+            )));
+        }
+        out.extend(c.push(cs(4, 2)));
+        out.extend(c.push(ev(
+            6,
+            Source::Ebpf,
+            EventBody::UserqState {
+                doorbell: 4100,
+                client_id: 5,
+                queue_type: 0,
+                to: USERQ_STATE_HUNG,
+            },
+        )));
+        out.extend(c.finish());
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let inc = &out[0];
+        assert_eq!(inc.kind, IncidentKind::RingTimeout);
+        assert_eq!(inc.ring.as_deref(), Some("userq_gfx.4100"));
+        let culprit = inc.culprit.as_ref().unwrap();
+        assert_eq!(
+            (culprit.comm.as_str(), inc.confidence),
+            ("gnome-shell", Confidence::Certain)
+        );
+        assert!(
+            inc.jobs
+                .iter()
+                .any(|j| j.seqno == Some(12) && j.state == "hung"),
+            "{:#?}",
+            inc.jobs
+        );
+        assert_eq!(
+            inc.compute.as_ref().unwrap().flagged.as_ref().unwrap().pid,
+            30
         );
     }
 

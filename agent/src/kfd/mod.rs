@@ -2,6 +2,7 @@
 //! per-process queue table ([`sysfs`]), `/dev/kfd` SMI events ([`smi`]), and the KFD / MES
 //! kernel-log lines ([`lines`]). They all become `model::Event`s; the queue table that answers
 //! "who had compute queues on this GPU when it hung" is `correlate::queues` (pure).
+pub mod layout;
 pub mod lines;
 pub mod smi;
 pub mod sysfs;

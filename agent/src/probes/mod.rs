@@ -7,7 +7,7 @@ pub mod catalogue;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use agent_common::{IvFilter, JobLayout, TpLayout};
+use agent_common::{IvFilter, JobLayout, KfdLayout, TpLayout};
 use aya::programs::{KProbe, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
@@ -120,6 +120,9 @@ pub struct Assessment {
     pub job_layout: JobLayout,
     /// Which module's BTF gave `job_layout` or why it could not.
     pub btf_note: String,
+    /// The KFD queue probes' offsets (`kfd::layout`) and where they came from.
+    pub kfd_layout: KfdLayout,
+    pub kfd_note: String,
 }
 
 /// Without root, tracefs usually exists but cannot be read: say so instead of "not mounted".
@@ -264,7 +267,7 @@ pub fn assess(host: &Host) -> Assessment {
         Some(m) if m.is_empty() => job_layout_from(host, "vmlinux"),
         Some(m) => job_layout_from(host, &m),
     };
-    let probes = CATALOGUE
+    let mut probes: Vec<ProbeStatus> = CATALOGUE
         .iter()
         .map(|spec| match spec.hook {
             Hook::Tracepoint { variants } => assess_tracepoint(host, spec, variants),
@@ -273,10 +276,41 @@ pub fn assess(host: &Host) -> Assessment {
             }
         })
         .collect();
+    let (kfd_layout, kfd_note) = crate::kfd::layout::for_host(&host.kallsyms, &host.btf_dir);
+    compute_notes(&mut probes, &kfd_layout, &kfd_note);
     Assessment {
         probes,
         job_layout,
         btf_note,
+        kfd_layout,
+        kfd_note,
+    }
+}
+
+/// The KFD queue probes degrade with their own BTF (`KfdLayout`): without it they still say
+/// who created or destroyed a queue, but not which one. The user-queue fence filter runs on
+/// every dma_fence signal, so it is only attached where user queues exist (7.x).
+fn compute_notes(probes: &mut [ProbeStatus], l: &KfdLayout, note: &str) {
+    let userq = probes
+        .iter()
+        .any(|p| p.name == "amdgpu_userq_emit_fence" && p.status == Status::Available);
+    if let Some(p) = probes
+        .iter_mut()
+        .find(|p| p.name == "userq_fence_signaled" && p.status == Status::Available && !userq)
+    {
+        p.status = Status::Missing;
+        p.reason = "no user queues on this kernel (amdgpu:amdgpu_userq_emit_fence absent)".into();
+    }
+    for p in probes
+        .iter_mut()
+        .filter(|p| p.status == Status::Available && p.spec.program.starts_with("hw_kfd"))
+    {
+        let doorbell = p.spec.program.starts_with("hw_kfd_queue_doorbell");
+        if l.valid_ioctl == 0 || (doorbell && l.valid_queue == 0) {
+            p.reason = format!("degraded: {note}; reports only that it fired");
+        } else {
+            p.reason = note.to_string();
+        }
     }
 }
 
@@ -346,6 +380,7 @@ pub fn attach(a: &mut Assessment, opts: &AttachOptions) -> anyhow::Result<Ebpf> 
         }
     }
     loader.override_global("JOB_LAYOUT", &a.job_layout, true);
+    loader.override_global("KFD_LAYOUT", &a.kfd_layout, true);
     loader.override_global("IV_FILTER", &opts.iv_filter, true);
     loader.map_max_entries("EVENTS", ring_bytes);
     let mut ebpf = loader
@@ -394,6 +429,7 @@ fn attach_one(ebpf: &mut Ebpf, p: &ProbeStatus) -> Result<(), String> {
 pub fn verify_all(
     tp: &TpLayout,
     job: &JobLayout,
+    kfd: &KfdLayout,
 ) -> anyhow::Result<Vec<(&'static str, Result<(), String>)>> {
     let iv = default_iv_filter();
     let mut loader = EbpfLoader::new();
@@ -403,6 +439,7 @@ pub fn verify_all(
         }
     }
     loader.override_global("JOB_LAYOUT", job, true);
+    loader.override_global("KFD_LAYOUT", kfd, true);
     loader.override_global("IV_FILTER", &iv, true);
     let mut ebpf = loader.load(EBPF_OBJECT)?;
     let mut out = Vec::new();
@@ -534,12 +571,27 @@ mod tests {
             reset_src: 8,
             valid: 1,
         };
-        for inline in [1, 0] {
+        // The real 6.1 offsets (docs/compute.md), and the degraded layout.
+        let kfd = KfdLayout {
+            create_gpu_id: 36,
+            create_queue_type: 40,
+            create_queue_id: 52,
+            create_doorbell_offset: 24,
+            destroy_queue_id: 0,
+            q_queue_id: 48,
+            q_doorbell_off: 104,
+            q_type: 40,
+            process_pasid: 160,
+            valid_ioctl: 1,
+            valid_queue: 1,
+            _pad: 0,
+        };
+        for (inline, kfd) in [(1, kfd), (0, KfdLayout::NONE)] {
             let job = JobLayout {
                 sched_name_is_ptr: inline,
                 ..job
             };
-            let res = verify_all(&tp, &job).unwrap();
+            let res = verify_all(&tp, &job, &kfd).unwrap();
             let bad: Vec<_> = res.iter().filter(|(_, r)| r.is_err()).collect();
             assert!(bad.is_empty(), "{bad:?}");
             assert_eq!(res.len(), CATALOGUE.len());
