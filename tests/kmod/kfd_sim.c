@@ -534,7 +534,7 @@ static struct device_queue_manager dqm = {
 };
 
 noinline int pqm_create_queue(struct process_queue_manager *pqm, struct queue_properties *properties,
-			      unsigned int *qid, u32 *p_doorbell_offset_in_process)
+			      unsigned int *qid, unsigned int *p_doorbell_offset_in_process)
 {
 	struct queue *q;
 	unsigned long slot;
@@ -632,7 +632,7 @@ static int kfd_ioctl_create_queue(struct file *filep, struct kfd_process *p, voi
 {
 	struct kfd_ioctl_create_queue_args *args = data;
 	struct queue_properties props = {};
-	u32 doorbell_offset_in_process = 0;
+	unsigned int doorbell_offset_in_process = 0;
 	unsigned int queue_id;
 	int err;
 

@@ -4,4 +4,16 @@
 #define KFD_SIM_H
 int kfd_sim_init(void);
 void kfd_sim_exit(void);
+
+/* The functions with the real KFD names (hangwatch hooks some of them), declared like kfd_priv.h
+ * and amdgpu_amdkfd.h do. */
+struct kfd_process;
+struct process_queue_manager;
+struct queue_properties;
+struct task_struct;
+void amdgpu_amdkfd_gpu_reset(void *adev);
+int pqm_create_queue(struct process_queue_manager *pqm, struct queue_properties *properties,
+		     unsigned int *qid, unsigned int *p_doorbell_offset_in_process);
+int pqm_destroy_queue(struct process_queue_manager *pqm, unsigned int qid);
+struct kfd_process *kfd_create_process(struct task_struct *thread);
 #endif
