@@ -145,6 +145,8 @@ struct kfd_process {
 	struct process_queue_manager pqm;
 	struct kfd_sim_task task;
 	u32 doorbell_base;
+	/* The DRM client id its user queues report (7.x). */
+	u64 client_id;
 	struct kobject *kobj;
 	struct kobject *kobj_queues;
 };
@@ -168,6 +170,7 @@ static struct work_struct kfd_reset_work;
 static int kfd_reset_src = AMDGPU_RESET_SRC_HWS;
 static atomic_t kfd_reset_pending = ATOMIC_INIT(0);
 static u32 reset_seq_num;
+static atomic64_t kfd_client_ids = ATOMIC64_INIT(1000);
 
 static u32 proc_pasid(struct kfd_process *p)
 {
@@ -769,6 +772,21 @@ static int kfd_sim_ioctl_dispatch(struct file *filep, struct kfd_process *p, voi
 	return 0;
 }
 
+static int kfd_sim_ioctl_userq_create(struct file *filep, struct kfd_process *p, void *data)
+{
+	return kfd_sim_userq_create(data, p->client_id);
+}
+
+static int kfd_sim_ioctl_userq_destroy(struct file *filep, struct kfd_process *p, void *data)
+{
+	return kfd_sim_userq_destroy(data);
+}
+
+static int kfd_sim_ioctl_userq_signal(struct file *filep, struct kfd_process *p, void *data)
+{
+	return kfd_sim_userq_signal(data);
+}
+
 typedef int amdkfd_ioctl_t(struct file *filep, struct kfd_process *p, void *data);
 
 struct amdkfd_ioctl_desc {
@@ -793,9 +811,24 @@ static long kfd_ioctl(struct file *filep, unsigned int cmd, unsigned long arg)
 	unsigned int usize, asize;
 	int i, r;
 
-	if (cmd == KFD_SIM_IOC_DISPATCH) {
-		func = kfd_sim_ioctl_dispatch;
-		usize = asize = sizeof(struct kfd_sim_dispatch);
+	if (_IOC_TYPE(cmd) == 'k') {
+		switch (cmd) {
+		case KFD_SIM_IOC_DISPATCH:
+			func = kfd_sim_ioctl_dispatch;
+			break;
+		case KFD_SIM_IOC_USERQ_CREATE:
+			func = kfd_sim_ioctl_userq_create;
+			break;
+		case KFD_SIM_IOC_USERQ_DESTROY:
+			func = kfd_sim_ioctl_userq_destroy;
+			break;
+		case KFD_SIM_IOC_USERQ_SIGNAL:
+			func = kfd_sim_ioctl_userq_signal;
+			break;
+		default:
+			return -ENOTTY;
+		}
+		usize = asize = _IOC_SIZE(cmd);
 	} else {
 		for (i = 0; i < ARRAY_SIZE(amdkfd_ioctls); i++)
 			if (_IOC_TYPE(cmd) == 'K' && _IOC_NR(cmd) == _IOC_NR(amdkfd_ioctls[i].cmd))
@@ -860,6 +893,7 @@ noinline struct kfd_process *kfd_create_process(struct task_struct *thread)
 	p->doorbell_base = KFD_SIM_DOORBELL_BASE + db * (KFD_SIM_DOORBELL_SLICE / 4);
 	p->task.pid = current->pid;
 	p->task.tgid = current->tgid;
+	p->client_id = atomic64_inc_return(&kfd_client_ids);
 	get_task_comm(p->task.task_name, current);
 	get_task_comm(p->task.process_name, current->group_leader);
 	trace_amdgpu_pasid_allocated(pasid);
@@ -889,6 +923,7 @@ static void kfd_process_release(struct kfd_process *p)
 			break;
 		pqm_remove_queue(&p->pqm, q, false);
 	}
+	kfd_sim_userq_release(p->task.tgid);
 	mutex_lock(&kfd_processes_mutex);
 	list_del(&p->node);
 	mutex_unlock(&kfd_processes_mutex);

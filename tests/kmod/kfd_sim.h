@@ -16,4 +16,12 @@ int pqm_create_queue(struct process_queue_manager *pqm, struct queue_properties 
 		     unsigned int *qid, unsigned int *p_doorbell_offset_in_process);
 int pqm_destroy_queue(struct process_queue_manager *pqm, unsigned int qid);
 struct kfd_process *kfd_create_process(struct task_struct *thread);
+
+/* 7.x user queues (kfd_sim_userq.c); -ENOTTY before 7.0. */
+struct kfd_sim_userq;
+struct kfd_sim_userq_signal;
+int kfd_sim_userq_create(struct kfd_sim_userq *args, unsigned long long client_id);
+int kfd_sim_userq_destroy(struct kfd_sim_userq *args);
+int kfd_sim_userq_signal(struct kfd_sim_userq_signal *args);
+void kfd_sim_userq_release(int tgid);
 #endif

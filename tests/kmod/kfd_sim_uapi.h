@@ -31,4 +31,26 @@ struct kfd_sim_dispatch {
 
 /* 'k' (lower case) so it can never collide with a real AMDKFD_IOC_* ('K'). */
 #define KFD_SIM_IOC_DISPATCH _IOW('k', 1, struct kfd_sim_dispatch)
+
+/*
+ * 7.x amdgpu user queues (what Mesa creates with DRM_IOCTL_AMDGPU_USERQ), simulated here so the
+ * real amdgpu_userq_* tracepoints fire in the right processes. -ENOTTY before 7.0.
+ * ip_type is AMDGPU_HW_IP_* (0 GFX, 1 COMPUTE, 2 DMA).
+ */
+struct kfd_sim_userq {
+	__u32 ip_type;  /* to the kernel (create) */
+	__u32 queue_id; /* from the kernel (create), to it (destroy) */
+	__u64 doorbell; /* from the kernel: the doorbell index the tracepoints print */
+};
+
+/* A job on a user queue: the fence the signal ioctl emits; KFD_SIM_F_HANG never signals it. */
+struct kfd_sim_userq_signal {
+	__u32 queue_id;
+	__u32 flags;
+	__u64 duration_us;
+};
+
+#define KFD_SIM_IOC_USERQ_CREATE _IOWR('k', 2, struct kfd_sim_userq)
+#define KFD_SIM_IOC_USERQ_DESTROY _IOW('k', 3, struct kfd_sim_userq)
+#define KFD_SIM_IOC_USERQ_SIGNAL _IOW('k', 4, struct kfd_sim_userq_signal)
 #endif

@@ -934,12 +934,14 @@ const KFD_DEVICE: &str = "/dev/kfd";
 pub struct KfdOp {
     #[serde(default)]
     pub at_ms: u64,
-    /// `create`, `dispatch` or `destroy`.
+    /// `create`, `dispatch`, `destroy`; 7.x user queues: `userq_create`, `userq_signal`,
+    /// `userq_destroy` (their `queue` indexes count user queues separately).
     pub op: String,
     /// Index of the queue in this process's creation order (`dispatch`, `destroy`).
     #[serde(default)]
     pub queue: usize,
-    /// `compute` (AQL, what HIP uses) or `sdma` (`create`).
+    /// `compute` (AQL, what HIP uses) or `sdma` (`create`); `gfx`, `compute`, `sdma`
+    /// (`userq_create`).
     #[serde(default = "default_queue_type")]
     pub queue_type: String,
     /// `hang`, `fault`, `fault_pid0`, `mes_hang` (`dispatch`).
@@ -999,6 +1001,24 @@ const AMDKFD_IOC_CREATE_QUEUE: u64 = ioc(3, b'K', 0x02, std::mem::size_of::<KfdC
 const AMDKFD_IOC_DESTROY_QUEUE: u64 = ioc(3, b'K', 0x03, 8);
 /// `_IOW('k', 1, struct kfd_sim_dispatch)`.
 const KFD_SIM_IOC_DISPATCH: u64 = ioc(1, b'k', 1, std::mem::size_of::<KfdSimDispatch>());
+
+/// `struct kfd_sim_userq` / `struct kfd_sim_userq_signal` of tests/kmod/kfd_sim_uapi.h.
+#[repr(C)]
+#[derive(Default)]
+struct KfdSimUserq {
+    ip_type: u32,
+    queue_id: u32,
+    doorbell: u64,
+}
+#[repr(C)]
+struct KfdSimUserqSignal {
+    queue_id: u32,
+    flags: u32,
+    duration_us: u64,
+}
+const KFD_SIM_IOC_USERQ_CREATE: u64 = ioc(3, b'k', 2, std::mem::size_of::<KfdSimUserq>());
+const KFD_SIM_IOC_USERQ_DESTROY: u64 = ioc(1, b'k', 3, std::mem::size_of::<KfdSimUserq>());
+const KFD_SIM_IOC_USERQ_SIGNAL: u64 = ioc(1, b'k', 4, std::mem::size_of::<KfdSimUserqSignal>());
 
 /// Opens /dev/kfd (before "go", like ROCr at hipInit) when the process has KFD work.
 fn kfd_open(p: &Process) -> Result<Option<std::fs::File>> {
@@ -1075,6 +1095,7 @@ fn kfd_run(
     let fd = std::os::fd::AsRawFd::as_raw_fd(dev);
     let gpu_id = kfd_gpu_id()?;
     let mut queues: Vec<u32> = Vec::new();
+    let mut userqs: Vec<(u32, u64)> = Vec::new();
     let mut doorbells: Vec<String> = Vec::new();
     let mut dispatched = 0u64;
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -1131,6 +1152,9 @@ fn kfd_run(
                 let mut a = [qid, 0u32];
                 kfd_ioctl(fd, AMDKFD_IOC_DESTROY_QUEUE, &mut a)
             }
+            "userq_create" | "userq_signal" | "userq_destroy" => {
+                kfd_userq_op(fd, op, &mut userqs, &mut dispatched)?
+            }
             other => bail!("unknown kfd op {other:?}"),
         };
         if let Err(errno) = r {
@@ -1138,6 +1162,64 @@ fn kfd_run(
         }
     }
     Ok(
-        json!({"queues": queues, "doorbell_offsets": doorbells, "dispatched": dispatched, "errors": errors}),
+        json!({"queues": queues, "doorbell_offsets": doorbells, "userqs": userqs, "dispatched": dispatched, "errors": errors}),
     )
+}
+
+/// A 7.x user-queue step (simulated on /dev/kfd): create one, submit jobs on it, destroy it.
+fn kfd_userq_op(
+    fd: i32,
+    op: &KfdOp,
+    userqs: &mut Vec<(u32, u64)>,
+    dispatched: &mut u64,
+) -> Result<std::result::Result<(), i32>> {
+    Ok(match op.op.as_str() {
+        "userq_create" => {
+            let mut a = KfdSimUserq {
+                ip_type: match op.queue_type.as_str() {
+                    "gfx" => 0,
+                    "compute" => 1,
+                    "sdma" => 2,
+                    other => bail!("unknown user queue type {other:?}"),
+                },
+                ..Default::default()
+            };
+            kfd_ioctl(fd, KFD_SIM_IOC_USERQ_CREATE, &mut a)
+                .map(|()| userqs.push((a.queue_id, a.doorbell)))
+        }
+        "userq_signal" => {
+            let (qid, _) = *userqs
+                .get(op.queue)
+                .context("signal on a user queue never created")?;
+            let flags = kfd_flag_bits(&op.flags)?;
+            let start = Instant::now();
+            let mut r = Ok(());
+            for n in 0..op.count {
+                if let Some(us) = (n * 1_000_000).checked_div(op.rate_hz) {
+                    sleep_until(start + Duration::from_micros(us));
+                }
+                let mut a = KfdSimUserqSignal {
+                    queue_id: qid,
+                    flags,
+                    duration_us: op.duration_us,
+                };
+                r = kfd_ioctl(fd, KFD_SIM_IOC_USERQ_SIGNAL, &mut a);
+                if r.is_ok() {
+                    *dispatched += 1;
+                }
+            }
+            r
+        }
+        _ => {
+            let (qid, doorbell) = *userqs
+                .get(op.queue)
+                .context("destroy of a user queue never created")?;
+            let mut a = KfdSimUserq {
+                ip_type: 0,
+                queue_id: qid,
+                doorbell,
+            };
+            kfd_ioctl(fd, KFD_SIM_IOC_USERQ_DESTROY, &mut a)
+        }
+    })
 }

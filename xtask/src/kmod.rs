@@ -18,6 +18,8 @@ const SOURCES: &[&str] = &[
     "kfd_sim.c",
     "kfd_sim.h",
     "kfd_sim_uapi.h",
+    "kfd_sim_userq.c",
+    "kfd_sim_userq_trace.h",
     "Kbuild",
     "Makefile",
 ];
