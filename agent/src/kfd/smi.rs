@@ -174,7 +174,7 @@ pub fn spawn(root: &Path, tx: SyncSender<Event>) -> SmiStatus {
     let nodes = super::sysfs::gpu_nodes(root);
     if nodes.is_empty() {
         st.errors
-            .push("no KFD GPU node in /sys/class/kfd/kfd/topology (amdkfd not loaded?)".into());
+            .push("no GPU node in /sys/class/kfd/kfd/topology (amdkfd has no GPU)".into());
         return st;
     }
     let kfd = match std::fs::OpenOptions::new()
