@@ -700,12 +700,16 @@ fn log_summary(k: &KfdLogKind) -> String {
     }
 }
 
-/// After a GPU reset every other process's queues are gone too: victims.
+/// After a GPU reset every other process's queues are gone too: victims — once a culprit is
+/// named (while nobody is, each candidate may be it, so none is called a victim).
 fn add_reset_victims(inc: &mut Incident, candidates: &[Candidate]) {
     if inc.reset.is_none() && inc.kind != IncidentKind::GpuReset {
         return;
     }
-    let culprit = inc.culprit.as_ref().map(|c| c.pid);
+    let Some(culprit) = inc.culprit.as_ref().map(|c| c.pid) else {
+        return;
+    };
+    let culprit = Some(culprit);
     for c in candidates {
         if Some(c.pid) == culprit || inc.victims.iter().any(|v| v.pid == c.pid) {
             continue;
