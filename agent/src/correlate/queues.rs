@@ -1045,6 +1045,63 @@ mod tests {
         );
     }
 
+    /// The RX 7900 XTX pattern: a pid-0 fault, MES failing, a reset: candidates, not a guess.
+    #[test]
+    fn pid0_fault_on_a_mes_gpu_lists_candidates_with_unknown_confidence() {
+        let mut c = crate::correlate::Correlator::new(crate::correlate::Config::default());
+        c.push(ev(
+            90,
+            Source::Kfd,
+            EventBody::QueueCreated(kfd_queue(4242, "python3", 0, None)),
+        ));
+        c.push(ev(
+            90,
+            Source::Kfd,
+            EventBody::QueueCreated(kfd_queue(5151, "llama-server", 0, None)),
+        ));
+        c.push(ev(
+            90,
+            Source::Kfd,
+            EventBody::QueueCreated(kfd_queue(5151, "llama-server", 1, None)),
+        ));
+        let log = include_str!("../../../testdata/dmesg/rx7900xtx-mes-mode1-reset.log")
+            .replace("0000:2f:00.0", "0000:03:00.0")
+            .replace("[4576", "[10");
+        let mut out = Vec::new();
+        for e in crate::kmsg::parse_text(&log, Source::Kmsg) {
+            out.extend(c.push(e));
+        }
+        out.extend(c.finish());
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let inc = &out[0];
+        assert_eq!(
+            (inc.kind, inc.confidence),
+            (IncidentKind::GpuReset, Confidence::Unknown)
+        );
+        assert!(inc.culprit.is_none());
+        let comp = inc.compute.as_ref().expect("compute candidates");
+        let names: Vec<&str> = comp.candidates.iter().map(|c| c.comm.as_str()).collect();
+        assert_eq!(
+            names,
+            ["llama-server", "python3"],
+            "more compute queues first"
+        );
+        assert!(comp
+            .candidates
+            .iter()
+            .all(|c| c.confidence == Confidence::Unknown));
+        assert!(
+            inc.victims.is_empty(),
+            "no candidate is called a victim: {:?}",
+            inc.victims
+        );
+        assert!(
+            inc.reasoning.contains("candidates, confidence unknown"),
+            "{}",
+            inc.reasoning
+        );
+    }
+
     /// 7.x: a user queue's fences are its jobs; the kernel marking it hung is a timeout on its
     /// last fence, attributed like a CS job next to a CS submitter that keeps running.
     #[test]
