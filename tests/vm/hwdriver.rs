@@ -1126,24 +1126,15 @@ fn kfd_run(
                     .get(op.queue)
                     .context("dispatch on a queue never created")?;
                 let flags = kfd_flag_bits(&op.flags)?;
-                let start = Instant::now();
-                let mut r = Ok(());
-                for n in 0..op.count {
-                    if let Some(us) = (n * 1_000_000).checked_div(op.rate_hz) {
-                        sleep_until(start + Duration::from_micros(us));
-                    }
+                at_rate(op, &mut dispatched, || {
                     let mut d = KfdSimDispatch {
                         queue_id: qid,
                         flags,
                         duration_us: op.duration_us,
                         fault_addr: op.fault_addr,
                     };
-                    r = kfd_ioctl(fd, KFD_SIM_IOC_DISPATCH, &mut d);
-                    if r.is_ok() {
-                        dispatched += 1;
-                    }
-                }
-                r
+                    kfd_ioctl(fd, KFD_SIM_IOC_DISPATCH, &mut d)
+                })
             }
             "destroy" => {
                 let qid = *queues
@@ -1164,6 +1155,27 @@ fn kfd_run(
     Ok(
         json!({"queues": queues, "doorbell_offsets": doorbells, "userqs": userqs, "dispatched": dispatched, "errors": errors}),
     )
+}
+
+/// Runs `submit` `op.count` times at `op.rate_hz` (0 = flat out), counting successes; the last
+/// result is returned.
+fn at_rate(
+    op: &KfdOp,
+    ok: &mut u64,
+    mut submit: impl FnMut() -> std::result::Result<(), i32>,
+) -> std::result::Result<(), i32> {
+    let start = Instant::now();
+    let mut r = Ok(());
+    for n in 0..op.count {
+        if let Some(us) = (n * 1_000_000).checked_div(op.rate_hz) {
+            sleep_until(start + Duration::from_micros(us));
+        }
+        r = submit();
+        if r.is_ok() {
+            *ok += 1;
+        }
+    }
+    r
 }
 
 /// A 7.x user-queue step (simulated on /dev/kfd): create one, submit jobs on it, destroy it.
@@ -1192,23 +1204,14 @@ fn kfd_userq_op(
                 .get(op.queue)
                 .context("signal on a user queue never created")?;
             let flags = kfd_flag_bits(&op.flags)?;
-            let start = Instant::now();
-            let mut r = Ok(());
-            for n in 0..op.count {
-                if let Some(us) = (n * 1_000_000).checked_div(op.rate_hz) {
-                    sleep_until(start + Duration::from_micros(us));
-                }
+            at_rate(op, dispatched, || {
                 let mut a = KfdSimUserqSignal {
                     queue_id: qid,
                     flags,
                     duration_us: op.duration_us,
                 };
-                r = kfd_ioctl(fd, KFD_SIM_IOC_USERQ_SIGNAL, &mut a);
-                if r.is_ok() {
-                    *dispatched += 1;
-                }
-            }
-            r
+                kfd_ioctl(fd, KFD_SIM_IOC_USERQ_SIGNAL, &mut a)
+            })
         }
         _ => {
             let (qid, doorbell) = *userqs

@@ -770,6 +770,14 @@ mod tests {
         }
     }
 
+    fn created(t_s: u64, source: Source, pid: u32, comm: &str, qid: u32) -> Event {
+        ev(
+            t_s,
+            source,
+            EventBody::QueueCreated(kfd_queue(pid, comm, qid, None)),
+        )
+    }
+
     fn log(t_s: u64, kind: KfdLogKind) -> Event {
         ev(
             t_s,
@@ -817,21 +825,9 @@ mod tests {
     fn two_rocm_processes_and_no_flag_are_unknown_candidates() {
         let (flagged, c) = run(
             &[
-                ev(
-                    1,
-                    Source::Ebpf,
-                    EventBody::QueueCreated(kfd_queue(10, "python3", 0, None)),
-                ),
-                ev(
-                    1,
-                    Source::Ebpf,
-                    EventBody::QueueCreated(kfd_queue(10, "python3", 1, None)),
-                ),
-                ev(
-                    2,
-                    Source::Kfd,
-                    EventBody::QueueCreated(kfd_queue(20, "ollama", 0, None)),
-                ),
+                created(1, Source::Ebpf, 10, "python3", 0),
+                created(1, Source::Ebpf, 10, "python3", 1),
+                created(2, Source::Kfd, 20, "ollama", 0),
             ],
             5,
             6,
@@ -847,11 +843,7 @@ mod tests {
     fn single_process_with_a_hws_hang_is_likely() {
         let (_, c) = run(
             &[
-                ev(
-                    1,
-                    Source::Ebpf,
-                    EventBody::QueueCreated(kfd_queue(10, "python3", 0, None)),
-                ),
+                created(1, Source::Ebpf, 10, "python3", 0),
                 log(5, KfdLogKind::HwsHang),
             ],
             6,
@@ -918,21 +910,13 @@ mod tests {
     #[test]
     fn destroyed_long_before_is_not_active_exited_just_before_is() {
         let mut e = vec![
-            ev(
-                1,
-                Source::Ebpf,
-                EventBody::QueueCreated(kfd_queue(10, "old", 0, None)),
-            ),
+            created(1, Source::Ebpf, 10, "old", 0),
             ev(
                 2,
                 Source::Ebpf,
                 EventBody::QueueDestroyed(kfd_queue(10, "old", 0, None)),
             ),
-            ev(
-                3,
-                Source::Ebpf,
-                EventBody::QueueCreated(kfd_queue(11, "quitter", 0, None)),
-            ),
+            created(3, Source::Ebpf, 11, "quitter", 0),
         ];
         e.push(ev(
             10,
@@ -1049,21 +1033,9 @@ mod tests {
     #[test]
     fn pid0_fault_on_a_mes_gpu_lists_candidates_with_unknown_confidence() {
         let mut c = crate::correlate::Correlator::new(crate::correlate::Config::default());
-        c.push(ev(
-            90,
-            Source::Kfd,
-            EventBody::QueueCreated(kfd_queue(4242, "python3", 0, None)),
-        ));
-        c.push(ev(
-            90,
-            Source::Kfd,
-            EventBody::QueueCreated(kfd_queue(5151, "llama-server", 0, None)),
-        ));
-        c.push(ev(
-            90,
-            Source::Kfd,
-            EventBody::QueueCreated(kfd_queue(5151, "llama-server", 1, None)),
-        ));
+        c.push(created(90, Source::Kfd, 4242, "python3", 0));
+        c.push(created(90, Source::Kfd, 5151, "llama-server", 0));
+        c.push(created(90, Source::Kfd, 5151, "llama-server", 1));
         let log = include_str!("../../../testdata/dmesg/rx7900xtx-mes-mode1-reset.log")
             .replace("0000:2f:00.0", "0000:03:00.0")
             .replace("[4576", "[10");

@@ -9,34 +9,17 @@
 use crate::kmsg::lines::parse_task;
 use crate::model::{Clock, Event, EventBody, KfdLogKind, KfdLogRecord, Source};
 
-/// The message body after the amdgpu/KFD prefix, with the PCI address when printed.
+/// The message body after the amdgpu/KFD prefix, with the PCI address when printed: KFD's
+/// `pr_err` adds `amdgpu: ` (no device), `dev_err`/`DRM_ERROR` lines are amdgpu's own forms.
 fn strip_prefix(msg: &str) -> Option<(Option<&str>, &str)> {
     if let Some(body) = msg.strip_prefix("amdgpu: ") {
         return Some((None, body));
-    }
-    if let Some(rest) = msg.strip_prefix("amdgpu ") {
-        let (pci, body) = rest.split_once(": ")?;
-        if pci.is_empty() || pci.len() > 32 || pci.contains(' ') {
-            return None;
-        }
-        let body = body.strip_prefix("amdgpu: ").unwrap_or(body);
-        let body = body.strip_prefix("[drm] ").unwrap_or(body);
-        let body = body.strip_prefix("*ERROR* ").unwrap_or(body);
-        return Some((Some(pci), body));
-    }
-    if let Some(rest) = msg.strip_prefix("[drm:") {
-        let end = rest.find("]] ")?;
-        if !rest[..end].ends_with("[amdgpu") {
-            return None;
-        }
-        let body = &rest[end + 3..];
-        return Some((None, body.strip_prefix("*ERROR* ").unwrap_or(body)));
     }
     // 5.10's kfd_device_queue_manager.c printed this one line without pr_fmt.
     if msg.starts_with(HWS_HANG) {
         return Some((None, msg));
     }
-    None
+    crate::kmsg::lines::strip_prefix(msg)
 }
 
 const HWS_HANG: &str =
