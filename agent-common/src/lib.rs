@@ -505,8 +505,12 @@ impl Default for KfdLayout {
 mod pod {
     // SAFETY: plain #[repr(C)] data with no padding-dependent invariants; any bit pattern is valid.
     unsafe impl aya::Pod for super::TpLayout {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::IvFilter {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::JobLayout {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::KfdLayout {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RawEvent {}
 }

@@ -511,7 +511,7 @@ mod tests {
         assert!(d.decode_bytes(&[0u8; 10]).is_none());
         assert_eq!((d.counts[0], d.short), (1, 1));
         let r = raw(kind::PASID_FREE);
-        // SAFETY (test): view a RawEvent as bytes.
+        // SAFETY: (test) view a RawEvent as bytes.
         let bytes = unsafe {
             std::slice::from_raw_parts(
                 &r as *const RawEvent as *const u8,

@@ -1,15 +1,23 @@
-//! The VM suite's assertions. `cargo xtask vm` boots Debian's 6.1 kernel under qemu (phase A:
-//! the real amdgpu.ko; phase B: tests/kmod/amdgpu_sim and every tests/scenarios/*.toml) and
-//! writes what happened inside to target/vm-results/<kernel>/; these tests check it.
-//! They are `#[ignore]`d so `cargo test --workspace` stays host-only; `cargo xtask test` runs
-//! them with `-- --ignored` after the boots (HANGWATCH_VM_RESULTS points at the results).
+//! The VM suite's assertions, generated per kernel of the matrix (tests/vm/matrix.toml) and
+//! per scenario (tests/scenarios/*.toml: adding a TOML adds its tests). `cargo xtask vm` boots
+//! each kernel under qemu (phase A: the real amdgpu.ko; phase B: tests/kmod's simulator and
+//! that kernel's scenarios) and writes what happened inside to target/vm-results/<build>/
+//! (index.json maps each series to its build); these tests check it.
+//!
+//! Test names: `<series>/<check>`, e.g. `6.1/phase_a_real_amdgpu_every_probe_attached`,
+//! `7/scenario/01-zed-fault-wedges-gfx`. VM tests are ignored by default so `cargo test
+//! --workspace` stays host-only; `cargo xtask test` runs them with `--ignored` after the boots
+//! (HANGWATCH_VM_RESULTS points at the results root). One kernel: `-- --ignored 6.1/`.
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use libtest_mimic::{Arguments, Trial};
 use serde::Deserialize;
 use serde_json::Value;
 
-const KERNEL: &str = "6.1.0-56-amd64";
+#[path = "../vm/matrix.rs"]
+mod matrix;
+use matrix::{KernelEntry, Matrix};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -18,44 +26,68 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-fn results_dir() -> PathBuf {
+fn results_root() -> PathBuf {
     std::env::var_os("HANGWATCH_VM_RESULTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/vm-results").join(KERNEL))
+        .unwrap_or_else(|| workspace().join("target/vm-results"))
 }
 
-fn load(rel: &str) -> Value {
-    let p = results_dir().join(rel);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run `cargo xtask vm` (or `cargo xtask test`) first",
-            p.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
+/// One kernel's results: its series, the exact build that ran, and where its files are.
+struct Run {
+    entry: KernelEntry,
+    build: String,
+    dir: PathBuf,
 }
 
-/// Format files by `system/event` from the shared Debian 6.1 capture (`== sys/event` headers).
-fn shared_formats() -> BTreeMap<String, String> {
-    let p = workspace().join("agent/src/testdata/debian-6.1.0-56-amd64.txt");
-    let text = std::fs::read_to_string(&p).unwrap();
-    let mut m = BTreeMap::new();
-    let mut cur: Option<(String, String)> = None;
-    for line in text.lines() {
-        if let Some(name) = line.strip_prefix("== ") {
-            if let Some((k, v)) = cur.take() {
-                m.insert(k, v);
-            }
-            cur = Some((name.trim().to_string(), String::new()));
-        } else if let Some((_, v)) = cur.as_mut() {
-            v.push_str(line);
-            v.push('\n');
+impl Run {
+    /// Finds the build index.json recorded for `entry`'s series; a harness failure recorded
+    /// there (download, boot) fails the test with that error.
+    fn find(entry: &KernelEntry) -> Run {
+        let series = &entry.series;
+        let p = results_root().join("index.json");
+        let idx: Value = std::fs::read_to_string(&p)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: missing; run `cargo xtask vm --kernel {series}` (or `cargo xtask test`) first",
+                    p.display()
+                )
+            });
+        let e = &idx[series.as_str()];
+        if let Some(err) = e["error"].as_str() {
+            panic!("the VM harness failed for kernel {series}: {err}");
+        }
+        let build = e["build"].as_str().unwrap_or_else(|| {
+            panic!("no VM results for kernel {series}: run `cargo xtask vm --kernel {series}`")
+        });
+        Run {
+            entry: entry.clone(),
+            build: build.to_string(),
+            dir: results_root().join(build),
         }
     }
-    if let Some((k, v)) = cur {
-        m.insert(k, v);
+
+    fn load(&self, rel: &str) -> Value {
+        let p = self.dir.join(rel);
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run `cargo xtask vm --kernel {}` first",
+                p.display(),
+                self.entry.series
+            )
+        });
+        serde_json::from_str(&text).unwrap()
     }
-    m
+
+    /// phase-b.json, failing clearly when the simulator did not build for this kernel.
+    fn phase_b(&self) -> Value {
+        let b = self.load("phase-b.json");
+        if let Some(err) = b["sim_build_error"].as_str() {
+            panic!("simulator did not build for {}: {err}", self.build);
+        }
+        b
+    }
 }
 
 /// A format file without its `ID:` line (event ids depend on load order) and trailing blanks.
@@ -76,8 +108,9 @@ fn vm_formats(v: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The probes hangwatch has for a 6.1 kernel: all must be available and attached.
-const PROBES_6_1: &[&str] = &[
+/// The probes hangwatch has for every kernel of the matrix: all must be present and attached
+/// (fully, except the series' expected `degraded` ones, which must say why).
+const PROBES: &[&str] = &[
     "amdgpu_cs_ioctl",
     "amdgpu_sched_run_job",
     "sched_job_queue",
@@ -96,17 +129,25 @@ const PROBES_6_1: &[&str] = &[
     "kretprobe:amdgpu_cs_ioctl",
 ];
 
-/// Probes of newer kernels (7.x user queues) are `missing` on older ones, by design
-/// (docs/compute.md per-kernel table).
-const OPTIONAL_PROBES: &[&str] = &[
-    "amdgpu_userq_create",
-    "amdgpu_userq_destroy",
-    "amdgpu_userq_emit_fence",
-    "amdgpu_userq_state_changed",
-    "userq_fence_signaled",
+/// Probes that exist only where the series has a feature (tests/vm/matrix.toml `features`):
+/// elsewhere `check` must report them missing (docs/compute.md per-kernel table).
+const FEATURE_PROBES: &[(&str, &str)] = &[
+    ("amdgpu_userq_create", "userq"),
+    ("amdgpu_userq_destroy", "userq"),
+    ("amdgpu_userq_emit_fence", "userq"),
+    ("amdgpu_userq_state_changed", "userq"),
+    ("userq_fence_signaled", "userq"),
 ];
 
-fn assert_all_probes_attached(check: &Value, what: &str) {
+/// How many of [`FEATURE_PROBES`] the series `k` lacks the feature for.
+fn absent_feature_probes(k: &KernelEntry) -> usize {
+    FEATURE_PROBES
+        .iter()
+        .filter(|(_, f)| !k.features.iter().any(|x| x == f))
+        .count()
+}
+
+fn assert_all_probes_attached(check: &Value, k: &KernelEntry, what: &str) {
     assert_eq!(
         check["status"], 0,
         "{what}: hangwatch check failed: {}",
@@ -115,16 +156,47 @@ fn assert_all_probes_attached(check: &Value, what: &str) {
     let probes = check["json"]["probes"]
         .as_array()
         .unwrap_or_else(|| panic!("{what}: no probes in {check}"));
-    let optional = OPTIONAL_PROBES;
-    let bad: Vec<String> = probes
-        .iter()
-        .filter(|p| p["status"] != "attached")
-        .filter(|p| !(p["status"] == "missing" && optional.iter().any(|o| p["name"] == *o)))
-        .map(|p| format!("{} {} ({})", p["name"], p["status"], p["reason"]))
-        .collect();
-    assert!(bad.is_empty(), "{what}: probes not attached: {bad:?}");
+    let mut bad = Vec::new();
+    for p in probes {
+        let name = p["name"].as_str().unwrap_or("");
+        let reason = p["reason"].as_str().unwrap_or("");
+        if let Some((_, f)) = FEATURE_PROBES.iter().find(|(n, _)| *n == name) {
+            if !k.features.iter().any(|x| x == f) {
+                if p["status"] != "missing" {
+                    bad.push(format!(
+                        "{name} {} ({reason}); expected missing without {f}",
+                        p["status"]
+                    ));
+                }
+                continue;
+            }
+        }
+        let expect_degraded = k.degraded.iter().any(|d| d == name);
+        let degraded = reason.contains("degraded");
+        if p["status"] != "attached" || degraded != expect_degraded {
+            bad.push(format!(
+                "{name} {} ({reason}){}",
+                p["status"],
+                if expect_degraded {
+                    "; expected attached degraded on this series"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{what}: probes not as expected: {bad:#?}");
+    for (probe, hook) in &k.hooks {
+        let p = probes.iter().find(|p| p["name"] == probe.as_str());
+        let reason = p.and_then(|p| p["reason"].as_str()).unwrap_or("");
+        assert!(
+            reason.starts_with(hook.as_str()),
+            "{what}: on series {} check should name {hook} for {probe}, says {reason:?}",
+            k.series
+        );
+    }
     let names: Vec<&str> = probes.iter().filter_map(|p| p["name"].as_str()).collect();
-    for want in PROBES_6_1 {
+    for want in PROBES {
         assert!(
             names.contains(want),
             "{what}: probe {want} missing from hangwatch check: {names:?}"
@@ -132,21 +204,24 @@ fn assert_all_probes_attached(check: &Value, what: &str) {
     }
 }
 
-#[test]
-#[ignore = "needs the VM results: cargo xtask test"]
-fn phase_a_real_amdgpu_every_probe_attached() {
-    let a = load("phase-a.json");
+fn phase_a_real_amdgpu_every_probe_attached(r: &Run) {
+    let a = r.load("phase-a.json");
     assert_eq!(
         a["boot"]["reached_end"], true,
         "phase A boot did not finish: {}",
         a["boot"]
     );
     assert_eq!(
+        a["kernel"].as_str(),
+        Some(r.build.as_str()),
+        "booted kernel differs from the build"
+    );
+    assert_eq!(
         a["modprobe"]["status"], 0,
         "modprobe amdgpu failed: {}",
         a["modprobe"]
     );
-    assert_all_probes_attached(&a["check"], "phase A");
+    assert_all_probes_attached(&a["check"], &r.entry, "phase A");
     let run = &a["run"];
     assert_eq!(
         run["attached"], true,
@@ -164,78 +239,183 @@ fn phase_a_real_amdgpu_every_probe_attached() {
     let counts = line.rsplit(' ').next().unwrap();
     let (n, m) = counts.split_once('/').unwrap();
     let (n, m): (usize, usize) = (n.parse().unwrap(), m.parse().unwrap());
-    assert!(
-        m - n <= OPTIONAL_PROBES.len(),
+    assert_eq!(
+        n + absent_feature_probes(&r.entry),
+        m,
         "hangwatch run attached only {counts}"
     );
-    assert!(n >= PROBES_6_1.len());
+    assert!(n >= PROBES.len());
 }
 
-#[test]
-#[ignore = "needs the VM results: cargo xtask test"]
-fn phase_a_real_driver_formats_match_shared_capture() {
-    let a = load("phase-a.json");
+/// A committed capture: testdata/formats/<major.minor>.txt, `# build: X` then `== sys/event`
+/// sections (see docs/vm-harness.md).
+struct Capture {
+    build: String,
+    events: BTreeMap<String, String>,
+}
+
+fn series_of(build: &str) -> String {
+    build
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn load_capture(series: &str) -> Option<Capture> {
+    let p = workspace()
+        .join("testdata/formats")
+        .join(format!("{series}.txt"));
+    let text = std::fs::read_to_string(p).ok()?;
+    let mut build = String::new();
+    let mut events = BTreeMap::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in text.lines() {
+        if let Some(b) = line.strip_prefix("# build: ") {
+            build = b.trim().to_string();
+        } else if let Some(name) = line.strip_prefix("== ") {
+            if let Some((k, v)) = cur.take() {
+                events.insert(k, v);
+            }
+            cur = Some((name.trim().to_string(), String::new()));
+        } else if let Some((_, v)) = cur.as_mut() {
+            v.push_str(line);
+            v.push('\n');
+        }
+    }
+    if let Some((k, v)) = cur {
+        events.insert(k, v);
+    }
+    Some(Capture { build, events })
+}
+
+/// Lines only in `old` as `-`, lines only in `new` as `+` (format files are short and their
+/// lines unique, so this reads like a diff).
+fn line_diff(old: &str, new: &str) -> String {
+    let (o, n) = (without_id(old), without_id(new));
+    let ol: Vec<&str> = o.lines().collect();
+    let nl: Vec<&str> = n.lines().collect();
+    let mut d = String::new();
+    for l in &ol {
+        if !nl.contains(l) {
+            d += &format!("    -{l}\n");
+        }
+    }
+    for l in &nl {
+        if !ol.contains(l) {
+            d += &format!("    +{l}\n");
+        }
+    }
+    d
+}
+
+/// Format drift between a capture and a run: `(event, what)` per difference, over the trace
+/// systems the capture covers.
+fn format_drift(cap: &BTreeMap<String, String>, vm: &BTreeMap<String, String>) -> Vec<String> {
+    let systems: Vec<&str> = cap.keys().filter_map(|k| k.split('/').next()).collect();
+    let mut out = Vec::new();
+    for (ev, old) in cap {
+        match vm.get(ev) {
+            None => out.push(format!("  {ev}: removed")),
+            Some(new) if without_id(new) != without_id(old) => {
+                out.push(format!("  {ev}: changed\n{}", line_diff(old, new)))
+            }
+            Some(_) => {}
+        }
+    }
+    for ev in vm.keys() {
+        let sys = ev.split('/').next().unwrap_or("");
+        if systems.contains(&sys) && !cap.contains_key(ev) {
+            out.push(format!("  {ev}: added"));
+        }
+    }
+    out
+}
+
+/// The real driver's formats against the committed capture of this build's series. A change
+/// within a series fails as FORMAT DRIFT (not a harness failure): see docs/vm-harness.md.
+fn phase_a_formats_match_series_capture(r: &Run) {
+    let a = r.load("phase-a.json");
     let vm = vm_formats(&a["formats"]);
-    let shared = shared_formats();
-    assert!(!shared.is_empty());
-    for (name, want) in &shared {
-        let got = vm
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} missing in the VM"));
-        assert_eq!(
-            without_id(got),
-            without_id(want),
-            "{name} differs from the shared capture"
+    assert!(!vm.is_empty(), "phase A read no tracefs formats");
+    let series = series_of(&r.build);
+    let accept = format!("review it, then `cargo xtask formats --accept {}` and commit testdata/formats/{series}.txt", r.entry.series);
+    let Some(cap) = load_capture(&series) else {
+        panic!(
+            "no committed format capture for series {series} (first seen in {}): {accept}",
+            r.build
         );
-    }
+    };
+    let drift = format_drift(&cap.events, &vm);
+    assert!(
+        drift.is_empty(),
+        "FORMAT DRIFT within series {series}: captured from {}, now {}:\n{}\n{accept}",
+        cap.build,
+        r.build,
+        drift.join("\n")
+    );
 }
 
-#[test]
-#[ignore = "needs the VM results: cargo xtask test"]
-fn phase_b_simulator_formats_are_byte_identical_to_real_amdgpu() {
-    let b = load("phase-b.json");
+/// The amdgpu events hangwatch attaches to; the simulator must expose the ones the real
+/// driver of the same build has, byte-identical.
+const SIM_EVENTS: &[&str] = &[
+    "amdgpu/amdgpu_cs_ioctl",
+    "amdgpu/amdgpu_sched_run_job",
+    "amdgpu/amdgpu_vm_grab_id",
+    "amdgpu/amdgpu_iv",
+    "amdgpu/amdgpu_pasid_allocated",
+    "amdgpu/amdgpu_pasid_freed",
+];
+
+fn phase_b_simulator_formats_are_byte_identical_to_real_amdgpu(r: &Run) {
+    let b = r.phase_b();
     let sim = vm_formats(&b["formats"]);
-    let mut want: BTreeMap<String, String> = shared_formats()
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("amdgpu/"))
-        .collect();
-    // amdgpu_pasid_* are not in the shared capture: compare with the real amdgpu.ko of phase A.
-    let real = vm_formats(&load("phase-a.json")["formats"]);
-    for ev in ["amdgpu/amdgpu_pasid_allocated", "amdgpu/amdgpu_pasid_freed"] {
-        want.insert(
-            ev.to_string(),
-            real.get(ev)
-                .cloned()
-                .unwrap_or_else(|| panic!("{ev} missing in phase A")),
-        );
-    }
-    assert_eq!(want.len(), 6);
-    for (name, w) in &want {
+    let real = vm_formats(&r.load("phase-a.json")["formats"]);
+    let mut compared = 0;
+    for name in SIM_EVENTS {
+        let Some(w) = real.get(*name) else { continue };
         let got = sim
-            .get(name)
-            .unwrap_or_else(|| panic!("simulator lacks {name}"));
+            .get(*name)
+            .unwrap_or_else(|| panic!("simulator lacks {name} (the real {} has it)", r.build));
         assert_eq!(
             without_id(got),
             without_id(w),
-            "simulator's {name} differs from the real driver's"
+            "simulator's {name} differs from the real driver's on {}",
+            r.build
         );
+        compared += 1;
     }
+    // Every other event the simulator defines must match the real one too.
+    for (name, got) in &sim {
+        if let Some(w) = real.get(name) {
+            assert_eq!(
+                without_id(got),
+                without_id(w),
+                "simulator's {name} differs on {}",
+                r.build
+            );
+        }
+    }
+    assert!(
+        compared >= 4,
+        "only {compared} of {SIM_EVENTS:?} compared on {}",
+        r.build
+    );
 }
 
-#[test]
-#[ignore = "needs the VM results: cargo xtask test"]
-fn phase_b_simulator_has_module_btf_and_every_probe_attaches() {
-    let b = load("phase-b.json");
+fn phase_b_simulator_has_module_btf_and_every_probe_attaches(r: &Run) {
+    let b = r.phase_b();
     assert_eq!(
         b["modprobe"]["status"], 0,
         "modprobe amdgpu (the simulator) failed: {}",
         b["modprobe"]
     );
     assert_eq!(
-        b["btf"], true,
-        "/sys/kernel/btf/amdgpu (the simulator) missing: the kernel rejected the module BTF"
+        b["btf"], r.entry.module_btf,
+        "/sys/kernel/btf/amdgpu (the simulator) present = {}, expected {} on series {}",
+        b["btf"], r.entry.module_btf, r.entry.series
     );
-    assert_all_probes_attached(&b["check"], "phase B");
+    assert_all_probes_attached(&b["check"], &r.entry, "phase B");
 }
 
 // ---- scenarios ----
@@ -258,6 +438,9 @@ struct Expect {
     ring_timeouts: usize,
     #[serde(default)]
     submissions: Option<u64>,
+    /// Exact kernel ring-buffer drops (flood: 0 = the release agent kept up).
+    #[serde(default)]
+    kernel_drops: Option<u64>,
     #[serde(default)]
     incident: Vec<ExpectIncident>,
 }
@@ -282,10 +465,10 @@ fn comm(v: &Value) -> Option<&str> {
     v["comm"].as_str()
 }
 
-fn check_scenario(file: &str) {
-    let path = workspace().join("tests/scenarios").join(file);
-    let sc: ScenarioFile = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let r = load(&format!("scenarios/{}.json", sc.name));
+fn check_scenario(run: &Run, path: &Path) {
+    run.phase_b();
+    let sc: ScenarioFile = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let r = run.load(&format!("scenarios/{}.json", sc.name));
     assert!(
         r.get("error").is_none(),
         "{}: driver error {}",
@@ -414,6 +597,27 @@ fn check_scenario(file: &str) {
             sc.name,
             8 * n
         );
+        let kernel_drops = number_after(stats, "kernel ring buffer ").unwrap_or(u64::MAX);
+        if let Some(want) = sc.expect.kernel_drops {
+            assert_eq!(
+                kernel_drops, want,
+                "{}: kernel ring-buffer drops under the flood: {stats}",
+                sc.name
+            );
+        }
+        let window_ms = procs
+            .iter()
+            .filter_map(|p| p["summary"]["submit_ms"].as_u64())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        println!(
+            "{} on {}: {:.0} submissions/s, {:.0} probe events/s processed, {kernel_drops} kernel ring-buffer drops ({n} submissions in {window_ms} ms)",
+            sc.name,
+            run.build,
+            n as f64 * 1000.0 / window_ms as f64,
+            seen as f64 * 1000.0 / window_ms as f64
+        );
     }
 }
 
@@ -447,63 +651,13 @@ fn number_after(s: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-macro_rules! scenario_tests {
-    ($($name:ident => $file:literal),* $(,)?) => {$(
-        #[test]
-        #[ignore = "needs the VM results: cargo xtask test"]
-        fn $name() {
-            check_scenario($file);
-        }
-    )*};
-}
-
-scenario_tests! {
-    scenario_1_zed_fault_wedges_gfx => "01-zed-fault-wedges-gfx.toml",
-    scenario_2_xwayland_hangs_gfx => "02-xwayland-hangs-gfx.toml",
-    scenario_3_compute_hang_gfx_runs => "03-compute-hang-gfx-runs.toml",
-    scenario_4_three_hangs_one_minute => "04-three-hangs-one-minute.toml",
-    scenario_5_culprit_exits_early => "05-culprit-exits-early.toml",
-    scenario_6_opened_before_agent => "06-opened-before-agent.toml",
-    scenario_7_flood => "07-flood.toml",
-    scenario_20_kfd_compute_hang_desktop_draws => "20-kfd-compute-hang-desktop-draws.toml",
-    scenario_21_kfd_pid0_fault_mes => "21-kfd-pid0-fault-mes.toml",
-}
-
-#[test]
-fn every_scenario_file_has_a_test_and_parses() {
-    let dir = workspace().join("tests/scenarios");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            let sc: ScenarioFile = toml::from_str(&std::fs::read_to_string(&p).unwrap())
-                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            assert!(
-                !sc.name.contains(' '),
-                "{}: scenario names are result file names",
-                p.display()
-            );
-            assert!(
-                sc.expect.incident.len() >= sc.expect.ring_timeouts.min(1)
-                    || sc.expect.submissions.is_some()
-            );
-            n += 1;
-        }
-    }
-    assert_eq!(
-        n, 9,
-        "the harness generates one test per scenario: update scenario_tests!"
-    );
-}
-
 /// Issue 5: the incident directory `hangwatch run --output` wrote for scenario 1 and the bug
 /// report `hangwatch bugreport` built from it, both inside the VM (hwdriver returns them as
 /// artifacts; xtask writes them under scenarios/zed-fault-wedges-gfx/).
-#[test]
-#[ignore = "needs the VM results: cargo xtask test"]
-fn scenario_1_incident_dir_and_bugreport_built_in_the_vm() {
+fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {
     let name = "zed-fault-wedges-gfx";
-    let r = load(&format!("scenarios/{name}.json"));
+    run.phase_b();
+    let r = run.load(&format!("scenarios/{name}.json"));
     let a = &r["artifacts"];
     assert!(a.is_object(), "{name}: no artifacts returned");
     assert!(a.get("error").is_none(), "{name}: {}", a["error"]);
@@ -512,7 +666,7 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm() {
         "hangwatch bugreport failed in the VM: {}",
         a["bugreport_stderr"]
     );
-    let dir = results_dir().join("scenarios").join(name);
+    let dir = run.dir.join("scenarios").join(name);
     let read = |rel: &str| std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     for f in [
         "incident.json",
@@ -564,7 +718,7 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm() {
             .unwrap_or_else(|| panic!("bug report lacks {section:?} (in order):\n{md}"));
         at += i + section.len();
     }
-    assert!(md.contains(KERNEL), "kernel version missing:\n{md}");
+    assert!(md.contains(&run.build), "kernel version missing:\n{md}");
     assert!(md.contains(&format!("zed[{zed_pid}]")), "{md}");
     assert!(md.contains("no AMD userspace driver library"), "{md}");
     assert!(md.contains("umr") && md.contains("gfx_0.0.0"), "{md}");
@@ -601,21 +755,17 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm() {
 
 /// `hangwatch export --since 60s` against the running agent in scenario 1 (control socket ->
 /// flight recorder -> Perfetto), decoded with protoc, not with our writer.
-#[test]
-#[ignore = "needs the VM results: cargo xtask test"]
-fn scenario_1_export_from_the_running_agent_decodes() {
+fn scenario_1_export_from_the_running_agent_decodes(run: &Run) {
     let name = "zed-fault-wedges-gfx";
-    let r = load(&format!("scenarios/{name}.json"));
+    run.phase_b();
+    let r = run.load(&format!("scenarios/{name}.json"));
     let a = &r["artifacts"];
     assert_eq!(
         a["export_exit"], 0,
         "hangwatch export failed: {}",
         a["export_stderr"]
     );
-    let trace = results_dir()
-        .join("scenarios")
-        .join(name)
-        .join("export.perfetto");
+    let trace = run.dir.join("scenarios").join(name).join("export.perfetto");
     let out = std::process::Command::new("protoc")
         .arg(format!("-I{}", workspace().join("tests/proto").display()))
         .arg("--decode=perfetto.protos.Trace")
@@ -644,4 +794,174 @@ fn scenario_1_export_from_the_running_agent_decodes() {
             "no {instant:?} instant in the export:\n{text}"
         );
     }
+}
+
+// ---- the generated suite ----
+
+/// Scenario 1 carries the incident-directory, bug-report and export checks.
+const SCENARIO_1: &str = "zed-fault-wedges-gfx";
+
+fn vm_trial(
+    series: &str,
+    check: &str,
+    f: impl FnOnce(&Run) + Send + 'static,
+    k: &KernelEntry,
+) -> Trial {
+    let k = k.clone();
+    Trial::test(format!("{series}/{check}"), move || {
+        f(&Run::find(&k));
+        Ok(())
+    })
+    .with_ignored_flag(true)
+}
+
+/// Per kernel: the phase-A checks, and where any scenario runs the phase-B checks and one
+/// test per scenario placed on it.
+fn kernel_trials(
+    m: &Matrix,
+    k: &KernelEntry,
+    scenarios: &[(PathBuf, matrix::Placement)],
+) -> Vec<Trial> {
+    let s = &k.series;
+    let mut v = vec![
+        vm_trial(
+            s,
+            "phase_a_real_amdgpu_every_probe_attached",
+            phase_a_real_amdgpu_every_probe_attached,
+            k,
+        ),
+        vm_trial(
+            s,
+            "phase_a_formats_match_series_capture",
+            phase_a_formats_match_series_capture,
+            k,
+        ),
+    ];
+    let here: Vec<&(PathBuf, matrix::Placement)> = scenarios
+        .iter()
+        .filter(|(_, p)| m.series_for(p).contains(s))
+        .collect();
+    if here.is_empty() {
+        return v;
+    }
+    v.push(vm_trial(
+        s,
+        "phase_b_simulator_formats_are_byte_identical_to_real_amdgpu",
+        phase_b_simulator_formats_are_byte_identical_to_real_amdgpu,
+        k,
+    ));
+    v.push(vm_trial(
+        s,
+        "phase_b_simulator_has_module_btf_and_every_probe_attaches",
+        phase_b_simulator_has_module_btf_and_every_probe_attaches,
+        k,
+    ));
+    for (path, p) in here {
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let path = path.clone();
+        v.push(vm_trial(
+            s,
+            &format!("scenario/{stem}"),
+            move |r| check_scenario(r, &path),
+            k,
+        ));
+        if p.name == SCENARIO_1 {
+            v.push(vm_trial(
+                s,
+                "scenario_1_incident_dir_and_bugreport_built_in_the_vm",
+                scenario_1_incident_dir_and_bugreport_built_in_the_vm,
+                k,
+            ));
+            v.push(vm_trial(
+                s,
+                "scenario_1_export_from_the_running_agent_decodes",
+                scenario_1_export_from_the_running_agent_decodes,
+                k,
+            ));
+        }
+    }
+    v
+}
+
+/// Host-side (not ignored): every scenario parses, says what it expects, runs somewhere, and
+/// every name the matrix lists is a real scenario.
+fn every_scenario_file_parses_and_runs_on_some_kernel(
+    m: &Matrix,
+    scenarios: &[(PathBuf, matrix::Placement)],
+) {
+    let mut names = Vec::new();
+    for (p, placement) in scenarios {
+        let sc: ScenarioFile = toml::from_str(&std::fs::read_to_string(p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(
+            !sc.name.contains(' ') && !sc.name.contains('/'),
+            "{}: scenario names are result file names",
+            p.display()
+        );
+        assert!(
+            sc.expect.incident.len() >= sc.expect.ring_timeouts.min(1)
+                || sc.expect.submissions.is_some(),
+            "{}: expects nothing checkable",
+            p.display()
+        );
+        for s in placement.kernels.iter().flatten() {
+            assert!(
+                m.entry(s).is_some(),
+                "{}: kernels names {s}, not a series of tests/vm/matrix.toml",
+                p.display()
+            );
+        }
+        assert!(
+            !m.series_for(placement).is_empty(),
+            "{}: runs on no kernel of the matrix",
+            p.display()
+        );
+        names.push(sc.name);
+    }
+    assert!(names.len() >= 7, "scenarios: {names:?}");
+    for k in &m.kernel {
+        if let matrix::Selection::Names(list) = &k.scenarios {
+            for n in list {
+                assert!(
+                    names.contains(n),
+                    "tests/vm/matrix.toml: series {} lists unknown scenario {n}",
+                    k.series
+                );
+            }
+        }
+    }
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let ws = workspace();
+    let m = matrix::load_matrix(&ws).unwrap_or_else(|e| panic!("{e}"));
+    let files =
+        matrix::scenario_files(&ws.join("tests/scenarios")).unwrap_or_else(|e| panic!("{e}"));
+    let scenarios: Vec<(PathBuf, matrix::Placement)> = files
+        .into_iter()
+        .map(|f| {
+            let p = matrix::placement(&f).unwrap_or_else(|e| panic!("{e}"));
+            (f, p)
+        })
+        .collect();
+    let mut trials = Vec::new();
+    {
+        let (m, sc) = (m.clone(), scenarios.clone());
+        trials.push(Trial::test(
+            "every_scenario_file_parses_and_runs_on_some_kernel",
+            move || {
+                every_scenario_file_parses_and_runs_on_some_kernel(&m, &sc);
+                Ok(())
+            },
+        ));
+    }
+    for k in &m.kernel {
+        trials.extend(kernel_trials(&m, k, &scenarios));
+    }
+    libtest_mimic::run(&args, trials).exit();
 }

@@ -61,6 +61,23 @@ pub struct Scenario {
     pub bugreport: bool,
     #[serde(default)]
     pub process: Vec<Process>,
+    /// Extra `hangwatch run` arguments (after the driver's own).
+    #[serde(default)]
+    pub agent_args: Vec<String>,
+    /// A command the agent runs under, e.g. `["setpriv", "--reuid=1000", "--inh-caps=...",
+    /// "--ambient-caps=...", "--"]`: the agent becomes its last argument's child.
+    #[serde(default)]
+    pub agent_wrapper: Vec<String>,
+    /// Simulated GPUs (the simulator's `devices=` module parameter when > 1).
+    #[serde(default = "one_device")]
+    pub devices: u32,
+    /// Extra simulator module parameters, verbatim (`["name=value"]`).
+    #[serde(default)]
+    pub sim_params: Vec<String>,
+}
+
+fn one_device() -> u32 {
+    1
 }
 
 fn default_duration() -> u64 {
@@ -250,7 +267,11 @@ fn phase_b(plan: &Plan) -> Result<()> {
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         // A fresh simulator per scenario: no wedged ring, guilty context or seqno carries over.
         sh("modprobe", &["-r", "amdgpu"]);
-        sh("modprobe", &["amdgpu", &timeout]);
+        let args = sim_args(&timeout, &sc);
+        let load = sh(
+            "modprobe",
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
         sh("dmesg", &["-c"]);
         let t = Instant::now();
         let res = match run_scenario(path, &sc, plan.demo) {
@@ -258,6 +279,9 @@ fn phase_b(plan: &Plan) -> Result<()> {
             Err(e) => json!({"error": format!("{e:#}")}),
         };
         let mut res = res;
+        if load["status"] != 0 {
+            res["modprobe"] = load;
+        }
         res["wall_ms"] = json!(t.elapsed().as_millis() as u64);
         res["dmesg"] = json!(sh("dmesg", &[])["stdout"]
             .as_str()
@@ -267,6 +291,16 @@ fn phase_b(plan: &Plan) -> Result<()> {
         result_line(&sc.name, "result", &res);
     }
     Ok(())
+}
+
+/// `modprobe amdgpu timeout_ms=.. [devices=N] [sim_params..]` for one scenario.
+fn sim_args(timeout: &str, sc: &Scenario) -> Vec<String> {
+    let mut v = vec!["amdgpu".to_string(), timeout.to_string()];
+    if sc.devices > 1 {
+        v.push(format!("devices={}", sc.devices));
+    }
+    v.extend(sc.sim_params.iter().cloned());
+    v
 }
 
 fn list_dir(dir: &str) -> Vec<String> {
@@ -311,14 +345,30 @@ struct Agent {
     started: Instant,
 }
 
-fn start_agent(duration_s: u64, demo: bool) -> Result<Agent> {
+/// How a scenario runs the agent: extra arguments and a wrapper command (none for phase A).
+#[derive(Default)]
+struct AgentHow<'a> {
+    args: &'a [String],
+    wrapper: &'a [String],
+}
+
+fn start_agent(duration_s: u64, demo: bool, how: &AgentHow) -> Result<Agent> {
     let _ = std::fs::remove_dir_all("/tmp/hw-out");
     let dur = duration_s.to_string();
     let mut args = vec!["run", "--output", "/tmp/hw-out", "--duration", &dur];
     if !demo {
         args.insert(1, "--json");
     }
-    let mut child = Command::new(HANGWATCH)
+    args.extend(how.args.iter().map(String::as_str));
+    let mut cmd = match how.wrapper.split_first() {
+        Some((w, rest)) => {
+            let mut c = Command::new(w);
+            c.args(rest).arg(HANGWATCH);
+            c
+        }
+        None => Command::new(HANGWATCH),
+    };
+    let mut child = cmd
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -415,7 +465,7 @@ fn finish_agent(mut agent: Agent, limit: Duration, mut err_lines: Vec<String>) -
 }
 
 fn run_agent_only(duration_s: u64) -> Result<Value> {
-    let mut agent = start_agent(duration_s, false)?;
+    let mut agent = start_agent(duration_s, false, &AgentHow::default())?;
     let mut err = Vec::new();
     let attached = wait_attached(&mut agent, &mut err);
     let mut v = finish_agent(agent, Duration::from_secs(duration_s + 120), err);
@@ -468,17 +518,21 @@ fn go(kids: &mut [(String, Child)]) {
 
 fn run_scenario(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
     let (mut agent, attached, mut err, mut kids);
+    let how = AgentHow {
+        args: &sc.agent_args,
+        wrapper: &sc.agent_wrapper,
+    };
     if sc.open_before_agent {
         kids = spawn_children(path, sc)?;
         let readers = wait_opened(&mut kids);
         std::thread::sleep(Duration::from_millis(300));
-        agent = start_agent(sc.duration_s, demo)?;
+        agent = start_agent(sc.duration_s, demo, &how)?;
         err = Vec::new();
         attached = wait_attached(&mut agent, &mut err);
         go(&mut kids);
         finish_scenario(agent, attached, err, kids, readers, sc, Instant::now())
     } else {
-        agent = start_agent(sc.duration_s, demo)?;
+        agent = start_agent(sc.duration_s, demo, &how)?;
         err = Vec::new();
         attached = wait_attached(&mut agent, &mut err);
         kids = spawn_children(path, sc)?;
@@ -779,6 +833,7 @@ fn bench_peer(
             Ok(())
         });
     }
+    let progs_before = prog_ids();
     let mut child = command.spawn().with_context(|| format!("starting {cmd}"))?;
     let out = pipe_lines(child.stdout.take());
     let err = pipe_lines(child.stderr.take());
@@ -812,6 +867,8 @@ fn bench_peer(
     std::thread::sleep(Duration::from_millis(500));
     let cpu = cpu_seconds(pid) - c0;
     let wall = w.elapsed().as_secs_f64();
+    // Read while the tracer still runs: its programs unload when it exits.
+    r["bpf_stats"] = tracer_bpf_stats(&progs_before);
     // Peak (includes start-up: BTF and format parsing) and resident right after the load.
     let rss = status_kib(pid, "VmHWM:");
     let rss_now = status_kib(pid, "VmRSS:");
@@ -834,6 +891,97 @@ fn bench_peer(
     r["tracer_startup_ms"] = json!(startup_ms);
     r["tracer_output_tail"] = json!(tail.iter().rev().take(6).rev().collect::<Vec<_>>());
     Ok(r)
+}
+
+// ---- in-kernel cost per BPF program (kernel.bpf_stats_enabled) ----
+
+const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+/// `struct bpf_prog_info` offsets (uapi, append-only since 5.1): type, name[16], run_time_ns,
+/// run_cnt.
+const INFO_TYPE: usize = 0;
+const INFO_NAME: usize = 64;
+const INFO_RUN_TIME_NS: usize = 192;
+const INFO_RUN_CNT: usize = 200;
+const INFO_LEN: usize = 256;
+
+fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> libc::c_long {
+    // SAFETY: attr is a zeroed 128-byte union bpf_attr, larger than what these commands read.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(attr) as u32,
+        )
+    }
+}
+
+/// Ids of every loaded BPF program.
+fn prog_ids() -> Vec<u32> {
+    let mut ids = Vec::new();
+    let mut start = 0u32;
+    loop {
+        let mut attr = [0u64; 16];
+        attr[0] = u64::from(start);
+        if bpf(BPF_PROG_GET_NEXT_ID, &mut attr) != 0 {
+            return ids;
+        }
+        start = (attr[0] >> 32) as u32; // next_id
+        ids.push(start);
+    }
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    b.get(off..off + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_ne_bytes)
+        .unwrap_or(0)
+}
+
+/// `bpf_prog_info` of one program: (type, name, run_time_ns, run_cnt).
+fn prog_info(id: u32) -> Option<(u32, String, u64, u64)> {
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(id);
+    let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr);
+    if fd < 0 {
+        return None;
+    }
+    let mut info = [0u8; INFO_LEN];
+    let mut attr = [0u64; 16];
+    attr[0] = fd as u64 | ((INFO_LEN as u64) << 32);
+    attr[1] = info.as_mut_ptr() as u64;
+    let r = bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr);
+    // SAFETY: fd came from BPF_PROG_GET_FD_BY_ID and is ours to close.
+    unsafe { libc::close(fd as i32) };
+    if r != 0 {
+        return None;
+    }
+    let ty = u32::from_ne_bytes(info[INFO_TYPE..INFO_TYPE + 4].try_into().ok()?);
+    let name = &info[INFO_NAME..INFO_NAME + 16];
+    let end = name.iter().position(|&c| c == 0).unwrap_or(16);
+    let name = String::from_utf8_lossy(&name[..end]).into_owned();
+    Some((
+        ty,
+        name,
+        u64_at(&info, INFO_RUN_TIME_NS),
+        u64_at(&info, INFO_RUN_CNT),
+    ))
+}
+
+/// Per-program run counts and in-kernel time of every program loaded since `before` (the
+/// tracer's own), with `kernel.bpf_stats_enabled=1` set by phase_bench.
+fn tracer_bpf_stats(before: &[u32]) -> Value {
+    let mut progs = Vec::new();
+    for id in prog_ids().into_iter().filter(|id| !before.contains(id)) {
+        if let Some((ty, name, ns, cnt)) = prog_info(id) {
+            progs.push(
+                json!({"id": id, "type": ty, "name": name, "run_time_ns": ns, "run_cnt": cnt}),
+            );
+        }
+    }
+    json!(progs)
 }
 
 const SUBMIT_CPU: usize = 0;
@@ -873,6 +1021,12 @@ fn phase_bench(plan: &Plan) -> Result<()> {
     let timeout = format!("timeout_ms={}", plan.sim_timeout_ms);
     result_line("bench", "modprobe", &sh("modprobe", &["amdgpu", &timeout]));
     result_line("bench", "pinned", &pin_submission_path());
+    // Per-program run_time_ns/run_cnt: the in-kernel cost, apart from the userspace consumer.
+    result_line(
+        "bench",
+        "bpf_stats_enabled",
+        &json!(std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").is_ok()),
+    );
     let n = plan.bench_count;
     // Warm-up (page cache, scheduler thread), then the untraced baseline.
     let _ = submit_loop(n / 10);

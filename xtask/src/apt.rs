@@ -181,8 +181,8 @@ impl Apt {
         }
     }
 
-    /// Package names matching an apt-cache regex (`apt-cache pkgnames` + filter: only names
-    /// with a downloadable version).
+    /// Package names starting with `prefix` (`apt-cache pkgnames`: real packages, not
+    /// virtual ones).
     pub fn names(&self, prefix: &str) -> Result<Vec<String>> {
         let out = output(self.cmd("apt-cache").args(["pkgnames", prefix]))?;
         Ok(out.lines().map(str::to_string).collect())

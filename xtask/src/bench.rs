@@ -12,6 +12,63 @@ use crate::initramfs::{self, Spec};
 use crate::util::{output, root};
 use crate::{kernel, kmod, qemu, vm};
 
+/// BPF program type numbers of `enum bpf_prog_type` that tracers here load.
+fn prog_type(t: u64) -> &'static str {
+    match t {
+        2 => "kprobe",
+        5 => "tracepoint",
+        26 => "tracing",
+        _ => "other",
+    }
+}
+
+/// The in-kernel cost per program (kernel.bpf_stats_enabled: run_time_ns / run_cnt), read in
+/// the same VM run as the rows above, so it is reported apart from the userspace consumer and
+/// most of the TCG noise of the wall numbers.
+fn print_bpf_stats(res: &serde_json::Map<String, Value>, n: u64) {
+    if res.get("bpf_stats_enabled") != Some(&Value::Bool(true)) {
+        println!("in-kernel cost: kernel.bpf_stats_enabled could not be set in the VM");
+        return;
+    }
+    println!("in-kernel cost per BPF program (bpf_stats: run_time_ns / run_cnt; same VM run)");
+    let mut per_sub = Vec::new();
+    for tracer in ["hangwatch", "bpftrace"] {
+        let Some(progs) = res.get(tracer).and_then(|v| v["bpf_stats"].as_array()) else {
+            continue;
+        };
+        let (mut ns, mut runs) = (0u64, 0u64);
+        for p in progs {
+            let (t, c) = (
+                p["run_time_ns"].as_u64().unwrap_or(0),
+                p["run_cnt"].as_u64().unwrap_or(0),
+            );
+            if c == 0 {
+                continue; // attached to nothing this load fires (or never attached)
+            }
+            ns += t;
+            runs += c;
+            println!(
+                "  {tracer:<10} {:<10} {:<16} {:>9} runs {:>8.0} ns/run",
+                prog_type(p["type"].as_u64().unwrap_or(0)),
+                p["name"].as_str().unwrap_or("?"),
+                c,
+                t as f64 / c as f64
+            );
+        }
+        let sub = ns as f64 / n.max(1) as f64;
+        println!(
+            "  {tracer:<10} total: {runs} runs, {:.0} ns/run, {sub:.0} ns in BPF per submission",
+            ns as f64 / runs.max(1) as f64
+        );
+        per_sub.push((tracer, sub));
+    }
+    if let [(a, x), (b, y)] = per_sub[..] {
+        if y > 0.0 {
+            println!("  in-kernel ratio {a}/{b}: {:.2}", x / y);
+        }
+    }
+}
+
 /// Runs `cargo run --release -p agent --example NAME` and prints its output under `label`.
 fn host_example(name: &str, label: &str) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -32,10 +89,16 @@ fn which(prog: &str) -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
 }
 
-pub fn bench() -> Result<u8> {
+/// `cargo xtask bench [--kernel VER|SERIES]` (default: the 6.1 series).
+pub fn bench(args: &[String]) -> Result<u8> {
+    let spec = match args {
+        [] => vm::DEFAULT_KERNEL,
+        [flag, k] if flag == "--kernel" => k.as_str(),
+        _ => anyhow::bail!("usage: cargo xtask bench [--kernel VER|SERIES]"),
+    };
     crate::setup::setup()?;
-    let k = kernel::prepare(vm::DEFAULT_KERNEL)?;
-    let bins = vm::build_bins(true)?;
+    let k = kernel::prepare(spec)?;
+    let bins = vm::build_bins()?;
     let ko = kmod::build_sim(&k)?;
     let mut binaries = vec![bins.hangwatch, bins.hwdriver];
     let mut skipped = Vec::new();
@@ -60,17 +123,7 @@ pub fn bench() -> Result<u8> {
             files: vec![("plan.toml".into(), plan.into_bytes())],
         },
     )?;
-    let probe = initramfs::build(
-        &k,
-        &Spec {
-            name: "probe",
-            modules: &[],
-            extra_modules: vec![],
-            binaries: vec![],
-            files: vec![],
-        },
-    )?;
-    let accel = qemu::pick_accel(&k, &probe)?;
+    let accel = qemu::pick_accel(&k, &vm::probe_initramfs(&k)?)?;
     let out = vm::results_dir(&k.version);
     std::fs::create_dir_all(&out)?;
     let boot = qemu::boot(
@@ -162,6 +215,7 @@ pub fn bench() -> Result<u8> {
     for s in &skipped {
         println!("skipped {s}");
     }
+    print_bpf_stats(&res, count);
     // Host-side, native figures: analysis throughput on a generated 1 GB log, and the agent's
     // userspace cost per probe event (decode + correlate). The VM rows above are emulated, and
     // there the agent competes with the submitter for CPU.

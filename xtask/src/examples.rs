@@ -14,12 +14,16 @@ const NAME: &str = "zed-fault-wedges-gfx";
 
 pub fn examples() -> Result<u8> {
     crate::setup::setup()?;
-    let results = vm::run_vm(&vm::Opts {
+    let runs = vm::run_vm(&vm::Opts {
         scenarios: vec![root().join("tests/scenarios").join(SCENARIO)],
         phase: vm::Phase::B,
         ..Default::default()
     })?;
-    let src = results.join("scenarios").join(NAME);
+    let build = runs
+        .first()
+        .and_then(|r| r.build.clone())
+        .context("the VM run failed: see the lines above")?;
+    let src = vm::results_dir(&build).join("scenarios").join(NAME);
     let dst = root().join("docs/examples").join(NAME);
     if dst.exists() {
         fs::remove_dir_all(&dst)?;

@@ -349,16 +349,28 @@ fn extract_vmlinux(vmlinuz: &Path, out: &Path) -> Result<()> {
     )
 }
 
-/// Points `include .../usr/src/<pkg>/Makefile` lines at `<root>/usr/src/<pkg>/Makefile`.
+/// Points the absolute /usr/src paths of Debian's flavour Makefile into `<root>`:
+/// `include /usr/src/<pkg>/Makefile` (every era) and `KBUILD_OUTPUT=/usr/src/<pkg>` (7.x, which
+/// kbuild `realpath`s for out-of-tree modules).
 fn rewrite_includes(text: &str, root: &str) -> String {
     text.lines()
-        .map(
-            |l| match (l.starts_with("include "), l.rfind("/usr/src/")) {
+        .map(|l| {
+            let assign = l.find('=').filter(|_| !l.starts_with("include "));
+            let prefix_end = match (l.starts_with("include "), assign) {
+                (true, _) => Some("include ".len()),
+                (false, Some(eq)) => Some(eq + 1),
+                _ => None,
+            };
+            match (prefix_end, l.rfind("/usr/src/")) {
                 // Also re-points a tree fixed earlier at another checkout path.
-                (true, Some(i)) => format!("include {root}{}\n", &l[i..]),
+                (Some(p), Some(i)) if i >= p => {
+                    let head = l[..p].trim_end();
+                    let sep = if head.ends_with('=') { "" } else { " " };
+                    format!("{head}{sep}{root}{}\n", &l[i..])
+                }
                 _ => format!("{l}\n"),
-            },
-        )
+            }
+        })
         .collect()
 }
 
@@ -437,5 +449,10 @@ mod tests {
         assert_eq!(rewrite_includes(&once, "/x/root"), once);
         assert!(rewrite_includes(&once, "/y/root")
             .starts_with("include /y/root/usr/src/linux-headers-6.1.0-56-common/"));
+        // 7.x: KBUILD_OUTPUT must exist (kbuild realpaths it for M= builds).
+        let mk7 = "KBUILD_OUTPUT=/usr/src/linux-headers-7.3.4+deb13-amd64\ninclude /usr/src/linux-headers-7.3.4+deb13-common/Makefile\n";
+        let fixed = rewrite_includes(mk7, "/x/root");
+        assert_eq!(fixed, "KBUILD_OUTPUT=/x/root/usr/src/linux-headers-7.3.4+deb13-amd64\ninclude /x/root/usr/src/linux-headers-7.3.4+deb13-common/Makefile\n");
+        assert_eq!(rewrite_includes(&fixed, "/x/root"), fixed);
     }
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::kernel::Kernel;
-use crate::util::{root, run};
+use crate::util::{root, run, run_captured};
 
 const SOURCES: &[&str] = &[
     "amdgpu_sim.c",
@@ -32,12 +32,14 @@ pub fn build_sim(k: &Kernel) -> Result<PathBuf> {
         let data = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
         fs::write(build.join(f), data)?;
     }
-    run(Command::new("make")
-        .arg("-s")
-        .arg("-C")
-        .arg(k.headers())
-        .arg(format!("M={}", build.display()))
-        .arg("modules"))
+    run_captured(
+        Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(k.headers())
+            .arg(format!("M={}", build.display()))
+            .arg("modules"),
+    )
     .context("building tests/kmod (amdgpu.ko, the simulator)")?;
     let ko = build.join("amdgpu.ko");
     run(Command::new("pahole")

@@ -2,9 +2,12 @@
 mod apt;
 mod bench;
 mod examples;
+mod formats;
 mod initramfs;
 mod kernel;
 mod kmod;
+#[path = "../../tests/vm/matrix.rs"]
+mod matrix;
 mod qemu;
 mod setup;
 mod test_cmd;
@@ -14,16 +17,14 @@ mod vm;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    setup::tools_on_path();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or(&[]).to_vec();
     let r = match args.first().map(String::as_str) {
         Some("setup") => setup::setup().map(|_| 0),
         Some("vm") => vm::parse_args(&rest)
             .and_then(|o| vm::run_vm(&o))
-            .map(|dir| {
-                eprintln!("xtask vm: results in {}", dir.display());
-                0
-            }),
+            .map(|runs| u8::from(runs.iter().any(|r| r.error.is_some()))),
         Some("demo") => setup::setup().and_then(|_| {
             let scen = vm::all_scenarios()?.into_iter().take(1).collect();
             vm::run_vm(&vm::Opts {
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
                 demo: true,
                 ..Default::default()
             })
-            .map(|_| 0)
+            .map(|runs| u8::from(runs.iter().any(|r| r.error.is_some())))
         }),
         // Resolve a build or series and fetch + prepare it (no VM): prints the exact build.
         Some("kernel") => match rest.first() {
@@ -43,10 +44,11 @@ fn main() -> ExitCode {
             None => Err(anyhow::anyhow!("usage: cargo xtask kernel VER|SERIES")),
         },
         Some("test") => test_cmd::test(&rest),
-        Some("bench") => bench::bench(),
+        Some("bench") => bench::bench(&rest),
+        Some("formats") => formats::formats(&rest),
         Some("examples") => examples::examples(),
         _ => {
-            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test | bench | examples>");
+            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test [--kernel VER|SERIES]... | bench [--kernel VER|SERIES] | formats --accept SERIES|BUILD | examples>");
             Ok(2)
         }
     };

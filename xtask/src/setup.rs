@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
-use crate::util::{have, output, run};
+use crate::util::{have, output, run, target_dir};
 
 /// Debian packages: VM (qemu, busybox, cpio, kmod, xz/zstd), module build (gcc-12, make, bc,
 /// pahole), eBPF toolchain (LLVM 22 for bpf-linker), reports (protoc), bench peers.
@@ -63,7 +63,52 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// nightly + rust-src (eBPF build-std) and bpf-linker 0.13 built against LLVM 22.
+/// Where cargo-installed tools go (`cargo install --root`): under target/, so a CI cache of
+/// target/ keeps bpf-linker and cargo-machete instead of rebuilding them every run.
+pub fn tools_root() -> std::path::PathBuf {
+    target_dir().join("tools")
+}
+
+/// Puts target/tools/bin first on PATH for this process and everything it starts (the eBPF
+/// build finds bpf-linker there).
+pub fn tools_on_path() {
+    let bin = tools_root().join("bin");
+    let old = std::env::var_os("PATH").unwrap_or_default();
+    let mut parts = vec![bin.clone()];
+    parts.extend(std::env::split_paths(&old).filter(|p| *p != bin));
+    if let Ok(joined) = std::env::join_paths(parts) {
+        // Called once at start-up, before any thread exists (set_var is not thread-safe).
+        std::env::set_var("PATH", joined);
+    }
+}
+
+fn rustup_component(toolchain: &str, comp: &str) -> Result<()> {
+    let comps = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        toolchain,
+    ]))
+    .unwrap_or_default();
+    if !comps.lines().any(|l| l.starts_with(comp)) {
+        run(Command::new("rustup").args(["component", "add", comp, "--toolchain", toolchain]))?;
+    }
+    Ok(())
+}
+
+/// `cargo install --locked --root target/tools CRATE` when its binary is missing from PATH.
+fn cargo_tool(krate: &str) -> Result<()> {
+    if have(krate) {
+        return Ok(());
+    }
+    run(Command::new("cargo")
+        .args(["install", "--locked", krate, "--root"])
+        .arg(tools_root()))
+}
+
+/// nightly + rust-src (eBPF build-std), rustfmt and clippy for the lint gate, bpf-linker 0.13
+/// built against LLVM 22 and cargo-machete, both under target/tools.
 fn rust_toolchain() -> Result<()> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
@@ -75,23 +120,10 @@ fn rust_toolchain() -> Result<()> {
             "minimal",
         ]))?;
     }
-    let comps = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--installed",
-        "--toolchain",
-        "nightly",
-    ]))
-    .unwrap_or_default();
-    if !comps.lines().any(|l| l.starts_with("rust-src")) {
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
-    }
+    rustup_component("nightly", "rust-src")?;
+    rustup_component("nightly", "clippy")?;
+    rustup_component("stable", "rustfmt")?;
+    rustup_component("stable", "clippy")?;
     let linker_ok = have("bpf-linker")
         && output(Command::new("bpf-linker").arg("--version"))
             .map(|v| v.contains(" 0.13."))
@@ -111,9 +143,12 @@ fn rust_toolchain() -> Result<()> {
                 "--no-default-features",
                 "--features",
                 "llvm-22",
+                "--root",
             ])
+            .arg(tools_root())
             .env("PATH", path)
             .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"))?;
     }
+    cargo_tool("cargo-machete")?;
     Ok(())
 }

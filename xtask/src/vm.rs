@@ -1,7 +1,8 @@
-//! `cargo xtask vm`: kernel packages -> simulator module -> initramfs -> qemu -> results.
-//! Phase A boots with the real amdgpu.ko; phase B with the simulator and runs every scenario
-//! sequentially in ONE boot. Results land in target/vm-results/<kernel>/ as JSON files that
-//! tests/tests/vm.rs asserts on.
+//! `cargo xtask vm`: kernel packages -> simulator module -> initramfs -> qemu -> results, for
+//! one kernel or the whole matrix (tests/vm/matrix.toml). Phase A boots with the real
+//! amdgpu.ko; phase B with the simulator and runs the kernel's scenarios sequentially in ONE
+//! boot. Results land in target/vm-results/<build>/ as JSON files that tests/tests/vm.rs
+//! asserts on; target/vm-results/index.json maps each series to the build it ran.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,11 +12,16 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
 use crate::initramfs::{self, Spec};
-use crate::kernel;
+use crate::kernel::{self, Kernel};
+use crate::matrix::{self, Matrix};
 use crate::qemu;
 use crate::util::{root, run, target_dir};
 
-pub const DEFAULT_KERNEL: &str = "6.1.0-56-amd64";
+/// The host's util-linux setpriv, copied into phase B for scenarios' `agent_wrapper`.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// What `cargo xtask vm` boots without `--kernel`: the series of Debian 12's kernel.
+pub const DEFAULT_KERNEL: &str = "6.1";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -25,7 +31,9 @@ pub enum Phase {
 }
 
 pub struct Opts {
-    pub kernel: String,
+    /// Builds or series; empty = DEFAULT_KERNEL.
+    pub kernels: Vec<String>,
+    /// Explicit scenario files; empty = the matrix's selection for each kernel.
     pub scenarios: Vec<PathBuf>,
     pub phase: Phase,
     pub demo: bool,
@@ -34,7 +42,7 @@ pub struct Opts {
 impl Default for Opts {
     fn default() -> Self {
         Opts {
-            kernel: DEFAULT_KERNEL.into(),
+            kernels: Vec::new(),
             scenarios: Vec::new(),
             phase: Phase::All,
             demo: false,
@@ -42,13 +50,24 @@ impl Default for Opts {
     }
 }
 
+const USAGE: &str = "usage: cargo xtask vm [--kernel VER|SERIES]... [--matrix] [--scenario FILE]... [--phase a|b|all]";
+
 pub fn parse_args(args: &[String]) -> Result<Opts> {
     let mut o = Opts::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--kernel" => o.kernel = it.next().context("--kernel needs a build or series")?.clone(),
-            "--scenario" => o.scenarios.push(PathBuf::from(it.next().context("--scenario needs a file")?)),
+            "--kernel" => o.kernels.push(
+                it.next()
+                    .context("--kernel needs a build or series")?
+                    .clone(),
+            ),
+            "--matrix" => o
+                .kernels
+                .extend(load_matrix()?.kernel.into_iter().map(|k| k.series)),
+            "--scenario" => o
+                .scenarios
+                .push(PathBuf::from(it.next().context("--scenario needs a file")?)),
             "--phase" => {
                 o.phase = match it.next().map(String::as_str) {
                     Some("a") => Phase::A,
@@ -57,24 +76,27 @@ pub fn parse_args(args: &[String]) -> Result<Opts> {
                     other => bail!("--phase takes a, b or all (got {other:?})"),
                 }
             }
-            other => bail!("unknown argument {other:?}; usage: cargo xtask vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all]"),
+            other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
     Ok(o)
 }
 
-pub fn results_dir(kernel: &str) -> PathBuf {
-    target_dir().join("vm-results").join(kernel)
+pub fn load_matrix() -> Result<Matrix> {
+    matrix::load_matrix(&root()).map_err(anyhow::Error::msg)
+}
+
+pub fn results_root() -> PathBuf {
+    target_dir().join("vm-results")
+}
+
+pub fn results_dir(build: &str) -> PathBuf {
+    results_root().join(build)
 }
 
 /// All scenario files, sorted by name (their numeric prefix orders them).
 pub fn all_scenarios() -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = fs::read_dir(root().join("tests/scenarios"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    v.sort();
-    Ok(v)
+    matrix::scenario_files(&root().join("tests/scenarios")).map_err(anyhow::Error::msg)
 }
 
 pub struct Bins {
@@ -82,37 +104,130 @@ pub struct Bins {
     pub hwdriver: PathBuf,
 }
 
-/// Builds the binaries the VM runs. The test suite uses the debug profile (already built for
-/// the host tests); the bench uses release, since an unoptimised agent would measure rustc's
-/// debug codegen, not hangwatch.
-pub fn build_bins(release: bool) -> Result<Bins> {
+/// Builds the binaries the VM runs: the release build users run (the suite's numbers and the
+/// flood scenario's zero-drop claim are about that build, not rustc's debug codegen).
+pub fn build_bins() -> Result<Bins> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let profile: &[&str] = if release { &["--release"] } else { &[] };
-    run(Command::new(&cargo)
-        .args(["build", "-q", "-p", "agent", "--bin", "hangwatch"])
-        .args(profile)
-        .current_dir(root()))?;
-    run(Command::new(&cargo)
-        .args(["build", "-q", "-p", "xtask", "--bin", "hwdriver"])
-        .args(profile)
-        .current_dir(root()))?;
-    let d = target_dir().join(if release { "release" } else { "debug" });
+    for (pkg, bin) in [("agent", "hangwatch"), ("xtask", "hwdriver")] {
+        run(Command::new(&cargo)
+            .args(["build", "-q", "--release", "-p", pkg, "--bin", bin])
+            .current_dir(root()))?;
+    }
+    let d = target_dir().join("release");
     Ok(Bins {
         hangwatch: d.join("hangwatch"),
         hwdriver: d.join("hwdriver"),
     })
 }
 
-/// Runs the requested phases; returns the results directory.
-pub fn run_vm(o: &Opts) -> Result<PathBuf> {
-    let t0 = Instant::now();
-    let k = kernel::prepare(&o.kernel)?;
-    eprintln!(
-        "xtask vm: kernel {} ready ({:.1}s)",
-        k.version,
-        t0.elapsed().as_secs_f64()
+/// One kernel's outcome, as recorded in index.json.
+pub struct KernelRun {
+    pub requested: String,
+    pub build: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Runs every requested kernel; one kernel's harness failure (download, boot) is recorded and
+/// the others still run. Returns the results root.
+pub fn run_vm(o: &Opts) -> Result<Vec<KernelRun>> {
+    let specs = if o.kernels.is_empty() {
+        vec![DEFAULT_KERNEL.to_string()]
+    } else {
+        o.kernels.clone()
+    };
+    let m = load_matrix()?;
+    let bins = build_bins()?;
+    let mut runs = Vec::new();
+    for spec in &specs {
+        let r = run_kernel(spec, o, &m, &bins);
+        let run = match r {
+            Ok(build) => KernelRun {
+                requested: spec.clone(),
+                build: Some(build),
+                error: None,
+            },
+            Err(e) => {
+                eprintln!("xtask vm: kernel {spec}: {e:#}");
+                KernelRun {
+                    requested: spec.clone(),
+                    build: None,
+                    error: Some(format!("{e:#}")),
+                }
+            }
+        };
+        record_index(&m, &run)?;
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// The matrix entry a requested kernel belongs to: its series (`7`), or the series covering
+/// an exact build (`7.3.4+deb13-amd64` -> `7`, `6.1.0-57-amd64` -> `6.1`).
+pub fn matrix_series(m: &Matrix, spec: &str, build: &str) -> Option<String> {
+    if m.entry(spec).is_some() {
+        return Some(spec.to_string());
+    }
+    let s = kernel::series_of(build);
+    let major = s.split('.').next().unwrap_or("");
+    m.kernel
+        .iter()
+        .map(|k| &k.series)
+        .find(|k| **k == s)
+        .or_else(|| m.kernel.iter().map(|k| &k.series).find(|k| **k == major))
+        .cloned()
+}
+
+/// index.json: matrix series (or the requested spec) -> {requested, build, error}. Merged,
+/// so a run of one kernel keeps the others' entries.
+fn record_index(m: &Matrix, r: &KernelRun) -> Result<()> {
+    let p = results_root().join("index.json");
+    fs::create_dir_all(results_root())?;
+    let mut idx: Map<String, Value> = fs::read_to_string(&p)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let key = r
+        .build
+        .as_deref()
+        .and_then(|b| matrix_series(m, &r.requested, b))
+        .or_else(|| m.entry(&r.requested).map(|k| k.series.clone()))
+        .unwrap_or_else(|| r.requested.clone());
+    idx.insert(
+        key,
+        json!({"requested": r.requested, "build": r.build, "error": r.error}),
     );
-    let bins = build_bins(false)?;
+    write_json(&p, &Value::Object(idx))
+}
+
+/// The scenarios one kernel runs: the explicit ones, else the matrix's selection.
+fn scenarios_for(o: &Opts, m: &Matrix, series: Option<&str>) -> Result<Vec<PathBuf>> {
+    if !o.scenarios.is_empty() {
+        return Ok(o.scenarios.clone());
+    }
+    let mut v = Vec::new();
+    for f in all_scenarios()? {
+        let p = matrix::placement(&f).map_err(anyhow::Error::msg)?;
+        let on = match series {
+            Some(s) => m.series_for(&p).iter().any(|x| x == s),
+            None => true, // a kernel outside the matrix runs everything
+        };
+        if on {
+            v.push(f);
+        }
+    }
+    Ok(v)
+}
+
+fn run_kernel(spec: &str, o: &Opts, m: &Matrix, bins: &Bins) -> Result<String> {
+    let t0 = Instant::now();
+    let k = kernel::prepare(spec)?;
+    let series = matrix_series(m, spec, &k.version);
+    eprintln!(
+        "xtask vm: kernel {} ready ({:.1}s; matrix series {})",
+        k.version,
+        t0.elapsed().as_secs_f64(),
+        series.as_deref().unwrap_or("none")
+    );
     // The demo runs the agent in text mode: keep its results away from the suite's JSON ones.
     let out = if o.demo {
         results_dir(&k.version).join("demo")
@@ -120,111 +235,29 @@ pub fn run_vm(o: &Opts) -> Result<PathBuf> {
         results_dir(&k.version)
     };
     fs::create_dir_all(out.join("scenarios"))?;
-    let probe = initramfs::build(
-        &k,
-        &Spec {
-            name: "probe",
-            modules: &[],
-            extra_modules: vec![],
-            binaries: vec![],
-            files: vec![],
-        },
+    write_json(
+        &out.join("kernel.json"),
+        &json!({"requested": spec, "build": k.version, "series": kernel::series_of(&k.version), "matrix_series": series}),
     )?;
-    let accel = qemu::pick_accel(&k, &probe)?;
+    let accel = qemu::pick_accel(&k, &probe_initramfs(&k)?)?;
     let mut timings = Map::new();
     if matches!(o.phase, Phase::A | Phase::All) && !o.demo {
         let t = Instant::now();
-        let initrd = initramfs::build(
-            &k,
-            &Spec {
-                name: "phase-a",
-                modules: &["amdgpu"],
-                extra_modules: vec![],
-                binaries: vec![bins.hangwatch.clone(), bins.hwdriver.clone()],
-                files: vec![("plan.toml".into(), b"phase = \"a\"\n".to_vec())],
-            },
-        )?;
-        let boot = qemu::boot(
-            &k,
-            &initrd,
-            accel,
-            Duration::from_secs(15 * 60),
-            &out.join("phase-a.log"),
-        )?;
-        let mut m = collect(&boot, "phase-a");
-        m.insert("boot".into(), boot_info(&boot));
-        write_json(&out.join("phase-a.json"), &Value::Object(m))?;
+        phase_a(&k, bins, accel, &out)?;
         eprintln!(
-            "xtask vm: phase A ({accel}) took {:.1}s",
+            "xtask vm: {} phase A ({accel}) took {:.1}s",
+            k.version,
             t.elapsed().as_secs_f64()
         );
         timings.insert("phase_a_s".into(), json!(t.elapsed().as_secs_f64()));
     }
     if matches!(o.phase, Phase::B | Phase::All) {
         let t = Instant::now();
-        let ko = crate::kmod::build_sim(&k)?;
-        let scenarios = if o.scenarios.is_empty() {
-            all_scenarios()?
-        } else {
-            o.scenarios.clone()
-        };
-        let mut files = Vec::new();
-        let mut plan = format!("phase = \"b\"\ndemo = {}\nscenarios = [", o.demo);
-        let mut budget = 180u64;
-        for s in &scenarios {
-            let text = fs::read_to_string(s).with_context(|| format!("reading {}", s.display()))?;
-            let v: toml::Value =
-                toml::from_str(&text).with_context(|| format!("parsing {}", s.display()))?;
-            budget += v
-                .get("duration_s")
-                .and_then(toml::Value::as_integer)
-                .unwrap_or(10) as u64
-                + 150;
-            let base = s
-                .file_name()
-                .context("scenario without a file name")?
-                .to_string_lossy()
-                .into_owned();
-            plan.push_str(&format!("\"/hw/scenarios/{base}\","));
-            files.push((format!("scenarios/{base}"), text.into_bytes()));
-        }
-        plan.push_str("]\n");
-        files.push(("plan.toml".into(), plan.into_bytes()));
-        let initrd = initramfs::build(
-            &k,
-            &Spec {
-                name: "phase-b",
-                modules: &["gpu-sched", "drm"],
-                extra_modules: vec![ko],
-                binaries: vec![bins.hangwatch.clone(), bins.hwdriver.clone()],
-                files,
-            },
-        )?;
-        let boot = qemu::boot(
-            &k,
-            &initrd,
-            accel,
-            Duration::from_secs(budget),
-            &out.join("phase-b.log"),
-        )?;
-        let mut m = collect(&boot, "phase-b");
-        m.insert("boot".into(), boot_info(&boot));
-        for r in qemu::results(&boot.lines) {
-            if r.key == "result" {
-                let mut value = r.value.clone();
-                write_artifacts(&out.join("scenarios").join(&r.name), &mut value)?;
-                write_json(
-                    &out.join("scenarios").join(format!("{}.json", r.name)),
-                    &value,
-                )?;
-                if o.demo {
-                    print_demo(&r.name, &r.value);
-                }
-            }
-        }
-        write_json(&out.join("phase-b.json"), &Value::Object(m))?;
+        let scenarios = scenarios_for(o, m, series.as_deref())?;
+        phase_b(&k, bins, accel, &out, &scenarios, o.demo)?;
         eprintln!(
-            "xtask vm: phase B ({accel}, {} scenarios) took {:.1}s",
+            "xtask vm: {} phase B ({accel}, {} scenarios) took {:.1}s",
+            k.version,
             scenarios.len(),
             t.elapsed().as_secs_f64()
         );
@@ -233,7 +266,146 @@ pub fn run_vm(o: &Opts) -> Result<PathBuf> {
     timings.insert("total_s".into(), json!(t0.elapsed().as_secs_f64()));
     timings.insert("accel".into(), json!(accel));
     write_json(&out.join("timings.json"), &Value::Object(timings))?;
-    Ok(out)
+    eprintln!("xtask vm: results in {}", out.display());
+    Ok(k.version)
+}
+
+/// The initramfs of the KVM probe boot (no plan: boots, prints HWEND, powers off).
+pub fn probe_initramfs(k: &Kernel) -> Result<PathBuf> {
+    initramfs::build(
+        k,
+        &Spec {
+            name: "probe",
+            modules: &[],
+            extra_modules: vec![],
+            binaries: vec![],
+            files: vec![],
+        },
+    )
+}
+
+fn phase_a(k: &Kernel, bins: &Bins, accel: &'static str, out: &Path) -> Result<()> {
+    let _ = fs::remove_file(out.join("phase-a.json")); // never assert on a stale run
+    let initrd = initramfs::build(
+        k,
+        &Spec {
+            name: "phase-a",
+            modules: &["amdgpu"],
+            extra_modules: vec![],
+            binaries: vec![bins.hangwatch.clone(), bins.hwdriver.clone()],
+            files: vec![("plan.toml".into(), b"phase = \"a\"\n".to_vec())],
+        },
+    )?;
+    let boot = qemu::boot(
+        k,
+        &initrd,
+        accel,
+        Duration::from_secs(15 * 60),
+        &out.join("phase-a.log"),
+    )?;
+    let mut m = collect(&boot, "phase-a");
+    m.insert("boot".into(), boot_info(&boot));
+    write_json(&out.join("phase-a.json"), &Value::Object(m))
+}
+
+/// Files for the initramfs's /hw: (relative path, contents).
+type HwFiles = Vec<(String, Vec<u8>)>;
+
+/// The plan and scenario files of a phase-B initramfs, and the boot's time budget.
+fn phase_b_plan(scenarios: &[PathBuf], demo: bool) -> Result<(HwFiles, u64)> {
+    let mut files = Vec::new();
+    let mut plan = format!("phase = \"b\"\ndemo = {demo}\nscenarios = [");
+    let mut budget = 180u64;
+    for s in scenarios {
+        let text = fs::read_to_string(s).with_context(|| format!("reading {}", s.display()))?;
+        let v: toml::Value =
+            toml::from_str(&text).with_context(|| format!("parsing {}", s.display()))?;
+        budget += v
+            .get("duration_s")
+            .and_then(toml::Value::as_integer)
+            .unwrap_or(10)
+            .max(0) as u64
+            + 150;
+        let base = s
+            .file_name()
+            .context("scenario without a file name")?
+            .to_string_lossy()
+            .into_owned();
+        plan.push_str(&format!("\"/hw/scenarios/{base}\","));
+        files.push((format!("scenarios/{base}"), text.into_bytes()));
+    }
+    plan.push_str("]\n");
+    files.push(("plan.toml".into(), plan.into_bytes()));
+    Ok((files, budget))
+}
+
+fn phase_b(
+    k: &Kernel,
+    bins: &Bins,
+    accel: &'static str,
+    out: &Path,
+    scenarios: &[PathBuf],
+    demo: bool,
+) -> Result<()> {
+    // Never assert on a stale run: drop the previous phase-B results first.
+    let _ = fs::remove_file(out.join("phase-b.json"));
+    let _ = fs::remove_dir_all(out.join("scenarios"));
+    fs::create_dir_all(out.join("scenarios"))?;
+    let ko = match crate::kmod::build_sim(k) {
+        Ok(ko) => ko,
+        Err(e) => {
+            // Not a harness crash: every phase-B test of this kernel reports it.
+            let first = crate::util::first_error_line(&format!("{e:#}"));
+            eprintln!(
+                "xtask vm: simulator did not build for {}: {first}",
+                k.version
+            );
+            return write_json(
+                &out.join("phase-b.json"),
+                &json!({"sim_build_error": first, "sim_build_log": format!("{e:#}")}),
+            );
+        }
+    };
+    let (files, budget) = phase_b_plan(scenarios, demo)?;
+    let mut binaries = vec![bins.hangwatch.clone(), bins.hwdriver.clone()];
+    // util-linux's setpriv for `agent_wrapper` (busybox's has no --reuid/--regid); it lands at
+    // /bin/setpriv before busybox installs its applet links, so it wins.
+    if Path::new(SETPRIV).exists() {
+        binaries.push(PathBuf::from(SETPRIV));
+    }
+    let initrd = initramfs::build(
+        k,
+        &Spec {
+            name: "phase-b",
+            modules: &["gpu-sched", "drm"],
+            extra_modules: vec![ko],
+            binaries,
+            files,
+        },
+    )?;
+    let boot = qemu::boot(
+        k,
+        &initrd,
+        accel,
+        Duration::from_secs(budget),
+        &out.join("phase-b.log"),
+    )?;
+    let mut m = collect(&boot, "phase-b");
+    m.insert("boot".into(), boot_info(&boot));
+    for r in qemu::results(&boot.lines) {
+        if r.key == "result" {
+            let mut value = r.value.clone();
+            write_artifacts(&out.join("scenarios").join(&r.name), &mut value)?;
+            write_json(
+                &out.join("scenarios").join(format!("{}.json", r.name)),
+                &value,
+            )?;
+            if demo {
+                print_demo(&r.name, &r.value);
+            }
+        }
+    }
+    write_json(&out.join("phase-b.json"), &Value::Object(m))
 }
 
 /// A scenario's `artifacts.files` (path -> hex bytes, see hwdriver) become real files under

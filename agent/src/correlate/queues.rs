@@ -349,6 +349,22 @@ impl Queues {
                     pasid: None,
                 }
             }
+            // 6.12+: KFD names the queue that did not preempt and resets it (no GPU reset):
+            // that queue's timeout, owned through its pasid when the table knows it.
+            EventBody::KfdLog(r) => match &r.kind {
+                KfdLogKind::QueuePreemptFailed { doorbell } => {
+                    let q = self
+                        .live
+                        .values()
+                        .find(|q| q.info.doorbell == Some(*doorbell));
+                    EventBody::JobTimedOut {
+                        ring: Some(kfd_ring(q.and_then(|q| q.info.kind), *doorbell)),
+                        job: JobKey::default(),
+                        pasid: q.and_then(|q| q.info.pasid),
+                    }
+                }
+                _ => return None,
+            },
             _ => return None,
         };
         Some(Event {
@@ -359,6 +375,17 @@ impl Queues {
             body,
         })
     }
+}
+
+/// The "ring" of a KFD queue in incidents: its kind and doorbell (`kfd_compute.6144`).
+pub fn kfd_ring(kind: Option<QueueKind>, doorbell: u64) -> String {
+    let k = match kind {
+        Some(QueueKind::Compute) => "compute",
+        Some(QueueKind::Sdma) => "sdma",
+        Some(QueueKind::Gfx) => "gfx",
+        _ => "queue",
+    };
+    format!("kfd_{k}.{doorbell}")
 }
 
 fn same_gpu(a: Option<&str>, b: Option<&str>) -> bool {
@@ -1027,6 +1054,34 @@ mod tests {
             "{}",
             inc.reasoning
         );
+    }
+
+    /// 6.12+: KFD names the queue that did not preempt and resets it, without a GPU reset:
+    /// a timeout of that queue, its owner certain.
+    #[test]
+    fn queue_preemption_failure_is_that_queues_timeout() {
+        let mut c = crate::correlate::Correlator::new(crate::correlate::Config::default());
+        c.push(ev(
+            90,
+            Source::Ebpf,
+            EventBody::QueueCreated(kfd_queue(4242, "python3", 0, Some(0x1800))),
+        ));
+        c.push(created(90, Source::Kfd, 5151, "ollama", 0));
+        let log = "[100.000000] amdgpu 0000:03:00.0: amdgpu: Queue preemption failed for queue with doorbell_id: 1800\n\
+[100.000100] amdgpu 0000:03:00.0: amdgpu: Queues reset on process python3 tid 4242 thread python3 pid 4242\n";
+        let mut out = Vec::new();
+        for e in crate::kmsg::parse_text(log, Source::Kmsg) {
+            out.extend(c.push(e));
+        }
+        out.extend(c.finish());
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let inc = &out[0];
+        assert_eq!(inc.kind, IncidentKind::RingTimeout);
+        assert_eq!(inc.ring.as_deref(), Some("kfd_compute.6144"));
+        let culprit = inc.culprit.as_ref().unwrap();
+        assert_eq!((culprit.pid, inc.confidence), (4242, Confidence::Certain));
+        assert!(inc.victims.is_empty(), "no GPU reset: {:?}", inc.victims);
+        assert_eq!(inc.compute.as_ref().unwrap().candidates.len(), 2);
     }
 
     /// The RX 7900 XTX pattern: a pid-0 fault, MES failing, a reset: candidates, not a guess.

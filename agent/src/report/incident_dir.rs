@@ -256,6 +256,7 @@ mod tests {
     #[test]
     fn writes_all_files_with_strict_modes_despite_umask() {
         let root = tmpdir("modes");
+        // SAFETY: umask only swaps the process's file-creation mask.
         let old = unsafe { libc::umask(0) };
         let mut d = IncidentDir::open(&root, Retention::default()).unwrap();
         let extras = Extras {
@@ -265,6 +266,7 @@ mod tests {
             )],
         };
         let dir = d.write(&disputed_incident(), &extras).unwrap();
+        // SAFETY: as above, restoring the previous mask.
         unsafe { libc::umask(old) };
         assert_eq!(mode(&dir), 0o700);
         for f in [
