@@ -322,7 +322,8 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
 
     // Compute queues without eBPF: /sys/class/kfd proc table and /dev/kfd SMI events.
     let (comp_tx, comp_rx) = std::sync::mpsc::sync_channel::<Event>(4096);
-    for line in crate::kfd::spawn(Path::new("/"), comp_tx) {
+    let (kfd_status, kfd_counters) = crate::kfd::spawn(Path::new("/"), comp_tx);
+    for line in kfd_status {
         eprintln!("hangwatch: {line}");
     }
 
@@ -553,6 +554,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         cs.unmatched_joins,
         cs.process_evictions,
     );
+    eprintln!("hangwatch: {}", kfd_counters.line());
     Ok(0)
 }
 

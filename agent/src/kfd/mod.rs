@@ -9,7 +9,9 @@ pub mod sysfs;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{Clock, Event, EventBody, QueueInfo, Source};
@@ -111,10 +113,38 @@ impl ProcTable {
     }
 }
 
+/// What the no-eBPF compute sources did, for the run's closing stats line (their threads are
+/// detached, so they count here).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub polls: AtomicU64,
+    pub queue_events: AtomicU64,
+    pub smi_lines: AtomicU64,
+    /// SMI lines that did not parse (unknown event numbers or formats).
+    pub smi_unparsed: AtomicU64,
+    /// SMI bytes dropped because a line exceeded the bound.
+    pub smi_overlong: AtomicU64,
+}
+
+impl Counters {
+    pub fn line(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "KFD: proc table polls {} ({} queue events); SMI lines {} (unparsed {}, overlong bytes {})",
+            g(&self.polls),
+            g(&self.queue_events),
+            g(&self.smi_lines),
+            g(&self.smi_unparsed),
+            g(&self.smi_overlong)
+        )
+    }
+}
+
 /// Starts the no-eBPF compute sources under `root` (`/` on a host): the SMI reader and a
 /// thread polling the proc table every [`PROC_POLL`]. Events go to `tx`; returns one status
-/// line per source for the run log (they degrade independently, never fatally).
-pub fn spawn(root: &Path, tx: SyncSender<Event>) -> Vec<String> {
+/// line per source for the run log (they degrade independently, never fatally) and counters.
+pub fn spawn(root: &Path, tx: SyncSender<Event>) -> (Vec<String>, Arc<Counters>) {
+    let counters = Arc::new(Counters::default());
     let mut status = Vec::new();
     let mut table = ProcTable::new(root);
     if !table.present() {
@@ -122,9 +152,9 @@ pub fn spawn(root: &Path, tx: SyncSender<Event>) -> Vec<String> {
             "KFD: /sys/class/kfd/kfd/proc absent (amdkfd not loaded): no compute queue table"
                 .to_string(),
         );
-        return status;
+        return (status, counters);
     }
-    let smi = smi::spawn(root, tx.clone());
+    let smi = smi::spawn(root, tx.clone(), counters.clone());
     for (gpu_id, pci) in &smi.subscribed {
         status.push(format!(
             "KFD: SMI events of gpu_id {gpu_id} ({})",
@@ -134,20 +164,20 @@ pub fn spawn(root: &Path, tx: SyncSender<Event>) -> Vec<String> {
     for e in &smi.errors {
         status.push(format!("KFD: SMI events unavailable: {e}"));
     }
-    for ev in table.poll(monotonic_ns()) {
-        if tx.send(ev).is_err() {
-            return status;
-        }
-    }
+    let c = counters.clone();
     let spawned = std::thread::Builder::new()
         .name("hw-kfd-proc".into())
         .spawn(move || loop {
-            std::thread::sleep(PROC_POLL);
-            for ev in table.poll(monotonic_ns()) {
+            let evs = table.poll(monotonic_ns());
+            c.polls.fetch_add(1, Ordering::Relaxed);
+            c.queue_events
+                .fetch_add(evs.len() as u64, Ordering::Relaxed);
+            for ev in evs {
                 if tx.send(ev).is_err() {
                     return;
                 }
             }
+            std::thread::sleep(PROC_POLL);
         });
     status.push(match spawned {
         Ok(_) => format!(
@@ -156,7 +186,7 @@ pub fn spawn(root: &Path, tx: SyncSender<Event>) -> Vec<String> {
         ),
         Err(e) => format!("KFD: cannot poll the queue table: {e}"),
     });
-    status
+    (status, counters)
 }
 
 #[cfg(test)]

@@ -7,7 +7,11 @@
 //! Payload formats differ per kernel (docs/compute.md): the parser accepts all of them.
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use super::Counters;
 
 use crate::model::{Clock, Event, EventBody, SmiEvent, SmiKind, Source};
 
@@ -166,7 +170,7 @@ pub struct SmiStatus {
 
 /// Opens `/dev/kfd` under `root`, subscribes every GPU node of the topology and starts a
 /// thread that sends one `KfdSmi` event per line to `tx` until `tx`'s receiver is gone.
-pub fn spawn(root: &Path, tx: SyncSender<Event>) -> SmiStatus {
+pub fn spawn(root: &Path, tx: SyncSender<Event>, counters: Arc<Counters>) -> SmiStatus {
     let mut st = SmiStatus {
         subscribed: Vec::new(),
         errors: Vec::new(),
@@ -203,7 +207,7 @@ pub fn spawn(root: &Path, tx: SyncSender<Event>) -> SmiStatus {
     if !fds.is_empty() {
         let spawned = std::thread::Builder::new()
             .name("hw-kfd-smi".into())
-            .spawn(move || read_loop(kfd, fds, tx));
+            .spawn(move || read_loop(kfd, fds, tx, counters));
         if let Err(e) = spawned {
             st.errors.push(format!("cannot start the SMI reader: {e}"));
         }
@@ -213,7 +217,7 @@ pub fn spawn(root: &Path, tx: SyncSender<Event>) -> SmiStatus {
 
 type SmiFd = (OwnedFd, u32, Option<String>, LineBuf);
 
-fn read_loop(_kfd: OwnedFd, mut fds: Vec<SmiFd>, tx: SyncSender<Event>) {
+fn read_loop(_kfd: OwnedFd, mut fds: Vec<SmiFd>, tx: SyncSender<Event>, c: Arc<Counters>) {
     let mut buf = [0u8; 1024];
     loop {
         let mut pfd: Vec<libc::pollfd> = fds
@@ -240,9 +244,14 @@ fn read_loop(_kfd: OwnedFd, mut fds: Vec<SmiFd>, tx: SyncSender<Event>) {
                 continue;
             }
             let mut out = Vec::new();
+            let before = lines.overlong;
             lines.push(&buf[..r as usize], &mut out);
+            c.smi_overlong
+                .fetch_add(lines.overlong - before, Ordering::Relaxed);
+            c.smi_lines.fetch_add(out.len() as u64, Ordering::Relaxed);
             for l in out {
                 let Some(ev) = parse_line(*gpu_id, &l) else {
+                    c.smi_unparsed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
                 let e = Event {
