@@ -74,12 +74,17 @@ fn stash_ioctl(ctx: &ProbeContext) -> u32 {
     0
 }
 
-/// The stashed (args, pasid) of this thread's ioctl, removed.
+/// The stashed (args, pasid) of this thread's ioctl, removed; args 0 when nothing was
+/// stashed. A plain value rather than an `Option`: with an `Option` LLVM may spill the
+/// payload only on the `Some` path and reload it on both, and 5.10's verifier rejects that
+/// read of an uninitialised stack slot ("invalid read from stack").
 #[inline(always)]
-fn take_ioctl() -> Option<[u64; 2]> {
+fn take_ioctl() -> [u64; 2] {
     let key = bpf_get_current_pid_tgid();
     // SAFETY: read-only copy of a plain value.
-    let v = unsafe { KFD_IOCTL_STASH.get(key) }.copied();
+    let v = unsafe { KFD_IOCTL_STASH.get(key) }
+        .copied()
+        .unwrap_or([0, u64::MAX]);
     let _ = KFD_IOCTL_STASH.remove(key);
     v
 }
@@ -99,7 +104,7 @@ pub fn hw_kfd_create_queue(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn hw_kfd_create_queue_ret(ctx: RetProbeContext) -> u32 {
     let r = ctx.ret::<i64>() as i32;
-    let stash = take_ioctl();
+    let [args, pasid] = take_ioctl();
     let Some(mut e) = reserve(kind::KFD_QUEUE_CREATE) else {
         return 0;
     };
@@ -107,26 +112,25 @@ pub fn hw_kfd_create_queue_ret(ctx: RetProbeContext) -> u32 {
     let ev = unsafe { &mut *e.as_mut_ptr() };
     ev.set(KqueueSlots::RET, r as i64 as u64);
     let l: KfdLayout = vol(&KFD_LAYOUT);
-    match stash {
-        Some([args, pasid]) if l.valid_ioctl != 0 && args != 0 => {
-            if pasid != u64::MAX {
-                ev.set(KqueueSlots::PASID, pasid);
-            }
-            let mut ok = read_u32(ev, args, l.create_gpu_id, KqueueSlots::GPU_ID);
-            ok &= read_u32(ev, args, l.create_queue_type, KqueueSlots::QUEUE_TYPE);
-            if r == 0 {
-                ok &= read_u32(ev, args, l.create_queue_id, KqueueSlots::QUEUE_ID);
-                // SAFETY: probe read.
-                match unsafe { kread::<u64>(args, l.create_doorbell_offset) } {
-                    Ok(v) => ev.set(KqueueSlots::DOORBELL_OFFSET, v),
-                    Err(_) => ok = false,
-                }
-            }
-            if !ok {
-                ev.flags |= flags::READ_FAILED;
+    if args == 0 || l.valid_ioctl == 0 {
+        ev.flags |= flags::READ_FAILED;
+    } else {
+        if pasid != u64::MAX {
+            ev.set(KqueueSlots::PASID, pasid);
+        }
+        let mut ok = read_u32(ev, args, l.create_gpu_id, KqueueSlots::GPU_ID);
+        ok &= read_u32(ev, args, l.create_queue_type, KqueueSlots::QUEUE_TYPE);
+        if r == 0 {
+            ok &= read_u32(ev, args, l.create_queue_id, KqueueSlots::QUEUE_ID);
+            // SAFETY: probe read.
+            match unsafe { kread::<u64>(args, l.create_doorbell_offset) } {
+                Ok(v) => ev.set(KqueueSlots::DOORBELL_OFFSET, v),
+                Err(_) => ok = false,
             }
         }
-        _ => ev.flags |= flags::READ_FAILED,
+        if !ok {
+            ev.flags |= flags::READ_FAILED;
+        }
     }
     if r == 0 {
         watch_exit();
@@ -143,7 +147,7 @@ pub fn hw_kfd_destroy_queue(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn hw_kfd_destroy_queue_ret(ctx: RetProbeContext) -> u32 {
     let r = ctx.ret::<i64>() as i32;
-    let stash = take_ioctl();
+    let [args, _] = take_ioctl();
     let Some(mut e) = reserve(kind::KFD_QUEUE_DESTROY) else {
         return 0;
     };
@@ -151,13 +155,11 @@ pub fn hw_kfd_destroy_queue_ret(ctx: RetProbeContext) -> u32 {
     let ev = unsafe { &mut *e.as_mut_ptr() };
     ev.set(KqueueSlots::RET, r as i64 as u64);
     let l: KfdLayout = vol(&KFD_LAYOUT);
-    match stash {
-        Some([args, _]) if l.valid_ioctl != 0 && args != 0 => {
-            if !read_u32(ev, args, l.destroy_queue_id, KqueueSlots::QUEUE_ID) {
-                ev.flags |= flags::READ_FAILED;
-            }
-        }
-        _ => ev.flags |= flags::READ_FAILED,
+    if args == 0
+        || l.valid_ioctl == 0
+        || !read_u32(ev, args, l.destroy_queue_id, KqueueSlots::QUEUE_ID)
+    {
+        ev.flags |= flags::READ_FAILED;
     }
     e.submit(BPF_RB_FORCE_WAKEUP as u64);
     0

@@ -345,8 +345,8 @@ impl Default for AttachOptions {
     }
 }
 
-/// First useful line of a load/attach error: for verifier failures, the first log line that
-/// is not an instruction dump.
+/// First useful line of a load/attach error: for verifier failures, the verifier's verdict
+/// (see [`verifier_verdict`]).
 pub fn first_error_line(e: &aya::programs::ProgramError) -> String {
     if let aya::programs::ProgramError::LoadError {
         io_error,
@@ -354,18 +354,38 @@ pub fn first_error_line(e: &aya::programs::ProgramError) -> String {
     } = e
     {
         let log = verifier_log.to_string();
-        let line = log
-            .lines()
-            .map(str::trim)
-            .find(|l| {
-                !l.is_empty()
-                    && !l.starts_with(|c: char| c.is_ascii_digit() || c == ';' || c == '(')
-            })
-            .unwrap_or("");
-        return format!("verifier rejected it ({io_error}): {line}");
+        return format!(
+            "verifier rejected it ({io_error}): {}",
+            verifier_verdict(&log)
+        );
     }
     let s = format!("{e}");
     s.lines().next().unwrap_or("").to_string()
+}
+
+/// The line of a verifier log that says why it refused: the last line that is neither an
+/// instruction dump, a register-state line nor the closing statistics. Verifiers before 5.12
+/// open every log with notes such as "arg#0 type is not a struct" that are not the verdict.
+pub fn verifier_verdict(log: &str) -> &str {
+    let chatter = |l: &str| {
+        l.starts_with(|c: char| c.is_ascii_digit() || c == ';' || c == '(')
+            || [
+                "processed ",
+                "verification time",
+                "stack depth",
+                "from ",
+                "last_idx ",
+                "regs=",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+    };
+    let lines = log.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines
+        .clone()
+        .rfind(|l| !chatter(l))
+        .or_else(|| lines.clone().next())
+        .unwrap_or("")
 }
 
 /// Loads the eBPF object and attaches every `Available` probe in `a.probes`, updating each
@@ -623,5 +643,19 @@ mod tests {
             .reason
             .contains("kallsyms"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_verdict_is_the_last_line_before_the_statistics() {
+        // Shape of a 5.10 rejection: a benign BTF note first, the verdict last.
+        let log = "func#0 @0\narg#0 type is not a struct\n0: (79) r7 = *(u64 *)(r1 +80)\n\
+                   689: (79) r3 = *(u64 *)(r10 -40)\ninvalid read from stack off -40+0 size 8\n\
+                   processed 143 insns (limit 1000000) max_states_per_insn 0\n";
+        assert_eq!(
+            verifier_verdict(log),
+            "invalid read from stack off -40+0 size 8"
+        );
+        assert_eq!(verifier_verdict("0: (b7) r0 = 0\n"), "0: (b7) r0 = 0");
+        assert_eq!(verifier_verdict(""), "");
     }
 }
