@@ -145,6 +145,9 @@ slots! {
         fence => FENCE,
         /// `num_ibs` of the amdgpu events.
         num_ibs => NUM_IBS,
+        /// Legacy scheduler `entity` pointer: where the eBPF side starts the module-BTF walk
+        /// to the device name ([`DevLayout`]) when the event has no `dev` field.
+        entity => ENTITY,
     }
 }
 
@@ -501,6 +504,36 @@ impl Default for KfdLayout {
     }
 }
 
+/// Struct offsets from module + vmlinux BTF that lead from a scheduler object to its device
+/// name, for kernels whose tracepoints do not print `dev` (≤ 6.16). Each path is used only when
+/// its bit is set in `valid`; the name lands in `RawEvent::dev`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DevLayout {
+    /// `offsetof(struct drm_sched_entity, rq)` (pointer).
+    pub entity_rq: u32,
+    /// `offsetof(struct drm_sched_rq, sched)` (pointer).
+    pub rq_sched: u32,
+    /// `offsetof(struct drm_gpu_scheduler, dev)` (pointer, ≥ 6.0).
+    pub sched_dev: u32,
+    /// `offsetof(struct amdgpu_device, dev)` (pointer): the reset kprobe's first argument.
+    pub adev_dev: u32,
+    /// `offsetof(struct device, kobj) + offsetof(struct kobject, name)` (`const char *`).
+    pub dev_name: u32,
+    /// [`dev_path`] bits.
+    pub valid: u32,
+}
+
+/// [`DevLayout::valid`] bits.
+pub mod dev_path {
+    /// `sched->dev` is readable (kprobes; with `ENTITY`, the legacy scheduler events).
+    pub const SCHED: u32 = 1 << 0;
+    /// `entity->rq->sched` is readable.
+    pub const ENTITY: u32 = 1 << 1;
+    /// `adev->dev` is readable (reset kprobe).
+    pub const ADEV: u32 = 1 << 2;
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain #[repr(C)] data with no padding-dependent invariants; any bit pattern is valid.
@@ -511,6 +544,8 @@ mod pod {
     unsafe impl aya::Pod for super::JobLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KfdLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DevLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RawEvent {}
 }

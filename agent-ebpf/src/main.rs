@@ -9,8 +9,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 use agent_common::{
-    field, flags, kind, slot, FaultSlots, FieldLoc, IvFilter, JobLayout, KjobSlots, RawEvent,
-    RetSlots, TpLayout, NAME_LEN, WORDS,
+    dev_path, field, flags, kind, slot, DevLayout, FaultSlots, FieldLoc, IvFilter, JobLayout,
+    JobSlots, KjobSlots, RawEvent, RetSlots, TpLayout, NAME_LEN, WORDS,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -91,6 +91,15 @@ static IV_FILTER: IvFilter = IvFilter {
 };
 #[no_mangle]
 static JOB_LAYOUT: JobLayout = ZERO_JOB;
+#[no_mangle]
+static DEV_LAYOUT: DevLayout = DevLayout {
+    entity_rq: 0,
+    rq_sched: 0,
+    sched_dev: 0,
+    adev_dev: 0,
+    dev_name: 0,
+    valid: 0,
+};
 
 #[inline(always)]
 fn drop_one() {
@@ -252,14 +261,40 @@ pub fn hw_sched_run_job(ctx: TracePointContext) -> u32 {
     generic_tp(&ctx, &SCHED_RUN_JOB_LAYOUT, kind::SCHED_RUN_JOB)
 }
 
+/// Scheduler queue/run events: like [`generic_tp`], plus the device name through
+/// `entity->rq->sched->dev` when the format has no `dev` but an `entity` (≤ 6.16).
+#[inline(always)]
+fn sched_tp(ctx: &TracePointContext, global: &'static TpLayout, k: u32) -> u32 {
+    if let Some(mut e) = reserve(k) {
+        // SAFETY: reserved slot, initialised by `reserve`.
+        let ev = unsafe { &mut *e.as_mut_ptr() };
+        fill(ctx, global, ev);
+        let d = vol(&DEV_LAYOUT);
+        let want = dev_path::SCHED | dev_path::ENTITY;
+        if ev.dev[0] == 0 && d.valid & want == want {
+            if let Some(entity) = ev.get(JobSlots::ENTITY) {
+                // SAFETY: probe read (bpf_probe_read_kernel checks the address).
+                if let Ok(rq) = unsafe { kread::<u64>(entity, d.entity_rq) } {
+                    // SAFETY: as above.
+                    if let Ok(sched) = unsafe { kread::<u64>(rq, d.rq_sched) } {
+                        read_sched_dev(sched, &d, ev);
+                    }
+                }
+            }
+        }
+        e.submit(submit_flags(k));
+    }
+    0
+}
+
 #[tracepoint]
 pub fn hw_sched_queue(ctx: TracePointContext) -> u32 {
-    generic_tp(&ctx, &SCHED_QUEUE_LAYOUT, kind::SCHED_QUEUE)
+    sched_tp(&ctx, &SCHED_QUEUE_LAYOUT, kind::SCHED_QUEUE)
 }
 
 #[tracepoint]
 pub fn hw_sched_run(ctx: TracePointContext) -> u32 {
-    generic_tp(&ctx, &SCHED_RUN_LAYOUT, kind::SCHED_RUN)
+    sched_tp(&ctx, &SCHED_RUN_LAYOUT, kind::SCHED_RUN)
 }
 
 #[tracepoint]
@@ -335,8 +370,34 @@ unsafe fn kread<T>(base: u64, off: u32) -> Result<T, i32> {
     bpf_probe_read_kernel((base + off as u64) as *const T)
 }
 
+/// `dev_name()` of the `struct device *` at `dev` into `ev.dev` (via `kobj.name`).
+#[inline(always)]
+fn read_dev_name(dev: u64, d: &DevLayout, ev: &mut RawEvent) {
+    if dev == 0 {
+        return;
+    }
+    // SAFETY: probe reads only.
+    unsafe {
+        if let Ok(name) = kread::<u64>(dev, d.dev_name) {
+            read_str(name as *const u8, &mut ev.dev);
+        }
+    }
+}
+
+/// The device of the `struct drm_gpu_scheduler *` at `sched`, if `sched->dev` is known.
+#[inline(always)]
+fn read_sched_dev(sched: u64, d: &DevLayout, ev: &mut RawEvent) {
+    if d.valid & dev_path::SCHED == 0 || sched == 0 {
+        return;
+    }
+    // SAFETY: probe read.
+    if let Ok(dev) = unsafe { kread::<u64>(sched, d.sched_dev) } {
+        read_dev_name(dev, d, ev);
+    }
+}
+
 /// Reads ring name, fence key and id of a `struct drm_sched_job *` through BTF offsets into
-/// the [`KjobSlots`] of `ev`.
+/// the [`KjobSlots`] of `ev`, and the scheduler's device name when [`DevLayout`] allows.
 #[inline(always)]
 fn read_sched_job(s_job: u64, l: &JobLayout, ev: &mut RawEvent) -> bool {
     // SAFETY: all dereferences go through bpf_probe_read_kernel.
@@ -345,6 +406,7 @@ fn read_sched_job(s_job: u64, l: &JobLayout, ev: &mut RawEvent) -> bool {
             Ok(v) => v,
             Err(_) => return false,
         };
+        read_sched_dev(sched, &vol(&DEV_LAYOUT), ev);
         let name_ok = if l.sched_name_is_ptr != 0 {
             match kread::<u64>(sched, l.sched_name) {
                 Ok(p) => read_str(p as *const u8, &mut ev.ring),
@@ -450,6 +512,16 @@ pub fn hw_gpu_recover(ctx: ProbeContext) -> u32 {
         }
         if !ok {
             ev.flags |= flags::READ_FAILED;
+        }
+    }
+    let d = vol(&DEV_LAYOUT);
+    if ev.dev[0] == 0 && d.valid & dev_path::ADEV != 0 {
+        let adev: u64 = ctx.arg(0).unwrap_or(0);
+        if adev != 0 {
+            // SAFETY: probe read.
+            if let Ok(dev) = unsafe { kread::<u64>(adev, d.adev_dev) } {
+                read_dev_name(dev, &d, ev);
+            }
         }
     }
     e.submit(BPF_RB_FORCE_WAKEUP as u64);

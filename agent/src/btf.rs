@@ -8,7 +8,7 @@
 //! base is a plain append.
 use std::path::Path;
 
-use agent_common::JobLayout;
+use agent_common::{dev_path, DevLayout, JobLayout};
 
 const MAGIC: u16 = 0xeb9f;
 
@@ -272,6 +272,53 @@ pub fn job_layout(btf: &Btf) -> Result<JobLayout, String> {
             .unwrap_or(u32::MAX),
         valid: 1,
     })
+}
+
+/// Fills [`DevLayout`] from BTF: every path whose members all exist gets its `valid` bit; the
+/// note says which paths are usable, or which member is missing.
+pub fn dev_layout(btf: &Btf) -> (DevLayout, String) {
+    let name = btf
+        .member_offset("device", "kobj")
+        .zip(btf.member_offset("kobject", "name"))
+        .map(|(k, n)| k + n);
+    let Some(dev_name) = name else {
+        return (
+            DevLayout::default(),
+            "BTF has no `struct device.kobj.name`".into(),
+        );
+    };
+    let mut l = DevLayout {
+        dev_name,
+        ..Default::default()
+    };
+    let mut paths = Vec::new();
+    if let Some(o) = btf.member_offset("drm_gpu_scheduler", "dev") {
+        l.sched_dev = o;
+        l.valid |= dev_path::SCHED;
+        paths.push("sched->dev");
+    }
+    if let (Some(rq), Some(sched)) = (
+        btf.member_offset("drm_sched_entity", "rq"),
+        btf.member_offset("drm_sched_rq", "sched"),
+    ) {
+        l.entity_rq = rq;
+        l.rq_sched = sched;
+        l.valid |= dev_path::ENTITY;
+        if l.valid & dev_path::SCHED != 0 {
+            paths.push("entity->rq->sched->dev");
+        }
+    }
+    if let Some(o) = btf.member_offset("amdgpu_device", "dev") {
+        l.adev_dev = o;
+        l.valid |= dev_path::ADEV;
+        paths.push("adev->dev");
+    }
+    let note = if paths.is_empty() {
+        "BTF has no scheduler/amdgpu_device `dev` member".to_string()
+    } else {
+        paths.join(", ")
+    };
+    (l, note)
 }
 
 #[cfg(test)]

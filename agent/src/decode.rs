@@ -134,7 +134,8 @@ impl Decoder {
             t_ns: r.ts_ns,
             clock: Clock::Monotonic,
             source: Source::Ebpf,
-            // The device, when the tracepoint printed one (7.x `dev`).
+            // The device the kernel named (7.x tracepoint `dev`, or a BTF read); the rest is
+            // labelled by `devices::Labeler`.
             gpu: Some(cstr(&r.dev)).filter(|d| !d.is_empty()),
             body: body?,
         })
@@ -447,37 +448,27 @@ mod tests {
             }
             b => panic!("{b:?}"),
         }
-        let mut r = raw(kind::RESET_BEGIN);
-        r.set(KjobSlots::RESET_SRC, 1);
-        r.set(KjobSlots::PASID, 9);
-        match Decoder::default().decode(&r).unwrap().body {
-            EventBody::ResetBegin {
-                job,
-                reset_source,
-                pasid,
-                ..
-            } => {
-                assert_eq!(job, None);
-                assert_eq!(pasid, None, "no job, no pasid");
-                assert_eq!(reset_source, Some(1));
+        // (job passed, pasid, reset source) of a RESET_BEGIN with these words set.
+        let reset = |words: &[(usize, u64)]| {
+            let mut r = raw(kind::RESET_BEGIN);
+            for &(slot, v) in words {
+                r.set(slot, v);
             }
-            b => panic!("{b:?}"),
-        }
-        let mut r = raw(kind::RESET_BEGIN);
-        r.set(KjobSlots::WITH_JOB, 1);
-        r.set(KjobSlots::PASID, 9);
-        match Decoder::default().decode(&r).unwrap().body {
-            EventBody::ResetBegin {
-                job,
-                reset_source,
-                pasid,
-                ..
-            } => {
-                assert!(job.is_some());
-                assert_eq!((pasid, reset_source), (Some(9), None));
+            match Decoder::default().decode(&r).unwrap().body {
+                EventBody::ResetBegin {
+                    job,
+                    reset_source,
+                    pasid,
+                    ..
+                } => (job.is_some(), pasid, reset_source),
+                b => panic!("{b:?}"),
             }
-            b => panic!("{b:?}"),
-        }
+        };
+        // No job, no pasid.
+        let no_job = reset(&[(KjobSlots::RESET_SRC, 1), (KjobSlots::PASID, 9)]);
+        assert_eq!(no_job, (false, None, Some(1)));
+        let with_job = reset(&[(KjobSlots::WITH_JOB, 1), (KjobSlots::PASID, 9)]);
+        assert_eq!(with_job, (true, Some(9), None));
         let mut r = raw(kind::CS_REJECTED);
         r.set(RetSlots::RET, (-125i64) as u64);
         assert!(matches!(

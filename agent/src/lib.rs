@@ -6,7 +6,7 @@
 //! - [`correlate`]: the pure state machine turning events into incidents (flight recorder, attribution).
 //! - [`formats`]: tracefs `format` parser; [`btf`]: module BTF struct offsets.
 //! - [`probes`]: the probe catalogue, availability checks and attaching; [`decode`]: RawEvent → Event.
-//! - [`procscan`]: `/proc/*/fdinfo` and exe scans.
+//! - [`procscan`]: `/proc/*/fdinfo` and exe scans; [`devices`]: which GPU each probe event is on.
 //! - [`kfd`]: ROCm/KFD and user-queue sources without eBPF (sysfs queue table, SMI events, KFD log lines).
 //! - [`report`]: text, markdown, incident directory, Perfetto, bug report.
 //! - [`control`]: the running agent's local socket (`hangwatch export`).
@@ -16,6 +16,7 @@ pub mod commands;
 pub mod control;
 pub mod correlate;
 pub mod decode;
+pub mod devices;
 pub mod formats;
 pub mod incident;
 pub mod kfd;

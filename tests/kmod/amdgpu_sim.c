@@ -4,15 +4,27 @@
  * hangwatch can be tested end-to-end on machines without an AMD GPU.
  *
  * What is real: the gpu-sched (drm_sched) scheduler and its tracepoints and timeout worker,
- * dma_fence (init/signal tracepoints), DRM_ERROR printing, tracefs formats (copied from 6.1's
- * amdgpu_trace.h), and the names the agent hooks (amdgpu_job_timedout, amdgpu_cs_ioctl,
- * amdgpu_device_gpu_recover). What is simulated: the hardware (an hrtimer "executes" a job).
+ * dma_fence (init/signal tracepoints), DRM_ERROR / dev_err printing, tracefs formats (copied
+ * from the real amdgpu_trace.h of each era), and the names the agent hooks
+ * (amdgpu_job_timedout, amdgpu_cs_ioctl, amdgpu_device_gpu_recover). What is simulated: the
+ * hardware (an hrtimer "executes" a job). Per-kernel differences: amdgpu_sim_compat.h.
  *
- * User ABI: amdgpu_sim_uapi.h. Each open() of /dev/amdgpu_sim is one DRM file: a pasid, a VM id
- * and one scheduler entity per ring.
+ * Devices: module parameter `devices` (1..SIM_MAX_DEVICES). Device N is a platform device named
+ * like a PCI function ("0000:00:00.0", "0000:01:00.0", ...) bound to a platform driver named
+ * "amdgpu", so dev_err() prints "amdgpu 0000:01:00.0: ..." like the real driver, drm_sched's
+ * `dev` is that device (the 7.x scheduler tracepoints print it), and the device appears under
+ * /sys/bus/platform/drivers/amdgpu/. Each device has its own rings (same names on every
+ * device, as on a real multi-GPU host), schedulers, reset counter and character device
+ * (/dev/amdgpu_sim for device 0, /dev/amdgpu_simN for device N).
+ *
+ * User ABI: amdgpu_sim_uapi.h. Each open() is one DRM file: a pasid, a VM id and one scheduler
+ * entity per ring of that device.
  */
+#include "amdgpu_sim_compat.h" /* first: it may define dev_fmt */
 #include <linux/module.h>
 #include <linux/miscdevice.h>
+#include <linux/platform_device.h>
+#include <linux/mod_devicetable.h>
 #include <linux/fs.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -31,19 +43,39 @@
 #define CREATE_TRACE_POINTS
 #include "amdgpu_sim_trace.h"
 
+#define SIM_MAX_DEVICES 4
+
+/* drm_sched_job.id, traced as sched_job_id until the 6.17 tracepoints dropped it (7.3's struct
+ * has no `id` either). */
+#if SIM_TRACE_U64_FENCE
+#define SIM_JOB_ID(s_job) 0
+#else
+#define SIM_JOB_ID(s_job) ((s_job)->id)
+#endif
+
+/* Declared by the real driver's headers; here only so -Wmissing-prototypes stays quiet. */
+struct amdgpu_device;
+struct amdgpu_job;
+struct amdgpu_reset_context;
+struct sim_file;
+#if SIM_RECOVER_HAS_CONTEXT
+int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job,
+			      struct amdgpu_reset_context *reset_context);
+#else
+int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job);
+#endif
+int amdgpu_cs_ioctl(void *dev, void *data, struct sim_file *f);
+
 static unsigned int timeout_ms = 2000;
 module_param(timeout_ms, uint, 0444);
 MODULE_PARM_DESC(timeout_ms, "drm_sched job timeout per ring (ms)");
 
-/*
- * Prefix of device messages: exactly what dev_err(adev->dev, ...) prints for the real driver
- * (driver name "amdgpu", PCI address, then "amdgpu: "), so kernel-log parsers see real lines.
- */
-#define SIM_DEV "amdgpu 0000:00:00.0: amdgpu: "
+static unsigned int devices = 1;
+module_param(devices, uint, 0444);
+MODULE_PARM_DESC(devices, "simulated GPUs (1-4), named 0000:0N:00.0");
 
 #define AMDGPU_RESET_SRC_JOB 1
 #define SOC15_IH_CLIENTID_UTCL2 0x1b
-#define SOC15_IH_CLIENTID_VMC 0x12
 
 struct amdgpu_task_info {
 	char process_name[TASK_COMM_LEN];
@@ -52,7 +84,10 @@ struct amdgpu_task_info {
 	pid_t tgid;
 };
 
+struct amdgpu_device;
+
 struct amdgpu_ring {
+	struct amdgpu_device *adev;
 	char name[16];
 	u32 idx;
 	u32 vm_hub;
@@ -65,6 +100,17 @@ struct amdgpu_ring {
 	struct list_head active; /* sim_fence not yet signaled */
 };
 
+/* Same member name as the real one: the agent reads adev->dev through module BTF. */
+struct amdgpu_device {
+	struct device *dev;
+	struct platform_device *pdev;
+	u32 idx;
+	atomic_t reset_count;
+	struct amdgpu_ring rings[SIM_NUM_RINGS];
+	struct miscdevice misc;
+	char misc_name[24];
+};
+
 struct amdgpu_reset_context {
 	int src;
 	u32 flags;
@@ -72,6 +118,7 @@ struct amdgpu_reset_context {
 
 struct sim_file {
 	struct kref ref;
+	struct amdgpu_device *adev;
 	u32 pasid;
 	u32 vmid;
 	u64 client_id;
@@ -104,14 +151,18 @@ struct sim_fence {
 	u32 pasid;
 	u32 vmid;
 	u64 fault_addr;
-	struct amdgpu_task_info task;
 };
 
-static struct amdgpu_ring rings[SIM_NUM_RINGS];
+/* Platform device names: PCI-style, like dev_name() of a real GPU. */
+static const struct platform_device_id sim_ids[SIM_MAX_DEVICES + 1] = {
+	{ "0000:00:00.0" }, { "0000:01:00.0" }, { "0000:02:00.0" }, { "0000:03:00.0" }, {}
+};
+
+static struct amdgpu_device *adevs[SIM_MAX_DEVICES];
 static const char *const ring_names[SIM_NUM_RINGS] = { "gfx_0.0.0", "comp_1.0.0", "sdma0" };
+/* PASIDs are global in amdgpu (one IDA for all devices), so they are here too. */
 static DEFINE_XARRAY_ALLOC1(pasids);
 static atomic_t next_vmid = ATOMIC_INIT(0);
-static atomic_t reset_count = ATOMIC_INIT(0);
 static atomic64_t next_client_id = ATOMIC64_INIT(0);
 static DEFINE_SPINLOCK(fence_lock);
 
@@ -145,33 +196,75 @@ static void sim_file_release(struct kref *ref)
 	kfree(container_of(ref, struct sim_file, ref));
 }
 
-/* Task info of the live file owning `pasid` (empty if it is gone, like the real driver). */
-static struct amdgpu_task_info task_info_pasid(u32 pasid)
+/* Task info of the live file owning `pasid`; false if it is gone (like the real lookup). */
+static bool task_info_pasid(u32 pasid, struct amdgpu_task_info *ti)
 {
-	struct amdgpu_task_info ti = {};
 	struct sim_file *f;
+	bool found = false;
 
+	memset(ti, 0, sizeof(*ti));
 	xa_lock(&pasids);
 	f = xa_load(&pasids, pasid);
-	if (f && f->have_task)
-		ti = f->task;
+	if (f && f->have_task) {
+		*ti = f->task;
+		found = true;
+	}
 	xa_unlock(&pasids);
-	return ti;
+	return found;
 }
 
-/* The gmc_v11 interrupt handler's view of a VM fault: the IV tracepoint, then two dmesg lines. */
+/*
+ * The process line of a fault or timeout, in the form of this kernel's amdgpu. Always inlined:
+ * DRM_ERROR prints its caller ("[drm:amdgpu_job_timedout [amdgpu]]"), which must be the real
+ * function's name.
+ */
+static __always_inline void sim_print_task_line(struct amdgpu_device *adev, const struct amdgpu_task_info *ti,
+				bool fault)
+{
+#if SIM_PRINT_TASK_INFO
+	dev_err(adev->dev, " Process %s pid %d thread %s pid %d\n", ti->process_name, ti->tgid,
+		ti->task_name, ti->pid);
+#else
+	if (fault)
+		dev_err(adev->dev, " in process %s pid %d thread %s pid %d)\n", ti->process_name,
+			ti->tgid, ti->task_name, ti->pid);
+#if SIM_TIMEOUT_DEV_ERR
+	else
+		dev_err(adev->dev, "Process information: process %s pid %d thread %s pid %d\n",
+			ti->process_name, ti->tgid, ti->task_name, ti->pid);
+#else
+	else
+		DRM_ERROR("Process information: process %s pid %d thread %s pid %d\n",
+			  ti->process_name, ti->tgid, ti->task_name, ti->pid);
+#endif
+#endif
+}
+
+/* The gmc_v11 interrupt handler's view of a VM fault: the IV tracepoint, then the dmesg lines. */
 static void sim_raise_fault(struct sim_fence *sf)
 {
+	struct amdgpu_device *adev = sf->ring->adev;
 	unsigned int src_data[4] = { lower_32_bits(sf->fault_addr >> 12),
 				     lower_32_bits((sf->fault_addr >> 44) & 0xf), 0, 0 };
-	struct amdgpu_task_info ti = task_info_pasid(sf->pasid);
+	struct amdgpu_task_info ti;
+	bool found = task_info_pasid(sf->pasid, &ti);
 	u64 addr = sf->fault_addr & ~0xfffULL;
 
 	trace_amdgpu_iv(0, SOC15_IH_CLIENTID_UTCL2, 0, 40, sf->vmid, 0, ktime_get_ns(), 0,
 			sf->pasid, src_data);
-	pr_err(SIM_DEV "[gfxhub] page fault (src_id:0 ring:40 vmid:%u pasid:%u, for process %s pid %d thread %s pid %d)\n",
-	       sf->vmid, sf->pasid, ti.process_name, ti.tgid, ti.task_name, ti.pid);
-	pr_err(SIM_DEV "  in page starting at address 0x%016llx from client %d\n", addr, 10);
+#if SIM_TASK_INFO_OPTIONAL
+	dev_err(adev->dev, "[%s] page fault (src_id:%u ring:%u vmid:%u pasid:%u)\n", "gfxhub", 0,
+		40, sf->vmid, sf->pasid);
+	if (found)
+		sim_print_task_line(adev, &ti, true);
+#else
+	dev_err(adev->dev,
+		"[%s] page fault (src_id:%u ring:%u vmid:%u pasid:%u, for process %s pid %d thread %s pid %d)\n",
+		"gfxhub", 0, 40, sf->vmid, sf->pasid, ti.process_name, ti.tgid, ti.task_name,
+		ti.pid);
+	(void)found;
+#endif
+	dev_err(adev->dev, "  in page starting at address 0x%016llx from client %d\n", addr, 10);
 }
 
 static void sim_fence_signal_locked(struct amdgpu_ring *ring, struct sim_fence *sf, int error)
@@ -211,9 +304,12 @@ static enum hrtimer_restart sim_fence_expire(struct hrtimer *t)
 	return HRTIMER_NORESTART;
 }
 
-/* amdgpu_job_dependency of 6.1: grabs a VMID on first run, tracing amdgpu_vm_grab_id. */
-static struct dma_fence *amdgpu_job_dependency(struct drm_sched_job *s_job,
-					       struct drm_sched_entity *entity)
+/*
+ * amdgpu_job_dependency (≤ 6.2) / amdgpu_job_prepare_job (≥ 6.3): grabs a VMID before the job
+ * runs, tracing amdgpu_vm_grab_id in the scheduler's context.
+ */
+static struct dma_fence *amdgpu_job_prepare(struct drm_sched_job *s_job,
+					    struct drm_sched_entity *entity)
 {
 	struct amdgpu_ring *ring = to_amdgpu_ring(s_job->sched);
 	struct amdgpu_job *job = to_amdgpu_job(s_job);
@@ -221,6 +317,16 @@ static struct dma_fence *amdgpu_job_dependency(struct drm_sched_job *s_job,
 	trace_amdgpu_vm_grab_id(job->pasid, ring->name, ring->idx, job->vmid, ring->vm_hub,
 				(u64)job->vmid << 32, 0);
 	return NULL;
+}
+
+static void sim_fence_timer_init(struct sim_fence *sf)
+{
+#if SIM_HAVE_HRTIMER_SETUP
+	hrtimer_setup(&sf->timer, sim_fence_expire, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+#else
+	hrtimer_init(&sf->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+	sf->timer.function = sim_fence_expire;
+#endif
 }
 
 static struct dma_fence *amdgpu_job_run(struct drm_sched_job *s_job)
@@ -232,10 +338,15 @@ static struct dma_fence *amdgpu_job_run(struct drm_sched_job *s_job)
 	unsigned long flags;
 	bool done_now;
 
-	trace_amdgpu_sched_run_job(s_job->id, finished->ops->get_timeline_name(finished),
-				   finished->context, finished->seqno, ring->name, job->num_ibs);
+	/* The scheduler fence's timeline name is the scheduler's name, i.e. the ring's. */
+	trace_amdgpu_sched_run_job(SIM_JOB_ID(s_job), s_job->sched->name, finished->context,
+				   finished->seqno, ring->name, job->num_ibs);
 	if (finished->error < 0) {
-		DRM_INFO("Skip scheduling IBs!\n"); /* 6.1's amdgpu_job_run for cancelled jobs */
+#if SIM_V(6, 1)
+		dev_dbg(ring->adev->dev, "Skip scheduling IBs in ring(%s)", ring->name);
+#else
+		DRM_INFO("Skip scheduling IBs!\n");
+#endif
 		return NULL;
 	}
 	sf = kzalloc(sizeof(*sf), GFP_KERNEL);
@@ -246,19 +357,16 @@ static struct dma_fence *amdgpu_job_run(struct drm_sched_job *s_job)
 	sf->pasid = job->pasid;
 	sf->vmid = job->vmid;
 	sf->fault_addr = job->fault_addr;
-	sf->task = job->task;
 	INIT_LIST_HEAD(&sf->node);
-	hrtimer_init(&sf->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
-	sf->timer.function = sim_fence_expire;
+	sim_fence_timer_init(sf);
 
 	spin_lock_irqsave(&ring->lock, flags);
 	dma_fence_init(&sf->base, &sim_fence_ops, &fence_lock, ring->fence_context, ++ring->sync_seq);
 	dma_fence_get(&sf->base); /* the "hardware" reference, dropped on signal or reset */
 	list_add_tail(&sf->node, &ring->active);
 	done_now = job->duration_us == 0 && !job->flags && !ring->wedged;
-	if (done_now) {
+	if (done_now)
 		sim_fence_signal_locked(ring, sf, 0);
-	}
 	spin_unlock_irqrestore(&ring->lock, flags);
 	if (done_now)
 		dma_fence_put(&sf->base);
@@ -301,58 +409,113 @@ static void sim_ring_force_completion(struct amdgpu_ring *ring)
 	spin_unlock_irqrestore(&ring->lock, flags);
 }
 
-/*
- * Same name as the real driver's so the agent's kprobe finds it. Stops every scheduler, blames
- * the job (drm_sched karma marks its entity guilty), "resets" the rings and restarts.
- */
-noinline int amdgpu_device_gpu_recover(void *adev, struct amdgpu_job *job,
-				       struct amdgpu_reset_context *reset_context)
+static void sim_sched_start(struct drm_gpu_scheduler *sched)
 {
-	int i, n;
+#if SIM_START_ERRNO
+	drm_sched_start(sched, 0);
+#elif SIM_START_NOARG
+	drm_sched_start(sched);
+#else
+	drm_sched_start(sched, true);
+#endif
+}
 
-	pr_info(SIM_DEV "GPU reset begin!. Source:  %d\n", reset_context->src);
+/* Stops every scheduler of the device, blames `job` (karma marks its entity guilty), "resets"
+ * the rings, resubmits the innocent jobs and restarts. */
+static void sim_reset_rings(struct amdgpu_device *adev, struct amdgpu_job *job)
+{
+	int i;
+
 	for (i = 0; i < SIM_NUM_RINGS; i++)
-		drm_sched_stop(&rings[i].sched, job ? &job->base : NULL);
+		drm_sched_stop(&adev->rings[i].sched, job ? &job->base : NULL);
 	/* karma > hang_limit (0): drm_sched marks the entity guilty and cancels its jobs. */
 	if (job)
 		drm_sched_increase_karma(&job->base);
 	for (i = 0; i < SIM_NUM_RINGS; i++)
-		sim_ring_force_completion(&rings[i]);
-	/* Like 6.1: innocent pending jobs run again, the guilty context's are skipped. */
+		sim_ring_force_completion(&adev->rings[i]);
+	/* Innocent pending jobs run again, the guilty context's are skipped. */
 	for (i = 0; i < SIM_NUM_RINGS; i++)
-		drm_sched_resubmit_jobs(&rings[i].sched);
+		drm_sched_resubmit_jobs(&adev->rings[i].sched);
 	for (i = 0; i < SIM_NUM_RINGS; i++)
-		drm_sched_start(&rings[i].sched, true);
-	n = atomic_inc_return(&reset_count);
-	pr_info(SIM_DEV "GPU reset(%d) succeeded!\n", n);
+		sim_sched_start(&adev->rings[i].sched);
+}
+
+/* Same name (and, per era, signature) as the real driver's so the agent's kprobe finds it. */
+#if SIM_RECOVER_HAS_CONTEXT
+noinline int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job,
+				       struct amdgpu_reset_context *reset_context)
+#else
+noinline int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job)
+#endif
+{
+	int n;
+
+#if SIM_RESET_SOURCE_LINE
+	dev_info(adev->dev, "GPU %s begin!. Source:  %d\n", "reset", reset_context->src);
+#else
+	dev_info(adev->dev, "GPU %s begin!\n", "reset");
+#endif
+	sim_reset_rings(adev, job);
+	n = atomic_inc_return(&adev->reset_count);
+	dev_info(adev->dev, "GPU reset(%d) succeeded!\n", n);
 	return 0;
 }
 EXPORT_SYMBOL_GPL(amdgpu_device_gpu_recover);
 
+#if SIM_TIMEDOUT_HAS_STAT
 static enum drm_gpu_sched_stat amdgpu_job_timedout(struct drm_sched_job *s_job)
+#else
+static void amdgpu_job_timedout(struct drm_sched_job *s_job)
+#endif
 {
 	struct amdgpu_ring *ring = to_amdgpu_ring(s_job->sched);
+	struct amdgpu_device *adev = ring->adev;
 	struct amdgpu_job *job = to_amdgpu_job(s_job);
-	struct amdgpu_reset_context reset_context = { .src = AMDGPU_RESET_SRC_JOB };
 	struct amdgpu_task_info ti;
 	u32 signaled, emitted;
 	unsigned long flags;
+	bool found;
 
+#if SIM_DUMP_IP_STATE
+	dev_info(adev->dev, "Dumping IP State\n");
+	dev_info(adev->dev, "Dumping IP State Completed\n");
+#endif
 	spin_lock_irqsave(&ring->lock, flags);
 	signaled = ring->last_seq;
 	emitted = ring->sync_seq;
 	spin_unlock_irqrestore(&ring->lock, flags);
+#if SIM_TIMEOUT_DEV_ERR
+	dev_err(adev->dev, "ring %s timeout, signaled seq=%u, emitted seq=%u\n",
+		s_job->sched->name, signaled, emitted);
+#else
 	DRM_ERROR("ring %s timeout, signaled seq=%u, emitted seq=%u\n", s_job->sched->name,
 		  signaled, emitted);
-	ti = task_info_pasid(job->pasid);
-	DRM_ERROR("Process information: process %s pid %d thread %s pid %d\n", ti.process_name,
-		  ti.tgid, ti.task_name, ti.pid);
-	amdgpu_device_gpu_recover(NULL, job, &reset_context);
+#endif
+	found = task_info_pasid(job->pasid, &ti);
+	if (found || !SIM_TASK_INFO_OPTIONAL)
+		sim_print_task_line(adev, &ti, false);
+#if SIM_RECOVER_HAS_CONTEXT
+	{
+		struct amdgpu_reset_context reset_context = { .src = AMDGPU_RESET_SRC_JOB };
+
+		amdgpu_device_gpu_recover(adev, job, &reset_context);
+	}
+#else
+	amdgpu_device_gpu_recover(adev, job);
+#endif
+#if SIM_STAT_RESET
+	return DRM_GPU_SCHED_STAT_RESET;
+#elif SIM_TIMEDOUT_HAS_STAT
 	return DRM_GPU_SCHED_STAT_NOMINAL;
+#endif
 }
 
 static const struct drm_sched_backend_ops amdgpu_sched_ops = {
-	.dependency = amdgpu_job_dependency,
+#if SIM_HAVE_PREPARE_JOB
+	.prepare_job = amdgpu_job_prepare,
+#else
+	.dependency = amdgpu_job_prepare,
+#endif
 	.run_job = amdgpu_job_run,
 	.timedout_job = amdgpu_job_timedout,
 	.free_job = amdgpu_job_free_cb,
@@ -373,6 +536,33 @@ static void sim_set_task_info(struct sim_file *f)
 	xa_unlock_irqrestore(&pasids, flags);
 }
 
+/* A submission refused because the file's context is guilty, printed as this era does (inlined
+ * into amdgpu_cs_ioctl: DRM_ERROR and drm_dev_printk print their caller's name). */
+static __always_inline void sim_parser_failed(struct amdgpu_device *adev, int r)
+{
+#if SIM_PARSER_DRM_ERR
+	/* drm_err_ratelimited(dev, ...) with no amdgpu dev_fmt prefix on this era. */
+	_dev_err(adev->dev, "[drm] *ERROR* Failed to initialize parser %d!\n", r);
+#elif SIM_PARSER_DRM_DEV
+	if (printk_ratelimit())
+		drm_dev_printk(adev->dev, KERN_ERR, "*ERROR* Failed to initialize parser %d!\n", r);
+#else
+	if (printk_ratelimit())
+		DRM_ERROR("Failed to initialize parser %d!\n", r);
+#endif
+}
+
+static int sim_job_init(struct amdgpu_job *job, struct sim_file *f, u32 ring)
+{
+#if defined(SIM_HAVE_JOB_INIT_CLIENT_ID)
+	return drm_sched_job_init(&job->base, &f->entity[ring], 1, f, f->client_id);
+#elif SIM_HAVE_CREDITS
+	return drm_sched_job_init(&job->base, &f->entity[ring], 1, f);
+#else
+	return drm_sched_job_init(&job->base, &f->entity[ring], f);
+#endif
+}
+
 /* Same name as the real ioctl, so the agent's kretprobe sees -ECANCELED (-125) on guilty files. */
 noinline int amdgpu_cs_ioctl(void *dev, void *data, struct sim_file *f)
 {
@@ -386,11 +576,10 @@ noinline int amdgpu_cs_ioctl(void *dev, void *data, struct sim_file *f)
 		return -EINVAL;
 	if (atomic_read(&f->guilty)) {
 		r = -ECANCELED;
-		if (printk_ratelimit())
-			DRM_ERROR("Failed to initialize parser %d!\n", r);
+		sim_parser_failed(f->adev, r);
 		return r;
 	}
-	ring = &rings[args->ring];
+	ring = &f->adev->rings[args->ring];
 	sim_set_task_info(f);
 	job = kzalloc(sizeof(*job), GFP_KERNEL);
 	if (!job)
@@ -402,18 +591,24 @@ noinline int amdgpu_cs_ioctl(void *dev, void *data, struct sim_file *f)
 	job->duration_us = args->duration_us;
 	job->fault_addr = args->fault_addr;
 	job->task = f->task;
-	r = drm_sched_job_init(&job->base, &f->entity[args->ring], f);
+	r = sim_job_init(job, f, args->ring);
 	if (r) {
 		kfree(job);
 		return r;
 	}
 	kref_get(&f->ref);
 	job->file = f;
+#if SIM_HAVE_JOB_ARM
 	drm_sched_job_arm(&job->base);
+#endif
 	finished = &job->base.s_fence->finished;
-	trace_amdgpu_cs_ioctl(job->base.id, finished->ops->get_timeline_name(finished),
-			      finished->context, finished->seqno, ring->name, job->num_ibs);
+	trace_amdgpu_cs_ioctl(SIM_JOB_ID(&job->base), ring->sched.name, finished->context, finished->seqno,
+			      ring->name, job->num_ibs);
+#if SIM_HAVE_JOB_ARM
 	drm_sched_entity_push_job(&job->base);
+#else
+	drm_sched_entity_push_job(&job->base, &f->entity[args->ring]);
+#endif
 	return 0;
 }
 
@@ -430,6 +625,9 @@ static long sim_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 
 static int sim_open(struct inode *inode, struct file *filp)
 {
+	/* misc_open() leaves the miscdevice in private_data. */
+	struct amdgpu_device *adev =
+		container_of(filp->private_data, struct amdgpu_device, misc);
 	struct sim_file *f;
 	u32 pasid;
 	int i, r;
@@ -438,6 +636,7 @@ static int sim_open(struct inode *inode, struct file *filp)
 	if (!f)
 		return -ENOMEM;
 	kref_init(&f->ref);
+	f->adev = adev;
 	r = xa_alloc(&pasids, &pasid, f, XA_LIMIT(32768, 65535), GFP_KERNEL);
 	if (r) {
 		kfree(f);
@@ -448,7 +647,7 @@ static int sim_open(struct inode *inode, struct file *filp)
 	f->client_id = atomic64_inc_return(&next_client_id);
 	trace_amdgpu_pasid_allocated(pasid);
 	for (i = 0; i < SIM_NUM_RINGS; i++) {
-		struct drm_gpu_scheduler *sched = &rings[i].sched;
+		struct drm_gpu_scheduler *sched = &adev->rings[i].sched;
 
 		r = drm_sched_entity_init(&f->entity[i], DRM_SCHED_PRIORITY_NORMAL, &sched, 1,
 					  &f->guilty);
@@ -484,10 +683,11 @@ static int sim_release(struct inode *inode, struct file *filp)
 static void sim_show_fdinfo(struct seq_file *m, struct file *filp)
 {
 	struct sim_file *f = filp->private_data;
+	const char *pdev = dev_name(f->adev->dev);
 
-	seq_printf(m, "pdev:\t0000:00:00.0\npasid:\t%u\n", f->pasid);
+	seq_printf(m, "pdev:\t%s\npasid:\t%u\n", pdev, f->pasid);
 	seq_puts(m, "drm-driver:\tamdgpu\n");
-	seq_puts(m, "drm-pdev:\t0000:00:00.0\n");
+	seq_printf(m, "drm-pdev:\t%s\n", pdev);
 	seq_printf(m, "drm-client-id:\t%llu\n", f->client_id);
 }
 
@@ -499,60 +699,163 @@ static const struct file_operations sim_fops = {
 	.show_fdinfo = sim_show_fdinfo,
 };
 
-static struct miscdevice sim_misc = {
-	.minor = MISC_DYNAMIC_MINOR,
-	.name = "amdgpu_sim",
-	.fops = &sim_fops,
-	.mode = 0666,
-};
+static int sim_sched_init(struct amdgpu_ring *ring)
+{
+	long timeout = msecs_to_jiffies(timeout_ms);
+#if defined(SIM_HAVE_SCHED_INIT_ARGS)
+	struct drm_sched_init_args args = {
+		.ops = &amdgpu_sched_ops,
+#if SIM_HAVE_CREDITS
+		.num_rqs = DRM_SCHED_PRIORITY_COUNT,
+#endif
+		.credit_limit = 64,
+		.hang_limit = 0,
+		.timeout = timeout,
+		.name = ring->name,
+		.dev = ring->adev->dev,
+	};
 
-static int __init amdgpu_sim_init(void)
+	return drm_sched_init(&ring->sched, &args);
+#elif SIM_HAVE_CREDITS
+	return drm_sched_init(&ring->sched, &amdgpu_sched_ops, NULL, DRM_SCHED_PRIORITY_COUNT, 64, 0,
+			      timeout, NULL, NULL, ring->name, ring->adev->dev);
+#elif !SIM_V(5, 12)
+	return drm_sched_init(&ring->sched, &amdgpu_sched_ops, 64, 0, timeout, ring->name);
+#else
+#error "amdgpu_sim: drm_sched_init of 5.12-6.6 without drm_sched_init_args is not supported"
+#endif
+}
+
+static void sim_rings_fini(struct amdgpu_device *adev, int n)
+{
+	while (--n >= 0) {
+		drm_sched_fini(&adev->rings[n].sched);
+		sim_ring_force_completion(&adev->rings[n]);
+	}
+}
+
+static int sim_rings_init(struct amdgpu_device *adev)
 {
 	int i, r;
 
 	for (i = 0; i < SIM_NUM_RINGS; i++) {
-		struct amdgpu_ring *ring = &rings[i];
-		struct drm_sched_init_args args = {
-			.ops = &amdgpu_sched_ops,
-			.credit_limit = 64,
-			.hang_limit = 0,
-			.timeout = msecs_to_jiffies(timeout_ms),
-			.name = ring->name,
-		};
+		struct amdgpu_ring *ring = &adev->rings[i];
 
+		ring->adev = adev;
 		strscpy(ring->name, ring_names[i], sizeof(ring->name));
 		ring->idx = i;
 		ring->vm_hub = i == SIM_RING_SDMA ? 1 : 0;
 		spin_lock_init(&ring->lock);
 		INIT_LIST_HEAD(&ring->active);
 		ring->fence_context = dma_fence_context_alloc(1);
-		r = drm_sched_init(&ring->sched, &args);
+		r = sim_sched_init(ring);
+		if (r) {
+			sim_rings_fini(adev, i);
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int sim_probe(struct platform_device *pdev)
+{
+	return 0;
+}
+
+/* Binds the simulated devices (by name) so dev_err() prints "amdgpu <name>: ...". */
+static struct platform_driver sim_driver = {
+	.probe = sim_probe,
+	.id_table = sim_ids,
+	.driver = { .name = "amdgpu" },
+};
+
+static void sim_device_destroy(struct amdgpu_device *adev)
+{
+	misc_deregister(&adev->misc);
+	sim_rings_fini(adev, SIM_NUM_RINGS);
+	platform_device_unregister(adev->pdev);
+	kfree(adev);
+}
+
+static int sim_device_create(u32 idx, struct amdgpu_device **out)
+{
+	struct amdgpu_device *adev;
+	int r;
+
+	adev = kzalloc(sizeof(*adev), GFP_KERNEL);
+	if (!adev)
+		return -ENOMEM;
+	adev->idx = idx;
+	adev->pdev = platform_device_register_simple(sim_ids[idx].name, PLATFORM_DEVID_NONE,
+						     NULL, 0);
+	if (IS_ERR(adev->pdev)) {
+		r = PTR_ERR(adev->pdev);
+		kfree(adev);
+		return r;
+	}
+	adev->dev = &adev->pdev->dev;
+	r = sim_rings_init(adev);
+	if (r)
+		goto fail_pdev;
+	if (idx == 0)
+		strscpy(adev->misc_name, "amdgpu_sim", sizeof(adev->misc_name));
+	else
+		snprintf(adev->misc_name, sizeof(adev->misc_name), "amdgpu_sim%u", idx);
+	adev->misc.minor = MISC_DYNAMIC_MINOR;
+	adev->misc.name = adev->misc_name;
+	adev->misc.fops = &sim_fops;
+	adev->misc.mode = 0666;
+	r = misc_register(&adev->misc);
+	if (r)
+		goto fail_rings;
+	*out = adev;
+	return 0;
+fail_rings:
+	sim_rings_fini(adev, SIM_NUM_RINGS);
+fail_pdev:
+	platform_device_unregister(adev->pdev);
+	kfree(adev);
+	return r;
+}
+
+static int __init amdgpu_sim_init(void)
+{
+	u32 i;
+	int r;
+
+	if (devices < 1 || devices > SIM_MAX_DEVICES) {
+		pr_err("amdgpu_sim: devices=%u out of range 1-%d\n", devices, SIM_MAX_DEVICES);
+		return -EINVAL;
+	}
+	r = platform_driver_register(&sim_driver);
+	if (r)
+		return r;
+	for (i = 0; i < devices; i++) {
+		r = sim_device_create(i, &adevs[i]);
 		if (r)
 			goto fail;
 	}
-	r = misc_register(&sim_misc);
-	if (r)
-		goto fail;
-	if (kfd_sim_init()) /* the KFD-like path (kfd_sim.c) is optional */
+	/* The KFD-like path (kfd_sim.c) is optional; it stands on device 0. */
+	if (kfd_sim_init(adevs[0]))
 		pr_warn("amdgpu_sim: no /dev/kfd\n");
-	pr_info("amdgpu_sim: %d rings, timeout %u ms\n", SIM_NUM_RINGS, timeout_ms);
+	pr_info("amdgpu_sim: %u device(s), %d rings each, timeout %u ms\n", devices,
+		SIM_NUM_RINGS, timeout_ms);
 	return 0;
 fail:
-	while (--i >= 0)
-		drm_sched_fini(&rings[i].sched);
+	while (i-- > 0)
+		sim_device_destroy(adevs[i]);
+	platform_driver_unregister(&sim_driver);
 	return r;
 }
 
 static void __exit amdgpu_sim_exit(void)
 {
-	int i;
+	u32 i;
 
 	kfd_sim_exit();
-	misc_deregister(&sim_misc);
-	for (i = 0; i < SIM_NUM_RINGS; i++) {
-		drm_sched_fini(&rings[i].sched);
-		sim_ring_force_completion(&rings[i]);
-	}
+	for (i = 0; i < devices; i++)
+		sim_device_destroy(adevs[i]);
+	platform_driver_unregister(&sim_driver);
 }
 
 module_init(amdgpu_sim_init);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Tracepoints of the amdgpu simulator. TRACE_SYSTEM and every TP_STRUCT__entry / TP_printk are
- * copied from Linux 6.1's drivers/gpu/drm/amd/amdgpu/amdgpu_trace.h so the tracefs `format`
- * files are byte-identical to the real driver's (checked by tests/tests/vm.rs). Only the
- * TP_PROTO arguments differ, because the simulator has its own (smaller) structs.
+ * copied from the real drivers/gpu/drm/amd/amdgpu/amdgpu_trace.h of each era (5.10/6.1/6.12
+ * layout; the 6.17+ u64-fence layout of amdgpu_cs_ioctl and amdgpu_sched_run_job, seen in 7.3)
+ * so the tracefs `format` files are byte-identical to the real driver's (asserted per kernel
+ * series by tests/tests/vm.rs). Only the TP_PROTO arguments differ, because the simulator has
+ * its own (smaller) structs.
  */
 #if !defined(_AMDGPU_SIM_TRACE_H_) || defined(TRACE_HEADER_MULTI_READ)
 #define _AMDGPU_SIM_TRACE_H_
@@ -11,6 +13,14 @@
 #include <linux/stringify.h>
 #include <linux/types.h>
 #include <linux/tracepoint.h>
+#include "amdgpu_sim_compat.h"
+
+/* __assign_str(dst) has one argument from 6.10: the source is the one __string() named. */
+#if SIM_ASSIGN_STR_ONE_ARG
+#define SIM_ASSIGN_STR(dst, src) __assign_str(dst)
+#else
+#define SIM_ASSIGN_STR(dst, src) __assign_str(dst, src)
+#endif
 
 #undef TRACE_SYSTEM
 #define TRACE_SYSTEM amdgpu
@@ -58,9 +68,59 @@ TRACE_EVENT(amdgpu_iv,
 		      __entry->src_data[2], __entry->src_data[3])
 );
 
+#if SIM_TRACE_U64_FENCE
 TRACE_EVENT(amdgpu_cs_ioctl,
-	    TP_PROTO(uint64_t sched_job_id, const char *timeline, unsigned int context,
-		     unsigned int seqno, const char *ring_name, u32 num_ibs),
+	    TP_PROTO(uint64_t sched_job_id, const char *timeline, u64 context, u64 seqno,
+		     const char *ring_name, u32 num_ibs),
+	    TP_ARGS(sched_job_id, timeline, context, seqno, ring_name, num_ibs),
+	    TP_STRUCT__entry(
+			     __string(timeline, timeline)
+			     __field(u64, context)
+			     __field(u64, seqno)
+			     __field(struct dma_fence *, fence)
+			     __string(ring, ring_name)
+			     __field(u32, num_ibs)
+			     ),
+
+	    TP_fast_assign(
+			   SIM_ASSIGN_STR(timeline, timeline);
+			   __entry->context = context;
+			   __entry->seqno = seqno;
+			   SIM_ASSIGN_STR(ring, ring_name);
+			   __entry->num_ibs = num_ibs;
+			   ),
+	    TP_printk("timeline=%s, fence=%llu:%llu, ring_name=%s, num_ibs=%u",
+		      __get_str(timeline), __entry->context,
+		      __entry->seqno, __get_str(ring), __entry->num_ibs)
+);
+
+TRACE_EVENT(amdgpu_sched_run_job,
+	    TP_PROTO(uint64_t sched_job_id, const char *timeline, u64 context, u64 seqno,
+		     const char *ring_name, u32 num_ibs),
+	    TP_ARGS(sched_job_id, timeline, context, seqno, ring_name, num_ibs),
+	    TP_STRUCT__entry(
+			     __string(timeline, timeline)
+			     __field(u64, context)
+			     __field(u64, seqno)
+			     __string(ring, ring_name)
+			     __field(u32, num_ibs)
+			     ),
+
+	    TP_fast_assign(
+			   SIM_ASSIGN_STR(timeline, timeline);
+			   __entry->context = context;
+			   __entry->seqno = seqno;
+			   SIM_ASSIGN_STR(ring, ring_name);
+			   __entry->num_ibs = num_ibs;
+			   ),
+	    TP_printk("timeline=%s, fence=%llu:%llu, ring_name=%s, num_ibs=%u",
+		      __get_str(timeline), __entry->context,
+		      __entry->seqno, __get_str(ring), __entry->num_ibs)
+);
+#else
+TRACE_EVENT(amdgpu_cs_ioctl,
+	    TP_PROTO(uint64_t sched_job_id, const char *timeline, u64 context, u64 seqno,
+		     const char *ring_name, u32 num_ibs),
 	    TP_ARGS(sched_job_id, timeline, context, seqno, ring_name, num_ibs),
 	    TP_STRUCT__entry(
 			     __field(uint64_t, sched_job_id)
@@ -74,10 +134,10 @@ TRACE_EVENT(amdgpu_cs_ioctl,
 
 	    TP_fast_assign(
 			   __entry->sched_job_id = sched_job_id;
-			   __assign_str(timeline, timeline);
+			   SIM_ASSIGN_STR(timeline, timeline);
 			   __entry->context = context;
 			   __entry->seqno = seqno;
-			   __assign_str(ring, ring_name);
+			   SIM_ASSIGN_STR(ring, ring_name);
 			   __entry->num_ibs = num_ibs;
 			   ),
 	    TP_printk("sched_job=%llu, timeline=%s, context=%u, seqno=%u, ring_name=%s, num_ibs=%u",
@@ -86,8 +146,8 @@ TRACE_EVENT(amdgpu_cs_ioctl,
 );
 
 TRACE_EVENT(amdgpu_sched_run_job,
-	    TP_PROTO(uint64_t sched_job_id, const char *timeline, unsigned int context,
-		     unsigned int seqno, const char *ring_name, u32 num_ibs),
+	    TP_PROTO(uint64_t sched_job_id, const char *timeline, u64 context, u64 seqno,
+		     const char *ring_name, u32 num_ibs),
 	    TP_ARGS(sched_job_id, timeline, context, seqno, ring_name, num_ibs),
 	    TP_STRUCT__entry(
 			     __field(uint64_t, sched_job_id)
@@ -100,16 +160,18 @@ TRACE_EVENT(amdgpu_sched_run_job,
 
 	    TP_fast_assign(
 			   __entry->sched_job_id = sched_job_id;
-			   __assign_str(timeline, timeline);
+			   SIM_ASSIGN_STR(timeline, timeline);
 			   __entry->context = context;
 			   __entry->seqno = seqno;
-			   __assign_str(ring, ring_name);
+			   SIM_ASSIGN_STR(ring, ring_name);
 			   __entry->num_ibs = num_ibs;
 			   ),
 	    TP_printk("sched_job=%llu, timeline=%s, context=%u, seqno=%u, ring_name=%s, num_ibs=%u",
 		      __entry->sched_job_id, __get_str(timeline), __entry->context,
 		      __entry->seqno, __get_str(ring), __entry->num_ibs)
 );
+
+#endif
 
 TRACE_EVENT(amdgpu_vm_grab_id,
 	    TP_PROTO(u32 pasid, const char *ring_name, u32 ring_idx, u32 vmid, u32 vm_hub,
@@ -127,7 +189,7 @@ TRACE_EVENT(amdgpu_vm_grab_id,
 
 	    TP_fast_assign(
 			   __entry->pasid = pasid;
-			   __assign_str(ring, ring_name);
+			   SIM_ASSIGN_STR(ring, ring_name);
 			   __entry->ring = ring_idx;
 			   __entry->vmid = vmid;
 			   __entry->vm_hub = vm_hub;

@@ -16,6 +16,7 @@
  * Doorbell writes are invisible to the kernel on real hardware, so the simulator-only
  * KFD_SIM_IOC_DISPATCH (kfd_sim_uapi.h) stands for "the GPU received this doorbell".
  */
+#include "amdgpu_sim_compat.h" /* first, like amdgpu_sim.c: SIM_RECOVER_HAS_CONTEXT */
 #include <linux/module.h>
 #include <linux/fs.h>
 #include <linux/device.h>
@@ -74,7 +75,16 @@ struct amdgpu_reset_context {
 	u32 flags;
 };
 
-int amdgpu_device_gpu_recover(void *adev, void *job, struct amdgpu_reset_context *reset_context);
+struct amdgpu_job;
+#if SIM_RECOVER_HAS_CONTEXT
+int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job,
+			      struct amdgpu_reset_context *reset_context);
+#else
+int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job);
+#endif
+
+/* amdgpu_sim's device 0, set by kfd_sim_init. */
+static struct amdgpu_device *kfd_adev;
 
 enum kfd_queue_type {
 	KFD_QUEUE_TYPE_COMPUTE,
@@ -193,23 +203,35 @@ struct kfd_smi_client {
 	spinlock_t lock;
 };
 
+/* Per-process SMI delivery and KFD_SMI_EVENT_MSG_SIZE came with uapi 1.10 (5.19): 5.10's
+ * header has neither, and its driver sends every event to every subscribed client. */
+#ifdef KFD_SMI_EVENT_MSG_SIZE
+#define SIM_SMI_MSG_SIZE KFD_SMI_EVENT_MSG_SIZE
+#define SIM_SMI_PER_PROCESS 1
+#else
+#define SIM_SMI_MSG_SIZE 96
+#define SIM_SMI_PER_PROCESS 0
+#endif
+
 static LIST_HEAD(smi_clients);
 static DEFINE_SPINLOCK(smi_lock);
 
 static bool kfd_smi_ev_enabled(pid_t pid, struct kfd_smi_client *c, unsigned int event)
 {
-	u64 all = KFD_SMI_EVENT_MASK_FROM_INDEX(KFD_SMI_EVENT_ALL_PROCESS);
 	u64 events = READ_ONCE(c->events);
+#if SIM_SMI_PER_PROCESS
+	u64 all = KFD_SMI_EVENT_MASK_FROM_INDEX(KFD_SMI_EVENT_ALL_PROCESS);
 
 	if (pid && c->pid != pid && !(c->suser && (events & all)))
 		return false;
+#endif
 	return events & KFD_SMI_EVENT_MASK_FROM_INDEX(event);
 }
 
 /* kfd_smi_event_add: "%x " then the event's own format, to every subscribed client. */
 static __printf(3, 4) void kfd_smi_event_add(pid_t pid, unsigned int event, const char *fmt, ...)
 {
-	char msg[KFD_SMI_EVENT_MSG_SIZE];
+	char msg[SIM_SMI_MSG_SIZE];
 	struct kfd_smi_client *c;
 	unsigned long flags;
 	va_list args;
@@ -430,7 +452,7 @@ static void kfd_procfs_add_queue(struct queue *q)
 /* ------------------------------------------------------------------ resets */
 
 /* amdgpu_amdkfd_gpu_reset: KFD asks amdgpu for a GPU reset, done from a work item. */
-noinline void amdgpu_amdkfd_gpu_reset(void *adev)
+noinline void amdgpu_amdkfd_gpu_reset(struct amdgpu_device *adev)
 {
 	if (atomic_cmpxchg(&kfd_reset_pending, 0, 1) == 0)
 		queue_work(kfd_wq, &kfd_reset_work);
@@ -444,7 +466,12 @@ static void kfd_reset_work_fn(struct work_struct *w)
 	struct queue *q;
 
 	kfd_smi_event_update_gpu_reset(false, cause);
-	amdgpu_device_gpu_recover(NULL, NULL, &ctx);
+#if SIM_RECOVER_HAS_CONTEXT
+	amdgpu_device_gpu_recover(kfd_adev, NULL, &ctx);
+#else
+	(void)ctx;
+	amdgpu_device_gpu_recover(kfd_adev, NULL);
+#endif
 	/* The reset took every queue off the hardware: nothing is hung any more. */
 	mutex_lock(&kfd_processes_mutex);
 	list_for_each_entry(p, &kfd_processes, node)
@@ -459,7 +486,7 @@ static void kfd_reset_work_fn(struct work_struct *w)
 static void kfd_hws_hang(int src)
 {
 	kfd_reset_src = src;
-	amdgpu_amdkfd_gpu_reset(NULL);
+	amdgpu_amdkfd_gpu_reset(kfd_adev);
 }
 
 /* ------------------------------------------------------------------ queues */
@@ -1024,10 +1051,11 @@ static void kfd_sim_topology_fini(void)
 	kobject_put(procfs_kobj);
 }
 
-int kfd_sim_init(void)
+int kfd_sim_init(struct amdgpu_device *adev)
 {
 	int r;
 
+	kfd_adev = adev;
 	kfd_wq = alloc_workqueue("kfd_sim", WQ_UNBOUND, 0);
 	if (!kfd_wq)
 		return -ENOMEM;

@@ -2,7 +2,9 @@
 /* In-module interface of the KFD simulator (kfd_sim.c): amdgpu_sim.c's init/exit call these. */
 #ifndef KFD_SIM_H
 #define KFD_SIM_H
-int kfd_sim_init(void);
+struct amdgpu_device;
+/* `adev`: the simulated GPU the KFD node stands on (its resets go through it). */
+int kfd_sim_init(struct amdgpu_device *adev);
 void kfd_sim_exit(void);
 
 /* The functions with the real KFD names (hangwatch hooks some of them), declared like kfd_priv.h
@@ -11,7 +13,7 @@ struct kfd_process;
 struct process_queue_manager;
 struct queue_properties;
 struct task_struct;
-void amdgpu_amdkfd_gpu_reset(void *adev);
+void amdgpu_amdkfd_gpu_reset(struct amdgpu_device *adev);
 int pqm_create_queue(struct process_queue_manager *pqm, struct queue_properties *properties,
 		     unsigned int *qid, unsigned int *p_doorbell_offset_in_process);
 int pqm_destroy_queue(struct process_queue_manager *pqm, unsigned int qid);

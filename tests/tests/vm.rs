@@ -403,6 +403,48 @@ fn phase_b_simulator_formats_are_byte_identical_to_real_amdgpu(r: &Run) {
     );
 }
 
+/// Byte identity per kernel series: every amdgpu event the simulator defines is in the
+/// committed capture of the real amdgpu.ko of this series (testdata/formats/<series>.txt) and
+/// identical to it (ID lines aside). Unlike the phase-A comparison, this holds even when phase A
+/// did not run in the same `cargo xtask vm`, and it pins the simulator to what the real driver
+/// of that era exposes (5.10's signed `__data_loc`, 7.x's u64 fence keys).
+fn phase_b_simulator_formats_match_series_capture(r: &Run) {
+    let b = r.phase_b();
+    let sim = vm_formats(&b["formats"]);
+    let series = series_of(&r.build);
+    let cap = load_capture(&series).unwrap_or_else(|| {
+        panic!(
+            "no committed format capture for series {series}: `cargo xtask formats --accept {}`",
+            r.entry.series
+        )
+    });
+    let mut compared = Vec::new();
+    for (name, got) in sim.iter().filter(|(n, _)| n.starts_with("amdgpu/")) {
+        let want = cap.events.get(name).unwrap_or_else(|| {
+            panic!(
+                "the simulator defines {name}, which the real amdgpu.ko of {} (capture {}) does not have",
+                r.build, cap.build
+            )
+        });
+        assert_eq!(
+            without_id(got),
+            without_id(want),
+            "simulator's {name} on {} differs from the {series} capture ({}):\n{}",
+            r.build,
+            cap.build,
+            line_diff(want, got)
+        );
+        compared.push(name.as_str());
+    }
+    for ev in SIM_EVENTS {
+        assert!(
+            compared.contains(ev),
+            "the simulator on {} lacks {ev}: {compared:?}",
+            r.build
+        );
+    }
+}
+
 fn phase_b_simulator_has_module_btf_and_every_probe_attaches(r: &Run) {
     let b = r.phase_b();
     assert_eq!(
@@ -459,6 +501,33 @@ struct ExpectIncident {
     /// Compute candidates (KFD / user queue owners) that must all be listed.
     #[serde(default)]
     candidates: Option<Vec<String>>,
+    /// Multi-GPU scenarios: the device the incident must name.
+    #[serde(default)]
+    gpu: Option<String>,
+    /// Processes (another GPU's) that must be neither culprit nor victim.
+    #[serde(default)]
+    absent: Vec<String>,
+}
+
+/// Multi-GPU expectations of one incident: the right device, none of the other's processes.
+fn check_incident_device(scenario: &str, i: &Value, want: &ExpectIncident) {
+    if let Some(gpu) = &want.gpu {
+        assert_eq!(
+            i["gpu"].as_str(),
+            Some(gpu.as_str()),
+            "{scenario}: incident names the wrong device: {i}"
+        );
+    }
+    let named: Vec<&str> = std::iter::once(&i["culprit"])
+        .chain(i["victims"].as_array().into_iter().flatten())
+        .filter_map(comm)
+        .collect();
+    for a in &want.absent {
+        assert!(
+            !named.contains(&a.as_str()),
+            "{scenario}: {a} (another GPU's process) is named in the incident: {named:?}"
+        );
+    }
 }
 
 fn comm(v: &Value) -> Option<&str> {
@@ -529,6 +598,7 @@ fn check_scenario(run: &Run, path: &Path) {
                 sc.name, want.kind, want.ring, want.culprit
             )
         });
+        check_incident_device(&sc.name, i, want);
         if let Some(exe) = &want.culprit_exe {
             assert_eq!(
                 i["culprit"]["exe"],
@@ -848,6 +918,12 @@ fn kernel_trials(
         s,
         "phase_b_simulator_formats_are_byte_identical_to_real_amdgpu",
         phase_b_simulator_formats_are_byte_identical_to_real_amdgpu,
+        k,
+    ));
+    v.push(vm_trial(
+        s,
+        "phase_b_simulator_formats_match_series_capture",
+        phase_b_simulator_formats_match_series_capture,
         k,
     ));
     v.push(vm_trial(

@@ -80,6 +80,15 @@ fn one_device() -> u32 {
     1
 }
 
+/// The character device of simulated GPU `n` (`/dev/amdgpu_sim`, `/dev/amdgpu_sim1`, ...).
+fn device_path(n: u32) -> String {
+    if n == 0 {
+        DEVICE.to_string()
+    } else {
+        format!("{DEVICE}{n}")
+    }
+}
+
 fn default_duration() -> u64 {
     10
 }
@@ -90,6 +99,9 @@ pub struct Process {
     /// Exit this long after "go" (scenario 5: the culprit is gone before the timeout fires).
     #[serde(default)]
     pub exit_at_ms: Option<u64>,
+    /// Which simulated GPU the process opens (0-based).
+    #[serde(default)]
+    pub device: u32,
     #[serde(default)]
     pub submit: Vec<Submit>,
     /// ROCm-like work through /dev/kfd (queues, doorbell dispatches); see `kfd_child`.
@@ -657,11 +669,12 @@ fn child(path: &Path, index: &str) -> Result<()> {
     let name = std::ffi::CString::new(p.name.as_bytes())?;
     // SAFETY: PR_SET_NAME copies at most 16 bytes from a valid NUL-terminated string.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    let path = device_path(p.device);
     let dev = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(DEVICE)
-        .with_context(|| format!("opening {DEVICE}"))?;
+        .open(&path)
+        .with_context(|| format!("opening {path}"))?;
     println!("open");
     std::io::stdout().flush()?;
     let kfd = kfd_open(&p)?;

@@ -14,6 +14,7 @@ use crate::util::{root, run, run_captured};
 const SOURCES: &[&str] = &[
     "amdgpu_sim.c",
     "amdgpu_sim_trace.h",
+    "amdgpu_sim_compat.h",
     "amdgpu_sim_uapi.h",
     "kfd_sim.c",
     "kfd_sim.h",
@@ -32,12 +33,17 @@ pub fn build_sim(k: &Kernel) -> Result<PathBuf> {
         let data = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
         fs::write(build.join(f), data)?;
     }
+    crate::hosttools::make_runnable(k)?;
     run_captured(
         Command::new("make")
             .arg("-s")
             .arg("-C")
             .arg(k.headers())
             .arg(format!("M={}", build.display()))
+            .args(crate::hosttools::compiler_args(k))
+            // Module BTF is made below with --btf_base; kbuild's own step (6.12+ headers carry
+            // a vmlinux) passes --btf_features the host's older pahole rejects.
+            .arg("CONFIG_DEBUG_INFO_BTF_MODULES=")
             .arg("modules"),
     )
     .context("building tests/kmod (amdgpu.ko, the simulator)")?;

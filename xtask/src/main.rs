@@ -3,6 +3,7 @@ mod apt;
 mod bench;
 mod examples;
 mod formats;
+mod hosttools;
 mod initramfs;
 mod kernel;
 mod kmod;
@@ -43,12 +44,22 @@ fn main() -> ExitCode {
             }),
             None => Err(anyhow::anyhow!("usage: cargo xtask kernel VER|SERIES")),
         },
+        // Build the simulator against a kernel's headers (no VM): prints the module's path.
+        Some("kmod") => match rest.first() {
+            Some(spec) => kernel::prepare(spec)
+                .and_then(|k| kmod::build_sim(&k))
+                .map(|ko| {
+                    println!("{}", ko.display());
+                    0
+                }),
+            None => Err(anyhow::anyhow!("usage: cargo xtask kmod VER|SERIES")),
+        },
         Some("test") => test_cmd::test(&rest),
         Some("bench") => bench::bench(&rest),
         Some("formats") => formats::formats(&rest),
         Some("examples") => examples::examples(),
         _ => {
-            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test [--kernel VER|SERIES]... | bench [--kernel VER|SERIES] | formats --accept SERIES|BUILD | examples>");
+            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | kmod VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test [--kernel VER|SERIES]... | bench [--kernel VER|SERIES] | formats --accept SERIES|BUILD | examples>");
             Ok(2)
         }
     };

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::devices::{self, Plan};
 use crate::probes::{self, AttachOptions, Host, ProbeStatus, Status};
 
 #[derive(clap::Args, Debug)]
@@ -30,6 +31,8 @@ struct Report<'a> {
     amdgpu_loaded: bool,
     amdgpu_version: Option<String>,
     kmsg_readable: bool,
+    /// Which GPU probe events will be attributed to, and how (exact or guessed).
+    device_labels: &'a Plan,
     probes: &'a [ProbeStatus],
     /// Something can run (a probe or the kernel-log reader).
     runnable: bool,
@@ -50,9 +53,14 @@ pub fn kmsg_readable() -> bool {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let host = Host::detect();
     let mut a = probes::assess(&host);
+    let plan = devices::plan(&a, &devices::discover(Path::new("/sys")));
     let mut attach_error = None;
     if args.attach && a.probes.iter().any(|p| p.status == Status::Available) {
-        match probes::attach(&mut a, &AttachOptions::default()) {
+        let opts = AttachOptions {
+            device_names: plan.needs_kernel_names(),
+            ..Default::default()
+        };
+        match probes::attach(&mut a, &opts) {
             Ok(ebpf) => drop(ebpf), // detaches everything
             Err(e) => attach_error = Some(format!("{e:#}")),
         }
@@ -92,6 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         amdgpu_version: read_trim("/sys/module/amdgpu/version")
             .or_else(|| read_trim("/sys/module/amdgpu/srcversion")),
         kmsg_readable: kmsg,
+        device_labels: &plan,
         probes: &a.probes,
         runnable,
     };
@@ -149,6 +158,15 @@ fn render(r: &Report) -> String {
             (true, None) => "loaded".to_string(),
         }
     );
+    s += &format!("gpus:     {}\n", r.device_labels.summary());
+    for m in &r.device_labels.methods {
+        s += &format!(
+            "          {} {:11} {}\n",
+            if m.exact { "exact" } else { "guess" },
+            m.method.as_str(),
+            m.how
+        );
+    }
     s += &format!(
         "kmsg:     {}\n\n",
         if r.kmsg_readable {

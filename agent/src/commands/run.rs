@@ -12,6 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::control::{Request, Response, DEFAULT_SOCKET};
 use crate::correlate::{Config, Correlator};
 use crate::decode::{kind_name, Decoder};
+use crate::devices;
 use crate::incident::Incident;
 use crate::kmsg::{parse_dev_kmsg_record, KmsgAssembler};
 use crate::model::{Clock, Event, EventBody, Source};
@@ -164,24 +165,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     rt.block_on(run_async(args))
 }
 
-/// PCI addresses of the devices bound to amdgpu (`<sys>/bus/pci/drivers/amdgpu/DDDD:BB:DD.F`).
-fn amdgpu_devices(sys: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(sys.join("bus/pci/drivers/amdgpu"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| {
-            n.len() == 12
-                && n.as_bytes()[4] == b':'
-                && n.as_bytes()[7] == b':'
-                && n.as_bytes()[10] == b'.'
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// Everything the event loop mutates.
 struct State {
     corr: Correlator,
@@ -189,8 +172,8 @@ struct State {
     seen: SeenCache,
     seen_map: Option<BpfHashMap<MapData, u32, u8>>,
     sink: Sink,
-    /// The PCI address of the host's only amdgpu device, if it has exactly one.
-    only_gpu: Option<String>,
+    /// Which GPU each probe event is on (devices.rs).
+    labeler: devices::Labeler,
     kmsg_events: u64,
     /// Raw /dev/kmsg records read (recognised or not).
     kmsg_lines: u64,
@@ -224,10 +207,7 @@ impl State {
     /// A probe event: first time a submitter is seen, record its exe/comm (it may be gone by
     /// the time an incident is written) and let the exit probe watch it.
     fn probe_event(&mut self, mut ev: Event) {
-        // The amdgpu tracepoints do not name their device; with one GPU there is no doubt.
-        if ev.gpu.is_none() {
-            ev.gpu.clone_from(&self.only_gpu);
-        }
+        self.labeler.label(&mut ev);
         let pid = match &ev.body {
             EventBody::Submit { task, .. }
             | EventBody::SchedQueued { task, .. }
@@ -251,8 +231,11 @@ impl State {
 async fn run_async(args: Args) -> anyhow::Result<u8> {
     let host = Host::detect();
     let mut a = probes::assess(&host);
+    let gpus = devices::discover(Path::new("/sys"));
+    let plan = devices::plan(&a, &gpus);
     let opts = AttachOptions {
         ring_bytes: args.ring_kib.saturating_mul(1024),
+        device_names: plan.needs_kernel_names(),
         ..Default::default()
     };
     let any = a.probes.iter().any(|p| p.status == Status::Available);
@@ -285,6 +268,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         .filter(|p| p.status == Status::Attached)
         .count();
     eprintln!("hangwatch: probes attached: {attached}/{}", a.probes.len());
+    eprintln!("hangwatch: {}", plan.summary());
 
     let (ring, drops, seen_map) = match ebpf.as_mut() {
         Some(e) => (
@@ -344,10 +328,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             dir,
             count: 0,
         },
-        only_gpu: match amdgpu_devices(Path::new("/sys")).as_slice() {
-            [one] => Some(one.clone()),
-            _ => None,
-        },
+        labeler: devices::Labeler::new(&gpus, Path::new("/proc")),
         kmsg_events: 0,
         kmsg_lines: 0,
         user_drops: 0,
@@ -362,6 +343,8 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
                 let _ = m.insert(*pid, 1, 0);
             }
         }
+        let mut ev = ev;
+        st.labeler.label(&mut ev);
         st.push(ev);
     }
 
@@ -535,6 +518,11 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         st.user_drops,
         st.decoder.short,
     );
+    let lc = &st.labeler.counts;
+    eprintln!(
+        "hangwatch: device labels: kernel {}, join {}, fdinfo {}, only device {} ({} guessed); unlabelled {}",
+        lc.kernel, lc.join, lc.fdinfo, lc.only_device, lc.guessed, lc.unlabelled
+    );
     let cs = st.corr.stats();
     let mut rings: Vec<String> = cs
         .ring_jobs_seen
@@ -577,29 +565,4 @@ fn drain_ring(rb: &mut RingBuf<MapData>, st: &mut State) -> usize {
 
 fn sum_drops(d: &PerCpuArray<MapData, u64>) -> u64 {
     d.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amdgpu_devices_lists_bound_pci_addresses_only() {
-        let sys = std::env::temp_dir().join(format!("hw-sys-{}", std::process::id()));
-        let d = sys.join("bus/pci/drivers/amdgpu");
-        std::fs::create_dir_all(&d).unwrap();
-        for n in [
-            "0000:03:00.0",
-            "0000:c3:00.0",
-            "bind",
-            "unbind",
-            "module",
-            "new_id",
-        ] {
-            std::fs::write(d.join(n), "").unwrap();
-        }
-        assert_eq!(amdgpu_devices(&sys), vec!["0000:03:00.0", "0000:c3:00.0"]);
-        assert!(amdgpu_devices(&sys.join("nowhere")).is_empty());
-        std::fs::remove_dir_all(&sys).unwrap();
-    }
 }

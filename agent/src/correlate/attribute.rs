@@ -171,7 +171,7 @@ pub fn attribute(o: &Open, procs: &Processes, rec: &Recorder, cfg: &Config) -> I
     };
     // Other jobs in flight on the hung ring.
     if let Some(r) = &ring {
-        for j in rec.jobs(r) {
+        for j in rec.jobs_on(&o.gpu, r) {
             let in_window = match (o.signaled, o.emitted, j.hw_seqno) {
                 (Some(s), Some(e), Some(h)) => h > s && h <= e,
                 _ => {
@@ -211,7 +211,8 @@ pub fn attribute(o: &Open, procs: &Processes, rec: &Recorder, cfg: &Config) -> I
         _ => false,
     };
     let jobs = match &ring {
-        Some(r) => rec.snapshot(
+        Some(r) => rec.snapshot_on(
+            &o.gpu,
             Some(r),
             o.start_ns.saturating_sub(cfg.fault_window_ns),
             o.last_ns,
@@ -264,10 +265,13 @@ fn ran_just_before(rec: &Recorder, ring: &str, o: &Open, pid: u32) -> bool {
     let Some((_, _, key)) = &o.hung_job else {
         return false;
     };
-    let mut ran: Vec<_> = rec.jobs(ring).filter(|j| j.run_ns.is_some()).collect();
+    let mut ran: Vec<_> = rec
+        .jobs_on(&o.gpu, ring)
+        .filter(|j| j.run_ns.is_some())
+        .collect();
     ran.sort_by_key(|j| j.run_ns);
     let Some(pos) = ran.iter().position(|j| {
-        rec.find(Some(ring), key)
+        rec.find_on(&o.gpu, Some(ring), key)
             .is_some_and(|h| std::ptr::eq(*j, h))
     }) else {
         return false;
@@ -281,7 +285,7 @@ fn active_before(rec: &Recorder, o: &Open) -> Vec<String> {
     let from = o.start_ns.saturating_sub(5_000_000_000);
     let mut names: Vec<String> = Vec::new();
     let _ = rec;
-    for j in rec.all_jobs() {
+    for j in rec.all_jobs_on(&o.gpu) {
         let active = (j.run_ns.is_some() && j.done_ns.is_none())
             || j.submit_ns.is_some_and(|t| t >= from && t <= until);
         let n = format!("{} (pid {})", j.comm, j.pid);

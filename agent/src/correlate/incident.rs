@@ -213,7 +213,7 @@ impl Open {
                     self.timeout_ring = ring.clone();
                 }
                 let owner = rec
-                    .find(ring.as_deref(), job)
+                    .find_on(&ev.gpu, ring.as_deref(), job)
                     .filter(|j| j.pid != 0)
                     .map(|j| (j.pid, j.comm.clone()))
                     .or_else(|| {

@@ -1,5 +1,6 @@
 //! Per-ring flight recorder: the last `depth` jobs per ring, joined across the submit,
-//! scheduler and hardware-fence events (see docs/attribution.md "Joins").
+//! scheduler and hardware-fence events (see docs/attribution.md "Joins"). Rings are kept per
+//! device (`Event::gpu`): two GPUs both have `gfx_0.0.0` and count job ids per scheduler.
 use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::FxHashMap as HashMap;
@@ -11,6 +12,8 @@ use crate::model::{Event, EventBody, JobKey, Task};
 
 #[derive(Clone, Debug, Default)]
 pub struct Job {
+    /// The device of the ring (`None`: not known).
+    pub gpu: Option<String>,
     pub ring: String,
     pub pid: u32,
     pub tid: u32,
@@ -28,8 +31,9 @@ pub struct Job {
 
 impl Job {
     /// A job first seen at submission by `task`.
-    fn submitted(ring: &str, task: &Task, key: &JobKey, t: u64) -> Job {
+    fn submitted(gpu: &Option<String>, ring: &str, task: &Task, key: &JobKey, t: u64) -> Job {
         Job {
+            gpu: gpu.clone(),
             ring: ring.to_string(),
             pid: task.pid,
             tid: task.tid,
@@ -165,88 +169,145 @@ impl RingLog {
 
 pub struct Recorder {
     depth: usize,
-    rings: HashMap<String, RingLog>,
+    /// Device (`None`: unknown) → ring name → jobs. Two levels so a lookup borrows the
+    /// event's own strings instead of building a key per event.
+    devs: HashMap<Option<String>, HashMap<String, RingLog>>,
     /// Scheduler worker tid → (pasid from the last VmGrabId).
     worker_pasid: HashMap<u32, u32>,
+}
+
+/// The log on `ring` (any ring when `None`) of one device's rings holding the newest job that
+/// matches `key`, with its serial.
+fn find_in<'a>(
+    d: &'a mut HashMap<String, RingLog>,
+    ring: Option<&str>,
+    key: &JobKey,
+) -> Option<(&'a mut RingLog, u64)> {
+    match ring {
+        Some(r) => {
+            let log = d.get_mut(r)?;
+            let serial = log.lookup(key)?;
+            Some((log, serial))
+        }
+        None => d
+            .values_mut()
+            .find_map(|log| log.lookup(key).map(|s| (log, s))),
+    }
+}
+
+/// The stats key of a ring: `0000:03:00.0/gfx_0.0.0`, or the ring name when the device is
+/// unknown.
+fn ring_label(gpu: &Option<String>, ring: &str) -> String {
+    match gpu {
+        Some(g) => format!("{g}/{ring}"),
+        None => ring.to_string(),
+    }
 }
 
 impl Recorder {
     pub fn new(depth: usize) -> Self {
         Recorder {
             depth: depth.max(1),
-            rings: HashMap::default(),
+            devs: HashMap::default(),
             worker_pasid: HashMap::default(),
         }
     }
 
+    /// Jobs kept on every device's ring named `ring`.
     pub fn ring_len(&self, ring: &str) -> usize {
-        self.rings.get(ring).map_or(0, |r| r.jobs.len())
+        self.devs
+            .values()
+            .filter_map(|d| d.get(ring))
+            .map(|r| r.jobs.len())
+            .sum()
     }
 
-    /// Appends a job to its ring; returns its serial.
+    /// The per-device ring maps that may hold device `gpu`'s jobs, its own first, then those of
+    /// jobs whose device is not known; every device's when `gpu` is `None`.
+    fn buckets<'a>(
+        &'a self,
+        gpu: &'a Option<String>,
+    ) -> impl Iterator<Item = &'a HashMap<String, RingLog>> + 'a {
+        let known = gpu.is_some();
+        let own = self.devs.get(gpu).filter(|_| known);
+        let unknown = self.devs.get(&None).filter(|_| known);
+        let all = (!known).then(|| self.devs.values()).into_iter().flatten();
+        own.into_iter().chain(unknown).chain(all)
+    }
+
+    /// Ring logs that may hold device `gpu`'s jobs ([`Recorder::buckets`]), optionally only
+    /// rings named `ring`.
+    fn logs<'a>(
+        &'a self,
+        gpu: &'a Option<String>,
+        ring: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a RingLog> + 'a {
+        self.buckets(gpu).flat_map(move |d| {
+            d.iter()
+                .filter(move |(name, _)| ring.is_none_or(|r| r == name.as_str()))
+                .map(|(_, log)| log)
+        })
+    }
+
+    fn log_mut(&mut self, gpu: &Option<String>, ring: &str) -> Option<&mut RingLog> {
+        self.devs.get_mut(gpu)?.get_mut(ring)
+    }
+
+    /// Appends a job to its device's ring; returns its serial.
     fn push_job(&mut self, job: Job, stats: &mut Stats) -> u64 {
-        // Counters and logs are keyed by ring name: clone it only the first time a ring shows up.
-        match stats.ring_jobs_seen.get_mut(job.ring.as_str()) {
-            Some(n) => *n += 1,
-            None => {
-                stats.ring_jobs_seen.insert(job.ring.clone(), 1);
-            }
+        let label = ring_label(&job.gpu, &job.ring);
+        *stats.ring_jobs_seen.entry(label.clone()).or_default() += 1;
+        if !self.devs.contains_key(&job.gpu) {
+            self.devs.insert(job.gpu.clone(), HashMap::default());
         }
-        if !self.rings.contains_key(job.ring.as_str()) {
-            self.rings.insert(job.ring.clone(), RingLog::default());
-        }
-        let Some(log) = self.rings.get_mut(job.ring.as_str()) else {
+        let Some(dev) = self.devs.get_mut(&job.gpu) else {
             return 0;
         };
-        let ring_evicts = log.jobs.len() >= self.depth;
-        if ring_evicts {
-            match stats.ring_jobs_evicted.get_mut(job.ring.as_str()) {
-                Some(n) => *n += 1,
-                None => {
-                    stats.ring_jobs_evicted.insert(job.ring.clone(), 1);
-                }
-            }
+        if !dev.contains_key(job.ring.as_str()) {
+            dev.insert(job.ring.clone(), RingLog::default());
+        }
+        let Some(log) = dev.get_mut(job.ring.as_str()) else {
+            return 0;
+        };
+        if log.jobs.len() >= self.depth {
+            *stats.ring_jobs_evicted.entry(label).or_default() += 1;
         }
         log.push(job, self.depth)
     }
 
-    /// (ring, serial) of the newest job matching `key`, on `ring` or on any ring.
-    fn locate(&self, ring: Option<&str>, key: &JobKey) -> Option<(&str, u64)> {
-        match ring {
-            Some(r) => {
-                let (name, log) = self.rings.get_key_value(r)?;
-                log.lookup(key).map(|s| (name.as_str(), s))
-            }
-            None => self
-                .rings
-                .iter()
-                .find_map(|(name, log)| log.lookup(key).map(|s| (name.as_str(), s))),
+    /// The ring log holding the newest job matching `key` among device `gpu`'s rings (then
+    /// those of jobs whose device is not known; any device when `gpu` is `None`), on `ring` or on
+    /// any ring, with that job's serial. Never another known device's: job ids repeat across
+    /// devices.
+    fn locate_mut(
+        &mut self,
+        gpu: &Option<String>,
+        ring: Option<&str>,
+        key: &JobKey,
+    ) -> Option<(&mut RingLog, u64)> {
+        if gpu.is_none() {
+            return self.devs.values_mut().find_map(|d| find_in(d, ring, key));
         }
+        let own = self.devs.get(gpu).is_some_and(|d| {
+            d.iter()
+                .any(|(n, log)| ring.is_none_or(|r| r == n) && log.lookup(key).is_some())
+        });
+        find_in(self.devs.get_mut(if own { gpu } else { &None })?, ring, key)
     }
 
-    /// The ring log holding the newest job matching `key`, with that job's serial.
-    fn locate_mut(&mut self, ring: Option<&str>, key: &JobKey) -> Option<(&mut RingLog, u64)> {
-        match ring {
-            Some(r) => {
-                let log = self.rings.get_mut(r)?;
-                let serial = log.lookup(key)?;
-                Some((log, serial))
-            }
-            None => self
-                .rings
-                .values_mut()
-                .find_map(|log| log.lookup(key).map(|s| (log, s))),
-        }
-    }
-
-    fn find_mut(&mut self, ring: Option<&str>, key: &JobKey) -> Option<&mut Job> {
-        let (log, serial) = self.locate_mut(ring, key)?;
+    fn find_mut(
+        &mut self,
+        gpu: &Option<String>,
+        ring: Option<&str>,
+        key: &JobKey,
+    ) -> Option<&mut Job> {
+        let (log, serial) = self.locate_mut(gpu, ring, key)?;
         log.get_mut(serial)
     }
 
     /// Merge `key` into the matching job; false when no job matches.
-    fn merge_into(&mut self, ring: Option<&str>, key: &JobKey) -> bool {
-        match self.locate_mut(ring, key) {
+    fn merge_into(&mut self, gpu: &Option<String>, ring: Option<&str>, key: &JobKey) -> bool {
+        match self.locate_mut(gpu, ring, key) {
             Some((log, serial)) => {
                 log.merge(serial, key);
                 true
@@ -255,35 +316,66 @@ impl Recorder {
         }
     }
 
+    /// The newest job matching `key` on any device's `ring` (or any ring).
     pub fn find(&self, ring: Option<&str>, key: &JobKey) -> Option<&Job> {
-        let (name, serial) = self.locate(ring, key)?;
-        self.rings.get(name)?.get(serial)
+        self.find_on(&None, ring, key)
     }
 
-    pub fn jobs(&self, ring: &str) -> impl Iterator<Item = &Job> {
-        self.rings.get(ring).into_iter().flat_map(|r| r.jobs.iter())
+    /// Like [`Recorder::find`], on device `gpu` only (any device when `None`).
+    pub fn find_on(&self, gpu: &Option<String>, ring: Option<&str>, key: &JobKey) -> Option<&Job> {
+        // As `buckets`, spelled out so the result borrows only `self`.
+        let known = gpu.is_some();
+        let own = self.devs.get(gpu).filter(|_| known);
+        let unknown = self.devs.get(&None).filter(|_| known);
+        let all = (!known).then(|| self.devs.values()).into_iter().flatten();
+        for d in own.into_iter().chain(unknown).chain(all) {
+            for (name, log) in d {
+                if ring.is_some_and(|r| r != name) {
+                    continue;
+                }
+                if let Some(j) = log.lookup(key).and_then(|s| log.get(s)) {
+                    return Some(j);
+                }
+            }
+        }
+        None
+    }
+
+    /// Jobs on every device's ring named `ring`.
+    pub fn jobs<'a>(&'a self, ring: &'a str) -> impl Iterator<Item = &'a Job> + 'a {
+        self.logs(&None, Some(ring)).flat_map(|r| r.jobs.iter())
+    }
+
+    /// Jobs on device `gpu`'s ring named `ring` (every device's when `gpu` is `None`).
+    pub fn jobs_on<'a>(
+        &'a self,
+        gpu: &'a Option<String>,
+        ring: &'a str,
+    ) -> impl Iterator<Item = &'a Job> + 'a {
+        self.logs(gpu, Some(ring)).flat_map(|r| r.jobs.iter())
     }
 
     pub fn observe(&mut self, ev: &Event, procs: &mut Processes, stats: &mut Stats) {
         let t = ev.t_ns;
+        let gpu = &ev.gpu;
         match &ev.body {
             EventBody::Submit {
                 task, ring, job, ..
             } => {
                 *stats.submissions.entry(task.pid).or_default() += 1;
-                if self.merge_into(Some(ring), job) {
+                if self.merge_into(gpu, Some(ring), job) {
                     return;
                 }
-                self.push_job(Job::submitted(ring, task, job, t), stats);
+                self.push_job(Job::submitted(gpu, ring, task, job, t), stats);
             }
             EventBody::SchedQueued {
                 task, ring, job, ..
             } => {
                 // Same thread as the Submit just before: merge keys (sched_fence ↔ sched_job_id).
-                if self.merge_into(Some(ring), job) {
+                if self.merge_into(gpu, Some(ring), job) {
                     return;
                 }
-                let by_thread = self.rings.get(ring.as_str()).and_then(|log| {
+                let by_thread = self.logs(gpu, Some(ring)).find_map(|log| {
                     log.jobs
                         .iter()
                         .enumerate()
@@ -291,11 +383,11 @@ impl Recorder {
                         .find(|(_, j)| j.tid == task.tid && j.run_ns.is_none())
                         .map(|(i, _)| log.front + i as u64)
                 });
-                match (by_thread, self.rings.get_mut(ring.as_str())) {
+                match (by_thread, self.log_mut(gpu, ring)) {
                     (Some(serial), Some(log)) => log.merge(serial, job),
                     _ => {
                         *stats.submissions.entry(task.pid).or_default() += 1;
-                        self.push_job(Job::submitted(ring, task, job, t), stats);
+                        self.push_job(Job::submitted(gpu, ring, task, job, t), stats);
                     }
                 }
             }
@@ -312,10 +404,10 @@ impl Recorder {
                 let pasid = self.worker_pasid.remove(worker_tid);
                 // A worker runs one job at a time: whatever it ran before on any ring is no
                 // longer the one awaiting this worker's next hardware fence.
-                for log in self.rings.values_mut() {
+                for log in self.devs.values_mut().flat_map(|d| d.values_mut()) {
                     log.last_run.remove(worker_tid);
                 }
-                let serial = match self.locate_mut(Some(ring), job) {
+                let serial = match self.locate_mut(gpu, Some(ring), job) {
                     Some((log, serial)) => {
                         log.merge(serial, job);
                         if let Some(j) = log.get_mut(serial) {
@@ -333,6 +425,7 @@ impl Recorder {
                         let pid = pasid.and_then(|p| procs.pid_of_pasid(p)).unwrap_or(0);
                         let comm = procs.get(pid).map(|p| p.comm.clone()).unwrap_or_default();
                         let j = Job {
+                            gpu: gpu.clone(),
                             ring: ring.clone(),
                             pid,
                             tid: 0,
@@ -346,7 +439,7 @@ impl Recorder {
                         self.push_job(j, stats)
                     }
                 };
-                if let Some(log) = self.rings.get_mut(ring.as_str()) {
+                if let Some(log) = self.log_mut(gpu, ring) {
                     log.last_run.insert(*worker_tid, serial);
                 }
             }
@@ -356,7 +449,7 @@ impl Recorder {
                 emitter_tid,
                 ..
             } => {
-                if let Some(log) = self.rings.get_mut(ring.as_str()) {
+                if let Some(log) = self.log_mut(gpu, ring) {
                     if let Some(serial) = log.last_run.remove(emitter_tid) {
                         if let Some(j) = log.get_mut(serial).filter(|j| j.hw_seqno.is_none()) {
                             j.hw_seqno = Some(*seqno);
@@ -370,7 +463,7 @@ impl Recorder {
                 stats.unmatched_joins += 1;
             }
             EventBody::HwFenceSignaled { ring, seqno, .. } => {
-                if let Some(log) = self.rings.get_mut(ring.as_str()) {
+                if let Some(log) = self.log_mut(gpu, ring) {
                     // Fences on a ring signal in order: everything up to `seqno` is done.
                     let later = log.unsignaled.split_off(&seqno.saturating_add(1));
                     let done = std::mem::replace(&mut log.unsignaled, later);
@@ -383,7 +476,7 @@ impl Recorder {
                     }
                 }
             }
-            EventBody::JobDone { job } => match self.find_mut(None, job) {
+            EventBody::JobDone { job } => match self.find_mut(gpu, None, job) {
                 Some(j) => {
                     if j.done_ns.is_none() {
                         j.done_ns = Some(t);
@@ -392,13 +485,19 @@ impl Recorder {
                 None => stats.unmatched_joins += 1,
             },
             EventBody::JobTimedOut { ring, job, .. } => {
-                if let Some(j) = self.find_mut(ring.as_deref(), job) {
+                if let Some(j) = self.find_mut(gpu, ring.as_deref(), job) {
                     j.hung = true;
                 }
             }
             EventBody::ResetEnd { .. } => {
-                // Jobs that were run but never completed are cancelled by the reset.
-                for log in self.rings.values_mut() {
+                // Jobs that were run but never completed are cancelled by the reset (of this
+                // device, when known).
+                for log in self
+                    .devs
+                    .iter_mut()
+                    .filter(|(g, _)| gpu.is_none() || *g == gpu)
+                    .flat_map(|(_, d)| d.values_mut())
+                {
                     for j in log
                         .jobs
                         .iter_mut()
@@ -412,9 +511,22 @@ impl Recorder {
         }
     }
 
-    /// Jobs on `ring` (or all rings) overlapping [from, to], with their state.
+    /// Jobs on every device's `ring` (or all rings) overlapping [from, to], with their state.
     pub fn snapshot(
         &self,
+        ring: Option<&str>,
+        from: u64,
+        to: u64,
+        hung: Option<&JobKey>,
+        procs: &Processes,
+    ) -> Vec<JobSnapshot> {
+        self.snapshot_on(&None, ring, from, to, hung, procs)
+    }
+
+    /// Like [`Recorder::snapshot`], on device `gpu` only (every device when `None`).
+    pub fn snapshot_on(
+        &self,
+        gpu: &Option<String>,
         ring: Option<&str>,
         from: u64,
         to: u64,
@@ -422,10 +534,7 @@ impl Recorder {
         procs: &Processes,
     ) -> Vec<JobSnapshot> {
         let mut out = Vec::new();
-        for (name, log) in &self.rings {
-            if ring.is_some_and(|r| r != name) {
-                continue;
-            }
+        for log in self.logs(gpu, ring) {
             for j in &log.jobs {
                 let start = j.submit_ns.or(j.run_ns).unwrap_or(0);
                 let end = j.done_ns.unwrap_or(u64::MAX);
@@ -447,7 +556,7 @@ impl Recorder {
                     j.comm.clone()
                 };
                 out.push(JobSnapshot {
-                    ring: name.clone(),
+                    ring: j.ring.clone(),
                     pid: j.pid,
                     tid: j.tid,
                     comm,
@@ -469,7 +578,15 @@ impl Recorder {
 
 impl Recorder {
     pub fn all_jobs(&self) -> impl Iterator<Item = &Job> {
-        self.rings.values().flat_map(|r| r.jobs.iter())
+        self.logs(&None, None).flat_map(|r| r.jobs.iter())
+    }
+
+    /// Every job of device `gpu` (of every device when `None`).
+    pub fn all_jobs_on<'a>(
+        &'a self,
+        gpu: &'a Option<String>,
+    ) -> impl Iterator<Item = &'a Job> + 'a {
+        self.logs(gpu, None).flat_map(|r| r.jobs.iter())
     }
 }
 
@@ -548,5 +665,62 @@ mod tests {
                 log.by_job_id.len() <= 16 && log.by_fence.len() <= 16 && log.by_ctx_seq.len() <= 16
             );
         }
+    }
+
+    /// Two GPUs, same ring name, same per-scheduler job ids: each device's events land on its
+    /// own ring, and a job first recorded without a device is still found by its later,
+    /// labelled events (never another device's job with the same id).
+    #[test]
+    fn rings_are_per_device() {
+        use crate::model::{Clock, Source};
+        let ev = |gpu: Option<&str>, t: u64, body: EventBody| Event {
+            t_ns: t,
+            clock: Clock::Monotonic,
+            source: Source::Ebpf,
+            gpu: gpu.map(str::to_string),
+            body,
+        };
+        let id = |n: u64| JobKey {
+            sched_job_id: Some(n),
+            ..JobKey::default()
+        };
+        let submit = |pid: u32, n: u64| EventBody::Submit {
+            task: Task::new(pid, pid, format!("p{pid}")),
+            ring: "gfx_0.0.0".into(),
+            job: id(n),
+            num_ibs: 1,
+        };
+        let run = |n: u64, worker: u32| EventBody::RunJob {
+            ring: "gfx_0.0.0".into(),
+            job: id(n),
+            worker_tid: worker,
+        };
+        let (a, b) = (Some("0000:00:00.0"), Some("0000:01:00.0"));
+        let mut rec = Recorder::new(8);
+        let mut procs = Processes::new(16);
+        let mut stats = Stats::default();
+        rec.observe(&ev(a, 1, submit(10, 1)), &mut procs, &mut stats);
+        rec.observe(&ev(b, 2, submit(20, 1)), &mut procs, &mut stats);
+        rec.observe(&ev(None, 3, submit(30, 2)), &mut procs, &mut stats);
+        rec.observe(&ev(b, 4, run(1, 7)), &mut procs, &mut stats);
+        rec.observe(&ev(b, 5, run(2, 7)), &mut procs, &mut stats);
+        let a_gpu = a.map(str::to_string);
+        let b_gpu = b.map(str::to_string);
+        let on = |g: &Option<String>| -> Vec<(u32, Option<u64>)> {
+            rec.jobs_on(g, "gfx_0.0.0")
+                .map(|j| (j.pid, j.run_ns))
+                .collect()
+        };
+        // A device's jobs, then those whose device is unknown (they may be on it); never the
+        // other device's.
+        assert_eq!(on(&a_gpu), vec![(10, None), (30, Some(5))]);
+        assert_eq!(on(&b_gpu), vec![(20, Some(4)), (30, Some(5))]);
+        assert_eq!(
+            rec.find(None, &id(2)).map(|j| (j.pid, j.run_ns)),
+            Some((30, Some(5)))
+        );
+        assert_eq!(rec.ring_len("gfx_0.0.0"), 3);
+        assert_eq!(stats.unmatched_joins, 0);
+        assert_eq!(stats.ring_jobs_seen.get("0000:01:00.0/gfx_0.0.0"), Some(&1));
     }
 }

@@ -47,6 +47,7 @@ const JOB_FIELDS: &[Binding] = &[
 
 const SCHED_NEW: &[Binding] = &[
     Binding::req(slot::RING, &["name"], S),
+    Binding::opt(slot::DEV, &["dev"], S),
     Binding::req(JobSlots::CONTEXT, &["fence_context"], I),
     Binding::req(JobSlots::SEQNO, &["fence_seqno"], I),
     Binding::opt(JobSlots::CLIENT_ID, &["client_id"], I),
@@ -56,6 +57,7 @@ const SCHED_LEGACY: &[Binding] = &[
     Binding::req(slot::RING, &["name"], S),
     Binding::req(JobSlots::JOB_ID, &["id"], I),
     Binding::opt(JobSlots::FENCE, &["fence"], I),
+    Binding::opt(JobSlots::ENTITY, &["entity"], I),
 ];
 
 const FENCE: &[Binding] = &[

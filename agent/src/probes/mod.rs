@@ -7,7 +7,7 @@ pub mod catalogue;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use agent_common::{IvFilter, JobLayout, KfdLayout, TpLayout};
+use agent_common::{DevLayout, IvFilter, JobLayout, KfdLayout, TpLayout};
 use aya::programs::{KProbe, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
@@ -123,6 +123,10 @@ pub struct Assessment {
     /// The KFD queue probes' offsets (`kfd::layout`) and where they came from.
     pub kfd_layout: KfdLayout,
     pub kfd_note: String,
+    /// BTF paths from scheduler objects to their device name (for kernels whose tracepoints
+    /// do not print `dev`), and which paths exist or why none does.
+    pub dev_layout: DevLayout,
+    pub dev_note: String,
 }
 
 /// Without root, tracefs usually exists but cannot be read: say so instead of "not mounted".
@@ -259,13 +263,22 @@ fn assess_kprobe(
 
 /// Decides every probe of the catalogue on `host`.
 pub fn assess(host: &Host) -> Assessment {
-    let (job_layout, btf_note) = match btf::symbol_module(&host.kallsyms, "amdgpu_job_timedout") {
+    let (btf, btf_note) = match btf::symbol_module(&host.kallsyms, "amdgpu_job_timedout") {
         None => (
-            JobLayout::default(),
-            "amdgpu_job_timedout not in kallsyms".to_string(),
+            Err("amdgpu_job_timedout not in kallsyms".to_string()),
+            String::new(),
         ),
-        Some(m) if m.is_empty() => job_layout_from(host, "vmlinux"),
-        Some(m) => job_layout_from(host, &m),
+        Some(m) if m.is_empty() => (load_btf(host, "vmlinux"), "vmlinux".to_string()),
+        Some(m) => (load_btf(host, &m), m),
+    };
+    let (job_layout, btf_note) = match btf.as_ref().map(btf::job_layout) {
+        Ok(Ok(l)) => (l, format!("BTF of {btf_note}")),
+        Ok(Err(e)) => (JobLayout::default(), e),
+        Err(e) => (JobLayout::default(), e.clone()),
+    };
+    let (dev_layout, dev_note) = match btf.as_ref() {
+        Ok(b) => btf::dev_layout(b),
+        Err(e) => (DevLayout::default(), e.clone()),
     };
     let mut probes: Vec<ProbeStatus> = CATALOGUE
         .iter()
@@ -282,6 +295,8 @@ pub fn assess(host: &Host) -> Assessment {
         probes,
         job_layout,
         btf_note,
+        dev_layout,
+        dev_note,
         kfd_layout,
         kfd_note,
     }
@@ -314,17 +329,13 @@ fn compute_notes(probes: &mut [ProbeStatus], l: &KfdLayout, note: &str) {
     }
 }
 
-fn job_layout_from(host: &Host, module: &str) -> (JobLayout, String) {
-    let loaded = if module == "vmlinux" {
+fn load_btf(host: &Host, module: &str) -> Result<btf::Btf, String> {
+    if module == "vmlinux" {
         std::fs::read(host.btf_dir.join("vmlinux"))
             .map_err(|e| format!("no vmlinux BTF: {e}"))
             .and_then(|b| btf::Btf::parse(&b))
     } else {
         btf::load_module(&host.btf_dir, module)
-    };
-    match loaded.and_then(|b| btf::job_layout(&b)) {
-        Ok(l) => (l, format!("BTF of {module}")),
-        Err(e) => (JobLayout::default(), e),
     }
 }
 
@@ -334,6 +345,10 @@ pub struct AttachOptions {
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_bytes: u32,
     pub iv_filter: IvFilter,
+    /// Read device names through BTF ([`Assessment::dev_layout`]) in the scheduler and
+    /// kprobe programs. Costs a few probe reads per scheduler event; worth it only when the
+    /// host has more than one GPU (`devices::Devices::needs_kernel_names`).
+    pub device_names: bool,
 }
 
 impl Default for AttachOptions {
@@ -341,6 +356,7 @@ impl Default for AttachOptions {
         AttachOptions {
             ring_bytes: 4 << 20,
             iv_filter: default_iv_filter(),
+            device_names: false,
         }
     }
 }
@@ -402,6 +418,12 @@ pub fn attach(a: &mut Assessment, opts: &AttachOptions) -> anyhow::Result<Ebpf> 
     loader.override_global("JOB_LAYOUT", &a.job_layout, true);
     loader.override_global("KFD_LAYOUT", &a.kfd_layout, true);
     loader.override_global("IV_FILTER", &opts.iv_filter, true);
+    let dev = if opts.device_names {
+        a.dev_layout
+    } else {
+        DevLayout::default()
+    };
+    loader.override_global("DEV_LAYOUT", &dev, true);
     loader.map_max_entries("EVENTS", ring_bytes);
     let mut ebpf = loader
         .load(EBPF_OBJECT)
@@ -450,6 +472,7 @@ pub fn verify_all(
     tp: &TpLayout,
     job: &JobLayout,
     kfd: &KfdLayout,
+    dev: &DevLayout,
 ) -> anyhow::Result<Vec<(&'static str, Result<(), String>)>> {
     let iv = default_iv_filter();
     let mut loader = EbpfLoader::new();
@@ -461,6 +484,7 @@ pub fn verify_all(
     loader.override_global("JOB_LAYOUT", job, true);
     loader.override_global("KFD_LAYOUT", kfd, true);
     loader.override_global("IV_FILTER", &iv, true);
+    loader.override_global("DEV_LAYOUT", dev, true);
     let mut ebpf = loader.load(EBPF_OBJECT)?;
     let mut out = Vec::new();
     for spec in CATALOGUE {
@@ -611,7 +635,17 @@ mod tests {
                 sched_name_is_ptr: inline,
                 ..job
             };
-            let res = verify_all(&tp, &job, &kfd).unwrap();
+            let dev = DevLayout {
+                entity_rq: 48,
+                rq_sched: 0,
+                sched_dev: 1500,
+                adev_dev: 8,
+                dev_name: 0,
+                valid: agent_common::dev_path::SCHED
+                    | agent_common::dev_path::ENTITY
+                    | agent_common::dev_path::ADEV,
+            };
+            let res = verify_all(&tp, &job, &kfd, &dev).unwrap();
             let bad: Vec<_> = res.iter().filter(|(_, r)| r.is_err()).collect();
             assert!(bad.is_empty(), "{bad:?}");
             assert_eq!(res.len(), CATALOGUE.len());
@@ -657,5 +691,97 @@ mod tests {
         );
         assert_eq!(verifier_verdict("0: (b7) r0 = 0\n"), "0: (b7) r0 = 0");
         assert_eq!(verifier_verdict(""), "");
+    }
+
+    /// The committed real-driver captures of every kernel series in the VM matrix
+    /// (testdata/formats/<series>.txt) as a tracefs: every tracepoint probe binds, 7.x picks the
+    /// uAPI scheduler events with their `dev`, the older series the legacy ones with `entity`.
+    #[test]
+    fn every_series_capture_binds_and_picks_its_scheduler_events() {
+        use agent_common::{slot, JobSlots};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/formats");
+        let mut series = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(s) = name.strip_suffix(".txt") else {
+                continue;
+            };
+            let root = std::env::temp_dir().join(format!("hw-cap-{}-{s}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let mut events = Vec::new();
+            for chunk in text.split("\n== ").skip(1) {
+                let (id, body) = chunk.split_once('\n').unwrap();
+                let (sys, ev) = id.trim().split_once('/').unwrap();
+                events.push((sys.to_string(), ev.to_string(), body.to_string()));
+            }
+            events.push(("sched".into(), "sched_process_exit".into(), String::new()));
+            let ev_refs: Vec<(&str, &str, &str)> = events
+                .iter()
+                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+                .collect();
+            fake_tracefs(&root, &ev_refs);
+            let a = assess(&Host {
+                root: true,
+                tracefs: Some(root.clone()),
+                ..Default::default()
+            });
+            let new = s.starts_with('7');
+            for p in a
+                .probes
+                .iter()
+                .filter(|p| p.tracepoint.is_some() || p.layout.is_some())
+            {
+                // The user-queue fence filter binds dma_fence_signaled, but is only attached
+                // where user queues exist (7.x).
+                let want = if p.name == "userq_fence_signaled" && !new {
+                    Status::Missing
+                } else {
+                    Status::Available
+                };
+                assert_eq!(p.status, want, "{s}: {} {}", p.name, p.reason);
+            }
+            let tp = |n: &str| status(&a, n).tracepoint.map(|(_, e)| e);
+            let layout = |n: &str| status(&a, n).layout.unwrap();
+            assert_eq!(
+                tp("sched_job_queue"),
+                Some(if new {
+                    "drm_sched_job_queue"
+                } else {
+                    "drm_sched_job"
+                }),
+                "{s}"
+            );
+            assert_eq!(
+                tp("sched_job_done"),
+                Some(if new {
+                    "drm_sched_job_done"
+                } else {
+                    "drm_sched_process_job"
+                }),
+                "{s}"
+            );
+            for n in ["sched_job_queue", "sched_job_run"] {
+                let l = layout(n);
+                assert_eq!(l.fields[slot::DEV].is_present(), new, "{s} {n} dev");
+                assert_eq!(
+                    l.fields[JobSlots::ENTITY].is_present(),
+                    !new,
+                    "{s} {n} entity"
+                );
+                assert_eq!(l.fields[JobSlots::CLIENT_ID].is_present(), new, "{s} {n}");
+            }
+            // 7.x amdgpu events: u64 fence keys, no sched_job_id.
+            let cs = layout("amdgpu_cs_ioctl");
+            assert_eq!(
+                cs.fields[JobSlots::CONTEXT].size,
+                if new { 8 } else { 4 },
+                "{s}"
+            );
+            assert_eq!(cs.fields[JobSlots::JOB_ID].is_present(), !new, "{s}");
+            let _ = std::fs::remove_dir_all(&root);
+            series += 1;
+        }
+        assert!(series >= 4, "captures: {series}");
     }
 }
