@@ -175,7 +175,7 @@ static DEFINE_MUTEX(kfd_processes_mutex);
 static LIST_HEAD(kfd_processes);
 static DEFINE_IDA(kfd_pasid_ida);
 static DEFINE_IDA(kfd_doorbell_ida);
-static struct workqueue_struct *kfd_wq;
+struct workqueue_struct *kfd_sim_wq; /* kfd_sim.h */
 static struct work_struct kfd_reset_work;
 static int kfd_reset_src = AMDGPU_RESET_SRC_HWS;
 static atomic_t kfd_reset_pending = ATOMIC_INIT(0);
@@ -455,7 +455,7 @@ static void kfd_procfs_add_queue(struct queue *q)
 noinline void amdgpu_amdkfd_gpu_reset(struct amdgpu_device *adev)
 {
 	if (atomic_cmpxchg(&kfd_reset_pending, 0, 1) == 0)
-		queue_work(kfd_wq, &kfd_reset_work);
+		queue_work(kfd_sim_wq, &kfd_reset_work);
 }
 
 static void kfd_reset_work_fn(struct work_struct *w)
@@ -795,7 +795,7 @@ static int kfd_sim_ioctl_dispatch(struct file *filep, struct kfd_process *p, voi
 	p->refs++; /* the job holds the process */
 	mutex_unlock(&kfd_processes_mutex);
 	INIT_DELAYED_WORK(&j->work, kfd_sim_job_fn);
-	queue_delayed_work(kfd_wq, &j->work, usecs_to_jiffies(max_t(u64, args->duration_us, 1)));
+	queue_delayed_work(kfd_sim_wq, &j->work, usecs_to_jiffies(max_t(u64, args->duration_us, 1)));
 	return 0;
 }
 
@@ -1056,8 +1056,8 @@ int kfd_sim_init(struct amdgpu_device *adev)
 	int r;
 
 	kfd_adev = adev;
-	kfd_wq = alloc_workqueue("kfd_sim", WQ_UNBOUND, 0);
-	if (!kfd_wq)
+	kfd_sim_wq = alloc_workqueue("kfd_sim", WQ_UNBOUND, 0);
+	if (!kfd_sim_wq)
 		return -ENOMEM;
 	INIT_WORK(&kfd_reset_work, kfd_reset_work_fn);
 	kfd_char_dev_major = register_chrdev(0, "kfd", &kfd_fops);
@@ -1094,20 +1094,20 @@ err_class:
 err_chrdev:
 	unregister_chrdev(kfd_char_dev_major, "kfd");
 err_wq:
-	destroy_workqueue(kfd_wq);
-	kfd_wq = NULL;
+	destroy_workqueue(kfd_sim_wq);
+	kfd_sim_wq = NULL;
 	return r;
 }
 
 void kfd_sim_exit(void)
 {
 	/* Module unload needs every /dev/kfd closed: no process is left. */
-	if (!kfd_wq)
+	if (!kfd_sim_wq)
 		return; /* kfd_sim_init failed */
-	flush_workqueue(kfd_wq);
+	flush_workqueue(kfd_sim_wq);
 	kfd_sim_topology_fini();
 	device_destroy(kfd_class, MKDEV(kfd_char_dev_major, 0));
 	class_destroy(kfd_class);
 	unregister_chrdev(kfd_char_dev_major, "kfd");
-	destroy_workqueue(kfd_wq);
+	destroy_workqueue(kfd_sim_wq);
 }

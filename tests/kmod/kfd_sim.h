@@ -6,6 +6,8 @@ struct amdgpu_device;
 /* `adev`: the simulated GPU the KFD node stands on (its resets go through it). */
 int kfd_sim_init(struct amdgpu_device *adev);
 void kfd_sim_exit(void);
+/* The simulator's unbound workqueue (7.x warns about work put on system_wq). */
+extern struct workqueue_struct *kfd_sim_wq;
 
 /* The functions with the real KFD names (hangwatch hooks some of them), declared like kfd_priv.h
  * and amdgpu_amdkfd.h do. */

@@ -241,9 +241,9 @@ int kfd_sim_userq_signal(struct kfd_sim_userq_signal *args)
 	list_add_tail(&f->node, &q->pending);
 	INIT_DELAYED_WORK(&f->work, uq_fence_work);
 	if (args->flags & KFD_SIM_F_HANG)
-		queue_delayed_work(system_wq, &q->hang_work, msecs_to_jiffies(userq_hang_ms));
+		queue_delayed_work(kfd_sim_wq, &q->hang_work, msecs_to_jiffies(userq_hang_ms));
 	else
-		queue_delayed_work(system_wq, &f->work,
+		queue_delayed_work(kfd_sim_wq, &f->work,
 				   usecs_to_jiffies(max_t(u64, args->duration_us, 1)));
 	mutex_unlock(&userq_mutex);
 	return 0;
