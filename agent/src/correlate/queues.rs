@@ -295,9 +295,11 @@ impl Queues {
         from: u64,
         to: u64,
     ) -> Option<&QueueRec> {
+        // A live queue first, else the newest one destroyed in the window.
         self.active(gpu, from, to)
             .into_iter()
-            .find(|r| r.info.doorbell == Some(doorbell))
+            .filter(|r| r.info.doorbell == Some(doorbell))
+            .max_by_key(|r| (r.destroyed_ns.is_none(), r.created_ns))
     }
 }
 
@@ -353,10 +355,10 @@ impl Queues {
             // that queue's timeout, owned through its pasid when the table knows it.
             EventBody::KfdLog(r) => match &r.kind {
                 KfdLogKind::QueuePreemptFailed { doorbell } => {
-                    let q = self
-                        .live
-                        .values()
-                        .find(|q| q.info.doorbell == Some(*doorbell));
+                    // The line is printed inside the destroy ioctl, whose return probe may be
+                    // read first: a queue destroyed just now still counts.
+                    let gpu = ev.gpu.as_deref();
+                    let q = self.by_doorbell(gpu, *doorbell, ev.t_ns, ev.t_ns);
                     EventBody::JobTimedOut {
                         ring: Some(kfd_ring(q.and_then(|q| q.info.kind), *doorbell)),
                         job: JobKey::default(),
@@ -1057,31 +1059,42 @@ mod tests {
     }
 
     /// 6.12+: KFD names the queue that did not preempt and resets it, without a GPU reset:
-    /// a timeout of that queue, its owner certain.
+    /// a timeout of that queue, its owner certain. The line is printed inside the destroy
+    /// ioctl, so the destroy's return probe may be read before it (`destroyed_first`).
     #[test]
     fn queue_preemption_failure_is_that_queues_timeout() {
-        let mut c = crate::correlate::Correlator::new(crate::correlate::Config::default());
-        c.push(ev(
-            90,
-            Source::Ebpf,
-            EventBody::QueueCreated(kfd_queue(4242, "python3", 0, Some(0x1800))),
-        ));
-        c.push(created(90, Source::Kfd, 5151, "ollama", 0));
-        let log = "[100.000000] amdgpu 0000:03:00.0: amdgpu: Queue preemption failed for queue with doorbell_id: 1800\n\
+        for destroyed_first in [false, true] {
+            let mut c = crate::correlate::Correlator::new(crate::correlate::Config::default());
+            let python = kfd_queue(4242, "python3", 0, Some(0x1800));
+            c.push(ev(
+                90,
+                Source::Ebpf,
+                EventBody::QueueCreated(python.clone()),
+            ));
+            c.push(created(90, Source::Kfd, 5151, "ollama", 0));
+            if destroyed_first {
+                c.push(ev(100, Source::Ebpf, EventBody::QueueDestroyed(python)));
+            }
+            let log = "[100.000000] amdgpu 0000:03:00.0: amdgpu: Queue preemption failed for queue with doorbell_id: 1800\n\
 [100.000100] amdgpu 0000:03:00.0: amdgpu: Queues reset on process python3 tid 4242 thread python3 pid 4242\n";
-        let mut out = Vec::new();
-        for e in crate::kmsg::parse_text(log, Source::Kmsg) {
-            out.extend(c.push(e));
+            let mut out = Vec::new();
+            for e in crate::kmsg::parse_text(log, Source::Kmsg) {
+                out.extend(c.push(e));
+            }
+            out.extend(c.finish());
+            assert_eq!(out.len(), 1, "{out:#?}");
+            let inc = &out[0];
+            assert_eq!(inc.kind, IncidentKind::RingTimeout);
+            assert_eq!(
+                inc.ring.as_deref(),
+                Some("kfd_compute.6144"),
+                "{destroyed_first}"
+            );
+            let culprit = inc.culprit.as_ref().unwrap();
+            assert_eq!((culprit.pid, inc.confidence), (4242, Confidence::Certain));
+            assert!(inc.victims.is_empty(), "no GPU reset: {:?}", inc.victims);
+            assert_eq!(inc.compute.as_ref().unwrap().candidates.len(), 2);
         }
-        out.extend(c.finish());
-        assert_eq!(out.len(), 1, "{out:#?}");
-        let inc = &out[0];
-        assert_eq!(inc.kind, IncidentKind::RingTimeout);
-        assert_eq!(inc.ring.as_deref(), Some("kfd_compute.6144"));
-        let culprit = inc.culprit.as_ref().unwrap();
-        assert_eq!((culprit.pid, inc.confidence), (4242, Confidence::Certain));
-        assert!(inc.victims.is_empty(), "no GPU reset: {:?}", inc.victims);
-        assert_eq!(inc.compute.as_ref().unwrap().candidates.len(), 2);
     }
 
     /// The RX 7900 XTX pattern: a pid-0 fault, MES failing, a reset: candidates, not a guess.
