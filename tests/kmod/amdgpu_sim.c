@@ -56,14 +56,8 @@
 /* Declared by the real driver's headers; here only so -Wmissing-prototypes stays quiet. */
 struct amdgpu_device;
 struct amdgpu_job;
-struct amdgpu_reset_context;
 struct sim_file;
-#if SIM_RECOVER_HAS_CONTEXT
-int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job,
-			      struct amdgpu_reset_context *reset_context);
-#else
-int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job);
-#endif
+/* amdgpu_device_gpu_recover and struct amdgpu_reset_context: kfd_sim.h (KFD resets too). */
 int amdgpu_cs_ioctl(void *dev, void *data, struct sim_file *f);
 
 static unsigned int timeout_ms = 2000;
@@ -109,11 +103,6 @@ struct amdgpu_device {
 	struct amdgpu_ring rings[SIM_NUM_RINGS];
 	struct miscdevice misc;
 	char misc_name[24];
-};
-
-struct amdgpu_reset_context {
-	int src;
-	u32 flags;
 };
 
 struct sim_file {

@@ -16,7 +16,7 @@
  * Doorbell writes are invisible to the kernel on real hardware, so the simulator-only
  * KFD_SIM_IOC_DISPATCH (kfd_sim_uapi.h) stands for "the GPU received this doorbell".
  */
-#include "amdgpu_sim_compat.h" /* first, like amdgpu_sim.c: SIM_RECOVER_HAS_CONTEXT */
+#include "amdgpu_sim_compat.h" /* first, like amdgpu_sim.c: kfd_sim.h uses its era macros */
 #include <linux/module.h>
 #include <linux/fs.h>
 #include <linux/device.h>
@@ -68,20 +68,6 @@ MODULE_PARM_DESC(kfd_preempt_ms, "KFD queue preemption timeout (real default 900
 /* kfd_process.pasid moved to kfd_process_device.pasid (absent from 7.3's BTF, present in
  * 6.12's; the exact release is not verified). */
 #define PASID_PER_PDD (LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0))
-
-/* Same layout as amdgpu_sim.c's (identical BTF, deduplicated). */
-struct amdgpu_reset_context {
-	int src;
-	u32 flags;
-};
-
-struct amdgpu_job;
-#if SIM_RECOVER_HAS_CONTEXT
-int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job,
-			      struct amdgpu_reset_context *reset_context);
-#else
-int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job);
-#endif
 
 /* amdgpu_sim's device 0, set by kfd_sim_init. */
 static struct amdgpu_device *kfd_adev;

@@ -3,6 +3,21 @@
 #ifndef KFD_SIM_H
 #define KFD_SIM_H
 struct amdgpu_device;
+struct amdgpu_job;
+
+/* amdgpu_sim.c's reset, under the real name and per-era signature (amdgpu_sim_compat.h must be
+ * included first): the GPU recovery both a job timeout and a KFD HWS/MES hang end in. */
+struct amdgpu_reset_context {
+	int src;
+	u32 flags;
+};
+#if SIM_RECOVER_HAS_CONTEXT
+int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job,
+			      struct amdgpu_reset_context *reset_context);
+#else
+int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job);
+#endif
+
 /* `adev`: the simulated GPU the KFD node stands on (its resets go through it). */
 int kfd_sim_init(struct amdgpu_device *adev);
 void kfd_sim_exit(void);

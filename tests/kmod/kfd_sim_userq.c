@@ -9,6 +9,7 @@
  * its fences with -ETIME). The kernel-log lines of 7.3's user-queue reset path are not
  * verified, so none are printed; hangwatch attributes from the tracepoints.
  */
+#include "amdgpu_sim_compat.h" /* first: kfd_sim.h uses its era macros */
 #include <linux/module.h>
 #include <linux/slab.h>
 #include <linux/dma-fence.h>

@@ -596,7 +596,10 @@ fn check_scenario(run: &Run, path: &Path) {
     for want in &sc.expect.incident {
         let found = incidents.iter().find(|i| {
             i["kind"] == want.kind.as_str()
-                && want.ring.as_ref().is_none_or(|r| ring_matches(r, &i["ring"]))
+                && want
+                    .ring
+                    .as_ref()
+                    .is_none_or(|r| ring_matches(r, &i["ring"]))
                 && want
                     .culprit
                     .as_ref()

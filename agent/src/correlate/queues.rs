@@ -807,6 +807,11 @@ mod tests {
         )
     }
 
+    /// The incident's reasoning says `text`.
+    fn reasons(inc: &Incident, text: &str) {
+        assert!(inc.reasoning.contains(text), "{}", inc.reasoning);
+    }
+
     fn log(t_s: u64, kind: KfdLogKind) -> Event {
         ev(
             t_s,
@@ -1051,11 +1056,7 @@ mod tests {
             .evidence
             .iter()
             .any(|e| e.what.contains("destroying queue 1")));
-        assert!(
-            inc.reasoning.contains("Compute: python3"),
-            "{}",
-            inc.reasoning
-        );
+        reasons(inc, "Compute: python3");
     }
 
     /// 6.12+: KFD names the queue that did not preempt and resets it, without a GPU reset:
@@ -1135,11 +1136,7 @@ mod tests {
             "no candidate is called a victim: {:?}",
             inc.victims
         );
-        assert!(
-            inc.reasoning.contains("candidates, confidence unknown"),
-            "{}",
-            inc.reasoning
-        );
+        reasons(inc, "candidates, confidence unknown");
     }
 
     /// 7.x: a user queue's fences are its jobs; the kernel marking it hung is a timeout on its

@@ -275,63 +275,65 @@ mod tests {
 
     #[test]
     fn every_kernel_format() {
-        // 6.1 (strings of Debian's amdgpu.ko): reset "%x", restore without %c.
-        assert_eq!(
-            parse_line(7, "3 2\n").unwrap().kind,
-            SmiKind::GpuPreReset {
-                seq: 2,
-                cause: None
-            }
-        );
-        assert_eq!(
-            parse_line(7, "4 2\n").unwrap().kind,
-            SmiKind::GpuPostReset {
-                seq: 2,
-                cause: None
-            }
-        );
-        assert_eq!(
-            parse_line(7, "1 10a2:python3\n").unwrap().kind,
-            SmiKind::VmFault {
-                pid: 0x10a2,
-                comm: "python3".into()
-            }
-        );
-        assert_eq!(
-            parse_line(7, "9 123456789 -4242 bc18 2\n").unwrap().kind,
-            SmiKind::QueueEviction {
-                pid: 4242,
-                trigger: 2
-            }
-        );
-        assert_eq!(
-            parse_line(7, "a 123456789 -4242 bc18\n").unwrap().kind,
-            SmiKind::QueueRestore { pid: 4242 }
-        );
-        // 6.12+: restore carries a %c that is NUL when not rescheduled; reset carries a cause.
-        assert_eq!(
-            parse_line(7, "a 123456789 -4242 bc18 \0\n").unwrap().kind,
-            SmiKind::QueueRestore { pid: 4242 }
-        );
-        assert_eq!(
-            parse_line(7, "3 5 HWS hang\n").unwrap().kind,
-            SmiKind::GpuPreReset {
-                seq: 5,
-                cause: Some("HWS hang".into())
-            }
-        );
-        // 7.x process start/end: "%x %s".
-        assert_eq!(
-            parse_line(7, "c 10a2 python3\n").unwrap().kind,
-            SmiKind::ProcessStart {
-                pid: 0x10a2,
-                comm: "python3".into()
-            }
-        );
-        assert_eq!(
-            parse_line(7, "2 ff:ab\n").unwrap().kind,
-            SmiKind::Other { event: 2 }
-        );
+        let cases = [
+            // 6.1 (strings of Debian's amdgpu.ko): reset "%x", restore without %c.
+            (
+                "3 2\n",
+                SmiKind::GpuPreReset {
+                    seq: 2,
+                    cause: None,
+                },
+            ),
+            (
+                "4 2\n",
+                SmiKind::GpuPostReset {
+                    seq: 2,
+                    cause: None,
+                },
+            ),
+            (
+                "1 10a2:python3\n",
+                SmiKind::VmFault {
+                    pid: 0x10a2,
+                    comm: "python3".into(),
+                },
+            ),
+            (
+                "9 123456789 -4242 bc18 2\n",
+                SmiKind::QueueEviction {
+                    pid: 4242,
+                    trigger: 2,
+                },
+            ),
+            (
+                "a 123456789 -4242 bc18\n",
+                SmiKind::QueueRestore { pid: 4242 },
+            ),
+            // 6.12+: restore carries a %c that is NUL when not rescheduled; reset a cause.
+            (
+                "a 123456789 -4242 bc18 \0\n",
+                SmiKind::QueueRestore { pid: 4242 },
+            ),
+            (
+                "3 5 HWS hang\n",
+                SmiKind::GpuPreReset {
+                    seq: 5,
+                    cause: Some("HWS hang".into()),
+                },
+            ),
+            // 7.x process start/end: "%x %s".
+            (
+                "c 10a2 python3\n",
+                SmiKind::ProcessStart {
+                    pid: 0x10a2,
+                    comm: "python3".into(),
+                },
+            ),
+            ("2 ff:ab\n", SmiKind::Other { event: 2 }),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_line(7, line).unwrap().kind, want, "{line:?}");
+        }
     }
 
     #[test]
