@@ -313,7 +313,31 @@ pub(crate) mod tests {
             j.ring.clone_from(inc.ring.as_ref().unwrap());
             j.state = name.into();
         }
+        inc.compute = Some(hostile_compute(name));
         inc
+    }
+
+    /// A compute attribution whose every string is `name`-based (candidate 4242).
+    pub(crate) fn hostile_compute(name: &str) -> crate::incident::ComputeAttribution {
+        let cand = crate::incident::Candidate {
+            pid: 4242,
+            comm: name.into(),
+            queues: vec![crate::incident::QueueRef {
+                origin: name.into(),
+                kind: format!("compute{name}"),
+                queue_id: Some(0),
+                doorbell: Some(0x1000),
+                gpu: Some(name.into()),
+                gpu_id: Some(48152),
+            }],
+            confidence: Confidence::Likely,
+            reason: format!("its queue {name} did not preempt"),
+        };
+        crate::incident::ComputeAttribution {
+            flagged: Some(cand.clone()),
+            candidates: vec![cand],
+            note: format!("queue table from {name}"),
+        }
     }
 
     pub(crate) const HOSTILE: &[&str] = &[
