@@ -333,3 +333,62 @@ fn user_queue_hang_is_a_ring_timeout_on_its_last_fence() {
         30
     );
 }
+
+/// An eviction failure at a reset names a process that had queues, not the one that hung
+/// (rocm-6313): a candidate with unknown confidence, with its queues when the table knows it,
+/// never the culprit; certain and likely flags are untouched by it.
+#[test]
+fn eviction_failure_names_a_candidate_not_a_culprit() {
+    let evict = |t| {
+        log(
+            t,
+            KfdLogKind::EvictFailed {
+                pasid: None,
+                pid: Some(10),
+                what: "Failed to suspend process".into(),
+            },
+        )
+    };
+    // Known to the queue table: its queues, the eviction as the reason.
+    let (flag, c) = run(
+        &[
+            created(1, Source::Kfd, 10, "python3", 0),
+            created(1, Source::Kfd, 20, "ollama", 0),
+            evict(5),
+        ],
+        6,
+        7,
+    );
+    assert!(flag.is_none());
+    let py = c.iter().find(|c| c.pid == 10).unwrap();
+    assert_eq!((py.confidence, py.queues.len()), (Confidence::Unknown, 1));
+    assert!(
+        py.reason.contains("Failed to suspend process"),
+        "{}",
+        py.reason
+    );
+    // Log only: a candidate without queues.
+    let (flag, c) = run(&[evict(5)], 6, 7);
+    assert!(flag.is_none());
+    assert_eq!((c.len(), c[0].pid, c[0].queues.len()), (1, 10, 0));
+    // Through the correlator: an SDMA timeout with no process line, its ring reset pending
+    // (rocm-6313's shape), stays unknown.
+    let mut corr = Correlator::new(Config::default());
+    let log = "[100.000000] amdgpu 0000:01:00.0: ring sdma0 timeout, signaled seq=309, emitted seq=313\n\
+[100.000100] amdgpu 0000:01:00.0: Starting sdma0 ring reset\n\
+[109.000000] amdgpu 0000:01:00.0: The cp might be in an unrecoverable state due to an unsuccessful queues preemption\n\
+[109.000100] amdgpu: Failed to suspend process pid 3484\n";
+    let mut out = Vec::new();
+    for e in crate::kfd::lines::parse_text(log, Source::Kmsg) {
+        out.extend(corr.push(e));
+    }
+    out.extend(corr.finish());
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let inc = &out[0];
+    assert!(inc.culprit.is_none(), "{:?}", inc.culprit);
+    assert_eq!(inc.confidence, Confidence::Unknown);
+    let comp = inc.compute.as_ref().unwrap();
+    assert_eq!(comp.candidates[0].pid, 3484);
+    reasons(inc, "Rule C3");
+    reasons(inc, "pid 3484");
+}

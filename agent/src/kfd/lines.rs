@@ -235,6 +235,35 @@ mod tests {
             .1
     }
 
+    /// 5.10 printed the HWS-hang line with no prefix at all: through the real hook, the log
+    /// reader's prefix sniffing (the first 64 lines) and its "mentions amdgpu" hot path after
+    /// them both keep it, and it takes the device of the last addressed line.
+    #[test]
+    fn unprefixed_5_10_hws_line_survives_the_readers_prefilters() {
+        for filler in [0usize, 10, 63, 64, 500] {
+            let mut log =
+                String::from("[  100.000000] amdgpu 0000:03:00.0: amdgpu: GPU reset begin!\n");
+            for i in 0..filler {
+                log.push_str(&format!(
+                    "[  100.{i:06}] usb 1-1: new high-speed device {i}\n"
+                ));
+            }
+            log.push_str(&format!("[  101.000000] {HWS_HANG}\n"));
+            let hws: Vec<Event> = parse_text(&log, Source::Log)
+                .into_iter()
+                .filter(
+                    |e| matches!(&e.body, EventBody::KfdLog(r) if r.kind == KfdLogKind::HwsHang),
+                )
+                .collect();
+            assert_eq!(hws.len(), 1, "after {filler} unrelated lines");
+            assert_eq!(
+                (hws[0].t_ns, hws[0].gpu.as_deref()),
+                (101_000_000_000, Some("0000:03:00.0")),
+                "after {filler} unrelated lines"
+            );
+        }
+    }
+
     #[test]
     fn hws_and_preemption_lines_of_every_era() {
         for l in [
