@@ -14,6 +14,18 @@ fn reasons(inc: &Incident, text: &str) {
     assert!(inc.reasoning.contains(text), "{}", inc.reasoning);
 }
 
+/// Feeds `log` (read as the live kmsg source reads it, with the KFD hook) to `c`, closes
+/// everything, and checks that exactly one incident came out.
+fn only_incident(c: &mut Correlator, log: &str) -> Vec<Incident> {
+    let mut out = Vec::new();
+    for e in crate::kfd::lines::parse_text(log, Source::Kmsg) {
+        out.extend(c.push(e));
+    }
+    out.extend(c.finish());
+    assert_eq!(out.len(), 1, "{out:#?}");
+    out
+}
+
 /// Candidates for an incident on 0000:03:00.0 spanning [from_s, to_s] that holds the notes
 /// among `events`.
 fn run(
@@ -159,12 +171,7 @@ fn hws_hang_through_the_correlator_names_the_process_whose_destroy_failed() {
 [101.000000] amdgpu: The cp might be in an unrecoverable state due to an unsuccessful queues preemption\n\
 [101.100000] amdgpu 0000:03:00.0: amdgpu: GPU reset begin!\n\
 [102.000000] amdgpu 0000:03:00.0: amdgpu: GPU reset(1) succeeded!\n";
-    let mut out = Vec::new();
-    for e in crate::kfd::lines::parse_text(log, Source::Kmsg) {
-        out.extend(c.push(e));
-    }
-    out.extend(c.finish());
-    assert_eq!(out.len(), 1, "{out:#?}");
+    let out = only_incident(&mut c, log);
     let inc = &out[0];
     assert_eq!(inc.kind, IncidentKind::GpuReset);
     let culprit = inc.culprit.as_ref().expect("compute culprit");
@@ -202,12 +209,7 @@ fn queue_preemption_failure_is_that_queues_timeout() {
         }
         let log = "[100.000000] amdgpu 0000:03:00.0: amdgpu: Queue preemption failed for queue with doorbell_id: 1800\n\
 [100.000100] amdgpu 0000:03:00.0: amdgpu: Queues reset on process python3 tid 4242 thread python3 pid 4242\n";
-        let mut out = Vec::new();
-        for e in crate::kfd::lines::parse_text(log, Source::Kmsg) {
-            out.extend(c.push(e));
-        }
-        out.extend(c.finish());
-        assert_eq!(out.len(), 1, "{out:#?}");
+        let out = only_incident(&mut c, log);
         let inc = &out[0];
         assert_eq!(inc.kind, IncidentKind::RingTimeout);
         assert_eq!(
@@ -232,12 +234,7 @@ fn pid0_fault_on_a_mes_gpu_lists_candidates_with_unknown_confidence() {
     let log = include_str!("../../../testdata/dmesg/rx7900xtx-mes-mode1-reset.log")
         .replace("0000:2f:00.0", "0000:03:00.0")
         .replace("[4576", "[10");
-    let mut out = Vec::new();
-    for e in crate::kfd::lines::parse_text(&log, Source::Kmsg) {
-        out.extend(c.push(e));
-    }
-    out.extend(c.finish());
-    assert_eq!(out.len(), 1, "{out:#?}");
+    let out = only_incident(&mut c, &log);
     let inc = &out[0];
     assert_eq!(
         (inc.kind, inc.confidence),
@@ -378,12 +375,7 @@ fn eviction_failure_names_a_candidate_not_a_culprit() {
 [100.000100] amdgpu 0000:01:00.0: Starting sdma0 ring reset\n\
 [109.000000] amdgpu 0000:01:00.0: The cp might be in an unrecoverable state due to an unsuccessful queues preemption\n\
 [109.000100] amdgpu: Failed to suspend process pid 3484\n";
-    let mut out = Vec::new();
-    for e in crate::kfd::lines::parse_text(log, Source::Kmsg) {
-        out.extend(corr.push(e));
-    }
-    out.extend(corr.finish());
-    assert_eq!(out.len(), 1, "{out:#?}");
+    let out = only_incident(&mut corr, log);
     let inc = &out[0];
     assert!(inc.culprit.is_none(), "{:?}", inc.culprit);
     assert_eq!(inc.confidence, Confidence::Unknown);
