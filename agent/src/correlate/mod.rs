@@ -212,8 +212,13 @@ impl Correlator {
             self.join(idx, &held, incident::Role::After);
         }
         // KFD prints its preemption failures seconds before the reset or timeout it causes.
+        // Notes stamped a little after the opening event count too: sources reach the
+        // correlator in their own order (/dev/kmsg is read at once, the probe ring buffer on
+        // its 100 ms tick), so the kernel's lines can arrive before the probe event that
+        // opens their incident (6.1 scenario 20: the KFD lines 12 ms after the probe's reset).
         let from = event.t_ns.saturating_sub(queues::NOTE_LOOKBACK_NS);
-        for note in self.queues.lookback(event.gpu.as_deref(), from, event.t_ns) {
+        let to = event.t_ns.saturating_add(self.config.settle_ns);
+        for note in self.queues.lookback(event.gpu.as_deref(), from, to) {
             self.join(idx, &note, incident::Role::Compute);
         }
         idx

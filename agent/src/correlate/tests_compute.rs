@@ -384,3 +384,63 @@ fn eviction_failure_names_a_candidate_not_a_culprit() {
     reasons(inc, "Rule C3");
     reasons(inc, "pid 3484");
 }
+
+/// Live, the kernel's KFD lines can reach the correlator before the probe event that opens
+/// their incident although they are stamped after it (/dev/kmsg is read at once, the probe ring
+/// buffer on its tick): the incident still adopts them (6.1 scenario 20 in the VM: the reset
+/// probe at 230.4878 drained after the HIQ and `Pasid .. destroy queue` lines of 230.4994).
+#[test]
+fn kfd_lines_read_before_the_probe_reset_that_opens_their_incident() {
+    let mut c = Correlator::new(Config::default());
+    let gpu = Some("0000:00:00.0".to_string());
+    let mut q = kfd_queue(282, "python3", 0, Some(0x1800));
+    q.pasid = Some(0x1001);
+    let mut created = ev(200, Source::Ebpf, EventBody::QueueCreated(q));
+    created.gpu.clone_from(&gpu);
+    c.push(created);
+    let mut out = Vec::new();
+    let mut asm =
+        crate::kmsg::KmsgAssembler::new(Source::Kmsg).with_line_hook(crate::kfd::lines::HOOK);
+    for (t, l) in [
+        (
+            230_499_410_000,
+            "amdgpu: HIQ MQD's queue_doorbell_id0 is not 0, Queue preemption time out",
+        ),
+        (
+            230_499_611_000,
+            "amdgpu: Pasid 0x1001 destroy queue 0 failed, ret -62",
+        ),
+    ] {
+        for e in asm.push_line(t, crate::model::Clock::Monotonic, l) {
+            out.extend(c.push(e));
+        }
+    }
+    for (t, body) in [
+        (
+            230_487_849_000,
+            EventBody::ResetBegin {
+                job: None,
+                pasid: None,
+                ring: None,
+                reset_source: Some(4),
+            },
+        ),
+        (230_495_621_000, EventBody::ResetEnd { result: 0 }),
+    ] {
+        let mut e = ev(0, Source::Ebpf, body);
+        e.t_ns = t;
+        e.gpu.clone_from(&gpu);
+        out.extend(c.push(e));
+    }
+    out.extend(c.finish());
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let inc = &out[0];
+    assert_eq!(
+        (inc.culprit.as_ref().map(|c| c.pid), inc.confidence),
+        (Some(282), Confidence::Likely)
+    );
+    assert!(inc
+        .evidence
+        .iter()
+        .any(|e| e.what.contains("destroying queue 0")));
+}
