@@ -1007,10 +1007,14 @@ fn phase_a_every_service_capability_is_needed(run: &Run) {
     let rows = caps["rows"]
         .as_object()
         .unwrap_or_else(|| panic!("no caps experiment: {caps}"));
-    // With perf_event_paranoid=2 (upstream's default) the five capabilities are enough.
+    // With perf_event_paranoid=2 (upstream's default) the five capabilities are enough: every
+    // probe root attaches here attaches (the 7.x user-queue probes are missing on older
+    // kernels for root too).
     let all = &rows["all"];
-    let of = all["check"]["of"].as_u64().unwrap_or(0);
-    assert!(of > 0, "all five: {all}");
+    let of = a["check"]["json"]["probes"].as_array().map_or(0, |p| {
+        p.iter().filter(|p| p["status"] == "attached").count() as u64
+    });
+    assert!(of > 0, "root attached nothing: {}", a["check"]);
     assert_eq!(
         all["check"]["attached"].as_u64(),
         Some(of),
