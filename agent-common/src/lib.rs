@@ -47,6 +47,24 @@ pub mod kind {
     pub const CS_REJECTED: u32 = 15;
     /// `sched:sched_process_exit` for a process the agent has seen submit (userspace keeps its identity).
     pub const PROCESS_EXIT: u32 = 16;
+    // ---- compute (docs/compute.md) ----
+    /// kretprobe `kfd_ioctl_create_queue` (its args stashed by the kprobe): a KFD queue.
+    pub const KFD_QUEUE_CREATE: u32 = 17;
+    /// kretprobe `kfd_ioctl_destroy_queue`.
+    pub const KFD_QUEUE_DESTROY: u32 = 18;
+    /// kretprobe `create_queue_cpsch`: the queue's doorbell as MES/HWS lines print it.
+    pub const KFD_QUEUE_DOORBELL: u32 = 19;
+    /// `amdgpu:amdgpu_userq_create_end` (7.x user queues).
+    pub const USERQ_CREATE: u32 = 20;
+    /// `amdgpu:amdgpu_userq_destroy_end`.
+    pub const USERQ_DESTROY: u32 = 21;
+    /// `amdgpu:amdgpu_userq_emit_fence`: a job on a user queue, in the submitter.
+    pub const USERQ_FENCE: u32 = 22;
+    /// `amdgpu:amdgpu_userq_state_changed`.
+    pub const USERQ_STATE: u32 = 23;
+    /// `dma_fence:dma_fence_signaled` filtered to driver "amdgpu_userq_fence": a user-queue
+    /// job done ([`FenceSlots`]).
+    pub const USERQ_FENCE_DONE: u32 = 24;
 }
 
 /// Room for a device name (`dev_name()`: PCI `0000:03:00.0` is 12 bytes).
@@ -93,6 +111,8 @@ pub union Body {
     pub fault: FaultSlots,
     pub kjob: KjobSlots,
     pub ret: RetSlots,
+    pub kqueue: KqueueSlots,
+    pub userq: UserqSlots,
 }
 
 /// Declares a kind's slot struct (all `u64`, one body word each) and, per field, a constant
@@ -193,6 +213,43 @@ slots! {
     RetSlots {
         /// Return value, sign-extended to 64 bits.
         ret => RET,
+    }
+}
+
+slots! {
+    /// KFD_QUEUE_CREATE, KFD_QUEUE_DESTROY, KFD_QUEUE_DOORBELL (kprobes reading the uapi ioctl
+    /// args and `struct queue` through [`KfdLayout`] offsets).
+    KqueueSlots {
+        queue_id => QUEUE_ID,
+        /// KFD topology gpu_id (create).
+        gpu_id => GPU_ID,
+        /// uapi `KFD_IOC_QUEUE_TYPE_*` (create) or KFD's internal type (doorbell).
+        queue_type => QUEUE_TYPE,
+        /// `queue_properties.doorbell_off`: the doorbell MES/HWS lines print.
+        doorbell => DOORBELL,
+        /// The ioctl's `doorbell_offset` (mmap cookie | offset in the process's doorbell page).
+        doorbell_offset => DOORBELL_OFFSET,
+        /// Return value, sign-extended.
+        ret => RET,
+        /// `kfd_process.pasid` (≤ 6.12; per device on 7.x, not read).
+        pasid => PASID,
+    }
+}
+
+slots! {
+    /// USERQ_CREATE, USERQ_DESTROY, USERQ_FENCE, USERQ_STATE (7.x `amdgpu_userq_*`; the
+    /// fence's `dev` is the `dev` string slot).
+    UserqSlots {
+        doorbell => DOORBELL,
+        /// `AMDGPU_HW_IP_*`.
+        queue_type => QUEUE_TYPE,
+        /// create/destroy: queue state; state_changed: `to`.
+        state => STATE,
+        result => RESULT,
+        context => CONTEXT,
+        seqno => SEQNO,
+        client_id => CLIENT_ID,
+        xcp_id => XCP_ID,
     }
 }
 
@@ -400,6 +457,53 @@ pub struct JobLayout {
     pub valid: u32,
 }
 
+/// Offsets for the KFD queue kprobes, from the owning module's BTF at load time; `u32::MAX`
+/// = member absent. `valid_ioctl == 0`: the ioctl probes report only who called; `valid_queue
+/// == 0`: no doorbell. The uapi args structs are stable, `struct queue` is not.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KfdLayout {
+    /// `struct kfd_ioctl_create_queue_args` members.
+    pub create_gpu_id: u32,
+    pub create_queue_type: u32,
+    pub create_queue_id: u32,
+    pub create_doorbell_offset: u32,
+    /// `struct kfd_ioctl_destroy_queue_args.queue_id`.
+    pub destroy_queue_id: u32,
+    /// `struct queue.properties` + `struct queue_properties.{queue_id, doorbell_off, type}`.
+    pub q_queue_id: u32,
+    pub q_doorbell_off: u32,
+    pub q_type: u32,
+    /// `struct kfd_process.pasid`.
+    pub process_pasid: u32,
+    pub valid_ioctl: u32,
+    pub valid_queue: u32,
+    pub _pad: u32,
+}
+
+impl KfdLayout {
+    pub const NONE: KfdLayout = KfdLayout {
+        create_gpu_id: u32::MAX,
+        create_queue_type: u32::MAX,
+        create_queue_id: u32::MAX,
+        create_doorbell_offset: u32::MAX,
+        destroy_queue_id: u32::MAX,
+        q_queue_id: u32::MAX,
+        q_doorbell_off: u32::MAX,
+        q_type: u32::MAX,
+        process_pasid: u32::MAX,
+        valid_ioctl: 0,
+        valid_queue: 0,
+        _pad: 0,
+    };
+}
+
+impl Default for KfdLayout {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
 /// Struct offsets from module + vmlinux BTF that lead from a scheduler object to its device
 /// name, for kernels whose tracepoints do not print `dev` (≤ 6.16). Each path is used only when
 /// its bit is set in `valid`; the name lands in `RawEvent::dev`.
@@ -438,6 +542,8 @@ mod pod {
     unsafe impl aya::Pod for super::IvFilter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::JobLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KfdLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DevLayout {}
     // SAFETY: as above.

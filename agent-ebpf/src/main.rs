@@ -24,6 +24,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 
+mod kfd;
+
 /// The one event channel. Resized by the loader (`--ring-bytes`); 4 MiB holds ~29k events.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
@@ -124,7 +126,9 @@ fn submit_flags(k: u32) -> u64 {
         | kind::SCHED_DONE
         | kind::FENCE_INIT
         | kind::FENCE_SIGNALED
-        | kind::VM_GRAB_ID => {
+        | kind::VM_GRAB_ID
+        | kind::USERQ_FENCE
+        | kind::USERQ_FENCE_DONE => {
             if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKE_BYTES {
                 BPF_RB_FORCE_WAKEUP as u64
             } else {
@@ -574,7 +578,9 @@ pub fn hw_process_exit(_ctx: TracePointContext) -> u32 {
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
 
-#[cfg(target_arch = "bpf")]
+// Only for the eBPF target: a host `cargo clippy --workspace` checks this crate with std
+// linked in through feature unification (agent-common/user), which has its own handler.
+#[cfg(all(not(test), target_arch = "bpf"))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}

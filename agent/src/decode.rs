@@ -1,14 +1,17 @@
 //! `RawEvent` → [`Event`]: reads each kind's named slots (`agent_common::JobSlots`, ...,
 //! documented in `docs/events.md`). Unknown kinds are counted, never guessed at.
 use agent_common::{
-    flags, kind, FaultSlots, FenceSlots, GrabSlots, JobSlots, KjobSlots, PasidSlots, RawEvent,
-    RetSlots,
+    flags, kind, FaultSlots, FenceSlots, GrabSlots, JobSlots, KjobSlots, KqueueSlots, PasidSlots,
+    RawEvent, RetSlots, UserqSlots,
 };
 
-use crate::model::{Clock, Event, EventBody, FaultInfo, JobKey, Source, Task};
+use crate::model::{
+    Clock, Event, EventBody, FaultInfo, JobKey, QueueInfo, QueueKind, QueueOrigin, Source, Task,
+    UserqFence,
+};
 
 /// Number of known kinds + 1 (index 0 = unknown).
-pub const KINDS: usize = kind::PROCESS_EXIT as usize + 1;
+pub const KINDS: usize = kind::USERQ_FENCE_DONE as usize + 1;
 
 /// Human name of a kind for stats lines.
 pub fn kind_name(k: u32) -> &'static str {
@@ -29,6 +32,14 @@ pub fn kind_name(k: u32) -> &'static str {
         kind::RESET_END => "reset_end",
         kind::CS_REJECTED => "cs_rejected",
         kind::PROCESS_EXIT => "process_exit",
+        kind::KFD_QUEUE_CREATE => "kfd_queue_create",
+        kind::KFD_QUEUE_DESTROY => "kfd_queue_destroy",
+        kind::KFD_QUEUE_DOORBELL => "kfd_queue_doorbell",
+        kind::USERQ_CREATE => "userq_create",
+        kind::USERQ_DESTROY => "userq_destroy",
+        kind::USERQ_FENCE => "userq_fence",
+        kind::USERQ_STATE => "userq_state",
+        kind::USERQ_FENCE_DONE => "userq_fence_done",
         _ => "unknown",
     }
 }
@@ -199,6 +210,34 @@ fn body(r: &RawEvent) -> Option<EventBody> {
             errno: word(r, RetSlots::RET) as i64,
         },
         kind::PROCESS_EXIT => EventBody::ProcessExit { task: task(r) },
+        kind::KFD_QUEUE_CREATE | kind::KFD_QUEUE_DOORBELL => EventBody::QueueCreated(kfd_queue(r)),
+        kind::KFD_QUEUE_DESTROY => EventBody::QueueDestroyed(kfd_queue(r)),
+        kind::USERQ_CREATE => EventBody::QueueCreated(userq(r)),
+        kind::USERQ_DESTROY => EventBody::QueueDestroyed(userq(r)),
+        kind::USERQ_FENCE => EventBody::UserqFence(UserqFence {
+            task: task(r),
+            doorbell: word(r, UserqSlots::DOORBELL),
+            client_id: word(r, UserqSlots::CLIENT_ID),
+            queue_type: word(r, UserqSlots::QUEUE_TYPE) as u32,
+            context: word(r, UserqSlots::CONTEXT),
+            seqno: word(r, UserqSlots::SEQNO),
+        }),
+        kind::USERQ_FENCE_DONE => {
+            let (context, seqno) = fence_key(r, FenceSlots::CONTEXT, FenceSlots::SEQNO);
+            EventBody::JobDone {
+                job: JobKey {
+                    context,
+                    seqno,
+                    ..JobKey::default()
+                },
+            }
+        }
+        kind::USERQ_STATE => EventBody::UserqState {
+            doorbell: word(r, UserqSlots::DOORBELL),
+            client_id: word(r, UserqSlots::CLIENT_ID),
+            queue_type: word(r, UserqSlots::QUEUE_TYPE) as u32,
+            to: word(r, UserqSlots::STATE) as u32,
+        },
         _ => return None,
     })
 }
@@ -209,6 +248,50 @@ fn kprobe_pasid(r: &RawEvent) -> Option<u32> {
     r.get(KjobSlots::PASID)
         .map(|p| p as u32)
         .filter(|&p| ok && p != 0)
+}
+
+/// A KFD queue from the ioctl or `create_queue_cpsch` probes ([`KqueueSlots`]). The queue id
+/// is kept only when the call succeeded (destroy: also -ETIME, after which KFD frees the queue
+/// anyway), so a failed call never creates or removes a table entry.
+fn kfd_queue(r: &RawEvent) -> QueueInfo {
+    let ret = r.get(KqueueSlots::RET).map_or(0, |v| v as i64);
+    let gone = ret == 0 || (r.kind == kind::KFD_QUEUE_DESTROY && ret == -62);
+    let doorbell_probe = r.kind == kind::KFD_QUEUE_DOORBELL;
+    let qtype = r.get(KqueueSlots::QUEUE_TYPE);
+    QueueInfo {
+        task: task(r),
+        origin: Some(QueueOrigin::Kfd),
+        // uapi KFD_IOC_QUEUE_TYPE_*: 0 compute, 1 SDMA, 2 compute AQL, 3 SDMA XGMI; KFD's
+        // internal type (doorbell probe): 0 compute, 1 SDMA, others moved between kernels.
+        kind: qtype.map(|t| match (doorbell_probe, t) {
+            (_, 0) | (false, 2) => QueueKind::Compute,
+            (_, 1) | (false, 3) => QueueKind::Sdma,
+            _ => QueueKind::Other,
+        }),
+        queue_id: r
+            .get(KqueueSlots::QUEUE_ID)
+            .filter(|_| gone)
+            .map(|q| q as u32),
+        gpu_id: r.get(KqueueSlots::GPU_ID).map(|g| g as u32),
+        doorbell: r.get(KqueueSlots::DOORBELL),
+        doorbell_offset: r.get(KqueueSlots::DOORBELL_OFFSET),
+        pasid: r.get(KqueueSlots::PASID).map(|p| p as u32),
+        client_id: None,
+    }
+}
+
+/// A 7.x user queue from its create/destroy tracepoint; only successful ones count.
+fn userq(r: &RawEvent) -> QueueInfo {
+    let ok = r.get(UserqSlots::RESULT).is_none_or(|v| v as i32 == 0);
+    QueueInfo {
+        task: task(r),
+        origin: Some(QueueOrigin::Userq),
+        kind: r
+            .get(UserqSlots::QUEUE_TYPE)
+            .map(|t| crate::correlate::queues::userq_kind(t as u32)),
+        doorbell: r.get(UserqSlots::DOORBELL).filter(|_| ok),
+        ..QueueInfo::default()
+    }
 }
 
 /// `amdgpu_iv` → [`FaultInfo`]; address and flag bits per gmc_v9+ (see [`FaultSlots`]).

@@ -175,4 +175,45 @@ pub struct Incident {
     /// What the incident counted but did not keep; omitted when nothing was.
     #[serde(default, skip_serializing_if = "Omitted::is_empty")]
     pub omitted: Omitted,
+    /// Compute (KFD / 7.x user queue) attribution, when compute work may be involved: who had
+    /// queues on the GPU, and which one the kernel or MES flagged (docs/compute.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<ComputeAttribution>,
+}
+
+// ---- compute attribution (filled by correlate::compute, rules C1–C5) ----
+
+/// What hangwatch knows about compute queues at the time of an incident.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComputeAttribution {
+    /// The process the kernel or MES singled out (a doorbell, queue, pasid or process named in
+    /// a KFD/MES line, or a user queue marked hung), when one was.
+    pub flagged: Option<Candidate>,
+    /// Every process with active compute or user queues on the incident's GPU, flagged first.
+    pub candidates: Vec<Candidate>,
+    /// How the queue table was known (probes, /sys/class/kfd, SMI) and what could not be.
+    pub note: String,
+}
+
+/// A process that had queues on the GPU, with why it is listed and how sure hangwatch is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub pid: u32,
+    pub comm: String,
+    pub queues: Vec<QueueRef>,
+    pub confidence: Confidence,
+    pub reason: String,
+}
+
+/// One queue of a candidate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRef {
+    /// `kfd` or `userq`.
+    pub origin: String,
+    /// `compute`, `sdma`, `gfx` or `other`.
+    pub kind: String,
+    pub queue_id: Option<u32>,
+    pub doorbell: Option<u64>,
+    pub gpu: Option<String>,
+    pub gpu_id: Option<u32>,
 }

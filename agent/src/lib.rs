@@ -7,6 +7,7 @@
 //! - [`formats`]: tracefs `format` parser; [`btf`]: module BTF struct offsets.
 //! - [`probes`]: the probe catalogue, availability checks and attaching; [`decode`]: RawEvent → Event.
 //! - [`procscan`]: `/proc/*/fdinfo` and exe scans; [`devices`]: which GPU each probe event is on.
+//! - [`kfd`]: ROCm/KFD and user-queue sources without eBPF (sysfs queue table, SMI events, KFD log lines).
 //! - [`report`]: text, markdown, incident directory, Perfetto, bug report.
 //! - [`control`]: the running agent's local socket (`hangwatch export`).
 //! - [`escape`]: one escaping function per output sink for hostile text.
@@ -34,6 +35,7 @@ pub mod fsafe;
 pub mod hostfacts;
 pub mod incident;
 pub mod journald;
+pub mod kfd;
 pub mod kmsg;
 pub mod messages;
 pub mod metrics;

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub open_incidents: u64,
     /// The correlator's bounded-table and bookkeeping counters (`correlate::Stats`).
     pub correlator: BTreeMap<&'static str, u64>,
+    /// The no-eBPF compute sources' counters (`kfd::Counters::values`).
+    pub compute_sources: BTreeMap<&'static str, u64>,
+    /// Live queues in the compute queue table.
+    pub compute_queues: u64,
 }
 
 pub type Shared = Arc<Mutex<Metrics>>;
@@ -224,11 +228,26 @@ impl Metrics {
         family(
             "hangwatch_correlator_events_total",
             "counter",
-            "Correlator bookkeeping, by what: scheduler/fence events matching no recorded job (unmatched_join), identities and PASID mappings evicted from the bounded tables (process_eviction, pasid_eviction), join-only records no incident took (unattached), per-process summaries and submission counts not kept (summary_overflow, submission_untracked).",
+            "Correlator bookkeeping, by what: scheduler/fence events matching no recorded job (unmatched_join), identities, PASID mappings and compute queues evicted from the bounded tables (process_eviction, pasid_eviction, queue_eviction), join-only records no incident took (unattached), per-process summaries and submission counts not kept (summary_overflow, submission_untracked).",
             self.correlator
                 .iter()
                 .map(|(k, n)| (labels(&[("what", k)]), n.to_string()))
                 .collect(),
+        );
+        family(
+            "hangwatch_kfd_source_total",
+            "counter",
+            "The no-eBPF compute sources: /sys/class/kfd proc-table polls (proc_polls) and the queue events they found (queue_events), /dev/kfd SMI lines read (smi_lines), SMI lines that did not parse (smi_unparsed), SMI bytes dropped from overlong lines (smi_overlong_bytes).",
+            self.compute_sources
+                .iter()
+                .map(|(k, n)| (labels(&[("what", k)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_compute_queues",
+            "gauge",
+            "KFD and user queues in the compute queue table now (bounded; evictions in hangwatch_correlator_events_total{what=\"queue_eviction\"}).",
+            vec![(String::new(), self.compute_queues.to_string())],
         );
         family(
             "hangwatch_kmsg_records_total",

@@ -19,6 +19,9 @@ pub enum Source {
     Log,
     /// A `/proc` scan (fdinfo, exe) done by the agent itself.
     Proc,
+    /// The agent's own read of KFD interfaces: `/dev/kfd` SMI events and the
+    /// `/sys/class/kfd/kfd/proc` queue table (no eBPF needed).
+    Kfd,
 }
 
 /// Which clock `Event::t_ns` is on. Live events and `[sec.usec]` dmesg stamps are
@@ -198,6 +201,172 @@ pub enum EventBody {
     /// correlator closes every open incident (no incident spans boots). The same `seq` again
     /// only adds facts (a hostname learnt later).
     Boot(BootInfo),
+
+    // ---- compute: KFD queues and 7.x user queues (see docs/compute.md) ----
+    /// A compute or user-mode queue exists: KFD create-queue kprobe (source Ebpf), 7.x
+    /// `amdgpu_userq_create_end` (Ebpf), or a `/sys/class/kfd/kfd/proc` scan (Kfd).
+    QueueCreated(QueueInfo),
+    /// A queue is gone (destroy ioctl / tracepoint, or vanished from the proc scan). Only the
+    /// identifying fields of the `QueueInfo` need to be set.
+    QueueDestroyed(QueueInfo),
+    /// 7.x `amdgpu_userq_emit_fence`, in the submitting thread: a job on a user queue.
+    UserqFence(UserqFence),
+    /// 7.x `amdgpu_userq_state_changed`: a user queue moved to `to` (3 = hung).
+    UserqState {
+        doorbell: u64,
+        client_id: u64,
+        queue_type: u32,
+        to: u32,
+    },
+    /// One KFD SMI event read from `/dev/kfd` (AMDKFD_IOC_SMI_EVENTS).
+    KfdSmi(SmiEvent),
+    /// A KFD / MES / user-queue kernel-log line (`kfd::lines`): queue preemption failures,
+    /// eviction failures, per-queue resets — often naming a doorbell, pasid or process.
+    KfdLog(KfdLogRecord),
+}
+
+/// Which kernel path owns a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueOrigin {
+    /// A ROCm/KFD user-mode queue (`/dev/kfd`, doorbell submissions).
+    Kfd,
+    /// A 7.x amdgpu user queue (Mesa, `DRM_IOCTL_AMDGPU_USERQ`).
+    Userq,
+}
+
+/// What a queue executes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueKind {
+    Compute,
+    Sdma,
+    Gfx,
+    Other,
+}
+
+/// A queue as one source saw it; any identifying field may be unknown.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct QueueInfo {
+    /// The owning process (tgid) and, from probes, the creating thread.
+    pub task: Task,
+    pub origin: Option<QueueOrigin>,
+    pub kind: Option<QueueKind>,
+    /// KFD queue id (unique per process).
+    pub queue_id: Option<u32>,
+    /// KFD topology gpu_id of the queue's device.
+    pub gpu_id: Option<u32>,
+    /// The doorbell as the kernel prints it in MES/HWS messages (dword index; the userq
+    /// tracepoints' `doorbell_index`).
+    pub doorbell: Option<u64>,
+    /// KFD: the doorbell offset returned to the process (`doorbell_offset` of the ioctl).
+    pub doorbell_offset: Option<u64>,
+    pub pasid: Option<u32>,
+    /// 7.x user queues: the DRM client id of the file that owns the queue.
+    pub client_id: Option<u64>,
+}
+
+/// `amdgpu_userq_emit_fence`: fence `context:seqno` emitted on the user queue `doorbell`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserqFence {
+    pub task: Task,
+    pub doorbell: u64,
+    pub client_id: u64,
+    pub queue_type: u32,
+    pub context: u64,
+    pub seqno: u64,
+}
+
+/// One line of a KFD SMI event file descriptor, decoded (formats per kernel in
+/// docs/compute.md). `gpu_id` is the KFD node the fd was opened for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmiEvent {
+    pub gpu_id: u32,
+    pub kind: SmiKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmiKind {
+    /// KFD_SMI_EVENT_VMFAULT: the process KFD attributes a VM fault to.
+    VmFault {
+        pid: u32,
+        comm: String,
+    },
+    GpuPreReset {
+        seq: u32,
+        cause: Option<String>,
+    },
+    GpuPostReset {
+        seq: u32,
+        cause: Option<String>,
+    },
+    QueueEviction {
+        pid: u32,
+        trigger: u32,
+    },
+    QueueRestore {
+        pid: u32,
+    },
+    /// 7.x KFD_SMI_EVENT_PROCESS_START / _END.
+    ProcessStart {
+        pid: u32,
+        comm: String,
+    },
+    ProcessEnd {
+        pid: u32,
+        comm: String,
+    },
+    /// Any other event number (thermal, migration, page-fault start/end, unmap).
+    Other {
+        event: u32,
+    },
+}
+
+/// A recognised KFD / MES / user-queue kernel-log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KfdLogRecord {
+    pub kind: KfdLogKind,
+    pub line: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KfdLogKind {
+    /// `The cp might be in an unrecoverable state due to an unsuccessful queues preemption`:
+    /// the HWS did not answer; KFD resets the GPU next.
+    HwsHang,
+    /// 6.1 `HIQ MQD's queue_doorbell_id0 is not 0, Queue preemption time out`: a user queue
+    /// did not preempt; the line does not say which.
+    PreemptTimeout,
+    /// 6.12+ `Queue preemption failed for queue with doorbell_id: %x`: the hung queue.
+    QueuePreemptFailed { doorbell: u64 },
+    /// `failed to remove hardware queue from MES, doorbell=0x%x`.
+    MesRemoveFailed { doorbell: u64 },
+    /// 6.12+ `Queues reset on process %s tid %d thread %s pid %d`.
+    QueuesReset { task: Task },
+    /// `Pasid 0x%x destroy queue %d failed, ret %d`.
+    DestroyFailed { pasid: u32, queue_id: u32, ret: i64 },
+    /// `Pasid 0x%x DQM create queue type %d failed. ret %d` (≤ 6.x), `process pid %d DQM
+    /// create queue type %d failed. ret %d` (7.x): the queue could not be mapped (rocm-2820:
+    /// MES already hung), so the creating process is a victim, not the culprit.
+    CreateFailed {
+        pasid: Option<u32>,
+        pid: Option<u32>,
+        queue_type: u32,
+        ret: i64,
+    },
+    /// `Failed to evict queues of pasid 0x%x` / `... of process pid %d`, `Failed to suspend
+    /// process ...`, `Failed to evict process queues`, `Failed to restore queues ...`.
+    EvictFailed {
+        pasid: Option<u32>,
+        pid: Option<u32>,
+        what: String,
+    },
+    /// `Process %d (pasid 0x%x) got unhandled exception` / `Process pid %d got unhandled exception`.
+    UnhandledException { pid: u32, pasid: Option<u32> },
+    /// Per-queue reset lines (`Attempting queue reset on XCC ...`, `reset compute queue (...)`),
+    /// 7.x user-queue hang lines (`%s queue hung, but ring reset disabled`, `Failed to detect
+    /// and reset hung queues`).
+    QueueReset { text: String },
 }
 
 /// What is known about the boot the following events belong to.

@@ -57,10 +57,16 @@ fn as_nobody(script: &str) -> Output {
         .expect("setpriv (util-linux) is needed for the attacker side")
 }
 
+/// The fixture with the hostile name, plus KFD lines naming it (a compute section: the flag,
+/// its reason and the candidate carry the name into every report).
 fn hostile_log(dir: &Path) -> PathBuf {
-    let log = std::fs::read_to_string(FIXTURE)
+    let mut log = std::fs::read_to_string(FIXTURE)
         .unwrap()
         .replace("zed", HOSTILE_COMM);
+    log.push_str(&format!(
+        "[  146.700000] amdgpu 0002:00:00.0: amdgpu: Queues reset on process {HOSTILE_COMM} tid 7587 thread {HOSTILE_COMM} pid 7587\n\
+         [  146.700100] amdgpu: Failed to suspend process pid 7587\n"
+    ));
     let p = dir.join("hostile.log");
     std::fs::write(&p, log).unwrap();
     p
@@ -105,6 +111,10 @@ fn analyze_prints_osc_and_csi_names_escaped() {
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("\\x1b]0;pwned\\x07\\x1b[2J"), "{out}");
+    assert!(
+        out.contains("flagged: \\x1b]0;pwned"),
+        "the compute flag names it, escaped: {out}"
+    );
     for (i, b) in o.stdout.iter().enumerate() {
         assert!(
             *b == b'\n' || *b >= 0x20 && *b != 0x7f,
@@ -137,6 +147,7 @@ fn bugreport_markdown_of_a_hostile_incident_has_no_structure_from_data() {
         .expect("an incident directory");
     let report = std::fs::read_to_string(inc.join("report.md")).unwrap();
     assert_inert_markdown(&report);
+    assert!(report.contains("## Compute queues"), "{report}");
     let o = hangwatch(
         &["bugreport", inc.to_str().unwrap(), "--out", "b.tar.gz"],
         &dir,
@@ -145,6 +156,7 @@ fn bugreport_markdown_of_a_hostile_incident_has_no_structure_from_data() {
     let md = String::from_utf8(o.stdout.clone()).unwrap();
     assert_inert_markdown(&md);
     assert!(!md.contains('\u{1b}'), "{md}");
+    assert!(md.contains("## ROCm (compute) processes"), "{md}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -606,7 +618,41 @@ mod fuzz {
         for j in inc.jobs.iter_mut() {
             j.comm = name.into();
         }
+        let cand = hangwatch::incident::Candidate {
+            pid: 4242,
+            comm: name.into(),
+            queues: vec![hangwatch::incident::QueueRef {
+                origin: name.into(),
+                kind: line.into(),
+                queue_id: Some(0),
+                doorbell: Some(0x1000),
+                gpu: Some(line.into()),
+                gpu_id: None,
+            }],
+            confidence: hangwatch::incident::Confidence::Likely,
+            reason: format!("{name} {line}"),
+        };
+        inc.compute = Some(hangwatch::incident::ComputeAttribution {
+            flagged: Some(cand.clone()),
+            candidates: vec![cand],
+            note: line.into(),
+        });
         inc
+    }
+
+    /// The candidate's ROCm runtime under a directory named `name` (/proc/PID/maps escapes a
+    /// newline as \012).
+    fn rocm_maps(name: &str) -> Extras {
+        Extras {
+            process_maps: vec![(
+                4242,
+                vec![format!(
+                    "7f00-7f10 r-xp 0 08:01 1 /opt/rocm-6.2.4/{}/libamdhip64.so.6.2.60204",
+                    name.replace('\n', "\\012")
+                )],
+            )],
+            host: None,
+        }
     }
 
     /// Markdown's active characters, control bytes and line breaks, weighted in.
@@ -696,7 +742,7 @@ mod fuzz {
         let render = |name: &str, line: &str| {
             let p = d
                 .borrow_mut()
-                .write(&incident_named(name, line), &Extras::default())
+                .write(&incident_named(name, line), &rocm_maps(name))
                 .unwrap();
             let md = bugreport::build(&p, &roots, &Options::default())
                 .unwrap()

@@ -664,6 +664,27 @@ fn running_agent_exposition_passes_promtool() {
         body.contains("hangwatch_last_incident_timestamp_seconds "),
         "{body}"
     );
+    // The compute sources (KFD proc table, SMI) count even where amdkfd is absent, and say so
+    // once at the start; the closing stats line carries their counters and the queue table.
+    assert!(
+        body.contains(r#"hangwatch_kfd_source_total{what="proc_polls"} "#),
+        "{body}"
+    );
+    assert!(body.contains("hangwatch_compute_queues 0"), "{body}");
+    assert!(
+        body.contains(r#"hangwatch_correlator_events_total{what="queue_eviction"} 0"#),
+        "{body}"
+    );
+    assert!(
+        seen.iter().any(|l| l.contains("KFD: ")),
+        "a status line per compute source: {seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("KFD: proc table polls")
+                && l.contains("compute queue table: 0 live")),
+        "{seen:#?}"
+    );
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

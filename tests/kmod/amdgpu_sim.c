@@ -38,6 +38,7 @@
 #include <drm/gpu_scheduler.h>
 
 #include "amdgpu_sim_uapi.h"
+#include "kfd_sim.h"
 
 #define CREATE_TRACE_POINTS
 #include "amdgpu_sim_trace.h"
@@ -55,14 +56,8 @@
 /* Declared by the real driver's headers; here only so -Wmissing-prototypes stays quiet. */
 struct amdgpu_device;
 struct amdgpu_job;
-struct amdgpu_reset_context;
 struct sim_file;
-#if SIM_RECOVER_HAS_CONTEXT
-int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job,
-			      struct amdgpu_reset_context *reset_context);
-#else
-int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job);
-#endif
+/* amdgpu_device_gpu_recover and struct amdgpu_reset_context: kfd_sim.h (KFD resets too). */
 int amdgpu_cs_ioctl(void *dev, void *data, struct sim_file *f);
 
 static unsigned int timeout_ms = 2000;
@@ -108,11 +103,6 @@ struct amdgpu_device {
 	struct amdgpu_ring rings[SIM_NUM_RINGS];
 	struct miscdevice misc;
 	char misc_name[24];
-};
-
-struct amdgpu_reset_context {
-	int src;
-	u32 flags;
 };
 
 struct sim_file {
@@ -834,6 +824,9 @@ static int __init amdgpu_sim_init(void)
 		if (r)
 			goto fail;
 	}
+	/* The KFD-like path (kfd_sim.c) is optional; it stands on device 0. */
+	if (kfd_sim_init(adevs[0]))
+		pr_warn("amdgpu_sim: no /dev/kfd\n");
 	pr_info("amdgpu_sim: %u device(s), %d rings each, timeout %u ms\n", devices,
 		SIM_NUM_RINGS, timeout_ms);
 	return 0;
@@ -848,6 +841,7 @@ static void __exit amdgpu_sim_exit(void)
 {
 	u32 i;
 
+	kfd_sim_exit();
 	for (i = 0; i < devices; i++)
 		sim_device_destroy(adevs[i]);
 	platform_driver_unregister(&sim_driver);

@@ -50,6 +50,10 @@ struct Expected {
     confidence: String,
     #[serde(default)]
     reset: Option<String>,
+    /// The pids of the compute candidates (`compute.candidates`, docs/compute.md), in order;
+    /// `[]` for a compute section naming nobody. Absent: not checked.
+    #[serde(default)]
+    compute_candidates: Option<Vec<u32>>,
     why: String,
 }
 
@@ -180,6 +184,18 @@ fn compare_incident(want: &Expected, got: &Value) -> Vec<String> {
     ];
     if let Some(reset) = &want.reset {
         fields.push(("reset", nullable(reset), text(&got["reset"])));
+    }
+    if let Some(pids) = &want.compute_candidates {
+        let got_pids = match got["compute"]["candidates"].as_array() {
+            Some(c) => format!(
+                "{:?}",
+                c.iter()
+                    .filter_map(|c| c["pid"].as_u64())
+                    .collect::<Vec<_>>()
+            ),
+            None => "no compute section".to_string(),
+        };
+        fields.push(("compute_candidates", format!("{pids:?}"), got_pids));
     }
     fields
         .into_iter()

@@ -108,6 +108,9 @@ pub struct Process {
     pub device: u32,
     #[serde(default)]
     pub submit: Vec<Submit>,
+    /// ROCm-like work through /dev/kfd (queues, doorbell dispatches); see `kfd_child`.
+    #[serde(default)]
+    pub kfd: Vec<KfdOp>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -679,9 +682,11 @@ fn child(path: &Path, index: &str) -> Result<()> {
         .with_context(|| format!("opening {path}"))?;
     println!("open");
     std::io::stdout().flush()?;
+    let kfd = kfd_open(&p)?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let t0 = Instant::now();
+    let kfd_thread = kfd.map(|k| kfd_spawn(k, p.kfd.clone(), t0, p.exit_at_ms));
     let fd = std::os::fd::AsRawFd::as_raw_fd(&dev);
     let mut ok = 0u64;
     let mut errors: BTreeMap<i32, u64> = BTreeMap::new();
@@ -726,8 +731,13 @@ fn child(path: &Path, index: &str) -> Result<()> {
             }
         }
     }
+    let kfd_summary = kfd_thread.map(|t| {
+        t.join()
+            .unwrap_or_else(|_| json!({"error": "kfd thread panicked"}))
+    });
     let submit_ms = t0.elapsed().as_millis() as u64;
-    let summary = json!({"submitted": ok, "errors": errors, "submit_ms": submit_ms});
+    let summary =
+        json!({"submitted": ok, "errors": errors, "submit_ms": submit_ms, "kfd": kfd_summary});
     if let Some(exit) = p.exit_at_ms {
         sleep_until(t0 + Duration::from_millis(exit));
         // Exiting early is the point (scenario 5): nobody reads this summary's timing.
@@ -1360,4 +1370,306 @@ fn phase_bench(plan: &Plan) -> Result<()> {
         );
     }
     Ok(())
+}
+
+// ---- KFD (ROCm-like) child work: tests/kmod/kfd_sim.c ----
+
+const KFD_DEVICE: &str = "/dev/kfd";
+
+/// One step of a ROCm-like process: create a queue, ring its doorbell (a dispatch), destroy it.
+#[derive(Deserialize, Clone)]
+pub struct KfdOp {
+    #[serde(default)]
+    pub at_ms: u64,
+    /// `create`, `dispatch`, `destroy`; 7.x user queues: `userq_create`, `userq_signal`,
+    /// `userq_destroy` (their `queue` indexes count user queues separately).
+    pub op: String,
+    /// Index of the queue in this process's creation order (`dispatch`, `destroy`).
+    #[serde(default)]
+    pub queue: usize,
+    /// `compute` (AQL, what HIP uses) or `sdma` (`create`); `gfx`, `compute`, `sdma`
+    /// (`userq_create`).
+    #[serde(default = "default_queue_type")]
+    pub queue_type: String,
+    /// `hang`, `fault`, `fault_pid0`, `mes_hang` (`dispatch`).
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub duration_us: u64,
+    #[serde(default)]
+    pub fault_addr: u64,
+    #[serde(default = "one")]
+    pub count: u64,
+    #[serde(default)]
+    pub rate_hz: u64,
+}
+
+fn default_queue_type() -> String {
+    "compute".into()
+}
+
+/// `struct kfd_ioctl_create_queue_args` (include/uapi/linux/kfd_ioctl.h, 6.1 size: newer
+/// kernels zero-extend the shorter struct, like the simulator).
+#[repr(C)]
+#[derive(Default)]
+struct KfdCreateQueueArgs {
+    ring_base_address: u64,
+    write_pointer_address: u64,
+    read_pointer_address: u64,
+    doorbell_offset: u64,
+    ring_size: u32,
+    gpu_id: u32,
+    queue_type: u32,
+    queue_percentage: u32,
+    queue_priority: u32,
+    queue_id: u32,
+    eop_buffer_address: u64,
+    eop_buffer_size: u64,
+    ctx_save_restore_address: u64,
+    ctx_save_restore_size: u32,
+    ctl_stack_size: u32,
+}
+
+/// `struct kfd_sim_dispatch` of tests/kmod/kfd_sim_uapi.h.
+#[repr(C)]
+struct KfdSimDispatch {
+    queue_id: u32,
+    flags: u32,
+    duration_us: u64,
+    fault_addr: u64,
+}
+
+const fn ioc(dir: u64, ty: u8, nr: u64, size: usize) -> u64 {
+    (dir << 30) | ((size as u64) << 16) | ((ty as u64) << 8) | nr
+}
+/// `AMDKFD_IOWR(0x02, struct kfd_ioctl_create_queue_args)`.
+const AMDKFD_IOC_CREATE_QUEUE: u64 = ioc(3, b'K', 0x02, std::mem::size_of::<KfdCreateQueueArgs>());
+/// `AMDKFD_IOWR(0x03, struct kfd_ioctl_destroy_queue_args)` (u32 queue_id, u32 pad).
+const AMDKFD_IOC_DESTROY_QUEUE: u64 = ioc(3, b'K', 0x03, 8);
+/// `_IOW('k', 1, struct kfd_sim_dispatch)`.
+const KFD_SIM_IOC_DISPATCH: u64 = ioc(1, b'k', 1, std::mem::size_of::<KfdSimDispatch>());
+
+/// `struct kfd_sim_userq` / `struct kfd_sim_userq_signal` of tests/kmod/kfd_sim_uapi.h.
+#[repr(C)]
+#[derive(Default)]
+struct KfdSimUserq {
+    ip_type: u32,
+    queue_id: u32,
+    doorbell: u64,
+}
+#[repr(C)]
+struct KfdSimUserqSignal {
+    queue_id: u32,
+    flags: u32,
+    duration_us: u64,
+}
+const KFD_SIM_IOC_USERQ_CREATE: u64 = ioc(3, b'k', 2, std::mem::size_of::<KfdSimUserq>());
+const KFD_SIM_IOC_USERQ_DESTROY: u64 = ioc(1, b'k', 3, std::mem::size_of::<KfdSimUserq>());
+const KFD_SIM_IOC_USERQ_SIGNAL: u64 = ioc(1, b'k', 4, std::mem::size_of::<KfdSimUserqSignal>());
+
+/// Opens /dev/kfd (before "go", like ROCr at hipInit) when the process has KFD work.
+fn kfd_open(p: &Process) -> Result<Option<std::fs::File>> {
+    if p.kfd.is_empty() {
+        return Ok(None);
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(KFD_DEVICE)
+        .with_context(|| format!("opening {KFD_DEVICE}"))?;
+    Ok(Some(f))
+}
+
+/// The KFD gpu_id of the first GPU node of the topology (what ROCr reads too).
+fn kfd_gpu_id() -> Result<u32> {
+    for n in 0..16 {
+        let p = format!("/sys/class/kfd/kfd/topology/nodes/{n}/gpu_id");
+        let Ok(s) = std::fs::read_to_string(&p) else {
+            break;
+        };
+        let id: u32 = s.trim().parse().with_context(|| format!("{p}: {s:?}"))?;
+        if id != 0 {
+            return Ok(id);
+        }
+    }
+    bail!("no GPU node in /sys/class/kfd/kfd/topology")
+}
+
+fn kfd_flag_bits(flags: &[String]) -> Result<u32> {
+    let mut bits = 0;
+    for f in flags {
+        bits |= match f.as_str() {
+            "hang" => 1,
+            "fault" => 2,
+            "fault_pid0" => 4,
+            "mes_hang" => 8,
+            other => bail!("unknown kfd flag {other:?}"),
+        };
+    }
+    Ok(bits)
+}
+
+fn kfd_ioctl<T>(fd: i32, cmd: u64, arg: &mut T) -> std::result::Result<(), i32> {
+    // SAFETY: fd is open and `arg` is the #[repr(C)] struct the command encodes.
+    let r = unsafe { libc::ioctl(fd, cmd as _, arg as *mut T) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(-std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+/// Runs the KFD steps on their schedule in a thread; returns its summary (queues created,
+/// doorbell dispatches, errors by op and errno).
+fn kfd_spawn(
+    dev: std::fs::File,
+    ops: Vec<KfdOp>,
+    t0: Instant,
+    exit_at_ms: Option<u64>,
+) -> std::thread::JoinHandle<Value> {
+    std::thread::spawn(move || match kfd_run(&dev, &ops, t0, exit_at_ms) {
+        Ok(v) => v,
+        Err(e) => json!({"error": format!("{e:#}")}),
+    })
+}
+
+fn kfd_run(
+    dev: &std::fs::File,
+    ops: &[KfdOp],
+    t0: Instant,
+    exit_at_ms: Option<u64>,
+) -> Result<Value> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(dev);
+    let gpu_id = kfd_gpu_id()?;
+    let mut queues: Vec<u32> = Vec::new();
+    let mut userqs: Vec<(u32, u64)> = Vec::new();
+    let mut doorbells: Vec<String> = Vec::new();
+    let mut dispatched = 0u64;
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut order: Vec<&KfdOp> = ops.iter().collect();
+    order.sort_by_key(|o| o.at_ms);
+    for op in order {
+        sleep_until(t0 + Duration::from_millis(op.at_ms));
+        if exit_at_ms.is_some_and(|e| t0.elapsed() >= Duration::from_millis(e)) {
+            break;
+        }
+        let r = match op.op.as_str() {
+            "create" => {
+                let mut a = KfdCreateQueueArgs {
+                    gpu_id,
+                    queue_type: if op.queue_type == "sdma" { 1 } else { 2 },
+                    ring_size: 1 << 16,
+                    queue_percentage: 100,
+                    ring_base_address: 0x7f00_0000_0000 + queues.len() as u64 * 0x10000,
+                    ..Default::default()
+                };
+                kfd_ioctl(fd, AMDKFD_IOC_CREATE_QUEUE, &mut a).map(|()| {
+                    queues.push(a.queue_id);
+                    doorbells.push(format!("0x{:x}", a.doorbell_offset));
+                })
+            }
+            "dispatch" => {
+                let qid = *queues
+                    .get(op.queue)
+                    .context("dispatch on a queue never created")?;
+                let flags = kfd_flag_bits(&op.flags)?;
+                at_rate(op, &mut dispatched, || {
+                    let mut d = KfdSimDispatch {
+                        queue_id: qid,
+                        flags,
+                        duration_us: op.duration_us,
+                        fault_addr: op.fault_addr,
+                    };
+                    kfd_ioctl(fd, KFD_SIM_IOC_DISPATCH, &mut d)
+                })
+            }
+            "destroy" => {
+                let qid = *queues
+                    .get(op.queue)
+                    .context("destroy of a queue never created")?;
+                let mut a = [qid, 0u32];
+                kfd_ioctl(fd, AMDKFD_IOC_DESTROY_QUEUE, &mut a)
+            }
+            "userq_create" | "userq_signal" | "userq_destroy" => {
+                kfd_userq_op(fd, op, &mut userqs, &mut dispatched)?
+            }
+            other => bail!("unknown kfd op {other:?}"),
+        };
+        if let Err(errno) = r {
+            *errors.entry(format!("{}:{errno}", op.op)).or_default() += 1;
+        }
+    }
+    Ok(
+        json!({"queues": queues, "doorbell_offsets": doorbells, "userqs": userqs, "dispatched": dispatched, "errors": errors}),
+    )
+}
+
+/// Runs `submit` `op.count` times at `op.rate_hz` (0 = flat out), counting successes; the last
+/// result is returned.
+fn at_rate(
+    op: &KfdOp,
+    ok: &mut u64,
+    mut submit: impl FnMut() -> std::result::Result<(), i32>,
+) -> std::result::Result<(), i32> {
+    let start = Instant::now();
+    let mut r = Ok(());
+    for n in 0..op.count {
+        if let Some(us) = (n * 1_000_000).checked_div(op.rate_hz) {
+            sleep_until(start + Duration::from_micros(us));
+        }
+        r = submit();
+        if r.is_ok() {
+            *ok += 1;
+        }
+    }
+    r
+}
+
+/// A 7.x user-queue step (simulated on /dev/kfd): create one, submit jobs on it, destroy it.
+fn kfd_userq_op(
+    fd: i32,
+    op: &KfdOp,
+    userqs: &mut Vec<(u32, u64)>,
+    dispatched: &mut u64,
+) -> Result<std::result::Result<(), i32>> {
+    Ok(match op.op.as_str() {
+        "userq_create" => {
+            let mut a = KfdSimUserq {
+                ip_type: match op.queue_type.as_str() {
+                    "gfx" => 0,
+                    "compute" => 1,
+                    "sdma" => 2,
+                    other => bail!("unknown user queue type {other:?}"),
+                },
+                ..Default::default()
+            };
+            kfd_ioctl(fd, KFD_SIM_IOC_USERQ_CREATE, &mut a)
+                .map(|()| userqs.push((a.queue_id, a.doorbell)))
+        }
+        "userq_signal" => {
+            let (qid, _) = *userqs
+                .get(op.queue)
+                .context("signal on a user queue never created")?;
+            let flags = kfd_flag_bits(&op.flags)?;
+            at_rate(op, dispatched, || {
+                let mut a = KfdSimUserqSignal {
+                    queue_id: qid,
+                    flags,
+                    duration_us: op.duration_us,
+                };
+                kfd_ioctl(fd, KFD_SIM_IOC_USERQ_SIGNAL, &mut a)
+            })
+        }
+        _ => {
+            let (qid, doorbell) = *userqs
+                .get(op.queue)
+                .context("destroy of a user queue never created")?;
+            let mut a = KfdSimUserq {
+                ip_type: 0,
+                queue_id: qid,
+                doorbell,
+            };
+            kfd_ioctl(fd, KFD_SIM_IOC_USERQ_DESTROY, &mut a)
+        }
+    })
 }

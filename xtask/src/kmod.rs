@@ -16,6 +16,11 @@ const SOURCES: &[&str] = &[
     "amdgpu_sim_trace.h",
     "amdgpu_sim_compat.h",
     "amdgpu_sim_uapi.h",
+    "kfd_sim.c",
+    "kfd_sim.h",
+    "kfd_sim_uapi.h",
+    "kfd_sim_userq.c",
+    "kfd_sim_userq_trace.h",
     "Kbuild",
     "Makefile",
 ];

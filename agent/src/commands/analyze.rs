@@ -114,7 +114,8 @@ impl Analyzer {
             self.next_seq,
             self.zone.clone(),
             reference,
-        );
+        )
+        .with_line_hook(crate::kfd::lines::HOOK);
         let compression = opened.compression;
         let corr = &mut self.corr;
         let mut sink = |e: Event| {

@@ -2,8 +2,10 @@
 //! kernel blame. One function per incident kind; the rules are numbered as in
 //! docs/attribution.md (T1–T6 ring timeouts, G1–G2 resets, P1–P2 faults, I1 illegal commands).
 use super::blame::{later_work_completed, HungRing, Verdict};
+use super::compute;
 use super::incident::{render_time, Open};
 use super::processes::Processes;
+use super::queues::Queues;
 use super::recorder::Recorder;
 use super::roles::{At, FaultRec, MAX_FAULTS};
 use super::timeout::RingTimeout;
@@ -14,15 +16,16 @@ use crate::incident::{Confidence, Incident, IncidentKind, Omitted, ProcessRef, V
 pub struct Ctx<'a> {
     pub procs: &'a Processes,
     pub rec: &'a Recorder,
+    pub queues: &'a Queues,
     pub cfg: &'a Config,
 }
 
-/// The verdict of one rule.
-struct Blame {
-    culprit: Option<ProcessRef>,
-    confidence: Confidence,
-    victims: Vec<Victim>,
-    reasoning: String,
+/// The verdict of one rule (`compute.rs` refines it).
+pub struct Blame {
+    pub culprit: Option<ProcessRef>,
+    pub confidence: Confidence,
+    pub victims: Vec<Victim>,
+    pub reasoning: String,
 }
 
 impl Blame {
@@ -42,7 +45,7 @@ impl Blame {
     }
 
     /// Adds a victim: never the culprit, never pid 0, once per pid.
-    fn victim(&mut self, pid: u32, comm: String, reason: String) {
+    pub fn victim(&mut self, pid: u32, comm: String, reason: String) {
         let culprit = self.culprit.as_ref().map(|c| c.pid);
         if pid != 0 && Some(pid) != culprit && !self.victims.iter().any(|v| v.pid == pid) {
             self.victims.push(Victim { pid, comm, reason });
@@ -92,8 +95,10 @@ pub fn attribute(o: &Open, id: String, cx: &Ctx) -> Incident {
             "submission refused with -ECANCELED after reset".into(),
         );
     }
+    let compute = compute::attribute(o, kind, ring.as_deref(), cx, &mut b);
     notes(o, kind, &mut b.reasoning);
     let mut inc = assemble(o, kind, ring, b, cx);
+    inc.compute = compute;
     inc.id = id;
     inc
 }
@@ -520,6 +525,7 @@ fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &C
             refusals: o.refusals.omitted,
             refusing_processes: o.refusals.unlisted,
         },
+        compute: None,
     }
 }
 

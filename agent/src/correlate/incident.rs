@@ -1,6 +1,7 @@
 //! Open incidents: which events join one, how long it stays open, and the per-role facts it
-//! keeps for attribution (`roles.rs`). Joining and closing rules: docs/attribution.md
-//! "Clustering".
+//! keeps for attribution (`roles.rs`, `timeout.rs`, `compute.rs`). Joining and closing rules:
+//! docs/attribution.md "Clustering".
+use super::compute::ComputeNotes;
 use super::processes::Processes;
 use super::recorder::Recorder;
 use super::roles::{At, Faults, Refusals, Reset};
@@ -25,11 +26,14 @@ pub enum Role {
     Reset,
     /// Only joins an open incident (post-reset refusals, devcoredump, other errors).
     After,
+    /// A compute note (KFD/MES line, SMI event, hung user queue): joins an open incident, or
+    /// waits in the queue table for one opening within `queues::NOTE_LOOKBACK_NS`.
+    Compute,
 }
 
 impl Role {
     pub fn opens(self) -> bool {
-        !matches!(self, Role::After)
+        !matches!(self, Role::After | Role::Compute)
     }
 }
 
@@ -53,6 +57,7 @@ pub fn role(ev: &Event) -> Option<Role> {
             | KmsgKind::Devcoredump { .. }
             | KmsgKind::OtherError { .. } => Role::After,
         },
+        _ if super::queues::is_note(ev) => Role::Compute,
         _ => return None,
     })
 }
@@ -118,6 +123,7 @@ pub struct Open {
     pub timeout: Timeouts,
     pub reset: Reset,
     pub refusals: Refusals,
+    pub compute: ComputeNotes,
     pub evidence: EvidenceLog,
     pub dropped_at_open: u64,
     /// Changed since the last provisional report.
@@ -139,6 +145,7 @@ impl Open {
             timeout: Timeouts::default(),
             reset: Reset::default(),
             refusals: Refusals::default(),
+            compute: ComputeNotes::default(),
             evidence: EvidenceLog::default(),
             dropped_at_open: dropped,
             changed: true,
@@ -213,10 +220,11 @@ impl Open {
         self.reset.awaits(ring)
     }
 
-    /// Refusals never keep an incident open; faults stop doing so once its reset began.
+    /// Refusals and compute notes never keep an incident open; faults stop doing so once its
+    /// reset began.
     fn extends(&self, role: Role) -> bool {
         match role {
-            Role::After => false,
+            Role::After | Role::Compute => false,
             Role::Fault | Role::Illegal => self.reset.begun_t.is_none() && !self.reset.ended(),
             Role::Timeout | Role::Reset => true,
         }
@@ -242,6 +250,7 @@ impl Open {
         let what = self.record(ev, procs, rec)?;
         let lines = match &ev.body {
             EventBody::Kmsg(r) => r.lines.iter().take(MAX_LINES).cloned().collect(),
+            EventBody::KfdLog(r) => vec![r.line.clone()],
             _ => Vec::new(),
         };
         let e = Evidence {
@@ -285,6 +294,9 @@ impl Open {
                 return self.refusals.on_probe(task, *errno)
             }
             EventBody::Kmsg(r) => return self.record_kmsg(at, &r.kind, procs),
+            EventBody::KfdLog(_) | EventBody::KfdSmi(_) | EventBody::UserqState { .. } => {
+                return self.compute.on_event(ev)
+            }
             _ => return None,
         })
     }

@@ -7,14 +7,18 @@
 //! the incident's `omitted`. Rules are documented in `docs/attribution.md`.
 mod attribute;
 mod blame;
+mod compute;
 mod incident;
 mod lru;
 mod pending;
 mod processes;
+pub mod queues;
 mod recorder;
 mod roles;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_compute;
 mod timeout;
 
 use std::collections::VecDeque;
@@ -90,6 +94,9 @@ pub struct Stats {
     pub unattached: u64,
     /// Per-process summary entries not kept (more processes than `max_processes`).
     pub summary_overflow: u64,
+    /// Compute queues evicted from the bounded queue table in earlier boots (the current
+    /// boot's are in [`Correlator::queue_table`]).
+    pub queue_evictions: u64,
     /// Incidents emitted.
     pub incidents: u64,
 }
@@ -125,6 +132,8 @@ pub struct Correlator {
     recent: VecDeque<Evidence>,
     /// The boot the current events belong to (from the last `EventBody::Boot`).
     boot: Option<BootInfo>,
+    /// Compute queues (KFD, user queues) for compute attribution (`queues.rs`).
+    queues: queues::Queues,
 }
 
 /// Evidence items kept for `evidence_between` (a few incidents' worth; storms are capped
@@ -143,6 +152,7 @@ impl Correlator {
             summary: HashMap::default(),
             recent: VecDeque::new(),
             boot: None,
+            queues: queues::Queues::new(),
         }
     }
 
@@ -154,25 +164,39 @@ impl Correlator {
         }
         let mut out = self.advance(event.t_ns);
         self.procs.observe(&event, &mut self.stats);
+        self.queues.observe(&event);
         self.recorder
             .observe(&event, &mut self.procs, &mut self.stats);
+        // A user-queue fence is a job; a hung user queue, or a KFD queue that did not
+        // preempt, that ring's timeout (queues::derived): fed in right after the event.
+        let derived = self.queues.derived(&event);
+        self.place(event, &mut out);
+        if let Some(d) = derived {
+            out.extend(self.push(d));
+        }
+        out
+    }
+
+    /// Puts `event` into the open incident it belongs to, opens one, holds it, or counts it.
+    fn place(&mut self, event: Event, out: &mut Vec<Incident>) {
         let Some(role) = incident::role(&event) else {
-            return out;
+            return;
         };
         let idx = match self.route(&event, role) {
             Some(i) => i,
-            None if role.opens() => self.open_incident(&event, &mut out),
+            None if role.opens() => self.open_incident(&event, out),
             None if incident::pends(&event) => {
                 self.stats.unattached += self.pending.hold(event);
-                return out;
+                return;
             }
+            // Kept by the queue table for an incident opening soon after (NOTE_LOOKBACK_NS).
+            None if role == incident::Role::Compute => return,
             None => {
                 self.stats.unattached += 1;
-                return out;
+                return;
             }
         };
         self.join(idx, &event, role);
-        out
     }
 
     /// Opens an incident for `event` (closing the oldest past `max_open`), adopting the held
@@ -186,6 +210,16 @@ impl Correlator {
         let idx = self.open.len() - 1;
         for held in self.pending.adopt(event) {
             self.join(idx, &held, incident::Role::After);
+        }
+        // KFD prints its preemption failures seconds before the reset or timeout it causes.
+        // Notes stamped a little after the opening event count too: sources reach the
+        // correlator in their own order (/dev/kmsg is read at once, the probe ring buffer on
+        // its 100 ms tick), so the kernel's lines can arrive before the probe event that
+        // opens their incident (6.1 scenario 20: the KFD lines 12 ms after the probe's reset).
+        let from = event.t_ns.saturating_sub(queues::NOTE_LOOKBACK_NS);
+        let to = event.t_ns.saturating_add(self.config.settle_ns);
+        for note in self.queues.lookback(event.gpu.as_deref(), from, to) {
+            self.join(idx, &note, incident::Role::Compute);
         }
         idx
     }
@@ -253,6 +287,8 @@ impl Correlator {
                 self.boot = Some(info.clone());
                 self.procs = Processes::new(self.config.max_processes, self.config.max_pasids);
                 self.recorder = Recorder::new(self.config.ring_depth);
+                self.stats.queue_evictions += self.queues.evicted;
+                self.queues = queues::Queues::new();
                 self.recent.clear();
                 out
             }
@@ -308,6 +344,7 @@ impl Correlator {
         let cx = attribute::Ctx {
             procs: &self.procs,
             rec: &self.recorder,
+            queues: &self.queues,
             cfg: &self.config,
         };
         let mut inc = attribute::attribute(open, id, &cx);
@@ -392,6 +429,15 @@ impl Correlator {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+
+    /// The compute queue table: (live queues, queues evicted from it since the start).
+    pub fn queue_table(&self) -> (usize, u64) {
+        (
+            self.queues.live_len(),
+            self.stats.queue_evictions + self.queues.evicted,
+        )
+    }
+
     /// Per-process counters over everything seen (a pid per boot: pids are reused).
     pub fn summary(&self) -> Vec<ProcessSummary> {
         let mut v: Vec<(&(u32, u32), &ProcessSummary)> = self.summary.iter().collect();

@@ -11,15 +11,18 @@ use crate::procscan::SeenCache;
 use crate::report::incident_dir::Extras;
 use crate::report::procinfo::capture_process_maps;
 
-/// The culprit, the victims and the process the kernel blamed (real pids, each once).
+/// The culprit, the victims, the process the kernel blamed and the compute candidates (their
+/// mapped ROCm libraries go into the bug report) — real pids, each once.
 fn involved(inc: &Incident) -> Vec<u32> {
     let mut pids: Vec<u32> = Vec::new();
+    let candidates = inc.compute.iter().flat_map(|c| &c.candidates);
     let all = inc
         .culprit
         .iter()
         .map(|c| c.pid)
         .chain(inc.victims.iter().map(|v| v.pid))
-        .chain(inc.kernel_blamed.iter().map(|k| k.pid));
+        .chain(inc.kernel_blamed.iter().map(|k| k.pid))
+        .chain(candidates.map(|c| c.pid));
     for pid in all {
         if pid != 0 && !pids.contains(&pid) {
             pids.push(pid);
@@ -117,5 +120,20 @@ mod tests {
             reason: String::new(),
         });
         assert_eq!(involved(&inc), vec![7021, 6518]);
+        // Compute candidates (ROCm processes with queues on the GPU) after them, once each.
+        inc.compute = Some(crate::incident::ComputeAttribution {
+            flagged: None,
+            candidates: [(6518, "Xwayland"), (4242, "python3")]
+                .map(|(pid, comm)| crate::incident::Candidate {
+                    pid,
+                    comm: comm.into(),
+                    queues: Vec::new(),
+                    confidence: crate::incident::Confidence::Unknown,
+                    reason: String::new(),
+                })
+                .to_vec(),
+            note: String::new(),
+        });
+        assert_eq!(involved(&inc), vec![7021, 6518, 4242]);
     }
 }

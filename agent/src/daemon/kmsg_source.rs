@@ -147,7 +147,8 @@ impl KmsgSource {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let mut src = KmsgSource {
             rx,
-            asm: KmsgAssembler::new(Source::Kmsg),
+            // The KFD / MES queue lines (crate::kfd::lines) ride along as their own events.
+            asm: KmsgAssembler::new(Source::Kmsg).with_line_hook(crate::kfd::lines::HOOK),
             tracker: Tracker::new(start),
             store: match (store, boot_id) {
                 (Some(s), Some(b)) => Some((s, b.to_string())),

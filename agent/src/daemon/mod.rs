@@ -1,11 +1,12 @@
 //! `hangwatch run` as a lifecycle: [`Agent::start`] (boot facts, probes, output, process
 //! scan, kernel-log backlog, control socket, metrics, journal, READY=1), [`Agent::run_loop`]
-//! (one handler per event source: ring buffer, kernel log, control socket, timers,
+//! (one handler per event source: ring buffer, kernel log, KFD, control socket, timers,
 //! signals) and [`Agent::finish`] (detach, drain, close every incident, cursor, stats line).
 pub mod boot;
 mod capture;
 mod control_source;
 mod durable;
+mod kfd_source;
 pub mod kmsg_cursor;
 pub mod kmsg_source;
 mod output;
@@ -26,6 +27,7 @@ use crate::sd_notify::Notifier;
 use crate::{info, warn};
 
 use control_source::ControlSource;
+use kfd_source::KfdSource;
 use kmsg_source::KmsgSource;
 use ring::RingSource;
 use signals::{Sig, Signals};
@@ -49,6 +51,7 @@ pub struct Agent {
     ebpf: Option<Ebpf>,
     ring: Option<RingSource>,
     kmsg: Option<KmsgSource>,
+    kfd: KfdSource,
     control: Option<ControlSource>,
     _metrics: Option<crate::metrics::Server>,
     notifier: Option<Notifier>,
@@ -83,6 +86,8 @@ impl Agent {
         let mut st = start::state(s, &gpus, seen_map, metrics.clone())?;
         start::initial_events(&mut st);
         let kmsg = start::kernel_log(s, &opts.kmsg_path, &mut st);
+        // Compute queues without eBPF: the /sys/class/kfd proc table and /dev/kfd SMI events.
+        let kfd = KfdSource::start(std::path::Path::new("/"));
         // The backlog regenerated what a stopped agent left open (written under its id now);
         // the rest of what it left is finalised as written.
         st.write_open();
@@ -120,6 +125,7 @@ impl Agent {
             ebpf,
             ring,
             kmsg,
+            kfd,
             control,
             _metrics: metrics_srv,
             notifier,
@@ -141,6 +147,7 @@ impl Agent {
                 st,
                 ring,
                 kmsg,
+                kfd,
                 control,
                 signals,
                 ..
@@ -181,6 +188,7 @@ impl Agent {
                     if let Some(r) = ring.as_mut() {
                         r.drain_all(st);
                     }
+                    kfd.drain(st);
                 }
                 m = kmsg_msg => {
                     if let Some(k) = kmsg.as_mut() {
@@ -221,6 +229,7 @@ impl Agent {
         let (records, lost) = self.kmsg.as_ref().map_or((0, 0), |k| (k.records, k.lost));
         let kernel = self.ring.as_ref().map_or(0, |r| r.kernel_drops);
         self.st.refresh_metrics(kernel, records, lost);
+        self.st.refresh_compute_metrics(&self.kfd.counters);
         if let Some(n) = self.notifier.as_mut() {
             n.watchdog(std::time::Instant::now());
         }
@@ -304,6 +313,7 @@ impl Agent {
         if let Some(k) = self.kmsg.as_mut() {
             k.flush(&mut self.st);
         }
+        self.kfd.drain(&mut self.st);
         let out = self.st.corr.finish();
         self.st.emit(out);
         if let Some(k) = self.kmsg.as_mut() {
@@ -313,6 +323,7 @@ impl Agent {
             &self.st,
             self.ring.as_ref(),
             self.kmsg.as_ref(),
+            &self.kfd,
             self.attached,
         );
         // Dropping the control source removes the socket file.

@@ -74,16 +74,18 @@ impl State {
         }
     }
 
-    /// A probe event: first time a submitter is seen, record its exe/comm (it may be gone by
-    /// the time an incident is written) and let the exit probe watch it.
+    /// A probe event: labelled with its GPU, then as [`State::source_event`].
     pub fn probe_event(&mut self, mut ev: Event) {
         self.labeler.label(&mut ev);
-        let pid = match &ev.body {
-            EventBody::Submit { task, .. }
-            | EventBody::SchedQueued { task, .. }
-            | EventBody::SubmitRejected { task, .. } => task.pid,
-            _ => 0,
-        };
+        self.source_event(ev);
+    }
+
+    /// An event of a source that names processes (probes, the KFD sources): the first time a
+    /// submitter or queue owner is seen, record its exe/comm and mapped libraries (it may be
+    /// gone by the time an incident is written: ROCm libraries for compute candidates) and
+    /// let the exit probe watch it.
+    pub fn source_event(&mut self, ev: Event) {
+        let pid = submitter(&ev.body);
         if pid != 0 {
             if let Some(info) = self.seen.first_sight(Path::new("/proc"), pid, ev.t_ns) {
                 self.watch_pid(pid);
@@ -125,11 +127,37 @@ impl State {
         ] {
             m.correlator.insert(what, n);
         }
+        let (_, queue_evictions) = self.corr.queue_table();
+        m.correlator.insert("queue_eviction", queue_evictions);
         let depth = self.corr.ring_depth() as u64;
         for (ring, seen) in &cs.ring_jobs_seen {
             let evicted = cs.ring_jobs_evicted.get(ring).copied().unwrap_or(0);
             m.recorder_jobs
                 .insert(ring.clone(), seen.saturating_sub(evicted).min(depth));
         }
+    }
+}
+
+impl State {
+    /// Mirrors the compute sources' counters and the queue table's size (on the timer).
+    pub fn refresh_compute_metrics(&self, kfd: &crate::kfd::Counters) {
+        let Some(m) = &self.out.metrics else { return };
+        let Ok(mut m) = m.lock() else { return };
+        for (what, n) in kfd.values() {
+            m.compute_sources.insert(what, n);
+        }
+        m.compute_queues = self.corr.queue_table().0 as u64;
+    }
+}
+
+/// The process an event shows submitting GPU work or holding a queue (0: none).
+fn submitter(body: &EventBody) -> u32 {
+    match body {
+        EventBody::Submit { task, .. }
+        | EventBody::SchedQueued { task, .. }
+        | EventBody::SubmitRejected { task, .. } => task.pid,
+        EventBody::QueueCreated(q) => q.task.pid,
+        EventBody::UserqFence(f) => f.task.pid,
+        _ => 0,
     }
 }

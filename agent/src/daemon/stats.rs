@@ -2,11 +2,18 @@
 use crate::decode::kind_name;
 use crate::info;
 
+use super::kfd_source::KfdSource;
 use super::kmsg_source::KmsgSource;
 use super::ring::RingSource;
 use super::state::State;
 
-pub fn print(st: &State, ring: Option<&RingSource>, kmsg: Option<&KmsgSource>, attached: usize) {
+pub fn print(
+    st: &State,
+    ring: Option<&RingSource>,
+    kmsg: Option<&KmsgSource>,
+    kfd: &KfdSource,
+    attached: usize,
+) {
     let kernel_drops = ring.map_or(0, |r| r.total_drops());
     let mut per_kind: Vec<String> = st
         .decoder
@@ -56,5 +63,10 @@ pub fn print(st: &State, ring: Option<&RingSource>, kmsg: Option<&KmsgSource>, a
         cs.unattached,
         cs.summary_overflow,
         cs.submissions_untracked,
+    );
+    let (live, evicted) = st.corr.queue_table();
+    info!(
+        "{}; compute queue table: {live} live, {evicted} evicted",
+        kfd.stats_line()
     );
 }

@@ -32,10 +32,25 @@ pub struct AssembleStats {
 }
 
 /// A recogniser for lines `kmsg::lines` does not own (the KFD / MES queue lines of
-/// `crate::kfd::lines`), plugged in from above so that kmsg depends on nothing below it. Called
-/// with every amdgpu line (`dev_*`, `DRM_ERROR` and `pr_err` `amdgpu: ` forms, recognised or
-/// not): (t_ns, clock, source, device of the most recent amdgpu line, the message).
-pub type LineHook = fn(u64, Clock, Source, Option<&str>, &str) -> Option<Event>;
+/// `crate::kfd::lines`), plugged in from above so that kmsg depends on nothing above it.
+#[derive(Clone, Copy)]
+pub struct LineHook {
+    /// Called with every amdgpu line (`dev_*`, `DRM_ERROR` and `pr_err` `amdgpu: ` forms,
+    /// recognised or not) and every line holding one of `unprefixed`: (t_ns, clock, source,
+    /// device of the most recent amdgpu line, the message).
+    pub event: fn(u64, Clock, Source, Option<&str>, &str) -> Option<Event>,
+    /// Text of messages the kernel prints with no amdgpu prefix at all that `event` still
+    /// recognises (5.10's KFD printed its HWS-hang line without `pr_fmt`). The readers'
+    /// "mentions amdgpu" pre-filters let lines holding one through as well.
+    pub unprefixed: &'static [&'static str],
+}
+
+impl LineHook {
+    /// Whether `msg`, which has no amdgpu prefix, is one of the hook's unprefixed lines.
+    pub fn wants(&self, msg: &str) -> bool {
+        self.unprefixed.iter().any(|u| msg.contains(u))
+    }
+}
 
 pub struct KmsgAssembler {
     source: Source,
@@ -75,7 +90,7 @@ impl KmsgAssembler {
     pub fn push(&mut self, t_ns: u64, clock: Clock, line: &str, shown: Option<&str>) -> Vec<Event> {
         let msg = line.trim_end_matches(['\n', '\r']);
         let Some((pci, body)) = strip_prefix(msg) else {
-            return Vec::new();
+            return self.unprefixed(t_ns, clock, msg);
         };
         // Any addressed line, recognised or not, says which device the next DRM_ERROR and
         // pr_err lines belong to (docs/kmsg.md, most-recent-device rule).
@@ -86,7 +101,7 @@ impl KmsgAssembler {
         }
         let hooked = self
             .hook
-            .and_then(|h| h(t_ns, clock, self.source, self.last_pci.as_deref(), msg));
+            .and_then(|h| (h.event)(t_ns, clock, self.source, self.last_pci.as_deref(), msg));
         let Some(line) = classify_stripped(msg, body) else {
             let Some(e) = hooked else {
                 return Vec::new();
@@ -106,6 +121,26 @@ impl KmsgAssembler {
             Line::Record(kind) => self.record(t_ns, clock, kind, text()),
         };
         out.extend(hooked);
+        out
+    }
+
+    /// Whether the hook wants `msg` although it has no amdgpu prefix ([`LineHook::unprefixed`]).
+    pub fn wants_unprefixed(&self, msg: &str) -> bool {
+        self.hook.is_some_and(|h| h.wants(msg))
+    }
+
+    /// A line of no amdgpu form: only the hook's unprefixed lines make events; like its other
+    /// events, one ends the pending record.
+    fn unprefixed(&mut self, t_ns: u64, clock: Clock, msg: &str) -> Vec<Event> {
+        let Some(h) = self.hook.filter(|h| h.wants(msg)) else {
+            return Vec::new();
+        };
+        let Some(e) = (h.event)(t_ns, clock, self.source, self.last_pci.as_deref(), msg) else {
+            return Vec::new();
+        };
+        self.stats.recognised += 1;
+        let mut out = self.flush();
+        out.push(e);
         out
     }
 
@@ -585,7 +620,10 @@ pub(crate) mod tests {
         gpu: Option<&str>,
         msg: &str,
     ) -> Option<Event> {
-        let named = msg.contains(" pid ") || msg.contains("Pasid ") || msg.contains("doorbell=");
+        let named = msg.contains(" pid ")
+            || msg.contains("Pasid ")
+            || msg.contains("doorbell=")
+            || msg.contains("queues preemption");
         (named && !msg.contains("page fault")).then(|| Event {
             t_ns: t,
             clock,
@@ -598,12 +636,19 @@ pub(crate) mod tests {
         })
     }
 
-    /// The KFD recogniser (branch compute, `kfd::lines::event`) plugs in here: it sees every
-    /// amdgpu line with the most recent device, including `pr_err` lines with no device and
-    /// lines `lines.rs` recognises itself; its events end the pending record.
+    /// The stand-in as a hook, wanting 5.10's unprefixed HWS-hang line like the real one.
+    pub(crate) const KFD_LIKE: LineHook = LineHook {
+        event: kfd_like_hook,
+        unprefixed: &["unsuccessful queues preemption"],
+    };
+
+    /// The KFD recogniser (`kfd::lines::HOOK`) plugs in here: it sees every amdgpu line with
+    /// the most recent device, including `pr_err` lines with no device, lines `lines.rs`
+    /// recognises itself and the unprefixed lines it asks for; its events end the pending
+    /// record.
     #[test]
     fn line_hook_sees_kfd_lines_with_the_device() {
-        let mut a = KmsgAssembler::new(Source::Log).with_line_hook(kfd_like_hook);
+        let mut a = KmsgAssembler::new(Source::Log).with_line_hook(KFD_LIKE);
         let mut out = Vec::new();
         for (t, l) in [
             (1, "amdgpu 0000:03:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:24 vmid:3 pasid:32770)"),
@@ -611,6 +656,7 @@ pub(crate) mod tests {
             (3, "amdgpu 0000:03:00.0: amdgpu: failed to remove hardware queue from MES, doorbell=0x1204"),
             (4, "amdgpu: Failed to suspend process pid 3484"),
             (5, "usb 1-1: pid 7"),
+            (6, "The cp might be in an unrecoverable state due to an unsuccessful queues preemption"),
         ] {
             out.extend(a.push_line(t, Clock::Monotonic, l));
         }
@@ -637,7 +683,8 @@ pub(crate) mod tests {
                 (2, "amdgpu: Pasid 0x800d DQM create queue type 0 failed. ret -110".into(), dev.clone()),
                 (3, "MesFailure".into(), dev.clone()),
                 (3, "amdgpu 0000:03:00.0: amdgpu: failed to remove hardware queue from MES, doorbell=0x1204".into(), dev.clone()),
-                (4, "amdgpu: Failed to suspend process pid 3484".into(), dev),
+                (4, "amdgpu: Failed to suspend process pid 3484".into(), dev.clone()),
+                (6, "The cp might be in an unrecoverable state due to an unsuccessful queues preemption".into(), dev),
             ]
         );
     }

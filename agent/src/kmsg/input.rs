@@ -157,6 +157,9 @@ pub struct LogReader {
     boots: Boots,
     time: LocalTime,
     amdgpu: memmem::Finder<'static>,
+    /// The line hook's unprefixed texts ([`LineHook::unprefixed`]): lines holding one pass
+    /// the "mentions amdgpu" pre-filters too.
+    unprefixed: Vec<memmem::Finder<'static>>,
     linux_version: memmem::Finder<'static>,
     hold: Hold,
     /// Relative-time dmesg was seen: every line's stamp is read, not only amdgpu lines'.
@@ -187,6 +190,7 @@ impl LogReader {
             boots: Boots::new(first_seq, source),
             time: LocalTime::new(zone, reference_ns),
             amdgpu: memmem::Finder::new(b"amdgpu"),
+            unprefixed: Vec::new(),
             linux_version: memmem::Finder::new(b"Linux version "),
             hold: Hold::default(),
             every_stamp: false,
@@ -197,6 +201,11 @@ impl LogReader {
     /// Hand every amdgpu line to `hook` as well (the KFD recogniser; see
     /// [`KmsgAssembler::with_line_hook`]).
     pub fn with_line_hook(mut self, hook: LineHook) -> Self {
+        self.unprefixed = hook
+            .unprefixed
+            .iter()
+            .map(|u| memmem::Finder::new(u.as_bytes()))
+            .collect();
         self.asm =
             std::mem::replace(&mut self.asm, KmsgAssembler::new(Source::Log)).with_line_hook(hook);
         self
@@ -247,7 +256,7 @@ impl LogReader {
             return self.json_line(buf, sink);
         }
         let sample = self.stats.lines <= SAMPLE_LINES;
-        let mentions = self.amdgpu.find(buf).is_some();
+        let mentions = self.mentions(buf);
         // Hot path: most lines of a big log are unrelated. Only boot markers are looked for,
         // and the stamps of relative-time dmesg (each line's delta counts).
         if !mentions && !sample && !self.every_stamp {
@@ -264,6 +273,16 @@ impl LogReader {
             }
         };
         self.text_line(text.trim_end_matches(['\n', '\r']), mentions, sink);
+    }
+
+    /// The line mentions amdgpu, or holds one of the line hook's unprefixed texts.
+    fn mentions(&self, buf: &[u8]) -> bool {
+        self.amdgpu.find(buf).is_some() || self.unprefixed.iter().any(|f| f.find(buf).is_some())
+    }
+
+    /// A message for the assembler: an amdgpu prefix, or a line the hook wants without one.
+    fn for_assembler(&self, msg: &str) -> bool {
+        lines::strip_prefix(msg).is_some() || self.asm.wants_unprefixed(msg)
     }
 
     /// A text line worth parsing (it mentions amdgpu, is sampled, or marks a boot). From the
@@ -317,12 +336,12 @@ impl LogReader {
         mentions: bool,
         sink: &mut dyn FnMut(Event),
     ) {
-        let mut amdgpu = mentions && lines::strip_prefix(st.msg).is_some();
+        let mut amdgpu = mentions && self.for_assembler(st.msg);
         // A prefix of no known form may still hold an amdgpu message (console captures, log
         // shippers). Known forms locate the message themselves.
         if mentions && !amdgpu && st.form == Form::Bare {
             if let Some(e) = stamp::embedded(s, &mut self.time) {
-                if lines::strip_prefix(e.msg).is_some() {
+                if self.for_assembler(e.msg) {
                     st = e;
                     amdgpu = true;
                 }
@@ -420,7 +439,7 @@ impl LogReader {
 
     fn json_line(&mut self, buf: &[u8], sink: &mut dyn FnMut(Event)) {
         // Cheap pre-filter: only amdgpu entries or byte-array messages are worth a JSON parse.
-        let maybe = self.amdgpu.find(buf).is_some() || byte_array_message(buf);
+        let maybe = self.mentions(buf) || byte_array_message(buf);
         if !maybe {
             self.stats.entries += 1;
             *self.stats.forms.entry(Form::JournalJson).or_default() += 1;
@@ -440,7 +459,7 @@ impl LogReader {
     fn entry(&mut self, e: Entry, sink: &mut dyn FnMut(Event)) {
         self.stats.entries += 1;
         let Some(msg) = &e.message else { return };
-        if self.amdgpu.find(msg).is_none() && memmem::find(msg, b"Linux version ").is_none() {
+        if !self.mentions(msg) && memmem::find(msg, b"Linux version ").is_none() {
             return;
         }
         if let Some(id) = &e.boot_id {
@@ -458,7 +477,7 @@ impl LogReader {
             self.boot_marker(None, sink);
         }
         let shown = render_entry(mono, real, e.hostname.as_deref(), msg);
-        let amdgpu = lines::strip_prefix(msg).is_some();
+        let amdgpu = self.for_assembler(msg);
         self.message(mono, real, msg, amdgpu, Some(&shown), sink);
     }
 
@@ -961,7 +980,7 @@ Jan 02 01:00:00 h kernel: amdgpu 0000:03:00.0: amdgpu: MODE2 reset\n";
         let log = b"[284169.428000] amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n\
 [284169.428845] amdgpu: Pasid 0x800d DQM create queue type 0 failed. ret -110\n";
         let mut r = LogReader::new(Format::Auto, Source::Log)
-            .with_line_hook(crate::kmsg::assemble::tests::kfd_like_hook);
+            .with_line_hook(crate::kmsg::assemble::tests::KFD_LIKE);
         let mut ev = Vec::new();
         r.read(&log[..], &mut |e| ev.push(e)).unwrap();
         r.finish(&mut |e| ev.push(e));
@@ -972,6 +991,39 @@ Jan 02 01:00:00 h kernel: amdgpu 0000:03:00.0: amdgpu: MODE2 reset\n";
             (284_169_428_845_000, Some("0000:03:00.0"))
         );
         assert_eq!(r.stats.amdgpu_lines, 2);
+    }
+
+    /// 5.10 printed the HWS-hang line with no prefix at all: the hook's unprefixed text lets it
+    /// through the sampled first 64 lines and the "mentions amdgpu" hot path after them, and it
+    /// takes the device of the last addressed line.
+    #[test]
+    fn unprefixed_hook_lines_pass_the_prefilters_in_and_after_the_sample() {
+        let hws =
+            "The cp might be in an unrecoverable state due to an unsuccessful queues preemption";
+        for filler in [0, 10, 200] {
+            let mut log = String::from("[  100.000000] amdgpu 0000:03:00.0: amdgpu: MODE1 reset\n");
+            for i in 0..filler {
+                log.push_str(&format!("[  100.{i:06}] usb 1-1: new device {i}\n"));
+            }
+            log.push_str(&format!("[  101.000000] {hws}\n"));
+            let mut r = LogReader::new(Format::Auto, Source::Log)
+                .with_line_hook(crate::kmsg::assemble::tests::KFD_LIKE);
+            let mut ev = Vec::new();
+            r.read(log.as_bytes(), &mut |e| ev.push(e)).unwrap();
+            r.finish(&mut |e| ev.push(e));
+            let rec = records(&ev);
+            assert_eq!(rec.len(), 2, "after {filler} unrelated lines: {rec:?}");
+            assert_eq!(
+                (rec[1].t_ns, rec[1].gpu.as_deref()),
+                (101_000_000_000, Some("0000:03:00.0"))
+            );
+            // Without the hook the line is nobody's.
+            let mut plain = LogReader::new(Format::Auto, Source::Log);
+            let mut ev = Vec::new();
+            plain.read(log.as_bytes(), &mut |e| ev.push(e)).unwrap();
+            plain.finish(&mut |e| ev.push(e));
+            assert_eq!(records(&ev).len(), 1);
+        }
     }
 
     /// Past the hold's bound the held lines are read with the years known then; later lines

@@ -1,6 +1,6 @@
 //! Every probe hangwatch knows: where it hooks, what it gives, which format fields it needs.
 //! Slot meanings per kind are documented in `docs/events.md` and decoded in `decode.rs`.
-use agent_common::{slot, FaultSlots, FenceSlots, GrabSlots, JobSlots, PasidSlots};
+use agent_common::{slot, FaultSlots, FenceSlots, GrabSlots, JobSlots, PasidSlots, UserqSlots};
 
 use crate::formats::{Binding, Want};
 
@@ -92,6 +92,153 @@ const fn v(sys: &'static str, event: &'static str, bindings: &'static [Binding])
         bindings,
     }
 }
+
+// ---- compute: 7.x user queues (docs/compute.md) ----
+
+/// `amdgpu_userq_create_end` / `_destroy_end` (class `amdgpu_userq_queue_result`).
+const USERQ_QUEUE: &[Binding] = &[
+    Binding::req(UserqSlots::DOORBELL, &["doorbell_index"], I),
+    Binding::req(UserqSlots::QUEUE_TYPE, &["queue_type"], I),
+    Binding::opt(UserqSlots::STATE, &["state"], I),
+    Binding::opt(UserqSlots::XCP_ID, &["xcp_id"], I),
+    Binding::opt(UserqSlots::RESULT, &["result"], I),
+];
+
+const USERQ_FENCE: &[Binding] = &[
+    Binding::req(UserqSlots::CONTEXT, &["fence_context"], I),
+    Binding::req(UserqSlots::SEQNO, &["fence_seqno"], I),
+    Binding::req(UserqSlots::DOORBELL, &["doorbell_index"], I),
+    Binding::opt(UserqSlots::CLIENT_ID, &["client_id"], I),
+    Binding::opt(UserqSlots::QUEUE_TYPE, &["queue_type"], I),
+    Binding::opt(slot::DEV, &["dev"], S),
+];
+
+const USERQ_STATE: &[Binding] = &[
+    Binding::req(UserqSlots::DOORBELL, &["doorbell_index"], I),
+    Binding::req(UserqSlots::STATE, &["to"], I),
+    Binding::opt(UserqSlots::CLIENT_ID, &["client_id"], I),
+    Binding::opt(UserqSlots::QUEUE_TYPE, &["queue_type"], I),
+];
+
+const fn kfd_probe(
+    name: &'static str,
+    program: &'static str,
+    hook: Hook,
+    gives: &'static str,
+) -> ProbeSpec {
+    ProbeSpec {
+        name,
+        program,
+        layout_global: None,
+        hook,
+        gives,
+        // Their BTF is KfdLayout (kfd::layout), judged by probes::kfd_btf_note.
+        needs_btf: false,
+    }
+}
+
+/// KFD queue probes (entry stashes the ioctl args, return reads the result) and the 7.x
+/// user-queue tracepoints.
+const COMPUTE: [ProbeSpec; 11] = [
+    kfd_probe(
+        "kprobe:kfd_ioctl_create_queue",
+        "hw_kfd_create_queue",
+        Hook::Kprobe {
+            symbol: "kfd_ioctl_create_queue",
+        },
+        "KFD queue create (entry: args and the process's pasid)",
+    ),
+    kfd_probe(
+        "kretprobe:kfd_ioctl_create_queue",
+        "hw_kfd_create_queue_ret",
+        Hook::Kretprobe {
+            symbol: "kfd_ioctl_create_queue",
+        },
+        "KFD queue created: owner, gpu_id, type, queue id, doorbell offset (BTF)",
+    ),
+    kfd_probe(
+        "kprobe:kfd_ioctl_destroy_queue",
+        "hw_kfd_destroy_queue",
+        Hook::Kprobe {
+            symbol: "kfd_ioctl_destroy_queue",
+        },
+        "KFD queue destroy (entry)",
+    ),
+    kfd_probe(
+        "kretprobe:kfd_ioctl_destroy_queue",
+        "hw_kfd_destroy_queue_ret",
+        Hook::Kretprobe {
+            symbol: "kfd_ioctl_destroy_queue",
+        },
+        "KFD queue destroyed: queue id, result (BTF)",
+    ),
+    kfd_probe(
+        "kprobe:create_queue_cpsch",
+        "hw_kfd_queue_doorbell",
+        Hook::Kprobe {
+            symbol: "create_queue_cpsch",
+        },
+        "KFD queue mapped by the HWS/MES (entry: struct queue)",
+    ),
+    kfd_probe(
+        "kretprobe:create_queue_cpsch",
+        "hw_kfd_queue_doorbell_ret",
+        Hook::Kretprobe {
+            symbol: "create_queue_cpsch",
+        },
+        "the queue's doorbell as MES/HWS lines print it (BTF struct queue)",
+    ),
+    ProbeSpec {
+        name: "amdgpu_userq_create",
+        program: "hw_userq_create",
+        layout_global: Some("USERQ_CREATE_LAYOUT"),
+        hook: tp(&[v("amdgpu", "amdgpu_userq_create_end", USERQ_QUEUE)]),
+        gives: "user queue created (7.x): doorbell, IP type, creator",
+        needs_btf: false,
+    },
+    ProbeSpec {
+        name: "amdgpu_userq_destroy",
+        program: "hw_userq_destroy",
+        layout_global: Some("USERQ_DESTROY_LAYOUT"),
+        hook: tp(&[v("amdgpu", "amdgpu_userq_destroy_end", USERQ_QUEUE)]),
+        gives: "user queue destroyed (7.x)",
+        needs_btf: false,
+    },
+    ProbeSpec {
+        name: "amdgpu_userq_emit_fence",
+        program: "hw_userq_fence",
+        layout_global: Some("USERQ_FENCE_LAYOUT"),
+        hook: tp(&[v("amdgpu", "amdgpu_userq_emit_fence", USERQ_FENCE)]),
+        gives: "a job on a user queue (7.x): fence key, doorbell, client id, submitter",
+        needs_btf: false,
+    },
+    ProbeSpec {
+        name: "amdgpu_userq_state_changed",
+        program: "hw_userq_state",
+        layout_global: Some("USERQ_STATE_LAYOUT"),
+        hook: tp(&[v("amdgpu", "amdgpu_userq_state_changed", USERQ_STATE)]),
+        gives: "user queue state (7.x; 3 = hung)",
+        needs_btf: false,
+    },
+    ProbeSpec {
+        name: "userq_fence_signaled",
+        program: "hw_userq_fence_signaled",
+        layout_global: Some("USERQ_DONE_LAYOUT"),
+        hook: tp(&[v("dma_fence", "dma_fence_signaled", FENCE)]),
+        gives: "a user-queue job done (filtered in kernel to driver amdgpu_userq_fence)",
+        needs_btf: false,
+    },
+];
+
+/// Names of the probes that exist only on some kernels (docs/compute.md per-kernel table):
+/// `check` reports them missing elsewhere, which is not a failure.
+pub const KERNEL_OPTIONAL: &[&str] = &[
+    "amdgpu_userq_create",
+    "amdgpu_userq_destroy",
+    "amdgpu_userq_emit_fence",
+    "amdgpu_userq_state_changed",
+    "userq_fence_signaled",
+];
 
 pub const CATALOGUE: &[ProbeSpec] = &[
     ProbeSpec {
@@ -259,6 +406,17 @@ pub const CATALOGUE: &[ProbeSpec] = &[
         gives: "rejected submissions (e.g. -ECANCELED after a reset)",
         needs_btf: false,
     },
+    COMPUTE[0],
+    COMPUTE[1],
+    COMPUTE[2],
+    COMPUTE[3],
+    COMPUTE[4],
+    COMPUTE[5],
+    COMPUTE[6],
+    COMPUTE[7],
+    COMPUTE[8],
+    COMPUTE[9],
+    COMPUTE[10],
 ];
 
 #[cfg(test)]

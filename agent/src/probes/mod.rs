@@ -7,7 +7,7 @@ pub mod catalogue;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use agent_common::{DevLayout, IvFilter, JobLayout, TpLayout};
+use agent_common::{DevLayout, IvFilter, JobLayout, KfdLayout, TpLayout};
 use aya::programs::{KProbe, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
@@ -121,6 +121,9 @@ pub struct Assessment {
     pub job_layout: JobLayout,
     /// Which module's BTF gave `job_layout` or why it could not.
     pub btf_note: String,
+    /// The KFD queue probes' offsets (`kfd::layout`) and where they came from.
+    pub kfd_layout: KfdLayout,
+    pub kfd_note: String,
     /// BTF paths from scheduler objects to their device name (for kernels whose tracepoints
     /// do not print `dev`), and which paths exist or why none does.
     pub dev_layout: DevLayout,
@@ -293,7 +296,7 @@ pub fn assess(host: &Host) -> Assessment {
         Ok(b) => btf::dev_layout(b),
         Err(e) => (DevLayout::default(), e.clone()),
     };
-    let probes = CATALOGUE
+    let mut probes: Vec<ProbeStatus> = CATALOGUE
         .iter()
         .map(|spec| match spec.hook {
             Hook::Tracepoint { variants } => assess_tracepoint(host, spec, variants),
@@ -302,12 +305,43 @@ pub fn assess(host: &Host) -> Assessment {
             }
         })
         .collect();
+    let (kfd_layout, kfd_note) = crate::kfd::layout::for_host(&host.kallsyms, &host.btf_dir);
+    compute_notes(&mut probes, &kfd_layout, &kfd_note);
     Assessment {
         probes,
         job_layout,
         btf_note,
         dev_layout,
         dev_note,
+        kfd_layout,
+        kfd_note,
+    }
+}
+
+/// The KFD queue probes degrade with their own BTF (`KfdLayout`): without it they still say
+/// who created or destroyed a queue, but not which one. The user-queue fence filter runs on
+/// every dma_fence signal, so it is only attached where user queues exist (7.x).
+fn compute_notes(probes: &mut [ProbeStatus], l: &KfdLayout, note: &str) {
+    let userq = probes
+        .iter()
+        .any(|p| p.name == "amdgpu_userq_emit_fence" && p.status == Status::Available);
+    if let Some(p) = probes
+        .iter_mut()
+        .find(|p| p.name == "userq_fence_signaled" && p.status == Status::Available && !userq)
+    {
+        p.status = Status::Missing;
+        p.reason = "no user queues on this kernel (amdgpu:amdgpu_userq_emit_fence absent)".into();
+    }
+    for p in probes
+        .iter_mut()
+        .filter(|p| p.status == Status::Available && p.spec.program.starts_with("hw_kfd"))
+    {
+        let doorbell = p.spec.program.starts_with("hw_kfd_queue_doorbell");
+        if l.valid_ioctl == 0 || (doorbell && l.valid_queue == 0) {
+            p.reason = format!("degraded: {note}; reports only that it fired");
+        } else {
+            p.reason = note.to_string();
+        }
     }
 }
 
@@ -343,8 +377,8 @@ impl Default for AttachOptions {
     }
 }
 
-/// First useful line of a load/attach error: for verifier failures, the first log line that
-/// is not an instruction dump.
+/// First useful line of a load/attach error: for verifier failures, the verifier's verdict
+/// (see [`verifier_verdict`]).
 pub fn first_error_line(e: &aya::programs::ProgramError) -> String {
     if let aya::programs::ProgramError::LoadError {
         io_error,
@@ -352,18 +386,38 @@ pub fn first_error_line(e: &aya::programs::ProgramError) -> String {
     } = e
     {
         let log = verifier_log.to_string();
-        let line = log
-            .lines()
-            .map(str::trim)
-            .find(|l| {
-                !l.is_empty()
-                    && !l.starts_with(|c: char| c.is_ascii_digit() || c == ';' || c == '(')
-            })
-            .unwrap_or("");
-        return format!("verifier rejected it ({io_error}): {line}");
+        return format!(
+            "verifier rejected it ({io_error}): {}",
+            verifier_verdict(&log)
+        );
     }
     let s = format!("{e}");
     s.lines().next().unwrap_or("").to_string()
+}
+
+/// The line of a verifier log that says why it refused: the last line that is neither an
+/// instruction dump, a register-state line nor the closing statistics. Verifiers before 5.12
+/// open every log with notes such as "arg#0 type is not a struct" that are not the verdict.
+pub fn verifier_verdict(log: &str) -> &str {
+    let chatter = |l: &str| {
+        l.starts_with(|c: char| c.is_ascii_digit() || c == ';' || c == '(')
+            || [
+                "processed ",
+                "verification time",
+                "stack depth",
+                "from ",
+                "last_idx ",
+                "regs=",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+    };
+    let lines = log.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines
+        .clone()
+        .rfind(|l| !chatter(l))
+        .or_else(|| lines.clone().next())
+        .unwrap_or("")
 }
 
 /// Loads the eBPF object and attaches every `Available` probe in `a.probes`, updating each
@@ -378,6 +432,7 @@ pub fn attach(a: &mut Assessment, opts: &AttachOptions) -> anyhow::Result<Ebpf> 
         }
     }
     loader.override_global("JOB_LAYOUT", &a.job_layout, true);
+    loader.override_global("KFD_LAYOUT", &a.kfd_layout, true);
     loader.override_global("IV_FILTER", &opts.iv_filter, true);
     let dev = if opts.device_names {
         a.dev_layout
@@ -432,6 +487,7 @@ fn attach_one(ebpf: &mut Ebpf, p: &ProbeStatus) -> Result<(), String> {
 pub fn verify_all(
     tp: &TpLayout,
     job: &JobLayout,
+    kfd: &KfdLayout,
     dev: &DevLayout,
 ) -> anyhow::Result<Vec<(&'static str, Result<(), String>)>> {
     let iv = default_iv_filter();
@@ -442,6 +498,7 @@ pub fn verify_all(
         }
     }
     loader.override_global("JOB_LAYOUT", job, true);
+    loader.override_global("KFD_LAYOUT", kfd, true);
     loader.override_global("IV_FILTER", &iv, true);
     loader.override_global("DEV_LAYOUT", dev, true);
     let mut ebpf = loader.load(EBPF_OBJECT)?;
@@ -573,7 +630,22 @@ mod tests {
             reset_src: 8,
             valid: 1,
         };
-        for inline in [1, 0] {
+        // The real 6.1 offsets (docs/compute.md), and the degraded layout.
+        let kfd = KfdLayout {
+            create_gpu_id: 36,
+            create_queue_type: 40,
+            create_queue_id: 52,
+            create_doorbell_offset: 24,
+            destroy_queue_id: 0,
+            q_queue_id: 48,
+            q_doorbell_off: 104,
+            q_type: 40,
+            process_pasid: 160,
+            valid_ioctl: 1,
+            valid_queue: 1,
+            _pad: 0,
+        };
+        for (inline, kfd) in [(1, kfd), (0, KfdLayout::NONE)] {
             let job = JobLayout {
                 sched_name_is_ptr: inline,
                 ..job
@@ -588,7 +660,7 @@ mod tests {
                     | agent_common::dev_path::ENTITY
                     | agent_common::dev_path::ADEV,
             };
-            let res = verify_all(&tp, &job, &dev).unwrap();
+            let res = verify_all(&tp, &job, &kfd, &dev).unwrap();
             let bad: Vec<_> = res.iter().filter(|(_, r)| r.is_err()).collect();
             assert!(bad.is_empty(), "{bad:?}");
             assert_eq!(res.len(), CATALOGUE.len());
@@ -620,6 +692,20 @@ mod tests {
             .reason
             .contains("kallsyms"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_verdict_is_the_last_line_before_the_statistics() {
+        // Shape of a 5.10 rejection: a benign BTF note first, the verdict last.
+        let log = "func#0 @0\narg#0 type is not a struct\n0: (79) r7 = *(u64 *)(r1 +80)\n\
+                   689: (79) r3 = *(u64 *)(r10 -40)\ninvalid read from stack off -40+0 size 8\n\
+                   processed 143 insns (limit 1000000) max_states_per_insn 0\n";
+        assert_eq!(
+            verifier_verdict(log),
+            "invalid read from stack off -40+0 size 8"
+        );
+        assert_eq!(verifier_verdict("0: (b7) r0 = 0\n"), "0: (b7) r0 = 0");
+        assert_eq!(verifier_verdict(""), "");
     }
 
     /// The committed real-driver captures of every kernel series in the VM matrix
@@ -655,16 +741,23 @@ mod tests {
                 tracefs: Some(root.clone()),
                 ..Default::default()
             });
+            let new = s.starts_with('7');
             for p in a
                 .probes
                 .iter()
                 .filter(|p| p.tracepoint.is_some() || p.layout.is_some())
             {
-                assert_eq!(p.status, Status::Available, "{s}: {} {}", p.name, p.reason);
+                // The user-queue fence filter binds dma_fence_signaled, but is only attached
+                // where user queues exist (7.x).
+                let want = if p.name == "userq_fence_signaled" && !new {
+                    Status::Missing
+                } else {
+                    Status::Available
+                };
+                assert_eq!(p.status, want, "{s}: {} {}", p.name, p.reason);
             }
             let tp = |n: &str| status(&a, n).tracepoint.map(|(_, e)| e);
             let layout = |n: &str| status(&a, n).layout.unwrap();
-            let new = s.starts_with('7');
             assert_eq!(
                 tp("sched_job_queue"),
                 Some(if new {

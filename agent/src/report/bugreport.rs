@@ -412,6 +412,16 @@ fn userspace_drivers(md: &mut String, inp: &mut Input) -> (bool, bool) {
     (radv, radeonsi)
 }
 
+/// ROCm (compute) processes: the runtime and libraries each compute candidate, the culprit
+/// and the victims had mapped, from the maps captured while they lived (processes.json), and
+/// the ROCm next steps; nothing for a graphics-only incident (`report::rocm`).
+fn rocm(md: &mut String, inp: &Input) {
+    let maps = inp.extras.as_ref().map_or(&[][..], |x| &x.process_maps[..]);
+    if let Some(section) = super::rocm::section(&inp.incident, maps) {
+        let _ = writeln!(md, "{section}");
+    }
+}
+
 fn attribution(md: &mut String, inc: &Incident) {
     let text = super::text::render(inc);
     let _ = write!(md, "## Attribution (hangwatch)\n{}", md_block(text.lines()));
@@ -626,6 +636,7 @@ pub fn build(dir: &Path, roots: &Roots, opts: &Options) -> Result<Bugreport> {
     system(&mut md, &mut inp);
     gpu(&mut md, &mut inp);
     let (radv, radeonsi) = userspace_drivers(&mut md, &mut inp);
+    rocm(&mut md, &inp);
     attribution(&mut md, &inc);
     kernel_log(&mut md, &mut inp);
     devcoredump(&mut md, &mut inp, opts);
@@ -691,13 +702,29 @@ mod tests {
         let incidents = root.with_extension("incidents");
         let _ = fs::remove_dir_all(&incidents);
         let mut d = IncidentDir::open(&incidents, Retention::default()).unwrap();
+        // A compute candidate's ROCm runtime, installed under a directory named like the
+        // candidate (hostile names reach the library path too; maps escapes a newline).
+        let rocm_dir = inc
+            .compute
+            .as_ref()
+            .and_then(|c| c.candidates.first())
+            .map_or("rocm".into(), |c| c.comm.replace('\n', "\\012"));
         let extras = Extras {
-            process_maps: vec![(
-                7021,
-                vec![
-                    "7f00-7f10 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libvulkan_radeon.so".into(),
-                ],
-            )],
+            process_maps: vec![
+                (
+                    7021,
+                    vec![
+                        "7f00-7f10 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libvulkan_radeon.so"
+                            .into(),
+                    ],
+                ),
+                (
+                    4242,
+                    vec![format!(
+                        "7f00-7f10 r-xp 0 08:01 2 /opt/rocm-6.2.4/{rocm_dir}/libamdhip64.so.6.2.60204"
+                    )],
+                ),
+            ],
             host: with_host.then(|| crate::hostfacts::collect(&roots(root), inc.gpu.as_deref())),
         };
         d.write(inc, &extras).unwrap()
@@ -1058,6 +1085,34 @@ mod tests {
                 ],
             );
         }
+        cleanup(&root);
+    }
+
+    /// A compute incident: the ROCm section names each candidate's runtime from the maps
+    /// captured at the incident, after the userspace drivers and before the attribution.
+    #[test]
+    fn compute_incident_has_the_rocm_section() {
+        let root = fake_host("br-rocm");
+        let mut inc = disputed_incident();
+        inc.compute = Some(crate::report::markdown::tests::hostile_compute("python3"));
+        let dir = sample_dir(&root, &inc, true);
+        let md = build(&dir, &roots(&root), &Options::default())
+            .unwrap()
+            .markdown;
+        let at = |s: &str| md.find(s).unwrap_or_else(|| panic!("{s} missing:\n{md}"));
+        assert!(at("## Userspace drivers") < at("## ROCm (compute) processes"));
+        assert!(at("## ROCm (compute) processes") < at("## Attribution"));
+        assert!(
+            md.contains("` python3 `[4242] (compute candidate, likely): HIP runtime 6.2.60204"),
+            "{md}"
+        );
+        assert!(md.contains("AMD_LOG_LEVEL=4"), "{md}");
+        // A graphics-only incident has none.
+        let dir = sample_dir(&root, &disputed_incident(), true);
+        let md = build(&dir, &roots(&root), &Options::default())
+            .unwrap()
+            .markdown;
+        assert!(!md.contains("ROCm"), "{md}");
         cleanup(&root);
     }
 

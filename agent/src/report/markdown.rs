@@ -200,6 +200,69 @@ fn victims(o: &mut String, incident: &Incident) {
     o.push('\n');
 }
 
+/// Who had compute or user queues on the GPU (docs/compute.md); nothing for graphics-only
+/// incidents. Every string is data: code spans only.
+fn compute(o: &mut String, incident: &Incident) {
+    let Some(c) = &incident.compute else { return };
+    let _ = writeln!(
+        o,
+        "## Compute queues
+"
+    );
+    let _ = writeln!(
+        o,
+        "Queue table: {}
+",
+        md_code(&c.note)
+    );
+    if let Some(f) = &c.flagged {
+        let _ = writeln!(
+            o,
+            "Flagged by the kernel or MES: {}[{}] — {}
+",
+            md_code(&f.comm),
+            f.pid,
+            md_code(&f.reason)
+        );
+    }
+    if c.candidates.is_empty() {
+        let _ = writeln!(
+            o,
+            "No process with queues on the GPU is known.
+"
+        );
+        return;
+    }
+    for k in &c.candidates {
+        let queues: Vec<String> = k
+            .queues
+            .iter()
+            .map(|q| {
+                let id = q.queue_id.map(|i| format!(" q{i}")).unwrap_or_default();
+                let db = q
+                    .doorbell
+                    .map(|d| format!(" doorbell 0x{d:x}"))
+                    .unwrap_or_default();
+                format!("{}{id}{db}", md_code(&format!("{} {}", q.origin, q.kind)))
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "- {}[{}] ({}): {} — {}",
+            md_code(&k.comm),
+            k.pid,
+            super::text::confidence_name(k.confidence),
+            if queues.is_empty() {
+                "no queue recorded".to_string()
+            } else {
+                queues.join(", ")
+            },
+            md_code(&k.reason)
+        );
+    }
+    o.push('\n');
+}
+
 fn evidence(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "## Evidence timeline\n");
     let _ = writeln!(o, "| time | source | what |\n|---|---|---|");
@@ -229,6 +292,7 @@ pub fn render(incident: &Incident) -> String {
     culprit(&mut o, incident);
     kernel_said(&mut o, incident);
     victims(&mut o, incident);
+    compute(&mut o, incident);
     let _ = writeln!(o, "## Last jobs on the hung ring\n");
     o.push_str(&jobs_table(incident));
     evidence(&mut o, incident);
@@ -313,7 +377,31 @@ pub(crate) mod tests {
             j.ring.clone_from(inc.ring.as_ref().unwrap());
             j.state = name.into();
         }
+        inc.compute = Some(hostile_compute(name));
         inc
+    }
+
+    /// A compute attribution whose every string is `name`-based (candidate 4242).
+    pub(crate) fn hostile_compute(name: &str) -> crate::incident::ComputeAttribution {
+        let cand = crate::incident::Candidate {
+            pid: 4242,
+            comm: name.into(),
+            queues: vec![crate::incident::QueueRef {
+                origin: name.into(),
+                kind: format!("compute{name}"),
+                queue_id: Some(0),
+                doorbell: Some(0x1000),
+                gpu: Some(name.into()),
+                gpu_id: Some(48152),
+            }],
+            confidence: Confidence::Likely,
+            reason: format!("its queue {name} did not preempt"),
+        };
+        crate::incident::ComputeAttribution {
+            flagged: Some(cand.clone()),
+            candidates: vec![cand],
+            note: format!("queue table from {name}"),
+        }
     }
 
     pub(crate) const HOSTILE: &[&str] = &[
@@ -423,6 +511,25 @@ pub(crate) mod tests {
         let mut none = disputed_incident();
         none.jobs.clear();
         assert!(render(&none).contains("No jobs recorded"));
+    }
+
+    #[test]
+    fn compute_section_lists_the_flag_and_each_candidates_queues() {
+        assert!(!render(&disputed_incident()).contains("## Compute queues"));
+        let mut inc = disputed_incident();
+        inc.compute = Some(hostile_compute("python3"));
+        let md = render(&inc);
+        assert!(
+            md.contains("Flagged by the kernel or MES: ` python3 `[4242]"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- ` python3 `[4242] (likely): ` python3 computepython3 ` q0 doorbell 0x1000 — ` its queue python3 did not preempt `"),
+            "{md}"
+        );
+        let at = |s: &str| md.find(s).unwrap();
+        assert!(at("## Victims") < at("## Compute queues"));
+        assert!(at("## Compute queues") < at("## Last jobs on the hung ring"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ const DRIVER_MARKERS: &[&str] = &[
 
 /// True when a maps line names a GPU userspace driver library.
 pub fn is_driver_line(line: &str) -> bool {
-    DRIVER_MARKERS.iter().any(|m| line.contains(m))
+    DRIVER_MARKERS.iter().any(|m| line.contains(m)) || super::rocm::is_rocm_library(line)
 }
 
 /// Distinct driver library lines of `maps` text (one per path).

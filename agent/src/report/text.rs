@@ -33,6 +33,7 @@ pub(crate) fn source_name(s: Source) -> &'static str {
         Source::Kmsg => "kmsg",
         Source::Log => "log",
         Source::Proc => "proc",
+        Source::Kfd => "kfd",
     }
 }
 
@@ -155,6 +156,9 @@ pub fn render(incident: &Incident) -> String {
             );
         }
     }
+    if let Some(c) = &incident.compute {
+        o.push_str(&super::compute::render(c));
+    }
     if !incident.evidence.is_empty() {
         let _ = writeln!(o, "evidence:");
         for e in &incident.evidence {
@@ -251,6 +255,7 @@ pub(crate) mod tests {
             hostname: None,
             provisional: false,
             omitted: Default::default(),
+            compute: None,
         }
     }
 
