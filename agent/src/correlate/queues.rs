@@ -416,7 +416,7 @@ impl Queues {
             (true, true) => "queue table from the KFD/user-queue probes and /sys/class/kfd/kfd/proc",
             (true, false) => "queue table from the KFD/user-queue probes",
             (false, true) => "queue table from /sys/class/kfd/kfd/proc (polled: queues shorter than the poll interval are missed)",
-            (false, false) => "no queue table (no KFD probe attached and /sys/class/kfd absent): only the kernel's own lines",
+            (false, false) => "no queue table (neither the KFD/user-queue probes nor /sys/class/kfd fed this: a kernel log alone, or amdkfd absent): only the kernel's own lines",
         }
         .to_string();
         if self.evicted > 0 {

@@ -374,7 +374,7 @@ fn userspace_drivers(md: &mut String, inp: &mut Input) -> (bool, bool) {
             Some(lines) if !lines.is_empty() => {
                 let mut drivers: Vec<String> = Vec::new();
                 for l in lines {
-                    let path = l.split_whitespace().nth(5).unwrap_or(l);
+                    let path = super::rocm::maps_path(l);
                     if let Some((name, ver)) = identify(path) {
                         radv |= name == "Mesa RADV";
                         radeonsi |= name == "Mesa radeonsi";

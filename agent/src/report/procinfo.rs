@@ -24,7 +24,7 @@ pub fn driver_lines(maps: &str) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for l in maps.lines().filter(|l| is_driver_line(l)) {
-        let path = l.split_whitespace().nth(5).unwrap_or(l).to_string();
+        let path = super::rocm::maps_path(l).to_string();
         if seen.insert(path) {
             out.push(l.to_string());
         }
@@ -85,6 +85,10 @@ mod tests {
                     7f30-7f40 r-xp 0 08:01 3 /usr/lib/libc.so.6\n";
         let lines = driver_lines(maps);
         assert_eq!(lines.len(), 2);
+        // A path with a space is one path: two libraries under "/opt/my mesa/" stay two.
+        let spaced = "7f00-7f10 r-xp 0 08:01 1 /opt/my mesa/lib/libvulkan_radeon.so\n\
+                      7f10-7f20 r-xp 0 08:01 2 /opt/my mesa/lib/libgallium-25.0.7.so\n";
+        assert_eq!(driver_lines(spaced).len(), 2);
         assert_eq!(
             identify("/usr/lib/x86_64-linux-gnu/libvulkan_radeon.so"),
             Some(("Mesa RADV", None))

@@ -24,7 +24,7 @@ const LIBRARIES: &[(&str, &str)] = &[
 
 /// The path of a `/proc/PID/maps` line: everything after the five fixed fields (a path may
 /// hold spaces), or the whole text when it is a bare path.
-fn maps_path(line: &str) -> &str {
+pub(crate) fn maps_path(line: &str) -> &str {
     let mut rest = line.trim_start();
     for _ in 0..5 {
         match rest.split_once(char::is_whitespace) {
