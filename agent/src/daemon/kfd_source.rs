@@ -28,7 +28,7 @@ impl KfdSource {
         let (status, counters) = kfd::spawn(root, tx);
         let kfd_present = status.iter().any(|s| s.live);
         for s in status {
-            if s.live || !kfd_present {
+            if s.live || s.expected || !kfd_present {
                 info!("{}", s.line);
             } else {
                 warn!("{}", s.line);

@@ -157,16 +157,34 @@ impl Counters {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceStatus {
     pub live: bool,
+    /// Off by design (no permission the deployment meant to give): said, not warned about.
+    pub expected: bool,
     pub line: String,
 }
 
 impl SourceStatus {
     fn live(line: String) -> Self {
-        SourceStatus { live: true, line }
+        SourceStatus {
+            live: true,
+            expected: false,
+            line,
+        }
     }
 
     fn degraded(line: String) -> Self {
-        SourceStatus { live: false, line }
+        SourceStatus {
+            live: false,
+            expected: false,
+            line,
+        }
+    }
+
+    fn off(line: String) -> Self {
+        SourceStatus {
+            live: false,
+            expected: true,
+            line,
+        }
     }
 }
 
@@ -189,6 +207,14 @@ pub fn spawn(root: &Path, tx: SyncSender<Event>) -> (Vec<SourceStatus>, Arc<Coun
         status.push(SourceStatus::live(format!(
             "KFD: SMI events of gpu_id {gpu_id} ({})",
             pci.as_deref().unwrap_or("PCI address unknown")
+        )));
+    }
+    if let Some(d) = &smi.denied {
+        // Since 6.0 the kernel sends another process's SMI events (VM faults, evictions) only
+        // to a CAP_SYS_ADMIN reader, which the least-privilege service is not; resets are in
+        // the kernel log. The queue table below does not need /dev/kfd.
+        status.push(SourceStatus::off(format!(
+            "KFD: SMI events not read ({d}; the shipped service does not open /dev/kfd): the queue table and the KFD kernel lines still work"
         )));
     }
     for e in &smi.errors {

@@ -166,6 +166,22 @@ fn open_events(kfd: &OwnedFd, gpu_id: u32, mask: u64) -> std::io::Result<OwnedFd
 pub struct SmiStatus {
     pub subscribed: Vec<(u32, Option<String>)>,
     pub errors: Vec<String>,
+    /// `/dev/kfd` is not ours to open (the shipped service's device policy, or not in the
+    /// `render` group): expected, so not an error.
+    pub denied: Option<String>,
+}
+
+impl SmiStatus {
+    /// `/dev/kfd` did not open: not permitted (EACCES, EPERM: the device cgroup) is a
+    /// deployment choice, anything else an error.
+    fn open_failed(&mut self, e: &std::io::Error) {
+        let what = format!("/dev/kfd: {e}");
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            self.denied = Some(what);
+        } else {
+            self.errors.push(what);
+        }
+    }
 }
 
 /// Opens `/dev/kfd` under `root`, subscribes every GPU node of the topology and starts a
@@ -174,6 +190,7 @@ pub fn spawn(root: &Path, tx: SyncSender<Event>, counters: Arc<Counters>) -> Smi
     let mut st = SmiStatus {
         subscribed: Vec::new(),
         errors: Vec::new(),
+        denied: None,
     };
     let nodes = super::sysfs::gpu_nodes(root);
     if nodes.is_empty() {
@@ -188,7 +205,7 @@ pub fn spawn(root: &Path, tx: SyncSender<Event>, counters: Arc<Counters>) -> Smi
     {
         Ok(f) => OwnedFd::from(f),
         Err(e) => {
-            st.errors.push(format!("/dev/kfd: {e}"));
+            st.open_failed(&e);
             return st;
         }
     };
@@ -365,6 +382,26 @@ mod tests {
         b.push(b"\n", &mut out);
         assert_eq!(out[0].len(), MAX_LINE);
         assert_eq!(b.overlong, 1000 - MAX_LINE as u64);
+    }
+
+    #[test]
+    fn not_permitted_is_a_deployment_choice_and_other_failures_are_errors() {
+        let mut st = SmiStatus {
+            subscribed: Vec::new(),
+            errors: Vec::new(),
+            denied: None,
+        };
+        // EACCES (mode/group) and EPERM (the service's DevicePolicy=closed device cgroup).
+        for errno in [libc::EACCES, libc::EPERM] {
+            st.open_failed(&std::io::Error::from_raw_os_error(errno));
+            assert!(st
+                .denied
+                .as_deref()
+                .is_some_and(|d| d.starts_with("/dev/kfd: ")));
+            assert!(st.errors.is_empty());
+        }
+        st.open_failed(&std::io::Error::from_raw_os_error(libc::ENXIO));
+        assert_eq!(st.errors.len(), 1, "{:?}", st.errors);
     }
 
     #[test]
