@@ -216,7 +216,13 @@ pub struct Reset {
     /// The latest reset step is the full reset (else a per-ring reset): a per-ring reset that
     /// fails escalates to a full one, whose outcome is the incident's.
     last_full: bool,
+    /// The pending full reset printed `GPU reset succeeded, trying to resume`: the ASIC came
+    /// back, the driver's resume has not reported yet.
+    asic_reset_ok: bool,
 }
+
+/// The step amdgpu prints between a successful ASIC reset and the resume of its IP blocks.
+const RESUMING_STEP: &str = "GPU reset succeeded, trying to resume";
 
 /// What became of a reset, as `Incident::reset` spells it (docs/incident-schema.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,6 +232,9 @@ pub enum Outcome {
     /// The reset began; its result is not in the input (the log ends first, or the incident
     /// closed at the reset cap).
     Began,
+    /// The hardware reset succeeded (`GPU reset succeeded, trying to resume`) and the resume's
+    /// result is not in the input: more than `Began` says, less than `Succeeded`.
+    Resuming,
 }
 
 impl Outcome {
@@ -234,6 +243,7 @@ impl Outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
             Outcome::Began => "began",
+            Outcome::Resuming => "resuming",
         }
     }
 
@@ -261,7 +271,9 @@ impl Reset {
     /// to a full reset ends as the full reset does; a step that began without a result is
     /// `Began`. None when no reset began or ended (MES failures alone).
     pub fn outcome(&self) -> Option<Outcome> {
-        let full = if self.full_pending {
+        let full = if self.full_pending && self.asic_reset_ok {
+            Some(Outcome::Resuming)
+        } else if self.full_pending {
             Some(Outcome::Began)
         } else {
             self.result.map(|ok| Outcome::of(Some(ok)))
@@ -299,6 +311,7 @@ impl Reset {
         }
         if self.full_ended_t.is_none_or(|e| t > e) {
             self.full_pending = true;
+            self.asic_reset_ok = false;
         }
     }
 
@@ -306,6 +319,7 @@ impl Reset {
         self.seen = true;
         self.last_full = true;
         self.full_pending = false;
+        self.asic_reset_ok = false;
         self.result = Some(ok);
         self.full_ended_t = Some(self.full_ended_t.map_or(t, |e| e.max(t)));
     }
@@ -383,6 +397,9 @@ impl Reset {
             }
             KmsgKind::ResetStep { what } => {
                 self.on_step(t);
+                if what == RESUMING_STEP && self.full_pending {
+                    self.asic_reset_ok = true;
+                }
                 format!("reset step: {what}")
             }
             KmsgKind::VramLost => {

@@ -1797,14 +1797,24 @@ mod corpus_lessons {
 
     /// A reset that began and whose result is not in the log is `began`, never null (which
     /// means "no reset seen"): the log ends during the full reset of an escalation
-    /// (cosmic-epoch#3764), at "trying to resume" (Hyprland#8930), or during a per-ring reset
-    /// (SteamOS#2802). No reset at all stays null.
+    /// (waydroid#2399), or during a per-ring reset (SteamOS#2802). When it ends at "GPU reset
+    /// succeeded, trying to resume" (cosmic-epoch#3764, Hyprland#8930) the hardware reset
+    /// worked and only the resume's result is missing: `resuming`. No reset at all stays null.
     #[test]
     fn a_reset_without_its_result_is_began() {
-        let esc = format!("{TIMEOUT}{RING_STARTS}{RING_FAILS}{FULL_BEGINS}");
+        let begin_only = "[  312.774536] amdgpu 0000:28:00.0: GPU reset begin!. Source:  1\n[  312.943480] amdgpu 0000:28:00.0: BACO reset\n";
+        let esc = format!("{TIMEOUT}{RING_STARTS}{RING_FAILS}{begin_only}");
         assert_eq!(reset_of(&esc).as_deref(), Some("began"));
-        let full = format!("{TIMEOUT}{FULL_BEGINS}");
+        let full = format!("{TIMEOUT}{begin_only}");
         assert_eq!(reset_of(&full).as_deref(), Some("began"));
+        let esc = format!("{TIMEOUT}{RING_STARTS}{RING_FAILS}{FULL_BEGINS}");
+        assert_eq!(reset_of(&esc).as_deref(), Some("resuming"));
+        let full = format!("{TIMEOUT}{FULL_BEGINS}");
+        assert_eq!(reset_of(&full).as_deref(), Some("resuming"));
+        // A new reset after the resume began: that one's outcome, not the earlier step's.
+        let again =
+            format!("{full}[  330.000000] amdgpu 0000:28:00.0: GPU reset begin!. Source:  1\n");
+        assert_eq!(reset_of(&again).as_deref(), Some("began"));
         let ring = format!("{TIMEOUT}{RING_STARTS}");
         assert_eq!(reset_of(&ring).as_deref(), Some("began"));
         assert_eq!(reset_of(TIMEOUT), None);

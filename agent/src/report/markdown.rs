@@ -110,7 +110,7 @@ fn header(o: &mut String, incident: &Incident) {
     }
     // Our own words stay prose; any other value is data, in a code span like every string.
     let reset = match incident.reset.as_deref() {
-        r @ (None | Some("began")) => reset_name(r).to_string(),
+        r @ (None | Some("began" | "resuming")) => reset_name(r).to_string(),
         Some(r) => md_code(r),
     };
     let _ = writeln!(o, "- **Reset:** {reset}");

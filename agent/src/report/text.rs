@@ -59,11 +59,12 @@ pub(crate) fn suspicion_basis(incident: &Incident) -> &'static str {
     }
 }
 
-/// The reset outcome in words; "began" says the result is not in the input.
+/// The reset outcome in words; "began" and "resuming" say the result is not in the input.
 pub(crate) fn reset_name(reset: Option<&str>) -> &str {
     match reset {
         None => "none seen",
         Some("began") => "began, no result seen",
+        Some("resuming") => "hardware reset succeeded, the resume's result not seen",
         Some(r) => r,
     }
 }
@@ -304,6 +305,9 @@ pub(crate) mod tests {
         let mut inc = disputed_incident();
         inc.reset = Some("began".into());
         assert!(render(&inc).contains("reset:    began, no result seen"));
+        inc.reset = Some("resuming".into());
+        assert!(render(&inc)
+            .contains("reset:    hardware reset succeeded, the resume's result not seen"));
         inc.reset = None;
         assert!(render(&inc).contains("reset:    none seen"));
     }
