@@ -68,7 +68,10 @@ pub fn boot(
         .arg(initrd)
         .args([
             "-append",
-            "console=ttyS0 panic=-1 oops=panic loglevel=3 quiet",
+            &format!(
+                "console=ttyS0 panic=-1 oops=panic loglevel=3 quiet {}",
+                std::env::var("HANGWATCH_VM_APPEND").unwrap_or_default()
+            ),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
