@@ -319,7 +319,6 @@ impl Reset {
         self.seen = true;
         self.last_full = true;
         self.full_pending = false;
-        self.asic_reset_ok = false;
         self.result = Some(ok);
         self.full_ended_t = Some(self.full_ended_t.map_or(t, |e| e.max(t)));
     }

@@ -127,8 +127,6 @@ impl State {
         ] {
             m.correlator.insert(what, n);
         }
-        let (_, queue_evictions) = self.corr.queue_table();
-        m.correlator.insert("queue_eviction", queue_evictions);
         let depth = self.corr.ring_depth() as u64;
         for (ring, seen) in &cs.ring_jobs_seen {
             let evicted = cs.ring_jobs_evicted.get(ring).copied().unwrap_or(0);
@@ -139,14 +137,17 @@ impl State {
 }
 
 impl State {
-    /// Mirrors the compute sources' counters and the queue table's size (on the timer).
+    /// Mirrors the compute sources' counters and the queue table's size and evictions (on
+    /// the timer, after [`State::refresh_metrics`]).
     pub fn refresh_compute_metrics(&self, kfd: &crate::kfd::Counters) {
         let Some(m) = &self.out.metrics else { return };
         let Ok(mut m) = m.lock() else { return };
         for (what, n) in kfd.values() {
             m.compute_sources.insert(what, n);
         }
-        m.compute_queues = self.corr.queue_table().0 as u64;
+        let (live, evicted) = self.corr.queue_table();
+        m.compute_queues = live as u64;
+        m.correlator.insert("queue_eviction", evicted);
     }
 }
 
