@@ -181,13 +181,10 @@ fn summary(md: &mut String, inc: &Incident) {
             markdown::process(c),
             super::text::suspicion_basis(inc)
         ),
-        Some(c) => format!(
+        c => format!(
             "hangwatch attributes it to **{}** (confidence {})",
-            markdown::process(c),
-            super::text::confidence_name(inc.confidence)
-        ),
-        None => format!(
-            "hangwatch attributes it to **an unknown process** (confidence {})",
+            c.as_ref()
+                .map_or_else(|| "an unknown process".into(), markdown::process),
             super::text::confidence_name(inc.confidence)
         ),
     };
