@@ -7,7 +7,7 @@
 //! and 5.10 prints the HWS line with no prefix at all. Hand-written `str` matching: no regex,
 //! no allocation for unrelated lines, never panics (kernel-log text is hostile input).
 use crate::kmsg::assemble::LineHook;
-use crate::kmsg::lines::parse_task;
+use crate::kmsg::lines::{parse_hex_prefix, parse_task};
 use crate::kmsg::{Format, LogReader};
 use crate::model::{Clock, Event, EventBody, KfdLogKind, KfdLogRecord, Source};
 
@@ -86,10 +86,14 @@ fn kind(t: &str) -> Option<KfdLogKind> {
         None => t,
     };
     if let Some(r) = q.strip_prefix("Queue preemption failed for queue with doorbell_id: ") {
-        return Some(KfdLogKind::QueuePreemptFailed { doorbell: hex(r)? });
+        return Some(KfdLogKind::QueuePreemptFailed {
+            doorbell: parse_hex_prefix(r)?,
+        });
     }
     if let Some(r) = t.strip_prefix("failed to remove hardware queue from MES, doorbell=") {
-        return Some(KfdLogKind::MesRemoveFailed { doorbell: hex(r)? });
+        return Some(KfdLogKind::MesRemoveFailed {
+            doorbell: parse_hex_prefix(r)?,
+        });
     }
     if let Some(r) = t.strip_prefix("Queues reset on process ") {
         // "%s tid %d thread %s pid %d": the first number is the tgid (parse_task's "pid").
@@ -105,7 +109,7 @@ fn kind(t: &str) -> Option<KfdLogKind> {
         let (pasid, rest) = r.split_once(" destroy queue ")?;
         let (qid, rest) = rest.split_once(" failed, ret ")?;
         return Some(KfdLogKind::DestroyFailed {
-            pasid: u32::try_from(hex(pasid)?).ok()?,
+            pasid: u32::try_from(parse_hex_prefix(pasid)?).ok()?,
             queue_id: qid.trim().parse().ok()?,
             ret: rest.trim().parse().ok()?,
         });
@@ -142,7 +146,7 @@ fn create_failed(t: &str) -> Option<KfdLogKind> {
     let (qtype, ret) = rest.split_once(" failed. ret ")?;
     let (mut pasid, mut pid) = (None, None);
     if let Some(p) = who.strip_prefix("Pasid ") {
-        pasid = Some(u32::try_from(hex(p)?).ok()?);
+        pasid = Some(u32::try_from(parse_hex_prefix(p)?).ok()?);
     } else {
         pid = Some(who.strip_prefix("process pid ")?.trim().parse().ok()?);
     }
@@ -170,7 +174,7 @@ fn evict_failed(t: &str) -> Option<KfdLogKind> {
     let rest = &t[form.len()..];
     let (mut pasid, mut pid) = (None, None);
     if let Some(r) = rest.strip_prefix("pasid ") {
-        pasid = hex(r).and_then(|v| u32::try_from(v).ok());
+        pasid = parse_hex_prefix(r).and_then(|v| u32::try_from(v).ok());
     } else if let Some(r) = rest
         .strip_prefix("process pid ")
         .or_else(|| rest.strip_prefix("pid "))
@@ -178,7 +182,7 @@ fn evict_failed(t: &str) -> Option<KfdLogKind> {
         pid = r.trim().parse().ok();
     } else if form.ends_with("process ") {
         // 6.x "Failed to suspend process 0x%x" prints the pasid.
-        pasid = hex(rest).and_then(|v| u32::try_from(v).ok());
+        pasid = parse_hex_prefix(rest).and_then(|v| u32::try_from(v).ok());
     }
     Some(KfdLogKind::EvictFailed {
         pasid,
@@ -200,23 +204,9 @@ fn unhandled(head: &str) -> Option<KfdLogKind> {
         pid: pid.trim().parse().ok()?,
         pasid: rest
             .strip_suffix(')')
-            .and_then(hex)
+            .and_then(parse_hex_prefix)
             .and_then(|v| u32::try_from(v).ok()),
     })
-}
-
-/// A hexadecimal number with or without `0x`, up to the first non-hex character.
-fn hex(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
-    let end = s
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_hexdigit())
-        .map_or(s.len(), |(i, _)| i);
-    u64::from_str_radix(&s[..end], 16).ok()
 }
 
 /// Kernel lines are short; a hostile or corrupted one is cut at 160 characters.

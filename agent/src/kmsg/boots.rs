@@ -215,12 +215,9 @@ fn shift(t: u64, by: i64) -> Option<u64> {
     u64::try_from(i64::try_from(t).ok()?.checked_add(by)?).ok()
 }
 
+/// A boot id or host name from the log, cut at [`MAX_FACT`] bytes on a char boundary.
 fn bounded(s: &str) -> String {
-    let mut end = s.len().min(MAX_FACT);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+    super::lines::bounded(s, MAX_FACT)
 }
 
 #[cfg(test)]

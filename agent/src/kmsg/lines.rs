@@ -105,7 +105,7 @@ pub fn is_pci_address(s: &str) -> bool {
 /// Longest free text kept from a line (`OtherError`); the whole line is in the record.
 const MAX_TEXT: usize = 512;
 
-fn bounded(s: &str, max: usize) -> String {
+pub(crate) fn bounded(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -561,7 +561,8 @@ fn parse_int(s: &str) -> Option<i64> {
     s[..end].parse().ok()
 }
 
-fn parse_hex_prefix(s: &str) -> Option<u64> {
+/// A hexadecimal number with or without `0x`, up to the first non-hex character.
+pub(crate) fn parse_hex_prefix(s: &str) -> Option<u64> {
     let s = s.trim_start();
     let s = s
         .strip_prefix("0x")
