@@ -14,9 +14,6 @@ use crate::model::{Clock, Event, EventBody, KfdLogKind, KfdLogRecord, Source};
 /// The message body after the amdgpu/KFD prefix, with the PCI address when printed: KFD's
 /// `pr_err` adds `amdgpu: ` (no device), `dev_err`/`DRM_ERROR` lines are amdgpu's own forms.
 fn strip_prefix(msg: &str) -> Option<(Option<&str>, &str)> {
-    if let Some(body) = msg.strip_prefix("amdgpu: ") {
-        return Some((None, body));
-    }
     // 5.10's kfd_device_queue_manager.c printed this one line without pr_fmt.
     if msg.starts_with(HWS_HANG) {
         return Some((None, msg));
