@@ -35,6 +35,15 @@ pub enum Clock {
     Realtime,
 }
 
+/// Whether two things may be on the same GPU: equal PCI addresses, or either one unknown
+/// (a line or record without an address matches any device).
+pub fn same_gpu(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
 /// One observation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {

@@ -249,10 +249,7 @@ impl Correlator {
     /// whose begun reset it ends (however long it took); anything else to the latest open
     /// incident on the same GPU that accepts it (events without a PCI address match any GPU).
     fn route(&self, event: &Event, role: incident::Role) -> Option<usize> {
-        let same_gpu = |o: &Open| match (&o.gpu, &event.gpu) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        };
+        let same_gpu = |o: &Open| crate::model::same_gpu(o.gpu.as_deref(), event.gpu.as_deref());
         if let Some(ring) = incident::reset_result(event) {
             if let Some(i) = self
                 .open

@@ -6,7 +6,7 @@
 //! is returned to be counted (`Stats::unattached`).
 use std::collections::VecDeque;
 
-use crate::model::Event;
+use crate::model::{same_gpu, Event};
 
 /// Records held at once; the oldest leaves first.
 pub const MAX_PENDING: usize = 16;
@@ -42,11 +42,9 @@ impl Pending {
     /// same GPU (a record or an opener without a PCI address matches any), within PENDING_NS.
     pub fn adopt(&mut self, opener: &Event) -> Vec<Event> {
         let fits = |e: &Event| {
-            let gpu = match (&e.gpu, &opener.gpu) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            };
-            gpu && e.clock == opener.clock && e.t_ns.abs_diff(opener.t_ns) <= PENDING_NS
+            same_gpu(e.gpu.as_deref(), opener.gpu.as_deref())
+                && e.clock == opener.clock
+                && e.t_ns.abs_diff(opener.t_ns) <= PENDING_NS
         };
         let (taken, kept): (Vec<Event>, Vec<Event>) = self.held.drain(..).partition(fits);
         self.held = kept.into();

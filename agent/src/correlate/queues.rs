@@ -16,8 +16,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::incident::QueueRef;
 use crate::model::{
-    Event, EventBody, JobKey, KfdLogKind, QueueInfo, QueueKind, QueueOrigin, SmiEvent, SmiKind,
-    Source, UserqFence,
+    same_gpu, Event, EventBody, JobKey, KfdLogKind, QueueInfo, QueueKind, QueueOrigin, SmiEvent,
+    SmiKind, Source, UserqFence,
 };
 
 pub const MAX_LIVE: usize = 4096;
@@ -368,13 +368,6 @@ pub fn is_note(ev: &Event) -> bool {
         ),
         EventBody::UserqState { to, .. } => *to == USERQ_STATE_HUNG,
         _ => false,
-    }
-}
-
-pub fn same_gpu(a: Option<&str>, b: Option<&str>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => a == b,
-        _ => true,
     }
 }
 

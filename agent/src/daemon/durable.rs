@@ -57,10 +57,7 @@ fn same_hang(old: &Incident, new: &Incident) -> bool {
         return true;
     }
     let same_boot = matches!((&old.boot_id, &new.boot_id), (Some(a), Some(b)) if a == b);
-    let same_gpu = match (&old.gpu, &new.gpu) {
-        (Some(a), Some(b)) => a == b,
-        _ => true,
-    };
+    let same_gpu = crate::model::same_gpu(old.gpu.as_deref(), new.gpu.as_deref());
     let overlap = old.started_ns <= new.ended_ns.saturating_add(SAME_HANG_SLACK_NS)
         && new.started_ns <= old.ended_ns.saturating_add(SAME_HANG_SLACK_NS);
     same_boot && same_gpu && old.clock == new.clock && overlap
