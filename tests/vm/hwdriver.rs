@@ -720,14 +720,10 @@ fn child(path: &Path, index: &str) -> Result<()> {
                 num_ibs: 1,
                 pad: 0,
             };
-            // SAFETY: fd is open for the whole loop and req matches the module's struct sim_submit.
-            let r = unsafe { libc::ioctl(fd, SIM_IOCTL_SUBMIT as _, &mut req as *mut SimSubmit) };
-            if r == 0 {
-                ok += 1;
-            } else {
-                *errors
-                    .entry(-std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-                    .or_default() += 1;
+            // req matches the module's struct sim_submit; fd is open for the whole loop.
+            match ioctl(fd, SIM_IOCTL_SUBMIT, &mut req) {
+                Ok(()) => ok += 1,
+                Err(errno) => *errors.entry(errno).or_default() += 1,
             }
         }
     }
@@ -947,8 +943,7 @@ fn submit_loop(n: u64) -> Result<Value> {
             num_ibs: 1,
             pad: 0,
         };
-        // SAFETY: fd is open and req matches struct sim_submit.
-        if unsafe { libc::ioctl(fd, SIM_IOCTL_SUBMIT as _, &mut req as *mut SimSubmit) } != 0 {
+        if ioctl(fd, SIM_IOCTL_SUBMIT, &mut req).is_err() {
             failed += 1;
         }
     }
@@ -1509,7 +1504,8 @@ fn kfd_flag_bits(flags: &[String]) -> Result<u32> {
     Ok(bits)
 }
 
-fn kfd_ioctl<T>(fd: i32, cmd: u64, arg: &mut T) -> std::result::Result<(), i32> {
+/// `ioctl(fd, cmd, arg)`: Ok, or the negated errno (the simulator's and KFD's commands).
+fn ioctl<T>(fd: i32, cmd: u64, arg: &mut T) -> std::result::Result<(), i32> {
     // SAFETY: fd is open and `arg` is the #[repr(C)] struct the command encodes.
     let r = unsafe { libc::ioctl(fd, cmd as _, arg as *mut T) };
     if r == 0 {
@@ -1563,7 +1559,7 @@ fn kfd_run(
                     ring_base_address: 0x7f00_0000_0000 + queues.len() as u64 * 0x10000,
                     ..Default::default()
                 };
-                kfd_ioctl(fd, AMDKFD_IOC_CREATE_QUEUE, &mut a).map(|()| {
+                ioctl(fd, AMDKFD_IOC_CREATE_QUEUE, &mut a).map(|()| {
                     queues.push(a.queue_id);
                     doorbells.push(format!("0x{:x}", a.doorbell_offset));
                 })
@@ -1580,7 +1576,7 @@ fn kfd_run(
                         duration_us: op.duration_us,
                         fault_addr: op.fault_addr,
                     };
-                    kfd_ioctl(fd, KFD_SIM_IOC_DISPATCH, &mut d)
+                    ioctl(fd, KFD_SIM_IOC_DISPATCH, &mut d)
                 })
             }
             "destroy" => {
@@ -1588,7 +1584,7 @@ fn kfd_run(
                     .get(op.queue)
                     .context("destroy of a queue never created")?;
                 let mut a = [qid, 0u32];
-                kfd_ioctl(fd, AMDKFD_IOC_DESTROY_QUEUE, &mut a)
+                ioctl(fd, AMDKFD_IOC_DESTROY_QUEUE, &mut a)
             }
             "userq_create" | "userq_signal" | "userq_destroy" => {
                 kfd_userq_op(fd, op, &mut userqs, &mut dispatched)?
@@ -1643,7 +1639,7 @@ fn kfd_userq_op(
                 },
                 ..Default::default()
             };
-            kfd_ioctl(fd, KFD_SIM_IOC_USERQ_CREATE, &mut a)
+            ioctl(fd, KFD_SIM_IOC_USERQ_CREATE, &mut a)
                 .map(|()| userqs.push((a.queue_id, a.doorbell)))
         }
         "userq_signal" => {
@@ -1657,7 +1653,7 @@ fn kfd_userq_op(
                     flags,
                     duration_us: op.duration_us,
                 };
-                kfd_ioctl(fd, KFD_SIM_IOC_USERQ_SIGNAL, &mut a)
+                ioctl(fd, KFD_SIM_IOC_USERQ_SIGNAL, &mut a)
             })
         }
         _ => {
@@ -1669,7 +1665,7 @@ fn kfd_userq_op(
                 queue_id: qid,
                 doorbell,
             };
-            kfd_ioctl(fd, KFD_SIM_IOC_USERQ_DESTROY, &mut a)
+            ioctl(fd, KFD_SIM_IOC_USERQ_DESTROY, &mut a)
         }
     })
 }
