@@ -204,33 +204,19 @@ fn victims(o: &mut String, incident: &Incident) {
 /// incidents. Every string is data: code spans only.
 fn compute(o: &mut String, incident: &Incident) {
     let Some(c) = &incident.compute else { return };
-    let _ = writeln!(
-        o,
-        "## Compute queues
-"
-    );
-    let _ = writeln!(
-        o,
-        "Queue table: {}
-",
-        md_code(&c.note)
-    );
+    let _ = writeln!(o, "## Compute queues\n");
+    let _ = writeln!(o, "Queue table: {}\n", md_code(&c.note));
     if let Some(f) = &c.flagged {
         let _ = writeln!(
             o,
-            "Flagged by the kernel or MES: {}[{}] — {}
-",
+            "Flagged by the kernel or MES: {}[{}] — {}\n",
             md_code(&f.comm),
             f.pid,
             md_code(&f.reason)
         );
     }
     if c.candidates.is_empty() {
-        let _ = writeln!(
-            o,
-            "No process with queues on the GPU is known.
-"
-        );
+        let _ = writeln!(o, "No process with queues on the GPU is known.\n");
         return;
     }
     for k in &c.candidates {
