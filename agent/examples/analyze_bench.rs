@@ -7,9 +7,9 @@ mod common;
 use std::io::{BufReader, BufWriter, Write};
 use std::time::Instant;
 
-use hangwatch::correlate::{Config, Correlator};
-use hangwatch::kmsg::{Format, LogReader};
-use hangwatch::model::Source;
+use hangwatch_core::correlate::{Config, Correlator};
+use hangwatch_core::kmsg::{Format, LogReader};
+use hangwatch_core::model::Source;
 
 const UNRELATED: &[&str] = &[
     "usb 1-1: new high-speed USB device number 2 using xhci_hcd",

@@ -12,9 +12,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use agent_common::{kind, FenceSlots, GrabSlots, JobSlots, RawEvent};
-use hangwatch::correlate::{Config, Correlator};
 use hangwatch::decode::Decoder;
-use hangwatch::model::{Clock, Event, EventBody, JobKey, KmsgKind, KmsgRecord, Source, Task};
+use hangwatch_core::correlate::{Config, Correlator};
+use hangwatch_core::model::{Clock, Event, EventBody, JobKey, KmsgKind, KmsgRecord, Source, Task};
 
 fn name<const N: usize>(s: &str) -> [u8; N] {
     let mut b = [0u8; N];

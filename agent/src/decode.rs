@@ -5,7 +5,7 @@ use agent_common::{
     RawEvent, RetSlots, UserqSlots,
 };
 
-use crate::model::{
+use hangwatch_core::model::{
     Clock, Event, EventBody, FaultInfo, JobKey, QueueInfo, QueueKind, QueueOrigin, Source, Task,
     UserqFence,
 };
@@ -288,7 +288,7 @@ fn userq(r: &RawEvent) -> QueueInfo {
         origin: Some(QueueOrigin::Userq),
         kind: r
             .get(UserqSlots::QUEUE_TYPE)
-            .map(|t| crate::correlate::queues::userq_kind(t as u32)),
+            .map(|t| hangwatch_core::correlate::queues::userq_kind(t as u32)),
         doorbell: r.get(UserqSlots::DOORBELL).filter(|_| ok),
         ..QueueInfo::default()
     }

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // One line naming the cause (and, where the error carries it, the fix).
-            hangwatch::messages::warn(&format!("{e:#}"));
+            hangwatch::sinks::messages::warn(&format!("{e:#}"));
             ExitCode::from(2)
         }
     }

@@ -7,8 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use hangwatch::report::bugreport::{self, Options, Roots};
-use hangwatch::report::incident_dir::{Extras, IncidentDir, Retention};
+use hangwatch::sinks::bugreport::{self, Options, Roots};
+use hangwatch::sinks::incident_dir::{Extras, IncidentDir, Retention};
 use pulldown_cmark::{Event, Options as MdOptions, Parser, Tag};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hangwatch");
@@ -253,7 +253,7 @@ fn staged_incidents_cannot_be_swapped_by_another_user() {
     let attacker = std::thread::spawn(move || as_nobody(&script));
     let mut written = Vec::new();
     for i in 0..40 {
-        let mut inc: hangwatch::incident::Incident = serde_json::from_str(include_str!(
+        let mut inc: hangwatch_core::incident::Incident = serde_json::from_str(include_str!(
             "../../docs/examples/zed-fault-wedges-gfx/incident/incident.json"
         ))
         .unwrap();
@@ -367,8 +367,10 @@ fn archive_and_export_never_write_through_a_planted_symlink() {
     );
     // export --out: a fake agent answers on a socket in the playground.
     let sock = dir.join("agent").join("c.sock");
-    let _srv = hangwatch::control::spawn_server(&sock, |_| hangwatch::control::Response::default())
-        .unwrap();
+    let _srv = hangwatch::sinks::control::spawn_server(&sock, |_| {
+        hangwatch::sinks::control::Response::default()
+    })
+    .unwrap();
     let o = hangwatch(
         &[
             "export",
@@ -399,8 +401,10 @@ fn control_socket_refuses_other_users_even_when_they_can_connect() {
     }
     let dir = playground("peercred");
     let sock = dir.join("agent").join("c.sock");
-    let _srv = hangwatch::control::spawn_server(&sock, |_| hangwatch::control::Response::default())
-        .unwrap();
+    let _srv = hangwatch::sinks::control::spawn_server(&sock, |_| {
+        hangwatch::sinks::control::Response::default()
+    })
+    .unwrap();
     // Loosen the file mode to prove the SO_PEERCRED check stands on its own.
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     // The client: send the request (a refused peer may be answered and closed before that
@@ -428,12 +432,12 @@ fn control_socket_refuses_other_users_even_when_they_can_connect() {
     assert!(!answer.contains("\"jobs\":[{"), "{}", text(&a));
     // With the group configured, a member is served.
     let sock2 = dir.join("agent2").join("c.sock");
-    let opts = hangwatch::control::ServerOptions {
+    let opts = hangwatch::sinks::control::ServerOptions {
         group: Some(4242),
         ..Default::default()
     };
-    let _srv2 = hangwatch::control::spawn_server_with(&sock2, opts, |_| {
-        hangwatch::control::Response::default()
+    let _srv2 = hangwatch::sinks::control::spawn_server_with(&sock2, opts, |_| {
+        hangwatch::sinks::control::Response::default()
     })
     .unwrap();
     let m = std::fs::metadata(&sock2).unwrap();
@@ -460,20 +464,23 @@ fn socket_path_holding_a_file_or_a_live_agent_is_never_deleted() {
     let dir = playground("sockpath");
     let file = dir.join("not-a-socket");
     std::fs::write(&file, "keep").unwrap();
-    assert!(hangwatch::control::spawn_server(&file, |_| Default::default()).is_err());
+    assert!(hangwatch::sinks::control::spawn_server(&file, |_| Default::default()).is_err());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
     // A socket directory others can write in is refused; the agent's own is used.
-    assert!(hangwatch::control::spawn_server(&dir.join("x.sock"), |_| Default::default()).is_err());
+    assert!(
+        hangwatch::sinks::control::spawn_server(&dir.join("x.sock"), |_| Default::default())
+            .is_err()
+    );
     let live = dir.join("run").join("live.sock");
-    let _a = hangwatch::control::spawn_server(&live, |_| Default::default()).unwrap();
-    let e = hangwatch::control::spawn_server(&live, |_| Default::default())
+    let _a = hangwatch::sinks::control::spawn_server(&live, |_| Default::default()).unwrap();
+    let e = hangwatch::sinks::control::spawn_server(&live, |_| Default::default())
         .err()
         .unwrap();
     assert!(format!("{e:#}").contains("in use"), "{e:#}");
     // The first agent still answers.
-    let r = hangwatch::control::request(
+    let r = hangwatch::sinks::control::request(
         &live,
-        &hangwatch::control::Request::Jobs {
+        &hangwatch::sinks::control::Request::Jobs {
             since_ns: 0,
             until_ns: 1,
         },
@@ -549,7 +556,7 @@ fn incident_gpu_field_cannot_walk_out_of_sysfs() {
     let dir = playground("pci");
     let root = dir.join("incidents");
     let mut d = IncidentDir::open(&root, Retention::default()).unwrap();
-    let mut inc: hangwatch::incident::Incident = serde_json::from_str(include_str!(
+    let mut inc: hangwatch_core::incident::Incident = serde_json::from_str(include_str!(
         "../../docs/examples/zed-fault-wedges-gfx/incident/incident.json"
     ))
     .unwrap();
@@ -592,8 +599,8 @@ mod fuzz {
             .collect()
     }
 
-    fn incident_named(name: &str, line: &str) -> hangwatch::incident::Incident {
-        let mut inc: hangwatch::incident::Incident = serde_json::from_str(include_str!(
+    fn incident_named(name: &str, line: &str) -> hangwatch_core::incident::Incident {
+        let mut inc: hangwatch_core::incident::Incident = serde_json::from_str(include_str!(
             "../../docs/examples/zed-fault-wedges-gfx/incident/incident.json"
         ))
         .unwrap();
@@ -618,10 +625,10 @@ mod fuzz {
         for j in inc.jobs.iter_mut() {
             j.comm = name.into();
         }
-        let cand = hangwatch::incident::Candidate {
+        let cand = hangwatch_core::incident::Candidate {
             pid: 4242,
             comm: name.into(),
-            queues: vec![hangwatch::incident::QueueRef {
+            queues: vec![hangwatch_core::incident::QueueRef {
                 origin: name.into(),
                 kind: line.into(),
                 queue_id: Some(0),
@@ -629,10 +636,10 @@ mod fuzz {
                 gpu: Some(line.into()),
                 gpu_id: None,
             }],
-            confidence: hangwatch::incident::Confidence::Likely,
+            confidence: hangwatch_core::incident::Confidence::Likely,
             reason: format!("{name} {line}"),
         };
-        inc.compute = Some(hangwatch::incident::ComputeAttribution {
+        inc.compute = Some(hangwatch_core::incident::ComputeAttribution {
             flagged: Some(cand.clone()),
             candidates: vec![cand],
             note: line.into(),
@@ -702,8 +709,8 @@ mod fuzz {
 
         #[test]
         fn report_md_structure_never_depends_on_names(name in hostile_string(), line in hostile_string()) {
-            let base = structure(&hangwatch::report::markdown::render(&incident_named("zed", "x")));
-            let md = hangwatch::report::markdown::render(&incident_named(&name, &line));
+            let base = structure(&hangwatch_core::render::markdown::render(&incident_named("zed", "x")));
+            let md = hangwatch_core::render::markdown::render(&incident_named(&name, &line));
             let got = structure(&md);
             if got != base {
                 let i = got.iter().zip(&base).position(|(a, b)| a != b).unwrap_or(0);
@@ -716,7 +723,7 @@ mod fuzz {
 
         #[test]
         fn terminal_text_has_no_control_bytes(name in hostile_string(), line in hostile_string()) {
-            let t = hangwatch::report::text::render(&incident_named(&name, &line));
+            let t = hangwatch_core::render::text::render(&incident_named(&name, &line));
             prop_assert!(t.chars().all(|c| c == '\n' || !c.is_control()), "{:?}", t);
         }
     }

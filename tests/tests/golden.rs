@@ -5,13 +5,13 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use hangwatch::commands::analyze::{exit_code, Analyzer, InputResult, EXIT_NOT_UNDERSTOOD};
-use hangwatch::correlate::{Config, Correlator};
-use hangwatch::incident::Incident;
-use hangwatch::kmsg::journal::JournalSource;
-use hangwatch::kmsg::source;
-use hangwatch::kmsg::{Format, LogReader};
-use hangwatch::model::Source;
+use hangwatch_core::analyze::{exit_code, Analyzer, InputResult, EXIT_NOT_UNDERSTOOD};
+use hangwatch_core::correlate::{Config, Correlator};
+use hangwatch_core::incident::Incident;
+use hangwatch_core::kmsg::journal::JournalSource;
+use hangwatch_core::kmsg::source;
+use hangwatch_core::kmsg::{Format, LogReader};
+use hangwatch_core::model::Source;
 use serde_json::{json, Value};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/dmesg/");
@@ -31,7 +31,7 @@ fn analyzer_at(reference: Option<u64>) -> Analyzer {
     let an = Analyzer::new(
         Config::default(),
         Format::Auto,
-        hangwatch::kmsg::walltime::zone_named(WARSAW).unwrap(),
+        hangwatch_core::kmsg::walltime::zone_named(WARSAW).unwrap(),
     );
     match reference {
         Some(r) => an.with_reference(r),
@@ -82,7 +82,7 @@ fn analyze(name: &str) -> Vec<Incident> {
     let text = std::fs::read_to_string(format!("{FIXTURES}{name}.log")).unwrap();
     let mut c = Correlator::new(Config::default());
     let mut out = Vec::new();
-    for e in hangwatch::kmsg::parse_text(&text, Source::Log) {
+    for e in hangwatch_core::kmsg::parse_text(&text, Source::Log) {
         out.extend(c.push(e));
     }
     out.extend(c.finish());
@@ -436,7 +436,7 @@ fn journal_read_directly() {
 fn nothing_understood_exits_non_zero_and_says_what_it_saw() {
     let (_, r) = analyze_stdin(b"Hello\nthis is not a log\x1b]0;x\x07\n".to_vec());
     assert_eq!(exit_code(std::slice::from_ref(&r)), EXIT_NOT_UNDERSTOOD);
-    let msg = hangwatch::commands::analyze::not_understood("<stdin>", &r.stats);
+    let msg = hangwatch_core::analyze::not_understood("<stdin>", &r.stats);
     assert!(
         msg.contains("1: Hello") && msg.contains("\\x1b]0;x\\x07"),
         "{msg}"
@@ -473,7 +473,7 @@ fn incident_kernel_log_reads_back_to_the_same_incident() {
         assert!(!incidents.is_empty(), "{}", p.display());
         for inc in incidents {
             let files =
-                hangwatch::report::incident_dir::render_files(&inc, &Default::default()).unwrap();
+                hangwatch::sinks::incident_dir::render_files(&inc, &Default::default()).unwrap();
             let kernel_log = files
                 .iter()
                 .find(|(n, _)| *n == "kernel.log")
@@ -551,7 +551,7 @@ fn dmesg_relative_notime_and_decorated_forms() {
         walls.push(inc[0].wall_time.clone());
         // The incident's kernel.log reads back to the same incident and wall time.
         let files =
-            hangwatch::report::incident_dir::render_files(&inc[0], &Default::default()).unwrap();
+            hangwatch::sinks::incident_dir::render_files(&inc[0], &Default::default()).unwrap();
         let kernel_log = files
             .iter()
             .find(|(n, _)| *n == "kernel.log")
@@ -600,7 +600,7 @@ Jan 01 00:00:03 host kernel: amdgpu 0000:03:00.0: amdgpu: GPU reset(1) succeeded
     ] {
         let path = dir.join("kern.log");
         std::fs::write(&path, format!("{text}{tail}")).unwrap();
-        let noon = hangwatch::kmsg::walltime::Civil {
+        let noon = hangwatch_core::kmsg::walltime::Civil {
             year: mtime.0,
             month: mtime.1,
             day: mtime.2,

@@ -1,7 +1,7 @@
 //! `hangwatch bugreport INCIDENT_DIR`: a .tar.gz plus a ready-to-paste drm/amd issue body.
 use std::path::PathBuf;
 
-use crate::report::bugreport::{build, write_tar_gz, Options, Roots};
+use crate::sinks::bugreport::{build, write_tar_gz, Options, Roots};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

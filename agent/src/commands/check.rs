@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::devices::{self, Plan};
-use crate::probes::{self, AttachOptions, Host, ProbeStatus, Status};
+use crate::sources::devices::{self, Plan};
+use crate::sources::probes::{self, AttachOptions, Host, ProbeStatus, Status};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

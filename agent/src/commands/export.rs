@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::control::{request, Request, DEFAULT_SOCKET};
+use crate::sinks::control::{request, Request, DEFAULT_SOCKET};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -65,7 +65,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         anyhow::bail!("--since must be further back than --until");
     }
     let resp = request(&args.socket, &Request::Jobs { since_ns, until_ns })?;
-    let bytes = crate::report::perfetto::encode_window(&resp.jobs, &resp.evidence, None, until_ns);
+    let bytes =
+        hangwatch_core::render::perfetto::encode_window(&resp.jobs, &resp.evidence, None, until_ns);
     // A new 0600 file renamed over --out: the trace names every GPU process, and a symlink
     // planted at the path is replaced rather than written through.
     crate::fsafe::write_new_file(&args.out, |f| {
@@ -84,9 +85,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{spawn_server, Response};
-    use crate::report::perfetto::tests::protoc_decode;
-    use crate::report::text::tests::disputed_incident;
+    use crate::sinks::control::{spawn_server, Response};
+    use hangwatch_core::testkit::disputed_incident;
+    use hangwatch_core::testkit::protoc_decode;
 
     #[test]
     fn durations() {

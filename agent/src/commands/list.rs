@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::store::{self, Stored};
+use crate::sinks::store::{self, Stored};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,7 +38,7 @@ pub fn parse_since(s: &str) -> anyhow::Result<u64> {
 
 /// Untrusted text (process names, host names) for a terminal (`escape::terminal`).
 pub fn term_safe(s: &str) -> String {
-    crate::escape::terminal(s).into_owned()
+    hangwatch_core::escape::terminal(s).into_owned()
 }
 
 fn culprit(s: &Stored) -> String {
@@ -49,7 +49,7 @@ fn culprit(s: &Stored) -> String {
 }
 
 fn when(s: &Stored) -> String {
-    let t = crate::correlate::render_wall(s.when_ns);
+    let t = hangwatch_core::correlate::render_wall(s.when_ns);
     if s.when_from_mtime {
         format!("{t}~")
     } else {
@@ -88,7 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .collect();
     if args.json {
         let v: Vec<serde_json::Value> = shown.iter().map(|s| row(s)).collect();
-        crate::messages::stdout(&format!("{}\n", serde_json::Value::Array(v)));
+        crate::sinks::messages::stdout(&format!("{}\n", serde_json::Value::Array(v)));
         return Ok(0);
     }
     let mut out = format!(
@@ -100,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         out += &format!(
             "{:<27} {:<15} {:<12} {:<10} {:<24} {:<8} {:<8} {:<12} {}\n",
             when(s),
-            crate::report::text::kind_name(i.kind),
+            hangwatch_core::render::text::kind_name(i.kind),
             i.gpu
                 .as_deref()
                 .map(term_safe)
@@ -110,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .map(term_safe)
                 .unwrap_or_else(|| "-".into()),
             culprit(s),
-            crate::report::text::confidence_name(i.confidence),
+            hangwatch_core::render::text::confidence_name(i.confidence),
             i.boot_id
                 .as_deref()
                 .map(|b| term_safe(&b.chars().take(8).collect::<String>()))
@@ -132,7 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             out += "(open) provisional: still open when last written (the agent is watching it, or stopped before it closed)\n";
         }
     }
-    crate::messages::stdout(&out);
+    crate::sinks::messages::stdout(&out);
     Ok(0)
 }
 

@@ -93,7 +93,7 @@ impl Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    crate::messages::set_quiet(args.quiet);
+    crate::sinks::messages::set_quiet(args.quiet);
     let (settings, overrides) = args.settings()?;
     daemon::run(Options {
         settings,

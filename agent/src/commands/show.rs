@@ -2,7 +2,7 @@
 //! happened (boot, host, wall time), the attribution, and the files saved with it.
 use std::path::PathBuf;
 
-use crate::store;
+use crate::sinks::store;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -20,7 +20,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let s = store::find(&args.dir, &args.id)?;
     let i = &s.incident;
     if args.json {
-        crate::messages::stdout(&(serde_json::to_string_pretty(i)? + "\n"));
+        crate::sinks::messages::stdout(&(serde_json::to_string_pretty(i)? + "\n"));
         return Ok(0);
     }
     let safe = crate::commands::list::term_safe;
@@ -31,7 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         "time:      {}\n",
         i.wall_time.as_deref().map(safe).unwrap_or_else(|| format!(
             "{} (no wall time recorded; file time)",
-            crate::correlate::render_wall(s.when_ns)
+            hangwatch_core::correlate::render_wall(s.when_ns)
         ))
     );
     out += &format!(
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .collect();
     files.sort();
     out += &format!("files:     {}\n\n", safe(&files.join(" ")));
-    out += &crate::report::text::render(i);
-    crate::messages::stdout(&out);
+    out += &hangwatch_core::render::text::render(i);
+    crate::sinks::messages::stdout(&out);
     Ok(0)
 }

@@ -1,6 +1,6 @@
 //! The facts of the current boot the agent announces at start (`EventBody::Boot`), so live
 //! incidents carry `wall_time`, `boot_id` and `hostname` like ones read from a journal.
-use crate::model::{BootInfo, Clock, Event, EventBody, Source};
+use hangwatch_core::model::{BootInfo, Clock, Event, EventBody, Source};
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {

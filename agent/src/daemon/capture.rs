@@ -5,11 +5,11 @@
 //! libraries mapped by every involved process (it may exit or be killed by the reset).
 //! Later rewrites of the same incident reuse these facts; they only add the devcoredump the
 //! kernel writes a little after the reset and the maps of processes involved since.
-use crate::hostfacts::{self, Roots};
-use crate::incident::Incident;
-use crate::procscan::SeenCache;
-use crate::report::incident_dir::Extras;
-use crate::report::procinfo::capture_process_maps;
+use crate::sinks::incident_dir::Extras;
+use crate::sources::hostfacts::{self, Roots};
+use crate::sources::procinfo::capture_process_maps;
+use crate::sources::procscan::SeenCache;
+use hangwatch_core::incident::Incident;
 
 /// The culprit, the victims, the process the kernel blamed and the compute candidates (their
 /// mapped ROCm libraries go into the bug report) — real pids, each once.
@@ -74,8 +74,8 @@ pub fn refresh(ex: &mut Extras, inc: &Incident, seen: &SeenCache, roots: &Roots)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hostfacts::tests::{fake_host, put};
-    use crate::report::text::tests::disputed_incident;
+    use crate::sources::hostfacts::tests::{fake_host, put};
+    use hangwatch_core::testkit::disputed_incident;
 
     #[test]
     fn facts_are_taken_at_the_open_and_only_the_dump_is_added_later() {
@@ -114,21 +114,21 @@ mod tests {
     fn involved_processes_are_culprit_victims_and_the_kernels_choice_once_each() {
         let mut inc = disputed_incident();
         // zed (culprit), Xwayland (victim and the kernel's choice: once), and pid 0 is no one.
-        inc.victims.push(crate::incident::Victim {
+        inc.victims.push(hangwatch_core::incident::Victim {
             pid: 0,
             comm: "kworker".into(),
             reason: String::new(),
         });
         assert_eq!(involved(&inc), vec![7021, 6518]);
         // Compute candidates (ROCm processes with queues on the GPU) after them, once each.
-        inc.compute = Some(crate::incident::ComputeAttribution {
+        inc.compute = Some(hangwatch_core::incident::ComputeAttribution {
             flagged: None,
             candidates: [(6518, "Xwayland"), (4242, "python3")]
-                .map(|(pid, comm)| crate::incident::Candidate {
+                .map(|(pid, comm)| hangwatch_core::incident::Candidate {
                     pid,
                     comm: comm.into(),
                     queues: Vec::new(),
-                    confidence: crate::incident::Confidence::Unknown,
+                    confidence: hangwatch_core::incident::Confidence::Unknown,
                     reason: String::new(),
                 })
                 .to_vec(),

@@ -1,9 +1,9 @@
-//! The control-socket event source: the socket thread (crate::control) hands each request
+//! The control-socket event source: the socket thread (crate::sinks::control) hands each request
 //! to the event loop, which owns the correlator, and waits for the answer.
 use std::path::Path;
 use std::time::Duration;
 
-use crate::control::{spawn_server_with, Request, Response, ServerHandle, ServerOptions};
+use crate::sinks::control::{spawn_server_with, Request, Response, ServerHandle, ServerOptions};
 use crate::{info, warn};
 
 use super::state::State;

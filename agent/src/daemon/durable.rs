@@ -15,12 +15,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::hostfacts::Roots;
-use crate::incident::Incident;
-use crate::procscan::SeenCache;
-use crate::report::incident_dir::{Extras, IncidentDir};
-use crate::store::{self, Stored};
+use crate::sinks::incident_dir::{Extras, IncidentDir};
+use crate::sinks::store::{self, Stored};
+use crate::sources::hostfacts::Roots;
+use crate::sources::procscan::SeenCache;
 use crate::{info, warn};
+use hangwatch_core::incident::Incident;
 
 use super::capture;
 
@@ -57,7 +57,7 @@ fn same_hang(old: &Incident, new: &Incident) -> bool {
         return true;
     }
     let same_boot = matches!((&old.boot_id, &new.boot_id), (Some(a), Some(b)) if a == b);
-    let same_gpu = crate::model::same_gpu(old.gpu.as_deref(), new.gpu.as_deref());
+    let same_gpu = hangwatch_core::model::same_gpu(old.gpu.as_deref(), new.gpu.as_deref());
     let overlap = old.started_ns <= new.ended_ns.saturating_add(SAME_HANG_SLACK_NS)
         && new.started_ns <= old.ended_ns.saturating_add(SAME_HANG_SLACK_NS);
     same_boot && same_gpu && old.clock == new.clock && overlap
@@ -206,7 +206,7 @@ impl Durable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::tests::disputed_incident;
+    use hangwatch_core::testkit::disputed_incident;
 
     fn inc(id: &str, gpu: &str, start_s: u64, end_s: u64) -> Incident {
         let mut i = disputed_incident();

@@ -1,14 +1,14 @@
 //! The compute event source (issue 13): the KFD proc-table poller and the `/dev/kfd` SMI
-//! reader of [`crate::kfd`], which need no eBPF and no kernel log. Their threads send events
+//! reader of [`crate::sources::kfd`], which need no eBPF and no kernel log. Their threads send events
 //! through a bounded channel (a full channel makes them wait, it loses nothing); the loop
 //! drains it on its 100 ms tick. Each source degrades alone with one line in the run log.
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
-use crate::kfd::{self, Counters};
-use crate::model::Event;
+use crate::sources::kfd::{self, Counters};
 use crate::{info, warn};
+use hangwatch_core::model::Event;
 
 use super::state::State;
 

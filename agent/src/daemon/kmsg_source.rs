@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::kmsg::{parse_dev_kmsg_record, KmsgAssembler};
-use crate::model::{Clock, Source};
 use crate::{info, warn};
+use hangwatch_core::kmsg::{parse_dev_kmsg_record, KmsgAssembler};
+use hangwatch_core::model::{Clock, Source};
 
 use super::boot::monotonic_ns;
 use super::kmsg_cursor::{plan, record_seq, Cursor, Start, Store, Tracker, Verdict};
@@ -147,8 +147,8 @@ impl KmsgSource {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let mut src = KmsgSource {
             rx,
-            // The KFD / MES queue lines (crate::kfd::lines) ride along as their own events.
-            asm: KmsgAssembler::new(Source::Kmsg).with_line_hook(crate::kfd::lines::HOOK),
+            // The KFD / MES queue lines (hangwatch_core::kmsg::kfd) ride along as their own events.
+            asm: KmsgAssembler::new(Source::Kmsg).with_line_hook(hangwatch_core::kmsg::kfd::HOOK),
             tracker: Tracker::new(start),
             store: match (store, boot_id) {
                 (Some(s), Some(b)) => Some((s, b.to_string())),

@@ -23,7 +23,7 @@ use anyhow::Result;
 use aya::Ebpf;
 
 use crate::config::{self, Overrides, Settings};
-use crate::sd_notify::Notifier;
+use crate::sinks::sd_notify::Notifier;
 use crate::{info, warn};
 
 use control_source::ControlSource;
@@ -53,7 +53,7 @@ pub struct Agent {
     kmsg: Option<KmsgSource>,
     kfd: KfdSource,
     control: Option<ControlSource>,
-    _metrics: Option<crate::metrics::Server>,
+    _metrics: Option<crate::sinks::metrics::Server>,
     notifier: Option<Notifier>,
     signals: Signals,
     attached: usize,
@@ -77,7 +77,7 @@ impl Agent {
     pub fn start(opts: Options) -> Result<Agent> {
         let signals = Signals::install()?;
         let s = &opts.settings;
-        let gpus = crate::devices::discover(std::path::Path::new("/sys"));
+        let gpus = crate::sources::devices::discover(std::path::Path::new("/sys"));
         let (assessment, mut ebpf) = start::attach_probes(s, &gpus);
         let attached = start::attached_count(&assessment);
         info!("probes attached: {attached}/{}", assessment.probes.len());
@@ -280,7 +280,7 @@ impl Agent {
         self.st.out.stdout = new.stdout;
         self.st.out.max_age = new.max_age;
         if new.journal != old.journal {
-            self.st.out.journal = crate::journald::Journal::detect(new.journal);
+            self.st.out.journal = crate::sinks::journald::Journal::detect(new.journal);
         }
         // Keep what needs a restart as it runs, so the next reload compares against that.
         let mut applied = self.opts.settings.clone();

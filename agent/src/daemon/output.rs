@@ -6,12 +6,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::Stdout;
-use crate::incident::Incident;
-use crate::journald::{incident_fields, Journal};
-use crate::metrics::Shared;
-use crate::procscan::SeenCache;
-use crate::report::incident_dir::{IncidentDir, Retention};
-use crate::{info, messages, warn};
+use crate::sinks::incident_dir::{IncidentDir, Retention};
+use crate::sinks::journald::{incident_fields, Journal};
+use crate::sinks::messages;
+use crate::sinks::metrics::Shared;
+use crate::sources::procscan::SeenCache;
+use crate::{info, warn};
+use hangwatch_core::incident::Incident;
 
 use super::durable::Durable;
 
@@ -106,7 +107,7 @@ impl Output {
                 Ok(s) => messages::stdout(&(s + "\n")),
                 Err(e) => warn!("cannot serialise incident {}: {e}", inc.id),
             },
-            Stdout::Text => messages::stdout(&crate::report::text::render(inc)),
+            Stdout::Text => messages::stdout(&hangwatch_core::render::text::render(inc)),
             Stdout::None => {}
         }
     }
@@ -124,7 +125,7 @@ impl Output {
         let (Some(d), Some(age)) = (&self.dir, self.max_age) else {
             return;
         };
-        match crate::store::prune_older_than(d.root(), age) {
+        match crate::sinks::store::prune_older_than(d.root(), age) {
             Ok(0) => {}
             Ok(n) => info!(
                 "retention: removed {n} incident(s) older than {} days",

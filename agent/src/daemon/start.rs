@@ -10,16 +10,16 @@ use aya::Ebpf;
 
 use crate::capabilities::CapSet;
 use crate::config::Settings;
-use crate::correlate::{Config as CorrConfig, Correlator};
 use crate::decode::Decoder;
-use crate::devices;
-use crate::journald::Journal;
-use crate::metrics::{self, Metrics};
-use crate::model::EventBody;
-use crate::probes::{self, Assessment, AttachOptions, Host, Status};
-use crate::procscan::{self, SeenCache};
-use crate::report::incident_dir::Retention;
+use crate::sinks::incident_dir::Retention;
+use crate::sinks::journald::Journal;
+use crate::sinks::metrics::{self, Metrics};
+use crate::sources::devices;
+use crate::sources::probes::{self, Assessment, AttachOptions, Host, Status};
+use crate::sources::procscan::{self, SeenCache};
 use crate::{info, warn};
+use hangwatch_core::correlate::{Config as CorrConfig, Correlator};
+use hangwatch_core::model::EventBody;
 
 use super::boot;
 use super::control_source::ControlSource;

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
 
-use crate::correlate::Correlator;
 use crate::decode::{kind_name, Decoder};
-use crate::model::{Event, EventBody, KmsgKind};
-use crate::procscan::SeenCache;
+use crate::sources::procscan::SeenCache;
+use hangwatch_core::correlate::Correlator;
+use hangwatch_core::model::{Event, EventBody, KmsgKind};
 
 use super::output::Output;
 
@@ -19,7 +19,7 @@ pub struct State {
     pub seen_map: Option<BpfHashMap<MapData, u32, u8>>,
     pub out: Output,
     /// Which GPU each probe event is on (devices.rs).
-    pub labeler: crate::devices::Labeler,
+    pub labeler: crate::sources::devices::Labeler,
     /// Events known lost outside the kernel ring buffer (kmsg overwritten, ...).
     pub user_drops: u64,
 }
@@ -47,7 +47,7 @@ impl State {
         }
     }
 
-    pub fn emit(&mut self, out: Vec<crate::incident::Incident>) {
+    pub fn emit(&mut self, out: Vec<hangwatch_core::incident::Incident>) {
         if !out.is_empty() {
             self.out.emit(out, &self.seen);
         }
@@ -139,7 +139,7 @@ impl State {
 impl State {
     /// Mirrors the compute sources' counters and the queue table's size and evictions (on
     /// the timer, after [`State::refresh_metrics`]).
-    pub fn refresh_compute_metrics(&self, kfd: &crate::kfd::Counters) {
+    pub fn refresh_compute_metrics(&self, kfd: &crate::sources::kfd::Counters) {
         let Some(m) = &self.out.metrics else { return };
         let Ok(mut m) = m.lock() else { return };
         for (what, n) in kfd.values() {

@@ -1,0 +1,509 @@
+//! Prometheus text exposition (format 0.0.4) of the running agent on `--metrics ADDR`.
+//! The event loop updates a [`Metrics`] behind a mutex; a small HTTP thread renders it per
+//! scrape. Process names are chosen by any local user, so label values are escaped per the
+//! format and bounded: the first `max_comm_labels` distinct names get their own value, the rest
+//! are folded into `_other` and counted (`hangwatch_comm_labels_overflow_total`).
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use hangwatch_core::incident::{Incident, IncidentKind};
+
+/// The label value for a process name past the cap.
+pub const OTHER: &str = "_other";
+
+/// Everything the exposition shows. Counters only grow; gauges are set on each tick.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    max_comms: usize,
+    comms: BTreeSet<String>,
+    comm_overflow: u64,
+    /// (gpu, kind, ring, culprit comm, confidence) → incidents.
+    incidents: BTreeMap<[String; 5], u64>,
+    /// (gpu, kind) → incidents whose kernel message blamed another process than the evidence.
+    misblames: BTreeMap<[String; 2], u64>,
+    /// (gpu, outcome) → GPU resets seen in incidents.
+    resets: BTreeMap<[String; 2], u64>,
+    /// culprit comm → page faults reported by the kernel log.
+    page_faults: BTreeMap<String, u64>,
+    last_incident_unix: Option<f64>,
+    start_unix: f64,
+    // gauges / counters mirrored from the agent on every tick
+    pub probe_events: BTreeMap<String, u64>,
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub kmsg_records: u64,
+    pub probes: BTreeMap<&'static str, u64>,
+    pub recorder_jobs: BTreeMap<String, u64>,
+    pub open_incidents: u64,
+    /// The correlator's bounded-table and bookkeeping counters (`correlate::Stats`).
+    pub correlator: BTreeMap<&'static str, u64>,
+    /// The no-eBPF compute sources' counters (`kfd::Counters::values`).
+    pub compute_sources: BTreeMap<&'static str, u64>,
+    /// Live queues in the compute queue table.
+    pub compute_queues: u64,
+}
+
+pub type Shared = Arc<Mutex<Metrics>>;
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `ring_timeout`, `page_fault`, `gpu_reset`, `illegal_command`: the names incident.json uses.
+fn kind_label(k: IncidentKind) -> String {
+    hangwatch_core::render::text::kind_name(k)
+        .replace(' ', "_")
+        .to_lowercase()
+}
+
+/// Escapes a label value per the text format: backslash, double quote and newline.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+impl Metrics {
+    pub fn new(max_comm_labels: usize) -> Metrics {
+        Metrics {
+            max_comms: max_comm_labels,
+            start_unix: unix_now(),
+            ..Default::default()
+        }
+    }
+
+    /// The label value for `comm`: itself while under the cap, else `_other` (counted).
+    fn comm_label(&mut self, comm: &str) -> String {
+        if self.comms.contains(comm) {
+            return comm.to_string();
+        }
+        if self.comms.len() < self.max_comms {
+            self.comms.insert(comm.to_string());
+            return comm.to_string();
+        }
+        self.comm_overflow += 1;
+        OTHER.to_string()
+    }
+
+    /// Counts one closed incident.
+    pub fn record_incident(&mut self, inc: &Incident) {
+        let gpu = inc.gpu.clone().unwrap_or_default();
+        let kind = kind_label(inc.kind);
+        let comm = match &inc.culprit {
+            Some(c) => self.comm_label(&c.comm),
+            None => String::new(),
+        };
+        let key = [
+            gpu.clone(),
+            kind.clone(),
+            inc.ring.clone().unwrap_or_default(),
+            comm,
+            hangwatch_core::render::text::confidence_name(inc.confidence).to_string(),
+        ];
+        *self.incidents.entry(key).or_default() += 1;
+        if inc.kernel_blame_disputed {
+            *self.misblames.entry([gpu.clone(), kind]).or_default() += 1;
+        }
+        if let Some(r) = &inc.reset {
+            *self.resets.entry([gpu, r.clone()]).or_default() += 1;
+        }
+        self.last_incident_unix = Some(unix_now());
+    }
+
+    /// Counts one page fault the kernel log attributed to `comm` ("" when it named none).
+    pub fn record_page_fault(&mut self, comm: &str) {
+        let label = if comm.is_empty() {
+            String::new()
+        } else {
+            self.comm_label(comm)
+        };
+        *self.page_faults.entry(label).or_default() += 1;
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let labels = |pairs: &[(&str, &str)]| -> String {
+            if pairs.is_empty() {
+                return String::new();
+            }
+            let inner: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        };
+        family(
+            "hangwatch_incidents_total",
+            "counter",
+            "Incidents closed, by GPU, kind, ring, culprit process name and confidence.",
+            self.incidents
+                .iter()
+                .map(|(k, n)| {
+                    let l = labels(&[
+                        ("gpu", &k[0]),
+                        ("kind", &k[1]),
+                        ("ring", &k[2]),
+                        ("culprit_comm", &k[3]),
+                        ("confidence", &k[4]),
+                    ]);
+                    (l, n.to_string())
+                })
+                .collect(),
+        );
+        family(
+            "hangwatch_kernel_misblames_total",
+            "counter",
+            "Incidents where the kernel's message blamed another process than the evidence did.",
+            self.misblames
+                .iter()
+                .map(|(k, n)| (labels(&[("gpu", &k[0]), ("kind", &k[1])]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_gpu_resets_total",
+            "counter",
+            "GPU resets seen in incidents, by outcome (succeeded, failed).",
+            self.resets
+                .iter()
+                .map(|(k, n)| (labels(&[("gpu", &k[0]), ("outcome", &k[1])]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_page_faults_total",
+            "counter",
+            "GPU VM page faults in the kernel log, by the process it named (empty: none named).",
+            self.page_faults
+                .iter()
+                .map(|(c, n)| (labels(&[("comm", c)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_comm_labels_overflow_total",
+            "counter",
+            "Observations whose process name was folded into comm=\"_other\" (label cap reached).",
+            vec![(String::new(), self.comm_overflow.to_string())],
+        );
+        family(
+            "hangwatch_probe_events_total",
+            "counter",
+            "eBPF probe events decoded, by event kind.",
+            self.probe_events
+                .iter()
+                .map(|(k, n)| (labels(&[("kind", k)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_dropped_events_total",
+            "counter",
+            "Events lost, by where: kernel ring buffer full, kernel log overwritten, short records.",
+            self.dropped
+                .iter()
+                .map(|(k, n)| (labels(&[("reason", k)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_correlator_events_total",
+            "counter",
+            "Correlator bookkeeping, by what: scheduler/fence events matching no recorded job (unmatched_join), identities, PASID mappings and compute queues evicted from the bounded tables (process_eviction, pasid_eviction, queue_eviction), join-only records no incident took (unattached), per-process summaries and submission counts not kept (summary_overflow, submission_untracked).",
+            self.correlator
+                .iter()
+                .map(|(k, n)| (labels(&[("what", k)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_kfd_source_total",
+            "counter",
+            "The no-eBPF compute sources: /sys/class/kfd proc-table polls (proc_polls) and the queue events they found (queue_events), /dev/kfd SMI lines read (smi_lines), SMI lines that did not parse (smi_unparsed), SMI bytes dropped from overlong lines (smi_overlong_bytes).",
+            self.compute_sources
+                .iter()
+                .map(|(k, n)| (labels(&[("what", k)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_compute_queues",
+            "gauge",
+            "KFD and user queues in the compute queue table now (bounded; evictions in hangwatch_correlator_events_total{what=\"queue_eviction\"}).",
+            vec![(String::new(), self.compute_queues.to_string())],
+        );
+        family(
+            "hangwatch_kmsg_records_total",
+            "counter",
+            "Kernel log records read from /dev/kmsg.",
+            vec![(String::new(), self.kmsg_records.to_string())],
+        );
+        family(
+            "hangwatch_probes",
+            "gauge",
+            "Probes of the catalogue by status (attached, missing, failed, ...).",
+            self.probes
+                .iter()
+                .map(|(k, n)| (labels(&[("status", k)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_probes_attached",
+            "gauge",
+            "Probes attached now.",
+            vec![(
+                String::new(),
+                self.probes
+                    .get("attached")
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string(),
+            )],
+        );
+        family(
+            "hangwatch_flight_recorder_jobs",
+            "gauge",
+            "Jobs held in the flight recorder, per ring.",
+            self.recorder_jobs
+                .iter()
+                .map(|(r, n)| (labels(&[("ring", r)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_open_incidents",
+            "gauge",
+            "Incidents still open (waiting for evidence or their settle time).",
+            vec![(String::new(), self.open_incidents.to_string())],
+        );
+        family(
+            "hangwatch_last_incident_timestamp_seconds",
+            "gauge",
+            "Unix time the last incident closed (0: none since start).",
+            vec![(
+                String::new(),
+                format!("{:.3}", self.last_incident_unix.unwrap_or(0.0)),
+            )],
+        );
+        family(
+            "hangwatch_start_time_seconds",
+            "gauge",
+            "Unix time the agent started.",
+            vec![(String::new(), format!("{:.3}", self.start_unix))],
+        );
+        family(
+            "hangwatch_build_info",
+            "gauge",
+            "Always 1; the agent's version as a label.",
+            vec![(
+                labels(&[("version", env!("CARGO_PKG_VERSION"))]),
+                "1".into(),
+            )],
+        );
+        out
+    }
+}
+
+/// The HTTP endpoint; stops (and frees the port) on drop.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept. If the address cannot be reached (loopback down: seen in
+        // the VM, where it hung the agent's exit), detach the thread instead of joining it.
+        if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Scrapes served at once; more wait in the listen backlog (a stuck client cannot starve
+/// Prometheus, and clients cannot make the agent spawn threads without bound).
+const MAX_CLIENTS: usize = 4;
+/// A request must arrive (and the answer leave) within this.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_REQUEST: usize = 8192;
+
+/// Listens on `addr` and serves `GET /metrics`.
+pub fn serve(addr: SocketAddr, metrics: Shared) -> Result<Server> {
+    let listener = TcpListener::bind(addr).with_context(|| {
+        format!(
+            "cannot listen for metrics on {addr} (port in use? set metrics.listen or --metrics)"
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let busy = Arc::new(AtomicUsize::new(0));
+    let thread = std::thread::Builder::new()
+        .name("hangwatch-metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = conn else { continue };
+                if busy.load(Ordering::SeqCst) >= MAX_CLIENTS {
+                    let _ = respond(&stream, "503 Service Unavailable", "busy\n");
+                    continue;
+                }
+                busy.fetch_add(1, Ordering::SeqCst);
+                let (m, b) = (metrics.clone(), busy.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("hangwatch-scrape".into())
+                    .spawn(move || {
+                        let _ = serve_one(stream, &m);
+                        b.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    busy.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        })?;
+    Ok(Server {
+        addr,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn respond(mut s: &TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body.as_bytes())?;
+    s.flush()
+}
+
+/// Reads the request head (bounded in size and time) and answers it.
+fn serve_one(stream: TcpStream, metrics: &Shared) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        let n = (&stream).read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_REQUEST {
+            return respond(
+                &stream,
+                "431 Request Header Fields Too Large",
+                "too large\n",
+            );
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "GET" {
+        return respond(&stream, "405 Method Not Allowed", "GET only\n");
+    }
+    match path.split('?').next().unwrap_or("") {
+        "/metrics" => {
+            let body = match metrics.lock() {
+                Ok(m) => m.render(),
+                Err(p) => p.into_inner().render(),
+            };
+            respond(&stream, "200 OK", &body)
+        }
+        "/" => respond(&stream, "200 OK", "hangwatch agent: metrics at /metrics\n"),
+        _ => respond(&stream, "404 Not Found", "not found; try /metrics\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hangwatch_core::testkit::disputed_incident;
+
+    fn get(addr: SocketAddr, req: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn hostile_comms_are_escaped_and_capped() {
+        let mut m = Metrics::new(2);
+        let mut inc = disputed_incident();
+        for comm in ["a\"b\\c\nd", "zed", "third", "fourth"] {
+            inc.culprit.as_mut().unwrap().comm = comm.into();
+            m.record_incident(&inc);
+        }
+        m.record_page_fault("zed");
+        m.record_page_fault("fifth");
+        let text = m.render();
+        assert!(text.contains(r#"culprit_comm="a\"b\\c\nd""#), "{text}");
+        assert!(text.contains(r#"culprit_comm="_other""#), "{text}");
+        assert!(
+            text.contains("hangwatch_comm_labels_overflow_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hangwatch_kernel_misblames_total{gpu=\"0000:c3:00.0\""),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"hangwatch_page_faults_total{comm="zed"} 1"#),
+            "{text}"
+        );
+        // Every sample line is `name{labels} value` or `name value`: no raw newline leaked.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(l.starts_with("hangwatch_"), "{l:?}");
+        }
+    }
+
+    #[test]
+    fn http_endpoint_serves_metrics_and_refuses_the_rest() {
+        let shared: Shared = Arc::new(Mutex::new(Metrics::new(10)));
+        shared.lock().unwrap().kmsg_records = 42;
+        let srv = serve("127.0.0.1:0".parse().unwrap(), shared).unwrap();
+        let r = get(srv.addr(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
+        assert!(r.contains("hangwatch_kmsg_records_total 42"), "{r}");
+        assert!(get(srv.addr(), "GET /nope HTTP/1.0\r\n\r\n").contains("404"));
+        assert!(get(srv.addr(), "POST /metrics HTTP/1.0\r\n\r\n").contains("405"));
+        // A client that never sends anything is dropped after the timeout, not forever.
+        let idle = TcpStream::connect(srv.addr()).unwrap();
+        let r = get(srv.addr(), "GET /metrics HTTP/1.0\r\n\r\n");
+        assert!(r.contains("200 OK"));
+        drop(idle);
+        drop(srv);
+    }
+}

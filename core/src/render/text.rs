@@ -1,0 +1,279 @@
+//! One-screen rendering of an incident for the operator's terminal: who did it, how sure we
+//! are, and — prominently — when the kernel's own blame disagrees with the evidence. A culprit
+//! named with confidence `unknown` (rule T4: a fault before the timeout, no progress evidence)
+//! is shown as a suspect and the kernel's blame as questioned, never as a verdict. Every
+//! string from the incident goes through [`terminal`]: names are chosen by any local user.
+use std::fmt::Write;
+
+use crate::escape::terminal;
+
+use crate::incident::{Confidence, Incident, IncidentKind, ProcessRef};
+use crate::model::Source;
+
+pub fn kind_name(kind: IncidentKind) -> &'static str {
+    match kind {
+        IncidentKind::RingTimeout => "ring timeout",
+        IncidentKind::PageFault => "page fault",
+        IncidentKind::GpuReset => "GPU reset",
+        IncidentKind::IllegalCommand => "illegal command",
+    }
+}
+
+pub fn confidence_name(c: Confidence) -> &'static str {
+    match c {
+        Confidence::Unknown => "unknown",
+        Confidence::Likely => "likely",
+        Confidence::Certain => "certain",
+    }
+}
+
+pub fn source_name(s: Source) -> &'static str {
+    match s {
+        Source::Ebpf => "ebpf",
+        Source::Kmsg => "kmsg",
+        Source::Log => "log",
+        Source::Proc => "proc",
+        Source::Kfd => "kfd",
+    }
+}
+
+/// `comm[pid] (exe)`, escaped for a terminal.
+pub fn process_name(p: &ProcessRef) -> String {
+    match &p.exe {
+        Some(exe) => format!("{}[{}] ({})", terminal(&p.comm), p.pid, terminal(exe)),
+        None => format!("{}[{}]", terminal(&p.comm), p.pid),
+    }
+}
+
+/// A culprit named without enough evidence for a verdict (confidence `unknown`, rule T4).
+pub fn is_suspect(incident: &Incident) -> bool {
+    incident.culprit.is_some() && incident.confidence == Confidence::Unknown
+}
+
+/// Why a suspect is only a suspect: the probes' flight recorder is the only progress evidence.
+pub fn suspicion_basis(incident: &Incident) -> &'static str {
+    if incident.evidence.iter().any(|e| e.source == Source::Ebpf) {
+        "no progress evidence: timing only"
+    } else {
+        "log only: no progress evidence"
+    }
+}
+
+/// The reset outcome in words; "began" and "resuming" say the result is not in the input.
+pub fn reset_name(reset: Option<&str>) -> &str {
+    match reset {
+        None => "none seen",
+        Some("began") => "began, no result seen",
+        Some("resuming") => "hardware reset succeeded, the resume's result not seen",
+        Some(r) => r,
+    }
+}
+
+/// Render `incident` as plain text, one fact per line.
+pub fn render(incident: &Incident) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "== hangwatch incident {}: {} on GPU {} ring {} at {}",
+        terminal(&incident.id),
+        kind_name(incident.kind),
+        terminal(incident.gpu.as_deref().unwrap_or("?")),
+        terminal(incident.ring.as_deref().unwrap_or("-")),
+        terminal(&incident.started_at)
+    );
+    match &incident.culprit {
+        Some(c) if is_suspect(incident) => {
+            let _ = writeln!(
+                o,
+                "suspect:  {} — confidence unknown ({})",
+                process_name(c),
+                suspicion_basis(incident)
+            );
+        }
+        Some(c) => {
+            let _ = writeln!(
+                o,
+                "culprit:  {} — confidence {}",
+                process_name(c),
+                confidence_name(incident.confidence)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "culprit:  unknown — confidence {}",
+                confidence_name(incident.confidence)
+            );
+        }
+    }
+    match &incident.kernel_blamed {
+        Some(k) if incident.kernel_blame_disputed && is_suspect(incident) => {
+            let _ = writeln!(
+                o,
+                "kernel:   blamed {} — blame questioned, not overruled ({} is a suspect from timing alone)",
+                process_name(k),
+                incident
+                    .culprit
+                    .as_ref()
+                    .map(process_name)
+                    .unwrap_or_default()
+            );
+        }
+        Some(k) if incident.kernel_blame_disputed => {
+            let _ = writeln!(
+                o,
+                "!! DISPUTED: the kernel blamed {} but the evidence points to {}.",
+                process_name(k),
+                incident
+                    .culprit
+                    .as_ref()
+                    .map(process_name)
+                    .unwrap_or_else(|| "another process".into())
+            );
+        }
+        Some(k) => {
+            let _ = writeln!(
+                o,
+                "kernel:   blamed {} (agrees with the evidence)",
+                process_name(k)
+            );
+        }
+        None => {
+            let _ = writeln!(o, "kernel:   named no process");
+        }
+    }
+    if !incident.reasoning.is_empty() {
+        let _ = writeln!(o, "why:      {}", terminal(&incident.reasoning));
+    }
+    if !incident.victims.is_empty() {
+        let _ = writeln!(o, "victims:");
+        for v in &incident.victims {
+            let _ = writeln!(
+                o,
+                "  - {}[{}]: {}",
+                terminal(&v.comm),
+                v.pid,
+                terminal(&v.reason)
+            );
+        }
+    }
+    if let Some(c) = &incident.compute {
+        o.push_str(&super::compute_text::render(c));
+    }
+    if !incident.evidence.is_empty() {
+        let _ = writeln!(o, "evidence:");
+        for e in &incident.evidence {
+            let _ = writeln!(
+                o,
+                "  {:<28} {:<5} {}",
+                terminal(&e.at),
+                source_name(e.source),
+                terminal(&e.what)
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "reset:    {}",
+        terminal(reset_name(incident.reset.as_deref()))
+    );
+    if incident.dropped_events > 0 {
+        let _ = writeln!(
+            o,
+            "WARNING:  {} events were dropped while this incident was open; attribution may be incomplete.",
+            incident.dropped_events
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::testkit::{disputed_incident, suspect_incident};
+
+    #[test]
+    fn disputed_blame_is_prominent() {
+        let text = render(&disputed_incident());
+        assert!(
+            text.contains("ring timeout on GPU 0000:c3:00.0 ring gfx_0.0.0 at 45756.100000"),
+            "{text}"
+        );
+        assert!(text.contains("culprit:  zed[7021] (/home/alice/.local/zed.app/libexec/zed-editor) — confidence likely"), "{text}");
+        assert!(text.contains("!! DISPUTED: the kernel blamed Xwayland[6518] but the evidence points to zed[7021]"), "{text}");
+        assert!(
+            text.contains("  - Xwayland[6518]: job on gfx_0.0.0 timed out behind the culprit's"),
+            "{text}"
+        );
+        assert!(text.contains("45766.649480"), "{text}");
+        assert!(text.contains("reset:    succeeded"), "{text}");
+        assert!(text.contains("3 events were dropped"), "{text}");
+    }
+
+    #[test]
+    fn a_suspect_is_not_presented_as_a_verdict() {
+        let text = render(&suspect_incident());
+        assert!(text.contains("suspect:  zed[7021] (/home/alice/.local/zed.app/libexec/zed-editor) — confidence unknown (log only: no progress evidence)"), "{text}");
+        assert!(text.contains("kernel:   blamed Xwayland[6518] — blame questioned, not overruled (zed[7021] (/home/alice/.local/zed.app/libexec/zed-editor) is a suspect from timing alone)"), "{text}");
+        assert!(!text.contains("culprit:"), "{text}");
+        assert!(!text.contains("DISPUTED"), "{text}");
+        assert!(!text.contains("points to"), "{text}");
+        let mut probed = suspect_incident();
+        probed.evidence[0].source = Source::Ebpf;
+        assert!(render(&probed).contains("confidence unknown (no progress evidence: timing only)"));
+        // A named culprit with a verdict keeps the verdict's words.
+        assert!(render(&disputed_incident()).contains("culprit:  zed[7021]"));
+    }
+
+    #[test]
+    fn a_reset_without_result_says_so() {
+        let mut inc = disputed_incident();
+        inc.reset = Some("began".into());
+        assert!(render(&inc).contains("reset:    began, no result seen"));
+        inc.reset = Some("resuming".into());
+        assert!(render(&inc)
+            .contains("reset:    hardware reset succeeded, the resume's result not seen"));
+        inc.reset = None;
+        assert!(render(&inc).contains("reset:    none seen"));
+    }
+
+    #[test]
+    fn agreeing_blame_is_not_disputed() {
+        let mut inc = disputed_incident();
+        inc.kernel_blame_disputed = false;
+        inc.kernel_blamed = inc.culprit.clone();
+        inc.dropped_events = 0;
+        let text = render(&inc);
+        assert!(!text.contains("DISPUTED"), "{text}");
+        assert!(text.contains("agrees with the evidence"), "{text}");
+        assert!(!text.contains("dropped"), "{text}");
+    }
+
+    #[test]
+    fn hostile_names_cannot_drive_the_terminal() {
+        let both = |name: &str| {
+            let verdict = crate::testkit::hostile(name);
+            let mut suspect = verdict.clone();
+            suspect.confidence = Confidence::Unknown;
+            [render(&verdict), render(&suspect)]
+        };
+        for name in crate::testkit::HOSTILE {
+            for text in both(name) {
+                for (i, c) in text.char_indices() {
+                    assert!(
+                        c == '\n' || !c.is_control(),
+                        "control {c:?} at {i} for {name:?}: {text:?}"
+                    );
+                }
+                // Every line is one of ours: a name's newline cannot start a fake line.
+                assert!(
+                    text.lines()
+                        .all(|l| !l.starts_with("/close") && !l.starts_with("# HI")),
+                    "{text}"
+                );
+            }
+        }
+        let t = render(&crate::testkit::hostile("\u{1b}]0;pwned\u{7}"));
+        assert!(t.contains("culprit:  \\x1b]0;pwned\\x07[7021]"), "{t}");
+    }
+}
