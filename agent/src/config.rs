@@ -211,7 +211,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
 /// "120s", "2m" → the reset cap, between 1 s and 1 h (longer would hold every incident of a
 /// reset that never reports its end for that long).
 pub fn parse_reset_cap(s: &str) -> Result<Duration> {
-    let ns = crate::commands::export::parse_duration_ns(s)?;
+    let ns = parse_duration_ns(s)?;
     let d = Duration::from_nanos(ns);
     if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
         bail!("reset cap {s:?}: use 1s to 1h (e.g. \"120s\")");
@@ -221,7 +221,7 @@ pub fn parse_reset_cap(s: &str) -> Result<Duration> {
 
 /// "30d", "12h", "90m", "0" → duration (0 = none).
 pub fn parse_age(s: &str) -> Result<Option<Duration>> {
-    let ns = crate::commands::export::parse_duration_ns(s)?;
+    let ns = parse_duration_ns(s)?;
     Ok((ns > 0).then(|| Duration::from_nanos(ns)))
 }
 
@@ -411,9 +411,38 @@ pub fn group_id(name: &str) -> Result<u32> {
     Ok(grp.gr_gid)
 }
 
+/// Parse `90s`, `10m`, `2h`, `1d`, `500ms` or plain seconds into ns.
+pub fn parse_duration_ns(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("bad duration {s:?}: expected e.g. 90s, 10m, 2h"))?;
+    let mul: u64 = match unit {
+        "" | "s" => 1_000_000_000,
+        "ms" => 1_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        _ => anyhow::bail!("bad duration unit in {s:?}: use ms, s, m, h or d"),
+    };
+    n.checked_mul(mul)
+        .with_context(|| format!("duration {s:?} too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ns("90s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration_ns("10m").unwrap(), 600_000_000_000);
+        assert_eq!(parse_duration_ns("5").unwrap(), 5_000_000_000);
+        assert!(parse_duration_ns("10x").is_err());
+        assert!(parse_duration_ns("").is_err());
+    }
 
     fn parse(text: &str) -> Result<Settings> {
         let f: File = toml::from_str(text)?;

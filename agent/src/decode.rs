@@ -288,7 +288,7 @@ fn userq(r: &RawEvent) -> QueueInfo {
         origin: Some(QueueOrigin::Userq),
         kind: r
             .get(UserqSlots::QUEUE_TYPE)
-            .map(|t| hangwatch_core::correlate::queues::userq_kind(t as u32)),
+            .map(|t| hangwatch_core::model::QueueKind::from_userq_ip(t as u32)),
         doorbell: r.get(UserqSlots::DOORBELL).filter(|_| ok),
         ..QueueInfo::default()
     }

@@ -254,6 +254,18 @@ pub enum QueueKind {
     Other,
 }
 
+impl QueueKind {
+    /// The kind of a user queue from its `AMDGPU_HW_IP_*` type.
+    pub fn from_userq_ip(ip: u32) -> QueueKind {
+        match ip {
+            0 => QueueKind::Gfx,
+            1 => QueueKind::Compute,
+            2 => QueueKind::Sdma,
+            _ => QueueKind::Other,
+        }
+    }
+}
+
 /// A queue as one source saw it; any identifying field may be unknown.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct QueueInfo {

@@ -2,8 +2,6 @@
 //! directory holds, for any window of a running agent's flight recorder.
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use crate::sinks::control::{request, Request, DEFAULT_SOCKET};
 
 #[derive(clap::Args, Debug)]
@@ -23,26 +21,6 @@ pub struct Args {
     pub socket: PathBuf,
 }
 
-/// Parse `90s`, `10m`, `2h`, `1d`, `500ms` or plain seconds into ns.
-pub fn parse_duration_ns(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("bad duration {s:?}: expected e.g. 90s, 10m, 2h"))?;
-    let mul: u64 = match unit {
-        "" | "s" => 1_000_000_000,
-        "ms" => 1_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
-        _ => anyhow::bail!("bad duration unit in {s:?}: use ms, s, m, h or d"),
-    };
-    n.checked_mul(mul)
-        .with_context(|| format!("duration {s:?} too large"))
-}
-
 /// Now on the agent's clock (CLOCK_MONOTONIC: probe timestamps are ns since boot).
 fn monotonic_now_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -56,9 +34,9 @@ fn monotonic_now_ns() -> u64 {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let now = monotonic_now_ns();
-    let since_ns = now.saturating_sub(parse_duration_ns(&args.since)?);
+    let since_ns = now.saturating_sub(crate::config::parse_duration_ns(&args.since)?);
     let until_ns = match &args.until {
-        Some(u) => now.saturating_sub(parse_duration_ns(u)?),
+        Some(u) => now.saturating_sub(crate::config::parse_duration_ns(u)?),
         None => now,
     };
     if since_ns >= until_ns {
@@ -88,15 +66,6 @@ mod tests {
     use crate::sinks::control::{spawn_server, Response};
     use hangwatch_core::testkit::disputed_incident;
     use hangwatch_core::testkit::protoc_decode;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ns("90s").unwrap(), 90_000_000_000);
-        assert_eq!(parse_duration_ns("10m").unwrap(), 600_000_000_000);
-        assert_eq!(parse_duration_ns("5").unwrap(), 5_000_000_000);
-        assert!(parse_duration_ns("10x").is_err());
-        assert!(parse_duration_ns("").is_err());
-    }
 
     #[test]
     fn export_writes_a_decodable_trace_from_a_running_server() {

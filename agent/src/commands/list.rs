@@ -24,7 +24,7 @@ pub fn parse_since(s: &str) -> anyhow::Result<u64> {
     if let Some(t) = store::parse_wall(s) {
         return Ok(t);
     }
-    let ago = crate::commands::export::parse_duration_ns(s).map_err(|_| {
+    let ago = crate::config::parse_duration_ns(s).map_err(|_| {
         anyhow::anyhow!(
             "--since {s:?}: use a duration (90m, 2h, 7d) or a time like 2026-11-22T10:00:00Z"
         )

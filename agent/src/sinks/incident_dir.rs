@@ -90,13 +90,7 @@ fn safe_name(id: &str) -> String {
 
 /// The files of one incident directory, in write order (names may contain one `/`).
 pub fn render_files(incident: &Incident, extras: &Extras) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut kernel_log = String::new();
-    for e in &incident.evidence {
-        for l in &e.lines {
-            kernel_log.push_str(l);
-            kernel_log.push('\n');
-        }
-    }
+    let kernel_log = hangwatch_core::render::kernel_log(incident);
     let mut v = vec![
         (
             "incident.json".to_string(),

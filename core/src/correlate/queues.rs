@@ -152,7 +152,7 @@ impl Queues {
             let info = QueueInfo {
                 task: f.task.clone(),
                 origin: Some(QueueOrigin::Userq),
-                kind: Some(userq_kind(f.queue_type)),
+                kind: Some(QueueKind::from_userq_ip(f.queue_type)),
                 doorbell: Some(f.doorbell),
                 client_id: Some(f.client_id),
                 ..QueueInfo::default()
@@ -268,7 +268,7 @@ impl Queues {
 
 /// The flight-recorder "ring" of a user queue: its IP and doorbell (`userq_gfx.4100`).
 pub fn userq_ring(queue_type: u32, doorbell: u64) -> String {
-    let ip = match userq_kind(queue_type) {
+    let ip = match QueueKind::from_userq_ip(queue_type) {
         QueueKind::Gfx => "gfx",
         QueueKind::Compute => "compute",
         QueueKind::Sdma => "sdma",
@@ -368,16 +368,6 @@ pub fn is_note(ev: &Event) -> bool {
         ),
         EventBody::UserqState { to, .. } => *to == USERQ_STATE_HUNG,
         _ => false,
-    }
-}
-
-/// `AMDGPU_HW_IP_*` of a user queue.
-pub fn userq_kind(ip: u32) -> QueueKind {
-    match ip {
-        0 => QueueKind::Gfx,
-        1 => QueueKind::Compute,
-        2 => QueueKind::Sdma,
-        _ => QueueKind::Other,
     }
 }
 

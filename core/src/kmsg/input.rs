@@ -115,42 +115,6 @@ pub fn parse_dev_kmsg_record(record: &str) -> Option<(u64, String)> {
     Some((usec.saturating_mul(1000), msg.to_string()))
 }
 
-/// Read one line into `buf` (cleared by the caller), keeping at most `max` bytes; the rest of
-/// the line is consumed unread. Returns (bytes consumed, whether it was cut).
-pub(super) fn read_line<R: BufRead + ?Sized>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<(usize, bool)> {
-    let (mut n, mut cut) = (0usize, false);
-    loop {
-        let avail = match r.fill_buf() {
-            Ok(a) => a,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if avail.is_empty() {
-            return Ok((n, cut));
-        }
-        let (take, done) = match memchr::memchr(b'\n', avail) {
-            Some(i) => (i + 1, true),
-            None => (avail.len(), false),
-        };
-        let room = max.saturating_sub(buf.len());
-        if take > room {
-            cut = true;
-            buf.extend_from_slice(&avail[..room]);
-        } else {
-            buf.extend_from_slice(&avail[..take]);
-        }
-        r.consume(take);
-        n += take;
-        if done {
-            return Ok((n, cut));
-        }
-    }
-}
-
 /// Streams a log through the recogniser and assembler, calling `sink` per event in log order.
 pub struct LogReader {
     format: Format,
@@ -223,7 +187,7 @@ impl LogReader {
         let mut buf = Vec::with_capacity(4096);
         loop {
             buf.clear();
-            let (n, cut) = read_line(&mut r, &mut buf, MAX_LINE_BYTES)?;
+            let (n, cut) = super::line::read_line(&mut r, &mut buf, MAX_LINE_BYTES)?;
             if n == 0 {
                 return Ok(());
             }

@@ -131,7 +131,7 @@ impl ExportReader {
         let mut any = false;
         loop {
             self.line.clear();
-            let (n, cut) = super::input::read_line(r, &mut self.line, MAX_FIELD_BYTES)?;
+            let (n, cut) = super::line::read_line(r, &mut self.line, MAX_FIELD_BYTES)?;
             if n == 0 {
                 return Ok(Ok(any.then_some(e)));
             }

@@ -14,6 +14,7 @@ mod hold;
 pub mod input;
 pub mod journal;
 pub mod kfd;
+mod line;
 pub mod lines;
 mod months;
 pub mod source;

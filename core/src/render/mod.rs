@@ -6,3 +6,18 @@ pub mod markdown;
 pub mod perfetto;
 pub mod rocm;
 pub mod text;
+
+use crate::incident::Incident;
+
+/// The incident's `kernel.log`: every evidence line, in evidence order. Read back by
+/// `hangwatch analyze`, it gives the same incident.
+pub fn kernel_log(incident: &Incident) -> String {
+    let mut log = String::new();
+    for e in &incident.evidence {
+        for l in &e.lines {
+            log.push_str(l);
+            log.push('\n');
+        }
+    }
+    log
+}

@@ -1,5 +1,5 @@
 //! Golden tests: each fixture log through the kmsg parser and the correlator, compared on
-//! the key fields with expectations written by hand from reading the log (tests/golden/).
+//! the key fields with expectations written by hand from reading the log (testdata/golden/).
 //! The reproductions of issue 10 about reading logs run here at the `analyze` level: through
 //! `commands::analyze::Analyzer`, the same path as `hangwatch analyze FILE…` and `… | analyze -`.
 use std::io::Cursor;
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/dmesg/");
 const LOGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/logs/");
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/golden/");
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/golden/");
 /// The samples' local time (journalctl ran with TZ=Europe/Warsaw).
 const WARSAW: &str = "CET-1CEST,M3.5.0,M10.5.0/3";
 /// Year-less stamps are read as not after 2026-11-29 (the samples are from May 2026).
@@ -472,14 +472,7 @@ fn incident_kernel_log_reads_back_to_the_same_incident() {
         let (incidents, _) = analyze_files(std::slice::from_ref(&p));
         assert!(!incidents.is_empty(), "{}", p.display());
         for inc in incidents {
-            let files =
-                hangwatch::sinks::incident_dir::render_files(&inc, &Default::default()).unwrap();
-            let kernel_log = files
-                .iter()
-                .find(|(n, _)| *n == "kernel.log")
-                .unwrap()
-                .1
-                .clone();
+            let kernel_log = hangwatch_core::render::kernel_log(&inc).into_bytes();
             let (again, r) = analyze_stdin(kernel_log.clone());
             let text = String::from_utf8_lossy(&kernel_log);
             assert_eq!(again.len(), 1, "{}: {text}", p.display());
@@ -550,14 +543,7 @@ fn dmesg_relative_notime_and_decorated_forms() {
         assert_eq!(inc[0].wall_time.as_deref(), wall, "{file}");
         walls.push(inc[0].wall_time.clone());
         // The incident's kernel.log reads back to the same incident and wall time.
-        let files =
-            hangwatch::sinks::incident_dir::render_files(&inc[0], &Default::default()).unwrap();
-        let kernel_log = files
-            .iter()
-            .find(|(n, _)| *n == "kernel.log")
-            .unwrap()
-            .1
-            .clone();
+        let kernel_log = hangwatch_core::render::kernel_log(&inc[0]).into_bytes();
         let (again, _) = analyze_stdin(kernel_log);
         assert_eq!(key_fields(&again[0]), key_fields(&inc[0]), "{file}");
         assert_eq!(again[0].wall_time, inc[0].wall_time, "{file}");
