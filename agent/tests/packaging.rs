@@ -429,3 +429,48 @@ fn postinst_respects_policy_rc_d() {
     let calls = m.run("postinst", &["configure", "0.1.0"]);
     assert!(!calls.contains("restart"), "policy-rc.d said 101: {calls}");
 }
+
+#[test]
+fn notify_user_unit_passes_systemd_analyze_verify_user() {
+    let dir = std::env::temp_dir().join(format!("hw-user-unit-{}", std::process::id()));
+    let runtime = dir.join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let text = std::fs::read_to_string(repo().join("packaging/notify/hangwatch-notify.service"))
+        .unwrap()
+        .replace("/usr/bin/hangwatch ", &format!("{BIN} "));
+    assert!(text.contains(BIN) && text.contains("\nWantedBy=graphical-session.target\n"));
+    let unit = dir.join("hangwatch-notify.service");
+    std::fs::write(&unit, text).unwrap();
+    // --user needs a runtime directory, as a login session has.
+    let o = Command::new("systemd-analyze")
+        .args(["verify", "--user", "--man=no"])
+        .arg(&unit)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify --user: {said}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn notify_autostart_file_passes_desktop_file_validate() {
+    let path = repo().join("packaging/notify/hangwatch-notify.desktop");
+    let o = Command::new("desktop-file-validate")
+        .arg(&path)
+        .output()
+        .expect("desktop-file-validate (desktop-file-utils; cargo xtask setup installs it)");
+    let said =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && said.trim().is_empty(), "{said}");
+    // Under a systemd user session the unit runs the companion, not the autostart entry too.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\nExec=hangwatch notify\n"), "{text}");
+    assert!(
+        text.contains("\nX-GNOME-HiddenUnderSystemd=true\n"),
+        "{text}"
+    );
+}
