@@ -1,7 +1,8 @@
 //! `cargo xtask package`: `target/package/hangwatch_<version>_amd64.deb` and
 //! `hangwatch-<version>-x86_64-linux.tar.gz` from one staged tree: the release binary (the
-//! eBPF object is embedded in it), the systemd unit and sysusers file, the default config,
-//! man pages and bash/zsh/fish completions generated from the CLI definition
+//! eBPF object is embedded in it), the systemd unit and sysusers file, the default config, the
+//! fleet files (alert rules, dashboard, node-problem-detector configs), the notify companion's
+//! user unit and autostart entry, man pages and bash/zsh/fish completions generated from the CLI definition
 //! (agent/examples/gen_docs.rs). Built with dpkg-deb on the staged tree; nothing on the
 //! target needs Rust.
 use std::fs;
@@ -82,6 +83,51 @@ fn build_inputs(cargo: &str, gen: &Path) -> Result<PathBuf> {
     Ok(target_dir().join("release/hangwatch"))
 }
 
+/// Files copied as they are: (under packaging/, installed path, mode). The fleet integration
+/// (docs/operations.md, "Fleet") and the notify companion's session files.
+const EXTRAS: &[(&str, &str, u32)] = &[
+    (
+        "prometheus/hangwatch-rules.yml",
+        "usr/share/hangwatch/prometheus/hangwatch-rules.yml",
+        0o644,
+    ),
+    (
+        "prometheus/hangwatch-rules.test.yml",
+        "usr/share/hangwatch/prometheus/hangwatch-rules.test.yml",
+        0o644,
+    ),
+    (
+        "grafana/hangwatch-dashboard.json",
+        "usr/share/hangwatch/grafana/hangwatch-dashboard.json",
+        0o644,
+    ),
+    (
+        "npd/hangwatch-monitor.json",
+        "usr/share/hangwatch/npd/hangwatch-monitor.json",
+        0o644,
+    ),
+    (
+        "npd/hangwatch-plugin-monitor.json",
+        "usr/share/hangwatch/npd/hangwatch-plugin-monitor.json",
+        0o644,
+    ),
+    (
+        "npd/hangwatch-npd-check",
+        "usr/share/hangwatch/npd/hangwatch-npd-check",
+        0o755,
+    ),
+    (
+        "notify/hangwatch-notify.service",
+        "usr/lib/systemd/user/hangwatch-notify.service",
+        0o644,
+    ),
+    (
+        "notify/hangwatch-notify.desktop",
+        "etc/xdg/autostart/hangwatch-notify.desktop",
+        0o644,
+    ),
+];
+
 /// The installed tree under `stage` (no DEBIAN/).
 fn stage_tree(stage: &Path, bin: &Path, gen: &Path) -> Result<()> {
     let pk = root().join("packaging");
@@ -117,6 +163,9 @@ fn stage_tree(stage: &Path, bin: &Path, gen: &Path) -> Result<()> {
         &doc.join("examples/60-hangwatch-perf.conf"),
         0o644,
     )?;
+    for (from, to, mode) in EXTRAS {
+        copy(&pk.join(from), &stage.join(to), *mode)?;
+    }
     let man = stage.join("usr/share/man/man1");
     fs::create_dir_all(&man)?;
     for e in fs::read_dir(gen.join("man1"))?.flatten() {
@@ -151,7 +200,10 @@ fn control(stage: &Path, bin: &Path) -> Result<()> {
     for s in ["postinst", "prerm", "postrm"] {
         copy(&pk.join(s), &deb.join(s), 0o755)?;
     }
-    fs::write(deb.join("conffiles"), "/etc/hangwatch/config.toml\n")?;
+    fs::write(
+        deb.join("conffiles"),
+        "/etc/hangwatch/config.toml\n/etc/xdg/autostart/hangwatch-notify.desktop\n",
+    )?;
     let text = format!(
         "Package: hangwatch\nVersion: {VERSION}\nArchitecture: amd64\nMaintainer: hangwatch developers <hangwatch@localhost>\nInstalled-Size: {}\nDepends: {}\nRecommends: systemd\nSection: admin\nPriority: optional\nDescription: which process hung the AMD GPU?\n hangwatch attributes amdgpu GPU hangs, page faults and resets to the processes\n that caused them, from eBPF probes and the kernel log, and writes incident\n directories, Perfetto traces and drm/amd bug reports. Runs as a least-privilege\n systemd service with Prometheus metrics and structured journal entries.\n",
         du_kib(stage) - du_kib(&deb),

@@ -24,11 +24,14 @@ const PACKAGES: &[&str] = &[
     "protobuf-compiler",
     "bpftrace",
     "trace-cmd",
-    // daemon tests: promtool validates the metrics exposition, systemd-analyze the unit,
-    // mmdebstrap builds the clean Debian root the .deb is installed into.
+    // daemon tests: promtool validates the metrics exposition and tests the alert rules,
+    // systemd-analyze the unit, mmdebstrap builds the clean Debian root the .deb is installed
+    // into.
     "prometheus",
     "systemd",
     "mmdebstrap",
+    // desktop-file-validate checks the notify companion's autostart entry.
+    "desktop-file-utils",
 ];
 
 fn installed(pkg: &str) -> bool {
