@@ -61,7 +61,7 @@ fn example_incident(edit: impl FnOnce(&mut serde_json::Value)) -> serde_json::Va
 
 /// Metric name → label names, from the agent's exposition with every family populated.
 fn exported() -> BTreeMap<String, BTreeSet<String>> {
-    let mut m = hangwatch::metrics::Metrics::new(50);
+    let mut m = hangwatch::sinks::metrics::Metrics::new(50);
     for reset in ["succeeded", "failed"] {
         let v = example_incident(|v| v["reset"] = reset.into());
         m.record_incident(&serde_json::from_value(v).unwrap());
@@ -144,7 +144,7 @@ fn check_query(where_: &str, expr: &str, legend: &str, known: &BTreeMap<String, 
 
 #[test]
 fn pending_metrics_are_not_exported_yet() {
-    let text = hangwatch::metrics::Metrics::new(1).render();
+    let text = hangwatch::sinks::metrics::Metrics::new(1).render();
     for (name, _) in PENDING {
         assert!(
             !text.contains(&format!("# TYPE {name} ")),
@@ -300,7 +300,7 @@ fn npd_log_rules() -> (serde_json::Value, Vec<(String, Regex)>) {
 fn entry(edit: impl FnOnce(&mut serde_json::Value)) -> BTreeMap<String, String> {
     let v = example_incident(edit);
     let inc = serde_json::from_value(v).unwrap();
-    hangwatch::journald::incident_fields(&inc, None)
+    hangwatch::sinks::journald::incident_fields(&inc, None)
         .into_iter()
         .collect()
 }
@@ -352,7 +352,7 @@ fn npd_log_monitor_tells_a_bad_workload_from_an_unattributed_hang() {
     for (want, e) in &cases {
         let msg = &e["MESSAGE"];
         assert_eq!(reasons(&rules, msg), [*want], "{msg:?}");
-        assert_eq!(e["MESSAGE_ID"], hangwatch::journald::MESSAGE_ID);
+        assert_eq!(e["MESSAGE_ID"], hangwatch::sinks::journald::MESSAGE_ID);
     }
 }
 
@@ -406,7 +406,7 @@ fn npd_plugin_monitor_runs_the_shipped_check_by_message_id() {
         "docs/operations.md",
     ] {
         for m in id.find_iter(&read(f)) {
-            assert_eq!(m.as_str(), hangwatch::journald::MESSAGE_ID, "{f}");
+            assert_eq!(m.as_str(), hangwatch::sinks::journald::MESSAGE_ID, "{f}");
             seen += 1;
         }
     }
@@ -486,7 +486,7 @@ fn real_npd_raises_the_condition_from_the_agents_entry_and_not_from_a_forged_one
     // identifier (logger --journald may set any field but the trusted _UID).
     std::fs::write(
         dir.join("forged"),
-        format!("MESSAGE=ring timeout on 0000:00:00.0 ring gfx_0.0.0: culprit forged[1] (certain)\nMESSAGE_ID={}\nHANGWATCH_RESET=failed\nHANGWATCH_GPU=6666:00:00.0\nSYSLOG_IDENTIFIER=hangwatch\n", hangwatch::journald::MESSAGE_ID),
+        format!("MESSAGE=ring timeout on 0000:00:00.0 ring gfx_0.0.0: culprit forged[1] (certain)\nMESSAGE_ID={}\nHANGWATCH_RESET=failed\nHANGWATCH_GPU=6666:00:00.0\nSYSLOG_IDENTIFIER=hangwatch\n", hangwatch::sinks::journald::MESSAGE_ID),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
