@@ -228,3 +228,18 @@ fn busy_desktop_faulter_is_culprit_with_10s_timeout() {
     assert_faulter_blamed(&incs, &c);
     assert!(c.recorder.ring_len(GFX) >= 2_400);
 }
+
+/// The report's jobs table keeps where the ring stopped: the jobs that ran last (the faulter's
+/// and the blamed client's) and a few of the thousands queued behind them, counted.
+#[test]
+fn busy_desktop_jobs_table_shows_where_the_ring_stopped() {
+    let (incs, _) = busy_desktop(10 * S);
+    let md = crate::render::markdown::jobs_table(&incs[0]);
+    assert!(md.contains("| ` faulter `[102] |"), "{md}");
+    assert!(md.contains("| ` Xwayland `[103] |"), "{md}");
+    assert!(
+        md.contains("more jobs queued behind them never ran"),
+        "{md}"
+    );
+    assert!(md.contains("earlier jobs are in incident.json"), "{md}");
+}
