@@ -19,6 +19,9 @@ pub enum IncidentKind {
     GpuReset,
     /// Illegal opcode / register / instruction IRQ with nothing else following.
     IllegalCommand,
+    /// A ring's oldest unfinished job ran longer than `stall_after` and no ring timeout
+    /// followed (yet): timeouts disabled, or long compute timeouts.
+    Stall,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -168,6 +168,16 @@ pub enum EventBody {
         job: JobKey,
         pasid: Option<u32>,
     },
+    /// The agent's once-a-second poll of the in-kernel recorder: the oldest unfinished job on
+    /// `ring` has run since `running_since_ns` (same clock as `t_ns`, the poll time) for
+    /// longer than `stall_after`. `task` submitted it. Source Ebpf, `gpu` set. Sent while
+    /// the ring stays stalled; repeats for the same job only keep its incident open.
+    RingStall {
+        ring: String,
+        job: JobKey,
+        task: Task,
+        running_since_ns: u64,
+    },
     /// kprobe `amdgpu_device_gpu_recover`: reset begins; `job` is the guilty job if any.
     ResetBegin {
         job: Option<JobKey>,

@@ -127,11 +127,12 @@ impl State {
         ] {
             m.correlator.insert(what, n);
         }
-        let depth = self.corr.ring_depth() as u64;
+        // Kept jobs: finished ones up to the depth plus every unfinished one, so no cap here.
         for (ring, seen) in &cs.ring_jobs_seen {
             let evicted = cs.ring_jobs_evicted.get(ring).copied().unwrap_or(0);
-            m.recorder_jobs
-                .insert(ring.clone(), seen.saturating_sub(evicted).min(depth));
+            let refused = cs.ring_jobs_refused.get(ring).copied().unwrap_or(0);
+            let kept = seen.saturating_sub(evicted).saturating_sub(refused);
+            m.recorder_jobs.insert(ring.clone(), kept);
         }
     }
 }

@@ -47,7 +47,8 @@ pub fn print(
         .iter()
         .map(|(r, n)| {
             let ev = cs.ring_jobs_evicted.get(r).copied().unwrap_or(0);
-            format!("{r} {n} jobs ({ev} rotated out)")
+            let refused = cs.ring_jobs_refused.get(r).copied().unwrap_or(0);
+            format!("{r} {n} jobs ({ev} finished rotated out, {refused} refused)")
         })
         .collect();
     rings.sort();

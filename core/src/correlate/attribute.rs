@@ -56,6 +56,8 @@ impl Blame {
 pub fn kind_of(o: &Open) -> IncidentKind {
     if o.timeout.seen() {
         IncidentKind::RingTimeout
+    } else if o.stall.is_some() {
+        IncidentKind::Stall
     } else if o.reset.seen {
         IncidentKind::GpuReset
     } else if !o.faults.list.is_empty() {
@@ -76,11 +78,15 @@ fn hung_ring(o: &Open) -> Option<String> {
 /// The incident `o` stands for now; `id` is its fixed id (`Open::id`).
 pub fn attribute(o: &Open, id: String, cx: &Ctx) -> Incident {
     let kind = kind_of(o);
-    let ring = hung_ring(o);
+    let ring = match (&o.stall, kind) {
+        (Some(s), IncidentKind::Stall) => Some(s.ring.clone()),
+        _ => hung_ring(o),
+    };
     let mut b = match kind {
         IncidentKind::RingTimeout => ring_timeout(o, ring.as_deref(), cx),
         IncidentKind::GpuReset => gpu_reset(o, cx),
         IncidentKind::PageFault => page_fault(o, cx),
+        IncidentKind::Stall => stall(o, cx),
         IncidentKind::IllegalCommand => Blame::new(
             "Rule I1: an illegal-command IRQ with nothing following; the IRQ names no process."
                 .into(),
@@ -402,6 +408,30 @@ fn page_fault(o: &Open, cx: &Ctx) -> Blame {
     }
 }
 
+/// Rule S1: a stall with no kernel timeout names the stalled job's submitter, likely (the poll
+/// read who submitted it; nothing says why it stopped); an unknown submitter, nobody.
+fn stall(o: &Open, cx: &Ctx) -> Blame {
+    let Some(s) = &o.stall else {
+        return Blame::new("Rule S1: a ring stalled; its job's submitter is not known.".into());
+    };
+    let ran = s.t_ns.saturating_sub(s.running_since_ns) / 1_000_000;
+    let who = cx.procs.reference(s.task.pid, &s.task.comm);
+    let base = format!(
+        "Rule S1: {}'s oldest unfinished job had run {ran} ms at {} without finishing, and no \
+         kernel timeout followed",
+        s.ring,
+        render_time(o.clock, s.t_ns)
+    );
+    if who.pid == 0 {
+        return Blame::new(format!("{base}; its submitter is not known."));
+    }
+    Blame::new(format!(
+        "{base}; {} (pid {}) submitted it.",
+        who.comm, who.pid
+    ))
+    .blame(who, Confidence::Likely)
+}
+
 /// Other processes' jobs in flight on the incident device's hung ring: hw seqno in `signaled+1..=emitted` when
 /// the timeout line gives them, else run but never completed (around this incident).
 fn in_flight_victims(o: &Open, ring: Option<&str>, cx: &Ctx, b: &mut Blame) {
@@ -428,6 +458,13 @@ fn in_flight_victims(o: &Open, ring: Option<&str>, cx: &Ctx, b: &mut Blame) {
 
 /// Unattributed faults and counted-not-kept events, appended to the reasoning.
 fn notes(o: &Open, kind: IncidentKind, reasoning: &mut String) {
+    if let (Some(s), IncidentKind::RingTimeout) = (&o.stall, kind) {
+        reasoning.push_str(&format!(
+            " The recorder saw {} stalled at {}, before the kernel's timeout (rule S1).",
+            s.ring,
+            render_time(o.clock, s.t_ns)
+        ));
+    }
     let pid0 = o.faults.unnamed();
     if pid0 > 0 && kind != IncidentKind::PageFault {
         reasoning.push_str(&format!(

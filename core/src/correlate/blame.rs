@@ -80,21 +80,24 @@ impl<'a> HungRing<'a> {
         if !self.covers(f.t_ns) {
             return Verdict::TimingOnly;
         }
-        if self
-            .rec
-            .evicted_before(self.gpu, ring)
-            .is_some_and(|start| start > f.t_ns)
-        {
-            return Verdict::Unrelated(format!(
-                "{ring} ran more jobs after it than the flight recorder keeps"
-            ));
-        }
         let at_fault = self
             .rec
             .jobs_on(self.gpu, ring)
             .filter(|j| owns(j, f) && self.in_flight(j, f.t_ns))
             .max_by_key(|j| (j.hw_seqno, j.run_ns));
         let Some(job) = at_fault else {
+            // Unfinished jobs are never aged out, so the faulter's job finished and aged out:
+            // only a kept job that finished after the fault says the ring went on (R1).
+            if self
+                .rec
+                .trimmed_ns(self.gpu, ring)
+                .is_some_and(|t| t >= f.t_ns)
+            {
+                return match self.finished_after(f.t_ns) {
+                    Some(p) => Verdict::Unrelated(self.kept_completing(p)),
+                    None => Verdict::TimingOnly,
+                };
+            }
             let elsewhere = self
                 .rec
                 .all_jobs_on(self.gpu)
@@ -105,13 +108,7 @@ impl<'a> HungRing<'a> {
             });
         };
         if let Some(p) = self.progress_after(job) {
-            let t = p.done_ns.unwrap_or_default();
-            return Verdict::Unrelated(format!(
-                "{ring} kept completing work after it ({} (pid {})'s job signaled at {})",
-                p.comm,
-                p.pid,
-                render_time(self.clock, t)
-            ));
+            return Verdict::Unrelated(self.kept_completing(p));
         }
         Verdict::Implicated {
             stopped_at: self.stopped_at(f),
@@ -127,8 +124,29 @@ impl<'a> HungRing<'a> {
                 .is_none_or(|d| d.saturating_add(FAULT_LAG_NS) >= t)
     }
 
-    /// A job the ring ran after `faulting` (by hardware seqno, else run order) whose fence
-    /// signaled before the timeout: the ring moved past the fault.
+    /// The progress clause (rule R1): `p` finished after the fault, before the timeout.
+    fn kept_completing(&self, p: &Job) -> String {
+        let t = p.done_ns.unwrap_or_default();
+        format!(
+            "{} kept completing work after it (R1: {} (pid {})'s job signaled at {})",
+            self.name,
+            p.comm,
+            p.pid,
+            render_time(self.clock, t)
+        )
+    }
+
+    /// R1 without the faulting job: a job the ring ran after `t` that completed before the
+    /// timeout.
+    fn finished_after(&self, t: u64) -> Option<&'a Job> {
+        self.rec.jobs_on(self.gpu, self.name).find(|j| {
+            j.run_ns.is_some_and(|r| r > t) && j.done_ns.is_some_and(|d| d < self.timeout_t)
+        })
+    }
+
+    /// R1: a job the ring ran after `faulting` (by hardware seqno, else run order) whose fence
+    /// signaled (a completion, never a reset's cancellation) before the timeout: the ring moved
+    /// past the fault. Queued jobs never ran, so they are never progress.
     fn progress_after(&self, faulting: &Job) -> Option<&'a Job> {
         self.rec.jobs_on(self.gpu, self.name).find(|j| {
             let later = match (j.hw_seqno, faulting.hw_seqno) {

@@ -1,7 +1,8 @@
 //! The correlator: a pure state machine from [`Event`]s to [`Incident`]s.
 //!
 //! No I/O, no clock reads: time only advances through event timestamps and `advance`.
-//! Memory is bounded: `ring_depth` jobs per ring, `max_processes` identities and `max_pasids`
+//! Memory is bounded: `ring_depth` finished jobs per ring plus its unfinished ones (at most
+//! `recorder::MAX_UNFINISHED`), `max_processes` identities and `max_pasids`
 //! PASID mappings (O(1) LRUs), `max_open` open incidents with capped per-role lists, and the
 //! last RECENT_EVIDENCE evidence items; whatever a cap turns away is counted in [`Stats`] or
 //! the incident's `omitted`. Rules are documented in `docs/attribution.md`.
@@ -18,7 +19,11 @@ mod roles;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_busy;
+#[cfg(test)]
 mod tests_compute;
+#[cfg(test)]
+mod tests_stall;
 mod timeout;
 
 use std::collections::VecDeque;
@@ -79,6 +84,9 @@ pub struct Stats {
     /// Per ring: jobs recorded and jobs evicted from the flight recorder.
     pub ring_jobs_seen: HashMap<String, u64>,
     pub ring_jobs_evicted: HashMap<String, u64>,
+    /// Per ring: jobs not recorded because the ring already held `recorder::MAX_UNFINISHED`
+    /// unfinished jobs (only lost completion events can get there).
+    pub ring_jobs_refused: HashMap<String, u64>,
     /// Per process: submissions seen (for at most SUBMISSION_PIDS pids; the rest in
     /// `submissions_untracked`).
     pub submissions: HashMap<u32, u64>,
@@ -170,11 +178,33 @@ impl Correlator {
         // A user-queue fence is a job; a hung user queue, or a KFD queue that did not
         // preempt, that ring's timeout (queues::derived): fed in right after the event.
         let derived = self.queues.derived(&event);
+        let finishes = matches!(
+            event.body,
+            EventBody::HwFenceSignaled { .. }
+                | EventBody::JobDone { .. }
+                | EventBody::ResetEnd { .. }
+        );
         self.place(event, &mut out);
+        if finishes {
+            self.close_finished_stalls(&mut out);
+        }
         if let Some(d) = derived {
             out.extend(self.push(d));
         }
         out
+    }
+
+    /// Closes the stall incidents whose stalled job finished (rule S1).
+    fn close_finished_stalls(&mut self, out: &mut Vec<Incident>) {
+        let mut i = 0;
+        while i < self.open.len() {
+            if self.open[i].stall_over(&self.recorder) {
+                let o = self.open.remove(i);
+                out.push(self.close(o));
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// Puts `event` into the open incident it belongs to, opens one, holds it, or counts it.

@@ -8,7 +8,7 @@ use super::roles::{At, Faults, Refusals, Reset};
 use super::timeout::{probe_owner, Timeouts};
 use super::Config;
 use crate::incident::Evidence;
-use crate::model::{Clock, Event, EventBody, KmsgKind, Source};
+use crate::model::{Clock, Event, EventBody, JobKey, KmsgKind, Source, Task};
 
 /// Evidence entries kept per incident; faults and illegal IRQs may fill at most
 /// MAX_FAULT_EVIDENCE of them, so a fault storm never crowds out the timeout and reset.
@@ -29,6 +29,8 @@ pub enum Role {
     /// A compute note (KFD/MES line, SMI event, hung user queue): joins an open incident, or
     /// waits in the queue table for one opening within `queues::NOTE_LOOKBACK_NS`.
     Compute,
+    /// A ring's oldest unfinished job ran past `stall_after` (the recorder poll).
+    Stall,
 }
 
 impl Role {
@@ -41,6 +43,7 @@ pub fn role(ev: &Event) -> Option<Role> {
     Some(match &ev.body {
         EventBody::VmFault(_) => Role::Fault,
         EventBody::JobTimedOut { .. } => Role::Timeout,
+        EventBody::RingStall { .. } => Role::Stall,
         EventBody::ResetBegin { .. } | EventBody::ResetEnd { .. } => Role::Reset,
         EventBody::SubmitRejected { errno, .. } if *errno == -125 => Role::After,
         EventBody::Kmsg(r) => match &r.kind {
@@ -84,6 +87,52 @@ pub fn reset_result(ev: &Event) -> Option<Option<&str>> {
     }
 }
 
+/// The ring a timeout event names, if any.
+fn timeout_ring(ev: &Event) -> Option<&str> {
+    match &ev.body {
+        EventBody::JobTimedOut { ring, .. } => ring.as_deref(),
+        EventBody::Kmsg(r) => match &r.kind {
+            KmsgKind::RingTimeout { ring, .. } | KmsgKind::SoftRecovered { ring } => Some(ring),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The first ring stall of an incident (rule S1 in docs/attribution.md).
+#[derive(Clone, Debug)]
+pub struct StallRec {
+    pub ring: String,
+    pub job: JobKey,
+    pub task: Task,
+    pub running_since_ns: u64,
+    /// The poll that first reported it.
+    pub t_ns: u64,
+    /// Later reports of the same stalled job (they only keep the incident open).
+    pub repeats: u64,
+}
+
+impl StallRec {
+    /// The evidence sentence for a stall reported at `t`.
+    fn sentence(
+        ring: &str,
+        task: &Task,
+        since: u64,
+        t: u64,
+        clock: Clock,
+        procs: &Processes,
+    ) -> String {
+        let who = procs.reference(task.pid, &task.comm);
+        format!(
+            "{ring} stalled: the job {} (pid {}) submitted has run since {} ({} ms) without finishing",
+            who.comm,
+            who.pid,
+            render_time(clock, since),
+            t.saturating_sub(since) / 1_000_000
+        )
+    }
+}
+
 /// Evidence kept in order of arrival, capped (see MAX_EVIDENCE); the rest is counted.
 #[derive(Clone, Debug, Default)]
 pub struct EvidenceLog {
@@ -124,6 +173,8 @@ pub struct Open {
     pub reset: Reset,
     pub refusals: Refusals,
     pub compute: ComputeNotes,
+    /// The first ring stall reported, if any.
+    pub stall: Option<StallRec>,
     pub evidence: EvidenceLog,
     pub dropped_at_open: u64,
     /// Changed since the last provisional report.
@@ -146,6 +197,7 @@ impl Open {
             reset: Reset::default(),
             refusals: Refusals::default(),
             compute: ComputeNotes::default(),
+            stall: None,
             evidence: EvidenceLog::default(),
             dropped_at_open: dropped,
             changed: true,
@@ -172,7 +224,13 @@ impl Open {
     /// first timeout or reset.
     pub fn close_at(&self, cfg: &Config) -> u64 {
         if !self.decisive() {
-            return self.active_ns.saturating_add(cfg.fault_window_ns);
+            // A stall is reported every poll while it lasts: it settles once the reports stop.
+            let wait = if self.stall.is_some() {
+                cfg.settle_ns
+            } else {
+                cfg.fault_window_ns
+            };
+            return self.active_ns.saturating_add(wait);
         }
         let settle = self.active_ns.saturating_add(cfg.settle_ns);
         let soft = match self.reset.begun_t {
@@ -208,8 +266,14 @@ impl Open {
         if self.decisive() {
             return t <= self.close_at(cfg);
         }
+        // A stall merges with the kernel's timeout of the stalled ring, not of another ring.
+        if let (Some(s), Some(r)) = (&self.stall, timeout_ring(ev)) {
+            if s.ring != r {
+                return false;
+            }
+        }
         let window = match role {
-            Role::Timeout | Role::Reset => cfg.fault_window_ns,
+            Role::Timeout | Role::Reset | Role::Stall => cfg.fault_window_ns,
             _ => cfg.settle_ns,
         };
         t <= self.active_ns.saturating_add(window)
@@ -226,7 +290,7 @@ impl Open {
         match role {
             Role::After | Role::Compute => false,
             Role::Fault | Role::Illegal => self.reset.begun_t.is_none() && !self.reset.ended(),
-            Role::Timeout | Role::Reset => true,
+            Role::Timeout | Role::Reset | Role::Stall => true,
         }
     }
 
@@ -290,6 +354,12 @@ impl Open {
                 self.reset.on_result(t, *result == 0);
                 format!("GPU reset finished with result {result}")
             }
+            EventBody::RingStall {
+                ring,
+                job,
+                task,
+                running_since_ns,
+            } => return self.on_stall(t, ring, job, task, *running_since_ns, procs),
             EventBody::SubmitRejected { task, errno } => {
                 return self.refusals.on_probe(task, *errno)
             }
@@ -299,6 +369,46 @@ impl Open {
             }
             _ => return None,
         })
+    }
+
+    /// Records a stall report at `t`; the evidence sentence, none for a repeat of the first.
+    fn on_stall(
+        &mut self,
+        t: u64,
+        ring: &str,
+        job: &JobKey,
+        task: &Task,
+        since: u64,
+        procs: &Processes,
+    ) -> Option<String> {
+        match &mut self.stall {
+            Some(s) if s.ring == ring && s.job == *job => {
+                s.repeats += 1;
+                return None;
+            }
+            Some(_) => {}
+            None => {
+                self.stall = Some(StallRec {
+                    ring: ring.to_string(),
+                    job: *job,
+                    task: task.clone(),
+                    running_since_ns: since,
+                    t_ns: t,
+                    repeats: 0,
+                })
+            }
+        }
+        Some(StallRec::sentence(ring, task, since, t, self.clock, procs))
+    }
+
+    /// A stall with no timeout or reset whose stalled job the recorder saw finish (completed,
+    /// or cancelled by a reset): the incident is over.
+    pub fn stall_over(&self, rec: &Recorder) -> bool {
+        let Some(s) = self.stall.as_ref().filter(|_| !self.decisive()) else {
+            return false;
+        };
+        rec.find_on(&self.gpu, Some(&s.ring), &s.job)
+            .is_some_and(|j| j.done_ns.is_some() || j.cancelled)
     }
 
     /// Hands a kernel-log record to its role's state; the evidence sentence.

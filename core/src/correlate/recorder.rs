@@ -1,7 +1,7 @@
 //! Per-ring flight recorder: the last `depth` jobs per ring, joined across the submit,
 //! scheduler and hardware-fence events (see docs/attribution.md "Joins"). Rings are kept per
 //! device (`Event::gpu`): two GPUs both have `gfx_0.0.0` and count job ids per scheduler.
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -67,15 +67,21 @@ fn merge_key(into: &mut JobKey, from: &JobKey) {
     into.sched_fence = into.sched_fence.or(from.sched_fence);
 }
 
-/// One ring's jobs, oldest first, with indexes so each event costs O(1) (or O(log n)) instead
-/// of a scan of the whole recorder: at tens of thousands of jobs per second, a 256-deep linear
-/// search per event was most of the agent's CPU.
+/// Unfinished jobs kept per ring at most: far above any real queue (four clients at 60 Hz
+/// queue 2 400 frames in a 10 s timeout), so only lost completion events can reach it. A job
+/// past it is refused and counted (`Stats::ring_jobs_refused`), never an unfinished one evicted.
+pub const MAX_UNFINISHED: usize = 65_536;
+
+/// One ring's jobs by serial (submission order), with indexes so each event costs O(log n)
+/// instead of a scan of the whole recorder: at tens of thousands of jobs per second, a
+/// 256-deep linear search per event was most of the agent's CPU. Only finished jobs age out
+/// (`depth` of them are kept); every unfinished job stays until it finishes or a reset ends.
 #[derive(Default)]
 struct RingLog {
-    jobs: VecDeque<Job>,
-    /// Serial number of `jobs[0]`; `jobs[i]` has serial `front + i`. Serials never repeat, so
-    /// an index entry pointing at an evicted job is recognisably stale.
-    front: u64,
+    jobs: BTreeMap<u64, Job>,
+    /// The next job's serial. Serials never repeat, so an index entry pointing at an evicted
+    /// job is recognisably stale.
+    next: u64,
     by_job_id: HashMap<u64, u64>,
     by_fence: HashMap<u64, u64>,
     by_ctx_seq: HashMap<(u64, u64), u64>,
@@ -83,17 +89,28 @@ struct RingLog {
     unsignaled: BTreeMap<u64, u64>,
     /// Scheduler worker tid → serial of the job it ran last (awaiting its hardware fence).
     last_run: HashMap<u32, u64>,
+    /// Serials of finished jobs: completed, cancelled, passed by a later completion on the
+    /// ring, or run before a reset ended. Only these age out, oldest first.
+    finished: BTreeSet<u64>,
+    /// (run time, serial) of jobs that ran and have not finished.
+    running: BTreeSet<(u64, u64)>,
+    /// The latest time (completion, else run or submission) of a job aged out: before it, the
+    /// kept history may miss finished jobs.
+    trimmed_ns: Option<u64>,
 }
 
 impl RingLog {
     fn get_mut(&mut self, serial: u64) -> Option<&mut Job> {
-        let i = serial.checked_sub(self.front)?;
-        self.jobs.get_mut(usize::try_from(i).ok()?)
+        self.jobs.get_mut(&serial)
     }
 
     fn get(&self, serial: u64) -> Option<&Job> {
-        let i = serial.checked_sub(self.front)?;
-        self.jobs.get(usize::try_from(i).ok()?)
+        self.jobs.get(&serial)
+    }
+
+    /// Jobs kept that have not finished.
+    fn unfinished(&self) -> usize {
+        self.jobs.len() - self.finished.len()
     }
 
     /// The newest job matching `key` (any of its identities), like a reverse scan would find.
@@ -113,8 +130,8 @@ impl RingLog {
     }
 
     /// Index every identity `key` has. An identity maps to its newest holder (as a reverse scan
-    /// would find), even when an older job gains it by a merge; so when the oldest job is
-    /// evicted and an entry still points at it, no other job holds that identity.
+    /// would find), even when an older job gains it by a merge; so when a job is evicted and an
+    /// entry still points at it, no other job holds that identity.
     fn index(&mut self, serial: u64, key: &JobKey) {
         fn newest<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u64>, k: K, serial: u64) {
             let e = m.entry(k).or_insert(serial);
@@ -151,22 +168,39 @@ impl RingLog {
                 self.unsignaled.remove(&s);
             }
         }
+        if let Some(r) = job.run_ns {
+            self.running.remove(&(r, serial));
+        }
         self.last_run.retain(|_, s| *s != serial);
     }
 
-    /// Appends `job` (evicting the oldest when `depth` are kept); returns its serial.
-    fn push(&mut self, job: Job, depth: usize) -> u64 {
-        if self.jobs.len() >= depth {
-            if let Some(old) = self.jobs.pop_front() {
-                let serial = self.front;
-                self.front += 1;
+    /// Ages out the oldest finished jobs beyond `depth`; how many.
+    fn trim(&mut self, depth: usize) -> u64 {
+        let mut n = 0;
+        while self.finished.len() > depth {
+            let Some(serial) = self.finished.pop_first() else {
+                break;
+            };
+            if let Some(old) = self.jobs.remove(&serial) {
+                let t = old.done_ns.or(old.run_ns).or(old.submit_ns);
+                self.trimmed_ns = self.trimmed_ns.max(t);
                 self.unindex(serial, &old);
+                n += 1;
             }
         }
-        let serial = self.front + self.jobs.len() as u64;
+        n
+    }
+
+    /// Appends `job`; its serial, or `None` when MAX_UNFINISHED unfinished jobs are kept.
+    fn push(&mut self, job: Job) -> Option<u64> {
+        if self.unfinished() >= MAX_UNFINISHED {
+            return None;
+        }
+        let serial = self.next;
+        self.next += 1;
         self.index(serial, &job.key);
-        self.jobs.push_back(job);
-        serial
+        self.jobs.insert(serial, job);
+        Some(serial)
     }
 
     /// Merge `key` into job `serial` and index the identities it gained.
@@ -179,6 +213,34 @@ impl RingLog {
             None => return,
         };
         self.index(serial, &merged);
+    }
+
+    /// Job `serial` started running (its `run_ns` is set): unless finished, it is running.
+    fn ran(&mut self, serial: u64) {
+        if self.finished.contains(&serial) {
+            return;
+        }
+        if let Some(r) = self.get(serial).and_then(|j| j.run_ns) {
+            self.running.insert((r, serial));
+        }
+    }
+
+    /// Job `serial` finished (completed or cancelled). A completion also finishes every job
+    /// the ring ran before it: the ring runs its jobs in order, so their completions were lost.
+    fn finish(&mut self, serial: u64) {
+        let Some(j) = self.get(serial) else {
+            return;
+        };
+        let (run, done) = (j.run_ns, j.done_ns.is_some());
+        if let Some(r) = run {
+            self.running.remove(&(r, serial));
+            if done {
+                let later = self.running.split_off(&(r, 0));
+                let passed = std::mem::replace(&mut self.running, later);
+                self.finished.extend(passed.into_iter().map(|(_, s)| s));
+            }
+        }
+        self.finished.insert(serial);
     }
 }
 
@@ -247,13 +309,11 @@ impl Recorder {
         self.logs(gpu, Some(ring)).next().is_some()
     }
 
-    /// When device `gpu`'s `ring`'s kept history starts, if older jobs were evicted (None:
-    /// complete history). With a known device and jobs of unknown device on a ring of the same
-    /// name, the later of the two starts: before it, one of them may be missing jobs.
-    pub fn evicted_before(&self, gpu: &Option<String>, ring: &str) -> Option<u64> {
+    /// The latest time of a finished job aged out of device `gpu`'s `ring` (None: nothing
+    /// aged out): before it, the kept history may miss finished jobs. Never an unfinished one.
+    pub fn trimmed_ns(&self, gpu: &Option<String>, ring: &str) -> Option<u64> {
         self.logs(gpu, Some(ring))
-            .filter(|l| l.front > 0)
-            .filter_map(|l| l.jobs.front().and_then(|j| j.run_ns.or(j.submit_ns)))
+            .filter_map(|l| l.trimmed_ns)
             .max()
     }
 
@@ -307,8 +367,9 @@ impl Recorder {
         self.devs.get_mut(gpu)?.get_mut(ring)
     }
 
-    /// Appends a job to its device's ring; returns its serial.
-    fn push_job(&mut self, job: Job, stats: &mut Stats) -> u64 {
+    /// Appends a job to its device's ring, aging out finished jobs beyond the depth; returns
+    /// its serial, or `None` when the ring holds MAX_UNFINISHED unfinished jobs (counted).
+    fn push_job(&mut self, job: Job, stats: &mut Stats) -> Option<u64> {
         if self.first_ns.is_none() {
             self.first_ns = job.submit_ns.or(job.run_ns);
         }
@@ -317,19 +378,20 @@ impl Recorder {
         if !self.devs.contains_key(&job.gpu) {
             self.devs.insert(job.gpu.clone(), HashMap::default());
         }
-        let Some(dev) = self.devs.get_mut(&job.gpu) else {
-            return 0;
-        };
+        let dev = self.devs.get_mut(&job.gpu)?;
         if !dev.contains_key(job.ring.as_str()) {
             dev.insert(job.ring.clone(), RingLog::default());
         }
-        let Some(log) = dev.get_mut(job.ring.as_str()) else {
-            return 0;
-        };
-        if log.jobs.len() >= self.depth {
-            *stats.ring_jobs_evicted.entry(label).or_default() += 1;
+        let log = dev.get_mut(job.ring.as_str())?;
+        let evicted = log.trim(self.depth);
+        if evicted > 0 {
+            *stats.ring_jobs_evicted.entry(label.clone()).or_default() += evicted;
         }
-        log.push(job, self.depth)
+        let serial = log.push(job);
+        if serial.is_none() {
+            *stats.ring_jobs_refused.entry(label).or_default() += 1;
+        }
+        serial
     }
 
     /// The ring log holding the newest job matching `key` among device `gpu`'s rings (then
@@ -400,7 +462,7 @@ impl Recorder {
 
     /// Jobs on every device's ring named `ring`.
     pub fn jobs<'a>(&'a self, ring: &'a str) -> impl Iterator<Item = &'a Job> + 'a {
-        self.logs(&None, Some(ring)).flat_map(|r| r.jobs.iter())
+        self.logs(&None, Some(ring)).flat_map(|r| r.jobs.values())
     }
 
     /// Jobs on device `gpu`'s ring named `ring` (every device's when `gpu` is `None`).
@@ -409,7 +471,7 @@ impl Recorder {
         gpu: &'a Option<String>,
         ring: &'a str,
     ) -> impl Iterator<Item = &'a Job> + 'a {
-        self.logs(gpu, Some(ring)).flat_map(|r| r.jobs.iter())
+        self.logs(gpu, Some(ring)).flat_map(|r| r.jobs.values())
     }
 
     pub fn observe(&mut self, ev: &Event, procs: &mut Processes, stats: &mut Stats) {
@@ -435,10 +497,9 @@ impl Recorder {
                 let by_thread = self.logs(gpu, Some(ring)).find_map(|log| {
                     log.jobs
                         .iter()
-                        .enumerate()
                         .rev()
                         .find(|(_, j)| j.tid == task.tid && j.run_ns.is_none())
-                        .map(|(i, _)| log.front + i as u64)
+                        .map(|(s, _)| *s)
                 });
                 match (by_thread, self.log_mut(gpu, ring)) {
                     (Some(serial), Some(log)) => log.merge(serial, job),
@@ -474,7 +535,8 @@ impl Recorder {
                                 j.pasid = pasid;
                             }
                         }
-                        serial
+                        log.ran(serial);
+                        Some(serial)
                     }
                     None => {
                         // Submitted before we started (or evicted): keep it, owner from pasid.
@@ -493,10 +555,16 @@ impl Recorder {
                             worker_tid: Some(*worker_tid),
                             ..Job::default()
                         };
-                        self.push_job(j, stats)
+                        let serial = self.push_job(j, stats);
+                        if let Some((log, s)) =
+                            serial.and_then(|s| Some((self.log_mut(gpu, ring)?, s)))
+                        {
+                            log.ran(s);
+                        }
+                        serial
                     }
                 };
-                if let Some(log) = self.log_mut(gpu, ring) {
+                if let (Some(serial), Some(log)) = (serial, self.log_mut(gpu, ring)) {
                     log.last_run.insert(*worker_tid, serial);
                 }
             }
@@ -528,14 +596,20 @@ impl Recorder {
                     for serial in done.into_values() {
                         if let Some(j) = log.get_mut(serial) {
                             j.signaled(t, reset_since);
+                            log.finish(serial);
                         }
                     }
                 }
             }
             EventBody::JobDone { job } => {
                 let reset_since = self.reset_since(gpu);
-                match self.find_mut(gpu, None, job) {
-                    Some(j) => j.signaled(t, reset_since),
+                match self.locate_mut(gpu, None, job) {
+                    Some((log, serial)) => {
+                        if let Some(j) = log.get_mut(serial) {
+                            j.signaled(t, reset_since);
+                        }
+                        log.finish(serial);
+                    }
                     None => stats.unmatched_joins += 1,
                 }
             }
@@ -557,7 +631,8 @@ impl Recorder {
                     self.resets.clear();
                 }
                 // Jobs that were run but never completed are cancelled by the reset (of this
-                // device, when known).
+                // device, when known), the hung one included: all of them are finished. Jobs
+                // still queued are not: the scheduler runs them after the reset.
                 for log in self
                     .devs
                     .iter_mut()
@@ -566,10 +641,13 @@ impl Recorder {
                 {
                     for j in log
                         .jobs
-                        .iter_mut()
+                        .values_mut()
                         .filter(|j| j.run_ns.is_some() && j.done_ns.is_none() && !j.hung)
                     {
                         j.cancelled = true;
+                    }
+                    for (_, serial) in std::mem::take(&mut log.running) {
+                        log.finish(serial);
                     }
                 }
             }
@@ -601,7 +679,7 @@ impl Recorder {
     ) -> Vec<JobSnapshot> {
         let mut out = Vec::new();
         for log in self.logs(gpu, ring) {
-            for j in &log.jobs {
+            for j in log.jobs.values() {
                 let start = j.submit_ns.or(j.run_ns).unwrap_or(0);
                 let end = j.done_ns.unwrap_or(u64::MAX);
                 if end < from || start > to {
@@ -645,7 +723,7 @@ impl Recorder {
 
 impl Recorder {
     pub fn all_jobs(&self) -> impl Iterator<Item = &Job> {
-        self.logs(&None, None).flat_map(|r| r.jobs.iter())
+        self.logs(&None, None).flat_map(|r| r.jobs.values())
     }
 
     /// Every job of device `gpu` (of every device when `None`).
@@ -653,7 +731,7 @@ impl Recorder {
         &'a self,
         gpu: &'a Option<String>,
     ) -> impl Iterator<Item = &'a Job> + 'a {
-        self.logs(gpu, None).flat_map(|r| r.jobs.iter())
+        self.logs(gpu, None).flat_map(|r| r.jobs.values())
     }
 }
 
@@ -704,9 +782,13 @@ mod tests {
                     let job = Job {
                         key,
                         submit_ns: Some(step),
+                        done_ns: Some(step),
                         ..Job::default()
                     };
-                    log.push(job, 16);
+                    log.trim(15);
+                    if let Some(serial) = log.push(job) {
+                        log.finish(serial);
+                    }
                 }
                 1 => {
                     if let Some(serial) = log.lookup(&key) {
@@ -718,10 +800,9 @@ mod tests {
             let want = log
                 .jobs
                 .iter()
-                .enumerate()
                 .rev()
                 .find(|(_, j)| key_match(&j.key, &key))
-                .map(|(i, _)| log.front + i as u64);
+                .map(|(s, _)| *s);
             let got = log.lookup(&key);
             assert_eq!(
                 got, want,
@@ -789,5 +870,175 @@ mod tests {
         assert_eq!(rec.ring_len("gfx_0.0.0"), 3);
         assert_eq!(stats.unmatched_joins, 0);
         assert_eq!(stats.ring_jobs_seen.get("0000:01:00.0/gfx_0.0.0"), Some(&1));
+    }
+
+    /// A ring driven directly through `observe`: submissions, runs, hardware fences.
+    struct Rig {
+        rec: Recorder,
+        procs: Processes,
+        stats: Stats,
+        hw: u64,
+    }
+
+    impl Rig {
+        fn new(depth: usize) -> Rig {
+            Rig {
+                rec: Recorder::new(depth),
+                procs: Processes::new(16, 16),
+                stats: Stats::default(),
+                hw: 0,
+            }
+        }
+
+        fn feed(&mut self, t: u64, body: EventBody) {
+            use crate::model::{Clock, Source};
+            let ev = Event {
+                t_ns: t,
+                clock: Clock::Monotonic,
+                source: Source::Ebpf,
+                gpu: Some("0000:03:00.0".into()),
+                body,
+            };
+            self.rec.observe(&ev, &mut self.procs, &mut self.stats);
+        }
+
+        fn submit(&mut self, t: u64, id: u64) {
+            let job = JobKey {
+                sched_job_id: Some(id),
+                ..JobKey::default()
+            };
+            let task = Task::new(7, 7, "p");
+            let ring = "gfx_0.0.0".into();
+            let body = EventBody::Submit {
+                task,
+                ring,
+                job,
+                num_ibs: 1,
+            };
+            self.feed(t, body);
+        }
+
+        /// Runs job `id` at `t`; its hardware seqno.
+        fn run(&mut self, t: u64, id: u64) -> u64 {
+            let job = JobKey {
+                sched_job_id: Some(id),
+                ..JobKey::default()
+            };
+            let ring = String::from("gfx_0.0.0");
+            let run = EventBody::RunJob {
+                ring: ring.clone(),
+                job,
+                worker_tid: 9,
+            };
+            self.feed(t, run);
+            self.hw += 1;
+            let seqno = self.hw;
+            let emitted = EventBody::HwFenceEmitted {
+                ring,
+                context: 1,
+                seqno,
+                emitter_tid: 9,
+            };
+            self.feed(t + 1, emitted);
+            seqno
+        }
+
+        fn signal(&mut self, t: u64, seqno: u64) {
+            let ring = "gfx_0.0.0".into();
+            let body = EventBody::HwFenceSignaled {
+                ring,
+                context: 1,
+                seqno,
+            };
+            self.feed(t, body);
+        }
+
+        fn states(&self) -> (usize, usize) {
+            let jobs = || self.rec.jobs("gfx_0.0.0");
+            let done = jobs().filter(|j| j.done_ns.is_some()).count();
+            (jobs().count(), done)
+        }
+    }
+
+    /// A wedged job and the jobs queued behind it stay, however many; finished jobs age out
+    /// beyond the depth, and are counted.
+    #[test]
+    fn unfinished_jobs_never_age_out() {
+        let mut r = Rig::new(8);
+        for id in 0..20 {
+            r.submit(id * 10, id);
+            let hw = r.run(id * 10 + 2, id);
+            r.signal(id * 10 + 5, hw);
+        }
+        r.submit(1000, 100);
+        r.run(1002, 100);
+        for id in 101..1101 {
+            r.submit(1000 + id, id);
+        }
+        assert_eq!(r.states(), (8 + 1 + 1000, 8));
+        assert_eq!(r.stats.ring_jobs_evicted["0000:03:00.0/gfx_0.0.0"], 12);
+        assert!(r
+            .rec
+            .jobs("gfx_0.0.0")
+            .any(|j| j.key.sched_job_id == Some(100)));
+        assert_eq!(
+            r.rec.trimmed_ns(&Some("0000:03:00.0".into()), "gfx_0.0.0"),
+            Some(115)
+        );
+        assert!(r.stats.ring_jobs_refused.is_empty());
+    }
+
+    /// A completion finishes the jobs the ring ran before it (their completions were lost), so
+    /// they age out; a reset's end finishes every job that ran, the hung one included, but not
+    /// the queued ones (the scheduler runs them after the reset).
+    #[test]
+    fn completions_and_resets_finish_jobs() {
+        let mut r = Rig::new(2);
+        for id in 0..4 {
+            r.submit(id * 10, id);
+            r.run(id * 10 + 2, id);
+        }
+        r.submit(50, 4);
+        r.run(52, 4);
+        let job = JobKey {
+            sched_job_id: Some(3),
+            ..JobKey::default()
+        };
+        r.feed(55, EventBody::JobDone { job });
+        // Job 3 completed: jobs 0..=2 finished unseen; job 4 still runs.
+        let l = &r.rec.devs[&Some("0000:03:00.0".into())]["gfx_0.0.0"];
+        assert_eq!(l.finished.len(), 4);
+        assert_eq!(l.running.len(), 1);
+        r.submit(60, 5);
+        assert_eq!(
+            r.states().0,
+            4,
+            "two finished kept, job 4 running, job 5 queued"
+        );
+        r.feed(
+            70,
+            EventBody::ResetBegin {
+                job: None,
+                pasid: None,
+                ring: None,
+                reset_source: None,
+            },
+        );
+        r.feed(80, EventBody::ResetEnd { result: 0 });
+        let l = &r.rec.devs[&Some("0000:03:00.0".into())]["gfx_0.0.0"];
+        assert!(l.running.is_empty());
+        assert_eq!(l.unfinished(), 1, "the queued job 5");
+    }
+
+    /// Past MAX_UNFINISHED unfinished jobs a ring refuses new ones and counts them.
+    #[test]
+    fn unfinished_cap_refuses_and_counts() {
+        let mut r = Rig::new(4);
+        let n = MAX_UNFINISHED as u64 + 10;
+        for id in 0..n {
+            r.submit(id, id);
+        }
+        assert_eq!(r.rec.ring_len("gfx_0.0.0"), MAX_UNFINISHED);
+        assert_eq!(r.stats.ring_jobs_refused["0000:03:00.0/gfx_0.0.0"], 10);
     }
 }

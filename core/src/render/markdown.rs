@@ -30,22 +30,33 @@ fn opt_secs(ns: Option<u64>) -> String {
     ns.map(secs).unwrap_or_else(|| "-".into())
 }
 
-/// The hung ring's last jobs, oldest first: (shown, how many earlier ones were left out).
-pub fn hung_ring_jobs(incident: &Incident) -> (Vec<&JobSnapshot>, usize) {
+/// The hung ring's last jobs that ran, oldest first, then the first jobs queued behind them
+/// (never run), JOB_ROWS in all: (shown, earlier jobs left out, queued jobs left out). A wedged ring queues
+/// thousands of jobs before the timeout; the rows keep the jobs that ran, where it stopped.
+pub fn hung_ring_jobs(incident: &Incident) -> (Vec<&JobSnapshot>, usize, usize) {
     let mut jobs: Vec<&JobSnapshot> = incident
         .jobs
         .iter()
         .filter(|j| incident.ring.as_deref().is_none_or(|r| j.ring == r))
         .collect();
     jobs.sort_by_key(|j| (j.submit_ns.or(j.run_ns).unwrap_or(0), j.seqno));
-    let skip = jobs.len().saturating_sub(JOB_ROWS);
-    (jobs.split_off(skip), skip)
+    // Without a run probe no job has a run time: then every job counts as ran.
+    let probed = jobs.iter().any(|j| j.run_ns.is_some());
+    let (mut ran, queued): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .partition(|j| !probed || j.run_ns.is_some());
+    let ran_rows = ran.len().min(JOB_ROWS - queued.len().min(JOB_ROWS / 4));
+    let mut shown = ran.split_off(ran.len() - ran_rows);
+    let queued_rows = queued.len().min(JOB_ROWS - ran_rows);
+    shown.extend(queued.iter().take(queued_rows));
+    shown.sort_by_key(|j| (j.submit_ns.or(j.run_ns).unwrap_or(0), j.seqno));
+    (shown, ran.len(), queued.len() - queued_rows)
 }
 
 /// The flight recorder's last jobs on the hung ring as a compact table — the submission
 /// history is what no other tool gives a driver developer. Empty when no job was recorded.
 pub fn jobs_table(incident: &Incident) -> String {
-    let (jobs, earlier) = hung_ring_jobs(incident);
+    let (jobs, earlier, queued) = hung_ring_jobs(incident);
     let mut o = String::new();
     if jobs.is_empty() {
         let _ = writeln!(
@@ -82,11 +93,16 @@ pub fn jobs_table(incident: &Incident) -> String {
     let never = jobs.iter().filter(|j| j.done_ns.is_none()).count();
     let _ = writeln!(
         o,
-        "\n{} of these {} jobs never signaled their fence{}.\n",
+        "\n{} of these {} jobs never signaled their fence{}{}.\n",
         never,
         jobs.len(),
         if earlier > 0 {
             format!("; {earlier} earlier jobs are in incident.json and trace.perfetto")
+        } else {
+            String::new()
+        },
+        if queued > 0 {
+            format!("; {queued} more jobs queued behind them never ran")
         } else {
             String::new()
         }

@@ -16,6 +16,7 @@ pub fn kind_name(kind: IncidentKind) -> &'static str {
         IncidentKind::PageFault => "page fault",
         IncidentKind::GpuReset => "GPU reset",
         IncidentKind::IllegalCommand => "illegal command",
+        IncidentKind::Stall => "ring stall",
     }
 }
 
