@@ -376,21 +376,42 @@ impl SafeDir {
 /// by another user would have two), never following a symlink; at most `max` bytes.
 pub fn read_regular_at(dir: BorrowedFd<'_>, name: &str, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind};
-    let fd = match rfs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::LOOP) => {
-            return Err(Error::new(
-                ErrorKind::InvalidData,
-                "is a symbolic link; refused (a planted link could point at any file)",
-            ))
-        }
-        Err(e) => return Err(io_err(e)),
-    };
+    if !is_plain_name(name) {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            "is not a plain file name in this directory; refused",
+        ));
+    }
+    match open_beneath(dir, name) {
+        Ok(fd) => read_opened(fd, max),
+        Err(Errno::LOOP) | Err(Errno::XDEV) => Err(Error::new(
+            ErrorKind::InvalidData,
+            "is a symbolic link; refused (a planted link could point at any file)",
+        )),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// One path component naming an entry of the directory itself: not empty, no `/`, not `.`
+/// or `..`, no NUL. An absolute or multi-component name could leave the directory.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
+/// Open `name` read-only beneath `dir` and never through a symlink: `openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` where the kernel has it (5.6+), else `openat` with
+/// `O_NOFOLLOW` (enough for the plain names [`is_plain_name`] lets through).
+fn open_beneath(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let resolve = rfs::ResolveFlags::BENEATH | rfs::ResolveFlags::NO_SYMLINKS;
+    match rfs::openat2(dir, name, flags, Mode::empty(), resolve) {
+        Err(Errno::NOSYS) | Err(Errno::PERM) => rfs::openat(dir, name, flags, Mode::empty()),
+        r => r,
+    }
+}
+
+fn read_opened(fd: OwnedFd, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind};
     let st = rfs::fstat(&fd).map_err(io_err)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(Error::new(

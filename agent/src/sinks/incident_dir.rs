@@ -178,7 +178,16 @@ pub fn render_bounded(
     if total(&files) <= cap {
         return Ok(files);
     }
-    let mut notes = Vec::new();
+    // The mapped-file names are chosen by the processes: they give way first and never take
+    // room from the kernel's own evidence.
+    let (extras, mut notes) = shrink_extras(extras, cap / 16);
+    let extras = &extras;
+    if !notes.is_empty() {
+        files = render_files(incident, extras)?;
+        if total(&files) <= cap {
+            return Ok(with_notes(files, cap, &notes));
+        }
+    }
     let (small, inc_notes) = shrink_incident(incident, cap / 4);
     if !inc_notes.is_empty() {
         notes.extend(inc_notes);
@@ -221,6 +230,15 @@ pub fn render_bounded(
         budget = budget.saturating_sub(bytes.len() as u64);
     }
     files.retain(|(n, b)| !(n == "trace.perfetto" && b.is_empty()));
+    Ok(with_notes(files, cap, &notes))
+}
+
+/// `files` with the list of cuts at the end of report.md and in TRUNCATED.txt.
+fn with_notes(
+    mut files: Vec<(String, Vec<u8>)>,
+    cap: u64,
+    notes: &[String],
+) -> Vec<(String, Vec<u8>)> {
     let note = format!(
         "This incident was larger than the {cap}-byte limit per incident and was truncated:\n- {}\n",
         notes.join("\n- ")
@@ -229,7 +247,40 @@ pub fn render_bounded(
         md.extend_from_slice(format!("\n## Truncated\n\n{note}").as_bytes());
     }
     files.push(("TRUNCATED.txt".into(), note.into_bytes()));
-    Ok(files)
+    files
+}
+
+/// Extras whose processes.json fits in `budget`: fewer maps lines per process, then fewer
+/// processes (the first ones, the culprit and victims, are kept longest).
+fn shrink_extras(extras: &Extras, budget: u64) -> (Extras, Vec<String>) {
+    let size = |x: &Extras| serde_json::to_vec_pretty(x).map_or(0, |v| v.len() as u64);
+    let mut x = extras.clone();
+    let mut notes = Vec::new();
+    let mut keep = x
+        .process_maps
+        .iter()
+        .map(|(_, l)| l.len())
+        .max()
+        .unwrap_or(0);
+    let before = size(&x);
+    while size(&x) > budget && keep > 0 {
+        keep /= 2;
+        for (_, l) in x.process_maps.iter_mut() {
+            l.truncate(keep);
+        }
+    }
+    while size(&x) > budget && !x.process_maps.is_empty() {
+        x.process_maps.pop();
+    }
+    if x != *extras {
+        notes.push(format!(
+            "processes.json: driver mappings cut from {before} bytes to {} (at most {keep} lines per process, {} of {} processes)",
+            size(&x),
+            x.process_maps.len(),
+            extras.process_maps.len()
+        ));
+    }
+    (x, notes)
 }
 
 impl IncidentDir {
@@ -695,6 +746,32 @@ mod tests {
         write_n(&mut d, 4);
         assert_eq!(names(&root), vec!["inc-02", "inc-03"]);
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn hostile_maps_never_push_out_the_kernel_evidence() {
+        // Processes named in an incident choose their mapped file names: many of them, with
+        // long names, used to take the room of kernel.log (cut to 0) and the trace.
+        let inc = disputed_incident();
+        let line = format!(
+            "7f00-7f10 r-xp 0 08:01 1 /tmp/{}/libvulkan_radeon.so",
+            "a".repeat(480)
+        );
+        let extras = Extras {
+            process_maps: (0..200).map(|p| (p, vec![line.clone(); 64])).collect(),
+            host: None,
+        };
+        let cap = 1 << 20;
+        let full = render_files(&inc, &Extras::default()).unwrap();
+        let files = render_bounded(&inc, &extras, cap).unwrap();
+        assert!(total(&files) <= cap, "{}", total(&files));
+        for n in ["kernel.log", "trace.perfetto", "incident.json"] {
+            let want = &full.iter().find(|(f, _)| f == n).unwrap().1;
+            let got = &files.iter().find(|(f, _)| f == n).expect(n).1;
+            assert_eq!(got, want, "{n} was cut for the attacker's names");
+        }
+        let note = &files.iter().find(|(f, _)| f == "TRUNCATED.txt").unwrap().1;
+        assert!(String::from_utf8_lossy(note).contains("processes.json: driver mappings cut"));
     }
 
     #[test]
