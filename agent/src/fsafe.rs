@@ -318,6 +318,13 @@ impl SafeDir {
             .with_context(|| format!("renaming {from} to {to} in {}", self.path.display()))
     }
 
+    /// Rename the file `from` over `to` inside this directory (a durable replace's last step).
+    pub fn replace_file(&self, from: &str, to: &str) -> Result<()> {
+        rfs::renameat(&self.fd, from, &self.fd, to)
+            .map_err(io_err)
+            .with_context(|| format!("renaming {from} to {to} in {}", self.path.display()))
+    }
+
     /// Remove `name` and everything under it without following symlinks.
     pub fn remove_tree(&self, name: &str) -> Result<()> {
         match rfs::unlinkat(&self.fd, name, AtFlags::empty()) {

@@ -461,6 +461,40 @@ fn overwritten_records_are_counted_and_said() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_planted_cursor_beyond_the_log_is_ignored_with_a_warning() {
+    let dir = tmpdir("planted-cursor");
+    let (state, out) = (dir.join("state"), dir.join("incidents"));
+    std::fs::create_dir_all(&state).unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    // This boot's id and the largest sequence number: every record to come looks handled.
+    std::fs::write(
+        state.join("kmsg-cursor"),
+        format!("{} {}\n", boot.trim(), u64::MAX),
+    )
+    .unwrap();
+    let mut kmsg = FakeKmsg::new(&dir);
+    let (fifo, mut live) = live_kmsg(&dir);
+    live.write_all(&std::fs::read(&kmsg.path).unwrap()).unwrap();
+    let common = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let (a, rx, mut seen) = running(&mut agent_on(&dir, &fifo, &common));
+    let t = monotonic_us();
+    kmsg.append_live(t, FAULT, Some(&mut live));
+    kmsg.append_live(t + 2_650_000, &TIMEOUT[..3], Some(&mut live));
+    let opened = wait_for(&rx, "provisional until it closes", &mut seen);
+    signal(&a, libc::SIGTERM);
+    finish(a, &rx, &mut seen);
+    assert!(opened, "the planted cursor blinded the agent: {seen:#?}");
+    assert!(said(&seen, "ignoring it"), "{seen:#?}");
+    assert_eq!(incidents(&out).len(), 1, "{seen:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A state dir whose cursor makes the agent read the whole fake log (a complete incident).
 fn replay_all(dir: &Path, kmsg: &mut FakeKmsg) -> PathBuf {
     kmsg.append(monotonic_us(), FAULT);

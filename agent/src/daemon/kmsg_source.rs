@@ -17,7 +17,9 @@ use hangwatch_core::kmsg::{parse_dev_kmsg_record, KmsgAssembler};
 use hangwatch_core::model::{Clock, Source};
 
 use super::boot::monotonic_ns;
-use super::kmsg_cursor::{plan, record_seq, Cursor, Start, Store, Tracker, Verdict};
+use super::kmsg_cursor::{
+    check_against_log, plan, record_seq, Cursor, Start, Store, Tracker, Verdict,
+};
 use super::state::State;
 
 /// A pending record (a fault waiting for its continuation lines) is emitted after this much
@@ -131,11 +133,31 @@ impl KmsgSource {
             None => None,
         };
         let saved = store.as_ref().and_then(|s| s.load());
+        // The backlog is read before it is handled, to check the cursor against its end.
+        let mut buf = vec![0u8; READ_BUF];
+        let mut carry = Vec::new();
+        let mut backlog: Vec<Msg> = Vec::new();
+        let ended = loop {
+            match read_once(&mut f, &mut buf, &mut carry) {
+                Read1::Records(rs) => backlog.extend(rs.into_iter().map(Msg::Record)),
+                Read1::Overrun => backlog.push(Msg::Overrun),
+                Read1::Again => break None,
+                Read1::End(e) => break Some(e),
+            }
+        };
+        let newest = backlog.iter().rev().find_map(|m| match m {
+            Msg::Record(r) => record_seq(r),
+            _ => None,
+        });
         let start = if store.is_some() {
             plan(saved.as_ref(), boot_id)
         } else {
             Start::End
         };
+        let (start, warning) = check_against_log(start, newest);
+        if let Some(w) = warning {
+            warn!("{w}");
+        }
         let how = match start {
             Start::End => format!("{} (from now on)", path.display()),
             Start::After(seq) => format!("{} (resuming after record {seq})", path.display()),
@@ -163,16 +185,9 @@ impl KmsgSource {
             how,
             history: start == Start::End,
         };
-        let mut buf = vec![0u8; READ_BUF];
-        let mut carry = Vec::new();
-        let ended = loop {
-            match read_once(&mut f, &mut buf, &mut carry) {
-                Read1::Records(rs) => rs.iter().for_each(|r| src.on_record(r, st)),
-                Read1::Overrun => src.on_overrun(),
-                Read1::Again => break None,
-                Read1::End(e) => break Some(e),
-            }
-        };
+        for m in backlog {
+            src.on_msg(Some(m), st);
+        }
         if src.history {
             info!("kernel log: {} earlier record(s) left unread (first start: history is not replayed)", src.skipped);
         } else if src.skipped + src.records > 0 {

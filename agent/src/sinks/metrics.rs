@@ -349,8 +349,12 @@ impl Drop for Server {
 /// Scrapes served at once; more wait in the listen backlog (a stuck client cannot starve
 /// Prometheus, and clients cannot make the agent spawn threads without bound).
 const MAX_CLIENTS: usize = 4;
-/// A request must arrive (and the answer leave) within this.
+/// The whole request head must arrive (and the answer leave) within this: a client sending
+/// one byte a second holds its slot 2 s, not as long as it likes.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// With every slot taken, the accepting thread serves a client itself if its request arrives
+/// within this: a scraper sends its request at once, so slow clients cannot make it fail.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(200);
 const MAX_REQUEST: usize = 8192;
 
 /// Listens on `addr` and serves `GET /metrics`.
@@ -373,7 +377,7 @@ pub fn serve(addr: SocketAddr, metrics: Shared) -> Result<Server> {
                 }
                 let Ok(stream) = conn else { continue };
                 if busy.load(Ordering::SeqCst) >= MAX_CLIENTS {
-                    let _ = respond(&stream, "503 Service Unavailable", "busy\n");
+                    let _ = serve_one(stream, &metrics, BUSY_TIMEOUT);
                     continue;
                 }
                 busy.fetch_add(1, Ordering::SeqCst);
@@ -381,7 +385,7 @@ pub fn serve(addr: SocketAddr, metrics: Shared) -> Result<Server> {
                 let spawned = std::thread::Builder::new()
                     .name("hangwatch-scrape".into())
                     .spawn(move || {
-                        let _ = serve_one(stream, &m);
+                        let _ = serve_one(stream, &m, IO_TIMEOUT);
                         b.fetch_sub(1, Ordering::SeqCst);
                     });
                 if spawned.is_err() {
@@ -406,13 +410,18 @@ fn respond(mut s: &TcpStream, status: &str, body: &str) -> std::io::Result<()> {
     s.flush()
 }
 
-/// Reads the request head (bounded in size and time) and answers it.
-fn serve_one(stream: TcpStream, metrics: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+/// Reads the request head (bounded in size, and in time as a whole: `limit`) and answers it.
+fn serve_one(stream: TcpStream, metrics: &Shared, limit: Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    stream.set_write_timeout(Some(limit))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = (&stream).read(&mut chunk)?;
         if n == 0 {
             break;
@@ -505,5 +514,42 @@ mod tests {
         assert!(r.contains("200 OK"));
         drop(idle);
         drop(srv);
+    }
+
+    #[test]
+    fn slow_clients_cannot_make_scrapes_fail() {
+        let shared: Shared = Arc::new(Mutex::new(Metrics::new(10)));
+        let srv = serve("127.0.0.1:0".parse().unwrap(), shared).unwrap();
+        let addr = srv.addr();
+        // Eight clients each sending one byte every 1.5 s, as long as the test runs.
+        let stop = Arc::new(AtomicBool::new(false));
+        let slow: Vec<_> = (0..2 * MAX_CLIENTS)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let Ok(mut s) = TcpStream::connect(addr) else {
+                            return;
+                        };
+                        for b in b"GET /metrics HTTP/1.1\r\n" {
+                            if stop.load(Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(1500));
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..5 {
+            let r = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        stop.store(true, Ordering::SeqCst);
+        for t in slow {
+            t.join().unwrap();
+        }
     }
 }
