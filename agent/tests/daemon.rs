@@ -495,6 +495,72 @@ fn a_planted_cursor_beyond_the_log_is_ignored_with_a_warning() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn live_names_are_the_names_analyze_shows() {
+    let dir = tmpdir("kmsg-escapes");
+    let out = dir.join("incidents");
+    let mut kmsg = FakeKmsg::new(&dir);
+    let state = replay_all(&dir, &mut kmsg);
+    // /dev/kmsg escapes every non-ASCII byte; `zëd漢` arrives as below.
+    let text = std::fs::read_to_string(&kmsg.path)
+        .unwrap()
+        .replace("zed", "z\\xc3\\xabd\\xe6\\xbc\\xa2");
+    std::fs::write(&kmsg.path, text).unwrap();
+    let args = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--duration",
+        "1",
+    ];
+    let (code, seen) = run_to_end(&mut agent(&dir, &kmsg, &args));
+    assert_eq!(code, Some(0), "{seen:#?}");
+    let inc = incidents(&out);
+    assert_eq!(inc.len(), 1, "{seen:#?}");
+    assert_eq!(inc[0]["culprit"]["comm"], "zëd漢", "{}", inc[0]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn records_userspace_wrote_to_dev_kmsg_are_dropped_and_counted() {
+    let dir = tmpdir("user-facility");
+    let out = dir.join("incidents");
+    let mut kmsg = FakeKmsg::new(&dir);
+    let state = replay_all(&dir, &mut kmsg);
+    // The same fault and timeout, as `echo > /dev/kmsg` or a journald relay writes them:
+    // priority 14 is LOG_USER (facility 1) at level 6. Only those remain in the log.
+    let text = std::fs::read_to_string(&kmsg.path).unwrap();
+    let forged: String = text
+        .lines()
+        .map(|l| match l.split_once(',') {
+            Some(("3", rest)) => format!("14,{rest}\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&kmsg.path, forged).unwrap();
+    let args = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--duration",
+        "1",
+    ];
+    let (code, seen) = run_to_end(&mut agent(&dir, &kmsg, &args));
+    assert_eq!(code, Some(0), "{seen:#?}");
+    assert!(
+        incidents(&out).is_empty(),
+        "forged records made an incident: {seen:#?}"
+    );
+    let n = FAULT.len() + TIMEOUT.len() + 2;
+    assert!(
+        said(&seen, &format!("kmsg written by userspace {n}")),
+        "{seen:#?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A state dir whose cursor makes the agent read the whole fake log (a complete incident).
 fn replay_all(dir: &Path, kmsg: &mut FakeKmsg) -> PathBuf {
     kmsg.append(monotonic_us(), FAULT);

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::{info, warn};
-use hangwatch_core::kmsg::{parse_dev_kmsg_record, KmsgAssembler};
+use hangwatch_core::kmsg::{dev_kmsg_facility, parse_dev_kmsg_record, KmsgAssembler};
 use hangwatch_core::model::{Clock, Source};
 
 use super::boot::monotonic_ns;
@@ -49,6 +49,9 @@ pub struct KmsgSource {
     pub records: u64,
     pub skipped: u64,
     pub lost: u64,
+    /// Records userspace wrote to /dev/kmsg (facility not the kernel's): dropped, never
+    /// parsed, so a relayed or forged amdgpu line cannot become evidence.
+    pub from_userspace: u64,
     /// amdgpu records that became events.
     pub events: u64,
     /// How reading started, for the start-up line.
@@ -181,6 +184,7 @@ impl KmsgSource {
             records: 0,
             skipped: 0,
             lost: 0,
+            from_userspace: 0,
             events: 0,
             how,
             history: start == Start::End,
@@ -267,6 +271,10 @@ impl KmsgSource {
             }
         }
         self.records += 1;
+        if dev_kmsg_facility(rec).is_some_and(|f| f != 0) {
+            self.from_userspace += 1;
+            return;
+        }
         self.last_record_ns = monotonic_ns();
         if let Some((t, msg)) = parse_dev_kmsg_record(rec) {
             for ev in self.asm.push_line(t, Clock::Monotonic, &msg) {
