@@ -90,22 +90,26 @@ fn check_private(st: &rfs::Stat, path: &Path) -> Result<()> {
     private_problem(st.st_uid, st.st_mode, euid(), path).map_or(Ok(()), Err)
 }
 
+/// The fix for a directory that is not private: another one, never `chmod` or `chown` of
+/// this one (that could be /tmp, or hand root a directory another user filled).
+const CHOOSE_PRIVATE: &str = "choose a directory only this user can write instead; hangwatch \
+     creates a missing one with mode 0700 (for example /var/lib/hangwatch/incidents)";
+
 /// Why a directory owned by `owner` with `mode` is not private to a writer running as `euid`.
 fn private_problem(owner: u32, mode: u32, euid: u32, path: &Path) -> Option<anyhow::Error> {
     if !trusted_owner(owner, euid) {
         return Some(anyhow::anyhow!(
             "{} is owned by uid {owner}, not by uid {euid} which runs hangwatch (nor root): another \
-             user could plant or swap files in it; fix with `chown {euid}: {}` or choose another directory",
+             user could plant or swap files in it; {CHOOSE_PRIVATE}",
             path.display(),
-            path.display()
         ));
     }
     if mode & 0o022 != 0 {
         return Some(anyhow::anyhow!(
-            "{} is writable by group or others (mode {:04o}); fix with `chmod 0700 {}`",
+            "{} is writable by group or others (mode {:04o}): another user could plant or swap \
+             files in it; {CHOOSE_PRIVATE}",
             path.display(),
             mode & 0o7777,
-            path.display()
         ));
     }
     None
@@ -525,7 +529,10 @@ mod tests {
         assert!(SafeDir::open_private(&base.join("a/b/../b"), false).is_ok());
         std::fs::set_permissions(base.join("a/b"), std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = SafeDir::open_private(&base.join("a/b"), false).unwrap_err();
-        assert!(format!("{e:#}").contains("chmod 0700"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("choose a directory only"),
+            "{e:#}"
+        );
         std::fs::set_permissions(base.join("a"), std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = SafeDir::open_private(&base.join("a/b"), false).unwrap_err();
         assert!(format!("{e:#}").contains("without the sticky bit"), "{e:#}");
@@ -543,11 +550,32 @@ mod tests {
         // Another user's directory, whoever runs hangwatch: refused with the fix.
         for euid in [0, 999] {
             let e = private_problem(1000, 0o40700, euid, p).unwrap();
-            assert!(format!("{e}").contains(&format!("chown {euid}:")), "{e}");
+            assert!(format!("{e}").contains("choose a directory only"), "{e}");
+            assert!(!format!("{e}").contains("chown"), "{e}");
         }
         // The right owner but writable by others.
         let e = private_problem(999, 0o40770, 999, p).unwrap();
-        assert!(format!("{e}").contains("chmod 0700"), "{e}");
+        assert!(format!("{e}").contains("choose a directory only"), "{e}");
+    }
+
+    #[test]
+    fn advice_for_a_shared_directory_never_loosens_or_takes_it() {
+        // `--output /tmp` used to advise `chmod 0700 /tmp`; another user's directory `chown`.
+        let tmp = private_problem(0, 0o41777, 0, Path::new("/tmp"))
+            .unwrap()
+            .to_string();
+        assert!(!tmp.contains("chmod") && !tmp.contains("chown"), "{tmp}");
+        assert!(
+            tmp.contains("choose a directory only this user can write"),
+            "{tmp}"
+        );
+        let theirs = private_problem(1000, 0o40700, 0, Path::new("/home/u/x"))
+            .unwrap()
+            .to_string();
+        assert!(
+            !theirs.contains("chown") && !theirs.contains("chmod"),
+            "{theirs}"
+        );
     }
 
     /// The real walk as a non-root uid (setpriv): it creates and reuses a directory it owns

@@ -220,7 +220,7 @@ fn output_root_planted_or_loosened_by_another_user_is_refused() {
         &dir,
     );
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("chmod 0700"),
+        String::from_utf8_lossy(&o.stderr).contains("choose a directory only"),
         "{}",
         text(&o)
     );
@@ -494,6 +494,35 @@ fn mapped_library_names_are_data_in_the_bug_report_and_on_the_terminal() {
     let outside: String = line.split('`').step_by(2).collect();
     for bad in ["@all", "#1", "~label", "<img", "*em*", "]("] {
         assert!(!outside.contains(bad), "{bad} outside a code span: {line}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn list_and_show_print_directory_names_escaped() {
+    // An extracted archive can hold any name; `list` and `show` print them on a terminal.
+    let dir = playground("names");
+    let store = dir.join("incidents");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/examples/zed-fault-wedges-gfx/incident/incident.json");
+    let good = store.join("x\u{1b}]0;pwned\u{7}\u{1b}[2J");
+    std::fs::create_dir(&good).unwrap();
+    std::fs::copy(example, good.join("incident.json")).unwrap();
+    std::fs::create_dir(store.join("bad\u{1b}[31m\r")).unwrap();
+    let d = store.to_str().unwrap();
+    for args in [&["list", "--dir", d][..], &["show", "--dir", d, "x"][..]] {
+        let o = hangwatch(args, &dir);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("\\x1b"), "{}", text(&o));
+        for b in o.stdout.iter().chain(&o.stderr) {
+            assert!(
+                *b == b'\n' || *b >= 0x20 && *b != 0x7f,
+                "raw {b:#x}: {}",
+                text(&o)
+            );
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
