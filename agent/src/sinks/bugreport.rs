@@ -654,6 +654,8 @@ pub fn build(dir: &Path, roots: &Roots, opts: &Options) -> Result<Bugreport> {
     if opts.redact {
         let _ = writeln!(md, "\n_Redacted: user names, host names, addresses, serials and UUIDs were replaced (docs/security.md)._");
         redact(&mut md, &mut inp, roots);
+    } else {
+        let _ = writeln!(md, "\n_Not redacted: this report identifies the host (host name, user names, addresses, serials). `hangwatch bugreport --redact` replaces them._");
     }
     let mut files = inp.files;
     files.push(("bugreport.md".into(), md.clone().into_bytes()));
@@ -822,6 +824,10 @@ mod tests {
         assert!(!md.contains("--dump-ring"), "not a umr option: {md}");
         assert!(md.contains("process Xwayland pid 6518"), "{md}");
         assert!(md.contains("DISPUTED"), "{md}");
+        assert!(
+            md.contains("identifies the host") && md.contains("`hangwatch bugreport --redact`"),
+            "the unredacted report says so: {md}"
+        );
         assert!(md.contains("| **never** |"), "{md}");
         assert!(
             md.contains("devcd1.txt") && md.contains("**not included**"),

@@ -65,8 +65,10 @@ fn kind_label(k: IncidentKind) -> String {
         .to_lowercase()
 }
 
-/// Escapes a label value per the text format: backslash, double quote and newline.
+/// Escapes a label value per the text format (backslash, double quote and newline), after
+/// control bytes are shown as `\xNN` (`escape::terminal`): scrapes end up on terminals too.
 pub fn escape_label(v: &str) -> String {
+    let v = hangwatch_core::escape::terminal(v);
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -478,7 +480,7 @@ mod tests {
         m.record_page_fault("zed");
         m.record_page_fault("fifth");
         let text = m.render();
-        assert!(text.contains(r#"culprit_comm="a\"b\\c\nd""#), "{text}");
+        assert!(text.contains(r#"culprit_comm="a\"b\\c\\x0ad""#), "{text}");
         assert!(text.contains(r#"culprit_comm="_other""#), "{text}");
         assert!(
             text.contains("hangwatch_comm_labels_overflow_total 3"),
@@ -491,6 +493,12 @@ mod tests {
         assert!(
             text.contains(r#"hangwatch_page_faults_total{comm="zed"} 1"#),
             "{text}"
+        );
+        m.record_page_fault("\u{1b}]0;t\u{7}\r\u{7f}x");
+        let text = m.render();
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}', '\r', '\u{7f}']),
+            "raw control bytes in the exposition: {text:?}"
         );
         // Every sample line is `name{labels} value` or `name value`: no raw newline leaked.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
