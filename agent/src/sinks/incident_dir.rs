@@ -356,9 +356,25 @@ impl IncidentDir {
         Ok(ex)
     }
 
+    /// The output root was removed while running (its descriptor shows no link): make it
+    /// again, with the same checks as at start, instead of failing every later incident.
+    fn ensure_root(&mut self) -> Result<()> {
+        let st = rustix::fs::fstat(self.root.fd())?;
+        if st.st_nlink > 0 {
+            return Ok(());
+        }
+        let path = self.root.path().to_path_buf();
+        crate::warn!("{} was removed; creating it again", path.display());
+        let fresh = IncidentDir::open(&path, self.retention.clone())?;
+        self.root = fresh.root;
+        self.staging = fresh.staging;
+        Ok(())
+    }
+
     /// Write one incident under a new name (its id, `-2`, `-3` on collision); returns its
     /// directory. Applies retention afterwards.
     pub fn write(&mut self, incident: &Incident, extras: &Extras) -> Result<PathBuf> {
+        self.ensure_root()?;
         let base = safe_name(&incident.id);
         let staged = self.stage(&base, incident, extras)?;
         let mut n = 1;
@@ -384,6 +400,7 @@ impl IncidentDir {
     /// incident (a provisional write while it was open). Readers see the old or the new
     /// version, never a mix; both writes are fsynced.
     pub fn replace(&mut self, incident: &Incident, extras: &Extras) -> Result<PathBuf> {
+        self.ensure_root()?;
         let name = safe_name(&incident.id);
         let staged = self.stage(&name, incident, extras)?;
         let moved = match self.move_in(&staged, &name, Rename::NoReplace) {
@@ -673,6 +690,25 @@ mod tests {
         let _ = IncidentDir::open(&root, Retention::default()).unwrap();
         assert!(!root.join(".tmp-crashed").exists());
         assert!(!root.join(STAGING).join("x.1").exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_output_directory_removed_while_running_is_made_again() {
+        let root = tmpdir("removed");
+        let mut d = IncidentDir::open(&root, Retention::default()).unwrap();
+        write_n(&mut d, 1);
+        fs::remove_dir_all(&root).unwrap();
+        let mut inc = disputed_incident();
+        inc.id = "after".into();
+        let p = d
+            .write(&inc, &Extras::default())
+            .expect("written after the removal");
+        assert!(p.join("incident.json").is_file());
+        assert_eq!(mode(&root), 0o700);
+        inc.id = "after2".into();
+        d.replace(&inc, &Extras::default()).unwrap();
+        assert_eq!(names(&root), vec!["after", "after2"]);
         fs::remove_dir_all(&root).unwrap();
     }
 
