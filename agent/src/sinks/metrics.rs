@@ -3,7 +3,7 @@
 //! scrape. Process names are chosen by any local user, so label values are escaped per the
 //! format and bounded: the first `max_comm_labels` distinct names get their own value, the rest
 //! are folded into `_other` and counted (`hangwatch_comm_labels_overflow_total`).
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,7 +22,8 @@ pub const OTHER: &str = "_other";
 #[derive(Debug, Default)]
 pub struct Metrics {
     max_comms: usize,
-    comms: BTreeSet<String>,
+    /// Names with their own label value, least recently seen first.
+    comms: VecDeque<String>,
     comm_overflow: u64,
     /// (gpu, kind, ring, culprit comm, confidence) → incidents.
     incidents: BTreeMap<[String; 5], u64>,
@@ -90,17 +91,46 @@ impl Metrics {
         }
     }
 
-    /// The label value for `comm`: itself while under the cap, else `_other` (counted).
+    /// The label value for `comm`: itself. The `max_comms` most recently seen names keep a
+    /// value; the least recent one past the cap is folded into `_other` (its counts move
+    /// there, counted in the overflow), so early fillers cannot hide a later culprit.
     fn comm_label(&mut self, comm: &str) -> String {
-        if self.comms.contains(comm) {
+        if let Some(i) = self.comms.iter().position(|c| c == comm) {
+            let c = self.comms.remove(i).unwrap_or_default();
+            self.comms.push_back(c);
             return comm.to_string();
         }
-        if self.comms.len() < self.max_comms {
-            self.comms.insert(comm.to_string());
-            return comm.to_string();
+        if self.max_comms == 0 {
+            self.comm_overflow += 1;
+            return OTHER.to_string();
         }
+        if self.comms.len() >= self.max_comms {
+            if let Some(old) = self.comms.pop_front() {
+                self.fold_into_other(&old);
+            }
+        }
+        self.comms.push_back(comm.to_string());
+        comm.to_string()
+    }
+
+    /// Moves every series labelled `comm` to `_other`.
+    fn fold_into_other(&mut self, comm: &str) {
         self.comm_overflow += 1;
-        OTHER.to_string()
+        let keys: Vec<[String; 5]> = self
+            .incidents
+            .keys()
+            .filter(|k| k[3] == comm)
+            .cloned()
+            .collect();
+        for k in keys {
+            let n = self.incidents.remove(&k).unwrap_or(0);
+            let mut to = k;
+            to[3] = OTHER.to_string();
+            *self.incidents.entry(to).or_default() += n;
+        }
+        if let Some(n) = self.page_faults.remove(comm) {
+            *self.page_faults.entry(OTHER.to_string()).or_default() += n;
+        }
     }
 
     /// Counts one closed incident.
@@ -206,7 +236,7 @@ impl Metrics {
         family(
             "hangwatch_comm_labels_overflow_total",
             "counter",
-            "Observations whose process name was folded into comm=\"_other\" (label cap reached).",
+            "Process names folded into comm=\"_other\" (the least recently seen, past the label cap).",
             vec![(String::new(), self.comm_overflow.to_string())],
         );
         family(
@@ -477,23 +507,41 @@ mod tests {
             inc.culprit.as_mut().unwrap().comm = comm.into();
             m.record_incident(&inc);
         }
+        // The two most recent names keep a value; the older ones' counts moved to _other.
+        let text = m.render();
+        assert!(text.contains(r#"culprit_comm="fourth""#), "{text}");
+        assert!(text.contains(r#"culprit_comm="third""#), "{text}");
+        assert!(!text.contains(r#"culprit_comm="zed""#), "{text}");
+        assert!(text.contains(r#"culprit_comm="_other""#), "{text}");
         m.record_page_fault("zed");
         m.record_page_fault("fifth");
         let text = m.render();
-        assert!(text.contains(r#"culprit_comm="a\"b\\c\\x0ad""#), "{text}");
-        assert!(text.contains(r#"culprit_comm="_other""#), "{text}");
         assert!(
-            text.contains("hangwatch_comm_labels_overflow_total 3"),
-            "{text}"
-        );
-        assert!(
-            text.contains("hangwatch_kernel_misblames_total{gpu=\"0000:c3:00.0\""),
+            text.contains(r#"hangwatch_page_faults_total{comm="fifth"} 1"#),
             "{text}"
         );
         assert!(
             text.contains(r#"hangwatch_page_faults_total{comm="zed"} 1"#),
             "{text}"
         );
+        assert!(
+            text.contains("hangwatch_comm_labels_overflow_total 4"),
+            "{text}"
+        );
+        let incidents: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("hangwatch_incidents_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(incidents, 4, "no count lost in the folding: {text}");
+        assert!(
+            text.contains("hangwatch_kernel_misblames_total{gpu=\"0000:c3:00.0\""),
+            "{text}"
+        );
+        let mut m = Metrics::new(2);
+        m.record_page_fault("a\"b\\c\nd");
+        let text = m.render();
+        assert!(text.contains(r#"comm="a\"b\\c\\x0ad""#), "{text}");
         m.record_page_fault("\u{1b}]0;t\u{7}\r\u{7f}x");
         let text = m.render();
         assert!(
