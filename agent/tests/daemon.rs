@@ -561,6 +561,43 @@ fn records_userspace_wrote_to_dev_kmsg_are_dropped_and_counted() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn an_incident_closed_before_kill_9_is_not_reported_again() {
+    let dir = tmpdir("kill9-closed");
+    let out = dir.join("incidents");
+    let mut kmsg = FakeKmsg::new(&dir);
+    let state = replay_all(&dir, &mut kmsg);
+    let args = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--duration",
+        "1",
+    ];
+    let run = |kmsg: &FakeKmsg| {
+        let o = agent(&dir, kmsg, &args)
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (first, _) = run(&kmsg);
+    assert!(first.contains("zed"), "reported once: {first}");
+    // kill -9 after the incident was written but before the cursor moved past it: the
+    // restart re-reads its records.
+    std::fs::write(state.join("kmsg-cursor"), "another-boot 1\n").unwrap();
+    let (second, err) = run(&kmsg);
+    assert!(second.trim().is_empty(), "reported twice: {second}\n{err}");
+    assert!(err.contains("already reported before the restart"), "{err}");
+    assert_eq!(incidents(&out).len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A state dir whose cursor makes the agent read the whole fake log (a complete incident).
 fn replay_all(dir: &Path, kmsg: &mut FakeKmsg) -> PathBuf {
     kmsg.append(monotonic_us(), FAULT);

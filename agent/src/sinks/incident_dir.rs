@@ -315,6 +315,18 @@ impl IncidentDir {
         })
     }
 
+    /// True when incident `id` is on disk in its final (not provisional) version: it was
+    /// closed and reported before a restart re-read its records.
+    pub fn holds_final(&self, id: &str) -> bool {
+        let Ok(d) = self.root.subdir(&safe_name(id)) else {
+            return false;
+        };
+        d.read_file("incident.json", 64 << 20)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Incident>(&b).ok())
+            .is_some_and(|i| i.id == id && !i.provisional)
+    }
+
     pub fn root(&self) -> &std::path::Path {
         self.root.path()
     }
