@@ -170,7 +170,13 @@ impl Default for Settings {
 /// Reads and parses a config file (regular file, not a symlink target swap: opened once).
 pub fn load(path: &Path) -> Result<File> {
     use std::io::Read;
-    let f = std::fs::File::open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, and a reload
+    // (SIGHUP) with it would hold off SIGTERM. The type is checked before anything is read.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
     let meta = f.metadata()?;
     if !meta.is_file() {
@@ -560,5 +566,26 @@ mod tests {
             a.restart_needed(&b),
             vec!["agent.ring_depth", "metrics.listen"]
         );
+    }
+
+    #[test]
+    fn a_fifo_as_config_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("hw-cfg-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("hangwatch.toml");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p2 = p.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(load(&p2).map(|_| ()).map_err(|e| format!("{e:#}")));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("load() blocked on a FIFO");
+        assert!(r.unwrap_err().contains("not a regular file"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -90,22 +90,26 @@ fn check_private(st: &rfs::Stat, path: &Path) -> Result<()> {
     private_problem(st.st_uid, st.st_mode, euid(), path).map_or(Ok(()), Err)
 }
 
+/// The fix for a directory that is not private: another one, never `chmod` or `chown` of
+/// this one (that could be /tmp, or hand root a directory another user filled).
+const CHOOSE_PRIVATE: &str = "choose a directory only this user can write instead; hangwatch \
+     creates a missing one with mode 0700 (for example /var/lib/hangwatch/incidents)";
+
 /// Why a directory owned by `owner` with `mode` is not private to a writer running as `euid`.
 fn private_problem(owner: u32, mode: u32, euid: u32, path: &Path) -> Option<anyhow::Error> {
     if !trusted_owner(owner, euid) {
         return Some(anyhow::anyhow!(
             "{} is owned by uid {owner}, not by uid {euid} which runs hangwatch (nor root): another \
-             user could plant or swap files in it; fix with `chown {euid}: {}` or choose another directory",
+             user could plant or swap files in it; {CHOOSE_PRIVATE}",
             path.display(),
-            path.display()
         ));
     }
     if mode & 0o022 != 0 {
         return Some(anyhow::anyhow!(
-            "{} is writable by group or others (mode {:04o}); fix with `chmod 0700 {}`",
+            "{} is writable by group or others (mode {:04o}): another user could plant or swap \
+             files in it; {CHOOSE_PRIVATE}",
             path.display(),
             mode & 0o7777,
-            path.display()
         ));
     }
     None
@@ -318,6 +322,13 @@ impl SafeDir {
             .with_context(|| format!("renaming {from} to {to} in {}", self.path.display()))
     }
 
+    /// Rename the file `from` over `to` inside this directory (a durable replace's last step).
+    pub fn replace_file(&self, from: &str, to: &str) -> Result<()> {
+        rfs::renameat(&self.fd, from, &self.fd, to)
+            .map_err(io_err)
+            .with_context(|| format!("renaming {from} to {to} in {}", self.path.display()))
+    }
+
     /// Remove `name` and everything under it without following symlinks.
     pub fn remove_tree(&self, name: &str) -> Result<()> {
         match rfs::unlinkat(&self.fd, name, AtFlags::empty()) {
@@ -376,21 +387,42 @@ impl SafeDir {
 /// by another user would have two), never following a symlink; at most `max` bytes.
 pub fn read_regular_at(dir: BorrowedFd<'_>, name: &str, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind};
-    let fd = match rfs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::LOOP) => {
-            return Err(Error::new(
-                ErrorKind::InvalidData,
-                "is a symbolic link; refused (a planted link could point at any file)",
-            ))
-        }
-        Err(e) => return Err(io_err(e)),
-    };
+    if !is_plain_name(name) {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            "is not a plain file name in this directory; refused",
+        ));
+    }
+    match open_beneath(dir, name) {
+        Ok(fd) => read_opened(fd, max),
+        Err(Errno::LOOP) | Err(Errno::XDEV) => Err(Error::new(
+            ErrorKind::InvalidData,
+            "is a symbolic link; refused (a planted link could point at any file)",
+        )),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// One path component naming an entry of the directory itself: not empty, no `/`, not `.`
+/// or `..`, no NUL. An absolute or multi-component name could leave the directory.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
+/// Open `name` read-only beneath `dir` and never through a symlink: `openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` where the kernel has it (5.6+), else `openat` with
+/// `O_NOFOLLOW` (enough for the plain names [`is_plain_name`] lets through).
+fn open_beneath(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let resolve = rfs::ResolveFlags::BENEATH | rfs::ResolveFlags::NO_SYMLINKS;
+    match rfs::openat2(dir, name, flags, Mode::empty(), resolve) {
+        Err(Errno::NOSYS) | Err(Errno::PERM) => rfs::openat(dir, name, flags, Mode::empty()),
+        r => r,
+    }
+}
+
+fn read_opened(fd: OwnedFd, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind};
     let st = rfs::fstat(&fd).map_err(io_err)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(Error::new(
@@ -497,7 +529,10 @@ mod tests {
         assert!(SafeDir::open_private(&base.join("a/b/../b"), false).is_ok());
         std::fs::set_permissions(base.join("a/b"), std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = SafeDir::open_private(&base.join("a/b"), false).unwrap_err();
-        assert!(format!("{e:#}").contains("chmod 0700"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("choose a directory only"),
+            "{e:#}"
+        );
         std::fs::set_permissions(base.join("a"), std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = SafeDir::open_private(&base.join("a/b"), false).unwrap_err();
         assert!(format!("{e:#}").contains("without the sticky bit"), "{e:#}");
@@ -515,11 +550,32 @@ mod tests {
         // Another user's directory, whoever runs hangwatch: refused with the fix.
         for euid in [0, 999] {
             let e = private_problem(1000, 0o40700, euid, p).unwrap();
-            assert!(format!("{e}").contains(&format!("chown {euid}:")), "{e}");
+            assert!(format!("{e}").contains("choose a directory only"), "{e}");
+            assert!(!format!("{e}").contains("chown"), "{e}");
         }
         // The right owner but writable by others.
         let e = private_problem(999, 0o40770, 999, p).unwrap();
-        assert!(format!("{e}").contains("chmod 0700"), "{e}");
+        assert!(format!("{e}").contains("choose a directory only"), "{e}");
+    }
+
+    #[test]
+    fn advice_for_a_shared_directory_never_loosens_or_takes_it() {
+        // `--output /tmp` used to advise `chmod 0700 /tmp`; another user's directory `chown`.
+        let tmp = private_problem(0, 0o41777, 0, Path::new("/tmp"))
+            .unwrap()
+            .to_string();
+        assert!(!tmp.contains("chmod") && !tmp.contains("chown"), "{tmp}");
+        assert!(
+            tmp.contains("choose a directory only this user can write"),
+            "{tmp}"
+        );
+        let theirs = private_problem(1000, 0o40700, 0, Path::new("/home/u/x"))
+            .unwrap()
+            .to_string();
+        assert!(
+            !theirs.contains("chown") && !theirs.contains("chmod"),
+            "{theirs}"
+        );
     }
 
     /// The real walk as a non-root uid (setpriv): it creates and reuses a directory it owns

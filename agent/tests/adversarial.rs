@@ -220,7 +220,7 @@ fn output_root_planted_or_loosened_by_another_user_is_refused() {
         &dir,
     );
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("chmod 0700"),
+        String::from_utf8_lossy(&o.stderr).contains("choose a directory only"),
         "{}",
         text(&o)
     );
@@ -332,6 +332,198 @@ fn bugreport_refuses_planted_symlinks_to_root_only_files() {
         .unwrap();
     assert!(tar.status.success());
     assert!(!String::from_utf8_lossy(&tar.stdout).contains("TOPSECRET"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An incident directory made by the attacker from the shipped example, with its own
+/// `host.json` devcoredump list and `processes.json` maps; `extra` runs in it as uid 65534.
+fn attacker_incident(dir: &Path, dumps: serde_json::Value, maps: &str, extra: &str) -> PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/examples/zed-fault-wedges-gfx/incident");
+    let src = dir.join("src");
+    std::fs::create_dir(&src).unwrap();
+    let mut host: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(example.join("host.json")).unwrap()).unwrap();
+    host["devcoredumps"] = dumps;
+    std::fs::write(src.join("host.json"), host.to_string()).unwrap();
+    let procs = serde_json::json!({ "process_maps": [[118, [maps]], [116, []]] });
+    std::fs::write(src.join("processes.json"), procs.to_string()).unwrap();
+    std::fs::copy(example.join("incident.json"), src.join("incident.json")).unwrap();
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let inc = dir.join("evil-incident");
+    let a = as_nobody(&format!(
+        "mkdir {i} {i}/devcoredump && cp {s}/*.json {i}/ && cd {i}/devcoredump && {extra}",
+        i = inc.display(),
+        s = src.display(),
+    ));
+    assert!(a.status.success(), "{}", text(&a));
+    inc
+}
+
+fn dump(file: &str) -> serde_json::Value {
+    serde_json::json!({ "source": "/sys/class/devcoredump/devcd1/data", "file": file, "bytes": 40, "truncated": false })
+}
+
+/// Archive members and their contents, concatenated.
+fn tar_text(dir: &Path, tar: &str) -> String {
+    let o = Command::new("tar")
+        .args(["xzvOf", tar])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn bugreport_devcoredump_names_cannot_reach_files_outside_the_incident() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as another user");
+        return;
+    }
+    let dir = playground("devcd-names");
+    let secret = dir.join("secretdir");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::write(secret.join("shadow"), "root:$6$TOPSECRET:19000\n").unwrap();
+    std::fs::set_permissions(
+        secret.join("shadow"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let abs = secret.join("shadow");
+    // An absolute name, a name through a planted directory symlink, `..`, and one plain
+    // name repeated 500 times (each used to be read into memory again).
+    let mut dumps = vec![
+        dump(abs.to_str().unwrap()),
+        dump("lnk/shadow"),
+        dump("../../secretdir/shadow"),
+    ];
+    dumps.extend((0..500).map(|_| dump("big")));
+    let inc = attacker_incident(
+        &dir,
+        serde_json::Value::Array(dumps),
+        "",
+        &format!(
+            "ln -s {} lnk && head -c 100000 /dev/zero | tr '\\0' a > big",
+            secret.display()
+        ),
+    );
+    let o = hangwatch(
+        &[
+            "bugreport",
+            inc.to_str().unwrap(),
+            "--with-devcoredump",
+            "--out",
+            "r.tar.gz",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(!md.contains("TOPSECRET"), "{md}");
+    assert!(!tar_text(&dir, "r.tar.gz").contains("TOPSECRET"));
+    let included = md.matches("**included**").count();
+    assert_eq!(included, 1, "only the plain name `big`, once:\n{md}");
+    assert!(md.matches("**not included**").count() >= 3, "{md}");
+    let listing = Command::new("tar")
+        .args(["tzf", "r.tar.gz"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert_eq!(listing.matches("devcoredump/").count(), 1, "{listing}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bugreport_devcoredump_names_are_data_in_the_markdown() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as another user");
+        return;
+    }
+    let dir = playground("devcd-md");
+    // The last name is a file the attacker made in the incident's devcoredump/ directory, so
+    // it is read and its name reaches the "included as" line.
+    let held = "a`<img src=x onerror=alert(1)>`b";
+    let names = [
+        "x\n/close\n# HI\n<img src=x onerror=alert(1)>",
+        "![](//host/a)<b>x</b>",
+        held,
+    ];
+    let dumps = serde_json::Value::Array(names.iter().map(|n| dump(n)).collect());
+    let inc = attacker_incident(&dir, dumps, "", &format!("echo dump > '{held}'"));
+    for extra in [&[][..], &["--with-devcoredump"][..]] {
+        let mut args = vec!["bugreport", inc.to_str().unwrap(), "--out", "r.tar.gz"];
+        args.extend(extra);
+        let o = hangwatch(&args, &dir);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_inert_markdown(&String::from_utf8_lossy(&o.stdout));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mapped_library_names_are_data_in_the_bug_report_and_on_the_terminal() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as another user");
+        return;
+    }
+    let dir = playground("maps-version");
+    // What an unprivileged user's own process maps: a library it named itself. /proc/PID/maps
+    // escapes only a newline, so everything else arrives as written.
+    let lib = "7f00-7f10 r-xp 0 08:01 1 /tmp/x/libgallium-<img src=x onerror=alert(1)>@all#1~label_\u{1b}]0;pwned\u{7}\u{1b}[2J*em*[l](h).so";
+    let inc = attacker_incident(&dir, serde_json::json!([]), lib, "true");
+    let o = hangwatch(
+        &["bugreport", inc.to_str().unwrap(), "--out", "r.tar.gz"],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert_inert_markdown(&md);
+    assert!(!md.contains('\u{1b}') && !md.contains('\u{7}'), "{md}");
+    let line = md
+        .lines()
+        .find(|l| l.contains("Mesa radeonsi"))
+        .unwrap_or_else(|| panic!("no driver line:\n{md}"));
+    // Outside code spans only our own words remain.
+    let outside: String = line.split('`').step_by(2).collect();
+    for bad in ["@all", "#1", "~label", "<img", "*em*", "]("] {
+        assert!(!outside.contains(bad), "{bad} outside a code span: {line}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn list_and_show_print_directory_names_escaped() {
+    // An extracted archive can hold any name; `list` and `show` print them on a terminal.
+    let dir = playground("names");
+    let store = dir.join("incidents");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/examples/zed-fault-wedges-gfx/incident/incident.json");
+    let good = store.join("x\u{1b}]0;pwned\u{7}\u{1b}[2J");
+    std::fs::create_dir(&good).unwrap();
+    std::fs::copy(example, good.join("incident.json")).unwrap();
+    std::fs::create_dir(store.join("bad\u{1b}[31m\r")).unwrap();
+    let d = store.to_str().unwrap();
+    for args in [&["list", "--dir", d][..], &["show", "--dir", d, "x"][..]] {
+        let o = hangwatch(args, &dir);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("\\x1b"), "{}", text(&o));
+        for b in o.stdout.iter().chain(&o.stderr) {
+            assert!(
+                *b == b'\n' || *b >= 0x20 && *b != 0x7f,
+                "raw {b:#x}: {}",
+                text(&o)
+            );
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

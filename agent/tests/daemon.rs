@@ -461,6 +461,143 @@ fn overwritten_records_are_counted_and_said() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_planted_cursor_beyond_the_log_is_ignored_with_a_warning() {
+    let dir = tmpdir("planted-cursor");
+    let (state, out) = (dir.join("state"), dir.join("incidents"));
+    std::fs::create_dir_all(&state).unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    // This boot's id and the largest sequence number: every record to come looks handled.
+    std::fs::write(
+        state.join("kmsg-cursor"),
+        format!("{} {}\n", boot.trim(), u64::MAX),
+    )
+    .unwrap();
+    let mut kmsg = FakeKmsg::new(&dir);
+    let (fifo, mut live) = live_kmsg(&dir);
+    live.write_all(&std::fs::read(&kmsg.path).unwrap()).unwrap();
+    let common = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let (a, rx, mut seen) = running(&mut agent_on(&dir, &fifo, &common));
+    let t = monotonic_us();
+    kmsg.append_live(t, FAULT, Some(&mut live));
+    kmsg.append_live(t + 2_650_000, &TIMEOUT[..3], Some(&mut live));
+    let opened = wait_for(&rx, "provisional until it closes", &mut seen);
+    signal(&a, libc::SIGTERM);
+    finish(a, &rx, &mut seen);
+    assert!(opened, "the planted cursor blinded the agent: {seen:#?}");
+    assert!(said(&seen, "ignoring it"), "{seen:#?}");
+    assert_eq!(incidents(&out).len(), 1, "{seen:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn live_names_are_the_names_analyze_shows() {
+    let dir = tmpdir("kmsg-escapes");
+    let out = dir.join("incidents");
+    let mut kmsg = FakeKmsg::new(&dir);
+    let state = replay_all(&dir, &mut kmsg);
+    // /dev/kmsg escapes every non-ASCII byte; `zëd漢` arrives as below.
+    let text = std::fs::read_to_string(&kmsg.path)
+        .unwrap()
+        .replace("zed", "z\\xc3\\xabd\\xe6\\xbc\\xa2");
+    std::fs::write(&kmsg.path, text).unwrap();
+    let args = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--duration",
+        "1",
+    ];
+    let (code, seen) = run_to_end(&mut agent(&dir, &kmsg, &args));
+    assert_eq!(code, Some(0), "{seen:#?}");
+    let inc = incidents(&out);
+    assert_eq!(inc.len(), 1, "{seen:#?}");
+    assert_eq!(inc[0]["culprit"]["comm"], "zëd漢", "{}", inc[0]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn records_userspace_wrote_to_dev_kmsg_are_dropped_and_counted() {
+    let dir = tmpdir("user-facility");
+    let out = dir.join("incidents");
+    let mut kmsg = FakeKmsg::new(&dir);
+    let state = replay_all(&dir, &mut kmsg);
+    // The same fault and timeout, as `echo > /dev/kmsg` or a journald relay writes them:
+    // priority 14 is LOG_USER (facility 1) at level 6. Only those remain in the log.
+    let text = std::fs::read_to_string(&kmsg.path).unwrap();
+    let forged: String = text
+        .lines()
+        .map(|l| match l.split_once(',') {
+            Some(("3", rest)) => format!("14,{rest}\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&kmsg.path, forged).unwrap();
+    let args = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--duration",
+        "1",
+    ];
+    let (code, seen) = run_to_end(&mut agent(&dir, &kmsg, &args));
+    assert_eq!(code, Some(0), "{seen:#?}");
+    assert!(
+        incidents(&out).is_empty(),
+        "forged records made an incident: {seen:#?}"
+    );
+    let n = FAULT.len() + TIMEOUT.len() + 2;
+    assert!(
+        said(&seen, &format!("kmsg written by userspace {n}")),
+        "{seen:#?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_incident_closed_before_kill_9_is_not_reported_again() {
+    let dir = tmpdir("kill9-closed");
+    let out = dir.join("incidents");
+    let mut kmsg = FakeKmsg::new(&dir);
+    let state = replay_all(&dir, &mut kmsg);
+    let args = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--duration",
+        "1",
+    ];
+    let run = |kmsg: &FakeKmsg| {
+        let o = agent(&dir, kmsg, &args)
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (first, _) = run(&kmsg);
+    assert!(first.contains("zed"), "reported once: {first}");
+    // kill -9 after the incident was written but before the cursor moved past it: the
+    // restart re-reads its records.
+    std::fs::write(state.join("kmsg-cursor"), "another-boot 1\n").unwrap();
+    let (second, err) = run(&kmsg);
+    assert!(second.trim().is_empty(), "reported twice: {second}\n{err}");
+    assert!(err.contains("already reported before the restart"), "{err}");
+    assert_eq!(incidents(&out).len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A state dir whose cursor makes the agent read the whole fake log (a complete incident).
 fn replay_all(dir: &Path, kmsg: &mut FakeKmsg) -> PathBuf {
     kmsg.append(monotonic_us(), FAULT);

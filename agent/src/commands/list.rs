@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let since = args.since.as_deref().map(parse_since).transpose()?;
     let (all, problems) = store::list(&args.dir)?;
     for p in &problems {
-        crate::warn!("skipped {p}");
+        crate::warn!("skipped {}", term_safe(p));
     }
     let shown: Vec<&Stored> = all
         .iter()

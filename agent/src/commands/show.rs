@@ -26,7 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let safe = crate::commands::list::term_safe;
     let mut out = String::new();
     out += &format!("incident:  {}\n", safe(&s.name));
-    out += &format!("directory: {}\n", s.path.display());
+    out += &format!("directory: {}\n", safe(&s.path.display().to_string()));
     out += &format!(
         "time:      {}\n",
         i.wall_time.as_deref().map(safe).unwrap_or_else(|| format!(

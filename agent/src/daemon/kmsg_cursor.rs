@@ -5,12 +5,12 @@
 //! pending record, so a restart re-reads every record an unwritten incident needs. It is
 //! written durably (temp file, fsync, rename, fsync of the directory) at most every
 //! `PERSIST_EVERY`, after an incident is written, and at exit: never per record.
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+
+use crate::fsafe::SafeDir;
 
 /// How often a moved cursor is written.
 pub const PERSIST_EVERY: Duration = Duration::from_secs(5);
@@ -145,60 +145,59 @@ impl Tracker {
 
 /// The cursor file in the state directory.
 pub struct Store {
-    dir: PathBuf,
+    dir: SafeDir,
 }
 
 impl Store {
-    /// Creates the state directory (0700) when missing.
+    /// Opens the state directory, creating it 0700 when missing, with the checks `--output`
+    /// gets: no symlink on its path, owned by this user or root, not writable by others. A
+    /// cursor another user planted in a shared directory could otherwise blind the agent.
     pub fn open(dir: &Path) -> Result<Store> {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("creating state directory {}", dir.display()))?;
-        }
-        Ok(Store {
-            dir: dir.to_path_buf(),
-        })
+        let dir = SafeDir::open_private(dir, true)
+            .with_context(|| format!("state directory {}", dir.display()))?;
+        Ok(Store { dir })
     }
 
     pub fn path(&self) -> PathBuf {
-        self.dir.join(FILE)
+        self.dir.path().join(FILE)
     }
 
     /// The saved cursor; a missing or unreadable file is "none" (said by the caller).
     pub fn load(&self) -> Option<Cursor> {
-        use std::io::Read;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(self.path())
-            .ok()?;
-        let mut text = String::new();
-        f.take(256).read_to_string(&mut text).ok()?;
-        Cursor::parse(&text)
+        let b = self.dir.read_file(FILE, 256).ok()?;
+        Cursor::parse(std::str::from_utf8(&b).ok()?)
     }
 
     /// Durable replace: write a temp file, fsync it, rename over the cursor, fsync the dir.
     pub fn save(&self, c: &Cursor) -> Result<()> {
-        let tmp = self.dir.join(format!(".{FILE}.tmp"));
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(c.render().as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, self.path())
-            .with_context(|| format!("renaming to {}", self.path().display()))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("fsync {}", self.dir.display()))
+        let tmp = format!(".{FILE}.tmp");
+        self.dir.remove_tree(&tmp)?;
+        self.dir.create_file(&tmp, c.render().as_bytes())?;
+        self.dir.replace_file(&tmp, FILE)?;
+        self.dir.sync()
+    }
+}
+
+/// `start` checked against the newest record this boot has logged: a cursor beyond it was not
+/// written by hangwatch for this boot (planted, or a copied state directory). Resuming after it
+/// would skip every record to come, so it is ignored (Some(warning)).
+pub fn check_against_log(start: Start, newest: Option<u64>) -> (Start, Option<String>) {
+    match (start, newest) {
+        (Start::After(seq), Some(n)) if seq > n => (
+            Start::End,
+            Some(format!(
+                "kmsg cursor says record {seq} was handled, but this boot's newest record is {n}; \
+                 ignoring it and reading from now on (was the state directory copied or written by someone else?)"
+            )),
+        ),
+        // A log of this boot is never empty: a same-boot cursor there cannot be ours.
+        (Start::After(seq), None) => (
+            Start::End,
+            Some(format!(
+                "kmsg cursor says record {seq} was handled, but this boot's log holds no record; ignoring it"
+            )),
+        ),
+        (s, _) => (s, None),
     }
 }
 
@@ -280,6 +279,45 @@ mod tests {
         std::fs::write(s.path(), "garbage\n").unwrap();
         assert_eq!(s.load(), None);
         assert_eq!(Cursor::parse("b 1 extra"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cursor_beyond_the_newest_record_is_ignored() {
+        let (s, warn) = check_against_log(Start::After(u64::MAX), Some(4000));
+        assert_eq!(s, Start::End);
+        assert!(warn.unwrap().contains("newest record is 4000"));
+        assert_eq!(
+            check_against_log(Start::After(40), Some(4000)),
+            (Start::After(40), None)
+        );
+        assert_eq!(
+            check_against_log(Start::After(4000), Some(4000)).0,
+            Start::After(4000)
+        );
+        assert_eq!(
+            check_against_log(Start::Beginning, Some(1)).0,
+            Start::Beginning
+        );
+    }
+
+    #[test]
+    fn a_state_directory_others_can_write_is_refused() {
+        let dir = std::env::temp_dir().join(format!("hw-state-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Store::open(&dir)
+            .err()
+            .expect("world-writable state directory");
+        assert!(format!("{e:#}").contains("state directory"), "{e:#}");
+        if rustix::process::geteuid().is_root() {
+            // Owned by another user (the attacker made it first).
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+            assert!(Store::open(&dir).is_err());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

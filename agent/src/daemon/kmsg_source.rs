@@ -13,11 +13,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::{info, warn};
-use hangwatch_core::kmsg::{parse_dev_kmsg_record, KmsgAssembler};
+use hangwatch_core::kmsg::{dev_kmsg_facility, parse_dev_kmsg_record, KmsgAssembler};
 use hangwatch_core::model::{Clock, Source};
 
 use super::boot::monotonic_ns;
-use super::kmsg_cursor::{plan, record_seq, Cursor, Start, Store, Tracker, Verdict};
+use super::kmsg_cursor::{
+    check_against_log, plan, record_seq, Cursor, Start, Store, Tracker, Verdict,
+};
 use super::state::State;
 
 /// A pending record (a fault waiting for its continuation lines) is emitted after this much
@@ -47,6 +49,9 @@ pub struct KmsgSource {
     pub records: u64,
     pub skipped: u64,
     pub lost: u64,
+    /// Records userspace wrote to /dev/kmsg (facility not the kernel's): dropped, never
+    /// parsed, so a relayed or forged amdgpu line cannot become evidence.
+    pub from_userspace: u64,
     /// amdgpu records that became events.
     pub events: u64,
     /// How reading started, for the start-up line.
@@ -131,11 +136,31 @@ impl KmsgSource {
             None => None,
         };
         let saved = store.as_ref().and_then(|s| s.load());
+        // The backlog is read before it is handled, to check the cursor against its end.
+        let mut buf = vec![0u8; READ_BUF];
+        let mut carry = Vec::new();
+        let mut backlog: Vec<Msg> = Vec::new();
+        let ended = loop {
+            match read_once(&mut f, &mut buf, &mut carry) {
+                Read1::Records(rs) => backlog.extend(rs.into_iter().map(Msg::Record)),
+                Read1::Overrun => backlog.push(Msg::Overrun),
+                Read1::Again => break None,
+                Read1::End(e) => break Some(e),
+            }
+        };
+        let newest = backlog.iter().rev().find_map(|m| match m {
+            Msg::Record(r) => record_seq(r),
+            _ => None,
+        });
         let start = if store.is_some() {
             plan(saved.as_ref(), boot_id)
         } else {
             Start::End
         };
+        let (start, warning) = check_against_log(start, newest);
+        if let Some(w) = warning {
+            warn!("{w}");
+        }
         let how = match start {
             Start::End => format!("{} (from now on)", path.display()),
             Start::After(seq) => format!("{} (resuming after record {seq})", path.display()),
@@ -159,20 +184,14 @@ impl KmsgSource {
             records: 0,
             skipped: 0,
             lost: 0,
+            from_userspace: 0,
             events: 0,
             how,
             history: start == Start::End,
         };
-        let mut buf = vec![0u8; READ_BUF];
-        let mut carry = Vec::new();
-        let ended = loop {
-            match read_once(&mut f, &mut buf, &mut carry) {
-                Read1::Records(rs) => rs.iter().for_each(|r| src.on_record(r, st)),
-                Read1::Overrun => src.on_overrun(),
-                Read1::Again => break None,
-                Read1::End(e) => break Some(e),
-            }
-        };
+        for m in backlog {
+            src.on_msg(Some(m), st);
+        }
         if src.history {
             info!("kernel log: {} earlier record(s) left unread (first start: history is not replayed)", src.skipped);
         } else if src.skipped + src.records > 0 {
@@ -252,6 +271,10 @@ impl KmsgSource {
             }
         }
         self.records += 1;
+        if dev_kmsg_facility(rec).is_some_and(|f| f != 0) {
+            self.from_userspace += 1;
+            return;
+        }
         self.last_record_ns = monotonic_ns();
         if let Some((t, msg)) = parse_dev_kmsg_record(rec) {
             for ev in self.asm.push_line(t, Clock::Monotonic, &msg) {

@@ -226,9 +226,12 @@ impl Agent {
         if let Some(r) = self.ring.as_mut() {
             r.check_drops(&mut self.st);
         }
-        let (records, lost) = self.kmsg.as_ref().map_or((0, 0), |k| (k.records, k.lost));
+        let (records, lost, user) = self
+            .kmsg
+            .as_ref()
+            .map_or((0, 0, 0), |k| (k.records, k.lost, k.from_userspace));
         let kernel = self.ring.as_ref().map_or(0, |r| r.kernel_drops);
-        self.st.refresh_metrics(kernel, records, lost);
+        self.st.refresh_metrics(kernel, records, [lost, user]);
         self.st.refresh_compute_metrics(&self.kfd.counters);
         if let Some(n) = self.notifier.as_mut() {
             n.watchdog(std::time::Instant::now());

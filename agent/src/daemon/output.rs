@@ -27,6 +27,9 @@ pub struct Output {
     pub count: u64,
     /// Open incidents' early writes and the facts captured when they opened.
     pub durable: Durable,
+    /// Ids found final on disk when they opened again: closed and reported before a kill -9
+    /// left the kmsg cursor behind them. Neither rewritten nor reported again.
+    pub reported_before: std::collections::HashSet<String>,
 }
 
 impl Output {
@@ -58,6 +61,18 @@ impl Output {
                 .dir
                 .as_ref()
                 .map(|d| self.durable.close(&mut inc, d, seen));
+            // Closed and reported before a kill -9 that left the kmsg cursor behind it: the
+            // restart re-read its records. Not printed, logged or counted twice.
+            if self.reported_before.remove(&inc.id)
+                || self.dir.as_ref().is_some_and(|d| d.holds_final(&inc.id))
+            {
+                self.count -= 1;
+                info!(
+                    "incident {} was already reported before the restart",
+                    inc.id
+                );
+                continue;
+            }
             if let Some(m) = &self.metrics {
                 if let Ok(mut m) = m.lock() {
                     m.record_incident(&inc);
@@ -83,10 +98,18 @@ impl Output {
 
     /// Provisional versions of open incidents (new or changed): written now, or as soon as
     /// their incident's last write is a second old.
-    pub fn update(&mut self, incidents: Vec<Incident>, seen: &SeenCache) {
+    pub fn update(&mut self, mut incidents: Vec<Incident>, seen: &SeenCache) {
         let Some(d) = self.dir.as_mut() else {
             return;
         };
+        let before = &mut self.reported_before;
+        incidents.retain(|i| {
+            if before.contains(&i.id) || d.holds_final(&i.id) {
+                before.insert(i.id.clone());
+                return false;
+            }
+            true
+        });
         if !incidents.is_empty() {
             self.durable.update(incidents, d, seen);
         }

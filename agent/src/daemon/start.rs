@@ -166,6 +166,7 @@ pub fn state(
             metrics,
             count: 0,
             durable: Durable::default(),
+            reported_before: Default::default(),
         },
         labeler: devices::Labeler::new(gpus, Path::new("/proc")),
         user_drops: 0,

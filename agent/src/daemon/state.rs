@@ -103,7 +103,9 @@ impl State {
     }
 
     /// Mirrors the counters the metrics show as gauges (called on the timer).
-    pub fn refresh_metrics(&self, kernel_drops: u64, kmsg_records: u64, kmsg_lost: u64) {
+    /// `kmsg_drops`: records overwritten unread, records written by userspace.
+    pub fn refresh_metrics(&self, kernel_drops: u64, kmsg_records: u64, kmsg_drops: [u64; 2]) {
+        let [kmsg_lost, kmsg_user] = kmsg_drops;
         let Some(m) = &self.out.metrics else { return };
         let Ok(mut m) = m.lock() else { return };
         for (k, n) in self.decoder.counts.iter().enumerate() {
@@ -113,6 +115,7 @@ impl State {
         }
         m.dropped.insert("kernel_ring_buffer", kernel_drops);
         m.dropped.insert("kmsg_overwritten", kmsg_lost);
+        m.dropped.insert("kmsg_from_userspace", kmsg_user);
         m.dropped.insert("short_record", self.decoder.short);
         m.kmsg_records = kmsg_records;
         m.open_incidents = self.corr.open_count() as u64;

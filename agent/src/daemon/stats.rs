@@ -26,10 +26,11 @@ pub fn print(
     if per_kind.is_empty() {
         per_kind.push("none".into());
     }
-    let (lines, events, lost, skipped) =
-        kmsg.map_or((0, 0, 0, 0), |k| (k.records, k.events, k.lost, k.skipped));
+    let (lines, events, lost, skipped, user) = kmsg.map_or((0, 0, 0, 0, 0), |k| {
+        (k.records, k.events, k.lost, k.skipped, k.from_userspace)
+    });
     info!(
-        "stats: probe events {} [{}] from {attached} probes; kmsg lines {lines} (amdgpu records {events}, {skipped} already handled before a restart); incidents {}; dropped: kernel ring buffer {kernel_drops}, userspace {} (kmsg overwritten {lost}, short records {})",
+        "stats: probe events {} [{}] from {attached} probes; kmsg lines {lines} (amdgpu records {events}, {skipped} already handled before a restart); incidents {}; dropped: kernel ring buffer {kernel_drops}, userspace {} (kmsg overwritten {lost}, kmsg written by userspace {user}, short records {})",
         st.decoder.counts.iter().sum::<u64>(),
         per_kind.join(" "),
         st.out.count,

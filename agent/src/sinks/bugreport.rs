@@ -16,7 +16,7 @@ use super::incident_dir::Extras;
 use super::redact::Redactor;
 use crate::fsafe::SafeDir;
 pub use crate::sources::hostfacts::Roots;
-use crate::sources::hostfacts::{reason, HostFacts, Item, MAX_DEVCOREDUMP};
+use crate::sources::hostfacts::{reason, HostFacts, Item, MAX_DEVCOREDUMP, MAX_DEVCOREDUMPS};
 use crate::sources::procinfo::identify;
 use hangwatch_core::escape::{md_block, md_code};
 use hangwatch_core::incident::Incident;
@@ -459,7 +459,17 @@ fn devcoredump(md: &mut String, inp: &mut Input, opts: &Options) {
         return;
     }
     let saved = matches!(inp.host, Host::Saved(_));
-    for d in &f.devcoredumps {
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, d) in f.devcoredumps.iter().enumerate() {
+        // host.json is data: a list naming one large file many times is read once, and only
+        // the first few entries are looked at.
+        if i >= MAX_DEVCOREDUMPS || seen.contains(&d.file.as_str()) {
+            let why = format!("more than {MAX_DEVCOREDUMPS} entries or a repeated name");
+            let _ = writeln!(md, "- {}: **not included**: {why}", md_code(&d.file));
+            inp.miss(format!("devcoredump {}", d.file), why);
+            continue;
+        }
+        seen.push(&d.file);
         let cut = if d.truncated {
             ", truncated at capture"
         } else {
@@ -493,8 +503,8 @@ fn devcoredump(md: &mut String, inp: &mut Input, opts: &Options) {
                 let red = if opts.redact { " (redacted)" } else { "" };
                 let _ = writeln!(
                     md,
-                    "- {what}: **included**{red} as `devcoredump/{}`",
-                    d.file
+                    "- {what}: **included**{red} as {}",
+                    md_code(&format!("devcoredump/{}", d.file))
                 );
                 inp.files.push((format!("devcoredump/{}", d.file), b));
             }
@@ -644,6 +654,8 @@ pub fn build(dir: &Path, roots: &Roots, opts: &Options) -> Result<Bugreport> {
     if opts.redact {
         let _ = writeln!(md, "\n_Redacted: user names, host names, addresses, serials and UUIDs were replaced (docs/security.md)._");
         redact(&mut md, &mut inp, roots);
+    } else {
+        let _ = writeln!(md, "\n_Not redacted: this report identifies the host (host name, user names, addresses, serials). `hangwatch bugreport --redact` replaces them._");
     }
     let mut files = inp.files;
     files.push(("bugreport.md".into(), md.clone().into_bytes()));
@@ -812,6 +824,10 @@ mod tests {
         assert!(!md.contains("--dump-ring"), "not a umr option: {md}");
         assert!(md.contains("process Xwayland pid 6518"), "{md}");
         assert!(md.contains("DISPUTED"), "{md}");
+        assert!(
+            md.contains("identifies the host") && md.contains("`hangwatch bugreport --redact`"),
+            "the unredacted report says so: {md}"
+        );
         assert!(md.contains("| **never** |"), "{md}");
         assert!(
             md.contains("devcd1.txt") && md.contains("**not included**"),
@@ -851,7 +867,7 @@ mod tests {
         let b2 = build(&dir, &elsewhere, &opts).unwrap();
         assert!(
             b2.markdown
-                .contains("**included** as `devcoredump/devcd1.txt`"),
+                .contains("**included** as ` devcoredump/devcd1.txt `"),
             "{}",
             b2.markdown
         );

@@ -172,7 +172,16 @@ pub fn render_bounded(
     if total(&files) <= cap {
         return Ok(files);
     }
-    let mut notes = Vec::new();
+    // The mapped-file names are chosen by the processes: they give way first and never take
+    // room from the kernel's own evidence.
+    let (extras, mut notes) = shrink_extras(extras, cap / 16);
+    let extras = &extras;
+    if !notes.is_empty() {
+        files = render_files(incident, extras)?;
+        if total(&files) <= cap {
+            return Ok(with_notes(files, cap, &notes));
+        }
+    }
     let (small, inc_notes) = shrink_incident(incident, cap / 4);
     if !inc_notes.is_empty() {
         notes.extend(inc_notes);
@@ -215,6 +224,15 @@ pub fn render_bounded(
         budget = budget.saturating_sub(bytes.len() as u64);
     }
     files.retain(|(n, b)| !(n == "trace.perfetto" && b.is_empty()));
+    Ok(with_notes(files, cap, &notes))
+}
+
+/// `files` with the list of cuts at the end of report.md and in TRUNCATED.txt.
+fn with_notes(
+    mut files: Vec<(String, Vec<u8>)>,
+    cap: u64,
+    notes: &[String],
+) -> Vec<(String, Vec<u8>)> {
     let note = format!(
         "This incident was larger than the {cap}-byte limit per incident and was truncated:\n- {}\n",
         notes.join("\n- ")
@@ -223,7 +241,40 @@ pub fn render_bounded(
         md.extend_from_slice(format!("\n## Truncated\n\n{note}").as_bytes());
     }
     files.push(("TRUNCATED.txt".into(), note.into_bytes()));
-    Ok(files)
+    files
+}
+
+/// Extras whose processes.json fits in `budget`: fewer maps lines per process, then fewer
+/// processes (the first ones, the culprit and victims, are kept longest).
+fn shrink_extras(extras: &Extras, budget: u64) -> (Extras, Vec<String>) {
+    let size = |x: &Extras| serde_json::to_vec_pretty(x).map_or(0, |v| v.len() as u64);
+    let mut x = extras.clone();
+    let mut notes = Vec::new();
+    let mut keep = x
+        .process_maps
+        .iter()
+        .map(|(_, l)| l.len())
+        .max()
+        .unwrap_or(0);
+    let before = size(&x);
+    while size(&x) > budget && keep > 0 {
+        keep /= 2;
+        for (_, l) in x.process_maps.iter_mut() {
+            l.truncate(keep);
+        }
+    }
+    while size(&x) > budget && !x.process_maps.is_empty() {
+        x.process_maps.pop();
+    }
+    if x != *extras {
+        notes.push(format!(
+            "processes.json: driver mappings cut from {before} bytes to {} (at most {keep} lines per process, {} of {} processes)",
+            size(&x),
+            x.process_maps.len(),
+            extras.process_maps.len()
+        ));
+    }
+    (x, notes)
 }
 
 impl IncidentDir {
@@ -256,6 +307,18 @@ impl IncidentDir {
             #[cfg(test)]
             fail_after_files: None,
         })
+    }
+
+    /// True when incident `id` is on disk in its final (not provisional) version: it was
+    /// closed and reported before a restart re-read its records.
+    pub fn holds_final(&self, id: &str) -> bool {
+        let Ok(d) = self.root.subdir(&safe_name(id)) else {
+            return false;
+        };
+        d.read_file("incident.json", 64 << 20)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Incident>(&b).ok())
+            .is_some_and(|i| i.id == id && !i.provisional)
     }
 
     pub fn root(&self) -> &std::path::Path {
@@ -299,9 +362,25 @@ impl IncidentDir {
         Ok(ex)
     }
 
+    /// The output root was removed while running (its descriptor shows no link): make it
+    /// again, with the same checks as at start, instead of failing every later incident.
+    fn ensure_root(&mut self) -> Result<()> {
+        let st = rustix::fs::fstat(self.root.fd())?;
+        if st.st_nlink > 0 {
+            return Ok(());
+        }
+        let path = self.root.path().to_path_buf();
+        crate::warn!("{} was removed; creating it again", path.display());
+        let fresh = IncidentDir::open(&path, self.retention.clone())?;
+        self.root = fresh.root;
+        self.staging = fresh.staging;
+        Ok(())
+    }
+
     /// Write one incident under a new name (its id, `-2`, `-3` on collision); returns its
     /// directory. Applies retention afterwards.
     pub fn write(&mut self, incident: &Incident, extras: &Extras) -> Result<PathBuf> {
+        self.ensure_root()?;
         let base = safe_name(&incident.id);
         let staged = self.stage(&base, incident, extras)?;
         let mut n = 1;
@@ -327,6 +406,7 @@ impl IncidentDir {
     /// incident (a provisional write while it was open). Readers see the old or the new
     /// version, never a mix; both writes are fsynced.
     pub fn replace(&mut self, incident: &Incident, extras: &Extras) -> Result<PathBuf> {
+        self.ensure_root()?;
         let name = safe_name(&incident.id);
         let staged = self.stage(&name, incident, extras)?;
         let moved = match self.move_in(&staged, &name, Rename::NoReplace) {
@@ -619,6 +699,25 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
     }
 
+    #[test]
+    fn an_output_directory_removed_while_running_is_made_again() {
+        let root = tmpdir("removed");
+        let mut d = IncidentDir::open(&root, Retention::default()).unwrap();
+        write_n(&mut d, 1);
+        fs::remove_dir_all(&root).unwrap();
+        let mut inc = disputed_incident();
+        inc.id = "after".into();
+        let p = d
+            .write(&inc, &Extras::default())
+            .expect("written after the removal");
+        assert!(p.join("incident.json").is_file());
+        assert_eq!(mode(&root), 0o700);
+        inc.id = "after2".into();
+        d.replace(&inc, &Extras::default()).unwrap();
+        assert_eq!(names(&root), vec!["after", "after2"]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
     fn write_n(d: &mut IncidentDir, n: usize) -> Vec<PathBuf> {
         (0..n)
             .map(|i| {
@@ -692,6 +791,32 @@ mod tests {
     }
 
     #[test]
+    fn hostile_maps_never_push_out_the_kernel_evidence() {
+        // Processes named in an incident choose their mapped file names: many of them, with
+        // long names, used to take the room of kernel.log (cut to 0) and the trace.
+        let inc = disputed_incident();
+        let line = format!(
+            "7f00-7f10 r-xp 0 08:01 1 /tmp/{}/libvulkan_radeon.so",
+            "a".repeat(480)
+        );
+        let extras = Extras {
+            process_maps: (0..200).map(|p| (p, vec![line.clone(); 64])).collect(),
+            host: None,
+        };
+        let cap = 1 << 20;
+        let full = render_files(&inc, &Extras::default()).unwrap();
+        let files = render_bounded(&inc, &extras, cap).unwrap();
+        assert!(total(&files) <= cap, "{}", total(&files));
+        for n in ["kernel.log", "trace.perfetto", "incident.json"] {
+            let want = &full.iter().find(|(f, _)| f == n).unwrap().1;
+            let got = &files.iter().find(|(f, _)| f == n).expect(n).1;
+            assert_eq!(got, want, "{n} was cut for the attacker's names");
+        }
+        let note = &files.iter().find(|(f, _)| f == "TRUNCATED.txt").unwrap().1;
+        assert!(String::from_utf8_lossy(note).contains("processes.json: driver mappings cut"));
+    }
+
+    #[test]
     fn an_oversized_incident_is_truncated_instead_of_evicting_the_others() {
         let root = tmpdir("oversized");
         let retention = Retention {
@@ -757,7 +882,10 @@ mod tests {
         let e = IncidentDir::open(&base.join("real"), Retention::default())
             .err()
             .unwrap();
-        assert!(format!("{e:#}").contains("chmod 0700"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("choose a directory only"),
+            "{e:#}"
+        );
         fs::remove_dir_all(&base).unwrap();
     }
 }

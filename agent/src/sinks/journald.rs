@@ -169,7 +169,12 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
         _ => "3",
     };
     let mut f: Vec<(String, String)> = vec![
-        ("MESSAGE".into(), msg),
+        // MESSAGE is what `journalctl` prints on a terminal: control bytes escaped. The
+        // HANGWATCH_* fields stay exact, for `journalctl HANGWATCH_CULPRIT_COMM=...`.
+        (
+            "MESSAGE".into(),
+            hangwatch_core::escape::terminal(&msg).into_owned(),
+        ),
         ("MESSAGE_ID".into(), MESSAGE_ID.into()),
         ("PRIORITY".into(), priority.into()),
         ("SYSLOG_IDENTIFIER".into(), "hangwatch".into()),
@@ -271,6 +276,10 @@ mod tests {
             get("HANGWATCH_CULPRIT_COMM"),
             vec!["x\nMESSAGE_ID=0000\nPRIORITY=0"]
         );
+        // The terminal copy escapes the name's control bytes; the field above stays exact.
+        let msg = get("MESSAGE").concat();
+        assert!(msg.contains("x\\x0aMESSAGE_ID"), "{msg:?}");
+        assert!(!msg.contains(|c: char| c.is_control()), "{msg:?}");
         assert_eq!(get("HANGWATCH_CULPRIT_PID"), vec!["7021"]);
         assert_eq!(get("HANGWATCH_KERNEL_BLAMED_COMM"), vec!["Xwayland"]);
         assert_eq!(get("HANGWATCH_GPU"), vec!["0000:c3:00.0"]);

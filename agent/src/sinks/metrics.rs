@@ -3,7 +3,7 @@
 //! scrape. Process names are chosen by any local user, so label values are escaped per the
 //! format and bounded: the first `max_comm_labels` distinct names get their own value, the rest
 //! are folded into `_other` and counted (`hangwatch_comm_labels_overflow_total`).
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,7 +22,8 @@ pub const OTHER: &str = "_other";
 #[derive(Debug, Default)]
 pub struct Metrics {
     max_comms: usize,
-    comms: BTreeSet<String>,
+    /// Names with their own label value, least recently seen first.
+    comms: VecDeque<String>,
     comm_overflow: u64,
     /// (gpu, kind, ring, culprit comm, confidence) → incidents.
     incidents: BTreeMap<[String; 5], u64>,
@@ -65,8 +66,10 @@ fn kind_label(k: IncidentKind) -> String {
         .to_lowercase()
 }
 
-/// Escapes a label value per the text format: backslash, double quote and newline.
+/// Escapes a label value per the text format (backslash, double quote and newline), after
+/// control bytes are shown as `\xNN` (`escape::terminal`): scrapes end up on terminals too.
 pub fn escape_label(v: &str) -> String {
+    let v = hangwatch_core::escape::terminal(v);
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -88,17 +91,46 @@ impl Metrics {
         }
     }
 
-    /// The label value for `comm`: itself while under the cap, else `_other` (counted).
+    /// The label value for `comm`: itself. The `max_comms` most recently seen names keep a
+    /// value; the least recent one past the cap is folded into `_other` (its counts move
+    /// there, counted in the overflow), so early fillers cannot hide a later culprit.
     fn comm_label(&mut self, comm: &str) -> String {
-        if self.comms.contains(comm) {
+        if let Some(i) = self.comms.iter().position(|c| c == comm) {
+            let c = self.comms.remove(i).unwrap_or_default();
+            self.comms.push_back(c);
             return comm.to_string();
         }
-        if self.comms.len() < self.max_comms {
-            self.comms.insert(comm.to_string());
-            return comm.to_string();
+        if self.max_comms == 0 {
+            self.comm_overflow += 1;
+            return OTHER.to_string();
         }
+        if self.comms.len() >= self.max_comms {
+            if let Some(old) = self.comms.pop_front() {
+                self.fold_into_other(&old);
+            }
+        }
+        self.comms.push_back(comm.to_string());
+        comm.to_string()
+    }
+
+    /// Moves every series labelled `comm` to `_other`.
+    fn fold_into_other(&mut self, comm: &str) {
         self.comm_overflow += 1;
-        OTHER.to_string()
+        let keys: Vec<[String; 5]> = self
+            .incidents
+            .keys()
+            .filter(|k| k[3] == comm)
+            .cloned()
+            .collect();
+        for k in keys {
+            let n = self.incidents.remove(&k).unwrap_or(0);
+            let mut to = k;
+            to[3] = OTHER.to_string();
+            *self.incidents.entry(to).or_default() += n;
+        }
+        if let Some(n) = self.page_faults.remove(comm) {
+            *self.page_faults.entry(OTHER.to_string()).or_default() += n;
+        }
     }
 
     /// Counts one closed incident.
@@ -204,7 +236,7 @@ impl Metrics {
         family(
             "hangwatch_comm_labels_overflow_total",
             "counter",
-            "Observations whose process name was folded into comm=\"_other\" (label cap reached).",
+            "Process names folded into comm=\"_other\" (the least recently seen, past the label cap).",
             vec![(String::new(), self.comm_overflow.to_string())],
         );
         family(
@@ -349,8 +381,12 @@ impl Drop for Server {
 /// Scrapes served at once; more wait in the listen backlog (a stuck client cannot starve
 /// Prometheus, and clients cannot make the agent spawn threads without bound).
 const MAX_CLIENTS: usize = 4;
-/// A request must arrive (and the answer leave) within this.
+/// The whole request head must arrive (and the answer leave) within this: a client sending
+/// one byte a second holds its slot 2 s, not as long as it likes.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// With every slot taken, the accepting thread serves a client itself if its request arrives
+/// within this: a scraper sends its request at once, so slow clients cannot make it fail.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(200);
 const MAX_REQUEST: usize = 8192;
 
 /// Listens on `addr` and serves `GET /metrics`.
@@ -373,7 +409,7 @@ pub fn serve(addr: SocketAddr, metrics: Shared) -> Result<Server> {
                 }
                 let Ok(stream) = conn else { continue };
                 if busy.load(Ordering::SeqCst) >= MAX_CLIENTS {
-                    let _ = respond(&stream, "503 Service Unavailable", "busy\n");
+                    let _ = serve_one(stream, &metrics, BUSY_TIMEOUT);
                     continue;
                 }
                 busy.fetch_add(1, Ordering::SeqCst);
@@ -381,7 +417,7 @@ pub fn serve(addr: SocketAddr, metrics: Shared) -> Result<Server> {
                 let spawned = std::thread::Builder::new()
                     .name("hangwatch-scrape".into())
                     .spawn(move || {
-                        let _ = serve_one(stream, &m);
+                        let _ = serve_one(stream, &m, IO_TIMEOUT);
                         b.fetch_sub(1, Ordering::SeqCst);
                     });
                 if spawned.is_err() {
@@ -406,13 +442,18 @@ fn respond(mut s: &TcpStream, status: &str, body: &str) -> std::io::Result<()> {
     s.flush()
 }
 
-/// Reads the request head (bounded in size and time) and answers it.
-fn serve_one(stream: TcpStream, metrics: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+/// Reads the request head (bounded in size, and in time as a whole: `limit`) and answers it.
+fn serve_one(stream: TcpStream, metrics: &Shared, limit: Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    stream.set_write_timeout(Some(limit))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = (&stream).read(&mut chunk)?;
         if n == 0 {
             break;
@@ -466,22 +507,46 @@ mod tests {
             inc.culprit.as_mut().unwrap().comm = comm.into();
             m.record_incident(&inc);
         }
+        // The two most recent names keep a value; the older ones' counts moved to _other.
+        let text = m.render();
+        assert!(text.contains(r#"culprit_comm="fourth""#), "{text}");
+        assert!(text.contains(r#"culprit_comm="third""#), "{text}");
+        assert!(!text.contains(r#"culprit_comm="zed""#), "{text}");
+        assert!(text.contains(r#"culprit_comm="_other""#), "{text}");
         m.record_page_fault("zed");
         m.record_page_fault("fifth");
         let text = m.render();
-        assert!(text.contains(r#"culprit_comm="a\"b\\c\nd""#), "{text}");
-        assert!(text.contains(r#"culprit_comm="_other""#), "{text}");
         assert!(
-            text.contains("hangwatch_comm_labels_overflow_total 3"),
-            "{text}"
-        );
-        assert!(
-            text.contains("hangwatch_kernel_misblames_total{gpu=\"0000:c3:00.0\""),
+            text.contains(r#"hangwatch_page_faults_total{comm="fifth"} 1"#),
             "{text}"
         );
         assert!(
             text.contains(r#"hangwatch_page_faults_total{comm="zed"} 1"#),
             "{text}"
+        );
+        assert!(
+            text.contains("hangwatch_comm_labels_overflow_total 4"),
+            "{text}"
+        );
+        let incidents: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("hangwatch_incidents_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(incidents, 4, "no count lost in the folding: {text}");
+        assert!(
+            text.contains("hangwatch_kernel_misblames_total{gpu=\"0000:c3:00.0\""),
+            "{text}"
+        );
+        let mut m = Metrics::new(2);
+        m.record_page_fault("a\"b\\c\nd");
+        let text = m.render();
+        assert!(text.contains(r#"comm="a\"b\\c\\x0ad""#), "{text}");
+        m.record_page_fault("\u{1b}]0;t\u{7}\r\u{7f}x");
+        let text = m.render();
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}', '\r', '\u{7f}']),
+            "raw control bytes in the exposition: {text:?}"
         );
         // Every sample line is `name{labels} value` or `name value`: no raw newline leaked.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
@@ -505,5 +570,42 @@ mod tests {
         assert!(r.contains("200 OK"));
         drop(idle);
         drop(srv);
+    }
+
+    #[test]
+    fn slow_clients_cannot_make_scrapes_fail() {
+        let shared: Shared = Arc::new(Mutex::new(Metrics::new(10)));
+        let srv = serve("127.0.0.1:0".parse().unwrap(), shared).unwrap();
+        let addr = srv.addr();
+        // Eight clients each sending one byte every 1.5 s, as long as the test runs.
+        let stop = Arc::new(AtomicBool::new(false));
+        let slow: Vec<_> = (0..2 * MAX_CLIENTS)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let Ok(mut s) = TcpStream::connect(addr) else {
+                            return;
+                        };
+                        for b in b"GET /metrics HTTP/1.1\r\n" {
+                            if stop.load(Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(1500));
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..5 {
+            let r = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        stop.store(true, Ordering::SeqCst);
+        for t in slow {
+            t.join().unwrap();
+        }
     }
 }

@@ -28,7 +28,9 @@ const HOME_ROOTS: &[&str] = &[
 /// Replaces user names, home paths, host names, addresses, serials and UUIDs.
 pub struct Redactor {
     /// Literal words replaced wherever they appear as a whole word: (word, replacement).
+    /// Host names match in any case (`GPUBOX7` is `gpubox7`); user names exactly.
     words: Vec<(String, &'static str)>,
+    short_domain: Regex,
     home: Regex,
     user_at_host: Regex,
     domain: Regex,
@@ -115,7 +117,14 @@ impl Redactor {
             // libgallium-25.0.7 or amdgpu.gpu_recovery.
             domain: re(r"\b[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*){2,}\b"),
             uuid: re(r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"),
-            mac: re(r"(?i)\b[0-9a-f]{2}(:[0-9a-f]{2}){5}\b"),
+            // Two labels only with a suffix sites use for hosts (`nfs01.lab`): `amdgpu.mes` stays.
+            short_domain: re(
+                r"(?i)\b[a-z][a-z0-9-]*\.(lab|lan|local|localdomain|corp|internal|intra|intranet|home|domain|example|com|net|org|edu|gov|io)\b",
+            ),
+            // `52:54:00:12:34:56`, `52-54-00-12-34-56` and `5254.0012.3456`.
+            mac: re(
+                r"(?i)\b([0-9a-f]{2}(:[0-9a-f]{2}){5}|[0-9a-f]{2}(-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})\b",
+            ),
             ipv6: re(
                 r"(?i)(^|[^0-9a-z:])(([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}|([0-9a-f]{1,4}:){1,7}:([0-9a-f]{1,4}(:[0-9a-f]{1,4}){0,6})?|::([0-9a-f]{1,4}(:[0-9a-f]{1,4}){0,6}))($|[^0-9a-z:])",
             ),
@@ -150,18 +159,30 @@ impl Redactor {
         let s = self.ipv6.replace_all(&s, "${1}<ip>${9}");
         let s = self.ipv4.replace_all(&s, "<ip>");
         let s = self.domain.replace_all(&s, "<host>");
+        let s = self.short_domain.replace_all(&s, "<host>");
         let mut out = s.into_owned();
         for (w, with) in &self.words {
-            out = replace_word(&out, w, with);
+            out = replace_word(&out, w, with, *with == "<host>");
         }
         out
     }
 }
 
-fn replace_word(s: &str, word: &str, with: &str) -> String {
+/// `word` replaced by `with` where it is a whole word; `any_case`: ASCII case ignored.
+fn replace_word(s: &str, word: &str, with: &str, any_case: bool) -> String {
+    let fold = |t: &str| {
+        if any_case {
+            t.to_ascii_lowercase()
+        } else {
+            t.to_string()
+        }
+    };
+    // ASCII case folding keeps byte offsets, so positions in the folded copy hold in `s`.
+    let (folded, word_f) = (fold(s), fold(word));
     let mut out = String::new();
     let mut rest = s;
-    while let Some(i) = rest.find(word) {
+    let mut rest_f = folded.as_str();
+    while let Some(i) = rest_f.find(&word_f) {
         let before = rest[..i].chars().next_back();
         let after = rest[i + word.len()..].chars().next();
         let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric() && c != '_');
@@ -169,9 +190,10 @@ fn replace_word(s: &str, word: &str, with: &str) -> String {
         out.push_str(if boundary(before) && boundary(after) {
             with
         } else {
-            word
+            &rest[i..i + word.len()]
         });
         rest = &rest[i + word.len()..];
+        rest_f = &rest_f[i + word.len()..];
     }
     out.push_str(rest);
     out
@@ -241,6 +263,32 @@ keep: 0000:c3:00.0 gfx_0.0.0 45766.649480 libgallium-25.0.7-1ubuntu1.so amdgpu.g
         ] {
             assert!(out.contains(kept), "{kept:?} lost:\n{out}");
         }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn case_two_labels_and_other_mac_spellings_are_redacted() {
+        let root = fake_host("redact2");
+        let roots = Roots {
+            root: root.clone(),
+            home: None,
+        };
+        let r = Redactor::new(&roots, None, &["gpubox7"]);
+        let planted = "GPUBOX7 Gpubox7 mounted nfs01.lab:/srv and build01.corp; \
+                       mac 52-54-00-12-34-56 and 5254.0012.3456";
+        let out = r.apply(planted);
+        for gone in [
+            "GPUBOX7",
+            "Gpubox7",
+            "nfs01",
+            "build01",
+            "52-54-00",
+            "5254.0012",
+        ] {
+            assert!(!out.contains(gone), "{gone:?} survived:\n{out}");
+        }
+        let keep = "amdgpu.mes=1 amdgpu.gpu_recovery=1 drm.debug=0x1e gfx_0.0.0 1002:7461 gpubox7x";
+        assert_eq!(r.apply(keep), keep);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -14,7 +14,8 @@ pub const HOST_SCHEMA: &str = "hangwatch.host/1";
 const MAX_TEXT: u64 = 256 << 10;
 /// amdgpu devcoredumps are text (IB and ring dumps); a few MiB in practice.
 pub const MAX_DEVCOREDUMP: u64 = 64 << 20;
-const MAX_DEVCOREDUMPS: usize = 4;
+/// At most this many devcoredumps are saved with an incident (and read from one).
+pub const MAX_DEVCOREDUMPS: usize = 4;
 const MAX_PARAMS: usize = 512;
 
 /// Where facts are read from; tests point this at a fake tree.

@@ -122,9 +122,11 @@ impl SeenCache {
                 self.seen.remove(&old);
             }
         }
-        let maps = std::fs::read_to_string(proc_root.join(pid.to_string()).join("maps"))
-            .map(|m| crate::sources::procinfo::driver_lines(&m))
-            .unwrap_or_default();
+        let maps = crate::sources::procinfo::read_maps_capped(
+            &proc_root.join(pid.to_string()).join("maps"),
+        )
+        .map(|m| crate::sources::procinfo::driver_lines(&m))
+        .unwrap_or_default();
         self.seen.insert(pid, maps);
         self.order.push_back(pid);
         let (exe, comm) = exe_comm(proc_root, pid);

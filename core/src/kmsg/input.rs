@@ -112,7 +112,45 @@ pub fn parse_dev_kmsg_record(record: &str) -> Option<(u64, String)> {
     let usec: u64 = it.next()?.parse().ok()?;
     let msg = msg.split('\n').next().unwrap_or("");
     let msg = msg.trim_end_matches('\r');
-    Some((usec.saturating_mul(1000), msg.to_string()))
+    Some((usec.saturating_mul(1000), unescape_kmsg(msg)))
+}
+
+/// The syslog facility of a `/dev/kmsg` record (`prio` is `facility << 3 | level`). The
+/// kernel's own records have facility 0; userspace writing to /dev/kmsg (journald's
+/// `ForwardToKMsg=`, `echo > /dev/kmsg`) gets LOG_USER (1) unless it says otherwise.
+pub fn dev_kmsg_facility(record: &str) -> Option<u32> {
+    let prio: u32 = record.split([',', ';']).next()?.parse().ok()?;
+    Some(prio >> 3)
+}
+
+/// /dev/kmsg escapes every byte that is not printable ASCII as `\xNN` (and `\` itself as
+/// `\x5c`); `dmesg` shows the bytes. Undone once, here, so a live name is the name `analyze`
+/// shows (`zëd漢`, not `z\xc3\xabd...`). Control bytes stay escaped: a line stays one line.
+pub fn unescape_kmsg(msg: &str) -> String {
+    if !msg.contains("\\x") {
+        return msg.to_string();
+    }
+    let b = msg.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let byte = (b[i] == b'\\' && b.get(i + 1) == Some(&b'x'))
+            .then(|| std::str::from_utf8(b.get(i + 2..i + 4)?).ok())
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(|&v| v >= 0x20 && v != 0x7f);
+        match byte {
+            Some(v) => {
+                out.push(v);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Streams a log through the recogniser and assembler, calling `sink` per event in log order.
@@ -609,6 +647,19 @@ mod tests {
             Some((45_768_561_065_000, "amdgpu 0000:2f:00.0: amdgpu: MODE1 reset".to_string()))
         );
         assert_eq!(parse_dev_kmsg_record("garbage"), None);
+    }
+
+    #[test]
+    fn dev_kmsg_escapes_are_undone_once_and_user_records_are_told_apart() {
+        let r = "3,9,1000,-;amdgpu: Process z\\xc3\\xabd\\xe6\\xbc\\xa2 pid 1 a\\x5cx41 \\x1b[2J \\x0a \\xzz \\x4";
+        let (_, m) = parse_dev_kmsg_record(r).unwrap();
+        assert_eq!(
+            m,
+            "amdgpu: Process zëd漢 pid 1 a\\x41 \\x1b[2J \\x0a \\xzz \\x4"
+        );
+        assert_eq!(dev_kmsg_facility("3,9,1000,-;amdgpu: x"), Some(0));
+        assert_eq!(dev_kmsg_facility("14,9,1000,-;amdgpu: x"), Some(1));
+        assert_eq!(dev_kmsg_facility("garbage"), None);
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub mod walltime;
 pub mod years;
 
 pub use assemble::KmsgAssembler;
-pub use input::{parse_dev_kmsg_record, Format, InputStats, LogReader};
+pub use input::{
+    dev_kmsg_facility, parse_dev_kmsg_record, unescape_kmsg, Format, InputStats, LogReader,
+};
 pub use stamp::Form;
 
 use crate::model::{Event, Source};
