@@ -62,6 +62,11 @@ pub struct InputStats {
     pub first_lines: Vec<String>,
     /// The input stopped inside a journal export field.
     pub truncated: bool,
+    /// Records found joined onto another record's line (a paste that lost its newlines) and
+    /// read as lines of their own.
+    pub joined_records: u64,
+    /// The input was newest first (`journalctl -r`) and was read reversed.
+    pub newest_first: bool,
 }
 
 impl InputStats {
@@ -158,6 +163,9 @@ pub struct LogReader {
     boots: Boots,
     time: LocalTime,
     amdgpu: memmem::Finder<'static>,
+    /// `[drm:`: amdgpu's `DRM_ERROR` lines name no module when amdgpu is built in
+    /// (`[drm:gfx_v9_0_bad_op_irq] …`).
+    drm: memmem::Finder<'static>,
     /// The line hook's unprefixed texts ([`LineHook::unprefixed`]): lines holding one pass
     /// the "mentions amdgpu" pre-filters too.
     unprefixed: Vec<memmem::Finder<'static>>,
@@ -191,6 +199,7 @@ impl LogReader {
             boots: Boots::new(first_seq, source),
             time: LocalTime::new(zone, reference_ns),
             amdgpu: memmem::Finder::new(b"amdgpu"),
+            drm: memmem::Finder::new(b"[drm:"),
             unprefixed: Vec::new(),
             linux_version: memmem::Finder::new(b"Linux version "),
             hold: Hold::default(),
@@ -273,12 +282,29 @@ impl LogReader {
                 String::from_utf8_lossy(buf)
             }
         };
-        self.text_line(text.trim_end_matches(['\n', '\r']), mentions, sink);
+        let text = text.trim_end_matches(['\n', '\r']);
+        let starts = if mentions {
+            stamp::joined_starts(text, &self.time)
+        } else {
+            Vec::new()
+        };
+        if starts.is_empty() {
+            return self.text_line(text, mentions, sink);
+        }
+        // Records joined on one line are read as the lines they were.
+        self.stats.joined_records += starts.len() as u64;
+        let ends = starts.iter().copied().chain([text.len()]);
+        for (a, z) in std::iter::once(0).chain(starts.iter().copied()).zip(ends) {
+            let part = text[a..z].trim_end();
+            self.text_line(part, self.mentions(part.as_bytes()), sink);
+        }
     }
 
     /// The line mentions amdgpu, or holds one of the line hook's unprefixed texts.
     fn mentions(&self, buf: &[u8]) -> bool {
-        self.amdgpu.find(buf).is_some() || self.unprefixed.iter().any(|f| f.find(buf).is_some())
+        self.amdgpu.find(buf).is_some()
+            || self.drm.find(buf).is_some()
+            || self.unprefixed.iter().any(|f| f.find(buf).is_some())
     }
 
     /// A message for the assembler: an amdgpu prefix, or a line the hook wants without one.

@@ -16,6 +16,7 @@ pub mod journal;
 pub mod kfd;
 pub mod lines;
 mod months;
+pub mod order;
 pub mod source;
 pub mod stamp;
 pub mod walltime;

@@ -1,0 +1,120 @@
+//! Newest-first logs (`journalctl -r`, `dmesg | tac`): told by their stamps going back, and
+//! read in the order the kernel printed them. Continuation lines then follow their header
+//! again, and the reset follows its timeout.
+use std::io::{self, BufRead, Cursor, Read};
+
+use super::journal;
+use super::stamp::{self, LocalTime};
+
+/// The start of the input whose stamps decide the order.
+const SAMPLE_BYTES: u64 = 1 << 16;
+/// The most a newest-first input may hold: it is reversed in memory.
+pub const MAX_REVERSED_BYTES: u64 = 64 << 20;
+
+/// The order an input was read in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    OldestFirst,
+    /// Newest first; reversed before reading.
+    NewestFirst,
+    /// Newest first, but longer than [`MAX_REVERSED_BYTES`]: read in the order given.
+    NewestFirstTooLong,
+}
+
+/// `r` oldest first: its first [`SAMPLE_BYTES`] are read to tell the order, and a newest-first
+/// input is read whole and its lines reversed.
+pub fn oldest_first(
+    mut r: Box<dyn BufRead>,
+    lt: &LocalTime,
+) -> io::Result<(Box<dyn BufRead>, Order)> {
+    let mut head = Vec::new();
+    r.by_ref().take(SAMPLE_BYTES).read_to_end(&mut head)?;
+    if head.len() as u64 == SAMPLE_BYTES {
+        r.read_until(b'\n', &mut head)?;
+    }
+    if !newest_first(&head, lt) {
+        return Ok((Box::new(Cursor::new(head).chain(r)), Order::OldestFirst));
+    }
+    let room = MAX_REVERSED_BYTES.saturating_sub(head.len() as u64);
+    r.by_ref().take(room + 1).read_to_end(&mut head)?;
+    if head.len() as u64 > MAX_REVERSED_BYTES {
+        return Ok((
+            Box::new(Cursor::new(head).chain(r)),
+            Order::NewestFirstTooLong,
+        ));
+    }
+    Ok((
+        Box::new(Cursor::new(reversed_lines(&head))),
+        Order::NewestFirst,
+    ))
+}
+
+/// The lines of `text` in reverse order, each ending in `\n`.
+fn reversed_lines(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 1);
+    for line in text.split(|&c| c == b'\n').rev() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.is_empty() {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// Whether the stamps of `head` go back: at least two steps back, and more than four times
+/// as many as forward (printk stamps of different CPUs are slightly out of order; a second
+/// boot goes back once).
+fn newest_first(head: &[u8], lt: &LocalTime) -> bool {
+    let mut lt = LocalTime::new(lt.zone.clone(), lt.reference_ns);
+    let (mut back, mut forward) = (0u32, 0u32);
+    let mut last: [Option<u64>; 2] = [None, None];
+    for line in head.split(|&c| c == b'\n') {
+        let text = String::from_utf8_lossy(line);
+        let (mono, real) = if text.starts_with('{') {
+            journal::parse_json(&text).map_or((None, None), |e| e.stamps())
+        } else {
+            let s = stamp::split(&text, &mut lt);
+            (s.mono_ns, s.real_ns)
+        };
+        let (clock, t) = match (mono, real) {
+            (Some(m), _) => (0, m),
+            (None, Some(r)) => (1, r),
+            (None, None) => continue,
+        };
+        if let Some(prev) = last[clock] {
+            back += u32::from(t < prev);
+            forward += u32::from(t > prev);
+        }
+        last[clock] = Some(t);
+    }
+    back >= 2 && back > 4 * forward
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::tz::TimeZone;
+
+    fn order(text: &str) -> (String, Order) {
+        let lt = LocalTime::new(TimeZone::UTC, 1_798_675_200_000_000_000);
+        let (mut r, o) =
+            oldest_first(Box::new(Cursor::new(text.as_bytes().to_vec())), &lt).expect("in memory");
+        let mut s = String::new();
+        r.read_to_string(&mut s).expect("utf-8");
+        (s, o)
+    }
+
+    #[test]
+    fn newest_first_input_is_reversed() {
+        let fwd = "[ 1.0] a\n[ 2.0] b\n[ 3.0] c\n";
+        assert_eq!(order(fwd), (fwd.to_string(), Order::OldestFirst));
+        let rev = "[ 3.0] c\n[ 2.0] b\n[ 1.0] a\n";
+        assert_eq!(order(rev), (fwd.to_string(), Order::NewestFirst));
+        let journal = "Nov 14 10:46:53 h kernel: c\r\nNov 14 10:46:52 h kernel: b\r\nNov 14 10:46:51 h kernel: a";
+        assert_eq!(order(journal).1, Order::NewestFirst);
+        // Two boots concatenated go back once: oldest first.
+        let boots = "[ 5.0] a\n[ 6.0] b\n[ 1.0] c\n[ 2.0] d\n";
+        assert_eq!(order(boots).1, Order::OldestFirst);
+    }
+}
