@@ -65,6 +65,8 @@ pub struct InputStats {
     /// Records found joined onto another record's line (a paste that lost its newlines) and
     /// read as lines of their own.
     pub joined_records: u64,
+    /// Lines that were the rest of a line a terminal wrapped, joined back onto it.
+    pub wrapped_lines: u64,
     /// The input was newest first (`journalctl -r`) and was read reversed.
     pub newest_first: bool,
 }
@@ -156,6 +158,25 @@ pub(super) fn read_line<R: BufRead + ?Sized>(
     }
 }
 
+/// The narrowest terminal width a wrapped line is looked for at.
+const MIN_WRAP_WIDTH: usize = 64;
+
+/// Widths seen, to tell a terminal's wrapping: the widest line so far and the last piece.
+#[derive(Default)]
+struct Wrap {
+    widest: usize,
+    piece: usize,
+}
+
+/// Characters of a line without its line end (UTF-8 continuation bytes not counted).
+fn text_chars(line: &[u8]) -> usize {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    line[..end].iter().filter(|&&c| c & 0xC0 != 0x80).count()
+}
+
 /// Streams a log through the recogniser and assembler, calling `sink` per event in log order.
 pub struct LogReader {
     format: Format,
@@ -230,10 +251,16 @@ impl LogReader {
     /// the events read so far went to `sink`; bad content never is an error.
     pub fn read<R: BufRead>(&mut self, mut r: R, sink: &mut dyn FnMut(Event)) -> io::Result<()> {
         let mut buf = Vec::with_capacity(4096);
+        // The previous line, held until the next shows whether it was wrapped (see `wraps`).
+        let mut held = Vec::with_capacity(4096);
+        let mut wrap = Wrap::default();
         loop {
             buf.clear();
             let (n, cut) = read_line(&mut r, &mut buf, MAX_LINE_BYTES)?;
             if n == 0 {
+                if !held.is_empty() {
+                    self.raw_line(&held, sink);
+                }
                 return Ok(());
             }
             if self.stats.lines == 0 && self.stats.entries == 0 {
@@ -251,8 +278,44 @@ impl LogReader {
             if cut {
                 self.stats.long_lines += 1;
             }
-            self.raw_line(&buf, sink);
+            let chars = text_chars(&buf);
+            if !held.is_empty() && self.wraps(&wrap, &held, &buf) {
+                // A terminal wrapped the line: its rest goes back on it.
+                while matches!(held.last(), Some(b'\n' | b'\r')) {
+                    held.pop();
+                }
+                held.extend_from_slice(&buf);
+                wrap.piece = chars;
+                self.stats.wrapped_lines += 1;
+                continue;
+            }
+            if !held.is_empty() {
+                self.raw_line(&held, sink);
+            }
+            std::mem::swap(&mut held, &mut buf);
+            wrap.piece = chars;
+            wrap.widest = wrap.widest.max(chars);
         }
+    }
+
+    /// Whether `next` is the rest of `held`, wrapped by a terminal at its width: `held`'s last
+    /// piece is as wide as the widest line so far (at least [`MIN_WRAP_WIDTH`] characters) and
+    /// holds an amdgpu message, and `next` starts no line of its own (no stamp, no amdgpu prefix,
+    /// no journal separator).
+    fn wraps(&self, wrap: &Wrap, held: &[u8], next: &[u8]) -> bool {
+        if wrap.piece < MIN_WRAP_WIDTH || wrap.piece != wrap.widest || !self.mentions(held) {
+            return false;
+        }
+        let next = String::from_utf8_lossy(next);
+        let next = next.trim_end_matches(['\n', '\r']);
+        let t = next.trim_start();
+        if t.is_empty() || t.starts_with("-- ") || t.starts_with('{') {
+            return false;
+        }
+        let st = stamp::split(next, &mut self.time.scratch());
+        st.form == Form::Bare
+            && lines::strip_prefix(t).is_none()
+            && stamp::embedded(next, &mut self.time.scratch()).is_none()
     }
 
     /// One line of any line-based form.

@@ -4,7 +4,9 @@
 use std::io::{self, BufRead, Cursor, Read};
 
 use super::journal;
+use super::lines::{self, Line};
 use super::stamp::{self, LocalTime};
+use crate::model::KmsgKind;
 
 /// The start of the input whose stamps decide the order.
 const SAMPLE_BYTES: u64 = 1 << 16;
@@ -62,33 +64,75 @@ fn reversed_lines(text: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether the stamps of `head` go back: at least two steps back, and more than four times
-/// as many as forward (printk stamps of different CPUs are slightly out of order; a second
-/// boot goes back once).
+/// Whether `head` reads newest first. The stamps decide when they step at least twice: at
+/// least two steps back and more than four times as many as forward (printk stamps of
+/// different CPUs are slightly out of order; a second boot goes back once). Otherwise (stamps
+/// all equal, or none) the kernel's order of a hang's lines decides ([`phase`]): a Process line
+/// before its timeout or a reset's result before its begin is a step back, the other way a
+/// step forward, and more steps back than forward is newest first (a log that starts
+/// mid-record has one step back, its orphan continuation, but its next header a step forward).
 fn newest_first(head: &[u8], lt: &LocalTime) -> bool {
     let mut lt = LocalTime::new(lt.zone.clone(), lt.reference_ns);
-    let (mut back, mut forward) = (0u32, 0u32);
+    // Votes of the stamps and of the kernel's order: [back, forward].
+    let (mut stamps, mut steps) = ([0u32; 2], [0u32; 2]);
     let mut last: [Option<u64>; 2] = [None, None];
+    let mut last_phase = None;
     for line in head.split(|&c| c == b'\n') {
         let text = String::from_utf8_lossy(line);
-        let (mono, real) = if text.starts_with('{') {
-            journal::parse_json(&text).map_or((None, None), |e| e.stamps())
+        let (mono, real, msg) = if text.starts_with('{') {
+            let e = journal::parse_json(&text);
+            let (m, r) = e.as_ref().map_or((None, None), |e| e.stamps());
+            let msg = e
+                .and_then(|e| e.message)
+                .map(|m| String::from_utf8_lossy(&m).into_owned());
+            (m, r, msg.unwrap_or_default())
         } else {
             let s = stamp::split(&text, &mut lt);
-            (s.mono_ns, s.real_ns)
+            (s.mono_ns, s.real_ns, s.msg.trim_start().to_string())
         };
+        if let Some(p) = phase(&msg) {
+            if let Some(prev) = last_phase.replace(p) {
+                // Steps of one sequence, or a timeout next to a reset's begin.
+                let header_and_begin = matches!((prev.1.min(p.1), prev.1.max(p.1)), (1, 3));
+                if prev.0 == p.0 || header_and_begin {
+                    steps[0] += u32::from(p.1 < prev.1);
+                    steps[1] += u32::from(p.1 > prev.1);
+                }
+            }
+        }
         let (clock, t) = match (mono, real) {
             (Some(m), _) => (0, m),
             (None, Some(r)) => (1, r),
             (None, None) => continue,
         };
         if let Some(prev) = last[clock] {
-            back += u32::from(t < prev);
-            forward += u32::from(t > prev);
+            stamps[0] += u32::from(t < prev);
+            stamps[1] += u32::from(t > prev);
         }
         last[clock] = Some(t);
     }
-    back >= 2 && back > 4 * forward
+    if stamps[0] + stamps[1] >= 2 {
+        return stamps[0] >= 2 && stamps[0] > 4 * stamps[1];
+    }
+    stamps[0] + steps[0] > stamps[1] + steps[1]
+}
+
+/// Where an amdgpu line stands in the kernel's order of one hang: (sequence, step). Sequences:
+/// 0 a timeout or fault (1 its header, 2 a continuation), 1 a full reset, 2 a per-ring reset
+/// (3 the begin, 4 the result). None: any other line.
+fn phase(msg: &str) -> Option<(u8, u8)> {
+    let c = lines::classify(msg)?;
+    match c.line {
+        Line::Cont(_) => Some((0, 2)),
+        Line::Record(k) => match k {
+            KmsgKind::RingTimeout { .. } | KmsgKind::PageFault { .. } => Some((0, 1)),
+            KmsgKind::ResetBegin { .. } => Some((1, 3)),
+            KmsgKind::ResetResult { .. } => Some((1, 4)),
+            KmsgKind::RingReset { ok: None, .. } => Some((2, 3)),
+            KmsgKind::RingReset { .. } => Some((2, 4)),
+            _ => None,
+        },
+    }
 }
 
 #[cfg(test)]

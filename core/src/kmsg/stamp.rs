@@ -163,7 +163,7 @@ impl LocalTime {
     }
 
     /// A copy to try a reading on without moving the stream.
-    fn scratch(&self) -> LocalTime {
+    pub(crate) fn scratch(&self) -> LocalTime {
         LocalTime {
             zone: self.zone.clone(),
             reference_ns: self.reference_ns,
@@ -194,30 +194,54 @@ impl LocalTime {
 pub fn joined_starts(line: &str, lt: &LocalTime) -> Vec<usize> {
     let mut scratch = lt.scratch();
     let first = split(line, &mut scratch);
-    if matches!(first.form, Form::Bare | Form::Embedded | Form::Kmsg) {
+    if matches!(first.form, Form::Embedded | Form::Kmsg) {
         return Vec::new();
     }
     let b = line.as_bytes();
-    let bracketed = b.first() == Some(&b'[');
     let mut from = first.msg.as_ptr() as usize - line.as_ptr() as usize;
     let mut out = Vec::new();
     while let Some(p) = (from + 1..b.len()).find(|&i| {
-        let after_blank = matches!(b[i - 1], b' ' | b'\t');
-        let shaped = if bracketed {
-            b[i] == b'['
-        } else {
-            b[i].is_ascii_alphanumeric() || !b[i].is_ascii()
-        };
-        after_blank
-            && shaped
+        matches!(b[i - 1], b' ' | b'\t')
             && line.is_char_boundary(i)
-            && (bracketed || first.host.is_none() || has_kernel_tag(&b[i..]))
-            && split(&line[i..], &mut lt.scratch()).form == first.form
+            && record_start(&line[i..], &first, lt)
     }) {
         out.push(p);
         from = p;
     }
     out
+}
+
+/// Whether `rest` starts a record joined after `first`: a stamp of `first`'s own form; in a
+/// line without a stamp, an amdgpu message or a stamped line holding one.
+fn record_start(rest: &str, first: &Stamped<'_>, lt: &LocalTime) -> bool {
+    let b = rest.as_bytes();
+    let stamp_shaped = if b[0] == b'[' {
+        b.get(1)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || !c.is_ascii() || *c == b' ')
+    } else {
+        // A wall stamp opens the text: `Aug 14 …`, `Fri 2026-…`, `2026-…`, `1778263346.4 …`
+        // (a word of the message before a stamp is not one).
+        let mut words = rest.split_whitespace().map(|w| w.as_bytes()[0]);
+        let opens = words.next().is_some_and(|c| c.is_ascii_digit())
+            || words.next().is_some_and(|c| c.is_ascii_digit());
+        (b[0].is_ascii_alphanumeric() || !b[0].is_ascii()) && opens && has_kernel_tag(b)
+    };
+    if first.form != Form::Bare {
+        let own = b[0] == b'[' || first.host.is_none() || has_kernel_tag(b);
+        // A month no locale knows is a word of the message before a stamp, not a stamp.
+        let s = split(rest, &mut lt.scratch());
+        return stamp_shaped && own && s.form == first.form && !s.unknown_month;
+    }
+    if rest.starts_with("amdgpu ") || rest.starts_with("[drm:") {
+        return super::lines::strip_prefix(rest).is_some();
+    }
+    if !stamp_shaped {
+        return false;
+    }
+    let s = split(rest, &mut lt.scratch());
+    !matches!(s.form, Form::Bare | Form::Embedded | Form::Kmsg)
+        && !s.unknown_month
+        && super::lines::strip_prefix(s.msg).is_some()
 }
 
 /// `kernel: ` within the reach of a wall stamp and host name.
