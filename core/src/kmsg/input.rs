@@ -309,7 +309,9 @@ impl LogReader {
         let next = String::from_utf8_lossy(next);
         let next = next.trim_end_matches(['\n', '\r']);
         let t = next.trim_start();
-        if t.is_empty() || t.starts_with("-- ") || t.starts_with('{') {
+        // /dev/kmsg dictionary lines (` SUBSYSTEM=pci`) are no text of the line before.
+        let dictionary = next.starts_with(' ') && next.contains('=') && !next.contains(": ");
+        if t.is_empty() || t.starts_with("-- ") || t.starts_with('{') || dictionary {
             return false;
         }
         let st = stamp::split(next, &mut self.time.scratch());
