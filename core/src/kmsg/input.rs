@@ -310,7 +310,12 @@ impl LogReader {
         let next = next.trim_end_matches(['\n', '\r']);
         let t = next.trim_start();
         // /dev/kmsg dictionary lines (` SUBSYSTEM=pci`) are no text of the line before.
-        let dictionary = next.starts_with(' ') && next.contains('=') && !next.contains(": ");
+        let dictionary = next.starts_with(' ')
+            && t.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+            });
         if t.is_empty() || t.starts_with("-- ") || t.starts_with('{') || dictionary {
             return false;
         }
