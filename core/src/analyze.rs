@@ -76,18 +76,14 @@ impl Analyzer {
         let probe = LocalTime::new(self.zone.clone(), reference);
         let mut order_error = None;
         let reader = std::mem::replace(&mut opened.reader, Box::new(std::io::empty()));
-        match order::oldest_first(reader, &probe) {
-            Ok((r, o)) => {
-                opened.reader = r;
-                lr.stats.newest_first = o != Order::OldestFirst;
-                if o == Order::NewestFirstTooLong {
-                    order_error = Some(format!(
-                        "newest first (journalctl -r) and longer than {} MiB: read in the order given, so records may be folded wrongly; reverse it first (tac)",
-                        order::MAX_REVERSED_BYTES >> 20
-                    ));
-                }
-            }
-            Err(e) => order_error = Some(read_error(&e, &lr.stats, compression)),
+        let (reader, o) = order::oldest_first(reader, &probe);
+        opened.reader = reader;
+        lr.stats.newest_first = o != Order::OldestFirst;
+        if o == Order::NewestFirstTooLong {
+            order_error = Some(format!(
+                "newest first (journalctl -r) and longer than {} MiB: read in the order given, so records may be folded wrongly; reverse it first (tac)",
+                order::MAX_REVERSED_BYTES >> 20
+            ));
         }
         let corr = &mut self.corr;
         let mut sink = |e: Event| {

@@ -1,7 +1,7 @@
 //! Newest-first logs (`journalctl -r`, `dmesg | tac`): told by their stamps going back, and
 //! read in the order the kernel printed them. Continuation lines then follow their header
 //! again, and the reset follows its timeout.
-use std::io::{self, BufRead, Cursor, Read};
+use std::io::{self, BufRead, BufReader, Cursor, Read};
 
 use super::journal;
 use super::lines::{self, Line};
@@ -25,30 +25,50 @@ pub enum Order {
 
 /// `r` oldest first: its first [`SAMPLE_BYTES`] are read to tell the order, and a newest-first
 /// input is read whole and its lines reversed.
-pub fn oldest_first(
-    mut r: Box<dyn BufRead>,
-    lt: &LocalTime,
-) -> io::Result<(Box<dyn BufRead>, Order)> {
+pub fn oldest_first(mut r: Box<dyn BufRead>, lt: &LocalTime) -> (Box<dyn BufRead>, Order) {
     let mut head = Vec::new();
-    r.by_ref().take(SAMPLE_BYTES).read_to_end(&mut head)?;
-    if head.len() as u64 == SAMPLE_BYTES {
-        r.read_until(b'\n', &mut head)?;
+    // A read error (a truncated compressed stream) comes after the bytes read before it.
+    let mut failed = r.by_ref().take(SAMPLE_BYTES).read_to_end(&mut head).err();
+    if failed.is_none() && head.len() as u64 == SAMPLE_BYTES {
+        failed = r.read_until(b'\n', &mut head).err();
     }
     if !newest_first(&head, lt) {
-        return Ok((Box::new(Cursor::new(head).chain(r)), Order::OldestFirst));
+        let rest: Box<dyn Read> = match failed {
+            Some(e) => Box::new(Failed(Some(e))),
+            None => r,
+        };
+        return (
+            Box::new(BufReader::new(Cursor::new(head).chain(rest))),
+            Order::OldestFirst,
+        );
     }
     let room = MAX_REVERSED_BYTES.saturating_sub(head.len() as u64);
-    r.by_ref().take(room + 1).read_to_end(&mut head)?;
-    if head.len() as u64 > MAX_REVERSED_BYTES {
-        return Ok((
-            Box::new(Cursor::new(head).chain(r)),
-            Order::NewestFirstTooLong,
-        ));
+    if failed.is_none() {
+        failed = r.by_ref().take(room + 1).read_to_end(&mut head).err();
     }
-    Ok((
-        Box::new(Cursor::new(reversed_lines(&head))),
+    if failed.is_none() && head.len() as u64 > MAX_REVERSED_BYTES {
+        return (
+            Box::new(BufReader::new(Cursor::new(head).chain(r))),
+            Order::NewestFirstTooLong,
+        );
+    }
+    let lines = Cursor::new(reversed_lines(&head));
+    (
+        Box::new(BufReader::new(lines.chain(Failed(failed)))),
         Order::NewestFirst,
-    ))
+    )
+}
+
+/// A reader that fails once with the error a stream stopped on, then ends.
+struct Failed(Option<io::Error>);
+
+impl Read for Failed {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        match self.0.take() {
+            Some(e) => Err(e),
+            None => Ok(0),
+        }
+    }
 }
 
 /// The lines of `text` in reverse order, each ending in `\n`.
@@ -142,8 +162,7 @@ mod tests {
 
     fn order(text: &str) -> (String, Order) {
         let lt = LocalTime::new(TimeZone::UTC, 1_798_675_200_000_000_000);
-        let (mut r, o) =
-            oldest_first(Box::new(Cursor::new(text.as_bytes().to_vec())), &lt).expect("in memory");
+        let (mut r, o) = oldest_first(Box::new(Cursor::new(text.as_bytes().to_vec())), &lt);
         let mut s = String::new();
         r.read_to_string(&mut s).expect("utf-8");
         (s, o)
