@@ -161,7 +161,8 @@ pub(super) fn read_line<R: BufRead + ?Sized>(
 /// The narrowest terminal width a wrapped line is looked for at.
 const MIN_WRAP_WIDTH: usize = 64;
 
-/// Widths seen, to tell a terminal's wrapping: the widest line so far and the last piece.
+/// Widths seen, to tell a terminal's wrapping: the widest amdgpu line so far and the last
+/// piece.
 #[derive(Default)]
 struct Wrap {
     widest: usize,
@@ -278,14 +279,13 @@ impl LogReader {
             if cut {
                 self.stats.long_lines += 1;
             }
-            let chars = text_chars(&buf);
             if !held.is_empty() && self.wraps(&wrap, &held, &buf) {
                 // A terminal wrapped the line: its rest goes back on it.
                 while matches!(held.last(), Some(b'\n' | b'\r')) {
                     held.pop();
                 }
                 held.extend_from_slice(&buf);
-                wrap.piece = chars;
+                wrap.piece = text_chars(&buf);
                 self.stats.wrapped_lines += 1;
                 continue;
             }
@@ -293,13 +293,19 @@ impl LogReader {
                 self.raw_line(&held, sink);
             }
             std::mem::swap(&mut held, &mut buf);
+            // Only an amdgpu line is looked at as wrapped: the hot path counts no others.
+            let chars = if self.mentions(&held) {
+                text_chars(&held)
+            } else {
+                0
+            };
             wrap.piece = chars;
             wrap.widest = wrap.widest.max(chars);
         }
     }
 
     /// Whether `next` is the rest of `held`, wrapped by a terminal at its width: `held`'s last
-    /// piece is as wide as the widest line so far (at least [`MIN_WRAP_WIDTH`] characters) and
+    /// piece is as wide as the widest amdgpu line so far (at least [`MIN_WRAP_WIDTH`] characters) and
     /// holds an amdgpu message, and `next` starts no line of its own (no stamp, no amdgpu prefix,
     /// no journal separator).
     fn wraps(&self, wrap: &Wrap, held: &[u8], next: &[u8]) -> bool {
