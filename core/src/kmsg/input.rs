@@ -166,7 +166,19 @@ const MIN_WRAP_WIDTH: usize = 64;
 #[derive(Default)]
 struct Wrap {
     widest: usize,
+    /// amdgpu lines (and pieces) as wide as `widest`: a terminal's width recurs.
+    at_widest: u32,
     piece: usize,
+}
+
+impl Wrap {
+    fn piece(&mut self, chars: usize) {
+        self.piece = chars;
+        if chars > self.widest {
+            (self.widest, self.at_widest) = (chars, 0);
+        }
+        self.at_widest += u32::from(chars == self.widest && chars > 0);
+    }
 }
 
 /// Characters of a line without its line end (UTF-8 continuation bytes not counted).
@@ -285,7 +297,7 @@ impl LogReader {
                     held.pop();
                 }
                 held.extend_from_slice(&buf);
-                wrap.piece = text_chars(&buf);
+                wrap.piece(text_chars(&buf));
                 self.stats.wrapped_lines += 1;
                 continue;
             }
@@ -299,8 +311,7 @@ impl LogReader {
             } else {
                 0
             };
-            wrap.piece = chars;
-            wrap.widest = wrap.widest.max(chars);
+            wrap.piece(chars);
         }
     }
 
@@ -322,7 +333,19 @@ impl LogReader {
                     && k.bytes()
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
             });
-        if t.is_empty() || t.starts_with("-- ") || t.starts_with('{') || dictionary {
+        if t.is_empty()
+            || t.starts_with("-- ")
+            || t.starts_with('{')
+            || t.starts_with("Linux version ")
+            || dictionary
+        {
+            return false;
+        }
+        // Without a stamp on the held line, any unrelated line could follow the widest one:
+        // the width must have recurred.
+        let held_text = String::from_utf8_lossy(held);
+        let stamped = stamp::split(&held_text, &mut self.time.scratch()).form != Form::Bare;
+        if !stamped && wrap.at_widest < 2 {
             return false;
         }
         let st = stamp::split(next, &mut self.time.scratch());
