@@ -5,7 +5,9 @@ use jiff::tz::TimeZone;
 
 use crate::correlate::{Config, Correlator};
 use crate::incident::Incident;
+use crate::kmsg::order::{self, Order};
 use crate::kmsg::source::Opened;
+use crate::kmsg::stamp::LocalTime;
 use crate::kmsg::{walltime, Format, InputStats, LogReader};
 use crate::model::{Event, Source};
 
@@ -71,6 +73,18 @@ impl Analyzer {
         )
         .with_line_hook(crate::kmsg::kfd::HOOK);
         let compression = opened.compression;
+        let probe = LocalTime::new(self.zone.clone(), reference);
+        let mut order_error = None;
+        let reader = std::mem::replace(&mut opened.reader, Box::new(std::io::empty()));
+        let (reader, o) = order::oldest_first(reader, &probe);
+        opened.reader = reader;
+        lr.stats.newest_first = o != Order::OldestFirst;
+        if o == Order::NewestFirstTooLong {
+            order_error = Some(format!(
+                "newest first (journalctl -r) and longer than {} MiB: read in the order given, so records may be folded wrongly; reverse it first (tac)",
+                order::MAX_REVERSED_BYTES >> 20
+            ));
+        }
         let corr = &mut self.corr;
         let mut sink = |e: Event| {
             let inc = corr.push(e);
@@ -82,6 +96,7 @@ impl Analyzer {
             .read(&mut opened.reader, &mut sink)
             .err()
             .map(|e| read_error(&e, &lr.stats, compression));
+        error = error.or(order_error);
         lr.finish(&mut sink);
         self.next_seq = lr.next_seq();
         if let Err(e) = opened.finish() {

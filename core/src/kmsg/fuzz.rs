@@ -61,7 +61,8 @@ fn read_checked(data: &[u8], format: Format) {
 }
 
 fn check_events(events: &[Event], input: &[u8]) {
-    let text = String::from_utf8_lossy(input);
+    // Lines a terminal wrapped are kept joined back: the input without its line breaks.
+    let text = String::from_utf8_lossy(input).replace(['\r', '\n'], "");
     for e in events {
         let r = match &e.body {
             EventBody::Kmsg(r) => r,

@@ -62,6 +62,13 @@ pub struct InputStats {
     pub first_lines: Vec<String>,
     /// The input stopped inside a journal export field.
     pub truncated: bool,
+    /// Records found joined onto another record's line (a paste that lost its newlines) and
+    /// read as lines of their own.
+    pub joined_records: u64,
+    /// Lines that were the rest of a line a terminal wrapped, joined back onto it.
+    pub wrapped_lines: u64,
+    /// The input was newest first (`journalctl -r`) and was read reversed.
+    pub newest_first: bool,
 }
 
 impl InputStats {
@@ -153,6 +160,38 @@ pub fn unescape_kmsg(msg: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The narrowest terminal width a wrapped line is looked for at.
+const MIN_WRAP_WIDTH: usize = 64;
+
+/// Widths seen, to tell a terminal's wrapping: the widest amdgpu line so far and the last
+/// piece.
+#[derive(Default)]
+struct Wrap {
+    widest: usize,
+    /// amdgpu lines (and pieces) as wide as `widest`: a terminal's width recurs.
+    at_widest: u32,
+    piece: usize,
+}
+
+impl Wrap {
+    fn piece(&mut self, chars: usize) {
+        self.piece = chars;
+        if chars > self.widest {
+            (self.widest, self.at_widest) = (chars, 0);
+        }
+        self.at_widest += u32::from(chars == self.widest && chars > 0);
+    }
+}
+
+/// Characters of a line without its line end (UTF-8 continuation bytes not counted).
+fn text_chars(line: &[u8]) -> usize {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    line[..end].iter().filter(|&&c| c & 0xC0 != 0x80).count()
+}
+
 /// Streams a log through the recogniser and assembler, calling `sink` per event in log order.
 pub struct LogReader {
     format: Format,
@@ -160,6 +199,9 @@ pub struct LogReader {
     boots: Boots,
     time: LocalTime,
     amdgpu: memmem::Finder<'static>,
+    /// `[drm:`: amdgpu's `DRM_ERROR` lines name no module when amdgpu is built in
+    /// (`[drm:gfx_v9_0_bad_op_irq] …`).
+    drm: memmem::Finder<'static>,
     /// The line hook's unprefixed texts ([`LineHook::unprefixed`]): lines holding one pass
     /// the "mentions amdgpu" pre-filters too.
     unprefixed: Vec<memmem::Finder<'static>>,
@@ -193,6 +235,7 @@ impl LogReader {
             boots: Boots::new(first_seq, source),
             time: LocalTime::new(zone, reference_ns),
             amdgpu: memmem::Finder::new(b"amdgpu"),
+            drm: memmem::Finder::new(b"[drm:"),
             unprefixed: Vec::new(),
             linux_version: memmem::Finder::new(b"Linux version "),
             hold: Hold::default(),
@@ -223,10 +266,16 @@ impl LogReader {
     /// the events read so far went to `sink`; bad content never is an error.
     pub fn read<R: BufRead>(&mut self, mut r: R, sink: &mut dyn FnMut(Event)) -> io::Result<()> {
         let mut buf = Vec::with_capacity(4096);
+        // The previous line, held until the next shows whether it was wrapped (see `wraps`).
+        let mut held = Vec::with_capacity(4096);
+        let mut wrap = Wrap::default();
         loop {
             buf.clear();
             let (n, cut) = super::line::read_line(&mut r, &mut buf, MAX_LINE_BYTES)?;
             if n == 0 {
+                if !held.is_empty() {
+                    self.raw_line(&held, sink);
+                }
                 return Ok(());
             }
             if self.stats.lines == 0 && self.stats.entries == 0 {
@@ -244,8 +293,67 @@ impl LogReader {
             if cut {
                 self.stats.long_lines += 1;
             }
-            self.raw_line(&buf, sink);
+            if !held.is_empty() && self.wraps(&wrap, &held, &buf) {
+                // A terminal wrapped the line: its rest goes back on it.
+                while matches!(held.last(), Some(b'\n' | b'\r')) {
+                    held.pop();
+                }
+                held.extend_from_slice(&buf);
+                wrap.piece(text_chars(&buf));
+                self.stats.wrapped_lines += 1;
+                continue;
+            }
+            if !held.is_empty() {
+                self.raw_line(&held, sink);
+            }
+            std::mem::swap(&mut held, &mut buf);
+            // Only an amdgpu line is looked at as wrapped: the hot path counts no others.
+            let chars = if self.mentions(&held) {
+                text_chars(&held)
+            } else {
+                0
+            };
+            wrap.piece(chars);
         }
+    }
+
+    /// Whether `next` is the rest of `held`, wrapped by a terminal at its width: `held`'s last
+    /// piece is as wide as the widest amdgpu line so far (at least [`MIN_WRAP_WIDTH`] characters) and
+    /// holds an amdgpu message, and `next` starts no line of its own (no stamp, no amdgpu prefix,
+    /// no journal separator).
+    fn wraps(&self, wrap: &Wrap, held: &[u8], next: &[u8]) -> bool {
+        if wrap.piece < MIN_WRAP_WIDTH || wrap.piece != wrap.widest || !self.mentions(held) {
+            return false;
+        }
+        let next = String::from_utf8_lossy(next);
+        let next = next.trim_end_matches(['\n', '\r']);
+        let t = next.trim_start();
+        // /dev/kmsg dictionary lines (` SUBSYSTEM=pci`) are no text of the line before.
+        let dictionary = next.starts_with(' ')
+            && t.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+            });
+        if t.is_empty()
+            || t.starts_with("-- ")
+            || t.starts_with('{')
+            || t.starts_with("Linux version ")
+            || dictionary
+        {
+            return false;
+        }
+        // Without a stamp on the held line, any unrelated line could follow the widest one:
+        // the width must have recurred.
+        let held_text = String::from_utf8_lossy(held);
+        let stamped = stamp::split(&held_text, &mut self.time.scratch()).form != Form::Bare;
+        if !stamped && wrap.at_widest < 2 {
+            return false;
+        }
+        let st = stamp::split(next, &mut self.time.scratch());
+        st.form == Form::Bare
+            && lines::strip_prefix(t).is_none()
+            && stamp::embedded(next, &mut self.time.scratch()).is_none()
     }
 
     /// One line of any line-based form.
@@ -275,12 +383,29 @@ impl LogReader {
                 String::from_utf8_lossy(buf)
             }
         };
-        self.text_line(text.trim_end_matches(['\n', '\r']), mentions, sink);
+        let text = text.trim_end_matches(['\n', '\r']);
+        let starts = if mentions {
+            stamp::joined_starts(text, &self.time)
+        } else {
+            Vec::new()
+        };
+        if starts.is_empty() {
+            return self.text_line(text, mentions, sink);
+        }
+        // Records joined on one line are read as the lines they were.
+        self.stats.joined_records += starts.len() as u64;
+        let ends = starts.iter().copied().chain([text.len()]);
+        for (a, z) in std::iter::once(0).chain(starts.iter().copied()).zip(ends) {
+            let part = text[a..z].trim_end();
+            self.text_line(part, self.mentions(part.as_bytes()), sink);
+        }
     }
 
     /// The line mentions amdgpu, or holds one of the line hook's unprefixed texts.
     fn mentions(&self, buf: &[u8]) -> bool {
-        self.amdgpu.find(buf).is_some() || self.unprefixed.iter().any(|f| f.find(buf).is_some())
+        self.amdgpu.find(buf).is_some()
+            || self.drm.find(buf).is_some()
+            || self.unprefixed.iter().any(|f| f.find(buf).is_some())
     }
 
     /// A message for the assembler: an amdgpu prefix, or a line the hook wants without one.

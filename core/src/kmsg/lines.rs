@@ -77,11 +77,60 @@ pub fn strip_prefix(msg: &str) -> Option<(Option<&str>, &str)> {
     None
 }
 
-/// The body after an amdgpu `DRM_ERROR` tag (`[drm:func [amdgpu]] `); None for other modules.
+/// The body after an amdgpu `DRM_ERROR` tag: `[drm:func [amdgpu]] ` (amdgpu as a module), or
+/// `[drm:func] ` (amdgpu built into the kernel image, and older kernels) when `func` is one of
+/// amdgpu's ([`amdgpu_function`]). None for other modules.
 fn drm_tag(msg: &str) -> Option<&str> {
     let rest = msg.strip_prefix("[drm:")?;
-    let end = rest.find("]] ")?;
-    rest[..end].ends_with("[amdgpu").then(|| &rest[end + 3..])
+    if let Some(end) = rest.find("]] ") {
+        if rest[..end].ends_with(" [amdgpu") {
+            return Some(&rest[end + 3..]);
+        }
+    }
+    let end = rest.find("] ")?;
+    amdgpu_function(&rest[..end]).then(|| &rest[end + 2..])
+}
+
+/// Prefixes of the function names amdgpu's `DRM_ERROR` lines print (the driver's own files:
+/// amdgpu_*.c, the IP blocks gfx_v*, gmc_v*, sdma_v*, mes_v*, …, display and power code).
+/// Another driver's function (`intel_…`, `drm_…`) never matches, so its lines stay unread.
+const AMDGPU_FUNCTIONS: &[&str] = &[
+    "amdgpu_",
+    "gfx_v",
+    "gmc_v",
+    "sdma_v",
+    "mes_v",
+    "vcn_v",
+    "jpeg_v",
+    "uvd_v",
+    "vce_v",
+    "si_",
+    "cik_",
+    "vi_",
+    "soc15_",
+    "soc21_",
+    "soc24_",
+    "nv_",
+    "psp_",
+    "smu_",
+    "kfd_",
+    "dce_v",
+    "dm_",
+    "gfxhub_",
+    "mmhub_",
+    "vega",
+    "navi",
+    "sienna_",
+    "ih_v",
+    "cz_ih_",
+    "tonga_ih_",
+    "iceland_ih_",
+    "dcn",
+    "dc_",
+];
+
+fn amdgpu_function(func: &str) -> bool {
+    !func.contains(' ') && AMDGPU_FUNCTIONS.iter().any(|p| func.starts_with(p))
 }
 
 /// `DDDD:BB:DD.F` as `dev_name()` prints a PCI device (the domain has 4 to 8 hex digits: VMD

@@ -17,6 +17,7 @@ pub mod kfd;
 mod line;
 pub mod lines;
 mod months;
+pub mod order;
 pub mod source;
 pub mod stamp;
 pub mod walltime;

@@ -162,6 +162,15 @@ impl LocalTime {
         }
     }
 
+    /// A copy to try a reading on without moving the stream.
+    pub(crate) fn scratch(&self) -> LocalTime {
+        LocalTime {
+            zone: self.zone.clone(),
+            reference_ns: self.reference_ns,
+            state: self.state.clone(),
+        }
+    }
+
     /// `c` (printed without a year) in the year the stream puts it, in the local zone.
     fn yearless(&mut self, c: Civil, guessed_month: bool) -> Option<u64> {
         let year = if guessed_month {
@@ -177,6 +186,68 @@ impl LocalTime {
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         u8::try_from(self.zone.to_datetime(ts).month()).unwrap_or(1)
     }
+}
+
+/// Where further records start on one line (a paste that lost its newlines: `[ 1.0] amdgpu …
+/// [ 1.1] amdgpu …`): the byte offsets, after the first record, of each stamp of the line's own
+/// form. Empty for a line holding one record, or of a form without a stamp to split at.
+pub fn joined_starts(line: &str, lt: &LocalTime) -> Vec<usize> {
+    let mut scratch = lt.scratch();
+    let first = split(line, &mut scratch);
+    if matches!(first.form, Form::Embedded | Form::Kmsg) {
+        return Vec::new();
+    }
+    let b = line.as_bytes();
+    let mut from = first.msg.as_ptr() as usize - line.as_ptr() as usize;
+    let mut out = Vec::new();
+    while let Some(p) = (from + 1..b.len()).find(|&i| {
+        matches!(b[i - 1], b' ' | b'\t')
+            && line.is_char_boundary(i)
+            && record_start(&line[i..], &first, lt)
+    }) {
+        out.push(p);
+        from = p;
+    }
+    out
+}
+
+/// Whether `rest` starts a record joined after `first`: a stamp of `first`'s own form; in a
+/// line without a stamp, an amdgpu message or a stamped line holding one.
+fn record_start(rest: &str, first: &Stamped<'_>, lt: &LocalTime) -> bool {
+    let b = rest.as_bytes();
+    let stamp_shaped = if b[0] == b'[' {
+        b.get(1)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || !c.is_ascii() || *c == b' ')
+    } else {
+        // A wall stamp opens the text: `Aug 14 …`, `Fri 2026-…`, `2026-…`, `1778263346.4 …`
+        // (a word of the message before a stamp is not one).
+        let mut words = rest.split_whitespace().map(|w| w.as_bytes()[0]);
+        let opens = words.next().is_some_and(|c| c.is_ascii_digit())
+            || words.next().is_some_and(|c| c.is_ascii_digit());
+        (b[0].is_ascii_alphanumeric() || !b[0].is_ascii()) && opens && has_kernel_tag(b)
+    };
+    if first.form != Form::Bare {
+        let own = b[0] == b'[' || first.host.is_none() || has_kernel_tag(b);
+        // A month no locale knows is a word of the message before a stamp, not a stamp.
+        let s = split(rest, &mut lt.scratch());
+        return stamp_shaped && own && s.form == first.form && !s.unknown_month;
+    }
+    if rest.starts_with("amdgpu ") || rest.starts_with("[drm:") {
+        return super::lines::strip_prefix(rest).is_some();
+    }
+    if !stamp_shaped {
+        return false;
+    }
+    let s = split(rest, &mut lt.scratch());
+    !matches!(s.form, Form::Bare | Form::Embedded | Form::Kmsg)
+        && !s.unknown_month
+        && super::lines::strip_prefix(s.msg).is_some()
+}
+
+/// `kernel: ` within the reach of a wall stamp and host name.
+fn has_kernel_tag(b: &[u8]) -> bool {
+    memchr::memmem::find(&b[..b.len().min(320)], b" kernel: ").is_some()
+        || b.starts_with(b"kernel: ")
 }
 
 /// Split a text line (any form but JSON/export). Never fails: an unknown shape is `Bare`.
@@ -348,7 +419,11 @@ fn after_prefix(form: Form, rest: &str) -> Stamped<'_> {
 
 /// `host kernel: msg` → (Some(host), msg); `kernel: msg` → (None, msg).
 fn host_kernel(rest: &str) -> Option<(Option<&str>, &str)> {
-    if let Some(m) = rest.strip_prefix("kernel: ") {
+    // An empty host field (a paste with the host name cut out) leaves `stamp  kernel: `.
+    if let Some(m) = rest
+        .trim_start_matches([' ', '\t'])
+        .strip_prefix("kernel: ")
+    {
         return Some((None, m));
     }
     let sp = rest.as_bytes().iter().take(256).position(|&c| c == b' ')?;

@@ -1,0 +1,91 @@
+//! Failure classes of real logs outside the corpus, one test per class: each is a line shape
+//! or paste damage that once made `hangwatch analyze` read nothing, or the wrong thing.
+mod common;
+use common::analyze;
+
+/// A gfx hang as a 6.x kernel built with amdgpu as a module prints it (dmesg).
+const TAGGED: &str = "\
+[ 100.000000] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* ring gfx_0.0.0 timeout, signaled seq=10, emitted seq=12
+[ 100.000010] [drm:amdgpu_job_timedout [amdgpu]] *ERROR* Process information: process glxgears pid 4242 thread glxgears:cs0 pid 4243
+[ 100.000100] amdgpu 0000:03:00.0: amdgpu: GPU reset begin!
+[ 100.500000] amdgpu 0000:03:00.0: amdgpu: GPU reset(1) succeeded!
+";
+
+/// (ring, kernel_blamed) of each incident.
+type Blamed = Vec<(Option<String>, Option<(String, u32)>)>;
+
+fn blamed(log: &str) -> Blamed {
+    analyze(log.as_bytes())
+        .into_iter()
+        .map(|a| (a.ring, a.kernel_blamed))
+        .collect()
+}
+
+fn glxgears_on_gfx() -> Blamed {
+    vec![(
+        Some("gfx_0.0.0".to_string()),
+        Some(("glxgears".to_string(), 4242)),
+    )]
+}
+
+#[test]
+fn drm_prefix_without_module_tag() {
+    assert_eq!(blamed(TAGGED), glxgears_on_gfx());
+    let untagged = TAGGED.replace(" [amdgpu]]", "]");
+    assert_eq!(blamed(&untagged), glxgears_on_gfx());
+    // Every DRM_ERROR line the recogniser knows, not only the timeout: an IP block's IRQ.
+    let irq = "[ 99.0] [drm:gfx_v9_0_bad_op_irq] *ERROR* Illegal opcode in command stream\n";
+    let with_irq = format!("{irq}{untagged}");
+    let a = analyze(with_irq.as_bytes());
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].confidence, "certain", "{a:?}");
+    // Another driver's DRM_ERROR line is not amdgpu's.
+    let i915 = "[ 1.0] [drm:intel_dp_start_link_train] *ERROR* ring gfx timeout, signaled seq=1, emitted seq=2\n";
+    assert!(analyze(i915.as_bytes()).is_empty());
+}
+
+#[test]
+fn journal_short_with_empty_host_field() {
+    let journal = TAGGED
+        .lines()
+        .map(|l| {
+            let msg = l.split_once("] ").unwrap().1;
+            format!("Nov 14 10:46:51  kernel: {msg}\n")
+        })
+        .collect::<String>();
+    assert_eq!(blamed(&journal), glxgears_on_gfx());
+}
+
+#[test]
+fn records_joined_on_one_line() {
+    let joined = TAGGED.replace('\n', " ");
+    assert_eq!(blamed(&joined), glxgears_on_gfx());
+    let journal = TAGGED
+        .lines()
+        .map(|l| {
+            format!(
+                "Nov 14 10:46:51 host kernel: {} ",
+                l.split_once("] ").unwrap().1
+            )
+        })
+        .collect::<String>();
+    assert_eq!(blamed(&journal), glxgears_on_gfx());
+}
+
+#[test]
+fn newest_first_journal() {
+    // The order is told by stamps going back (here the reset's lines are a second later each);
+    // the Process line, printed after its timeout, must fold onto it again.
+    let journal = TAGGED
+        .lines()
+        .zip([51, 51, 52, 53])
+        .map(|(l, s)| {
+            let msg = l.split_once("] ").unwrap().1;
+            format!("Nov 14 10:46:{s} host kernel: {msg}\n")
+        })
+        .collect::<Vec<_>>();
+    let reversed: String = journal.iter().rev().cloned().collect();
+    assert_eq!(blamed(&reversed), glxgears_on_gfx());
+    let dmesg_reversed: String = TAGGED.lines().rev().map(|l| format!("{l}\n")).collect();
+    assert_eq!(blamed(&dmesg_reversed), glxgears_on_gfx());
+}
