@@ -139,12 +139,22 @@ pub fn exit_code(results: &[InputResult]) -> u8 {
 
 /// The message for an input in which nothing was recognised.
 pub fn not_understood(name: &str, st: &InputStats) -> String {
-    let mut s =
-        format!("hangwatch analyze: {name}: not recognised as a kernel log. It starts with:\n");
-    for (i, l) in st.first_lines.iter().enumerate() {
+    let (what, lines) = if st.amdgpu_unread() {
+        (
+            format!("{} lines mention amdgpu, but none was read as an amdgpu kernel message. Lines not recognised", st.amdgpu_text_lines),
+            &st.unread_amdgpu,
+        )
+    } else {
+        (
+            "not recognised as a kernel log. It starts with".to_string(),
+            &st.first_lines,
+        )
+    };
+    let mut s = format!("hangwatch analyze: {name}: {what}:\n");
+    for (i, l) in lines.iter().enumerate() {
         s.push_str(&format!("  {}: {l}\n", i + 1));
     }
-    s.push_str("Accepted: dmesg ([  135.794048] msg), dmesg -T, dmesg --time-format iso, journalctl -k with -o short, short-precise, short-iso, short-iso-precise, short-full, short-monotonic, short-unix, cat, json or export, rsyslog kern.log (with or without [seconds]), /dev/kmsg records; any of them gzip, xz or zstd compressed; or --journal to read the systemd journal.");
+    s.push_str("Forms tried and accepted: dmesg ([  135.794048] msg), dmesg -T, dmesg --time-format iso, journalctl -k with -o short, short-precise, short-iso, short-iso-precise, short-full, short-monotonic, short-unix, cat, json or export, rsyslog kern.log (with or without [seconds]), /dev/kmsg records; any of them gzip, xz or zstd compressed; or --journal to read the systemd journal.");
     s
 }
 

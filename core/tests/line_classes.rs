@@ -89,3 +89,31 @@ fn newest_first_journal() {
     let dmesg_reversed: String = TAGGED.lines().rev().map(|l| format!("{l}\n")).collect();
     assert_eq!(blamed(&dmesg_reversed), glxgears_on_gfx());
 }
+
+/// amdgpu text in a shape no reader knows: exit 3, the forms tried and the lines themselves,
+/// never "no amdgpu messages found" with exit 0.
+#[test]
+fn amdgpu_text_without_a_recognised_record() {
+    let log = "\
+<<100.000000>> amdgpu-0000:03:00.0 ring gfx_0.0.0 timeout, signaled seq=10, emitted seq=12
+<<100.000010>> amdgpu-0000:03:00.0 Process information: process glxgears pid 4242
+<<100.000100>> amdgpu-0000:03:00.0 GPU reset begin!
+<<100.500000>> amdgpu-0000:03:00.0 GPU reset(1) succeeded!
+";
+    let (incidents, code) = common::analyze_full(log.as_bytes());
+    assert!(incidents.is_empty(), "{incidents:?}");
+    assert_eq!(code, hangwatch_core::analyze::EXIT_NOT_UNDERSTOOD);
+    let st = common::stats(log.as_bytes());
+    assert!(st.amdgpu_unread(), "{st:?}");
+    let msg = hangwatch_core::analyze::not_understood("paste.txt", &st);
+    assert!(
+        msg.contains("4 lines mention amdgpu, but none was read"),
+        "{msg}"
+    );
+    assert!(msg.contains("Forms tried and accepted: dmesg"), "{msg}");
+    let quoted: Vec<&str> = msg.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(quoted.len(), 3, "{msg}");
+    assert!(quoted[0].contains("ring gfx_0.0.0 timeout"), "{msg}");
+    // The same lines in a form it reads are understood: exit 0.
+    assert_eq!(common::analyze_full(TAGGED.as_bytes()).1, 0);
+}

@@ -69,11 +69,25 @@ pub struct InputStats {
     pub wrapped_lines: u64,
     /// The input was newest first (`journalctl -r`) and was read reversed.
     pub newest_first: bool,
+    /// Text lines that mention amdgpu, read as an amdgpu message or not.
+    pub amdgpu_text_lines: u64,
+    /// Up to three of those lines that no reader understood, escaped, for the error.
+    pub unread_amdgpu: Vec<String>,
 }
 
 impl InputStats {
     /// Whether anything in the input was recognised as a kernel log.
     pub fn understood(&self) -> bool {
+        !self.amdgpu_unread() && self.recognised_anything()
+    }
+
+    /// The input mentions amdgpu, yet not one line of it was read as an amdgpu message: a
+    /// form no reader knows, not a log without amdgpu messages.
+    pub fn amdgpu_unread(&self) -> bool {
+        self.amdgpu_text_lines > 0 && self.amdgpu_lines == 0
+    }
+
+    fn recognised_anything(&self) -> bool {
         self.amdgpu_lines > 0
             || self.entries > 0
             || self
@@ -102,6 +116,7 @@ impl InputStats {
         self.entries += o.entries;
         self.boots += o.boots;
         self.unknown_month_lines += o.unknown_month_lines;
+        self.amdgpu_text_lines += o.amdgpu_text_lines;
         for (f, n) in &o.forms {
             *self.forms.entry(*f).or_default() += n;
         }
@@ -440,7 +455,19 @@ impl LogReader {
         if let (true, Some(saved)) = (st.year_inferred, saved) {
             return self.hold.start(saved, s, mentions);
         }
+        let before = self.stats.amdgpu_lines;
         self.stamped(s, st, mentions, sink);
+        if mentions {
+            self.note_amdgpu_text(s, before);
+        }
+    }
+
+    /// Count a line that mentions amdgpu; keep a few that were not read, for the error.
+    fn note_amdgpu_text(&mut self, s: &str, amdgpu_lines_before: u64) {
+        self.stats.amdgpu_text_lines += 1;
+        if self.stats.amdgpu_lines == amdgpu_lines_before && self.stats.unread_amdgpu.len() < 3 {
+            self.stats.unread_amdgpu.push(escape_line(s.as_bytes()));
+        }
     }
 
     /// Read the held lines again from the state before them, with the years now known.

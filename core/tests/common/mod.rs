@@ -63,3 +63,12 @@ pub fn analyze_full(log: &[u8]) -> (Vec<Incident>, u8) {
 pub fn analyze(log: &[u8]) -> Vec<Answer> {
     analyze_full(log).0.iter().map(Answer::of).collect()
 }
+
+/// The reader's statistics for `log`, as `analyze` reports them.
+pub fn stats(log: &[u8]) -> hangwatch_core::kmsg::InputStats {
+    let mut an =
+        Analyzer::new(Config::default(), Format::Auto, TimeZone::UTC).with_reference(REFERENCE_NS);
+    let opened =
+        source::wrap(Box::new(Cursor::new(log.to_vec())), None).expect("in-memory input opens");
+    an.input("log", opened, &mut |_| {}).stats
+}
