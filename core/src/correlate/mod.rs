@@ -20,6 +20,7 @@ mod tests;
 #[cfg(test)]
 mod tests_compute;
 mod timeout;
+mod wedged;
 
 use std::collections::VecDeque;
 
