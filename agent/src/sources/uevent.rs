@@ -102,9 +102,8 @@ fn task(pid: Option<&str>, comm: Option<&str>) -> Option<Task> {
 /// (`/devices/pci0000:00/0000:00:01.1/0000:03:00.0/drm/card0` → `0000:03:00.0`).
 pub fn pci_address(devpath: &str) -> Option<String> {
     devpath
-        .split('/')
-        .filter(|c| is_pci_address(c))
-        .last()
+        .rsplit('/')
+        .find(|c| is_pci_address(c))
         .map(str::to_string)
 }
 
