@@ -182,6 +182,10 @@ pub struct Incident {
     /// queues on the GPU, and which one the kernel or MES flagged (docs/compute.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute: Option<ComputeAttribution>,
+    /// The recovery the kernel said the device needs (`rebind`, `bus-reset`, ...) in a DRM
+    /// wedged uevent; omitted when it said none or sent none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_recovery: Option<String>,
 }
 
 // ---- compute attribution (filled by correlate::compute, rules C1–C5) ----

@@ -22,6 +22,8 @@ pub enum Source {
     /// The agent's own read of KFD interfaces: `/dev/kfd` SMI events and the
     /// `/sys/class/kfd/kfd/proc` queue table (no eBPF needed).
     Kfd,
+    /// A kernel uevent (the kobject-uevent netlink group) read by the agent.
+    Uevent,
 }
 
 /// Which clock `Event::t_ns` is on. Live events and `[sec.usec]` dmesg stamps are
@@ -239,6 +241,15 @@ pub enum EventBody {
     },
     /// One KFD SMI event read from `/dev/kfd` (AMDKFD_IOC_SMI_EVENTS).
     KfdSmi(SmiEvent),
+    // ---- uevents (source = Uevent) ----
+    /// The DRM wedged uevent (since 6.15): `WEDGED=<method>[,...]` on the card, with the
+    /// task the kernel blames (`PID=`/`TASK=`) since 6.17. `none` means the device recovered.
+    /// The event's `gpu` is the card's PCI address, from its devpath.
+    Wedged {
+        methods: Vec<String>,
+        task: Option<Task>,
+    },
+
     /// A KFD / MES / user-queue kernel-log line (`kfd::lines`): queue preemption failures,
     /// eviction failures, per-queue resets — often naming a doorbell, pasid or process.
     KfdLog(KfdLogRecord),

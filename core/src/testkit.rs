@@ -79,6 +79,7 @@ pub fn disputed_incident() -> Incident {
         provisional: false,
         omitted: Default::default(),
         compute: None,
+        needs_recovery: None,
     }
 }
 

@@ -15,6 +15,7 @@ mod signals;
 pub mod start;
 mod state;
 mod stats;
+mod uevent_source;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use kmsg_source::KmsgSource;
 use ring::RingSource;
 use signals::{Sig, Signals};
 use state::State;
+use uevent_source::UeventSource;
 
 /// What `run` needs beyond the settings.
 pub struct Options {
@@ -52,6 +54,7 @@ pub struct Agent {
     ring: Option<RingSource>,
     kmsg: Option<KmsgSource>,
     kfd: KfdSource,
+    uevent: UeventSource,
     control: Option<ControlSource>,
     _metrics: Option<crate::sinks::metrics::Server>,
     notifier: Option<Notifier>,
@@ -88,6 +91,8 @@ impl Agent {
         let kmsg = start::kernel_log(s, &opts.kmsg_path, &mut st);
         // Compute queues without eBPF: the /sys/class/kfd proc table and /dev/kfd SMI events.
         let kfd = KfdSource::start(std::path::Path::new("/"));
+        // DRM wedged uevents: evidence and the kernel's blame (rules W1, W2).
+        let uevent = UeventSource::start();
         // The backlog regenerated what a stopped agent left open (written under its id now);
         // the rest of what it left is finalised as written.
         st.write_open();
@@ -126,6 +131,7 @@ impl Agent {
             ring,
             kmsg,
             kfd,
+            uevent,
             control,
             _metrics: metrics_srv,
             notifier,
@@ -148,6 +154,7 @@ impl Agent {
                 ring,
                 kmsg,
                 kfd,
+                uevent,
                 control,
                 signals,
                 ..
@@ -189,6 +196,7 @@ impl Agent {
                         r.drain_all(st);
                     }
                     kfd.drain(st);
+                    uevent.drain(st);
                 }
                 m = kmsg_msg => {
                     if let Some(k) = kmsg.as_mut() {
@@ -317,6 +325,7 @@ impl Agent {
             k.flush(&mut self.st);
         }
         self.kfd.drain(&mut self.st);
+        self.uevent.drain(&mut self.st);
         let out = self.st.corr.finish();
         self.st.emit(out);
         if let Some(k) = self.kmsg.as_mut() {
@@ -329,6 +338,7 @@ impl Agent {
             &self.kfd,
             self.attached,
         );
+        crate::info!("{}", self.uevent.stats_line());
         // Dropping the control source removes the socket file.
         drop(self.control.take());
     }

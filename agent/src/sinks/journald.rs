@@ -164,6 +164,9 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
             msg += &format!("; the kernel blamed {}[{}]", k.comm, k.pid);
         }
     }
+    if let Some(m) = &inc.needs_recovery {
+        msg += &format!("; device needs recovery: {m}");
+    }
     let priority = match inc.kind {
         hangwatch_core::incident::IncidentKind::PageFault => "4",
         _ => "3",
@@ -220,6 +223,7 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
         inc.kernel_blamed.as_ref().map(|c| c.comm.clone()),
     );
     opt("HANGWATCH_RESET", inc.reset.clone());
+    opt("HANGWATCH_NEEDS_RECOVERY", inc.needs_recovery.clone());
     opt("HANGWATCH_WALL_TIME", inc.wall_time.clone());
     opt(
         "HANGWATCH_INCIDENT_DIR",
@@ -253,6 +257,7 @@ mod tests {
         let server = UnixDatagram::bind(&path).unwrap();
         let mut j = Journal::connect(&path).unwrap();
         let mut inc = disputed_incident();
+        inc.needs_recovery = Some("rebind".into());
         // A name that tries to inject a field and a forged MESSAGE_ID line.
         inc.culprit.as_mut().unwrap().comm = "x\nMESSAGE_ID=0000\nPRIORITY=0".into();
         j.send(&incident_fields(
@@ -291,6 +296,8 @@ mod tests {
             vec!["/var/lib/hangwatch/incidents/i1"]
         );
         assert!(get("MESSAGE")[0].contains("the kernel blamed Xwayland[6518]"));
+        assert!(get("MESSAGE")[0].ends_with("; device needs recovery: rebind"));
+        assert_eq!(get("HANGWATCH_NEEDS_RECOVERY"), vec!["rebind"]);
         assert!(get("HANGWATCH_CULPRIT_EXE")[0].ends_with("zed-editor"));
         // journald restarted: a new socket at the same path; the next entry still arrives.
         drop(server);

@@ -15,6 +15,14 @@ use anyhow::{Context, Result};
 
 use hangwatch_core::incident::{Incident, IncidentKind};
 
+/// A reset loop: this many resets of one GPU within RESET_LOOP_WINDOW_NS.
+pub const RESET_LOOP_RESETS: usize = 3;
+pub const RESET_LOOP_WINDOW_NS: u64 = 600_000_000_000;
+/// Reset times kept per GPU (a loop of any length is counted once; see `note_reset`).
+const RESET_LOOP_MAX: usize = 16;
+/// `hangwatch_device_needs_recovery` rows kept (GPUs × methods; the kernel has 3 methods).
+const MAX_RECOVERY_ROWS: usize = 256;
+
 /// The label value for a process name past the cap.
 pub const OTHER: &str = "_other";
 
@@ -31,6 +39,12 @@ pub struct Metrics {
     misblames: BTreeMap<[String; 2], u64>,
     /// (gpu, outcome) → GPU resets seen in incidents.
     resets: BTreeMap<[String; 2], u64>,
+    /// (gpu, method) → 1 while the GPU's latest incident said the device needs that recovery.
+    needs_recovery: BTreeMap<[String; 2], u8>,
+    /// Per GPU: start times of its recent incidents with a reset (at most RESET_LOOP_MAX).
+    recent_resets: BTreeMap<String, VecDeque<u64>>,
+    /// gpu → reset loops (RESET_LOOP_RESETS resets within RESET_LOOP_WINDOW_NS).
+    reset_loops: BTreeMap<String, u64>,
     /// culprit comm → page faults reported by the kernel log.
     page_faults: BTreeMap<String, u64>,
     last_incident_unix: Option<f64>,
@@ -153,9 +167,42 @@ impl Metrics {
             *self.misblames.entry([gpu.clone(), kind]).or_default() += 1;
         }
         if let Some(r) = &inc.reset {
-            *self.resets.entry([gpu, r.clone()]).or_default() += 1;
+            *self.resets.entry([gpu.clone(), r.clone()]).or_default() += 1;
+            self.note_reset(&gpu, inc.started_ns);
         }
+        self.note_recovery(&gpu, inc.needs_recovery.as_deref());
         self.last_incident_unix = Some(unix_now());
+    }
+
+    /// The GPU's latest incident decides: its methods are 1, the GPU's other methods 0.
+    fn note_recovery(&mut self, gpu: &str, needs: Option<&str>) {
+        for (k, v) in self.needs_recovery.iter_mut() {
+            if k[0] == gpu {
+                *v = 0;
+            }
+        }
+        for m in needs.into_iter().flat_map(|n| n.split(',')) {
+            let key = [gpu.to_string(), m.to_string()];
+            if self.needs_recovery.len() < MAX_RECOVERY_ROWS
+                || self.needs_recovery.contains_key(&key)
+            {
+                self.needs_recovery.insert(key, 1);
+            }
+        }
+    }
+
+    /// Counts a reset loop when this reset is the RESET_LOOP_RESETS-th of `gpu` within
+    /// RESET_LOOP_WINDOW_NS: more resets in the same window extend the loop, not count again.
+    fn note_reset(&mut self, gpu: &str, t_ns: u64) {
+        let q = self.recent_resets.entry(gpu.to_string()).or_default();
+        q.retain(|&r| t_ns.saturating_sub(r) <= RESET_LOOP_WINDOW_NS);
+        q.push_back(t_ns);
+        if q.len() > RESET_LOOP_MAX {
+            q.pop_front();
+        }
+        if q.len() == RESET_LOOP_RESETS {
+            *self.reset_loops.entry(gpu.to_string()).or_default() += 1;
+        }
     }
 
     /// Counts one page fault the kernel log attributed to `comm` ("" when it named none).
@@ -222,6 +269,24 @@ impl Metrics {
             self.resets
                 .iter()
                 .map(|(k, n)| (labels(&[("gpu", &k[0]), ("outcome", &k[1])]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_reset_loops_total",
+            "counter",
+            "Reset loops: 3 or more incidents with a GPU reset on one GPU within 10 minutes, counted once per loop.",
+            self.reset_loops
+                .iter()
+                .map(|(g, n)| (labels(&[("gpu", g)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_device_needs_recovery",
+            "gauge",
+            "1 while the GPU's latest incident carried a DRM wedged uevent asking for this recovery method.",
+            self.needs_recovery
+                .iter()
+                .map(|(k, v)| (labels(&[("gpu", &k[0]), ("method", &k[1])]), v.to_string()))
                 .collect(),
         );
         family(
@@ -497,6 +562,72 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
+    }
+
+    fn reset_at(m: &mut Metrics, gpu: &str, t_s: u64) {
+        let mut inc = disputed_incident();
+        inc.gpu = Some(gpu.into());
+        inc.reset = Some("succeeded".into());
+        inc.started_ns = t_s * 1_000_000_000;
+        m.record_incident(&inc);
+    }
+
+    #[test]
+    fn three_resets_in_ten_minutes_are_one_loop() {
+        let mut m = Metrics::new(4);
+        // Two resets, then a third 11 min after the first: no loop yet.
+        for t in [0, 60, 660] {
+            reset_at(&mut m, "0000:03:00.0", t);
+        }
+        assert!(!m.render().contains("hangwatch_reset_loops_total{"));
+        // 660, 700, 710: three within 10 min, a loop (the one at 60 left the window).
+        reset_at(&mut m, "0000:03:00.0", 700);
+        reset_at(&mut m, "0000:03:00.0", 710);
+        // A fourth inside the same window extends the loop.
+        reset_at(&mut m, "0000:03:00.0", 720);
+        // Another GPU's resets are its own.
+        reset_at(&mut m, "0000:c3:00.0", 700);
+        reset_at(&mut m, "0000:c3:00.0", 701);
+        let text = m.render();
+        assert!(
+            text.contains("hangwatch_reset_loops_total{gpu=\"0000:03:00.0\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("hangwatch_reset_loops_total{gpu=\"0000:c3:00.0\"}"),
+            "{text}"
+        );
+        // After a quiet hour, three more are a second loop.
+        for t in [5000, 5001, 5002] {
+            reset_at(&mut m, "0000:03:00.0", t);
+        }
+        assert!(m
+            .render()
+            .contains("hangwatch_reset_loops_total{gpu=\"0000:03:00.0\"} 2\n"));
+    }
+
+    #[test]
+    fn needs_recovery_follows_the_gpus_latest_incident() {
+        let mut m = Metrics::new(4);
+        let mut inc = disputed_incident();
+        inc.needs_recovery = Some("rebind,bus-reset".into());
+        m.record_incident(&inc);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE hangwatch_device_needs_recovery gauge"),
+            "{text}"
+        );
+        for method in ["rebind", "bus-reset"] {
+            let row = format!(
+                "hangwatch_device_needs_recovery{{gpu=\"0000:c3:00.0\",method=\"{method}\"}} 1\n"
+            );
+            assert!(text.contains(&row), "{text}");
+        }
+        inc.needs_recovery = None;
+        m.record_incident(&inc);
+        let text = m.render();
+        assert!(text.contains("method=\"rebind\"} 0\n"), "{text}");
+        assert!(text.contains("method=\"bus-reset\"} 0\n"), "{text}");
     }
 
     #[test]

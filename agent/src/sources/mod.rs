@@ -9,3 +9,4 @@ pub mod kfd;
 pub mod probes;
 pub mod procinfo;
 pub mod procscan;
+pub mod uevent;

@@ -518,7 +518,8 @@ fn kernel_blamed(o: &Open, kind: IncidentKind, procs: &Processes) -> Option<Proc
 fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &Ctx) -> Incident {
     let mut evidence = o.evidence.items.clone();
     evidence.sort_by_key(|e| e.t_ns);
-    let kernel_blamed = kernel_blamed(o, kind, cx.procs);
+    // W1: the wedged uevent's task when the log named no process.
+    let kernel_blamed = kernel_blamed(o, kind, cx.procs).or_else(|| o.wedged.blamed(cx.procs));
     let disputed = matches!((&kernel_blamed, &b.culprit), (Some(k), Some(c)) if k.pid != c.pid);
     let jobs = match &ring {
         Some(r) => cx.rec.snapshot_on(
@@ -563,6 +564,7 @@ fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &C
             refusing_processes: o.refusals.unlisted,
         },
         compute: None,
+        needs_recovery: o.wedged.needs_recovery(),
     }
 }
 

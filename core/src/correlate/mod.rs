@@ -25,6 +25,7 @@ mod tests_compute;
 #[cfg(test)]
 mod tests_stall;
 mod timeout;
+mod wedged;
 
 use std::collections::VecDeque;
 

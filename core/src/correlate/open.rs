@@ -6,6 +6,7 @@ use super::processes::Processes;
 use super::recorder::Recorder;
 use super::roles::{At, Faults, Refusals, Reset};
 use super::timeout::{probe_owner, Timeouts};
+use super::wedged::Wedged;
 use super::Config;
 use crate::incident::Evidence;
 use crate::model::{Clock, Event, EventBody, JobKey, KmsgKind, Source, Task};
@@ -46,6 +47,7 @@ pub fn role(ev: &Event) -> Option<Role> {
         EventBody::RingStall { .. } => Role::Stall,
         EventBody::ResetBegin { .. } | EventBody::ResetEnd { .. } => Role::Reset,
         EventBody::SubmitRejected { errno, .. } if *errno == -125 => Role::After,
+        EventBody::Wedged { .. } => Role::After,
         EventBody::Kmsg(r) => match &r.kind {
             KmsgKind::PageFault { .. } => Role::Fault,
             KmsgKind::IllegalCommand { .. } => Role::Illegal,
@@ -71,6 +73,7 @@ pub fn role(ev: &Event) -> Option<Role> {
 /// them would make their processes victims of a hang that came after.
 pub fn pends(ev: &Event) -> bool {
     matches!(&ev.body, EventBody::Kmsg(r) if matches!(r.kind, KmsgKind::Devcoredump { .. } | KmsgKind::OtherError { .. }))
+        || matches!(ev.body, EventBody::Wedged { .. })
 }
 
 /// For a reset result: `Some(None)` for a full reset, `Some(Some(ring))` for a per-ring reset.
@@ -175,6 +178,7 @@ pub struct Open {
     pub compute: ComputeNotes,
     /// The first ring stall reported, if any.
     pub stall: Option<StallRec>,
+    pub wedged: Wedged,
     pub evidence: EvidenceLog,
     pub dropped_at_open: u64,
     /// Changed since the last provisional report.
@@ -198,6 +202,7 @@ impl Open {
             refusals: Refusals::default(),
             compute: ComputeNotes::default(),
             stall: None,
+            wedged: Wedged::default(),
             evidence: EvidenceLog::default(),
             dropped_at_open: dropped,
             changed: true,
@@ -364,6 +369,7 @@ impl Open {
                 return self.refusals.on_probe(task, *errno)
             }
             EventBody::Kmsg(r) => return self.record_kmsg(at, &r.kind, procs),
+            EventBody::Wedged { methods, task } => self.wedged.on_event(methods, task.as_ref()),
             EventBody::KfdLog(_) | EventBody::KfdSmi(_) | EventBody::UserqState { .. } => {
                 return self.compute.on_event(ev)
             }

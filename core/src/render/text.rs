@@ -35,6 +35,7 @@ pub fn source_name(s: Source) -> &'static str {
         Source::Log => "log",
         Source::Proc => "proc",
         Source::Kfd => "kfd",
+        Source::Uevent => "uevent",
     }
 }
 
@@ -178,6 +179,9 @@ pub fn render(incident: &Incident) -> String {
         "reset:    {}",
         terminal(reset_name(incident.reset.as_deref()))
     );
+    if let Some(m) = &incident.needs_recovery {
+        let _ = writeln!(o, "!! device needs recovery: {}", terminal(m));
+    }
     if incident.dropped_events > 0 {
         let _ = writeln!(
             o,
@@ -236,6 +240,14 @@ pub(crate) mod tests {
             .contains("reset:    hardware reset succeeded, the resume's result not seen"));
         inc.reset = None;
         assert!(render(&inc).contains("reset:    none seen"));
+        assert!(!render(&inc).contains("needs recovery"));
+        inc.needs_recovery = Some("bus-reset\x1b[2J".into());
+        let text = render(&inc);
+        assert!(
+            text.contains("!! device needs recovery: bus-reset"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'), "{text}");
     }
 
     #[test]
