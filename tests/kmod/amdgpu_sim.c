@@ -702,16 +702,17 @@ static int __maybe_unused sim_card_index(struct amdgpu_device *adev)
 }
 
 /* amdgpu_coredump(): what the dump needs is copied now, while the job is alive. */
-static void sim_coredump(struct amdgpu_device *adev, struct amdgpu_job *job, bool lost,
-			 bool at_timeout)
+/* Copies what the dump needs from `job`, which the scheduler frees once it restarts. */
+static struct sim_coredump *sim_coredump_capture(struct amdgpu_device *adev,
+						 struct amdgpu_job *job, bool lost, bool at_timeout)
 {
 	struct sim_coredump *cd;
 
 	if (!coredump || !SIM_HAVE_COREDUMP)
-		return;
+		return NULL;
 	cd = kzalloc(sizeof(*cd), GFP_KERNEL);
 	if (!cd)
-		return;
+		return NULL;
 	cd->adev = adev;
 	cd->vram_lost = lost;
 	cd->skip_vram_check = at_timeout;
@@ -725,6 +726,14 @@ static void sim_coredump(struct amdgpu_device *adev, struct amdgpu_job *job, boo
 		cd->fence_context = job->base.s_fence->finished.context;
 		cd->fence_seqno = job->base.s_fence->finished.seqno;
 	}
+	return cd;
+}
+
+/* Creates the dump now, or (7.1+) from the worker `coredump_delay_ms` later; then the kmsg lines. */
+static void sim_coredump_emit(struct amdgpu_device *adev, struct sim_coredump *cd)
+{
+	if (!cd)
+		return;
 	if (SIM_COREDUMP_WORKER) {
 		/* One pending dump per device, as amdgpu keeps one adev->coredump. */
 		if (cmpxchg(&adev->coredump, NULL, cd)) {
@@ -740,6 +749,12 @@ static void sim_coredump(struct amdgpu_device *adev, struct amdgpu_job *job, boo
 	dev_info(adev->dev, "[drm] Check your /sys/class/drm/card%d/device/devcoredump/data\n",
 		 sim_card_index(adev));
 #endif
+}
+
+/* amdgpu_coredump() at the timeout, while the job is alive. */
+static void __maybe_unused sim_coredump(struct amdgpu_device *adev, struct amdgpu_job *job)
+{
+	sim_coredump_emit(adev, sim_coredump_capture(adev, job, false, true));
 }
 
 static void sim_coredump_fini(struct amdgpu_device *adev)
@@ -822,23 +837,22 @@ static void sim_card_destroy(struct amdgpu_device *adev)
 }
 
 /* After a successful full reset: the kernel's own drm_dev_wedged_event() prints
- * "device wedged, ..." and sends WEDGED= (and from 6.17 PID=/TASK= of the job's owner). */
-static void sim_wedged_event(struct amdgpu_device *adev, struct amdgpu_job *job)
+ * "device wedged, ..." and sends WEDGED= (and from 6.17 PID=/TASK= of the timed-out job's
+ * thread, `ti`, looked up before the reset freed the job; NULL when unknown). */
+static void sim_wedged_event(struct amdgpu_device *adev, const struct amdgpu_task_info *ti)
 {
 #if SIM_WEDGED_TASK_INFO
 	struct drm_wedge_task_info info = {};
-	struct amdgpu_task_info ti;
-	bool found = job && task_info_pasid(job->pasid, &ti);
 #endif
 
 	if (!adev->ddev)
 		return;
 #if SIM_WEDGED_TASK_INFO
-	if (found) {
-		info.pid = ti.pid;
-		strscpy(info.comm, ti.task_name, sizeof(info.comm));
+	if (ti) {
+		info.pid = ti->pid;
+		strscpy(info.comm, ti->task_name, sizeof(info.comm));
 	}
-	drm_dev_wedged_event(adev->ddev, sim_wedge_method(), found ? &info : NULL);
+	drm_dev_wedged_event(adev->ddev, sim_wedge_method(), ti ? &info : NULL);
 #else
 	drm_dev_wedged_event(adev->ddev, sim_wedge_method());
 #endif
@@ -853,7 +867,7 @@ static void sim_card_destroy(struct amdgpu_device *adev)
 {
 }
 
-static void sim_wedged_event(struct amdgpu_device *adev, struct amdgpu_job *job)
+static void sim_wedged_event(struct amdgpu_device *adev, const struct amdgpu_task_info *ti)
 {
 }
 #endif
@@ -897,6 +911,11 @@ noinline int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu
 noinline int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job)
 #endif
 {
+	/* Everything read from `job` is read now: once the schedulers restart they free it. */
+	struct amdgpu_task_info ti;
+	bool found = job && task_info_pasid(job->pasid, &ti);
+	struct sim_coredump *cd =
+		SIM_COREDUMP_IN_TIMEOUT ? NULL : sim_coredump_capture(adev, job, vram_lost, false);
 	int n;
 
 #if SIM_RESET_SOURCE_LINE
@@ -905,8 +924,7 @@ noinline int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu
 	dev_info(adev->dev, "GPU %s begin!\n", "reset");
 #endif
 	sim_reset_rings(adev, job);
-	if (!SIM_COREDUMP_IN_TIMEOUT)
-		sim_coredump(adev, job, vram_lost, false);
+	sim_coredump_emit(adev, cd);
 	if (vram_lost) {
 #if SIM_VRAM_LOST_DEV_INFO
 		dev_info(adev->dev, "VRAM is lost due to GPU reset!\n");
@@ -917,7 +935,7 @@ noinline int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu
 	}
 	n = atomic_inc_return(&adev->reset_count);
 	dev_info(adev->dev, "GPU reset(%d) succeeded!\n", n);
-	sim_wedged_event(adev, job);
+	sim_wedged_event(adev, found ? &ti : NULL);
 	return 0;
 }
 EXPORT_SYMBOL_GPL(amdgpu_device_gpu_recover);
@@ -939,7 +957,7 @@ static void amdgpu_job_timedout(struct drm_sched_job *s_job)
 #if SIM_DUMP_IP_STATE
 	dev_info(adev->dev, "Dumping IP State\n");
 	dev_info(adev->dev, "Dumping IP State Completed\n");
-	sim_coredump(adev, job, false, true);
+	sim_coredump(adev, job);
 #endif
 	spin_lock_irqsave(&ring->lock, flags);
 	signaled = ring->last_seq;
