@@ -737,10 +737,18 @@ fn uevent_loop(sock: &std::os::fd::OwnedFd, stop: &std::sync::atomic::AtomicBool
 /// At most this much of each devcoredump's data is returned.
 const DEVCOREDUMP_HEAD: usize = 64 * 1024;
 
+/// The dumps under /sys/class/devcoredump (`devcdN`; the class also has a `disabled` file).
+fn dump_names() -> Vec<String> {
+    list_dir("/sys/class/devcoredump")
+        .into_iter()
+        .filter(|n| n.starts_with("devcd"))
+        .collect()
+}
+
 /// Every devcoredump present now: name, failing device, size and the head of its text.
 fn devcoredumps() -> Value {
     let mut v = Vec::new();
-    for name in list_dir("/sys/class/devcoredump") {
+    for name in dump_names() {
         let dir = Path::new("/sys/class/devcoredump").join(&name);
         let failing = std::fs::read_link(dir.join("failing_device"))
             .map(|p| p.to_string_lossy().into_owned())
@@ -758,7 +766,7 @@ fn devcoredumps() -> Value {
 /// Deletes every devcoredump (a write to `data` frees it), so none outlives its scenario's
 /// simulator.
 fn clear_devcoredumps() {
-    for name in list_dir("/sys/class/devcoredump") {
+    for name in dump_names() {
         let _ = std::fs::write(
             Path::new("/sys/class/devcoredump").join(name).join("data"),
             "1",
