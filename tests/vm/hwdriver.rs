@@ -111,8 +111,8 @@ pub struct Process {
     /// ROCm-like work through /dev/kfd (queues, doorbell dispatches); see `kfd_child`.
     #[serde(default)]
     pub kfd: Vec<KfdOp>,
-    /// Run each `submit` entry on its own thread (a game's render and copy threads), instead
-    /// of one after the other.
+    /// One thread per ring (a game's render and copy threads): each ring's `submit` entries
+    /// run in order on their own thread, instead of all entries one after the other.
     #[serde(default)]
     pub concurrent: bool,
 }
@@ -902,23 +902,41 @@ impl Counts {
     }
 }
 
-/// The process's `submit` entries: in `at_ms` order on this thread, or each on its own thread
-/// when the process is `concurrent`.
+/// The process's `submit` entries in `at_ms` order: all on this thread, or, when the process
+/// is `concurrent`, each ring's on its own thread (so a ring's entries never overtake each
+/// other, whatever the lag).
 fn submit_all(fd: i32, p: &Process, t0: Instant) -> Result<Counts> {
     let logged = std::sync::atomic::AtomicBool::new(false);
     let mut entries: Vec<&Submit> = p.submit.iter().collect();
     entries.sort_by_key(|s| s.at_ms);
-    let mut total = Counts::default();
-    if !p.concurrent {
-        for s in entries {
-            total.add(submit_entry(fd, s, t0, p.exit_at_ms, &logged)?);
-        }
-        return Ok(total);
+    let mut lanes: BTreeMap<String, Vec<&Submit>> = BTreeMap::new();
+    for s in entries {
+        let lane = if p.concurrent {
+            s.ring.clone()
+        } else {
+            String::new()
+        };
+        lanes.entry(lane).or_default().push(s);
     }
+    let run_lane = |lane: &[&Submit]| -> Result<Counts> {
+        let mut c = Counts::default();
+        for s in lane {
+            c.add(submit_entry(fd, s, t0, p.exit_at_ms, &logged)?);
+        }
+        Ok(c)
+    };
+    if !p.concurrent {
+        // On the main thread: the kernel sees one thread, pid == tgid.
+        return lanes
+            .values()
+            .next()
+            .map_or(Ok(Counts::default()), |l| run_lane(l));
+    }
+    let mut total = Counts::default();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = entries
-            .iter()
-            .map(|s| scope.spawn(|| submit_entry(fd, s, t0, p.exit_at_ms, &logged)))
+        let handles: Vec<_> = lanes
+            .values()
+            .map(|lane| scope.spawn(|| run_lane(lane)))
             .collect();
         for h in handles {
             match h.join() {
