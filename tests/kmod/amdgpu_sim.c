@@ -34,8 +34,19 @@
 #include <linux/xarray.h>
 #include <linux/sched.h>
 #include <linux/kref.h>
+#include <linux/mutex.h>
+#include <linux/devcoredump.h>
+#include <linux/vmalloc.h>
+#include <linux/workqueue.h>
+#include <generated/utsrelease.h>
 #include <drm/drm_print.h>
 #include <drm/gpu_scheduler.h>
+#if SIM_HAVE_WEDGED_EVENT
+#include <drm/drm_device.h>
+#include <drm/drm_drv.h>
+#include <drm/drm_file.h>
+#include <drm/drm_ioctl.h>
+#endif
 
 #include "amdgpu_sim_uapi.h"
 #include "kfd_sim.h"
@@ -68,6 +79,32 @@ static unsigned int devices = 1;
 module_param(devices, uint, 0444);
 MODULE_PARM_DESC(devices, "simulated GPUs (1-4), named 0000:0N:00.0");
 
+/* amdgpu's own parameter name and list syntax; the values are per simulated ring. */
+static int lockup_timeout[SIM_NUM_RINGS];
+static int n_lockup_timeout;
+module_param_array(lockup_timeout, int, &n_lockup_timeout, 0444);
+MODULE_PARM_DESC(lockup_timeout,
+		 "job timeout (ms): one value for every ring, or gfx,compute,sdma; 0 = timeout_ms, negative = never (a hung job is never timed out)");
+
+static char *wedged = "";
+module_param(wedged, charp, 0444);
+MODULE_PARM_DESC(wedged,
+		 "6.15+: register a DRM card per device and send the wedged uevent after each full reset with this method (none, rebind, bus-reset; comma-separated); empty = off");
+
+static bool coredump;
+module_param(coredump, bool, 0444);
+MODULE_PARM_DESC(coredump, "5.19+: create a devcoredump in this era's amdgpu format on each job timeout");
+
+static unsigned int coredump_delay_ms;
+module_param(coredump_delay_ms, uint, 0444);
+MODULE_PARM_DESC(coredump_delay_ms,
+		 "7.1+: the worker creates the dump this long after the kmsg line (a real one takes seconds to format)");
+
+static bool vram_lost;
+module_param(vram_lost, bool, 0444);
+MODULE_PARM_DESC(vram_lost,
+		 "a full reset loses VRAM: every file opened before it gets -ECANCELED (a MODE1 reset)");
+
 #define AMDGPU_RESET_SRC_JOB 1
 #define SOC15_IH_CLIENTID_UTCL2 0x1b
 
@@ -92,7 +129,10 @@ struct amdgpu_ring {
 	u32 last_seq; /* signaled */
 	bool wedged;
 	struct list_head active; /* sim_fence not yet signaled */
+	long timeout; /* jiffies, MAX_SCHEDULE_TIMEOUT = never */
 };
+
+struct sim_coredump;
 
 /* Same member name as the real one: the agent reads adev->dev through module BTF. */
 struct amdgpu_device {
@@ -100,9 +140,20 @@ struct amdgpu_device {
 	struct platform_device *pdev;
 	u32 idx;
 	atomic_t reset_count;
+	atomic_t vram_lost_counter;
 	struct amdgpu_ring rings[SIM_NUM_RINGS];
 	struct miscdevice misc;
 	char misc_name[24];
+	/* The last VM fault, as amdgpu_vm_fault_info keeps it for the devcoredump. */
+	u64 fault_addr;
+	u32 fault_vmhub;
+	/* 7.1+: the dump the worker will create; NULL when none is pending. */
+	struct sim_coredump *coredump;
+	struct delayed_work coredump_work;
+#if SIM_HAVE_WEDGED_EVENT
+	/* The DRM card the wedged uevent is sent on (module parameter `wedged`). */
+	struct drm_device *ddev;
+#endif
 };
 
 struct sim_file {
@@ -112,6 +163,11 @@ struct sim_file {
 	u32 vmid;
 	u64 client_id;
 	atomic_t guilty;
+	int reset_count_at_open;
+	int vram_lost_at_open;
+	/* Serializes a file's submissions (threads of one client): an entity's job queue has a
+	 * single producer, as amdgpu_cs_submit's locking guarantees. */
+	struct mutex submit_lock;
 	bool have_task;
 	struct amdgpu_task_info task;
 	struct drm_sched_entity entity[SIM_NUM_RINGS];
@@ -239,6 +295,8 @@ static void sim_raise_fault(struct sim_fence *sf)
 	bool found = task_info_pasid(sf->pasid, &ti);
 	u64 addr = sf->fault_addr & ~0xfffULL;
 
+	adev->fault_addr = addr;
+	adev->fault_vmhub = 0;
 	trace_amdgpu_iv(0, SOC15_IH_CLIENTID_UTCL2, 0, 40, sf->vmid, 0, ktime_get_ns(), 0,
 			sf->pasid, src_data);
 #if SIM_TASK_INFO_OPTIONAL
@@ -398,6 +456,422 @@ static void sim_ring_force_completion(struct amdgpu_ring *ring)
 	spin_unlock_irqrestore(&ring->lock, flags);
 }
 
+/* ---- hang evidence: the devcoredump and the DRM wedged uevent ---- */
+
+#define SIM_RING_DW 64		/* simulated ring buffer size in dwords (real ones: 64 Ki) */
+#define SIM_IB_DW 16		/* dwords per simulated IB */
+#define SIM_MAX_IBS 4
+#define SIM_COREDUMP_BYTES (256 * 1024)
+#define PACKET3_NOP_2 0xc0011000u /* PACKET3(PACKET3_NOP, 1): a NOP carrying two dwords */
+#define GFX_RING_NOP 0xffff1000u
+
+/* What amdgpu_coredump() copies at the hang; formatted now or, from 7.1, by the worker. */
+struct sim_coredump {
+	struct amdgpu_device *adev;
+	struct amdgpu_ring *ring;
+	struct amdgpu_task_info task;
+	bool have_task;
+	bool vram_lost;
+	bool skip_vram_check; /* taken at the timeout, before any reset */
+	struct timespec64 time;
+	u32 pasid;
+	u32 vmid;
+	u32 num_ibs;
+	u64 fence_context;
+	u64 fence_seqno;
+};
+
+/* A bounded text buffer; output past the end is dropped, like a short devcoredump read. */
+struct sim_buf {
+	char *p;
+	size_t len;
+	size_t cap;
+};
+
+static __printf(2, 3) void sim_bprintf(struct sim_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (b->len + 1 >= b->cap)
+		return;
+	va_start(ap, fmt);
+	b->len += vscnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * The hung job's IB addresses: 0x8000_0000_0000 | pasid << 24 | (seqno & 0xfff) << 12 | i << 8,
+ * so a reader can tell whose job it was. A simulator convention, not amdgpu's layout.
+ */
+static u64 __maybe_unused sim_ib_addr(const struct sim_coredump *cd, u32 i)
+{
+	return 0x800000000000ULL | ((u64)(cd->pasid & 0xffff) << 24) |
+	       ((cd->fence_seqno & 0xfff) << 12) | ((u64)i << 8);
+}
+
+/* The IB's dwords: one NOP packet whose payload is the job's scheduler fence (context, seqno),
+ * then ring NOPs. Again a simulator convention, so a test can join an IB to its job exactly. */
+static u32 __maybe_unused sim_ib_dword(const struct sim_coredump *cd, u32 j)
+{
+	if (j == 0)
+		return PACKET3_NOP_2;
+	if (j == 1)
+		return lower_32_bits(cd->fence_context);
+	if (j == 2)
+		return lower_32_bits(cd->fence_seqno);
+	return GFX_RING_NOP;
+}
+
+#if SIM_COREDUMP_IN_TIMEOUT
+static void sim_coredump_task_line(struct sim_buf *b, const struct sim_coredump *cd)
+{
+	if (!cd->have_task || !cd->task.pid)
+		return;
+#if SIM_COREDUMP_WORKER
+	sim_bprintf(b, "process_name: %s TGID: %d thread: %s PID: %d\n", cd->task.process_name,
+		    cd->task.tgid, cd->task.task_name, cd->task.pid);
+	sim_bprintf(b, "pasid: %u\n", cd->pasid);
+	sim_bprintf(b, "vmid: %u\n", cd->vmid);
+#else
+	sim_bprintf(b, "process_name: %s PID: %d\n", cd->task.process_name, cd->task.pid);
+#endif
+}
+
+/* amdgpu_devcoredump_fw_info with a Navi 31's versions. */
+static void sim_coredump_fw(struct sim_buf *b)
+{
+	static const char *const fw[] = { "VCE", "UVD", "GMC" };
+	static const char *const gfx[] = { "ME", "PFP", "CE", "RLC", "RLC SRLC", "RLC SRLG",
+					   "RLC SRLS", "RLCP", "RLCV", "MEC" };
+	static const char *const ta[] = { "XGMI", "RAS", "HDCP", "DTM", "RAP", "SECURE DISPLAY" };
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(fw); i++)
+		sim_bprintf(b, "%s feature version: %u, fw version: 0x%08x\n", fw[i], 0, 0);
+	for (i = 0; i < ARRAY_SIZE(gfx); i++)
+		sim_bprintf(b, "%s feature version: %u, fw version: 0x%08x\n", gfx[i], 38,
+			    0x7d0 + i);
+	sim_bprintf(b, "IMU feature version: %u, fw version: 0x%08x\n", 0, 0x0b2f1e00);
+	sim_bprintf(b, "PSP SOS feature version: %u, fw version: 0x%08x\n", 0, 0x00240032);
+	sim_bprintf(b, "PSP ASD feature version: %u, fw version: 0x%08x\n", 0, 0x21000109);
+	for (i = 0; i < ARRAY_SIZE(ta); i++)
+		sim_bprintf(b, "TA %s feature version: 0x%08x, fw version: 0x%08x\n", ta[i], 0, 0);
+	sim_bprintf(b, "SMC feature version: %u, program: %d, fw version: 0x%08x (%d.%d.%d)\n", 0,
+		    0, 0x004e6a00, 78, 106, 0);
+	sim_bprintf(b, "SDMA%d feature version: %u, firmware version: 0x%08x\n", 0, 60, 0x17);
+	sim_bprintf(b, "VCN feature version: %u, fw version: 0x%08x\n", 0, 0x0711f000);
+	sim_bprintf(b, "DMCU feature version: %u, fw version: 0x%08x\n", 0, 0);
+	sim_bprintf(b, "DMCUB feature version: %u, fw version: 0x%08x\n", 0, 0x07002a00);
+	sim_bprintf(b, "PSP TOC feature version: %u, fw version: 0x%08x\n", 0, 0);
+	sim_bprintf(b, "MES_KIQ feature version: %u, fw version: 0x%08x\n", 6, 0x6c);
+	sim_bprintf(b, "MES feature version: %u, fw version: 0x%08x\n", 1, 0x6e);
+	sim_bprintf(b, "VPE feature version: %u, fw version: 0x%08x\n", 0, 0);
+	sim_bprintf(b, "\nVBIOS Information\n");
+	sim_bprintf(b, "vbios name       : %s\n", "NAVI31 XTX D70701");
+	sim_bprintf(b, "vbios pn         : %s\n", "113-D7070100-102");
+	sim_bprintf(b, "vbios version    : %d\n", 0);
+	sim_bprintf(b, "vbios ver_str    : %s\n", "022.001.002.008.000001");
+	sim_bprintf(b, "vbios date       : %s\n", "2023/06/09 04:50");
+}
+
+static void sim_coredump_rings(struct sim_buf *b, const struct sim_coredump *cd)
+{
+	int i, j;
+
+	sim_bprintf(b, "Ring buffer information\n");
+	for (i = 0; i < SIM_NUM_RINGS; i++) {
+		const struct amdgpu_ring *ring = &cd->adev->rings[i];
+		u64 rptr = (u64)ring->last_seq * 16, wptr = (u64)ring->sync_seq * 16;
+
+		sim_bprintf(b, "ring name: %s\n", ring->name);
+		sim_bprintf(b, "Rptr: 0x%llx Wptr: 0x%llx RB mask: %x\n", rptr, wptr,
+			    SIM_RING_DW - 1);
+		sim_bprintf(b, "Ring size in dwords: %d\n", SIM_RING_DW);
+		sim_bprintf(b, "Ring contents\n");
+		sim_bprintf(b, "Offset \t Value\n");
+		for (j = 0; j < SIM_RING_DW * 4; j += 4)
+			sim_bprintf(b, "0x%x \t 0x%x\n", j, GFX_RING_NOP);
+	}
+}
+
+static void sim_coredump_ibs(struct sim_buf *b, const struct sim_coredump *cd)
+{
+#if SIM_COREDUMP_WORKER
+	u32 i, j;
+
+	for (i = 0; i < cd->num_ibs; i++) {
+		sim_bprintf(b, "\nIB #%d 0x%llx %d dw\n", i, sim_ib_addr(cd, i), SIM_IB_DW);
+		for (j = 0; j < SIM_IB_DW; j++)
+			sim_bprintf(b, "0x%08x\n", sim_ib_dword(cd, j));
+	}
+#endif
+}
+
+/* amdgpu_devcoredump_format (amdgpu_dev_coredump.c, 6.12+; the 7.3 strings where they differ). */
+static void sim_coredump_format(struct sim_buf *b, const struct sim_coredump *cd)
+{
+	sim_bprintf(b, "**** AMDGPU Device Coredump ****\n");
+	sim_bprintf(b, "version: 1\n");
+	sim_bprintf(b, "kernel: %s\n", UTS_RELEASE);
+	sim_bprintf(b, "module: amdgpu\n");
+	sim_bprintf(b, "time: %lld.%09ld\n", (s64)cd->time.tv_sec, cd->time.tv_nsec);
+	sim_coredump_task_line(b, cd);
+	sim_bprintf(b, "\nSOC Information\n");
+	sim_bprintf(b, "SOC Device id: %d\n", 0x744c);
+	sim_bprintf(b, "SOC PCI Revision id: %d\n", 0xc8);
+	sim_bprintf(b, "SOC Family: %d\n", 145);
+	sim_bprintf(b, "SOC Revision id: %d\n", 0);
+	sim_bprintf(b, "SOC External Revision id: %d\n", 1);
+	sim_bprintf(b, "\nSOC Memory Information\n");
+	sim_bprintf(b, "real vram size: %llu\n", 25753026560ULL);
+	sim_bprintf(b, "visible vram size: %llu\n", 25753026560ULL);
+	sim_bprintf(b, "gtt size: %llu\n", 33544536064ULL);
+	sim_bprintf(b, "\nGDS Config\n");
+	sim_bprintf(b, "gds: total size: %d\n", 4096);
+	sim_bprintf(b, "gds: compute partition size: %d\n", 4096);
+	sim_bprintf(b, "gds: gws per compute partition: %d\n", 64);
+	sim_bprintf(b, "gds: os per compute partition: %d\n", 16);
+	sim_bprintf(b, "\nHW IP Version Information\n");
+	sim_bprintf(b, "HWIP: %s[%d][%d]: v%d.%d.%d.%d.%d\n", "GC", 1, 0, 11, 0, 0, 0, 0);
+	sim_bprintf(b, "HWIP: %s[%d][%d]: v%d.%d.%d.%d.%d\n", "SDMA0", 3, 0, 6, 0, 0, 0, 0);
+	sim_bprintf(b, "\nIP Firmwares\n");
+	sim_coredump_fw(b);
+	if (cd->ring) {
+		sim_bprintf(b, "\nRing timed out details\n");
+		/* AMDGPU_RING_TYPE_GFX/COMPUTE/SDMA are 0/1/2, the simulator's ring indexes. */
+		sim_bprintf(b, "IP Type: %d Ring Name: %s\n", cd->ring->idx, cd->ring->name);
+	}
+	sim_bprintf(b, "\n[%s] Page fault observed\n", cd->adev->fault_vmhub ? "mmhub" : "gfxhub");
+	sim_bprintf(b, "Faulty page starting at address: 0x%016llx\n", cd->adev->fault_addr);
+	sim_bprintf(b, "Protection fault status register: 0x%x\n\n", 0);
+	sim_bprintf(b, "IP Dump\n");
+	sim_coredump_rings(b, cd);
+	if (SIM_COREDUMP_WORKER && cd->skip_vram_check)
+		sim_bprintf(b, "VRAM lost check is skipped!\n");
+	else if (cd->vram_lost)
+		sim_bprintf(b, "VRAM is lost due to GPU reset!\n");
+	sim_coredump_ibs(b, cd);
+}
+#else
+/* amdgpu_devcoredump_read of 5.19-6.9 (amdgpu_device.c / amdgpu_reset.c), taken after the
+ * ASIC reset. */
+static void sim_coredump_format(struct sim_buf *b, const struct sim_coredump *cd)
+{
+	sim_bprintf(b, "**** AMDGPU Device Coredump ****\n");
+	sim_bprintf(b, "kernel: " UTS_RELEASE "\n");
+	sim_bprintf(b, "module: " KBUILD_MODNAME "\n");
+	sim_bprintf(b, "time: %lld.%09ld\n", (s64)cd->time.tv_sec, cd->time.tv_nsec);
+	if (cd->have_task && cd->task.pid)
+		sim_bprintf(b, "process_name: %s PID: %d\n", cd->task.process_name, cd->task.pid);
+	if (cd->vram_lost)
+		sim_bprintf(b, "VRAM is lost due to GPU reset!\n");
+}
+#endif
+
+/* Formats the dump and hands it to the devcoredump core (which vfree()s it). */
+static void sim_coredump_create(struct sim_coredump *cd)
+{
+	struct sim_buf b = { .cap = SIM_COREDUMP_BYTES };
+
+	b.p = vmalloc(b.cap);
+	if (b.p) {
+		b.p[0] = '\0';
+		sim_coredump_format(&b, cd);
+		dev_coredumpv(cd->adev->dev, b.p, b.len, GFP_KERNEL);
+	}
+	kfree(cd);
+}
+
+static void sim_coredump_work(struct work_struct *work)
+{
+	struct amdgpu_device *adev =
+		container_of(to_delayed_work(work), struct amdgpu_device, coredump_work);
+	struct sim_coredump *cd = xchg(&adev->coredump, NULL);
+
+	if (cd)
+		sim_coredump_create(cd);
+}
+
+static int __maybe_unused sim_card_index(struct amdgpu_device *adev)
+{
+#if SIM_HAVE_WEDGED_EVENT
+	if (adev->ddev)
+		return adev->ddev->primary->index;
+#endif
+	return adev->idx;
+}
+
+/* amdgpu_coredump(): what the dump needs is copied now, while the job is alive. */
+/* Copies what the dump needs from `job`, which the scheduler frees once it restarts. */
+static struct sim_coredump *sim_coredump_capture(struct amdgpu_device *adev,
+						 struct amdgpu_job *job, bool lost, bool at_timeout)
+{
+	struct sim_coredump *cd;
+
+	if (!coredump || !SIM_HAVE_COREDUMP)
+		return NULL;
+	cd = kzalloc(sizeof(*cd), GFP_KERNEL);
+	if (!cd)
+		return NULL;
+	cd->adev = adev;
+	cd->vram_lost = lost;
+	cd->skip_vram_check = at_timeout;
+	ktime_get_ts64(&cd->time);
+	if (job) {
+		cd->ring = to_amdgpu_ring(job->base.sched);
+		cd->have_task = task_info_pasid(job->pasid, &cd->task);
+		cd->pasid = job->pasid;
+		cd->vmid = job->vmid;
+		cd->num_ibs = min_t(u32, job->num_ibs, SIM_MAX_IBS);
+		cd->fence_context = job->base.s_fence->finished.context;
+		cd->fence_seqno = job->base.s_fence->finished.seqno;
+	}
+	return cd;
+}
+
+/* Creates the dump now, or (7.1+) from the worker `coredump_delay_ms` later; then the kmsg lines. */
+static void sim_coredump_emit(struct amdgpu_device *adev, struct sim_coredump *cd)
+{
+	if (!cd)
+		return;
+	if (SIM_COREDUMP_WORKER) {
+		/* One pending dump per device, as amdgpu keeps one adev->coredump. */
+		if (cmpxchg(&adev->coredump, NULL, cd)) {
+			kfree(cd);
+			return;
+		}
+		schedule_delayed_work(&adev->coredump_work, msecs_to_jiffies(coredump_delay_ms));
+	} else {
+		sim_coredump_create(cd);
+	}
+#if SIM_COREDUMP_KMSG
+	dev_info(adev->dev, "[drm] AMDGPU device coredump file has been created\n");
+	dev_info(adev->dev, "[drm] Check your /sys/class/drm/card%d/device/devcoredump/data\n",
+		 sim_card_index(adev));
+#endif
+}
+
+/* amdgpu_coredump() at the timeout, while the job is alive. */
+static void __maybe_unused sim_coredump(struct amdgpu_device *adev, struct amdgpu_job *job)
+{
+	sim_coredump_emit(adev, sim_coredump_capture(adev, job, false, true));
+}
+
+static void sim_coredump_fini(struct amdgpu_device *adev)
+{
+	cancel_delayed_work_sync(&adev->coredump_work);
+	kfree(xchg(&adev->coredump, NULL));
+#if SIM_HAVE_COREDUMP && SIM_HAVE_COREDUMP_PUT
+	dev_coredump_put(adev->dev);
+#endif
+}
+
+/* The `wedged` parameter as DRM_WEDGE_RECOVERY_* bits; 0 = off, -EINVAL = unknown method. */
+static long sim_wedge_method(void)
+{
+	static const char *const names[] = { "none", "rebind", "bus-reset" };
+	const char *p = wedged;
+	long bits = 0;
+	int i;
+
+	while (*p) {
+		size_t n = strcspn(p, ",");
+
+		for (i = 0; i < ARRAY_SIZE(names); i++)
+			if (strlen(names[i]) == n && !strncmp(p, names[i], n))
+				break;
+		if (i == ARRAY_SIZE(names))
+			return -EINVAL;
+		bits |= 1L << i;
+		p += n + (p[n] == ',');
+	}
+	return bits;
+}
+
+#if SIM_HAVE_WEDGED_EVENT
+static const struct file_operations sim_drm_fops = {
+	.owner = THIS_MODULE,
+	.open = drm_open,
+	.release = drm_release,
+	.unlocked_ioctl = drm_ioctl,
+	.poll = drm_poll,
+	.read = drm_read,
+	.llseek = noop_llseek,
+};
+
+/* Just enough of a DRM driver for /sys/class/drm/cardN: the uevent's kobject. */
+static const struct drm_driver sim_drm_driver = {
+	.name = "amdgpu",
+	.desc = "AMD GPU",
+	.major = 3,
+	.minor = 64,
+	.fops = &sim_drm_fops,
+};
+
+static int sim_card_create(struct amdgpu_device *adev)
+{
+	struct drm_device *ddev;
+	int r;
+
+	if (!wedged[0])
+		return 0;
+	ddev = drm_dev_alloc(&sim_drm_driver, adev->dev);
+	if (IS_ERR(ddev))
+		return PTR_ERR(ddev);
+	r = drm_dev_register(ddev, 0);
+	if (r) {
+		drm_dev_put(ddev);
+		return r;
+	}
+	adev->ddev = ddev;
+	return 0;
+}
+
+static void sim_card_destroy(struct amdgpu_device *adev)
+{
+	if (!adev->ddev)
+		return;
+	drm_dev_unregister(adev->ddev);
+	drm_dev_put(adev->ddev);
+	adev->ddev = NULL;
+}
+
+/* After a successful full reset: the kernel's own drm_dev_wedged_event() prints
+ * "device wedged, ..." and sends WEDGED= (and from 6.17 PID=/TASK= of the timed-out job's
+ * thread, `ti`, looked up before the reset freed the job; NULL when unknown). */
+static void sim_wedged_event(struct amdgpu_device *adev, const struct amdgpu_task_info *ti)
+{
+#if SIM_WEDGED_TASK_INFO
+	struct drm_wedge_task_info info = {};
+#endif
+
+	if (!adev->ddev)
+		return;
+#if SIM_WEDGED_TASK_INFO
+	if (ti) {
+		info.pid = ti->pid;
+		strscpy(info.comm, ti->task_name, sizeof(info.comm));
+	}
+	drm_dev_wedged_event(adev->ddev, sim_wedge_method(), ti ? &info : NULL);
+#else
+	drm_dev_wedged_event(adev->ddev, sim_wedge_method());
+#endif
+}
+#else
+static int sim_card_create(struct amdgpu_device *adev)
+{
+	return 0;
+}
+
+static void sim_card_destroy(struct amdgpu_device *adev)
+{
+}
+
+static void sim_wedged_event(struct amdgpu_device *adev, const struct amdgpu_task_info *ti)
+{
+}
+#endif
+
 static void sim_sched_start(struct drm_gpu_scheduler *sched)
 {
 #if SIM_START_ERRNO
@@ -437,6 +911,11 @@ noinline int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu
 noinline int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu_job *job)
 #endif
 {
+	/* Everything read from `job` is read now: once the schedulers restart they free it. */
+	struct amdgpu_task_info ti;
+	bool found = job && task_info_pasid(job->pasid, &ti);
+	struct sim_coredump *cd =
+		SIM_COREDUMP_IN_TIMEOUT ? NULL : sim_coredump_capture(adev, job, vram_lost, false);
 	int n;
 
 #if SIM_RESET_SOURCE_LINE
@@ -445,8 +924,18 @@ noinline int amdgpu_device_gpu_recover(struct amdgpu_device *adev, struct amdgpu
 	dev_info(adev->dev, "GPU %s begin!\n", "reset");
 #endif
 	sim_reset_rings(adev, job);
+	sim_coredump_emit(adev, cd);
+	if (vram_lost) {
+#if SIM_VRAM_LOST_DEV_INFO
+		dev_info(adev->dev, "VRAM is lost due to GPU reset!\n");
+#else
+		DRM_INFO("VRAM is lost due to GPU reset!\n");
+#endif
+		atomic_inc(&adev->vram_lost_counter);
+	}
 	n = atomic_inc_return(&adev->reset_count);
 	dev_info(adev->dev, "GPU reset(%d) succeeded!\n", n);
+	sim_wedged_event(adev, found ? &ti : NULL);
 	return 0;
 }
 EXPORT_SYMBOL_GPL(amdgpu_device_gpu_recover);
@@ -468,6 +957,7 @@ static void amdgpu_job_timedout(struct drm_sched_job *s_job)
 #if SIM_DUMP_IP_STATE
 	dev_info(adev->dev, "Dumping IP State\n");
 	dev_info(adev->dev, "Dumping IP State Completed\n");
+	sim_coredump(adev, job);
 #endif
 	spin_lock_irqsave(&ring->lock, flags);
 	signaled = ring->last_seq;
@@ -568,6 +1058,9 @@ noinline int amdgpu_cs_ioctl(void *dev, void *data, struct sim_file *f)
 		sim_parser_failed(f->adev, r);
 		return r;
 	}
+	/* amdgpu_cs_pass1: a context from before a VRAM-losing reset is cancelled, silently. */
+	if (f->vram_lost_at_open != atomic_read(&f->adev->vram_lost_counter))
+		return -ECANCELED;
 	ring = &f->adev->rings[args->ring];
 	sim_set_task_info(f);
 	job = kzalloc(sizeof(*job), GFP_KERNEL);
@@ -580,8 +1073,10 @@ noinline int amdgpu_cs_ioctl(void *dev, void *data, struct sim_file *f)
 	job->duration_us = args->duration_us;
 	job->fault_addr = args->fault_addr;
 	job->task = f->task;
+	mutex_lock(&f->submit_lock);
 	r = sim_job_init(job, f, args->ring);
 	if (r) {
+		mutex_unlock(&f->submit_lock);
 		kfree(job);
 		return r;
 	}
@@ -598,13 +1093,30 @@ noinline int amdgpu_cs_ioctl(void *dev, void *data, struct sim_file *f)
 #else
 	drm_sched_entity_push_job(&job->base, &f->entity[args->ring]);
 #endif
+	mutex_unlock(&f->submit_lock);
 	return 0;
+}
+
+/* amdgpu_ctx_query2: what Mesa reads to decide "innocent" or "guilty". */
+static long sim_query_state(struct sim_file *f, void __user *arg)
+{
+	struct sim_query q = {};
+
+	if (f->reset_count_at_open != atomic_read(&f->adev->reset_count))
+		q.flags |= SIM_QUERY_RESET;
+	if (f->vram_lost_at_open != atomic_read(&f->adev->vram_lost_counter))
+		q.flags |= SIM_QUERY_VRAMLOST;
+	if (atomic_read(&f->guilty))
+		q.flags |= SIM_QUERY_GUILTY;
+	return copy_to_user(arg, &q, sizeof(q)) ? -EFAULT : 0;
 }
 
 static long sim_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 {
 	struct sim_submit args;
 
+	if (cmd == SIM_IOCTL_QUERY_STATE)
+		return sim_query_state(filp->private_data, (void __user *)arg);
 	if (cmd != SIM_IOCTL_SUBMIT)
 		return -ENOTTY;
 	if (copy_from_user(&args, (void __user *)arg, sizeof(args)))
@@ -625,6 +1137,7 @@ static int sim_open(struct inode *inode, struct file *filp)
 	if (!f)
 		return -ENOMEM;
 	kref_init(&f->ref);
+	mutex_init(&f->submit_lock);
 	f->adev = adev;
 	r = xa_alloc(&pasids, &pasid, f, XA_LIMIT(32768, 65535), GFP_KERNEL);
 	if (r) {
@@ -634,6 +1147,8 @@ static int sim_open(struct inode *inode, struct file *filp)
 	f->pasid = pasid;
 	f->vmid = 1 + (atomic_inc_return(&next_vmid) % 15);
 	f->client_id = atomic64_inc_return(&next_client_id);
+	f->reset_count_at_open = atomic_read(&adev->reset_count);
+	f->vram_lost_at_open = atomic_read(&adev->vram_lost_counter);
 	trace_amdgpu_pasid_allocated(pasid);
 	for (i = 0; i < SIM_NUM_RINGS; i++) {
 		struct drm_gpu_scheduler *sched = &adev->rings[i].sched;
@@ -688,9 +1203,23 @@ static const struct file_operations sim_fops = {
 	.show_fdinfo = sim_show_fdinfo,
 };
 
+/* lockup_timeout for `ring`: one value for all rings, or one per ring; 0 = timeout_ms. */
+static long sim_ring_timeout(u32 ring)
+{
+	int ms = 0;
+
+	if (n_lockup_timeout == 1)
+		ms = lockup_timeout[0];
+	else if (ring < n_lockup_timeout)
+		ms = lockup_timeout[ring];
+	if (ms < 0)
+		return MAX_SCHEDULE_TIMEOUT;
+	return msecs_to_jiffies(ms ? ms : timeout_ms);
+}
+
 static int sim_sched_init(struct amdgpu_ring *ring)
 {
-	long timeout = msecs_to_jiffies(timeout_ms);
+	long timeout = ring->timeout;
 #if defined(SIM_HAVE_SCHED_INIT_ARGS)
 	struct drm_sched_init_args args = {
 		.ops = &amdgpu_sched_ops,
@@ -717,9 +1246,11 @@ static int sim_sched_init(struct amdgpu_ring *ring)
 
 static void sim_rings_fini(struct amdgpu_device *adev, int n)
 {
+	/* Completion first: a job hung on a ring without a timeout still holds its fence, and
+	 * drm_sched_fini must not tear the scheduler down under it. */
 	while (--n >= 0) {
-		drm_sched_fini(&adev->rings[n].sched);
 		sim_ring_force_completion(&adev->rings[n]);
+		drm_sched_fini(&adev->rings[n].sched);
 	}
 }
 
@@ -737,6 +1268,7 @@ static int sim_rings_init(struct amdgpu_device *adev)
 		spin_lock_init(&ring->lock);
 		INIT_LIST_HEAD(&ring->active);
 		ring->fence_context = dma_fence_context_alloc(1);
+		ring->timeout = sim_ring_timeout(i);
 		r = sim_sched_init(ring);
 		if (r) {
 			sim_rings_fini(adev, i);
@@ -761,6 +1293,8 @@ static struct platform_driver sim_driver = {
 static void sim_device_destroy(struct amdgpu_device *adev)
 {
 	misc_deregister(&adev->misc);
+	sim_coredump_fini(adev);
+	sim_card_destroy(adev);
 	sim_rings_fini(adev, SIM_NUM_RINGS);
 	platform_device_unregister(adev->pdev);
 	kfree(adev);
@@ -783,9 +1317,13 @@ static int sim_device_create(u32 idx, struct amdgpu_device **out)
 		return r;
 	}
 	adev->dev = &adev->pdev->dev;
+	INIT_DELAYED_WORK(&adev->coredump_work, sim_coredump_work);
 	r = sim_rings_init(adev);
 	if (r)
 		goto fail_pdev;
+	r = sim_card_create(adev);
+	if (r)
+		goto fail_rings;
 	if (idx == 0)
 		strscpy(adev->misc_name, "amdgpu_sim", sizeof(adev->misc_name));
 	else
@@ -796,9 +1334,11 @@ static int sim_device_create(u32 idx, struct amdgpu_device **out)
 	adev->misc.mode = 0666;
 	r = misc_register(&adev->misc);
 	if (r)
-		goto fail_rings;
+		goto fail_card;
 	*out = adev;
 	return 0;
+fail_card:
+	sim_card_destroy(adev);
 fail_rings:
 	sim_rings_fini(adev, SIM_NUM_RINGS);
 fail_pdev:
@@ -816,6 +1356,16 @@ static int __init amdgpu_sim_init(void)
 		pr_err("amdgpu_sim: devices=%u out of range 1-%d\n", devices, SIM_MAX_DEVICES);
 		return -EINVAL;
 	}
+	if (sim_wedge_method() < 0) {
+		pr_err("amdgpu_sim: wedged=%s: use none, rebind or bus-reset (comma-separated)\n",
+		       wedged);
+		return -EINVAL;
+	}
+	if (wedged[0] && !SIM_HAVE_WEDGED_EVENT)
+		pr_warn("amdgpu_sim: wedged=%s ignored: this kernel has no wedged uevent (6.15+)\n",
+			wedged);
+	if (coredump && !SIM_HAVE_COREDUMP)
+		pr_warn("amdgpu_sim: coredump=1 ignored: this era's amdgpu has no devcoredump\n");
 	r = platform_driver_register(&sim_driver);
 	if (r)
 		return r;

@@ -79,5 +79,27 @@
 #define SIM_PARSER_DRM_ERR SIM_V(6, 17)
 /* amdgpu_job_timedout takes a coredump first and prints "Dumping IP State": 6.12. */
 #define SIM_DUMP_IP_STATE SIM_V(6, 12)
+/* "VRAM is lost due to GPU reset!": DRM_INFO up to 6.1, dev_info from 6.12. */
+#define SIM_VRAM_LOST_DEV_INFO SIM_V(6, 10)
+
+/* ---- hang evidence: the wedged uevent and the devcoredump ---- */
+
+/* drm_dev_wedged_event(dev, method): 6.15 (amdgpu sends WEDGED=none after a full reset). */
+#define SIM_HAVE_WEDGED_EVENT SIM_V(6, 15)
+/* drm_dev_wedged_event(dev, method, struct drm_wedge_task_info *): PID= and TASK=, 6.17. */
+#define SIM_WEDGED_TASK_INFO SIM_V(6, 17)
+/* amdgpu's devcoredump: amdgpu_reset_capture_coredumpm after the ASIC reset (5.19: "kernel:",
+ * "module:", "time:", "process_name: %s PID: %d"), then amdgpu_dev_coredump.c taken in
+ * amdgpu_job_timedout right after "Dumping IP State" (6.12 here: SOC, firmware, ring timed
+ * out, page fault, ring buffers). 5.10's amdgpu has none. */
+#define SIM_HAVE_COREDUMP SIM_V(5, 19)
+#define SIM_COREDUMP_IN_TIMEOUT SIM_DUMP_IP_STATE
+/* "AMDGPU device coredump file has been created" + "Check your ..." after the dump: 6.15. */
+#define SIM_COREDUMP_KMSG SIM_V(6, 15)
+/* The dump is formatted and created by a worker, after the kmsg lines, and lists the hung
+ * job's IBs (`IB #<i> 0x<addr> <n> dw` plus the dwords): 7.1. */
+#define SIM_COREDUMP_WORKER SIM_V(7, 1)
+/* dev_coredump_put(): a removed device drops its pending dump, 6.10. */
+#define SIM_HAVE_COREDUMP_PUT SIM_V(6, 10)
 
 #endif

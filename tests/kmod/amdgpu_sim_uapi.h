@@ -28,4 +28,19 @@ struct sim_submit {
 };
 
 #define SIM_IOCTL_SUBMIT _IOW('S', 1, struct sim_submit)
+
+/* What Mesa asks with AMDGPU_CTX_OP_QUERY_STATE2 after a failed submission: the flag bits are
+ * the real AMDGPU_CTX_QUERY2_FLAGS_* values. RESET: a GPU reset happened since the file was
+ * opened; VRAMLOST: it lost VRAM (module parameter vram_lost); GUILTY: drm_sched blamed this
+ * file's job. */
+#define SIM_QUERY_RESET (1u << 0)
+#define SIM_QUERY_VRAMLOST (1u << 1)
+#define SIM_QUERY_GUILTY (1u << 2)
+
+struct sim_query {
+	__u32 flags;
+	__u32 pad;
+};
+
+#define SIM_IOCTL_QUERY_STATE _IOR('S', 2, struct sim_query)
 #endif

@@ -111,6 +111,10 @@ pub struct Process {
     /// ROCm-like work through /dev/kfd (queues, doorbell dispatches); see `kfd_child`.
     #[serde(default)]
     pub kfd: Vec<KfdOp>,
+    /// One thread per ring (a game's render and copy threads): each ring's `submit` entries
+    /// run in order on their own thread, instead of all entries one after the other.
+    #[serde(default)]
+    pub concurrent: bool,
 }
 
 #[derive(Deserialize, Clone)]
@@ -153,6 +157,20 @@ struct SimSubmit {
 /// `_IOW('S', 1, struct sim_submit)`.
 const SIM_IOCTL_SUBMIT: u64 =
     (1 << 30) | ((std::mem::size_of::<SimSubmit>() as u64) << 16) | ((b'S' as u64) << 8) | 1;
+
+/// `struct sim_query` of tests/kmod/amdgpu_sim_uapi.h (flags: the AMDGPU_CTX_QUERY2_FLAGS_*).
+#[repr(C)]
+#[derive(Default)]
+struct SimQuery {
+    flags: u32,
+    pad: u32,
+}
+
+/// `_IOR('S', 2, struct sim_query)`.
+const SIM_IOCTL_QUERY_STATE: u64 =
+    (2 << 30) | ((std::mem::size_of::<SimQuery>() as u64) << 16) | ((b'S' as u64) << 8) | 2;
+const SIM_QUERY_GUILTY: u32 = 1 << 2;
+const ECANCELED: i32 = -125;
 
 fn ring_index(name: &str) -> Result<u32> {
     Ok(match name {
@@ -286,7 +304,9 @@ fn phase_b(plan: &Plan) -> Result<()> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let sc: Scenario =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        // A fresh simulator per scenario: no wedged ring, guilty context or seqno carries over.
+        // A fresh simulator per scenario: no wedged ring, guilty context, seqno or
+        // devcoredump carries over.
+        clear_devcoredumps();
         sh("modprobe", &["-r", "amdgpu"]);
         let args = sim_args(&timeout, &sc);
         let load = sh(
@@ -534,6 +554,17 @@ fn go(kids: &mut [(String, Child)]) {
 }
 
 fn run_scenario(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
+    let uevents = UeventMonitor::start();
+    let mut v = run_clients(path, sc, demo)?;
+    v["uevents"] = match uevents {
+        Ok(m) => m.stop(),
+        Err(e) => json!({"error": format!("{e:#}")}),
+    };
+    v["devcoredumps"] = devcoredumps();
+    Ok(v)
+}
+
+fn run_clients(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
     let (mut agent, attached, mut err, mut kids);
     let how = AgentHow {
         args: &sc.agent_args,
@@ -599,6 +630,148 @@ fn finish_scenario(
         v["artifacts"] = artifacts(&export);
     }
     Ok(v)
+}
+
+// ---- what the kernel publishes besides its log: uevents and devcoredumps ----
+
+/// CLOCK_MONOTONIC in seconds, the clock of the kernel log's timestamps (near enough to order
+/// a uevent against a dmesg line).
+fn monotonic_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// Kernel uevents of the `drm` and `devcoredump` subsystems, read from the kobject-uevent
+/// netlink group (what udev and a desktop listen to) while a scenario runs.
+struct UeventMonitor {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Value>>,
+}
+
+/// At most this many uevents are kept per scenario.
+const MAX_UEVENTS: usize = 200;
+
+impl UeventMonitor {
+    fn start() -> Result<Self> {
+        // SAFETY: plain socket(2); the fd is checked and owned below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_KOBJECT_UEVENT,
+            )
+        };
+        if fd < 0 {
+            bail!("uevent socket: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is a new socket nothing else owns.
+        let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: an all-zero sockaddr_nl is valid; the fields set below are plain integers.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        addr.nl_groups = 1;
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: addr and tv are valid for the sizes passed; fd is the socket above.
+        let ok = unsafe {
+            libc::bind(
+                fd,
+                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            ) == 0
+                && libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv as *const libc::timeval as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as u32,
+                ) == 0
+        };
+        if !ok {
+            bail!("uevent socket: {}", std::io::Error::last_os_error());
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || uevent_loop(&sock, &flag));
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) -> Value {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        json!(self.thread.join().unwrap_or_default())
+    }
+}
+
+fn uevent_loop(sock: &std::os::fd::OwnedFd, stop: &std::sync::atomic::AtomicBool) -> Vec<Value> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: buf is valid for buf.len() bytes; fd is the bound netlink socket.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+        if n <= 0 {
+            continue;
+        }
+        let fields: Vec<String> = buf[..n as usize]
+            .split(|b| *b == 0)
+            .filter(|f| !f.is_empty())
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        let wanted = fields
+            .iter()
+            .any(|f| f == "SUBSYSTEM=drm" || f == "SUBSYSTEM=devcoredump");
+        if wanted && out.len() < MAX_UEVENTS {
+            out.push(json!({"monotonic_s": monotonic_s(), "fields": fields}));
+        }
+    }
+    out
+}
+
+/// At most this much of each devcoredump's data is returned.
+const DEVCOREDUMP_HEAD: usize = 64 * 1024;
+
+/// The dumps under /sys/class/devcoredump (`devcdN`; the class also has a `disabled` file).
+fn dump_names() -> Vec<String> {
+    list_dir("/sys/class/devcoredump")
+        .into_iter()
+        .filter(|n| n.starts_with("devcd"))
+        .collect()
+}
+
+/// Every devcoredump present now: name, failing device, size and the head of its text.
+fn devcoredumps() -> Value {
+    let mut v = Vec::new();
+    for name in dump_names() {
+        let dir = Path::new("/sys/class/devcoredump").join(&name);
+        let failing = std::fs::read_link(dir.join("failing_device"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let data = std::fs::read(dir.join("data")).unwrap_or_default();
+        let head = String::from_utf8_lossy(&data[..data.len().min(DEVCOREDUMP_HEAD)]);
+        v.push(
+            json!({"name": name, "failing_device": failing, "bytes": data.len(),
+            "head": head}),
+        );
+    }
+    json!(v)
+}
+
+/// Deletes every devcoredump (a write to `data` frees it), so none outlives its scenario's
+/// simulator.
+fn clear_devcoredumps() {
+    for name in dump_names() {
+        let _ = std::fs::write(
+            Path::new("/sys/class/devcoredump").join(name).join("data"),
+            "1",
+        );
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -688,52 +861,14 @@ fn child(path: &Path, index: &str) -> Result<()> {
     let t0 = Instant::now();
     let kfd_thread = kfd.map(|k| kfd_spawn(k, p.kfd.clone(), t0, p.exit_at_ms));
     let fd = std::os::fd::AsRawFd::as_raw_fd(&dev);
-    let mut ok = 0u64;
-    let mut errors: BTreeMap<i32, u64> = BTreeMap::new();
-    let mut events: Vec<(u64, usize)> = p
-        .submit
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.at_ms, i))
-        .collect();
-    events.sort();
-    for (_, i) in events {
-        let s = &p.submit[i];
-        let ring = ring_index(&s.ring)?;
-        let flags = flag_bits(&s.flags)?;
-        sleep_until(t0 + Duration::from_millis(s.at_ms));
-        let start = Instant::now();
-        for n in 0..s.count {
-            if let Some(us) = (n * 1_000_000).checked_div(s.rate_hz) {
-                sleep_until(start + Duration::from_micros(us));
-            }
-            if let Some(exit) = p.exit_at_ms {
-                if t0.elapsed() >= Duration::from_millis(exit) {
-                    break;
-                }
-            }
-            let mut req = SimSubmit {
-                ring,
-                flags,
-                duration_us: s.duration_us,
-                fault_addr: s.fault_addr,
-                num_ibs: 1,
-                pad: 0,
-            };
-            // req matches the module's struct sim_submit; fd is open for the whole loop.
-            match ioctl(fd, SIM_IOCTL_SUBMIT, &mut req) {
-                Ok(()) => ok += 1,
-                Err(errno) => *errors.entry(errno).or_default() += 1,
-            }
-        }
-    }
+    let counts = submit_all(fd, &p, t0)?;
     let kfd_summary = kfd_thread.map(|t| {
         t.join()
             .unwrap_or_else(|_| json!({"error": "kfd thread panicked"}))
     });
     let submit_ms = t0.elapsed().as_millis() as u64;
-    let summary =
-        json!({"submitted": ok, "errors": errors, "submit_ms": submit_ms, "kfd": kfd_summary});
+    let summary = json!({"submitted": counts.ok, "errors": counts.errors, "submit_ms": submit_ms,
+        "kfd": kfd_summary, "mesa": counts.mesa});
     if let Some(exit) = p.exit_at_ms {
         sleep_until(t0 + Duration::from_millis(exit));
         // Exiting early is the point (scenario 5): nobody reads this summary's timing.
@@ -746,6 +881,129 @@ fn child(path: &Path, index: &str) -> Result<()> {
     println!("{summary}");
     drop(dev);
     Ok(())
+}
+
+/// What one client's submissions did: accepted, refused by errno, and the Mesa verdict line it
+/// logged (at most one).
+#[derive(Default)]
+struct Counts {
+    ok: u64,
+    errors: BTreeMap<i32, u64>,
+    mesa: Vec<String>,
+}
+
+impl Counts {
+    fn add(&mut self, other: Counts) {
+        self.ok += other.ok;
+        for (e, n) in other.errors {
+            *self.errors.entry(e).or_default() += n;
+        }
+        self.mesa.extend(other.mesa);
+    }
+}
+
+/// The process's `submit` entries in `at_ms` order: all on this thread, or, when the process
+/// is `concurrent`, each ring's on its own thread (so a ring's entries never overtake each
+/// other, whatever the lag).
+fn submit_all(fd: i32, p: &Process, t0: Instant) -> Result<Counts> {
+    let logged = std::sync::atomic::AtomicBool::new(false);
+    let mut entries: Vec<&Submit> = p.submit.iter().collect();
+    entries.sort_by_key(|s| s.at_ms);
+    let mut lanes: BTreeMap<String, Vec<&Submit>> = BTreeMap::new();
+    for s in entries {
+        let lane = if p.concurrent {
+            s.ring.clone()
+        } else {
+            String::new()
+        };
+        lanes.entry(lane).or_default().push(s);
+    }
+    let run_lane = |lane: &[&Submit]| -> Result<Counts> {
+        let mut c = Counts::default();
+        for s in lane {
+            c.add(submit_entry(fd, s, t0, p.exit_at_ms, &logged)?);
+        }
+        Ok(c)
+    };
+    if !p.concurrent {
+        // On the main thread: the kernel sees one thread, pid == tgid.
+        return lanes
+            .values()
+            .next()
+            .map_or(Ok(Counts::default()), |l| run_lane(l));
+    }
+    let mut total = Counts::default();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = lanes
+            .values()
+            .map(|lane| scope.spawn(|| run_lane(lane)))
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(c) => total.add(c?),
+                Err(_) => bail!("a submit thread panicked"),
+            }
+        }
+        Ok(total)
+    })
+}
+
+/// One `submit` entry on its schedule. The first -ECANCELED of the process makes it log Mesa's
+/// verdict, as radv does after a cancelled submission.
+fn submit_entry(
+    fd: i32,
+    s: &Submit,
+    t0: Instant,
+    exit_at_ms: Option<u64>,
+    logged: &std::sync::atomic::AtomicBool,
+) -> Result<Counts> {
+    let ring = ring_index(&s.ring)?;
+    let flags = flag_bits(&s.flags)?;
+    let mut c = Counts::default();
+    sleep_until(t0 + Duration::from_millis(s.at_ms));
+    let start = Instant::now();
+    for n in 0..s.count {
+        if let Some(us) = (n * 1_000_000).checked_div(s.rate_hz) {
+            sleep_until(start + Duration::from_micros(us));
+        }
+        if exit_at_ms.is_some_and(|exit| t0.elapsed() >= Duration::from_millis(exit)) {
+            break;
+        }
+        let mut req = SimSubmit {
+            ring,
+            flags,
+            duration_us: s.duration_us,
+            fault_addr: s.fault_addr,
+            num_ibs: 1,
+            pad: 0,
+        };
+        match ioctl(fd, SIM_IOCTL_SUBMIT, &mut req) {
+            Ok(()) => c.ok += 1,
+            Err(errno) => {
+                *c.errors.entry(errno).or_default() += 1;
+                if errno == ECANCELED && !logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    c.mesa.push(mesa_verdict(fd));
+                }
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// radv's line after a cancelled submission, from the context's reset state. Written to
+/// stderr (the VM has no journald), and returned for the summary.
+fn mesa_verdict(fd: i32) -> String {
+    let mut q = SimQuery::default();
+    let verdict = match ioctl(fd, SIM_IOCTL_QUERY_STATE, &mut q) {
+        Ok(()) if q.flags & SIM_QUERY_GUILTY != 0 => "guilty of a hard recovery",
+        Ok(()) => "innocent",
+        Err(e) => return format!("query state failed: errno {e}"),
+    };
+    let line = format!(
+        "radv/amdgpu: The CS has been cancelled because the context is lost. This context is {verdict}."
+    );
+    eprintln!("{line}");
+    line
 }
 
 fn sleep_until(t: Instant) {

@@ -200,10 +200,22 @@ fn record_index(m: &Matrix, r: &KernelRun) -> Result<()> {
     write_json(&p, &Value::Object(idx))
 }
 
-/// The scenarios one kernel runs: the explicit ones, else the matrix's selection.
+/// The scenarios one kernel runs: the explicit ones, else the matrix's selection (which says
+/// which pending scenarios it skips, and why).
 fn scenarios_for(o: &Opts, m: &Matrix, series: Option<&str>) -> Result<Vec<PathBuf>> {
     if !o.scenarios.is_empty() {
         return Ok(o.scenarios.clone());
+    }
+    let pending =
+        matrix::pending_scenarios(&root().join("tests/scenarios")).map_err(anyhow::Error::msg)?;
+    for (f, p) in pending {
+        if series.is_none_or(|s| m.series_for(&p).iter().any(|x| x == s)) {
+            eprintln!(
+                "xtask vm: SKIPPED {} (pending: {})",
+                f.display(),
+                p.pending.unwrap_or_default()
+            );
+        }
     }
     let mut v = Vec::new();
     for f in all_scenarios()? {
