@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Clock, Source};
+use crate::model::{Clock, QueueKind, QueueOrigin, Source};
 
 pub const SCHEMA: &str = "hangwatch.incident/1";
 
@@ -21,12 +21,99 @@ pub enum IncidentKind {
     IllegalCommand,
 }
 
+impl IncidentKind {
+    /// The kind in words, for people (`ring timeout`); the JSON spelling is serde's.
+    pub fn name(self) -> &'static str {
+        match self {
+            IncidentKind::RingTimeout => "ring timeout",
+            IncidentKind::PageFault => "page fault",
+            IncidentKind::GpuReset => "GPU reset",
+            IncidentKind::IllegalCommand => "illegal command",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Confidence {
     Unknown,
     Likely,
     Certain,
+}
+
+impl Confidence {
+    /// The level as the JSON and every report spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Confidence::Unknown => "unknown",
+            Confidence::Likely => "likely",
+            Confidence::Certain => "certain",
+        }
+    }
+}
+
+/// What became of a reset, as `Incident::reset` spells it (docs/incident-schema.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetOutcome {
+    Succeeded,
+    Failed,
+    /// The reset began; its result is not in the input (the log ends first, or the incident
+    /// closed at the reset cap).
+    Began,
+    /// The hardware reset succeeded (`GPU reset succeeded, trying to resume`) and the resume's
+    /// result is not in the input: more than `Began` says, less than `Succeeded`.
+    Resuming,
+}
+
+impl ResetOutcome {
+    /// The outcome as the JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResetOutcome::Succeeded => "succeeded",
+            ResetOutcome::Failed => "failed",
+            ResetOutcome::Began => "began",
+            ResetOutcome::Resuming => "resuming",
+        }
+    }
+
+    /// The outcome in words; "began" and "resuming" say the result is not in the input.
+    pub fn describe(reset: Option<ResetOutcome>) -> &'static str {
+        match reset {
+            None => "none seen",
+            Some(ResetOutcome::Began) => "began, no result seen",
+            Some(ResetOutcome::Resuming) => {
+                "hardware reset succeeded, the resume's result not seen"
+            }
+            Some(r) => r.name(),
+        }
+    }
+}
+
+/// Where a job from the flight recorder stood when the incident closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// The job the timeout named.
+    Hung,
+    /// Handed to the ring, fence not signaled, not cancelled.
+    InFlight,
+    /// Its fence signaled.
+    Done,
+    /// Force-signaled by a reset, which is not a completion.
+    Cancelled,
+}
+
+impl JobState {
+    /// The state as the JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Hung => "hung",
+            JobState::InFlight => "in_flight",
+            JobState::Done => "done",
+            JobState::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// A process named in an incident. `pid` 0 never appears here: an unknown process is `null`.
@@ -84,8 +171,7 @@ pub struct JobSnapshot {
     pub submit_ns: Option<u64>,
     pub run_ns: Option<u64>,
     pub done_ns: Option<u64>,
-    /// "hung", "in_flight", "done", "cancelled".
-    pub state: String,
+    pub state: JobState,
 }
 
 /// Related events an incident counted but did not keep (every per-incident list is capped).
@@ -150,9 +236,9 @@ pub struct Incident {
     pub clock: Clock,
     /// One paragraph: why the culprit was chosen and what is uncertain.
     pub reasoning: String,
-    /// Reset outcome of the last reset step: "succeeded", "failed", "began" (its result is not
-    /// in the input), or null when no reset began or ended (docs/incident-schema.md).
-    pub reset: Option<String>,
+    /// Reset outcome of the last reset step, or null when no reset began or ended
+    /// (docs/incident-schema.md).
+    pub reset: Option<ResetOutcome>,
     /// Jobs in the flight recorder around the incident (empty from logs).
     #[serde(default)]
     pub jobs: Vec<JobSnapshot>,
@@ -208,10 +294,9 @@ pub struct Candidate {
 /// One queue of a candidate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueRef {
-    /// `kfd` or `userq`.
-    pub origin: String,
-    /// `compute`, `sdma`, `gfx` or `other`.
-    pub kind: String,
+    pub origin: QueueOrigin,
+    /// `other` when the kind is unknown.
+    pub kind: QueueKind,
     pub queue_id: Option<u32>,
     pub doorbell: Option<u64>,
     pub gpu: Option<String>,

@@ -24,6 +24,19 @@ pub enum Source {
     Kfd,
 }
 
+impl Source {
+    /// The source as the JSON and every report spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Ebpf => "ebpf",
+            Source::Kmsg => "kmsg",
+            Source::Log => "log",
+            Source::Proc => "proc",
+            Source::Kfd => "kfd",
+        }
+    }
+}
+
 /// Which clock `Event::t_ns` is on. Live events and `[sec.usec]` dmesg stamps are
 /// CLOCK_MONOTONIC-like (ns since boot); `dmesg -T`, ISO and journal realtime stamps are
 /// ns since the Unix epoch. One stream never mixes the two.
@@ -244,6 +257,16 @@ pub enum QueueOrigin {
     Userq,
 }
 
+impl QueueOrigin {
+    /// The origin as the JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueOrigin::Kfd => "kfd",
+            QueueOrigin::Userq => "userq",
+        }
+    }
+}
+
 /// What a queue executes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -252,6 +275,18 @@ pub enum QueueKind {
     Sdma,
     Gfx,
     Other,
+}
+
+impl QueueKind {
+    /// The kind as the JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueKind::Compute => "compute",
+            QueueKind::Sdma => "sdma",
+            QueueKind::Gfx => "gfx",
+            QueueKind::Other => "other",
+        }
+    }
 }
 
 /// A queue as one source saw it; any identifying field may be unknown.

@@ -60,9 +60,7 @@ fn unix_now() -> f64 {
 
 /// `ring_timeout`, `page_fault`, `gpu_reset`, `illegal_command`: the names incident.json uses.
 fn kind_label(k: IncidentKind) -> String {
-    hangwatch_core::render::text::kind_name(k)
-        .replace(' ', "_")
-        .to_lowercase()
+    k.name().replace(' ', "_").to_lowercase()
 }
 
 /// Escapes a label value per the text format: backslash, double quote and newline.
@@ -114,14 +112,14 @@ impl Metrics {
             kind.clone(),
             inc.ring.clone().unwrap_or_default(),
             comm,
-            hangwatch_core::render::text::confidence_name(inc.confidence).to_string(),
+            inc.confidence.name().to_string(),
         ];
         *self.incidents.entry(key).or_default() += 1;
         if inc.kernel_blame_disputed {
             *self.misblames.entry([gpu.clone(), kind]).or_default() += 1;
         }
         if let Some(r) = &inc.reset {
-            *self.resets.entry([gpu, r.clone()]).or_default() += 1;
+            *self.resets.entry([gpu, r.name().to_string()]).or_default() += 1;
         }
         self.last_incident_unix = Some(unix_now());
     }
