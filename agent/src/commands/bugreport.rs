@@ -39,11 +39,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         PathBuf::from(format!("hangwatch-bugreport-{name}.tar.gz"))
     });
     write_tar_gz(&b, &out)?;
-    print!("{}", b.markdown);
-    eprintln!(
-        "hangwatch: wrote {} ({} missing item(s) listed under \"Missing\")",
+    crate::sinks::messages::stdout(&b.markdown);
+    crate::sinks::messages::warn(&format!(
+        "wrote {} ({} missing item(s) listed under \"Missing\")",
         out.display(),
         b.missing.len()
-    );
+    ));
     Ok(0)
 }
