@@ -63,7 +63,7 @@ pub mod kind {
     /// `amdgpu:amdgpu_userq_state_changed`.
     pub const USERQ_STATE: u32 = 23;
     /// `dma_fence:dma_fence_signaled` filtered to driver "amdgpu_userq_fence": a user-queue
-    /// job done ([`FenceSlots`]).
+    /// job done ([`FenceSlots`](crate::FenceSlots)).
     pub const USERQ_FENCE_DONE: u32 = 24;
 }
 

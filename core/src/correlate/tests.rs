@@ -72,7 +72,10 @@ fn info(pid: u32, comm: &str, pasid: u32) -> Event {
 }
 /// Submit → VmGrabId → RunJob → HwFenceEmitted for one job (run 20 ns after `t`); `done`
 /// signals its hardware fence at that time.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a job event is its fields; a struct would only rename them"
+)]
 fn job(
     t: u64,
     pid: u32,
@@ -134,7 +137,10 @@ fn job(
     v
 }
 /// A job that completes 1 µs after it was submitted.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a job event is its fields; a struct would only rename them"
+)]
 fn quick_job(t: u64, pid: u32, comm: &str, ring: &str, id: u64, pasid: u32, hw: u64) -> Vec<Event> {
     job(t, pid, comm, ring, id, pasid, hw, Some(t + 1000))
 }
@@ -962,7 +968,10 @@ mod blame_rules {
 
     /// A job of `pid` on `ring` that page-faults 200 µs after it runs and completes 300 µs
     /// later (the simulator's `fault_at`).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a job event is its fields; a struct would only rename them"
+    )]
     fn faulting_job(
         t: u64,
         pid: u32,
