@@ -10,6 +10,7 @@ pub const SCHEMA: &str = "hangwatch.incident/1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum IncidentKind {
     /// A ring's job exceeded the scheduler timeout.
     RingTimeout,
@@ -35,6 +36,7 @@ impl IncidentKind {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Confidence {
     Unknown,
     Likely,
@@ -55,6 +57,7 @@ impl Confidence {
 /// What became of a reset, as `Incident::reset` spells it (docs/incident-schema.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ResetOutcome {
     Succeeded,
     Failed,
@@ -93,6 +96,7 @@ impl ResetOutcome {
 /// Where a job from the flight recorder stood when the incident closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum JobState {
     /// The job the timeout named.
     Hung,
@@ -118,6 +122,7 @@ impl JobState {
 
 /// A process named in an incident. `pid` 0 never appears here: an unknown process is `null`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProcessRef {
     pub pid: u32,
     pub comm: String,
@@ -126,6 +131,7 @@ pub struct ProcessRef {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Victim {
     pub pid: u32,
     pub comm: String,
@@ -135,6 +141,7 @@ pub struct Victim {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Evidence {
     /// Timestamp rendered for humans: ISO-8601 when the wall clock is known, else
     /// seconds since boot as the kernel prints them (`45766.649480`).
@@ -152,6 +159,7 @@ pub struct Evidence {
 /// A job from the flight recorder, kept in the incident so reports (Perfetto, the "last jobs
 /// on the hung ring" table) can show the window without the live agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JobSnapshot {
     /// drm_sched job id, when the kernel's tracepoints carry one (≤ 6.16).
     #[serde(default)]
@@ -176,6 +184,7 @@ pub struct JobSnapshot {
 
 /// Related events an incident counted but did not keep (every per-incident list is capped).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Omitted {
     /// Evidence entries beyond the cap.
     #[serde(default)]
@@ -211,6 +220,7 @@ pub struct ProcessSummary {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Incident {
     pub schema: String,
     /// `<gpu or "gpu">-<ns of the event that opened it>`, fixed at its first report: the
@@ -271,6 +281,7 @@ pub struct Incident {
 
 /// What hangwatch knows about compute queues at the time of an incident.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ComputeAttribution {
     /// The process the kernel or MES singled out (a doorbell, queue, pasid or process named in
     /// a KFD/MES line, or a user queue marked hung), when one was.
@@ -283,6 +294,7 @@ pub struct ComputeAttribution {
 
 /// A process that had queues on the GPU, with why it is listed and how sure hangwatch is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Candidate {
     pub pid: u32,
     pub comm: String,
@@ -293,6 +305,7 @@ pub struct Candidate {
 
 /// One queue of a candidate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QueueRef {
     pub origin: QueueOrigin,
     /// `other` when the kind is unknown.
@@ -301,4 +314,15 @@ pub struct QueueRef {
     pub doorbell: Option<u64>,
     pub gpu: Option<String>,
     pub gpu_id: Option<u32>,
+}
+
+/// The JSON Schema of `hangwatch.incident/1`, derived from these types (committed as
+/// docs/incident-schema.json; a test keeps the two equal).
+#[cfg(feature = "schema")]
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Incident)).unwrap_or_default();
+    if let Some(o) = schema.as_object_mut() {
+        o.insert("$id".into(), SCHEMA.into());
+    }
+    schema
 }

@@ -16,5 +16,7 @@ pub mod incident;
 pub mod kmsg;
 pub mod model;
 pub mod render;
+#[cfg(feature = "schema")]
+pub mod schema_check;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Where an event came from; copied into incident evidence as `source`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Source {
     /// An eBPF probe.
     Ebpf,
@@ -42,6 +43,7 @@ impl Source {
 /// ns since the Unix epoch. One stream never mixes the two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Clock {
     #[default]
     Monotonic,
@@ -250,6 +252,7 @@ pub enum EventBody {
 /// Which kernel path owns a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum QueueOrigin {
     /// A ROCm/KFD user-mode queue (`/dev/kfd`, doorbell submissions).
     Kfd,
@@ -270,6 +273,7 @@ impl QueueOrigin {
 /// What a queue executes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum QueueKind {
     Compute,
     Sdma,

@@ -92,6 +92,7 @@ fn analyze(name: &str) -> Vec<Incident> {
 /// The fields a golden file pins, in the same shape as the golden JSON.
 fn key_fields(i: &Incident) -> Value {
     let v = serde_json::to_value(i).unwrap();
+    tests::assert_schema(&v);
     let who = |p: &Value| {
         if p.is_null() {
             Value::Null
@@ -116,6 +117,7 @@ fn key_fields(i: &Incident) -> Value {
 /// Who the incident blames, in a line: kind, ring, culprit, kernel-blamed, disputed.
 fn verdict(i: &Incident) -> String {
     let v = serde_json::to_value(i).unwrap();
+    tests::assert_schema(&v);
     format!(
         "{} {} culprit={} kernel={} disputed={}",
         v["kind"].as_str().unwrap_or("?"),
