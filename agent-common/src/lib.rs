@@ -63,8 +63,83 @@ pub mod kind {
     /// `amdgpu:amdgpu_userq_state_changed`.
     pub const USERQ_STATE: u32 = 23;
     /// `dma_fence:dma_fence_signaled` filtered to driver "amdgpu_userq_fence": a user-queue
-    /// job done ([`FenceSlots`]).
+    /// job done ([`FenceSlots`](crate::FenceSlots)).
     pub const USERQ_FENCE_DONE: u32 = 24;
+}
+
+/// Every [`kind`] as an enum whose discriminants are the wire constants, so userspace decodes
+/// with an exhaustive `match`: a new kind without a decode arm does not compile.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    CsIoctl = kind::CS_IOCTL,
+    SchedRunJob = kind::SCHED_RUN_JOB,
+    SchedQueue = kind::SCHED_QUEUE,
+    SchedRun = kind::SCHED_RUN,
+    SchedDone = kind::SCHED_DONE,
+    FenceInit = kind::FENCE_INIT,
+    FenceSignaled = kind::FENCE_SIGNALED,
+    VmGrabId = kind::VM_GRAB_ID,
+    PasidAlloc = kind::PASID_ALLOC,
+    PasidFree = kind::PASID_FREE,
+    VmFault = kind::VM_FAULT,
+    JobTimedout = kind::JOB_TIMEDOUT,
+    ResetBegin = kind::RESET_BEGIN,
+    ResetEnd = kind::RESET_END,
+    CsRejected = kind::CS_REJECTED,
+    ProcessExit = kind::PROCESS_EXIT,
+    KfdQueueCreate = kind::KFD_QUEUE_CREATE,
+    KfdQueueDestroy = kind::KFD_QUEUE_DESTROY,
+    KfdQueueDoorbell = kind::KFD_QUEUE_DOORBELL,
+    UserqCreate = kind::USERQ_CREATE,
+    UserqDestroy = kind::USERQ_DESTROY,
+    UserqFence = kind::USERQ_FENCE,
+    UserqState = kind::USERQ_STATE,
+    UserqFenceDone = kind::USERQ_FENCE_DONE,
+}
+
+impl EventKind {
+    /// Every kind, in wire order.
+    pub const ALL: [EventKind; 24] = [
+        EventKind::CsIoctl,
+        EventKind::SchedRunJob,
+        EventKind::SchedQueue,
+        EventKind::SchedRun,
+        EventKind::SchedDone,
+        EventKind::FenceInit,
+        EventKind::FenceSignaled,
+        EventKind::VmGrabId,
+        EventKind::PasidAlloc,
+        EventKind::PasidFree,
+        EventKind::VmFault,
+        EventKind::JobTimedout,
+        EventKind::ResetBegin,
+        EventKind::ResetEnd,
+        EventKind::CsRejected,
+        EventKind::ProcessExit,
+        EventKind::KfdQueueCreate,
+        EventKind::KfdQueueDestroy,
+        EventKind::KfdQueueDoorbell,
+        EventKind::UserqCreate,
+        EventKind::UserqDestroy,
+        EventKind::UserqFence,
+        EventKind::UserqState,
+        EventKind::UserqFenceDone,
+    ];
+}
+
+impl TryFrom<u32> for EventKind {
+    /// The unknown wire value (a newer eBPF object, or a corrupt record).
+    type Error = u32;
+
+    fn try_from(v: u32) -> Result<Self, u32> {
+        // Kinds are numbered from 1 without gaps; the check keeps that an assumption, not a risk.
+        let at = (v as usize).wrapping_sub(1);
+        match EventKind::ALL.get(at) {
+            Some(&k) if k as u32 == v => Ok(k),
+            _ => Err(v),
+        }
+    }
 }
 
 /// Room for a device name (`dev_name()`: PCI `0000:03:00.0` is 12 bytes).

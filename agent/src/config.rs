@@ -389,7 +389,7 @@ impl Overrides {
     }
 }
 
-/// "" → off; "127.0.0.1:9464" / "[::1]:9464" → address.
+/// "" → off; "127.0.0.1:9464" / `"[::1]:9464"` → address.
 pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>> {
     if s.trim().is_empty() {
         return Ok(None);

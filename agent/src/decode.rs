@@ -1,8 +1,8 @@
 //! `RawEvent` → [`Event`]: reads each kind's named slots (`agent_common::JobSlots`, ...,
 //! documented in `docs/events.md`). Unknown kinds are counted, never guessed at.
 use agent_common::{
-    flags, kind, FaultSlots, FenceSlots, GrabSlots, JobSlots, KjobSlots, KqueueSlots, PasidSlots,
-    RawEvent, RetSlots, UserqSlots,
+    flags, EventKind, FaultSlots, FenceSlots, GrabSlots, JobSlots, KjobSlots, KqueueSlots,
+    PasidSlots, RawEvent, RetSlots, UserqSlots,
 };
 
 use hangwatch_core::model::{
@@ -11,36 +11,39 @@ use hangwatch_core::model::{
 };
 
 /// Number of known kinds + 1 (index 0 = unknown).
-pub const KINDS: usize = kind::USERQ_FENCE_DONE as usize + 1;
+pub const KINDS: usize = EventKind::ALL.len() + 1;
 
-/// Human name of a kind for stats lines.
+/// Human name of a wire kind for stats lines.
 pub fn kind_name(k: u32) -> &'static str {
+    EventKind::try_from(k).map_or("unknown", event_kind_name)
+}
+
+fn event_kind_name(k: EventKind) -> &'static str {
     match k {
-        kind::CS_IOCTL => "cs_ioctl",
-        kind::SCHED_RUN_JOB => "sched_run_job",
-        kind::SCHED_QUEUE => "sched_queue",
-        kind::SCHED_RUN => "sched_run",
-        kind::SCHED_DONE => "sched_done",
-        kind::FENCE_INIT => "fence_init",
-        kind::FENCE_SIGNALED => "fence_signaled",
-        kind::VM_GRAB_ID => "vm_grab_id",
-        kind::PASID_ALLOC => "pasid_alloc",
-        kind::PASID_FREE => "pasid_free",
-        kind::VM_FAULT => "vm_fault",
-        kind::JOB_TIMEDOUT => "job_timedout",
-        kind::RESET_BEGIN => "reset_begin",
-        kind::RESET_END => "reset_end",
-        kind::CS_REJECTED => "cs_rejected",
-        kind::PROCESS_EXIT => "process_exit",
-        kind::KFD_QUEUE_CREATE => "kfd_queue_create",
-        kind::KFD_QUEUE_DESTROY => "kfd_queue_destroy",
-        kind::KFD_QUEUE_DOORBELL => "kfd_queue_doorbell",
-        kind::USERQ_CREATE => "userq_create",
-        kind::USERQ_DESTROY => "userq_destroy",
-        kind::USERQ_FENCE => "userq_fence",
-        kind::USERQ_STATE => "userq_state",
-        kind::USERQ_FENCE_DONE => "userq_fence_done",
-        _ => "unknown",
+        EventKind::CsIoctl => "cs_ioctl",
+        EventKind::SchedRunJob => "sched_run_job",
+        EventKind::SchedQueue => "sched_queue",
+        EventKind::SchedRun => "sched_run",
+        EventKind::SchedDone => "sched_done",
+        EventKind::FenceInit => "fence_init",
+        EventKind::FenceSignaled => "fence_signaled",
+        EventKind::VmGrabId => "vm_grab_id",
+        EventKind::PasidAlloc => "pasid_alloc",
+        EventKind::PasidFree => "pasid_free",
+        EventKind::VmFault => "vm_fault",
+        EventKind::JobTimedout => "job_timedout",
+        EventKind::ResetBegin => "reset_begin",
+        EventKind::ResetEnd => "reset_end",
+        EventKind::CsRejected => "cs_rejected",
+        EventKind::ProcessExit => "process_exit",
+        EventKind::KfdQueueCreate => "kfd_queue_create",
+        EventKind::KfdQueueDestroy => "kfd_queue_destroy",
+        EventKind::KfdQueueDoorbell => "kfd_queue_doorbell",
+        EventKind::UserqCreate => "userq_create",
+        EventKind::UserqDestroy => "userq_destroy",
+        EventKind::UserqFence => "userq_fence",
+        EventKind::UserqState => "userq_state",
+        EventKind::UserqFenceDone => "userq_fence_done",
     }
 }
 
@@ -144,56 +147,57 @@ impl Decoder {
 
 fn body(r: &RawEvent) -> Option<EventBody> {
     let ring = cstr(&r.ring);
-    Some(match r.kind {
-        kind::CS_IOCTL => EventBody::Submit {
+    let kind = EventKind::try_from(r.kind).ok()?;
+    Some(match kind {
+        EventKind::CsIoctl => EventBody::Submit {
             task: task(r),
             ring,
             job: job_key(r),
             num_ibs: word(r, JobSlots::NUM_IBS) as u32,
         },
-        kind::SCHED_QUEUE => EventBody::SchedQueued {
+        EventKind::SchedQueue => EventBody::SchedQueued {
             task: task(r),
             ring,
             job: job_key(r),
             client_id: r.get(JobSlots::CLIENT_ID),
         },
-        kind::SCHED_RUN_JOB | kind::SCHED_RUN => EventBody::RunJob {
+        EventKind::SchedRunJob | EventKind::SchedRun => EventBody::RunJob {
             ring,
             job: job_key(r),
             worker_tid: r.tid,
         },
-        kind::SCHED_DONE => EventBody::JobDone { job: job_key(r) },
-        kind::FENCE_INIT => EventBody::HwFenceEmitted {
+        EventKind::SchedDone => EventBody::JobDone { job: job_key(r) },
+        EventKind::FenceInit => EventBody::HwFenceEmitted {
             ring,
             context: word(r, FenceSlots::CONTEXT),
             seqno: word(r, FenceSlots::SEQNO),
             emitter_tid: r.tid,
         },
-        kind::FENCE_SIGNALED => EventBody::HwFenceSignaled {
+        EventKind::FenceSignaled => EventBody::HwFenceSignaled {
             ring,
             context: word(r, FenceSlots::CONTEXT),
             seqno: word(r, FenceSlots::SEQNO),
         },
-        kind::VM_GRAB_ID => EventBody::VmGrabId {
+        EventKind::VmGrabId => EventBody::VmGrabId {
             ring,
             pasid: word(r, GrabSlots::PASID) as u32,
             vmid: word(r, GrabSlots::VMID) as u32,
             worker_tid: r.tid,
         },
-        kind::PASID_ALLOC => EventBody::PasidAllocated {
+        EventKind::PasidAlloc => EventBody::PasidAllocated {
             pasid: word(r, PasidSlots::PASID) as u32,
             task: task(r),
         },
-        kind::PASID_FREE => EventBody::PasidFreed {
+        EventKind::PasidFree => EventBody::PasidFreed {
             pasid: word(r, PasidSlots::PASID) as u32,
         },
-        kind::VM_FAULT => EventBody::VmFault(fault(r)),
-        kind::JOB_TIMEDOUT => EventBody::JobTimedOut {
+        EventKind::VmFault => EventBody::VmFault(fault(r)),
+        EventKind::JobTimedout => EventBody::JobTimedOut {
             ring: opt_ring(r),
             job: kjob_key(r),
             pasid: kprobe_pasid(r),
         },
-        kind::RESET_BEGIN => {
+        EventKind::ResetBegin => {
             let with_job = r.get(KjobSlots::WITH_JOB) == Some(1);
             EventBody::ResetBegin {
                 job: with_job.then(|| kjob_key(r)),
@@ -202,19 +206,21 @@ fn body(r: &RawEvent) -> Option<EventBody> {
                 reset_source: r.get(KjobSlots::RESET_SRC).map(|s| s as u32),
             }
         }
-        kind::RESET_END => EventBody::ResetEnd {
+        EventKind::ResetEnd => EventBody::ResetEnd {
             result: word(r, RetSlots::RET) as i64,
         },
-        kind::CS_REJECTED => EventBody::SubmitRejected {
+        EventKind::CsRejected => EventBody::SubmitRejected {
             task: task(r),
             errno: word(r, RetSlots::RET) as i64,
         },
-        kind::PROCESS_EXIT => EventBody::ProcessExit { task: task(r) },
-        kind::KFD_QUEUE_CREATE | kind::KFD_QUEUE_DOORBELL => EventBody::QueueCreated(kfd_queue(r)),
-        kind::KFD_QUEUE_DESTROY => EventBody::QueueDestroyed(kfd_queue(r)),
-        kind::USERQ_CREATE => EventBody::QueueCreated(userq(r)),
-        kind::USERQ_DESTROY => EventBody::QueueDestroyed(userq(r)),
-        kind::USERQ_FENCE => EventBody::UserqFence(UserqFence {
+        EventKind::ProcessExit => EventBody::ProcessExit { task: task(r) },
+        EventKind::KfdQueueCreate | EventKind::KfdQueueDoorbell => {
+            EventBody::QueueCreated(kfd_queue(r))
+        }
+        EventKind::KfdQueueDestroy => EventBody::QueueDestroyed(kfd_queue(r)),
+        EventKind::UserqCreate => EventBody::QueueCreated(userq(r)),
+        EventKind::UserqDestroy => EventBody::QueueDestroyed(userq(r)),
+        EventKind::UserqFence => EventBody::UserqFence(UserqFence {
             task: task(r),
             doorbell: word(r, UserqSlots::DOORBELL),
             client_id: word(r, UserqSlots::CLIENT_ID),
@@ -222,7 +228,7 @@ fn body(r: &RawEvent) -> Option<EventBody> {
             context: word(r, UserqSlots::CONTEXT),
             seqno: word(r, UserqSlots::SEQNO),
         }),
-        kind::USERQ_FENCE_DONE => {
+        EventKind::UserqFenceDone => {
             let (context, seqno) = fence_key(r, FenceSlots::CONTEXT, FenceSlots::SEQNO);
             EventBody::JobDone {
                 job: JobKey {
@@ -232,13 +238,12 @@ fn body(r: &RawEvent) -> Option<EventBody> {
                 },
             }
         }
-        kind::USERQ_STATE => EventBody::UserqState {
+        EventKind::UserqState => EventBody::UserqState {
             doorbell: word(r, UserqSlots::DOORBELL),
             client_id: word(r, UserqSlots::CLIENT_ID),
             queue_type: word(r, UserqSlots::QUEUE_TYPE) as u32,
             to: word(r, UserqSlots::STATE) as u32,
         },
-        _ => return None,
     })
 }
 
@@ -255,8 +260,8 @@ fn kprobe_pasid(r: &RawEvent) -> Option<u32> {
 /// anyway), so a failed call never creates or removes a table entry.
 fn kfd_queue(r: &RawEvent) -> QueueInfo {
     let ret = r.get(KqueueSlots::RET).map_or(0, |v| v as i64);
-    let gone = ret == 0 || (r.kind == kind::KFD_QUEUE_DESTROY && ret == -62);
-    let doorbell_probe = r.kind == kind::KFD_QUEUE_DOORBELL;
+    let gone = ret == 0 || (r.kind == EventKind::KfdQueueDestroy as u32 && ret == -62);
+    let doorbell_probe = r.kind == EventKind::KfdQueueDoorbell as u32;
     let qtype = r.get(KqueueSlots::QUEUE_TYPE);
     QueueInfo {
         task: task(r),
@@ -320,6 +325,75 @@ fn fault(r: &RawEvent) -> FaultInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agent_common::kind;
+
+    /// `NAME = value` of every `pub const NAME: u32 = value;` in agent-common's `kind` module.
+    fn wire_constants() -> Vec<(String, u32)> {
+        let src = include_str!("../../agent-common/src/lib.rs");
+        let start = src
+            .find("pub mod kind {")
+            .expect("agent-common declares `mod kind`");
+        let module = &src[start..start + src[start..].find("\n}").expect("mod kind ends")];
+        module
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub const "))
+            .map(|l| {
+                let (name, rest) = l.split_once(": u32 = ").expect("kind consts are u32");
+                let value = rest.trim_end_matches(';').parse().expect("a literal value");
+                (name.to_string(), value)
+            })
+            .collect()
+    }
+
+    /// Every `kind::NAME` the eBPF programs emit, read from their sources.
+    fn ebpf_kinds() -> Vec<String> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent-ebpf/src");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("agent-ebpf/src") {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for (at, _) in text.match_indices("kind::") {
+                let name: String = text[at + 6..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    /// The wire constants, the enum and the eBPF side agree: each constant has a variant (and
+    /// so an arm in the exhaustive `body` match), each variant a constant, and each kind the
+    /// eBPF programs emit is one of them.
+    #[test]
+    fn every_ebpf_kind_has_a_variant_and_a_decode_arm() {
+        let consts = wire_constants();
+        assert_eq!(consts.len(), EventKind::ALL.len(), "{consts:?}");
+        for (name, value) in &consts {
+            let k = EventKind::try_from(*value)
+                .unwrap_or_else(|v| panic!("kind::{name} = {v} has no EventKind variant"));
+            assert_eq!(k as u32, *value);
+            assert_ne!(kind_name(*value), "unknown", "kind::{name}");
+            let mut r = raw(*value);
+            r.ring[0] = b'x';
+            assert!(
+                Decoder::default().decode(&r).is_some(),
+                "kind::{name} does not decode"
+            );
+        }
+        let used = ebpf_kinds();
+        assert!(used.len() >= 20, "found only {used:?} in agent-ebpf/src");
+        for name in used {
+            assert!(
+                consts.iter().any(|(n, _)| *n == name),
+                "agent-ebpf emits kind::{name}, which agent-common does not declare"
+            );
+        }
+        assert!(EventKind::try_from(0).is_err());
+        assert!(EventKind::try_from(EventKind::ALL.len() as u32 + 1).is_err());
+    }
 
     fn raw(k: u32) -> RawEvent {
         let mut r = RawEvent::zeroed();

@@ -12,6 +12,9 @@
 //! Around them: [`daemon`] is `hangwatch run`'s lifecycle, [`commands`] one module per CLI
 //! command ([`cli`] is the clap tree), [`config`] the service settings, [`capabilities`]
 //! and [`fsafe`] the privilege and file-safety helpers.
+// Every print goes through `sinks::messages` (a closed pipe is a normal end there; `println!`
+// panics on it). Tests may print.
+#![cfg_attr(not(test), warn(clippy::print_stdout, clippy::print_stderr))]
 pub mod capabilities;
 pub mod cli;
 pub mod commands;

@@ -821,8 +821,8 @@ mod fuzz {
             pid: 4242,
             comm: name.into(),
             queues: vec![hangwatch_core::incident::QueueRef {
-                origin: name.into(),
-                kind: line.into(),
+                origin: hangwatch_core::model::QueueOrigin::Kfd,
+                kind: hangwatch_core::model::QueueKind::Compute,
                 queue_id: Some(0),
                 doorbell: Some(0x1000),
                 gpu: Some(line.into()),

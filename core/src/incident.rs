@@ -4,12 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Clock, Source};
+use crate::model::{Clock, QueueKind, QueueOrigin, Source};
 
 pub const SCHEMA: &str = "hangwatch.incident/1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum IncidentKind {
     /// A ring's job exceeded the scheduler timeout.
     RingTimeout,
@@ -24,16 +25,108 @@ pub enum IncidentKind {
     Stall,
 }
 
+impl IncidentKind {
+    /// The kind in words, for people (`ring timeout`); the JSON spelling is serde's.
+    pub fn name(self) -> &'static str {
+        match self {
+            IncidentKind::RingTimeout => "ring timeout",
+            IncidentKind::PageFault => "page fault",
+            IncidentKind::GpuReset => "GPU reset",
+            IncidentKind::IllegalCommand => "illegal command",
+            IncidentKind::Stall => "ring stall",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Confidence {
     Unknown,
     Likely,
     Certain,
 }
 
+impl Confidence {
+    /// The level as the JSON and every report spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Confidence::Unknown => "unknown",
+            Confidence::Likely => "likely",
+            Confidence::Certain => "certain",
+        }
+    }
+}
+
+/// What became of a reset, as `Incident::reset` spells it (docs/incident-schema.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum ResetOutcome {
+    Succeeded,
+    Failed,
+    /// The reset began; its result is not in the input (the log ends first, or the incident
+    /// closed at the reset cap).
+    Began,
+    /// The hardware reset succeeded (`GPU reset succeeded, trying to resume`) and the resume's
+    /// result is not in the input: more than `Began` says, less than `Succeeded`.
+    Resuming,
+}
+
+impl ResetOutcome {
+    /// The outcome as the JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResetOutcome::Succeeded => "succeeded",
+            ResetOutcome::Failed => "failed",
+            ResetOutcome::Began => "began",
+            ResetOutcome::Resuming => "resuming",
+        }
+    }
+
+    /// The outcome in words; "began" and "resuming" say the result is not in the input.
+    pub fn describe(reset: Option<ResetOutcome>) -> &'static str {
+        match reset {
+            None => "none seen",
+            Some(ResetOutcome::Began) => "began, no result seen",
+            Some(ResetOutcome::Resuming) => {
+                "hardware reset succeeded, the resume's result not seen"
+            }
+            Some(r) => r.name(),
+        }
+    }
+}
+
+/// Where a job from the flight recorder stood when the incident closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum JobState {
+    /// The job the timeout named.
+    Hung,
+    /// Handed to the ring, fence not signaled, not cancelled.
+    InFlight,
+    /// Its fence signaled.
+    Done,
+    /// Force-signaled by a reset, which is not a completion.
+    Cancelled,
+}
+
+impl JobState {
+    /// The state as the JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Hung => "hung",
+            JobState::InFlight => "in_flight",
+            JobState::Done => "done",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// A process named in an incident. `pid` 0 never appears here: an unknown process is `null`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProcessRef {
     pub pid: u32,
     pub comm: String,
@@ -42,6 +135,7 @@ pub struct ProcessRef {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Victim {
     pub pid: u32,
     pub comm: String,
@@ -51,6 +145,7 @@ pub struct Victim {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Evidence {
     /// Timestamp rendered for humans: ISO-8601 when the wall clock is known, else
     /// seconds since boot as the kernel prints them (`45766.649480`).
@@ -68,6 +163,7 @@ pub struct Evidence {
 /// A job from the flight recorder, kept in the incident so reports (Perfetto, the "last jobs
 /// on the hung ring" table) can show the window without the live agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JobSnapshot {
     /// drm_sched job id, when the kernel's tracepoints carry one (≤ 6.16).
     #[serde(default)]
@@ -87,12 +183,12 @@ pub struct JobSnapshot {
     pub submit_ns: Option<u64>,
     pub run_ns: Option<u64>,
     pub done_ns: Option<u64>,
-    /// "hung", "in_flight", "done", "cancelled".
-    pub state: String,
+    pub state: JobState,
 }
 
 /// Related events an incident counted but did not keep (every per-incident list is capped).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Omitted {
     /// Evidence entries beyond the cap.
     #[serde(default)]
@@ -128,6 +224,7 @@ pub struct ProcessSummary {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Incident {
     pub schema: String,
     /// `<gpu or "gpu">-<ns of the event that opened it>`, fixed at its first report: the
@@ -153,9 +250,9 @@ pub struct Incident {
     pub clock: Clock,
     /// One paragraph: why the culprit was chosen and what is uncertain.
     pub reasoning: String,
-    /// Reset outcome of the last reset step: "succeeded", "failed", "began" (its result is not
-    /// in the input), or null when no reset began or ended (docs/incident-schema.md).
-    pub reset: Option<String>,
+    /// Reset outcome of the last reset step, or null when no reset began or ended
+    /// (docs/incident-schema.md).
+    pub reset: Option<ResetOutcome>,
     /// Jobs in the flight recorder around the incident (empty from logs).
     #[serde(default)]
     pub jobs: Vec<JobSnapshot>,
@@ -192,6 +289,7 @@ pub struct Incident {
 
 /// What hangwatch knows about compute queues at the time of an incident.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ComputeAttribution {
     /// The process the kernel or MES singled out (a doorbell, queue, pasid or process named in
     /// a KFD/MES line, or a user queue marked hung), when one was.
@@ -204,6 +302,7 @@ pub struct ComputeAttribution {
 
 /// A process that had queues on the GPU, with why it is listed and how sure hangwatch is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Candidate {
     pub pid: u32,
     pub comm: String,
@@ -214,13 +313,24 @@ pub struct Candidate {
 
 /// One queue of a candidate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QueueRef {
-    /// `kfd` or `userq`.
-    pub origin: String,
-    /// `compute`, `sdma`, `gfx` or `other`.
-    pub kind: String,
+    pub origin: QueueOrigin,
+    /// `other` when the kind is unknown.
+    pub kind: QueueKind,
     pub queue_id: Option<u32>,
     pub doorbell: Option<u64>,
     pub gpu: Option<String>,
     pub gpu_id: Option<u32>,
+}
+
+/// The JSON Schema of `hangwatch.incident/1`, derived from these types (committed as
+/// docs/incident-schema.json; a test keeps the two equal).
+#[cfg(feature = "schema")]
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Incident)).unwrap_or_default();
+    if let Some(o) = schema.as_object_mut() {
+        o.insert("$id".into(), SCHEMA.into());
+    }
+    schema
 }

@@ -16,5 +16,6 @@ pub mod incident;
 pub mod kmsg;
 pub mod model;
 pub mod render;
+pub mod schema_check;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

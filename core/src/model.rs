@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Where an event came from; copied into incident evidence as `source`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Source {
     /// An eBPF probe.
     Ebpf,
@@ -26,11 +27,26 @@ pub enum Source {
     Uevent,
 }
 
+impl Source {
+    /// The source as the JSON and every report spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Ebpf => "ebpf",
+            Source::Kmsg => "kmsg",
+            Source::Log => "log",
+            Source::Proc => "proc",
+            Source::Kfd => "kfd",
+            Source::Uevent => "uevent",
+        }
+    }
+}
+
 /// Which clock `Event::t_ns` is on. Live events and `[sec.usec]` dmesg stamps are
 /// CLOCK_MONOTONIC-like (ns since boot); `dmesg -T`, ISO and journal realtime stamps are
 /// ns since the Unix epoch. One stream never mixes the two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Clock {
     #[default]
     Monotonic,
@@ -258,6 +274,7 @@ pub enum EventBody {
 /// Which kernel path owns a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum QueueOrigin {
     /// A ROCm/KFD user-mode queue (`/dev/kfd`, doorbell submissions).
     Kfd,
@@ -265,9 +282,20 @@ pub enum QueueOrigin {
     Userq,
 }
 
+impl QueueOrigin {
+    /// The origin as the JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueOrigin::Kfd => "kfd",
+            QueueOrigin::Userq => "userq",
+        }
+    }
+}
+
 /// What a queue executes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum QueueKind {
     Compute,
     Sdma,
@@ -283,6 +311,16 @@ impl QueueKind {
             1 => QueueKind::Compute,
             2 => QueueKind::Sdma,
             _ => QueueKind::Other,
+        }
+    }
+
+    /// The kind as the JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueKind::Compute => "compute",
+            QueueKind::Sdma => "sdma",
+            QueueKind::Gfx => "gfx",
+            QueueKind::Other => "other",
         }
     }
 }

@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 use crate::incident::{
-    Confidence, Evidence, Incident, IncidentKind, JobSnapshot, ProcessRef, Victim, SCHEMA,
+    Confidence, Evidence, Incident, IncidentKind, JobSnapshot, JobState, ProcessRef, ResetOutcome,
+    Victim, SCHEMA,
 };
 use crate::model::{Clock, Source};
 
@@ -24,7 +25,7 @@ pub fn disputed_incident() -> Incident {
         what: what.into(),
         lines: lines.iter().map(|s| s.to_string()).collect(),
     };
-    let job = |comm: &str, pid, seq, submit, run, done: Option<u64>, state: &str| JobSnapshot {
+    let job = |comm: &str, pid, seq, submit, run, done: Option<u64>, state: JobState| JobSnapshot {
         job_id: Some(seq),
         ring: "gfx_0.0.0".into(),
         pid,
@@ -37,7 +38,7 @@ pub fn disputed_incident() -> Incident {
         submit_ns: Some(submit),
         run_ns: run,
         done_ns: done,
-        state: state.into(),
+        state,
     };
     Incident {
         schema: SCHEMA.into(),
@@ -66,11 +67,11 @@ pub fn disputed_incident() -> Incident {
         ended_ns: 45_766_700_000_000,
         clock: Clock::Monotonic,
         reasoning: "zed faulted at address 0x0 on the same ring 10 s before the timeout; Xwayland's job was queued behind it.".into(),
-        reset: Some("succeeded".into()),
+        reset: Some(ResetOutcome::Succeeded),
         jobs: vec![
-            job("zed", 7021, 40, 45_756_000_000_000, Some(45_756_001_000_000), None, "hung"),
-            job("Xwayland", 6518, 41, 45_756_050_000_000, Some(45_756_060_000_000), Some(45_756_070_000_000), "done"),
-            job("Xwayland", 6518, 42, 45_756_200_000_000, None, None, "cancelled"),
+            job("zed", 7021, 40, 45_756_000_000_000, Some(45_756_001_000_000), None, JobState::Hung),
+            job("Xwayland", 6518, 41, 45_756_050_000_000, Some(45_756_060_000_000), Some(45_756_070_000_000), JobState::Done),
+            job("Xwayland", 6518, 42, 45_756_200_000_000, None, None, JobState::Cancelled),
         ],
         dropped_events: 3,
         wall_time: None,
@@ -125,13 +126,13 @@ pub fn assert_inert(md: &str, allowed_html: &[&str]) {
     let _ = TagEnd::Paragraph;
 }
 
-/// The sample incident with every string replaced by `name`-based hostile text.
+/// The sample incident with every string replaced by `name`-based hostile text (the enum
+/// fields, `reset`, job `state` and queue `origin`/`kind`, cannot hold one).
 pub fn hostile(name: &str) -> Incident {
     let mut inc = disputed_incident();
     inc.id = format!("id-{name}");
     inc.ring = Some(format!("gfx_0.0.0{name}"));
     inc.reasoning = format!("{name} faulted");
-    inc.reset = Some(name.into());
     if let Some(c) = inc.culprit.as_mut() {
         c.comm = name.into();
         c.exe = Some(format!("/home/u/{name}"));
@@ -152,7 +153,6 @@ pub fn hostile(name: &str) -> Incident {
     for j in inc.jobs.iter_mut() {
         j.comm = name.into();
         j.ring.clone_from(inc.ring.as_ref().unwrap());
-        j.state = name.into();
     }
     inc.compute = Some(hostile_compute(name));
     inc
@@ -164,8 +164,8 @@ pub fn hostile_compute(name: &str) -> crate::incident::ComputeAttribution {
         pid: 4242,
         comm: name.into(),
         queues: vec![crate::incident::QueueRef {
-            origin: name.into(),
-            kind: format!("compute{name}"),
+            origin: crate::model::QueueOrigin::Kfd,
+            kind: crate::model::QueueKind::Compute,
             queue_id: Some(0),
             doorbell: Some(0x1000),
             gpu: Some(name.into()),

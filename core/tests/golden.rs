@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hangwatch_core::analyze::{exit_code, Analyzer, InputResult, EXIT_NOT_UNDERSTOOD};
 use hangwatch_core::correlate::{Config, Correlator};
-use hangwatch_core::incident::Incident;
+use hangwatch_core::incident::{Incident, ResetOutcome};
 use hangwatch_core::kmsg::journal::JournalSource;
 use hangwatch_core::kmsg::source;
 use hangwatch_core::kmsg::{Format, LogReader};
@@ -92,6 +92,7 @@ fn analyze(name: &str) -> Vec<Incident> {
 /// The fields a golden file pins, in the same shape as the golden JSON.
 fn key_fields(i: &Incident) -> Value {
     let v = serde_json::to_value(i).unwrap();
+    hangwatch_core::schema_check::assert_schema(&v);
     let who = |p: &Value| {
         if p.is_null() {
             Value::Null
@@ -116,6 +117,7 @@ fn key_fields(i: &Incident) -> Value {
 /// Who the incident blames, in a line: kind, ring, culprit, kernel-blamed, disputed.
 fn verdict(i: &Incident) -> String {
     let v = serde_json::to_value(i).unwrap();
+    hangwatch_core::schema_check::assert_schema(&v);
     format!(
         "{} {} culprit={} kernel={} disputed={}",
         v["kind"].as_str().unwrap_or("?"),
@@ -616,7 +618,7 @@ Jan 01 00:00:03 host kernel: amdgpu 0000:03:00.0: amdgpu: GPU reset(1) succeeded
             "mtime {mtime}"
         );
         assert_eq!(inc[0].wall_time.as_deref(), Some(wall), "mtime {mtime}");
-        assert_eq!(inc[0].reset.as_deref(), Some("succeeded"), "mtime {mtime}");
+        assert_eq!(inc[0].reset, Some(ResetOutcome::Succeeded), "mtime {mtime}");
     }
     std::fs::remove_dir_all(&dir).ok();
 }

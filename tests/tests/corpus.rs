@@ -133,6 +133,7 @@ fn analyze(id: &str) -> Result<Vec<Value>, String> {
         let v: Value = serde_json::from_str(line)
             .map_err(|e| format!("output line is not JSON ({e}): {line}"))?;
         if v.get("schema").is_some() {
+            tests::check_schema(&v)?;
             incidents.push(v);
         }
     }

@@ -575,6 +575,7 @@ fn check_scenario(run: &Run, path: &Path) {
         assert_eq!(p["name"], spec.name.as_str());
     }
     let incidents = r["incidents"].as_array().unwrap();
+    incidents.iter().for_each(tests::assert_schema);
     let summary: Vec<String> = incidents
         .iter()
         .map(|i| {
@@ -765,6 +766,7 @@ fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {
         );
     }
     let inc: Value = serde_json::from_slice(&read("incident/incident.json")).unwrap();
+    tests::assert_schema(&inc);
     assert_eq!(inc["schema"], "hangwatch.incident/1");
     captured_at_the_open_and_written_while_open(&r, &inc, &read("incident/host.json"));
     assert_eq!(comm(&inc["culprit"]), Some("zed"), "{inc}");

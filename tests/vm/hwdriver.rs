@@ -5,7 +5,7 @@
 //!   amdgpu.ko) or phase B (the simulator + scenarios) and prints one `HWRESULT <name> <key> <json>`
 //!   line per result on the console, which `cargo xtask vm` collects from the serial port.
 //! - `hwdriver child SCENARIO INDEX` — one simulated GPU client. It is exec'd through a hard link
-//!   named after the process (`/usr/bin/Xwayland`, `/usr/bin/zed`, ...) so comm, argv[0] and
+//!   named after the process (`/usr/bin/Xwayland`, `/usr/bin/zed`, ...) so comm, `argv[0]` and
 //!   /proc/PID/exe are all real. It opens /dev/amdgpu_sim, waits for "go" on stdin, submits its
 //!   jobs on schedule, then prints a JSON summary and exits.
 use std::collections::BTreeMap;
@@ -1345,7 +1345,7 @@ fn bench_peer(
 const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-/// `struct bpf_prog_info` offsets (uapi, append-only since 5.1): type, name[16], run_time_ns,
+/// `struct bpf_prog_info` offsets (uapi, append-only since 5.1): type, `name[16]`, run_time_ns,
 /// run_cnt.
 const INFO_TYPE: usize = 0;
 const INFO_NAME: usize = 64;

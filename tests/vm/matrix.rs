@@ -1,8 +1,10 @@
 //! The VM suite's kernel matrix (tests/vm/matrix.toml) and which scenario runs on which
 //! kernel. Shared by `cargo xtask vm` (what to boot) and tests/tests/vm.rs (which tests to
 //! generate) through `#[path]`, so the two can never disagree.
-// Each includer reads a different part (xtask: series and selection; the tests: the rest).
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each includer reads a different part (xtask: series and selection; the tests: the rest)"
+)]
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -121,7 +123,7 @@ fn runs_on(k: &KernelEntry, p: &Placement) -> bool {
     }
 }
 
-/// `6.12` -> [6, 12]; `7` -> [7] (so `7` sorts above every 6.x).
+/// `6.12` -> `[6, 12]`; `7` -> `[7]` (so `7` sorts above every 6.x).
 pub fn series_key(s: &str) -> Vec<u64> {
     s.split('.').map(|n| n.parse().unwrap_or(0)).collect()
 }

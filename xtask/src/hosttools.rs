@@ -7,7 +7,7 @@
 //! CONFIG_CC_VERSION_TEXT if it is installed, else the host's `gcc` (tests/kmod/Kbuild drops the
 //! one gcc-14-only flag); and each helper that needs a newer glibc than the host's runs through
 //! the loader of the kernel suite's own libc6, fetched with the private apt (target/apt) into
-//! target/vm-cache/<version>/hostlibs. Nothing on the host is installed or changed.
+//! `target/vm-cache/<version>/hostlibs`. Nothing on the host is installed or changed.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

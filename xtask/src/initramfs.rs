@@ -19,7 +19,7 @@ pub struct Spec<'a> {
     pub extra_modules: Vec<PathBuf>,
     /// Executables copied to /bin (with their shared libraries).
     pub binaries: Vec<PathBuf>,
-    /// Files copied to /hw/<name>.
+    /// Files copied to `/hw/<name>`.
     pub files: Vec<(String, Vec<u8>)>,
 }
 
@@ -171,7 +171,7 @@ fn parse_ldd(out: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Paths (relative to lib/modules/<v>) of `names` and everything they depend on.
+/// Paths (relative to `lib/modules/<v>`) of `names` and everything they depend on.
 fn closure(k: &Kernel, names: &[&str]) -> Result<BTreeSet<String>> {
     let dep = fs::read_to_string(k.modules().join("modules.dep")).context("reading modules.dep")?;
     let mut table = std::collections::BTreeMap::new();

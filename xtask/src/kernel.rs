@@ -1,7 +1,7 @@
 //! Gets any Debian kernel build's image, modules and headers WITHOUT installing them: resolves
 //! a series alias (`6.1`, `7`) to the newest build, downloads the packages through the private
 //! apt configuration (apt.rs), extracts them with `dpkg-deb -x` into
-//! target/vm-cache/<build>/root (never the host's /boot), folds merged-/usr trees, fixes the
+//! `target/vm-cache/<build>/root` (never the host's /boot), folds merged-/usr trees, fixes the
 //! absolute paths Debian's headers packages assume, generates modules.dep and extracts an
 //! uncompressed vmlinux (its .BTF is the base for the simulator's module BTF). Cached: a second
 //! call for the same build is a no-op.
@@ -17,7 +17,7 @@ use crate::util::{run, target_dir};
 pub struct Kernel {
     /// The exact build, e.g. `6.1.0-57-amd64`, `7.3.4+deb13-amd64`.
     pub version: String,
-    /// target/vm-cache/<version>
+    /// `target/vm-cache/<version>`
     pub dir: PathBuf,
     /// Extracted packages (merged-/usr: `lib` is a symlink to `usr/lib` when the packages
     /// ship `usr/lib/modules`, as every Debian kernel from trixie on does).
@@ -287,7 +287,7 @@ fn find_deb(debs: &Path, pkg: &str) -> Result<PathBuf> {
 }
 
 /// Debian's flavour Makefile `include`s /usr/src/linux-headers-*-common/Makefile and
-/// lib/modules/<v>/{build,source} are absolute symlinks: point them into the extracted tree.
+/// `lib/modules/<v>/{build,source}` are absolute symlinks: point them into the extracted tree.
 fn fix_headers(k: &Kernel) -> Result<()> {
     let mk = k.headers().join("Makefile");
     let text = fs::read_to_string(&mk).with_context(|| format!("reading {}", mk.display()))?;

@@ -10,9 +10,16 @@ use anyhow::{Context, Result};
 use crate::util::root;
 use crate::{setup, vm};
 
-/// The lint gate: (name, command). Each counts as one test in the summary line.
-const LINTS: &[(&str, &[&str])] = &[
-    ("fmt", &["cargo", "fmt", "--all", "--check"]),
+/// One lint of the gate: its name, its command and the environment it needs.
+type Lint = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
+/// The lint gate. Each counts as one test in the summary line.
+const LINTS: &[Lint] = &[
+    ("fmt", &["cargo", "fmt", "--all", "--check"], &[]),
     (
         "clippy",
         &[
@@ -25,6 +32,21 @@ const LINTS: &[(&str, &[&str])] = &[
             "-D",
             "warnings",
         ],
+        &[],
+    ),
+    // Broken intra-doc links, unclosed HTML tags and other rustdoc warnings fail the gate.
+    (
+        "rustdoc",
+        &[
+            "cargo",
+            "doc",
+            "-q",
+            "--no-deps",
+            "--workspace",
+            "--exclude",
+            "agent-ebpf",
+        ],
+        &[("RUSTDOCFLAGS", "-D warnings")],
     ),
     // The eBPF crate for its own target (the host check above sees it with std unified in).
     (
@@ -44,17 +66,19 @@ const LINTS: &[(&str, &[&str])] = &[
             "-D",
             "warnings",
         ],
+        &[],
     ),
     // Declared-but-unused dependencies (installed under target/tools by setup).
-    ("unused-deps", &["cargo-machete"]),
+    ("unused-deps", &["cargo-machete"], &[]),
 ];
 
 /// Runs every lint; returns (passed, failed).
 fn lint_gate() -> (u64, u64) {
     let (mut passed, mut failed) = (0, 0);
-    for (name, argv) in LINTS {
+    for (name, argv, env) in LINTS {
         let ok = Command::new(argv[0])
             .args(&argv[1..])
+            .envs(env.iter().copied())
             .current_dir(root())
             .status()
             .is_ok_and(|s| s.success());

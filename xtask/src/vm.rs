@@ -1,7 +1,7 @@
 //! `cargo xtask vm`: kernel packages -> simulator module -> initramfs -> qemu -> results, for
 //! one kernel or the whole matrix (tests/vm/matrix.toml). Phase A boots with the real
 //! amdgpu.ko; phase B with the simulator and runs the kernel's scenarios sequentially in ONE
-//! boot. Results land in target/vm-results/<build>/ as JSON files that tests/tests/vm.rs
+//! boot. Results land in `target/vm-results/<build>/` as JSON files that tests/tests/vm.rs
 //! asserts on; target/vm-results/index.json maps each series to the build it ran.
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,10 +1,12 @@
 //! `hangwatch analyze`: attribution from kernel logs alone. Streams each input (file, stdin,
 //! compressed file or the systemd journal) line by line through `kmsg::LogReader` into the
 //! correlator, so a 1 GB log uses flat memory. Each input keeps its own boots.
-use std::io::{IsTerminal, Write};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crate::sinks::incident_dir::{Extras, IncidentDir, Retention};
+use crate::sinks::messages;
 use hangwatch_core::analyze::{exit_code, not_understood, Analyzer, InputResult};
 use hangwatch_core::correlate::{Config, Correlator};
 use hangwatch_core::incident::Incident;
@@ -69,20 +71,25 @@ impl Output {
         }
     }
 
+    /// Prints each incident (a closed stdout drops the printing only) and writes its directory.
     fn try_emit(&mut self, incidents: Vec<Incident>) -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
         for inc in incidents {
             self.incidents += 1;
-            if self.json {
-                writeln!(out, "{}", serde_json::to_string(&inc)?)?;
-            } else {
-                writeln!(out, "{}", hangwatch_core::render::text::render(&inc))?;
+            if !messages::stdout_closed() {
+                let text = if self.json {
+                    serde_json::to_string(&inc)?
+                } else {
+                    hangwatch_core::render::text::render(&inc)
+                };
+                messages::stdout(&(text + "\n"));
             }
             if let Some(dir) = &mut self.dir {
                 if let Err(e) = dir.write(&inc, &Extras::default()) {
                     self.dir_errors += 1;
                     if self.dir_errors == 1 {
-                        eprintln!("hangwatch analyze: cannot write incident directory: {e:#}");
+                        messages::stderr(&format!(
+                            "hangwatch analyze: cannot write incident directory: {e:#}"
+                        ));
                     }
                 }
             }
@@ -166,7 +173,7 @@ fn open_inputs(args: &Args) -> Vec<(String, std::io::Result<Opened>)> {
     };
     for f in files {
         if f.as_os_str() == "-" && std::io::stdin().is_terminal() {
-            eprintln!("hangwatch analyze: reading a kernel log from the terminal; paste it and press Ctrl-D (or pass a file, `dmesg | hangwatch analyze`, or --journal)");
+            messages::stderr("hangwatch analyze: reading a kernel log from the terminal; paste it and press Ctrl-D (or pass a file, `dmesg | hangwatch analyze`, or --journal)");
         }
         v.push((name(&f), source::open_path(&f)));
     }
@@ -186,36 +193,36 @@ fn name(f: &Path) -> String {
 fn report_input(r: &InputResult) {
     let st = &r.stats;
     if let Some(e) = &r.error {
-        eprintln!("hangwatch analyze: {}: {e}", r.name);
+        messages::stderr(&format!("hangwatch analyze: {}: {e}", r.name));
     }
     if st.lines == 0 && st.entries == 0 {
         if r.error.is_none() {
-            eprintln!("hangwatch analyze: {} is empty", r.name);
+            messages::stderr(&format!("hangwatch analyze: {} is empty", r.name));
         }
         return;
     }
     if !st.understood() {
-        eprintln!("{}", not_understood(&r.name, st));
+        messages::stderr(&not_understood(&r.name, st));
         return;
     }
     if st.amdgpu_lines == 0 {
         let form = st.main_form().map(Form::describe).unwrap_or("text");
-        eprintln!(
+        messages::stderr(&format!(
             "no amdgpu messages found in {} (read as {form}, {} lines)",
             r.name, st.lines
-        );
+        ));
     }
     if st.unknown_month_lines > 0 {
-        eprintln!("hangwatch analyze: {}: {} lines have a month name no locale uses; their dates are approximate", r.name, st.unknown_month_lines);
+        messages::stderr(&format!("hangwatch analyze: {}: {} lines have a month name no locale uses; their dates are approximate", r.name, st.unknown_month_lines));
     }
     if st.long_lines > 0 || st.dropped_continuations > 0 {
-        eprintln!("hangwatch analyze: {}: {} over-long lines cut to 64 KiB, {} continuation lines dropped past the per-record bound", r.name, st.long_lines, st.dropped_continuations);
+        messages::stderr(&format!("hangwatch analyze: {}: {} over-long lines cut to 64 KiB, {} continuation lines dropped past the per-record bound", r.name, st.long_lines, st.dropped_continuations));
     }
     if st.truncated {
-        eprintln!(
+        messages::stderr(&format!(
             "hangwatch analyze: {}: the journal export stream ends inside a field (truncated)",
             r.name
-        );
+        ));
     }
 }
 
@@ -230,7 +237,7 @@ fn print_summary(
         st.add(&r.stats);
     }
     let summary = corr.summary();
-    let mut o = std::io::stdout().lock();
+    let mut o = String::new();
     if json {
         let files: Vec<_> = results
             .iter()
@@ -263,6 +270,7 @@ fn print_summary(
             }
         });
         writeln!(o, "{v}")?;
+        messages::stdout(&o);
         return Ok(());
     }
     writeln!(o, "Per-process summary")?;
@@ -301,5 +309,6 @@ fn print_summary(
         "{} lines, {} amdgpu lines, {} unparseable, {} orphan continuation lines, {} incidents",
         st.lines, st.amdgpu_lines, st.unparseable, st.orphan_continuations, out.incidents
     )?;
+    messages::stdout(&o);
     Ok(())
 }

@@ -7,8 +7,8 @@ use crate::sinks::bugreport::{build, write_tar_gz, Options, Roots};
 pub struct Args {
     /// An incident directory written by `hangwatch run --output` or `analyze --output`.
     pub incident_dir: PathBuf,
-    /// Archive path (default: hangwatch-bugreport-<incident dir name>.tar.gz in the current
-    /// directory). Written as a new 0600 file; an existing file or symlink there is replaced.
+    /// Archive path (default: hangwatch-bugreport-NAME.tar.gz in the current directory, NAME
+    /// being the incident directory's name). Written as a new 0600 file; an existing file or symlink there is replaced.
     #[arg(long, value_name = "FILE.tar.gz")]
     pub out: Option<PathBuf>,
     /// Remove user names, home paths, host names, addresses, serials and UUIDs (docs/security.md).
@@ -39,11 +39,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         PathBuf::from(format!("hangwatch-bugreport-{name}.tar.gz"))
     });
     write_tar_gz(&b, &out)?;
-    print!("{}", b.markdown);
-    eprintln!(
-        "hangwatch: wrote {} ({} missing item(s) listed under \"Missing\")",
+    crate::sinks::messages::stdout(&b.markdown);
+    crate::sinks::messages::warn(&format!(
+        "wrote {} ({} missing item(s) listed under \"Missing\")",
         out.display(),
         b.missing.len()
-    );
+    ));
     Ok(0)
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::sinks::messages;
 use crate::sources::devices::{self, Plan};
 use crate::sources::probes::{self, AttachOptions, Host, ProbeStatus, Status};
 
@@ -163,15 +164,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         if let (Some(e), Some(o)) = (&attach_error, v.as_object_mut()) {
             o.insert("attach_error".into(), e.clone().into());
         }
-        println!("{v}");
+        messages::stdout(&format!("{v}\n"));
     } else {
-        print!("{}", render(&report));
+        let mut out = render(&report);
         if let Some(e) = &attach_error {
-            println!("attach: {e}");
+            out += &format!("attach: {e}\n");
         }
         if !runnable {
-            println!("nothing can run: no probe is available and /dev/kmsg is not readable");
+            out += "nothing can run: no probe is available and /dev/kmsg is not readable\n";
         }
+        messages::stdout(&out);
     }
     Ok(if runnable && !config_bad { 0 } else { 1 })
 }

@@ -51,12 +51,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         use std::io::Write;
         Ok(f.write_all(&bytes)?)
     })?;
-    eprintln!(
-        "hangwatch: wrote {} ({} jobs, {} evidence items)",
+    crate::sinks::messages::warn(&format!(
+        "wrote {} ({} jobs, {} evidence items)",
         args.out.display(),
         resp.jobs.len(),
         resp.evidence.len()
-    );
+    ));
     Ok(0)
 }
 

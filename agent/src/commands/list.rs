@@ -100,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         out += &format!(
             "{:<27} {:<15} {:<12} {:<10} {:<24} {:<8} {:<8} {:<12} {}\n",
             when(s),
-            hangwatch_core::render::text::kind_name(i.kind),
+            i.kind.name(),
             i.gpu
                 .as_deref()
                 .map(term_safe)
@@ -110,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .map(term_safe)
                 .unwrap_or_else(|| "-".into()),
             culprit(s),
-            hangwatch_core::render::text::confidence_name(i.confidence),
+            i.confidence.name(),
             i.boot_id
                 .as_deref()
                 .map(|b| term_safe(&b.chars().take(8).collect::<String>()))

@@ -94,6 +94,7 @@ impl Args {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     crate::sinks::messages::set_quiet(args.quiet);
+    crate::sinks::messages::set_live(true);
     let (settings, overrides) = args.settings()?;
     daemon::run(Options {
         settings,

@@ -185,13 +185,13 @@ fn summary(md: &mut String, inc: &Incident) {
             "hangwatch attributes it to **{}** (confidence {})",
             c.as_ref()
                 .map_or_else(|| "an unknown process".into(), markdown::process),
-            hangwatch_core::render::text::confidence_name(inc.confidence)
+            inc.confidence.name()
         ),
     };
     let _ = writeln!(
         md,
         "{} on GPU {} ring {}; {}.\n",
-        hangwatch_core::render::text::kind_name(inc.kind),
+        inc.kind.name(),
         inc.gpu
             .as_deref()
             .map(md_code)

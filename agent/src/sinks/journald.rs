@@ -144,7 +144,7 @@ fn valid_name(n: &str) -> bool {
 
 /// The entry for one incident: a one-line MESSAGE plus HANGWATCH_* fields.
 pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, String)> {
-    let kind = hangwatch_core::render::text::kind_name(inc.kind);
+    let kind = inc.kind.name();
     let culprit = inc
         .culprit
         .as_ref()
@@ -157,7 +157,7 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
             .as_deref()
             .map(|r| format!(" ring {r}"))
             .unwrap_or_default(),
-        hangwatch_core::render::text::confidence_name(inc.confidence),
+        inc.confidence.name(),
     );
     if inc.kernel_blame_disputed {
         if let Some(k) = &inc.kernel_blamed {
@@ -186,10 +186,7 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
             "HANGWATCH_KIND".into(),
             kind.replace(' ', "_").to_lowercase(),
         ),
-        (
-            "HANGWATCH_CONFIDENCE".into(),
-            hangwatch_core::render::text::confidence_name(inc.confidence).into(),
-        ),
+        ("HANGWATCH_CONFIDENCE".into(), inc.confidence.name().into()),
         (
             "HANGWATCH_KERNEL_BLAME_DISPUTED".into(),
             (inc.kernel_blame_disputed as u8).to_string(),
@@ -222,7 +219,7 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
         "HANGWATCH_KERNEL_BLAMED_COMM",
         inc.kernel_blamed.as_ref().map(|c| c.comm.clone()),
     );
-    opt("HANGWATCH_RESET", inc.reset.clone());
+    opt("HANGWATCH_RESET", inc.reset.map(|r| r.name().to_string()));
     opt("HANGWATCH_NEEDS_RECOVERY", inc.needs_recovery.clone());
     opt("HANGWATCH_WALL_TIME", inc.wall_time.clone());
     opt(

@@ -1,5 +1,5 @@
-//! The one way the agent prints: status messages on stderr (prefixed, silenced by `--quiet`),
-//! incidents on stdout. Modelled on ripgrep's `messages.rs`: a closed pipe is not an error —
+//! The one way the agent prints, for every command: status messages on stderr (prefixed,
+//! silenced by `--quiet`), results and incidents on stdout. Modelled on ripgrep's `messages.rs`: a closed pipe is not an error —
 //! `hangwatch run | head -1` must go on writing incident directories after `head` exits — so
 //! nothing here panics or returns an I/O error; `println!` would panic on EPIPE.
 use std::io::Write;
@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static QUIET: AtomicBool = AtomicBool::new(false);
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicBool = AtomicBool::new(false);
 
 /// The prefix of every status line, so they stand out in a journal or a terminal.
 pub const PREFIX: &str = "hangwatch: ";
@@ -19,6 +20,12 @@ pub fn set_quiet(yes: bool) {
 
 pub fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
+}
+
+/// `hangwatch run`: a reader leaving stdout is worth one line, since the agent keeps going. For
+/// the one-shot commands (`analyze | head -1`) it is a normal end and says nothing.
+pub fn set_live(yes: bool) {
+    LIVE.store(yes, Ordering::Relaxed);
 }
 
 /// Whether stdout has been closed by its reader (EPIPE seen).
@@ -36,6 +43,10 @@ pub fn stdout(text: &str) {
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         STDOUT_CLOSED.store(true, Ordering::Relaxed);
         drop(out);
+        let gone = e.kind() == std::io::ErrorKind::BrokenPipe;
+        if gone && !LIVE.load(Ordering::Relaxed) {
+            return;
+        }
         let why = if e.kind() == std::io::ErrorKind::BrokenPipe {
             "its reader went away".to_string()
         } else {
@@ -49,12 +60,17 @@ pub fn stdout(text: &str) {
 
 /// Write one prefixed line to stderr, ignoring any error (a closed stderr must not stop us).
 fn stderr_line(text: &str) {
+    stderr(&format!("{PREFIX}{text}"));
+}
+
+/// Write `text` and a newline to stderr as is, even with `--quiet`: for a message that carries
+/// its own prefix (`hangwatch analyze: FILE is empty`). Errors are ignored, like every write here.
+pub fn stderr(text: &str) {
     if STDERR_CLOSED.load(Ordering::Relaxed) {
         return;
     }
     let mut err = std::io::stderr().lock();
-    let mut line = String::with_capacity(PREFIX.len() + text.len() + 1);
-    line.push_str(PREFIX);
+    let mut line = String::with_capacity(text.len() + 1);
     line.push_str(text);
     line.push('\n');
     if err.write_all(line.as_bytes()).is_err() {

@@ -75,9 +75,7 @@ fn unix_now() -> f64 {
 
 /// `ring_timeout`, `page_fault`, `gpu_reset`, `illegal_command`: the names incident.json uses.
 fn kind_label(k: IncidentKind) -> String {
-    hangwatch_core::render::text::kind_name(k)
-        .replace(' ', "_")
-        .to_lowercase()
+    k.name().replace(' ', "_").to_lowercase()
 }
 
 /// Escapes a label value per the text format (backslash, double quote and newline), after
@@ -160,14 +158,14 @@ impl Metrics {
             kind.clone(),
             inc.ring.clone().unwrap_or_default(),
             comm,
-            hangwatch_core::render::text::confidence_name(inc.confidence).to_string(),
+            inc.confidence.name().to_string(),
         ];
         *self.incidents.entry(key).or_default() += 1;
         if inc.kernel_blame_disputed {
             *self.misblames.entry([gpu.clone(), kind]).or_default() += 1;
         }
         if let Some(r) = &inc.reset {
-            *self.resets.entry([gpu.clone(), r.clone()]).or_default() += 1;
+            *self.resets.entry([gpu.clone(), r.name().to_string()]).or_default() += 1;
             self.note_reset(&gpu, inc.started_ns);
         }
         self.note_recovery(&gpu, inc.needs_recovery.as_deref());
@@ -567,7 +565,7 @@ mod tests {
     fn reset_at(m: &mut Metrics, gpu: &str, t_s: u64) {
         let mut inc = disputed_incident();
         inc.gpu = Some(gpu.into());
-        inc.reset = Some("succeeded".into());
+        inc.reset = Some(hangwatch_core::incident::ResetOutcome::Succeeded);
         inc.started_ns = t_s * 1_000_000_000;
         m.record_incident(&inc);
     }

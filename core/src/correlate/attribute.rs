@@ -550,7 +550,7 @@ fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &C
         ended_ns: o.last_ns,
         clock: o.clock,
         reasoning: b.reasoning.trim().to_string(),
-        reset: o.reset.outcome().map(|r| r.name().to_string()),
+        reset: o.reset.outcome(),
         jobs,
         dropped_events: 0,
         wall_time: None,

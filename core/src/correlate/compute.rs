@@ -7,7 +7,7 @@ use super::open::Open;
 use super::processes::Processes;
 use super::queues::{queue_ref, QueueRec, Queues};
 use crate::incident::{Candidate, ComputeAttribution, Confidence, IncidentKind, QueueRef};
-use crate::model::{Event, EventBody, KfdLogKind, SmiKind};
+use crate::model::{Event, EventBody, KfdLogKind, QueueKind, SmiKind};
 
 /// Notes kept per incident; further ones are counted (their evidence is capped anyway).
 pub const MAX_NOTES: usize = 256;
@@ -343,7 +343,11 @@ fn candidates(s: &Scope, notes: &ComputeNotes) -> (Option<Candidate>, Vec<Candid
         }
     }
     cands.sort_by_key(|c| {
-        let compute = c.queues.iter().filter(|q| q.kind == "compute").count();
+        let compute = c
+            .queues
+            .iter()
+            .filter(|q| q.kind == QueueKind::Compute)
+            .count();
         (
             std::cmp::Reverse(c.confidence),
             std::cmp::Reverse(compute),

@@ -268,13 +268,7 @@ impl Queues {
 
 /// The flight-recorder "ring" of a user queue: its IP and doorbell (`userq_gfx.4100`).
 pub fn userq_ring(queue_type: u32, doorbell: u64) -> String {
-    let ip = match QueueKind::from_userq_ip(queue_type) {
-        QueueKind::Gfx => "gfx",
-        QueueKind::Compute => "compute",
-        QueueKind::Sdma => "sdma",
-        QueueKind::Other => "other",
-    };
-    format!("userq_{ip}.{doorbell}")
+    format!("userq_{}.{doorbell}", QueueKind::from_userq_ip(queue_type).name())
 }
 
 impl Queues {
@@ -345,10 +339,8 @@ impl Queues {
 /// The "ring" of a KFD queue in incidents: its kind and doorbell (`kfd_compute.6144`).
 pub fn kfd_ring(kind: Option<QueueKind>, doorbell: u64) -> String {
     let k = match kind {
-        Some(QueueKind::Compute) => "compute",
-        Some(QueueKind::Sdma) => "sdma",
-        Some(QueueKind::Gfx) => "gfx",
-        _ => "queue",
+        None | Some(QueueKind::Other) => "queue",
+        Some(k) => k.name(),
     };
     format!("kfd_{k}.{doorbell}")
 }
@@ -373,18 +365,8 @@ pub fn is_note(ev: &Event) -> bool {
 
 pub fn queue_ref(r: &QueueRec) -> QueueRef {
     QueueRef {
-        origin: match r.info.origin {
-            Some(QueueOrigin::Userq) => "userq",
-            _ => "kfd",
-        }
-        .into(),
-        kind: match r.info.kind {
-            Some(QueueKind::Compute) => "compute",
-            Some(QueueKind::Sdma) => "sdma",
-            Some(QueueKind::Gfx) => "gfx",
-            _ => "other",
-        }
-        .into(),
+        origin: r.info.origin.unwrap_or(QueueOrigin::Kfd),
+        kind: r.info.kind.unwrap_or(QueueKind::Other),
         queue_id: r.info.queue_id,
         doorbell: r.info.doorbell,
         gpu: r.gpu.clone(),

@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::processes::Processes;
 use super::Stats;
-use crate::incident::JobSnapshot;
+use crate::incident::{JobSnapshot, JobState};
 use crate::model::{Event, EventBody, JobKey, Task};
 
 #[derive(Clone, Debug, Default)]
@@ -686,13 +686,13 @@ impl Recorder {
                     continue;
                 }
                 let state = if j.hung {
-                    "hung"
+                    JobState::Hung
                 } else if j.done_ns.is_some() {
-                    "done"
+                    JobState::Done
                 } else if j.cancelled {
-                    "cancelled"
+                    JobState::Cancelled
                 } else {
-                    "in_flight"
+                    JobState::InFlight
                 };
                 let comm = if j.comm.is_empty() {
                     procs.get(j.pid).map(|p| p.comm.clone()).unwrap_or_default()
@@ -712,7 +712,7 @@ impl Recorder {
                     submit_ns: j.submit_ns,
                     run_ns: j.run_ns,
                     done_ns: j.done_ns,
-                    state: state.to_string(),
+                    state,
                 });
             }
         }

@@ -224,29 +224,9 @@ pub struct Reset {
 /// The step amdgpu prints between a successful ASIC reset and the resume of its IP blocks.
 const RESUMING_STEP: &str = "GPU reset succeeded, trying to resume";
 
-/// What became of a reset, as `Incident::reset` spells it (docs/incident-schema.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    /// The reset began; its result is not in the input (the log ends first, or the incident
-    /// closed at the reset cap).
-    Began,
-    /// The hardware reset succeeded (`GPU reset succeeded, trying to resume`) and the resume's
-    /// result is not in the input: more than `Began` says, less than `Succeeded`.
-    Resuming,
-}
+pub use crate::incident::ResetOutcome as Outcome;
 
 impl Outcome {
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::Began => "began",
-            Outcome::Resuming => "resuming",
-        }
-    }
-
     fn of(ok: Option<bool>) -> Outcome {
         match ok {
             Some(true) => Outcome::Succeeded,

@@ -1,7 +1,7 @@
 //! Event streams reproducing the fixture logs (as probe events, as kmsg records, and both
 //! interleaved) plus the edge cases from docs/attribution.md.
 use super::{Config, Correlator};
-use crate::incident::{Confidence, Incident, IncidentKind};
+use crate::incident::{Confidence, Incident, IncidentKind, JobState, ResetOutcome};
 use crate::model::*;
 
 const S: u64 = 1_000_000_000;
@@ -72,7 +72,10 @@ fn info(pid: u32, comm: &str, pasid: u32) -> Event {
 }
 /// Submit → VmGrabId → RunJob → HwFenceEmitted for one job (run 20 ns after `t`); `done`
 /// signals its hardware fence at that time.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a job event is its fields; a struct would only rename them"
+)]
 fn job(
     t: u64,
     pid: u32,
@@ -134,7 +137,10 @@ fn job(
     v
 }
 /// A job that completes 1 µs after it was submitted.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a job event is its fields; a struct would only rename them"
+)]
 fn quick_job(t: u64, pid: u32, comm: &str, ring: &str, id: u64, pasid: u32, hw: u64) -> Vec<Event> {
     job(t, pid, comm, ring, id, pasid, hw, Some(t + 1000))
 }
@@ -323,7 +329,7 @@ fn assert_zed(inc: &Incident, confidence: Confidence) {
         .find(|v| v.pid == 6518)
         .expect("Xwayland is a victim");
     assert!(x.reason.contains("timed out behind zed"), "{}", x.reason);
-    assert_eq!(inc.reset.as_deref(), Some("succeeded"));
+    assert_eq!(inc.reset, Some(ResetOutcome::Succeeded));
 }
 
 #[test]
@@ -343,7 +349,11 @@ fn zed_probe_only() {
     );
     // zed is the culprit, so its refused submission does not make it a victim.
     assert!(!incs[0].victims.iter().any(|v| v.pid == 7587));
-    let hung: Vec<_> = incs[0].jobs.iter().filter(|j| j.state == "hung").collect();
+    let hung: Vec<_> = incs[0]
+        .jobs
+        .iter()
+        .filter(|j| j.state == JobState::Hung)
+        .collect();
     assert_eq!(hung.len(), 1);
     assert_eq!(hung[0].pid, 6518);
     assert_eq!(hung[0].pasid, Some(32820));
@@ -353,7 +363,7 @@ fn zed_probe_only() {
     assert!(incs[0]
         .jobs
         .iter()
-        .any(|j| j.pid == 7587 && j.state == "done"));
+        .any(|j| j.pid == 7587 && j.state == JobState::Done));
 }
 
 #[test]
@@ -505,7 +515,7 @@ fn mes_reset_without_timeout() {
     assert_eq!(i.kind, IncidentKind::GpuReset);
     assert!(i.culprit.is_none());
     assert_eq!(i.confidence, Confidence::Unknown);
-    assert_eq!(i.reset.as_deref(), Some("succeeded"));
+    assert_eq!(i.reset, Some(ResetOutcome::Succeeded));
     says(i, "python3 (pid 300)");
     says(i, "pid 0");
 }
@@ -959,7 +969,10 @@ mod blame_rules {
 
     /// A job of `pid` on `ring` that page-faults 200 µs after it runs and completes 300 µs
     /// later (the simulator's `fault_at`).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a job event is its fields; a struct would only rename them"
+    )]
     fn faulting_job(
         t: u64,
         pid: u32,
@@ -1282,7 +1295,7 @@ mod resets {
         assert_eq!(incs.len(), 1, "{incs:#?}");
         let i = &incs[0];
         assert_eq!(i.kind, IncidentKind::RingTimeout);
-        assert_eq!(i.reset.as_deref(), Some("succeeded"));
+        assert_eq!(i.reset, Some(ResetOutcome::Succeeded));
         assert_eq!(culprit(i), Some((2960107, "Xwayland")));
         assert_eq!(i.ended_ns, 1_895_729_783_030_000);
     }
@@ -1309,7 +1322,7 @@ mod resets {
         assert!(out.is_empty());
         out.extend(c.advance(1_895_735 * S));
         assert_eq!(out.len(), 1, "{out:#?}");
-        assert_eq!(out[0].reset.as_deref(), Some("succeeded"));
+        assert_eq!(out[0].reset, Some(ResetOutcome::Succeeded));
     }
 
     /// A reset with no timeout (host-initiated FLR), 8.5 s long: one `gpu_reset` incident.
@@ -1319,7 +1332,7 @@ mod resets {
         let (incs, _) = run_unsorted(crate::kmsg::parse_text(&text, Source::Log));
         assert_eq!(incs.len(), 1, "{incs:#?}");
         assert_eq!(incs[0].kind, IncidentKind::GpuReset);
-        assert_eq!(incs[0].reset.as_deref(), Some("succeeded"));
+        assert_eq!(incs[0].reset, Some(ResetOutcome::Succeeded));
     }
 
     /// A begun reset that never reports a result closes at the configured cap, as "began".
@@ -1341,7 +1354,7 @@ mod resets {
         let out = c.advance(41 * S);
         assert_eq!(out.len(), 1);
         // It began and its result never came: "began", not null ("no reset seen").
-        assert_eq!(out[0].reset.as_deref(), Some("began"));
+        assert_eq!(out[0].reset, Some(ResetOutcome::Began));
     }
 
     /// pop-os/cosmic-epoch#3764 (RX 5700 XT, 7.0): a per-ring reset fails and escalates to a
@@ -1407,7 +1420,7 @@ mod resets {
         ];
         let (incs, _) = run(v);
         assert_eq!(incs.len(), 1, "{incs:#?}");
-        assert_eq!(incs[0].reset.as_deref(), Some("succeeded"));
+        assert_eq!(incs[0].reset, Some(ResetOutcome::Succeeded));
     }
 }
 
@@ -1595,7 +1608,7 @@ fn jobs_force_signaled_by_a_reset_are_cancelled_not_done() {
             .iter()
             .find(|j| j.job_id == Some(id))
             .expect("job in snapshot");
-        (j.state.as_str(), j.done_ns)
+        (j.state.name(), j.done_ns)
     };
     assert_eq!(state(1), ("hung", None));
     assert_eq!(state(2), ("cancelled", None));
@@ -1757,10 +1770,10 @@ mod corpus_lessons {
         says(&before[0], "Rule T2");
     }
 
-    fn reset_of(text: &str) -> Option<String> {
+    fn reset_of(text: &str) -> Option<&'static str> {
         let (incs, _) = analyze(text);
         assert_eq!(incs.len(), 1, "{incs:#?}");
-        incs[0].reset.clone()
+        incs[0].reset.map(|r| r.name())
     }
 
     const TIMEOUT: &str = "\
@@ -1782,18 +1795,15 @@ mod corpus_lessons {
         let ok = "[  316.300000] amdgpu 0000:28:00.0: GPU reset(2) succeeded!\n";
         let bad = "[  316.300000] amdgpu 0000:28:00.0: GPU reset(2) failed\n";
         let esc = format!("{TIMEOUT}{RING_STARTS}{RING_FAILS}{FULL_BEGINS}");
-        assert_eq!(
-            reset_of(&format!("{esc}{ok}")).as_deref(),
-            Some("succeeded")
-        );
-        assert_eq!(reset_of(&format!("{esc}{bad}")).as_deref(), Some("failed"));
+        assert_eq!(reset_of(&format!("{esc}{ok}")), Some("succeeded"));
+        assert_eq!(reset_of(&format!("{esc}{bad}")), Some("failed"));
         // A per-ring reset alone keeps its own outcome.
         let ring = format!("{TIMEOUT}{RING_STARTS}{RING_FAILS}");
-        assert_eq!(reset_of(&ring).as_deref(), Some("failed"));
+        assert_eq!(reset_of(&ring), Some("failed"));
         let ring_ok = format!(
             "{TIMEOUT}{RING_STARTS}[  312.522800] amdgpu 0000:28:00.0: Ring gfx_0.0.0 reset succeeded\n"
         );
-        assert_eq!(reset_of(&ring_ok).as_deref(), Some("succeeded"));
+        assert_eq!(reset_of(&ring_ok), Some("succeeded"));
     }
 
     /// A reset that began and whose result is not in the log is `began`, never null (which
@@ -1805,19 +1815,19 @@ mod corpus_lessons {
     fn a_reset_without_its_result_is_began() {
         let begin_only = "[  312.774536] amdgpu 0000:28:00.0: GPU reset begin!. Source:  1\n[  312.943480] amdgpu 0000:28:00.0: BACO reset\n";
         let esc = format!("{TIMEOUT}{RING_STARTS}{RING_FAILS}{begin_only}");
-        assert_eq!(reset_of(&esc).as_deref(), Some("began"));
+        assert_eq!(reset_of(&esc), Some("began"));
         let full = format!("{TIMEOUT}{begin_only}");
-        assert_eq!(reset_of(&full).as_deref(), Some("began"));
+        assert_eq!(reset_of(&full), Some("began"));
         let esc = format!("{TIMEOUT}{RING_STARTS}{RING_FAILS}{FULL_BEGINS}");
-        assert_eq!(reset_of(&esc).as_deref(), Some("resuming"));
+        assert_eq!(reset_of(&esc), Some("resuming"));
         let full = format!("{TIMEOUT}{FULL_BEGINS}");
-        assert_eq!(reset_of(&full).as_deref(), Some("resuming"));
+        assert_eq!(reset_of(&full), Some("resuming"));
         // A new reset after the resume began: that one's outcome, not the earlier step's.
         let again =
             format!("{full}[  330.000000] amdgpu 0000:28:00.0: GPU reset begin!. Source:  1\n");
-        assert_eq!(reset_of(&again).as_deref(), Some("began"));
+        assert_eq!(reset_of(&again), Some("began"));
         let ring = format!("{TIMEOUT}{RING_STARTS}");
-        assert_eq!(reset_of(&ring).as_deref(), Some("began"));
+        assert_eq!(reset_of(&ring), Some("began"));
         assert_eq!(reset_of(TIMEOUT), None);
         // waydroid#2399 (no stamps) and SteamOS#2802 (`dmesg -T`, whole seconds): the full
         // reset begins at the same stamp as the failed per-ring reset; it still began.
@@ -1828,7 +1838,7 @@ amdgpu 0000:03:00.0: Starting gfx_0.0.0 ring reset
 amdgpu 0000:03:00.0: Ring gfx_0.0.0 reset failed
 amdgpu 0000:03:00.0: GPU reset begin!. Source: 1
 ";
-        assert_eq!(reset_of(same_stamp).as_deref(), Some("began"));
+        assert_eq!(reset_of(same_stamp), Some("began"));
     }
 
     /// "Starting … ring reset" and "Ring … reset succeeded|failed" say what happened.

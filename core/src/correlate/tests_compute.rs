@@ -6,8 +6,10 @@ use super::compute::candidates_of;
 use super::queues::tests::{created, ev, kfd_queue, log};
 use super::queues::USERQ_STATE_HUNG;
 use super::{Config, Correlator};
-use crate::incident::{Candidate, Confidence, Incident, IncidentKind};
-use crate::model::{EventBody, JobKey, KfdLogKind, Source, Task, UserqFence};
+use crate::incident::{Candidate, Confidence, Incident, IncidentKind, JobState};
+use crate::model::{
+    EventBody, JobKey, KfdLogKind, QueueKind, QueueOrigin, Source, Task, UserqFence,
+};
 
 /// The incident's reasoning says `text`.
 fn reasons(inc: &Incident, text: &str) {
@@ -152,8 +154,8 @@ fn user_queue_fences_and_hung_state() {
     );
     let flag = flag.unwrap();
     assert_eq!((flag.pid, flag.confidence), (30, Confidence::Certain));
-    assert_eq!(c[0].queues[0].origin, "userq");
-    assert_eq!(c[0].queues[0].kind, "gfx");
+    assert_eq!(c[0].queues[0].origin, QueueOrigin::Userq);
+    assert_eq!(c[0].queues[0].kind, QueueKind::Gfx);
 }
 
 /// A 6.1 HWS hang end to end through the correlator: queues from the proc poll, the real
@@ -321,7 +323,7 @@ fn user_queue_hang_is_a_ring_timeout_on_its_last_fence() {
     assert!(
         inc.jobs
             .iter()
-            .any(|j| j.seqno == Some(12) && j.state == "hung"),
+            .any(|j| j.seqno == Some(12) && j.state == JobState::Hung),
         "{:#?}",
         inc.jobs
     );

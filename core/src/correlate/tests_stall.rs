@@ -179,7 +179,7 @@ fn stall_without_timeout_is_its_own_incident() {
     assert!(inc
         .jobs
         .iter()
-        .any(|j| j.pid == 4100 && j.state == "in_flight"));
+        .any(|j| j.pid == 4100 && j.state == crate::incident::JobState::InFlight));
     let text = crate::render::text::render(inc);
     assert!(
         text.contains("ring stall on GPU 0000:03:00.0 ring comp_1.0.0"),

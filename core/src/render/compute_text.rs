@@ -12,7 +12,7 @@ fn queues(c: &Candidate) -> String {
         .queues
         .iter()
         .map(|q| {
-            let mut s = format!("{} {}", terminal(&q.origin), terminal(&q.kind));
+            let mut s = format!("{} {}", q.origin.name(), q.kind.name());
             if let Some(id) = q.queue_id {
                 let _ = write!(s, " q{id}");
             }
@@ -55,7 +55,7 @@ pub fn render(c: &ComputeAttribution) -> String {
             o,
             "  - {} ({}): {} — {}",
             name(&k.comm, k.pid),
-            super::text::confidence_name(k.confidence),
+            k.confidence.name(),
             queues(k),
             terminal(&k.reason)
         );
@@ -67,6 +67,7 @@ pub fn render(c: &ComputeAttribution) -> String {
 mod tests {
     use super::*;
     use crate::incident::{Confidence, QueueRef};
+    use crate::model::{QueueKind, QueueOrigin};
 
     #[test]
     fn lists_flag_and_candidates_with_queues() {
@@ -74,8 +75,8 @@ mod tests {
             pid: 7,
             comm: "python3".into(),
             queues: vec![QueueRef {
-                origin: "kfd".into(),
-                kind: "compute".into(),
+                origin: QueueOrigin::Kfd,
+                kind: QueueKind::Compute,
                 queue_id: Some(0),
                 doorbell: Some(0x1000),
                 gpu: None,
@@ -97,14 +98,14 @@ mod tests {
     }
 
     #[test]
-    fn hostile_names_reasons_and_queue_fields_are_escaped() {
+    fn hostile_names_and_reasons_are_escaped() {
         let evil = "\u{1b}]0;pwned\u{7}\u{202e}";
         let cand = Candidate {
             pid: 7,
             comm: evil.into(),
             queues: vec![QueueRef {
-                origin: evil.into(),
-                kind: evil.into(),
+                origin: QueueOrigin::Userq,
+                kind: QueueKind::Other,
                 queue_id: None,
                 doorbell: None,
                 gpu: None,

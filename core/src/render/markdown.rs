@@ -3,11 +3,9 @@
 //! spans or indented code blocks, never as markdown.
 use std::fmt::Write;
 
-use super::text::{
-    confidence_name, is_suspect, kind_name, reset_name, source_name, suspicion_basis,
-};
+use super::text::{is_suspect, suspicion_basis};
 use crate::escape::{md_block, md_cell, md_code};
-use crate::incident::{Incident, JobSnapshot, ProcessRef};
+use crate::incident::{Incident, JobSnapshot, ProcessRef, ResetOutcome};
 
 /// Rows in the "last jobs on the hung ring" table; the full history is in incident.json.
 pub const JOB_ROWS: usize = 16;
@@ -87,7 +85,7 @@ pub fn jobs_table(incident: &Incident) -> String {
             opt_secs(j.submit_ns),
             opt_secs(j.run_ns),
             signaled,
-            md_cell(&j.state)
+            md_cell(j.state.name())
         );
     }
     let never = jobs.iter().filter(|j| j.done_ns.is_none()).count();
@@ -112,7 +110,7 @@ pub fn jobs_table(incident: &Incident) -> String {
 
 fn header(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "# hangwatch incident {}\n", md_code(&incident.id));
-    let _ = writeln!(o, "- **Kind:** {}", kind_name(incident.kind));
+    let _ = writeln!(o, "- **Kind:** {}", incident.kind.name());
     let opt =
         |v: &Option<String>, none: &str| v.as_deref().map(md_code).unwrap_or_else(|| none.into());
     let _ = writeln!(o, "- **GPU:** {}", opt(&incident.gpu, "unknown"));
@@ -124,10 +122,12 @@ fn header(o: &mut String, incident: &Incident) {
     if let Some(h) = &incident.hostname {
         let _ = writeln!(o, "- **Host:** {}", md_code(h));
     }
-    // Our own words stay prose; any other value is data, in a code span like every string.
-    let reset = match incident.reset.as_deref() {
-        r @ (None | Some("began" | "resuming")) => reset_name(r).to_string(),
-        Some(r) => md_code(r),
+    // A sentence stays prose; a bare JSON value is shown as one, in a code span.
+    let reset = match incident.reset {
+        r @ (None | Some(ResetOutcome::Began | ResetOutcome::Resuming)) => {
+            ResetOutcome::describe(r).to_string()
+        }
+        Some(r) => md_code(r.name()),
     };
     let _ = writeln!(o, "- **Reset:** {reset}");
     if incident.provisional {
@@ -140,7 +140,7 @@ fn header(o: &mut String, incident: &Incident) {
 
 fn culprit(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "\n## Culprit\n");
-    let conf = confidence_name(incident.confidence);
+    let conf = incident.confidence.name();
     match &incident.culprit {
         Some(c) if is_suspect(incident) => {
             let _ = writeln!(
@@ -245,7 +245,10 @@ fn compute(o: &mut String, incident: &Incident) {
                     .doorbell
                     .map(|d| format!(" doorbell 0x{d:x}"))
                     .unwrap_or_default();
-                format!("{}{id}{db}", md_code(&format!("{} {}", q.origin, q.kind)))
+                format!(
+                    "{}{id}{db}",
+                    md_code(&format!("{} {}", q.origin.name(), q.kind.name()))
+                )
             })
             .collect();
         let _ = writeln!(
@@ -253,7 +256,7 @@ fn compute(o: &mut String, incident: &Incident) {
             "- {}[{}] ({}): {} — {}",
             md_code(&k.comm),
             k.pid,
-            super::text::confidence_name(k.confidence),
+            k.confidence.name(),
             if queues.is_empty() {
                 "no queue recorded".to_string()
             } else {
@@ -273,7 +276,7 @@ fn evidence(o: &mut String, incident: &Incident) {
             o,
             "| {} | {} | {} |",
             md_cell(&e.at),
-            source_name(e.source),
+            e.source.name(),
             md_cell(&e.what)
         );
     }
@@ -357,7 +360,7 @@ pub(crate) mod tests {
             "{md}"
         );
         let mut began = disputed_incident();
-        began.reset = Some("began".into());
+        began.reset = Some(ResetOutcome::Began);
         assert!(render(&began).contains("- **Reset:** began, no result seen"));
         assert!(render(&disputed_incident()).contains("- **Reset:** ` succeeded `"));
     }
@@ -406,7 +409,7 @@ pub(crate) mod tests {
             "{md}"
         );
         assert!(
-            md.contains("- ` python3 `[4242] (likely): ` python3 computepython3 ` q0 doorbell 0x1000 — ` its queue python3 did not preempt `"),
+            md.contains("- ` python3 `[4242] (likely): ` kfd compute ` q0 doorbell 0x1000 — ` its queue python3 did not preempt `"),
             "{md}"
         );
         let at = |s: &str| md.find(s).unwrap();

@@ -5,7 +5,7 @@
 //! tests/proto/perfetto_subset.proto).
 use std::collections::BTreeMap;
 
-use crate::incident::{Evidence, Incident, JobSnapshot};
+use crate::incident::{Evidence, Incident, JobSnapshot, JobState};
 
 /// Minimal protobuf writer: varints and length-delimited fields.
 #[derive(Default)]
@@ -90,7 +90,11 @@ pub fn job_name(j: &JobSnapshot) -> String {
         .or(j.hw_seqno)
         .map(|s| format!(" seq {s}"))
         .unwrap_or_default();
-    let hung = if j.state == "hung" { " (HUNG)" } else { "" };
+    let hung = if j.state == JobState::Hung {
+        " (HUNG)"
+    } else {
+        ""
+    };
     format!("{}[{}]{}{}", j.comm, j.pid, seq, hung)
 }
 

@@ -7,37 +7,8 @@ use std::fmt::Write;
 
 use crate::escape::terminal;
 
-use crate::incident::{Confidence, Incident, IncidentKind, ProcessRef};
+use crate::incident::{Confidence, Incident, ProcessRef, ResetOutcome};
 use crate::model::Source;
-
-pub fn kind_name(kind: IncidentKind) -> &'static str {
-    match kind {
-        IncidentKind::RingTimeout => "ring timeout",
-        IncidentKind::PageFault => "page fault",
-        IncidentKind::GpuReset => "GPU reset",
-        IncidentKind::IllegalCommand => "illegal command",
-        IncidentKind::Stall => "ring stall",
-    }
-}
-
-pub fn confidence_name(c: Confidence) -> &'static str {
-    match c {
-        Confidence::Unknown => "unknown",
-        Confidence::Likely => "likely",
-        Confidence::Certain => "certain",
-    }
-}
-
-pub fn source_name(s: Source) -> &'static str {
-    match s {
-        Source::Ebpf => "ebpf",
-        Source::Kmsg => "kmsg",
-        Source::Log => "log",
-        Source::Proc => "proc",
-        Source::Kfd => "kfd",
-        Source::Uevent => "uevent",
-    }
-}
 
 /// `comm[pid] (exe)`, escaped for a terminal.
 pub fn process_name(p: &ProcessRef) -> String {
@@ -61,16 +32,6 @@ pub fn suspicion_basis(incident: &Incident) -> &'static str {
     }
 }
 
-/// The reset outcome in words; "began" and "resuming" say the result is not in the input.
-pub fn reset_name(reset: Option<&str>) -> &str {
-    match reset {
-        None => "none seen",
-        Some("began") => "began, no result seen",
-        Some("resuming") => "hardware reset succeeded, the resume's result not seen",
-        Some(r) => r,
-    }
-}
-
 /// Render `incident` as plain text, one fact per line.
 pub fn render(incident: &Incident) -> String {
     let mut o = String::new();
@@ -78,7 +39,7 @@ pub fn render(incident: &Incident) -> String {
         o,
         "== hangwatch incident {}: {} on GPU {} ring {} at {}",
         terminal(&incident.id),
-        kind_name(incident.kind),
+        incident.kind.name(),
         terminal(incident.gpu.as_deref().unwrap_or("?")),
         terminal(incident.ring.as_deref().unwrap_or("-")),
         terminal(&incident.started_at)
@@ -97,14 +58,14 @@ pub fn render(incident: &Incident) -> String {
                 o,
                 "culprit:  {} — confidence {}",
                 process_name(c),
-                confidence_name(incident.confidence)
+                incident.confidence.name()
             );
         }
         None => {
             let _ = writeln!(
                 o,
                 "culprit:  unknown — confidence {}",
-                confidence_name(incident.confidence)
+                incident.confidence.name()
             );
         }
     }
@@ -169,16 +130,12 @@ pub fn render(incident: &Incident) -> String {
                 o,
                 "  {:<28} {:<5} {}",
                 terminal(&e.at),
-                source_name(e.source),
+                e.source.name(),
                 terminal(&e.what)
             );
         }
     }
-    let _ = writeln!(
-        o,
-        "reset:    {}",
-        terminal(reset_name(incident.reset.as_deref()))
-    );
+    let _ = writeln!(o, "reset:    {}", ResetOutcome::describe(incident.reset));
     if let Some(m) = &incident.needs_recovery {
         let _ = writeln!(o, "!! device needs recovery: {}", terminal(m));
     }
@@ -233,9 +190,9 @@ pub(crate) mod tests {
     #[test]
     fn a_reset_without_result_says_so() {
         let mut inc = disputed_incident();
-        inc.reset = Some("began".into());
+        inc.reset = Some(ResetOutcome::Began);
         assert!(render(&inc).contains("reset:    began, no result seen"));
-        inc.reset = Some("resuming".into());
+        inc.reset = Some(ResetOutcome::Resuming);
         assert!(render(&inc)
             .contains("reset:    hardware reset succeeded, the resume's result not seen"));
         inc.reset = None;

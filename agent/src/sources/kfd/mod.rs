@@ -1,6 +1,6 @@
 //! KFD (ROCm) and user-queue sources that need no eBPF: the `/sys/class/kfd` topology and
 //! per-process queue table ([`sysfs`]), `/dev/kfd` SMI events ([`smi`]), and the KFD / MES
-//! kernel-log lines ([`lines`]). They all become `model::Event`s; the queue table that answers
+//! kernel-log lines (`hangwatch_core::kmsg::kfd`). They all become `model::Event`s; the queue table that answers
 //! "who had compute queues on this GPU when it hung" is `correlate::queues` (pure).
 pub mod layout;
 pub mod smi;
