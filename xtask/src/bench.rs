@@ -100,7 +100,7 @@ pub fn bench(args: &[String]) -> Result<u8> {
         [flag, k] if flag == "--kernel" => k.as_str(),
         _ => anyhow::bail!("usage: cargo xtask bench [--kernel VER|SERIES]"),
     };
-    crate::setup::setup()?;
+    crate::setup::setup(crate::setup::Scope::All)?;
     let k = kernel::prepare(spec)?;
     let bins = vm::build_bins()?;
     let ko = kmod::build_sim(&k)?;
