@@ -1,4 +1,5 @@
 //! Developer tasks: `cargo xtask setup | vm | demo | test | bench | examples | package`. See docs/vm-harness.md.
+mod accel;
 mod apt;
 mod bench;
 mod examples;

@@ -240,7 +240,7 @@ fn run_kernel(spec: &str, o: &Opts, m: &Matrix, bins: &Bins) -> Result<String> {
         &out.join("kernel.json"),
         &json!({"requested": spec, "build": k.version, "series": kernel::series_of(&k.version), "matrix_series": series}),
     )?;
-    let accel = qemu::pick_accel(&k, &probe_initramfs(&k)?)?;
+    let accel = crate::accel::pick_accel(&k)?;
     let mut timings = Map::new();
     if matches!(o.phase, Phase::A | Phase::All) && !o.demo {
         let t = Instant::now();
@@ -269,20 +269,6 @@ fn run_kernel(spec: &str, o: &Opts, m: &Matrix, bins: &Bins) -> Result<String> {
     write_json(&out.join("timings.json"), &Value::Object(timings))?;
     eprintln!("xtask vm: results in {}", out.display());
     Ok(k.version)
-}
-
-/// The initramfs of the KVM probe boot (no plan: boots, prints HWEND, powers off).
-pub fn probe_initramfs(k: &Kernel) -> Result<PathBuf> {
-    initramfs::build(
-        k,
-        &Spec {
-            name: "probe",
-            modules: &[],
-            extra_modules: vec![],
-            binaries: vec![],
-            files: vec![],
-        },
-    )
 }
 
 /// The agent, the driver and util-linux's setpriv (`agent_wrapper`, the capability experiment;
