@@ -45,7 +45,7 @@ const LINTS: &[(&str, &[&str])] = &[
             "warnings",
         ],
     ),
-    // Declared-but-unused dependencies (installed under target/tools by setup).
+    // Declared-but-unused dependencies (installed by setup).
     ("unused-deps", &["cargo-machete"]),
 ];
 
