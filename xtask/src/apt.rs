@@ -69,7 +69,9 @@ impl Apt {
     }
 
     /// `-o` options that point apt at the private tree (and skip the host's AppStream
-    /// metadata, which the host's apt.conf.d would otherwise fetch for every suite).
+    /// metadata, which the host's apt.conf.d would otherwise fetch for every suite). The
+    /// binary caches are kept: Debian's container images turn them off (`docker-clean`), and
+    /// then every apt-cache call parses the 81 MB of lists again (25 s against 0.3 s).
     fn opts(&self) -> Vec<String> {
         let d = |rel: &str| self.dir.join(rel).to_string_lossy().into_owned();
         let mut o = Vec::new();
@@ -81,6 +83,8 @@ impl Apt {
             ("Dir::State::Lists", d("lists")),
             ("Dir::State::status", d("status")),
             ("Dir::Cache", d("cache")),
+            ("Dir::Cache::pkgcache", "pkgcache.bin".into()),
+            ("Dir::Cache::srcpkgcache", "srcpkgcache.bin".into()),
             ("APT::Sandbox::User", "root".into()),
             ("Acquire::Languages", "none".into()),
             (

@@ -100,7 +100,7 @@ pub fn bench(args: &[String]) -> Result<u8> {
         [flag, k] if flag == "--kernel" => k.as_str(),
         _ => anyhow::bail!("usage: cargo xtask bench [--kernel VER|SERIES]"),
     };
-    crate::setup::setup()?;
+    crate::setup::setup(crate::setup::Scope::All)?;
     let k = kernel::prepare(spec)?;
     let bins = vm::build_bins()?;
     let ko = kmod::build_sim(&k)?;
@@ -127,7 +127,7 @@ pub fn bench(args: &[String]) -> Result<u8> {
             files: vec![("plan.toml".into(), plan.into_bytes())],
         },
     )?;
-    let accel = qemu::pick_accel(&k, &vm::probe_initramfs(&k)?)?;
+    let accel = crate::accel::pick_accel(&k)?;
     let out = vm::results_dir(&k.version);
     std::fs::create_dir_all(&out)?;
     let boot = qemu::boot(

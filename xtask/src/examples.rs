@@ -13,7 +13,7 @@ const SCENARIO: &str = "01-zed-fault-wedges-gfx.toml";
 const NAME: &str = "zed-fault-wedges-gfx";
 
 pub fn examples() -> Result<u8> {
-    crate::setup::setup()?;
+    crate::setup::setup(crate::setup::Scope::Demo)?;
     let runs = vm::run_vm(&vm::Opts {
         scenarios: vec![root().join("tests/scenarios").join(SCENARIO)],
         phase: vm::Phase::B,

@@ -1,4 +1,5 @@
 //! Developer tasks: `cargo xtask setup | vm | demo | test | bench | examples | package`. See docs/vm-harness.md.
+mod accel;
 mod apt;
 mod bench;
 mod examples;
@@ -18,16 +19,18 @@ mod vm;
 
 use std::process::ExitCode;
 
+use setup::Scope;
+
 fn main() -> ExitCode {
     setup::tools_on_path();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or(&[]).to_vec();
     let r = match args.first().map(String::as_str) {
-        Some("setup") => setup::setup().map(|_| 0),
+        Some("setup") => setup::setup(Scope::All).map(|_| 0),
         Some("vm") => vm::parse_args(&rest)
             .and_then(|o| vm::run_vm(&o))
             .map(|runs| u8::from(runs.iter().any(|r| r.error.is_some()))),
-        Some("demo") => setup::setup().and_then(|_| {
+        Some("demo") => setup::setup(Scope::Demo).and_then(|_| {
             let scen = vm::all_scenarios()?.into_iter().take(1).collect();
             vm::run_vm(&vm::Opts {
                 scenarios: scen,
@@ -59,7 +62,9 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&rest),
         Some("formats") => formats::formats(&rest),
         Some("examples") => examples::examples(),
-        Some("package") => package::package().map(|_| 0),
+        Some("package") => setup::setup(Scope::All)
+            .and_then(|_| package::package())
+            .map(|_| 0),
         _ => {
             eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | kmod VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test [--kernel VER|SERIES]... | bench [--kernel VER|SERIES] | formats --accept SERIES|BUILD | examples | package>");
             Ok(2)

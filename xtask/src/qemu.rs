@@ -1,5 +1,4 @@
-//! Boots the VM and collects its serial console. KVM is used only if /dev/kvm exists AND a
-//! probe boot with it finishes in time (nested KVM on the dev hosts hangs); otherwise TCG.
+//! Boots the VM and collects its serial console. accel.rs decides between KVM and TCG.
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -150,36 +149,6 @@ fn silence_limit() -> Duration {
         .and_then(|s| s.parse().ok())
         .unwrap_or(480);
     Duration::from_secs(secs)
-}
-
-/// "kvm" if a probe boot (no plan: boots, prints HWEND, powers off) succeeds under KVM in
-/// 60 s, else "tcg". The answer is cached per kernel.
-pub fn pick_accel(k: &Kernel, probe_initrd: &Path) -> Result<&'static str> {
-    if std::env::var("HANGWATCH_VM_ACCEL").as_deref() == Ok("tcg")
-        || !Path::new("/dev/kvm").exists()
-    {
-        return Ok("tcg");
-    }
-    let cache = k.dir.join("accel");
-    if let Ok(s) = fs::read_to_string(&cache) {
-        return Ok(if s.trim() == "kvm" { "kvm" } else { "tcg" });
-    }
-    let b = boot(
-        k,
-        probe_initrd,
-        "kvm",
-        Duration::from_secs(60),
-        &k.dir.join("kvm-probe.log"),
-    )?;
-    let ok = !b.timed_out && b.lines.iter().any(|l| l.contains("HWEND"));
-    let accel = if ok { "kvm" } else { "tcg" };
-    eprintln!(
-        "xtask vm: KVM probe boot {} in {:.1}s; using {accel}",
-        if ok { "succeeded" } else { "failed" },
-        b.wall.as_secs_f64()
-    );
-    fs::write(&cache, accel)?;
-    Ok(accel)
 }
 
 #[cfg(test)]

@@ -1,14 +1,26 @@
-//! `cargo xtask setup`: installs everything the build, the VM suite and the bench need on a
-//! fresh Debian 12 machine. Idempotent and fast when everything is already present.
+//! `cargo xtask setup`: installs what the build, the VM, the tests, the bench and packaging
+//! need on a fresh Debian 12 machine. `demo` installs only the demo's part ([`Scope::Demo`]).
+//! Idempotent and fast when everything is already present.
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Result};
 
 use crate::util::{have, output, run, target_dir};
 
-/// Debian packages: VM (qemu, busybox, cpio, kmod, xz/zstd), module build (gcc-12, make, bc,
-/// pahole), eBPF toolchain (LLVM 22 for bpf-linker), reports (protoc), bench peers, packaging.
-const PACKAGES: &[&str] = &[
+/// How much a command needs installed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Build the agent and boot the VM with the simulator: `demo`, `examples`.
+    Demo,
+    /// The demo's part plus the tests', the bench's and packaging's tools: `setup`, `test`,
+    /// `bench`, `package`.
+    All,
+}
+
+/// Debian packages the demo needs: the VM (qemu, busybox, cpio, kmod, xz/zstd), the simulator
+/// build (gcc-12, make, bc, pahole for its module BTF) and LLVM 22 for bpf-linker.
+const DEMO_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "dwarves",
@@ -21,7 +33,13 @@ const PACKAGES: &[&str] = &[
     "bc",
     "llvm-22-dev",
     "libpolly-22-dev",
+];
+
+/// Debian packages only the tests, the bench and packaging need.
+const TEST_PACKAGES: &[&str] = &[
+    // The Perfetto test decodes traces with protoc, an independent decoder.
     "protobuf-compiler",
+    // Bench peers.
     "bpftrace",
     "trace-cmd",
     // daemon tests: promtool validates the metrics exposition and tests the alert rules,
@@ -40,28 +58,42 @@ fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-pub fn setup() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
-    if !missing.is_empty() {
-        eprintln!("xtask setup: installing {}", missing.join(" "));
-        let sudo = if is_root() { vec![] } else { vec!["sudo"] };
-        let apt = |args: &[&str]| {
-            let mut all: Vec<&str> = sudo.clone();
-            all.push("apt-get");
-            all.extend_from_slice(args);
-            let mut c = Command::new(all[0]);
-            c.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
-            run(&mut c)
-        };
-        apt(&["update", "-q"])?;
-        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
-        args.extend(missing.iter().copied());
-        if let Err(e) = apt(&args) {
-            // LLVM 22 is not in Debian 12's own archive: say how to get it rather than fail blind.
-            bail!("{e:#}\nif llvm-22-dev is missing, add apt.llvm.org's bookworm repository (llvm-toolchain-bookworm-22) and rerun");
-        }
+pub fn setup(scope: Scope) -> Result<()> {
+    let mut wanted = DEMO_PACKAGES.to_vec();
+    if scope == Scope::All {
+        wanted.extend_from_slice(TEST_PACKAGES);
     }
-    rust_toolchain()?;
+    apt_install(&wanted)?;
+    demo_toolchain()?;
+    if scope == Scope::All {
+        lint_toolchain()?;
+    }
+    Ok(())
+}
+
+/// `apt-get install` of the packages not installed yet (nothing at all when none is missing).
+fn apt_install(wanted: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = wanted.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing {}", missing.join(" "));
+    let sudo = if is_root() { vec![] } else { vec!["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut all: Vec<&str> = sudo.clone();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        let mut c = Command::new(all[0]);
+        c.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut c)
+    };
+    apt(&["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(missing.iter().copied());
+    if let Err(e) = apt(&args) {
+        // LLVM 22 is not in Debian 12's own archive: say how to get it rather than fail blind.
+        bail!("{e:#}\nif llvm-22-dev is missing, add apt.llvm.org's bookworm repository (llvm-toolchain-bookworm-22) and rerun");
+    }
     Ok(())
 }
 
@@ -71,19 +103,28 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Where cargo-installed tools go (`cargo install --root`): under target/, so a CI cache of
-/// target/ keeps bpf-linker and cargo-machete instead of rebuilding them every run.
-pub fn tools_root() -> std::path::PathBuf {
-    target_dir().join("tools")
+/// Where cargo-installed tools go (`cargo install --root`): cargo's own home ($CARGO_HOME,
+/// else ~/.cargo), so every clone on a machine shares one bpf-linker and one cargo-machete.
+/// Under target/ each fresh clone built them again: 1 min 18 s to 5 min 55 s for bpf-linker
+/// on the shared 2-core host, the larger part of a fresh clone's demo.
+pub fn tools_root() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| target_dir().join("tools"))
 }
 
-/// Puts target/tools/bin first on PATH for this process and everything it starts (the eBPF
-/// build finds bpf-linker there).
+/// Puts target/tools/bin (where older checkouts installed the tools) and the tools' bin
+/// directory first on PATH for this process and everything it starts (the eBPF build finds
+/// bpf-linker there).
 pub fn tools_on_path() {
-    let bin = tools_root().join("bin");
+    let bins = [
+        target_dir().join("tools").join("bin"),
+        tools_root().join("bin"),
+    ];
     let old = std::env::var_os("PATH").unwrap_or_default();
-    let mut parts = vec![bin.clone()];
-    parts.extend(std::env::split_paths(&old).filter(|p| *p != bin));
+    let mut parts = bins.to_vec();
+    parts.extend(std::env::split_paths(&old).filter(|p| !bins.contains(p)));
     if let Ok(joined) = std::env::join_paths(parts) {
         // Called once at start-up, before any thread exists (set_var is not thread-safe).
         std::env::set_var("PATH", joined);
@@ -105,7 +146,7 @@ fn rustup_component(toolchain: &str, comp: &str) -> Result<()> {
     Ok(())
 }
 
-/// `cargo install --locked --root target/tools CRATE` when its binary is missing from PATH.
+/// `cargo install --locked --root <tools_root> CRATE` when its binary is missing from PATH.
 fn cargo_tool(krate: &str) -> Result<()> {
     if have(krate) {
         return Ok(());
@@ -115,9 +156,9 @@ fn cargo_tool(krate: &str) -> Result<()> {
         .arg(tools_root()))
 }
 
-/// nightly + rust-src (eBPF build-std), rustfmt and clippy for the lint gate, bpf-linker 0.13
-/// built against LLVM 22 and cargo-machete, both under target/tools.
-fn rust_toolchain() -> Result<()> {
+/// What the agent's build needs: nightly + rust-src (eBPF build-std) and bpf-linker 0.13 built
+/// against LLVM 22.
+fn demo_toolchain() -> Result<()> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         run(Command::new("rustup").args([
@@ -129,9 +170,6 @@ fn rust_toolchain() -> Result<()> {
         ]))?;
     }
     rustup_component("nightly", "rust-src")?;
-    rustup_component("nightly", "clippy")?;
-    rustup_component("stable", "rustfmt")?;
-    rustup_component("stable", "clippy")?;
     let linker_ok = have("bpf-linker")
         && output(Command::new("bpf-linker").arg("--version"))
             .map(|v| v.contains(" 0.13."))
@@ -157,6 +195,14 @@ fn rust_toolchain() -> Result<()> {
             .env("PATH", path)
             .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"))?;
     }
-    cargo_tool("cargo-machete")?;
     Ok(())
+}
+
+/// What the lint gate needs: rustfmt and clippy (stable, and nightly for the eBPF crate), and
+/// cargo-machete (a source build: 7 min 38 s on a loaded 2-core host).
+fn lint_toolchain() -> Result<()> {
+    rustup_component("nightly", "clippy")?;
+    rustup_component("stable", "rustfmt")?;
+    rustup_component("stable", "clippy")?;
+    cargo_tool("cargo-machete")
 }

@@ -117,7 +117,7 @@ fn cargo_counted(args: &[&str], env: &[(&str, &std::path::Path)]) -> Result<(boo
 }
 
 pub fn test(args: &[String]) -> Result<u8> {
-    setup::setup()?;
+    setup::setup(setup::Scope::All)?;
     let (lint_passed, lint_failed) = lint_gate();
     // agent-ebpf is a no_std bpfel binary (built by agent/build.rs): it cannot link as a host test.
     let (host_ok, host_passed, host_failed) =

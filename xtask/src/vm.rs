@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 
 use crate::initramfs::{self, Spec};
@@ -137,10 +137,20 @@ pub fn run_vm(o: &Opts) -> Result<Vec<KernelRun>> {
         o.kernels.clone()
     };
     let m = load_matrix()?;
-    let bins = build_bins()?;
+    // The first kernel's download (network) overlaps the binaries' build (CPU).
+    let first = specs[0].clone();
+    let fetch = std::thread::spawn(move || prepare_timed(&first));
+    let bins = build_bins();
+    let mut fetched = Some(
+        fetch
+            .join()
+            .unwrap_or_else(|_| (Err(anyhow!("the kernel download panicked")), Duration::ZERO)),
+    );
+    let bins = bins?;
     let mut runs = Vec::new();
     for spec in &specs {
-        let r = run_kernel(spec, o, &m, &bins);
+        let (k, prep) = fetched.take().unwrap_or_else(|| prepare_timed(spec));
+        let r = k.and_then(|k| run_kernel(spec, &k, prep, o, &m, &bins));
         let run = match r {
             Ok(build) => KernelRun {
                 requested: spec.clone(),
@@ -231,14 +241,27 @@ fn scenarios_for(o: &Opts, m: &Matrix, series: Option<&str>) -> Result<Vec<PathB
     Ok(v)
 }
 
-fn run_kernel(spec: &str, o: &Opts, m: &Matrix, bins: &Bins) -> Result<String> {
+/// `kernel::prepare` and how long it took.
+fn prepare_timed(spec: &str) -> (Result<Kernel>, Duration) {
+    let t = Instant::now();
+    (kernel::prepare(spec), t.elapsed())
+}
+
+/// Runs `k`'s phases; `prep` is how long fetching and preparing it took.
+fn run_kernel(
+    spec: &str,
+    k: &Kernel,
+    prep: Duration,
+    o: &Opts,
+    m: &Matrix,
+    bins: &Bins,
+) -> Result<String> {
     let t0 = Instant::now();
-    let k = kernel::prepare(spec)?;
     let series = matrix_series(m, spec, &k.version);
     eprintln!(
         "xtask vm: kernel {} ready ({:.1}s; matrix series {})",
         k.version,
-        t0.elapsed().as_secs_f64(),
+        prep.as_secs_f64(),
         series.as_deref().unwrap_or("none")
     );
     // The demo runs the agent in text mode: keep its results away from the suite's JSON ones.
@@ -252,11 +275,11 @@ fn run_kernel(spec: &str, o: &Opts, m: &Matrix, bins: &Bins) -> Result<String> {
         &out.join("kernel.json"),
         &json!({"requested": spec, "build": k.version, "series": kernel::series_of(&k.version), "matrix_series": series}),
     )?;
-    let accel = qemu::pick_accel(&k, &probe_initramfs(&k)?)?;
+    let accel = crate::accel::pick_accel(k)?;
     let mut timings = Map::new();
     if matches!(o.phase, Phase::A | Phase::All) && !o.demo {
         let t = Instant::now();
-        phase_a(&k, bins, accel, &out)?;
+        phase_a(k, bins, accel, &out)?;
         eprintln!(
             "xtask vm: {} phase A ({accel}) took {:.1}s",
             k.version,
@@ -267,7 +290,7 @@ fn run_kernel(spec: &str, o: &Opts, m: &Matrix, bins: &Bins) -> Result<String> {
     if matches!(o.phase, Phase::B | Phase::All) {
         let t = Instant::now();
         let scenarios = scenarios_for(o, m, series.as_deref())?;
-        phase_b(&k, bins, accel, &out, &scenarios, o.demo)?;
+        phase_b(k, bins, accel, &out, &scenarios, o.demo)?;
         eprintln!(
             "xtask vm: {} phase B ({accel}, {} scenarios) took {:.1}s",
             k.version,
@@ -276,25 +299,11 @@ fn run_kernel(spec: &str, o: &Opts, m: &Matrix, bins: &Bins) -> Result<String> {
         );
         timings.insert("phase_b_s".into(), json!(t.elapsed().as_secs_f64()));
     }
-    timings.insert("total_s".into(), json!(t0.elapsed().as_secs_f64()));
+    timings.insert("total_s".into(), json!((prep + t0.elapsed()).as_secs_f64()));
     timings.insert("accel".into(), json!(accel));
     write_json(&out.join("timings.json"), &Value::Object(timings))?;
     eprintln!("xtask vm: results in {}", out.display());
-    Ok(k.version)
-}
-
-/// The initramfs of the KVM probe boot (no plan: boots, prints HWEND, powers off).
-pub fn probe_initramfs(k: &Kernel) -> Result<PathBuf> {
-    initramfs::build(
-        k,
-        &Spec {
-            name: "probe",
-            modules: &[],
-            extra_modules: vec![],
-            binaries: vec![],
-            files: vec![],
-        },
-    )
+    Ok(k.version.clone())
 }
 
 /// The agent, the driver and util-linux's setpriv (`agent_wrapper`, the capability experiment;
