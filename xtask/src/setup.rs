@@ -1,7 +1,6 @@
 //! `cargo xtask setup`: installs what the build, the VM, the tests, the bench and packaging
 //! need on a fresh Debian 12 machine. `demo` installs only the demo's part ([`Scope::Demo`]).
 //! Idempotent and fast when everything is already present.
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Result};
@@ -103,28 +102,19 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Where cargo-installed tools go (`cargo install --root`): cargo's own home ($CARGO_HOME,
-/// else ~/.cargo), so every clone on a machine shares one bpf-linker and one cargo-machete.
-/// Under target/ each fresh clone built them again: 1 min 18 s to 5 min 55 s for bpf-linker
-/// on the shared 2-core host, the larger part of a fresh clone's demo.
-pub fn tools_root() -> PathBuf {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_else(|| target_dir().join("tools"))
+/// Where cargo-installed tools go (`cargo install --root`): under target/, so a CI cache of
+/// target/ keeps bpf-linker and cargo-machete instead of rebuilding them every run.
+pub fn tools_root() -> std::path::PathBuf {
+    target_dir().join("tools")
 }
 
-/// Puts target/tools/bin (where older checkouts installed the tools) and the tools' bin
-/// directory first on PATH for this process and everything it starts (the eBPF build finds
-/// bpf-linker there).
+/// Puts target/tools/bin first on PATH for this process and everything it starts (the eBPF
+/// build finds bpf-linker there).
 pub fn tools_on_path() {
-    let bins = [
-        target_dir().join("tools").join("bin"),
-        tools_root().join("bin"),
-    ];
+    let bin = tools_root().join("bin");
     let old = std::env::var_os("PATH").unwrap_or_default();
-    let mut parts = bins.to_vec();
-    parts.extend(std::env::split_paths(&old).filter(|p| !bins.contains(p)));
+    let mut parts = vec![bin.clone()];
+    parts.extend(std::env::split_paths(&old).filter(|p| *p != bin));
     if let Ok(joined) = std::env::join_paths(parts) {
         // Called once at start-up, before any thread exists (set_var is not thread-safe).
         std::env::set_var("PATH", joined);
@@ -146,7 +136,7 @@ fn rustup_component(toolchain: &str, comp: &str) -> Result<()> {
     Ok(())
 }
 
-/// `cargo install --locked --root <tools_root> CRATE` when its binary is missing from PATH.
+/// `cargo install --locked --root target/tools CRATE` when its binary is missing from PATH.
 fn cargo_tool(krate: &str) -> Result<()> {
     if have(krate) {
         return Ok(());
@@ -157,7 +147,7 @@ fn cargo_tool(krate: &str) -> Result<()> {
 }
 
 /// What the agent's build needs: nightly + rust-src (eBPF build-std) and bpf-linker 0.13 built
-/// against LLVM 22.
+/// against LLVM 22 under target/tools.
 fn demo_toolchain() -> Result<()> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
@@ -199,7 +189,7 @@ fn demo_toolchain() -> Result<()> {
 }
 
 /// What the lint gate needs: rustfmt and clippy (stable, and nightly for the eBPF crate), and
-/// cargo-machete (a source build: 7 min 38 s on a loaded 2-core host).
+/// cargo-machete under target/tools (a source build: 7 min 38 s on a loaded 2-core host).
 fn lint_toolchain() -> Result<()> {
     rustup_component("nightly", "clippy")?;
     rustup_component("stable", "rustfmt")?;
