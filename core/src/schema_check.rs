@@ -153,8 +153,7 @@ fn has_type(v: &Value, t: &str) -> bool {
 /// docs/incident-schema.json as committed (the `schema` feature's test keeps it equal to the
 /// types).
 static SCHEMA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
-    serde_json::from_str(include_str!("../../docs/incident-schema.json"))
-        .unwrap_or(Value::Null)
+    serde_json::from_str(include_str!("../../docs/incident-schema.json")).unwrap_or(Value::Null)
 });
 
 /// Whether `incident` conforms to the committed schema; the errors, each with its JSON path.

@@ -165,7 +165,10 @@ impl Metrics {
             *self.misblames.entry([gpu.clone(), kind]).or_default() += 1;
         }
         if let Some(r) = &inc.reset {
-            *self.resets.entry([gpu.clone(), r.name().to_string()]).or_default() += 1;
+            *self
+                .resets
+                .entry([gpu.clone(), r.name().to_string()])
+                .or_default() += 1;
             self.note_reset(&gpu, inc.started_ns);
         }
         self.note_recovery(&gpu, inc.needs_recovery.as_deref());

@@ -268,7 +268,10 @@ impl Queues {
 
 /// The flight-recorder "ring" of a user queue: its IP and doorbell (`userq_gfx.4100`).
 pub fn userq_ring(queue_type: u32, doorbell: u64) -> String {
-    format!("userq_{}.{doorbell}", QueueKind::from_userq_ip(queue_type).name())
+    format!(
+        "userq_{}.{doorbell}",
+        QueueKind::from_userq_ip(queue_type).name()
+    )
 }
 
 impl Queues {

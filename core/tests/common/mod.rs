@@ -1,7 +1,10 @@
 //! What `hangwatch analyze` answers for a log given as bytes: the same pipeline
 //! ([`Analyzer`] over [`source::wrap`], so compression is detected as for a file), reduced to
 //! the fields an attribution is judged by.
-#![allow(dead_code, reason = "each test binary uses a part of the shared helpers")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a part of the shared helpers"
+)]
 use std::io::Cursor;
 
 use hangwatch_core::analyze::Analyzer;
