@@ -93,12 +93,25 @@ fn which(prog: &str) -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
 }
 
-/// `cargo xtask bench [--kernel VER|SERIES]` (default: the 6.1 series).
+/// `cargo xtask bench --host`: the real eBPF programs and bpftrace's counting script on the
+/// host tracepoint `task:task_rename`, timed by bpf_stats on this machine's CPU (no VM, no
+/// amdgpu; needs root). A fast loop for the programs' cost; the VM bench has the whole path.
+fn host_bench() -> Result<u8> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["run", "-q", "-p", "agent", "--example", "host_bpf_bench"])
+        .current_dir(root())
+        .status()?;
+    Ok(if st.success() { 0 } else { 1 })
+}
+
+/// `cargo xtask bench [--kernel VER|SERIES | --host]` (default: the 6.1 series in a VM).
 pub fn bench(args: &[String]) -> Result<u8> {
     let spec = match args {
         [] => vm::DEFAULT_KERNEL,
+        [flag] if flag == "--host" => return host_bench(),
         [flag, k] if flag == "--kernel" => k.as_str(),
-        _ => anyhow::bail!("usage: cargo xtask bench [--kernel VER|SERIES]"),
+        _ => anyhow::bail!("usage: cargo xtask bench [--kernel VER|SERIES | --host]"),
     };
     crate::setup::setup(crate::setup::Scope::All)?;
     let k = kernel::prepare(spec)?;

@@ -66,7 +66,7 @@ fn main() -> ExitCode {
             .and_then(|_| package::package())
             .map(|_| 0),
         _ => {
-            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | kmod VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test [--kernel VER|SERIES]... | bench [--kernel VER|SERIES] | formats --accept SERIES|BUILD | examples | package>");
+            eprintln!("usage: cargo xtask <setup | kernel VER|SERIES | kmod VER|SERIES | vm [--kernel VER|SERIES] [--scenario FILE]... [--phase a|b|all] | demo | test [--kernel VER|SERIES]... | bench [--kernel VER|SERIES | --host] | formats --accept SERIES|BUILD | examples | package>");
             Ok(2)
         }
     };
