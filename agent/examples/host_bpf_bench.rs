@@ -19,8 +19,8 @@ use anyhow::{bail, Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{loaded_programs, TracePoint};
 use aya::EbpfLoader;
-use hangwatch::formats::{build_layout, read_format, Binding, Want};
-use hangwatch::probes::EBPF_OBJECT;
+use hangwatch::sources::formats::{build_layout, read_format, Binding, Want};
+use hangwatch::sources::probes::EBPF_OBJECT;
 
 /// The programs measured and the layout global each reads.
 const PROGRAMS: &[(&str, &str)] = &[
@@ -159,7 +159,7 @@ fn main() -> Result<()> {
             .with_context(|| format!("{prog} not in the object"))?
             .try_into()?;
         tp.load()
-            .map_err(|e| anyhow::anyhow!(hangwatch::probes::first_error_line(&e)))
+            .map_err(|e| anyhow::anyhow!(hangwatch::sources::probes::first_error_line(&e)))
             .with_context(|| format!("loading {prog}"))?;
         tp.attach("task", "task_rename")
             .with_context(|| format!("attaching {prog}"))?;
