@@ -172,8 +172,7 @@ pub fn check_schema(incident: &Value) -> Result<(), String> {
     }
 }
 
-/// Panics naming the errors when `incident` does not conform to the committed schema.
-#[cfg(any(test, feature = "testkit"))]
+/// Panics naming the errors when `incident` does not conform to the committed schema (for tests).
 pub fn assert_schema(incident: &Value) {
     if let Err(e) = check_schema(incident) {
         panic!("{e}");
