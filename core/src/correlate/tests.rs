@@ -717,7 +717,7 @@ fn advance_closes_after_settle_only() {
 #[test]
 fn realtime_rendering() {
     assert_eq!(
-        super::open::render_time(Clock::Realtime, 1_700_000_000_123_456_789),
+        super::clock::render_time(Clock::Realtime, 1_700_000_000_123_456_789),
         "2023-11-14T22:13:20.123456Z"
     );
 }
