@@ -192,10 +192,7 @@ fn control(stage: &Path, bin: &Path) -> Result<()> {
     for s in ["postinst", "prerm", "postrm"] {
         copy(&pk.join(s), &deb.join(s), 0o755)?;
     }
-    fs::write(
-        deb.join("conffiles"),
-        "/etc/hangwatch/config.toml\n",
-    )?;
+    fs::write(deb.join("conffiles"), "/etc/hangwatch/config.toml\n")?;
     let text = format!(
         "Package: hangwatch\nVersion: {VERSION}\nArchitecture: amd64\nMaintainer: hangwatch developers <hangwatch@localhost>\nInstalled-Size: {}\nDepends: {}\nRecommends: systemd\nSection: admin\nPriority: optional\nDescription: which process hung the AMD GPU?\n hangwatch attributes amdgpu GPU hangs, page faults and resets to the processes\n that caused them, from eBPF probes and the kernel log, and writes incident\n directories, Perfetto traces and drm/amd bug reports. Runs as a least-privilege\n systemd service with Prometheus metrics and structured journal entries.\n",
         du_kib(stage) - du_kib(&deb),

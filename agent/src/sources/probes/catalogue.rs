@@ -497,7 +497,10 @@ mod checklist {
             .nth(1)
             .expect("docs/probes.md has an 'Adding a probe' section");
         for place in PLACES {
-            assert!(checklist.contains(place), "the checklist does not name {place}");
+            assert!(
+                checklist.contains(place),
+                "the checklist does not name {place}"
+            );
         }
         let ebpf = read("agent-ebpf/src/main.rs") + &read("agent-ebpf/src/kfd.rs");
         let sim = read("tests/kmod/amdgpu_sim_trace.h") + &read("tests/kmod/kfd_sim_userq_trace.h");
@@ -520,7 +523,11 @@ mod checklist {
                 );
             }
             let short = p.name.split(':').next_back().unwrap_or(p.name);
-            assert!(probes_md.contains(short), "{}: no row in docs/probes.md", p.name);
+            assert!(
+                probes_md.contains(short),
+                "{}: no row in docs/probes.md",
+                p.name
+            );
             let Hook::Tracepoint { variants } = p.hook else {
                 continue;
             };
