@@ -19,6 +19,8 @@ pub mod queues;
 mod recorder;
 mod roles;
 #[cfg(test)]
+mod testev;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_busy;

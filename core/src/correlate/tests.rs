@@ -8,13 +8,7 @@ const S: u64 = 1_000_000_000;
 const GPU: &str = "0002:00:00.0";
 
 fn ev(t: u64, source: Source, body: EventBody) -> Event {
-    Event {
-        t_ns: t,
-        clock: Clock::Monotonic,
-        source,
-        gpu: Some(GPU.into()),
-        body,
-    }
+    super::testev::on(GPU, t, source, body)
 }
 fn probe(t: u64, body: EventBody) -> Event {
     let mut e = ev(t, Source::Ebpf, body);
