@@ -1,4 +1,4 @@
-//! Adversarial suite (issue 11): each reproduction of the "Tried" list that this layer owns,
+//! Adversarial suite: each reproduction of the "Tried" list that this layer owns,
 //! run against the real `hangwatch` binary as root, with the attacker's moves made by an
 //! unprivileged uid (`setpriv --reuid 65534`). Plus proptest fuzzing of the markdown
 //! renderers with arbitrary names, checked with a real CommonMark parser.

@@ -1,5 +1,5 @@
 //! `hangwatch run` as users run it (the real binary, real signals, real pipes), kernel-log only
-//! with a file standing in for /dev/kmsg (`--kmsg-path`), so the reproductions of issue 11/12
+//! with a file standing in for /dev/kmsg (`--kmsg-path`), so the daemon reproductions
 //! run on any host: EPIPE on stdout, SIGHUP with and without a config, and `kill -9` between a
 //! fault and its timeout followed by a restart that resumes from the kmsg cursor.
 use std::io::{BufRead, BufReader, Write};

@@ -1,6 +1,6 @@
 //! Golden tests: each fixture log through the kmsg parser and the correlator, compared on
 //! the key fields with expectations written by hand from reading the log (testdata/golden/).
-//! The reproductions of issue 10 about reading logs run here at the `analyze` level: through
+//! The log-reading reproductions run here at the `analyze` level: through
 //! `commands::analyze::Analyzer`, the same path as `hangwatch analyze FILE…` and `… | analyze -`.
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -171,7 +171,7 @@ fn evidence_is_log_sourced_with_lines() {
     }
 }
 
-// ---- issue 10 reproductions: boots and files ----
+// ---- reproductions: boots and files ----
 
 /// The two boots of testdata/logs: boot 1 = zed's faults, boot 2 = the Xwayland timeout that
 /// the kernel blames correctly. Expected by reading the logs: one incident per boot, and boot
@@ -250,7 +250,7 @@ fn cat_illegal_opcode_then_zed_keeps_the_disputed_verdict() {
     assert_eq!(got, want);
 }
 
-// ---- issue 10 reproductions: every form ----
+// ---- reproductions: every form ----
 
 /// Every `journalctl -o` form of the two-boot journal gives the same verdicts; the forms that
 /// print a wall clock give the incident's wall time, and every form but `cat` the host name.

@@ -1,4 +1,4 @@
-//! Corpus tests (issue 10 item 5): every real kernel log in testdata/corpus/ goes through
+//! Corpus tests: every real kernel log in testdata/corpus/ goes through
 //! `hangwatch analyze --json`, the command a user runs on a log pasted from a bug report, and
 //! is compared field by field with the expectation written by hand from the thread
 //! (testdata/corpus/<id>.toml; the table and the known disagreements are in docs/corpus.md).

@@ -735,7 +735,7 @@ fn number_after(s: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// Issue 5: the incident directory `hangwatch run --output` wrote for scenario 1 and the bug
+/// The incident directory `hangwatch run --output` wrote for scenario 1 and the bug
 /// report `hangwatch bugreport` built from it, both inside the VM (hwdriver returns them as
 /// artifacts; xtask writes them under scenarios/zed-fault-wedges-gfx/).
 fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {

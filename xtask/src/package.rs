@@ -1,9 +1,8 @@
 //! `cargo xtask package`: `target/package/hangwatch_<version>_amd64.deb` and
 //! `hangwatch-<version>-x86_64-linux.tar.gz` from one staged tree: the release binary (the
 //! eBPF object is embedded in it), the systemd unit and sysusers file, the default config, the
-//! fleet files (alert rules, dashboard, node-problem-detector configs), the notify companion's
-//! user unit and autostart entry, man pages and bash/zsh/fish completions generated from the CLI definition
-//! (agent/examples/gen_docs.rs). Built with dpkg-deb on the staged tree; nothing on the
+//! fleet files (alert rules, dashboard, node-problem-detector configs), man pages and
+//! bash/zsh/fish completions generated from the CLI definition (agent/examples/gen_docs.rs). Built with dpkg-deb on the staged tree; nothing on the
 //! target needs Rust.
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -84,7 +83,7 @@ fn build_inputs(cargo: &str, gen: &Path) -> Result<PathBuf> {
 }
 
 /// Files copied as they are: (under packaging/, installed path, mode). The fleet integration
-/// (docs/operations.md, "Fleet") and the notify companion's session files.
+/// (docs/operations.md, "Fleet").
 const EXTRAS: &[(&str, &str, u32)] = &[
     (
         "prometheus/hangwatch-rules.yml",
@@ -116,16 +115,9 @@ const EXTRAS: &[(&str, &str, u32)] = &[
         "usr/share/hangwatch/npd/hangwatch-npd-check",
         0o755,
     ),
-    (
-        "notify/hangwatch-notify.service",
-        "usr/lib/systemd/user/hangwatch-notify.service",
-        0o644,
-    ),
-    (
-        "notify/hangwatch-notify.desktop",
-        "etc/xdg/autostart/hangwatch-notify.desktop",
-        0o644,
-    ),
+    // packaging/notify/ (the companion's user unit and autostart entry) is not installed
+    // until `hangwatch notify` exists: an autostart entry for a missing command fails at
+    // every login.
 ];
 
 /// The installed tree under `stage` (no DEBIAN/).
@@ -200,10 +192,7 @@ fn control(stage: &Path, bin: &Path) -> Result<()> {
     for s in ["postinst", "prerm", "postrm"] {
         copy(&pk.join(s), &deb.join(s), 0o755)?;
     }
-    fs::write(
-        deb.join("conffiles"),
-        "/etc/hangwatch/config.toml\n/etc/xdg/autostart/hangwatch-notify.desktop\n",
-    )?;
+    fs::write(deb.join("conffiles"), "/etc/hangwatch/config.toml\n")?;
     let text = format!(
         "Package: hangwatch\nVersion: {VERSION}\nArchitecture: amd64\nMaintainer: hangwatch developers <hangwatch@localhost>\nInstalled-Size: {}\nDepends: {}\nRecommends: systemd\nSection: admin\nPriority: optional\nDescription: which process hung the AMD GPU?\n hangwatch attributes amdgpu GPU hangs, page faults and resets to the processes\n that caused them, from eBPF probes and the kernel log, and writes incident\n directories, Perfetto traces and drm/amd bug reports. Runs as a least-privilege\n systemd service with Prometheus metrics and structured journal entries.\n",
         du_kib(stage) - du_kib(&deb),

@@ -1,5 +1,5 @@
 //! What an incident directory holds besides the incident, captured when the incident OPENS
-//! (issue 12 item 7), not when it closes or when `bugreport` runs days later: host facts
+//!, not when it closes or when `bugreport` runs days later: host facts
 //! (kernel, command line, OS, amdgpu module and parameters, PCI ids, VBIOS and firmware
 //! versions), the devcoredump (it expires five minutes after the reset), and the GPU driver
 //! libraries mapped by every involved process (it may exit or be killed by the reset).

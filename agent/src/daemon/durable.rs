@@ -1,4 +1,4 @@
-//! Durability of incidents (issue 11 item 3). An incident is written as soon as it opens,
+//! Durability of incidents. An incident is written as soon as it opens,
 //! `provisional`, rewritten at most once a second while evidence arrives, and written a last
 //! time with `provisional` cleared when it closes. Every write is a whole incident directory,
 //! fsynced and swapped in atomically (`IncidentDir::replace`), so `kill -9` or a power loss

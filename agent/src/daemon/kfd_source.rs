@@ -1,4 +1,4 @@
-//! The compute event source (issue 13): the KFD proc-table poller and the `/dev/kfd` SMI
+//! The compute event source: the KFD proc-table poller and the `/dev/kfd` SMI
 //! reader of [`crate::sources::kfd`], which need no eBPF and no kernel log. Their threads send events
 //! through a bounded channel (a full channel makes them wait, it loses nothing); the loop
 //! drains it on its 100 ms tick. Each source degrades alone with one line in the run log.

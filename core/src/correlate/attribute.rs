@@ -2,56 +2,16 @@
 //! kernel blame. One function per incident kind; the rules are numbered as in
 //! docs/attribution.md (T1–T6 ring timeouts, G1–G2 resets, P1–P2 faults, I1 illegal commands).
 use super::blame::{later_work_completed, HungRing, Verdict};
+use super::clock::render_time;
 use super::compute;
-use super::open::{render_time, Open};
+use super::open::Open;
 use super::processes::Processes;
-use super::queues::Queues;
 use super::recorder::Recorder;
 use super::roles::{At, FaultRec, MAX_FAULTS};
 use super::timeout::RingTimeout;
+use super::verdict::{Blame, Ctx};
 use super::Config;
-use crate::incident::{Confidence, Incident, IncidentKind, Omitted, ProcessRef, Victim, SCHEMA};
-
-/// What attribution reads besides the incident itself.
-pub struct Ctx<'a> {
-    pub procs: &'a Processes,
-    pub rec: &'a Recorder,
-    pub queues: &'a Queues,
-    pub cfg: &'a Config,
-}
-
-/// The verdict of one rule (`compute.rs` refines it).
-pub struct Blame {
-    pub culprit: Option<ProcessRef>,
-    pub confidence: Confidence,
-    pub victims: Vec<Victim>,
-    pub reasoning: String,
-}
-
-impl Blame {
-    fn new(reasoning: String) -> Self {
-        Blame {
-            culprit: None,
-            confidence: Confidence::Unknown,
-            victims: Vec::new(),
-            reasoning,
-        }
-    }
-
-    fn blame(mut self, who: ProcessRef, confidence: Confidence) -> Self {
-        self.culprit = Some(who);
-        self.confidence = confidence;
-        self
-    }
-
-    /// Adds a victim: never the culprit, never pid 0, once per pid.
-    pub fn victim(&mut self, pid: u32, comm: String, reason: String) {
-        let culprit = self.culprit.as_ref().map(|c| c.pid);
-        if pid != 0 && Some(pid) != culprit && !self.victims.iter().any(|v| v.pid == pid) {
-            self.victims.push(Victim { pid, comm, reason });
-        }
-    }
-}
+use crate::incident::{Confidence, Incident, IncidentKind, Omitted, ProcessRef, SCHEMA};
 
 pub fn kind_of(o: &Open) -> IncidentKind {
     if o.timeout.seen() {

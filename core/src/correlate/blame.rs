@@ -3,7 +3,7 @@
 //! its job ran on that ring and the ring made no forward progress after it; the flight
 //! recorder is the only source of progress evidence, so from kernel logs alone a fault is
 //! timing, nothing more.
-use super::open::render_time;
+use super::clock::render_time;
 use super::recorder::{Job, Recorder};
 use super::roles::{FaultRec, Hub};
 use crate::model::{Clock, JobKey};

@@ -8,14 +8,18 @@
 //! the incident's `omitted`. Rules are documented in `docs/attribution.md`.
 mod attribute;
 mod blame;
+mod clock;
 mod compute;
 mod lru;
+mod notes;
 mod open;
 mod pending;
 mod processes;
 pub mod queues;
 mod recorder;
 mod roles;
+#[cfg(test)]
+mod testev;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -25,6 +29,7 @@ mod tests_compute;
 #[cfg(test)]
 mod tests_stall;
 mod timeout;
+mod verdict;
 mod wedged;
 
 use std::collections::VecDeque;
@@ -41,7 +46,7 @@ use recorder::Recorder;
 
 /// RFC 3339 UTC rendering of ns since the epoch (as incidents' `wall_time`).
 pub fn render_wall(t_ns: u64) -> String {
-    open::render_time(Clock::Realtime, t_ns)
+    clock::render_time(Clock::Realtime, t_ns)
 }
 
 #[derive(Clone, Debug)]
@@ -369,7 +374,7 @@ impl Correlator {
 
     /// The incident as it stands: attribution plus boot facts and drops.
     fn build(&self, open: &Open, id: String) -> Incident {
-        let cx = attribute::Ctx {
+        let cx = verdict::Ctx {
             procs: &self.procs,
             rec: &self.recorder,
             queues: &self.queues,
@@ -400,7 +405,7 @@ impl Correlator {
             Clock::Monotonic => self.boot.as_ref()?.realtime_offset_ns?,
         };
         let wall = i64::try_from(t_ns).ok()?.checked_add(offset)?;
-        Some(open::render_time(
+        Some(clock::render_time(
             Clock::Realtime,
             u64::try_from(wall).ok()?,
         ))

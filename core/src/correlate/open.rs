@@ -1,7 +1,8 @@
 //! Open incidents: which events join one, how long it stays open, and the per-role facts it
 //! keeps for attribution (`roles.rs`, `timeout.rs`, `compute.rs`). Joining and closing rules:
 //! docs/attribution.md "Clustering".
-use super::compute::ComputeNotes;
+use super::clock::render_time;
+use super::notes::ComputeNotes;
 use super::processes::Processes;
 use super::recorder::Recorder;
 use super::roles::{At, Faults, Refusals, Reset};
@@ -449,17 +450,5 @@ impl Open {
             ),
             KmsgKind::OtherError { text } => format!("driver error: {text}"),
         })
-    }
-}
-
-/// Monotonic: seconds since boot as the kernel prints them; Realtime: RFC 3339 UTC.
-pub fn render_time(clock: Clock, t_ns: u64) -> String {
-    match clock {
-        Clock::Monotonic => format!(
-            "{}.{:06}",
-            t_ns / 1_000_000_000,
-            (t_ns % 1_000_000_000) / 1000
-        ),
-        Clock::Realtime => crate::kmsg::walltime::rfc3339_utc(t_ns),
     }
 }

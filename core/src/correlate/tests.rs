@@ -8,13 +8,7 @@ const S: u64 = 1_000_000_000;
 const GPU: &str = "0002:00:00.0";
 
 fn ev(t: u64, source: Source, body: EventBody) -> Event {
-    Event {
-        t_ns: t,
-        clock: Clock::Monotonic,
-        source,
-        gpu: Some(GPU.into()),
-        body,
-    }
+    super::testev::on(GPU, t, source, body)
 }
 fn probe(t: u64, body: EventBody) -> Event {
     let mut e = ev(t, Source::Ebpf, body);
@@ -717,7 +711,7 @@ fn advance_closes_after_settle_only() {
 #[test]
 fn realtime_rendering() {
     assert_eq!(
-        super::open::render_time(Clock::Realtime, 1_700_000_000_123_456_789),
+        super::clock::render_time(Clock::Realtime, 1_700_000_000_123_456_789),
         "2023-11-14T22:13:20.123456Z"
     );
 }
@@ -1237,7 +1231,7 @@ mod blame_rules {
         says(i, "its later job on gfx_0.0.0 completed");
     }
 
-    /// Issue 10: `cat v710-illegal-opcode.log v710-zed-fault-then-timeout.log | hangwatch
+    /// `cat v710-illegal-opcode.log v710-zed-fault-then-timeout.log | hangwatch
     /// analyze` lost the DISPUTED verdict (the second log's clock restarts, and its fault
     /// joined the first log's incident).
     #[test]
@@ -1278,7 +1272,7 @@ fn run_unsorted(events: Vec<Event>) -> (Vec<Incident>, Correlator) {
 mod resets {
     use super::*;
 
-    /// Issue 10: an MxGPU (SR-IOV) reset whose result comes 8.5 s after its begin was a second
+    /// An MxGPU (SR-IOV) reset whose result comes 8.5 s after its begin was a second
     /// incident "GPU reset without a ring timeout". Times and pids from the V710 report (its
     /// excerpt elides the seq numbers; these are placeholders).
     const MXGPU: &str = "\
@@ -1429,7 +1423,7 @@ mod resets {
 mod bounds {
     use super::*;
 
-    /// Issue 11: a process refused with -ECANCELED after a reset kept the incident open as long
+    /// A process refused with -ECANCELED after a reset kept the incident open as long
     /// as it submitted (+94 B per refusal, 377 MB after 4 M). Now the incident closes `settle`
     /// after the reset's result; later refusals are counted, not kept.
     #[test]

@@ -24,20 +24,11 @@ const FAULTER: usize = 1;
 const BLAMED: usize = 2;
 
 fn ev(t: u64, body: EventBody) -> Event {
-    Event {
-        t_ns: t,
-        clock: Clock::Monotonic,
-        source: Source::Ebpf,
-        gpu: Some(GPU.into()),
-        body,
-    }
+    super::testev::on(GPU, t, Source::Ebpf, body)
 }
 
 fn key(id: u64) -> JobKey {
-    JobKey {
-        sched_job_id: Some(id),
-        ..JobKey::default()
-    }
+    super::testev::job_id(id)
 }
 
 /// Builds the stream: job ids and hardware seqnos count up per ring.

@@ -12,20 +12,11 @@ const GPU: &str = "0000:03:00.0";
 const COMP: &str = "comp_1.0.0";
 
 fn ev(t: u64, body: EventBody) -> Event {
-    Event {
-        t_ns: t,
-        clock: Clock::Monotonic,
-        source: Source::Ebpf,
-        gpu: Some(GPU.into()),
-        body,
-    }
+    super::testev::on(GPU, t, Source::Ebpf, body)
 }
 
 fn key(id: u64) -> JobKey {
-    JobKey {
-        sched_job_id: Some(id),
-        ..JobKey::default()
-    }
+    super::testev::job_id(id)
 }
 
 fn hipper() -> Task {

@@ -61,13 +61,7 @@ mod tests {
     const GPU: &str = "0000:03:00.0";
 
     fn ev(t: u64, source: Source, body: EventBody) -> Event {
-        Event {
-            t_ns: t,
-            clock: Clock::Monotonic,
-            source,
-            gpu: Some(GPU.into()),
-            body,
-        }
+        crate::correlate::testev::on(GPU, t, source, body)
     }
     /// A ring timeout whose log line names no process ("Process information" missing).
     fn timeout(t: u64) -> Event {

@@ -187,7 +187,7 @@ proptest! {
     }
 }
 
-/// One fault header followed by a flood of continuation lines (issue 11: 2 M lines took 645 MB):
+/// One fault header followed by a flood of continuation lines (2 M lines once took 645 MB):
 /// the record keeps [`MAX_RECORD_LINES`], counts the rest and says so; lines are cut at
 /// [`MAX_LINE_BYTES`].
 #[test]

@@ -959,7 +959,7 @@ mod tests {
 
 /// `run` reads /dev/kmsg one record per read(), dictionary lines included, and feeds
 /// `parse_dev_kmsg_record` + `KmsgAssembler::push_line`: that path must recognise MODE1 and
-/// per-ring reset records (issue 10: they were lost with their ` SUBSYSTEM=pci` lines).
+/// per-ring reset records (they were once lost with their ` SUBSYSTEM=pci` lines).
 #[cfg(test)]
 mod live_kmsg {
     use super::*;

@@ -1038,7 +1038,7 @@ mod tests {
 
     #[test]
     fn non_ascii_anywhere_never_panics() {
-        // Issue 11: a multi-byte character at byte 15 of a syslog-shaped line.
+        // Once a panic: a multi-byte character at byte 15 of a syslog-shaped line.
         for line in [
             "Nov 22 10:00:0é host kernel: amdgpu",
             "Nov 22 10:00:00é host kernel: amdgpu",

@@ -460,3 +460,96 @@ mod tests {
         assert_eq!(bound, 8);
     }
 }
+
+/// The "Adding a probe" checklist of docs/probes.md, held against the catalogue: every probe
+/// stands in each place the checklist names that a file can show.
+#[cfg(test)]
+mod checklist {
+    use super::{Hook, CATALOGUE};
+
+    fn read(rel: &str) -> String {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(rel);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// The checklist itself names every place a probe touches.
+    const PLACES: &[&str] = &[
+        "agent-ebpf/src/main.rs",
+        "layout_global",
+        "agent-common/src/lib.rs",
+        "agent/src/sources/probes/catalogue.rs",
+        "agent/src/decode.rs",
+        "core/src/model.rs",
+        "core/src/correlate/",
+        "docs/events.md",
+        "tests/kmod/",
+        "testdata/formats/",
+        "tests/vm/matrix.toml",
+    ];
+
+    #[test]
+    fn every_probe_stands_in_every_place_of_the_checklist() {
+        let probes_md = read("docs/probes.md");
+        let checklist = probes_md
+            .split("## Adding a probe")
+            .nth(1)
+            .expect("docs/probes.md has an 'Adding a probe' section");
+        for place in PLACES {
+            assert!(
+                checklist.contains(place),
+                "the checklist does not name {place}"
+            );
+        }
+        let ebpf = read("agent-ebpf/src/main.rs") + &read("agent-ebpf/src/kfd.rs");
+        let sim = read("tests/kmod/amdgpu_sim_trace.h") + &read("tests/kmod/kfd_sim_userq_trace.h");
+        let captures: String = ["5.10", "6.1", "6.12", "7.3"]
+            .iter()
+            .map(|s| read(&format!("testdata/formats/{s}.txt")))
+            .collect();
+        for p in CATALOGUE {
+            assert!(
+                ebpf.contains(&format!("pub fn {}(", p.program)),
+                "{}: no eBPF program {} in agent-ebpf/src",
+                p.name,
+                p.program
+            );
+            if let Some(g) = p.layout_global {
+                assert!(
+                    ebpf.contains(&format!("static {g}:")),
+                    "{}: no layout global {g} in agent-ebpf/src",
+                    p.name
+                );
+            }
+            let short = p.name.split(':').next_back().unwrap_or(p.name);
+            assert!(
+                probes_md.contains(short),
+                "{}: no row in docs/probes.md",
+                p.name
+            );
+            let Hook::Tracepoint { variants } = p.hook else {
+                continue;
+            };
+            for v in variants.iter().filter(|v| v.sys != "sched") {
+                assert!(
+                    captures.contains(&format!("== {}/{}\n", v.sys, v.event)),
+                    "{}: {}/{} is in no testdata/formats capture",
+                    p.name,
+                    v.sys,
+                    v.event
+                );
+                if v.sys == "amdgpu" {
+                    assert!(
+                        sim.contains(&format!("({}\n", v.event))
+                            || sim.contains(&format!(", {}", v.event))
+                            || sim.contains(&format!("({},", v.event)),
+                        "{}: the simulator has no amdgpu:{}",
+                        p.name,
+                        v.event
+                    );
+                }
+            }
+        }
+    }
+}
