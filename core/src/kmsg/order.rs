@@ -23,7 +23,7 @@ pub enum Order {
     NewestFirstTooLong,
 }
 
-/// `r` oldest first: its first [`SAMPLE_BYTES`] are read to tell the order, and a newest-first
+/// `r` oldest first: its first `SAMPLE_BYTES` (64 KiB) are read to tell the order, and a newest-first
 /// input is read whole and its lines reversed.
 pub fn oldest_first(mut r: Box<dyn BufRead>, lt: &LocalTime) -> (Box<dyn BufRead>, Order) {
     let mut head = Vec::new();
