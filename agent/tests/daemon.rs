@@ -506,14 +506,7 @@ fn live_names_are_the_names_analyze_shows() {
         .unwrap()
         .replace("zed", "z\\xc3\\xabd\\xe6\\xbc\\xa2");
     std::fs::write(&kmsg.path, text).unwrap();
-    let args = [
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--duration",
-        "1",
-    ];
+    let args = replay_args(&state, &out);
     let (code, seen) = run_to_end(&mut agent(&dir, &kmsg, &args));
     assert_eq!(code, Some(0), "{seen:#?}");
     let inc = incidents(&out);
@@ -539,14 +532,7 @@ fn records_userspace_wrote_to_dev_kmsg_are_dropped_and_counted() {
         })
         .collect();
     std::fs::write(&kmsg.path, forged).unwrap();
-    let args = [
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--duration",
-        "1",
-    ];
+    let args = replay_args(&state, &out);
     let (code, seen) = run_to_end(&mut agent(&dir, &kmsg, &args));
     assert_eq!(code, Some(0), "{seen:#?}");
     assert!(
@@ -567,14 +553,7 @@ fn an_incident_closed_before_kill_9_is_not_reported_again() {
     let out = dir.join("incidents");
     let mut kmsg = FakeKmsg::new(&dir);
     let state = replay_all(&dir, &mut kmsg);
-    let args = [
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--duration",
-        "1",
-    ];
+    let args = replay_args(&state, &out);
     let run = |kmsg: &FakeKmsg| {
         let o = agent(&dir, kmsg, &args)
             .stdout(Stdio::piped())
@@ -596,6 +575,18 @@ fn an_incident_closed_before_kill_9_is_not_reported_again() {
     assert!(err.contains("already reported before the restart"), "{err}");
     assert_eq!(incidents(&out).len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `run`'s arguments for one second over a [`replay_all`] state dir, writing to `out`.
+fn replay_args<'a>(state: &'a Path, out: &'a Path) -> [&'a str; 6] {
+    [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--duration",
+        "1",
+    ]
 }
 
 /// A state dir whose cursor makes the agent read the whole fake log (a complete incident).
