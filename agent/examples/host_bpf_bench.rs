@@ -30,13 +30,14 @@ const PROGRAMS: &[(&str, &str)] = &[
 
 const BPFTRACE_SCRIPT: &str = "tracepoint:task:task_rename { @[probe, comm, pid] = count(); }";
 
-/// task_rename's fields bound like amdgpu_cs_ioctl's: ring name, context, seqno, job id, num_ibs.
+/// task_rename's fields bound like amdgpu_cs_ioctl's (a string and four 4-byte integers:
+/// ring name, context, seqno, job id, num_ibs on 6.1). Its only 4-byte integer is `pid`.
 const BINDINGS: &[Binding] = &[
     Binding::req(slot::RING, &["newcomm"], Want::Str),
     Binding::req(JobSlots::CONTEXT, &["pid"], Want::Int),
-    Binding::req(JobSlots::SEQNO, &["oom_score_adj"], Want::Int),
+    Binding::req(JobSlots::SEQNO, &["pid"], Want::Int),
     Binding::req(JobSlots::JOB_ID, &["pid"], Want::Int),
-    Binding::req(JobSlots::NUM_IBS, &["oom_score_adj"], Want::Int),
+    Binding::req(JobSlots::NUM_IBS, &["pid"], Want::Int),
 ];
 
 /// Renames this thread `n` times; returns ns per rename.
