@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::incident::{Evidence, Incident, JobSnapshot, ProcessSummary};
-use crate::model::{BootInfo, Clock, Event, EventBody};
+use crate::model::{BootInfo, Clock, Event, EventBody, Source, Task};
 
 pub use open::Open;
 use pending::Pending;
@@ -45,6 +45,36 @@ use processes::Processes;
 use recorder::Recorder;
 
 /// RFC 3339 UTC rendering of ns since the epoch (as incidents' `wall_time`).
+/// The `RingStall` report of the stalled job `j` at `now_ns`.
+fn stall_event(j: &recorder::Job, now_ns: u64) -> Event {
+    Event {
+        t_ns: now_ns,
+        clock: Clock::Monotonic,
+        source: Source::Ebpf,
+        gpu: j.gpu.clone(),
+        body: EventBody::RingStall {
+            ring: j.ring.clone(),
+            job: j.key,
+            task: Task::new(j.pid, j.tid, j.comm.as_str()),
+            running_since_ns: j.run_ns.unwrap_or(now_ns),
+        },
+    }
+}
+
+/// Which stall a report is about: its device, ring and the stalled job's run time.
+type StallId = (Option<String>, String, u64);
+
+fn stall_id(ev: &Event) -> StallId {
+    match &ev.body {
+        EventBody::RingStall {
+            ring,
+            running_since_ns,
+            ..
+        } => (ev.gpu.clone(), ring.clone(), *running_since_ns),
+        _ => (ev.gpu.clone(), String::new(), 0),
+    }
+}
+
 pub fn render_wall(t_ns: u64) -> String {
     clock::render_time(Clock::Realtime, t_ns)
 }
@@ -67,6 +97,9 @@ pub struct Config {
     pub max_pasids: usize,
     /// Open incidents kept at once (the oldest is closed early when exceeded).
     pub max_open: usize,
+    /// A ring whose oldest unfinished job has run this long is reported stalled (rule S1);
+    /// 0 = never. Well below the kernel's shortest default timeout (10 s).
+    pub stall_after_ns: u64,
 }
 
 impl Default for Config {
@@ -79,6 +112,7 @@ impl Default for Config {
             max_processes: 4096,
             max_pasids: 65_536,
             max_open: 16,
+            stall_after_ns: 5_000_000_000,
         }
     }
 }
@@ -148,6 +182,8 @@ pub struct Correlator {
     boot: Option<BootInfo>,
     /// Compute queues (KFD, user queues) for compute attribution (`queues.rs`).
     queues: queues::Queues,
+    /// The stalls the last poll reported ([`Correlator::poll_stalls`]).
+    stalls_reported: std::collections::HashSet<StallId>,
 }
 
 /// Evidence items kept for `evidence_between` (a few incidents' worth; storms are capped
@@ -164,6 +200,7 @@ impl Correlator {
             open: Vec::new(),
             pending: Pending::default(),
             summary: HashMap::default(),
+            stalls_reported: Default::default(),
             recent: VecDeque::new(),
             boot: None,
             queues: queues::Queues::new(),
@@ -345,6 +382,32 @@ impl Correlator {
         out
     }
 
+    /// The stall poll (rule S1; live mode calls it once a second): a `RingStall` report for
+    /// every ring whose oldest unfinished job ran past `stall_after_ns`, to be pushed like any
+    /// event. Each comes with `true` when this stall was not reported before, so the caller
+    /// can warn at once, long before the stall's incident closes.
+    pub fn stall_reports(&mut self, now_ns: u64) -> Vec<(Event, bool)> {
+        let after = self.config.stall_after_ns;
+        if after == 0 {
+            return Vec::new();
+        }
+        let reports: Vec<Event> = self
+            .recorder
+            .stalled(now_ns, after)
+            .map(|j| stall_event(j, now_ns))
+            .collect();
+        let seen = std::mem::take(&mut self.stalls_reported);
+        reports
+            .into_iter()
+            .map(|ev| {
+                let id = stall_id(&ev);
+                let first = !seen.contains(&id);
+                self.stalls_reported.insert(id);
+                (ev, first)
+            })
+            .collect()
+    }
+
     /// End of input: close everything still open.
     pub fn finish(&mut self) -> Vec<Incident> {
         self.stats.unattached += self.pending.clear();
@@ -455,6 +518,11 @@ impl Correlator {
     }
 
     /// Jobs kept per ring (the flight recorder's bound, for the depth gauge).
+    /// 0 = no stall poll.
+    pub fn stall_after_ns(&self) -> u64 {
+        self.config.stall_after_ns
+    }
+
     pub fn ring_depth(&self) -> usize {
         self.config.ring_depth
     }

@@ -727,6 +727,18 @@ impl Recorder {
     }
 
     /// Every job of device `gpu` (of every device when `None`).
+    /// Per ring, its oldest unfinished job when that job has run for `after_ns` or more at
+    /// `now_ns` (the stall poll, rule S1). Cancelled or hung jobs are the kernel's business.
+    pub fn stalled(&self, now_ns: u64, after_ns: u64) -> impl Iterator<Item = &Job> + '_ {
+        let logs = self.devs.values().flat_map(|d| d.values());
+        logs.filter_map(move |log| {
+            let (run, serial) = log.running.first()?;
+            let job = log.get(*serial)?;
+            let long = now_ns.saturating_sub(*run) >= after_ns;
+            (long && !job.hung && !job.cancelled).then_some(job)
+        })
+    }
+
     pub fn all_jobs_on<'a>(
         &'a self,
         gpu: &'a Option<String>,

@@ -202,3 +202,62 @@ fn stall_closes_when_its_job_finishes() {
     assert_eq!(closed[0].1.kind, IncidentKind::Stall);
     says_stall(&closed[0].1);
 }
+
+/// Pushes the stall poll's reports at `t`; the ones announced for the first time.
+fn poll(c: &mut Correlator, t: u64) -> Vec<Event> {
+    let mut first = Vec::new();
+    for (ev, new) in c.stall_reports(t) {
+        if new {
+            first.push(ev.clone());
+        }
+        assert!(c.push(ev).is_empty());
+    }
+    first
+}
+
+/// The poll itself: nothing before `stall_after`, then a report naming the submitter of the
+/// oldest unfinished job, announced once. The job never finishes: the stall closes at `finish`.
+#[test]
+fn poll_reports_the_oldest_unfinished_job_once_past_stall_after() {
+    let mut c = Correlator::new(Config::default());
+    for e in stalled_job() {
+        c.push(e);
+    }
+    let after = Config::default().stall_after_ns;
+    let since = 10 * S + 10;
+    assert!(poll(&mut c, since + after - MS).is_empty());
+    let first = poll(&mut c, since + after);
+    assert_eq!(first.len(), 1, "{first:#?}");
+    match &first[0].body {
+        EventBody::RingStall {
+            ring,
+            task,
+            running_since_ns,
+            ..
+        } => {
+            assert_eq!((ring.as_str(), task.pid), (COMP, 4100));
+            assert_eq!(*running_since_ns, since);
+        }
+        other => panic!("not a stall report: {other:?}"),
+    }
+    assert!(poll(&mut c, since + after + S).is_empty(), "announced once");
+    let rest = c.finish();
+    assert_eq!(rest.len(), 1, "{rest:#?}");
+    assert_eq!(rest[0].kind, IncidentKind::Stall);
+    assert_eq!(rest[0].culprit.as_ref().map(|c| c.pid), Some(4100));
+}
+
+/// `stall_after_ns = 0` turns the poll off.
+#[test]
+fn poll_is_off_with_stall_after_zero() {
+    let config = Config {
+        stall_after_ns: 0,
+        ..Config::default()
+    };
+    let mut c = Correlator::new(config);
+    for e in stalled_job() {
+        c.push(e);
+    }
+    assert!(c.stall_reports(100 * S).is_empty());
+    assert!(c.finish().is_empty());
+}
