@@ -599,6 +599,18 @@ pub struct DevLayout {
     pub valid: u32,
 }
 
+/// `struct dma_fence` offsets from vmlinux BTF, for `drm_sched_process_job` (≤ 6.16), which
+/// gives only the finished fence's address. `valid == 0`: the recorder cannot finish jobs
+/// there, and the agent falls back to per-job events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FenceLayout {
+    pub context: u32,
+    pub seqno: u32,
+    pub valid: u32,
+    pub _pad: u32,
+}
+
 /// [`DevLayout::valid`] bits.
 pub mod dev_path {
     /// `sched->dev` is readable (kprobes; with `ENTITY`, the legacy scheduler events).
@@ -609,8 +621,85 @@ pub mod dev_path {
     pub const ADEV: u32 = 1 << 2;
 }
 
+/// The in-kernel flight recorder (docs/probes.md, "The flight recorder"). One [`RecEntity`]
+/// per scheduler entity, keyed by its finished-fence context: each process's submissions on
+/// one ring. Its jobs live in a ring of [`REC_JOBS`] slots indexed by seqno, which the
+/// scheduler hands out in order per entity, so submit, run and finish find their slot without
+/// a per-job map. A slot is reused only once its job finished: the unfinished are never
+/// overwritten; submissions that find their slot still unfinished are counted in
+/// [`RecEntity::unrecorded`] (their seqnos stay known: they are the ones between).
+pub mod rec {
+    /// Job slots per entity (a power of two).
+    pub const REC_JOBS: usize = 64;
+    /// Entities kept at once (the map's size); userspace frees idle ones.
+    pub const REC_ENTITIES: u32 = 2048;
+    /// Bumped whenever [`RecEntity`] or [`RecJob`] change: a pinned recorder of another
+    /// version is not reused (the agent starts a clean one and says so).
+    pub const REC_LAYOUT_VERSION: u32 = 1;
+    /// Values of the `REC_MODE` load-time global.
+    pub const MODE_EVENTS: u32 = 0;
+    /// The recorder only; a job's submission is sent as an event only at the entity's first
+    /// use (identity), never per job.
+    pub const MODE_RECORDER: u32 = 1;
+    /// Both: the recorder and every per-job event (`--trace-all`).
+    pub const MODE_BOTH: u32 = 2;
+}
+
+/// One job of a [`RecEntity`]. Times are `bpf_ktime_get_ns()`; 0 = not yet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecJob {
+    pub seqno: u64,
+    pub submit_ns: u64,
+    pub run_ns: u64,
+    pub done_ns: u64,
+}
+
+impl RecJob {
+    /// Submitted and not finished: its slot must not be reused.
+    pub fn unfinished(&self) -> bool {
+        self.seqno != 0 && self.done_ns == 0
+    }
+}
+
+/// One scheduler entity's submitter and recent jobs (map `RECORDER`, key: fence context).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RecEntity {
+    pub context: u64,
+    /// The submitter at the entity's first use (`current` in `amdgpu_cs_ioctl`).
+    pub tgid: u32,
+    pub tid: u32,
+    pub comm: [u8; COMM_LEN],
+    /// The ring of the entity's latest submission after an idle time (the scheduler moves an
+    /// entity between rings only while it is idle).
+    pub ring: [u8; NAME_LEN],
+    /// Highest seqno submitted, run and finished.
+    pub submitted: u64,
+    pub ran: u64,
+    pub done: u64,
+    /// Submissions counted (all of them) and not recorded (their slot held an unfinished job).
+    pub count: u64,
+    pub unrecorded: u64,
+    pub first_ns: u64,
+    pub jobs: [RecJob; rec::REC_JOBS],
+}
+
+impl RecEntity {
+    /// The slot of `seqno`.
+    pub fn slot(seqno: u64) -> usize {
+        (seqno as usize) & (rec::REC_JOBS - 1)
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: plain #[repr(C)] u64/u32/u8 data; any bit pattern is valid.
+    unsafe impl aya::Pod for super::RecEntity {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RecJob {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FenceLayout {}
     // SAFETY: plain #[repr(C)] data with no padding-dependent invariants; any bit pattern is valid.
     unsafe impl aya::Pod for super::TpLayout {}
     // SAFETY: as above.

@@ -26,6 +26,7 @@ use aya_ebpf::{
 };
 
 mod kfd;
+mod recorder;
 
 /// The one event channel. Resized by the loader (`--ring-bytes`); 4 MiB holds ~29k events.
 #[map]
@@ -156,10 +157,12 @@ fn worker_context(k: u32) -> bool {
 }
 
 /// Wakeup policy of one reserved event. A per-job event wakes the agent only when its own
-/// record is the one that took the waiting bytes across WAKE_BYTES; the agent also drains
-/// every 100 ms, which bounds the wait when concurrent producers step over the crossing. A
-/// wakeup per event would cost the submitting CPU an irq_work, often an IPI, even when the
-/// agent lags (then every event is over the threshold). Everything else (faults, timeouts,
+/// record took the waiting bytes across a multiple of WAKE_BYTES: one irq_work per 64 KiB of
+/// records, however far the agent lags. A wakeup per event would cost the submitting CPU an
+/// irq_work, often an IPI, on every event while the agent lags. Waking on the first crossing
+/// only is not enough: a consumer that cleared its readiness above the threshold, or
+/// concurrent producers stepping over the one crossing, would leave the agent asleep until its
+/// 100 ms tick, and a flood fills the buffer in that time. Everything else (faults, timeouts,
 /// resets, rejections, pasids, exits) is rare and wakes it at once.
 #[inline(always)]
 fn submit_flags(k: u32) -> u64 {
@@ -168,7 +171,7 @@ fn submit_flags(k: u32) -> u64 {
     }
     // Counts reserved records too, this one included.
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    if (WAKE_BYTES..WAKE_BYTES + RECORD_BYTES).contains(&waiting) {
+    if waiting >= WAKE_BYTES && waiting % WAKE_BYTES < RECORD_BYTES {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -351,14 +354,24 @@ fn generic_tp(ctx: &TracePointContext, global: &'static TpLayout, k: u32) -> u32
     0
 }
 
+/// A job submitted: into the recorder; as an event too at the entity's first use (the
+/// agent reads the submitter's identity then), or always outside recorder-only mode.
 #[tracepoint]
 pub fn hw_cs_ioctl(ctx: TracePointContext) -> u32 {
-    generic_tp(&ctx, &CS_IOCTL_LAYOUT, kind::CS_IOCTL)
+    let first = recorder::submitted(&ctx, &CS_IOCTL_LAYOUT);
+    if first || recorder::events_too() {
+        generic_tp(&ctx, &CS_IOCTL_LAYOUT, kind::CS_IOCTL);
+    }
+    0
 }
 
 #[tracepoint]
 pub fn hw_sched_run_job(ctx: TracePointContext) -> u32 {
-    generic_tp(&ctx, &SCHED_RUN_JOB_LAYOUT, kind::SCHED_RUN_JOB)
+    recorder::ran(&ctx, &SCHED_RUN_JOB_LAYOUT);
+    if recorder::events_too() {
+        generic_tp(&ctx, &SCHED_RUN_JOB_LAYOUT, kind::SCHED_RUN_JOB);
+    }
+    0
 }
 
 /// Scheduler queue/run events: like [`generic_tp`], plus the device name through
@@ -399,7 +412,11 @@ pub fn hw_sched_run(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn hw_sched_done(ctx: TracePointContext) -> u32 {
-    generic_tp(&ctx, &SCHED_DONE_LAYOUT, kind::SCHED_DONE)
+    recorder::finished(&ctx, &SCHED_DONE_LAYOUT);
+    if recorder::events_too() {
+        generic_tp(&ctx, &SCHED_DONE_LAYOUT, kind::SCHED_DONE);
+    }
+    0
 }
 
 #[tracepoint]

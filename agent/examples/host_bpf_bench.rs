@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_common::{slot, JobSlots};
+use agent_common::{rec, slot, JobSlots, TpLayout};
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{loaded_programs, TracePoint};
@@ -145,10 +145,38 @@ fn main() -> Result<()> {
     let untraced = renames(n);
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("cannot enable BPF run-time statistics (root and >= 5.8 needed)")?;
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!(
+        "host BPF cost on task:task_rename (kernel {}, {n} renames, both tracers attached; real CPU)",
+        kernel.trim()
+    );
+    for (what, mode) in MODES {
+        println!("{what}:");
+        measure(&layout, *mode, n, untraced)?;
+    }
+    Ok(())
+}
+
+/// The agent's two ways to run the per-job programs (`REC_MODE`).
+const MODES: &[(&str, u32)] = &[
+    (
+        "the flight recorder in the kernel (the default)",
+        rec::MODE_RECORDER,
+    ),
+    (
+        "per-job events to the agent (no recorder, or --trace-all)",
+        rec::MODE_EVENTS,
+    ),
+];
+
+/// Loads the object in `mode`, attaches it beside bpftrace, renames `n` times and prints the
+/// per-program costs.
+fn measure(layout: &TpLayout, mode: u32, n: u64, untraced: f64) -> Result<()> {
     let mut loader = EbpfLoader::new();
     for (_, global) in PROGRAMS {
-        loader.override_global(global, &layout, true);
+        loader.override_global(global, layout, true);
     }
+    loader.override_global("REC_MODE", &mode, true);
     let mut ebpf = loader
         .load(EBPF_OBJECT)
         .context("loading the eBPF object")?;
@@ -186,11 +214,6 @@ fn main() -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
 
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!(
-        "host BPF cost on task:task_rename (kernel {}, {n} renames, both tracers attached; real CPU)",
-        kernel.trim()
-    );
     let delta = |id: &u32| -> Option<(String, u64, u64)> {
         let (name, t1, c1) = s1.get(id)?;
         let (_, t0, c0) = s0.get(id).cloned().unwrap_or_default();

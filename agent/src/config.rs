@@ -58,12 +58,19 @@ pub struct AgentSection {
     /// A begun GPU reset keeps its incident open until the reset ends, at most this long
     /// ("120s", "2m"): MxGPU function-level resets take seconds, some full resets tens of seconds.
     pub reset_cap: Option<String>,
+    /// A ring whose oldest unfinished job has run this long opens a `stall` incident
+    /// ("5s"; "0" = never).
+    pub stall_after: Option<String>,
     /// Persistent state (the /dev/kmsg cursor); "" = none (kernel log read from its end).
     pub state_dir: Option<PathBuf>,
     /// false = kernel log only (hosts where eBPF cannot load).
     pub probes: Option<bool>,
     /// false = no /dev/kmsg cross-check.
     pub kernel_log: Option<bool>,
+    /// true = also the per-job detail probes (scheduler queue/run, hardware fences, VMID grab).
+    pub trace_all: Option<bool>,
+    /// false = no flight recorder in the kernel: every job's events go to the agent.
+    pub recorder: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -119,9 +126,14 @@ pub struct Settings {
     pub max_open_incidents: usize,
     #[serde(serialize_with = "ser_secs")]
     pub reset_cap: Duration,
+    /// None = no stall incidents.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub stall_after: Option<Duration>,
     pub state_dir: Option<PathBuf>,
     pub probes: bool,
     pub kernel_log: bool,
+    pub trace_all: bool,
+    pub recorder: bool,
     pub socket: Option<PathBuf>,
     pub socket_group: Option<String>,
     pub metrics: Option<SocketAddr>,
@@ -156,8 +168,13 @@ impl Default for Settings {
             reset_cap: Duration::from_nanos(
                 hangwatch_core::correlate::Config::default().reset_cap_ns,
             ),
+            stall_after: Some(Duration::from_nanos(
+                hangwatch_core::correlate::Config::default().stall_after_ns,
+            )),
             state_dir: None,
             probes: true,
+            trace_all: false,
+            recorder: true,
             kernel_log: true,
             socket: Some(PathBuf::from(crate::sinks::control::DEFAULT_SOCKET)),
             socket_group: None,
@@ -225,6 +242,18 @@ pub fn parse_reset_cap(s: &str) -> Result<Duration> {
     Ok(d)
 }
 
+/// "5s", "2m", "0" → how long a job runs before its ring counts as stalled (0 = never).
+pub fn parse_stall_after(s: &str) -> Result<Option<Duration>> {
+    let d = Duration::from_nanos(parse_duration_ns(s)?);
+    if d.is_zero() {
+        return Ok(None);
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+        bail!("stall_after {s:?}: use 1s to 1h, or \"0\" for no stall incidents (e.g. \"5s\")");
+    }
+    Ok(Some(d))
+}
+
 /// "30d", "12h", "90m", "0" → duration (0 = none).
 pub fn parse_age(s: &str) -> Result<Option<Duration>> {
     let ns = parse_duration_ns(s)?;
@@ -287,11 +316,16 @@ impl Settings {
         if let Some(v) = &a.reset_cap {
             s.reset_cap = parse_reset_cap(v).context("agent.reset_cap")?;
         }
+        if let Some(v) = &a.stall_after {
+            s.stall_after = parse_stall_after(v).context("agent.stall_after")?;
+        }
         if let Some(d) = &a.state_dir {
             s.state_dir = empty_is_none(d.clone());
         }
         s.probes = a.probes.unwrap_or(s.probes);
         s.kernel_log = a.kernel_log.unwrap_or(s.kernel_log);
+        s.trace_all = a.trace_all.unwrap_or(s.trace_all);
+        s.recorder = a.recorder.unwrap_or(s.recorder);
         let c = &file.control;
         if let Some(p) = &c.socket {
             s.socket = empty_is_none(p.clone());
@@ -325,9 +359,12 @@ impl Settings {
             "agent.max_open_incidents",
         );
         check(self.reset_cap == new.reset_cap, "agent.reset_cap");
+        check(self.stall_after == new.stall_after, "agent.stall_after");
         check(self.state_dir == new.state_dir, "agent.state_dir");
         check(self.probes == new.probes, "agent.probes");
         check(self.kernel_log == new.kernel_log, "agent.kernel_log");
+        check(self.trace_all == new.trace_all, "agent.trace_all");
+        check(self.recorder == new.recorder, "agent.recorder");
         check(self.socket == new.socket, "control.socket");
         check(self.socket_group == new.socket_group, "control.group");
         check(self.metrics == new.metrics, "metrics.listen");
@@ -347,11 +384,14 @@ pub struct Overrides {
     pub ring_depth: Option<usize>,
     pub ring_kib: Option<u32>,
     pub reset_cap: Option<Duration>,
+    /// `Some(None)`: stall incidents off.
+    pub stall_after: Option<Option<Duration>>,
     pub socket: Option<PathBuf>,
     pub no_socket: bool,
     pub metrics: Option<SocketAddr>,
     pub state_dir: Option<PathBuf>,
     pub kmsg_only: bool,
+    pub trace_all: bool,
 }
 
 impl Overrides {
@@ -371,6 +411,9 @@ impl Overrides {
         if let Some(d) = self.reset_cap {
             s.reset_cap = d;
         }
+        if let Some(d) = self.stall_after {
+            s.stall_after = d;
+        }
         if let Some(p) = &self.socket {
             s.socket = Some(p.clone());
         }
@@ -383,6 +426,7 @@ impl Overrides {
         if let Some(d) = &self.state_dir {
             s.state_dir = Some(d.clone());
         }
+        s.trace_all |= self.trace_all;
         if self.kmsg_only {
             s.probes = false;
         }
@@ -528,6 +572,28 @@ mod tests {
         let mut t = parse("[output]\ndir = \"/from/file\"\n").unwrap();
         Overrides::default().apply(&mut t);
         assert_eq!(t.output_dir.as_deref(), Some(Path::new("/from/file")));
+    }
+
+    #[test]
+    fn stall_after_trace_all_and_recorder_from_the_file() {
+        let d = Settings::default();
+        assert_eq!(d.stall_after, Some(Duration::from_secs(5)));
+        assert!(!d.trace_all && d.recorder);
+        let s =
+            parse("[agent]\nstall_after = \"0\"\ntrace_all = true\nrecorder = false\n").unwrap();
+        assert_eq!(s.stall_after, None);
+        assert!(s.trace_all && !s.recorder);
+        let s = parse("[agent]\nstall_after = \"2m\"\n").unwrap();
+        assert_eq!(s.stall_after, Some(Duration::from_secs(120)));
+        let e = parse("[agent]\nstall_after = \"500ms\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("use 1s to 1h"), "{e:#}");
+        assert_eq!(
+            d.restart_needed(&Settings {
+                trace_all: true,
+                ..d.clone()
+            }),
+            vec!["agent.trace_all"]
+        );
     }
 
     #[test]

@@ -399,6 +399,10 @@ struct AgentHow<'a> {
 
 fn start_agent(duration_s: u64, demo: bool, how: &AgentHow) -> Result<Agent> {
     let _ = std::fs::remove_dir_all("/tmp/hw-out");
+    // Each scenario starts with a clean flight recorder: the pinned one would carry the
+    // previous scenario's jobs (a never-finished one would be a stall here).
+    let _ = std::fs::remove_dir_all("/sys/fs/bpf/hangwatch/v1");
+    let _ = std::fs::remove_dir_all("/sys/fs/bpf/hangwatch");
     let dur = duration_s.to_string();
     let mut args = vec!["run", "--output", "/tmp/hw-out", "--duration", &dur];
     if !demo {

@@ -37,6 +37,8 @@ struct Report<'a> {
     btf_modules: Vec<String>,
     btf_module_count: usize,
     kprobe_btf: &'a str,
+    /// Where the flight recorder runs (in the kernel, or per-job events) and why.
+    flight_recorder: String,
     amdgpu_loaded: bool,
     amdgpu_version: Option<String>,
     kmsg_readable: bool,
@@ -144,6 +146,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         btf_modules: interesting,
         btf_module_count: count,
         kprobe_btf: &a.btf_note,
+        flight_recorder: if a.recorder.note.is_empty() {
+            crate::sources::recorder::plan(probes::recorder_usable(&a), true, false).note
+        } else {
+            a.recorder.note.clone()
+        },
         amdgpu_loaded: Path::new("/sys/module/amdgpu").exists(),
         amdgpu_version: read_trim("/sys/module/amdgpu/version")
             .or_else(|| read_trim("/sys/module/amdgpu/srcversion")),
@@ -246,6 +253,7 @@ fn render(r: &Report) -> String {
             (true, None) => "loaded".to_string(),
         }
     );
+    s += &format!("recorder: {}\n", r.flight_recorder);
     s += &format!("gpus:     {}\n", r.device_labels.summary());
     for m in &r.device_labels.methods {
         s += &format!(

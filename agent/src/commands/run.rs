@@ -33,6 +33,10 @@ pub struct Args {
     /// end, e.g. 120s or 5m [default: 120s].
     #[arg(long, value_name = "DURATION")]
     pub reset_cap: Option<String>,
+    /// Warn and open a `stall` incident when a ring's oldest unfinished job has run this
+    /// long, before (or without) the kernel's timeout, e.g. 5s; 0 = never [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub stall_after: Option<String>,
     /// Control socket for `hangwatch export` [default: /run/hangwatch/control.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
@@ -48,6 +52,10 @@ pub struct Args {
     /// Do not load eBPF probes: attribute from the kernel log alone.
     #[arg(long)]
     pub kmsg_only: bool,
+    /// Also attach the per-job detail probes (scheduler queue/run, hardware fences, VMID
+    /// grab) for a full trace in `export`; costs about twice the in-kernel time per job.
+    #[arg(long)]
+    pub trace_all: bool,
     /// Only warnings, errors and incidents (no status lines).
     #[arg(long, short)]
     pub quiet: bool,
@@ -69,6 +77,12 @@ impl Args {
                 .map(config::parse_reset_cap)
                 .transpose()
                 .context("--reset-cap")?,
+            stall_after: self
+                .stall_after
+                .as_deref()
+                .map(config::parse_stall_after)
+                .transpose()
+                .context("--stall-after")?,
             socket: self.socket.clone(),
             no_socket: self.no_socket,
             metrics: match &self.metrics {
@@ -77,6 +91,7 @@ impl Args {
             },
             state_dir: self.state_dir.clone(),
             kmsg_only: self.kmsg_only,
+            trace_all: self.trace_all,
         })
     }
 

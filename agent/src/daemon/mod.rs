@@ -25,6 +25,7 @@ use aya::Ebpf;
 
 use crate::config::{self, Overrides, Settings};
 use crate::sinks::sd_notify::Notifier;
+use crate::sources::recorder::KernelRecorder;
 use crate::{info, warn};
 
 use control_source::ControlSource;
@@ -87,6 +88,9 @@ impl Agent {
         let (ring, seen_map) = start::take_maps(ebpf.as_mut())?;
         let metrics = start::metrics_registry(s, &assessment);
         let mut st = start::state(s, &gpus, seen_map, metrics.clone())?;
+        if assessment.recorder.recording() {
+            st.recorder = ebpf.as_mut().and_then(KernelRecorder::take);
+        }
         start::initial_events(&mut st);
         let kmsg = start::kernel_log(s, &opts.kmsg_path, &mut st);
         // Compute queues without eBPF: the /sys/class/kfd proc table and /dev/kfd SMI events.
@@ -230,6 +234,7 @@ impl Agent {
         }
         let out = self.st.corr.advance(now);
         self.st.emit(out);
+        self.st.poll_stalls(now);
         self.st.write_open();
         if let Some(r) = self.ring.as_mut() {
             r.check_drops(&mut self.st);
@@ -245,6 +250,11 @@ impl Agent {
             n.watchdog(std::time::Instant::now());
         }
         self.ticks += 1;
+        if self.ticks.is_multiple_of(60) {
+            if let Some(r) = self.st.recorder.as_mut() {
+                r.free_idle(|pid| std::path::Path::new("/proc").join(pid.to_string()).exists());
+            }
+        }
         if self.ticks.is_multiple_of(600) {
             self.st.out.prune_by_age();
         }
@@ -326,6 +336,7 @@ impl Agent {
         }
         self.kfd.drain(&mut self.st);
         self.uevent.drain(&mut self.st);
+        self.st.catch_up(u64::MAX);
         let out = self.st.corr.finish();
         self.st.emit(out);
         if let Some(k) = self.kmsg.as_mut() {

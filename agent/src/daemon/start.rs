@@ -58,6 +58,9 @@ pub fn attach_probes(s: &Settings, gpus: &[String]) -> (Assessment, Option<Ebpf>
     let opts = AttachOptions {
         ring_bytes: s.ring_kib.saturating_mul(1024),
         device_names: plan.needs_kernel_names(),
+        trace_all: s.trace_all,
+        recorder: s.recorder,
+        pin_root: Some(crate::sources::recorder::PIN_ROOT.into()),
         ..Default::default()
     };
     let paranoid = crate::capabilities::perf_paranoid_blocks(CapSet::current());
@@ -79,6 +82,9 @@ pub fn attach_probes(s: &Settings, gpus: &[String]) -> (Assessment, Option<Ebpf>
         None
     };
     annotate_paranoid(&mut a, paranoid);
+    if ebpf.is_some() {
+        info!("flight recorder: {}", a.recorder.note);
+    }
     for p in &a.probes {
         let what = match p.status {
             Status::Attached => "attached".to_string(),
@@ -153,6 +159,9 @@ pub fn state(
             ring_depth: s.ring_depth.max(1),
             max_open: s.max_open_incidents,
             reset_cap_ns: u64::try_from(s.reset_cap.as_nanos()).unwrap_or(u64::MAX),
+            stall_after_ns: s
+                .stall_after
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             ..CorrConfig::default()
         }),
         decoder: Decoder::default(),
@@ -170,6 +179,7 @@ pub fn state(
         },
         labeler: devices::Labeler::new(gpus, Path::new("/proc")),
         user_drops: 0,
+        recorder: None,
     };
     st.out.set_dir(dir);
     Ok(st)

@@ -6,7 +6,9 @@ use aya::maps::{HashMap as BpfHashMap, MapData};
 
 use crate::decode::{kind_name, Decoder};
 use crate::sources::procscan::SeenCache;
+use crate::sources::recorder::KernelRecorder;
 use hangwatch_core::correlate::Correlator;
+use hangwatch_core::escape;
 use hangwatch_core::model::{Event, EventBody, KmsgKind};
 
 use super::output::Output;
@@ -22,10 +24,16 @@ pub struct State {
     pub labeler: crate::sources::devices::Labeler,
     /// Events known lost outside the kernel ring buffer (kmsg overwritten, ...).
     pub user_drops: u64,
+    /// The in-kernel flight recorder, when the probes keep one: read back before every event
+    /// that is not a job's, so the correlator sees the jobs before what they explain.
+    pub recorder: Option<KernelRecorder>,
 }
 
 impl State {
     pub fn push(&mut self, ev: Event) {
+        if !per_job(&ev.body) {
+            self.catch_up(ev.t_ns);
+        }
         self.count_for_metrics(&ev);
         let before = self.corr.open_count();
         let out = self.corr.push(ev);
@@ -50,6 +58,27 @@ impl State {
     pub fn emit(&mut self, out: Vec<hangwatch_core::incident::Incident>) {
         if !out.is_empty() {
             self.out.emit(out, &self.seen);
+        }
+    }
+
+    /// The once-a-second stall poll (rule S1): a new stall is announced at once, long before
+    /// its incident closes (the kernel's timeout, if any, comes later).
+    pub fn poll_stalls(&mut self, now_ns: u64) {
+        // With the recorder in the kernel, the correlator has its jobs only when it asks.
+        let after = self.corr.stall_after_ns();
+        let suspect = after > 0
+            && self
+                .recorder
+                .as_ref()
+                .is_some_and(|r| r.oldest_running(now_ns.saturating_sub(after)).is_some());
+        if suspect {
+            self.catch_up(now_ns);
+        }
+        for (ev, first) in self.corr.stall_reports(now_ns) {
+            if first {
+                announce_stall(&ev, now_ns);
+            }
+            self.push(ev);
         }
     }
 
@@ -93,6 +122,17 @@ impl State {
             }
         }
         self.push(ev);
+    }
+
+    /// Feeds the correlator the recorder's jobs up to `until_ns` it has not seen yet.
+    pub fn catch_up(&mut self, until_ns: u64) {
+        let Some(mut rec) = self.recorder.take() else {
+            return;
+        };
+        for ev in rec.catch_up(until_ns) {
+            self.probe_event(ev);
+        }
+        self.recorder = Some(rec);
     }
 
     /// Tells the exit probe to report `pid`.
@@ -165,4 +205,39 @@ fn submitter(body: &EventBody) -> u32 {
         EventBody::UserqFence(f) => f.task.pid,
         _ => 0,
     }
+}
+
+/// The warning line of a stall seen for the first time.
+fn announce_stall(ev: &Event, now_ns: u64) {
+    if let EventBody::RingStall {
+        ring,
+        task,
+        running_since_ns,
+        ..
+    } = &ev.body
+    {
+        let secs = now_ns.saturating_sub(*running_since_ns) as f64 / 1e9;
+        crate::warn!(
+            "stall: GPU {} ring {}: the job {}[{}] submitted has run {secs:.1} s without finishing",
+            escape::terminal(ev.gpu.as_deref().unwrap_or("?")),
+            escape::terminal(ring),
+            escape::terminal(&task.comm),
+            task.pid
+        );
+    }
+}
+
+/// A job's own event (submitted, queued, run, finished, its fences): the recorder holds these,
+/// so they need no catch-up first.
+fn per_job(body: &EventBody) -> bool {
+    matches!(
+        body,
+        EventBody::Submit { .. }
+            | EventBody::SchedQueued { .. }
+            | EventBody::RunJob { .. }
+            | EventBody::JobDone { .. }
+            | EventBody::HwFenceEmitted { .. }
+            | EventBody::HwFenceSignaled { .. }
+            | EventBody::VmGrabId { .. }
+    )
 }

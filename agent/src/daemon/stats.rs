@@ -66,6 +66,12 @@ pub fn print(
         cs.summary_overflow,
         cs.submissions_untracked,
     );
+    if let Some(c) = st.recorder.as_ref().map(|r| r.counts()) {
+        info!(
+            "kernel flight recorder: {} submissions recorded, {} not recorded (their slot held an unfinished job); entities {} live, {} freed, {} refused (map full)",
+            c.submitted, c.unrecorded, c.entities, c.freed, c.refused
+        );
+    }
     let (live, evicted) = st.corr.queue_table();
     info!(
         "{}; compute queue table: {live} live, {evicted} evicted",

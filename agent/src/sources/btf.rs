@@ -8,7 +8,7 @@
 //! base is a plain append.
 use std::path::Path;
 
-use agent_common::{dev_path, DevLayout, JobLayout};
+use agent_common::{dev_path, DevLayout, FenceLayout, JobLayout};
 
 const MAGIC: u16 = 0xeb9f;
 
@@ -271,6 +271,21 @@ pub fn job_layout(btf: &Btf) -> Result<JobLayout, String> {
             .member_offset("amdgpu_reset_context", "src")
             .unwrap_or(u32::MAX),
         valid: 1,
+    })
+}
+
+/// `struct dma_fence` offsets, for the recorder's finish event on kernels whose
+/// `drm_sched_process_job` gives only the fence's address.
+pub fn fence_layout(btf: &Btf) -> Result<FenceLayout, String> {
+    let need = |m: &str| {
+        btf.member_offset("dma_fence", m)
+            .ok_or_else(|| format!("BTF has no `struct dma_fence.{m}`"))
+    };
+    Ok(FenceLayout {
+        context: need("context")?,
+        seqno: need("seqno")?,
+        valid: 1,
+        _pad: 0,
     })
 }
 

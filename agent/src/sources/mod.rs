@@ -9,4 +9,5 @@ pub mod kfd;
 pub mod probes;
 pub mod procinfo;
 pub mod procscan;
+pub mod recorder;
 pub mod uevent;

@@ -240,6 +240,20 @@ pub const KERNEL_OPTIONAL: &[&str] = &[
     "userq_fence_signaled",
 ];
 
+/// Per-job probes that `run` leaves off while the flight recorder runs in the kernel, unless
+/// `--trace-all` asks for them (`check` attaches them all). The recorder needs only the
+/// submitter (`amdgpu_cs_ioctl`), the run (`amdgpu_sched_run_job`) and the finish
+/// (`sched_job_done`) of each job; these add the scheduler's queue and run views, the hardware
+/// fences and the VMID grab, at one program run each per job (three for each fence event).
+/// Without the recorder they stay on: the correlator joins per-job events through them.
+pub const DETAIL: &[&str] = &[
+    "sched_job_queue",
+    "sched_job_run",
+    "dma_fence_init",
+    "dma_fence_signaled",
+    "amdgpu_vm_grab_id",
+];
+
 pub const CATALOGUE: &[ProbeSpec] = &[
     ProbeSpec {
         name: "amdgpu_cs_ioctl",

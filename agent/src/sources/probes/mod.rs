@@ -7,13 +7,13 @@ pub mod catalogue;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use agent_common::{DevLayout, IvFilter, JobLayout, KfdLayout, TpLayout};
+use agent_common::{DevLayout, FenceLayout, IvFilter, JobLayout, KfdLayout, TpLayout};
 use aya::programs::{KProbe, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
 
-use crate::sources::btf;
 use crate::sources::formats::{build_layout, read_format};
+use crate::sources::{btf, recorder};
 use catalogue::{Hook, ProbeSpec, CATALOGUE};
 
 /// The eBPF object built by `agent/build.rs`.
@@ -75,6 +75,8 @@ pub enum Status {
     Missing,
     Attached,
     Failed,
+    /// Present, but per-job detail that `run` attaches only with `--trace-all`.
+    Off,
 }
 
 impl Status {
@@ -84,6 +86,7 @@ impl Status {
             Status::Missing => "missing",
             Status::Attached => "attached",
             Status::Failed => "failed",
+            Status::Off => "off",
         }
     }
 }
@@ -128,6 +131,11 @@ pub struct Assessment {
     /// do not print `dev`), and which paths exist or why none does.
     pub dev_layout: DevLayout,
     pub dev_note: String,
+    /// `struct dma_fence` offsets (vmlinux BTF) for the recorder's ≤ 6.16 finish event, or
+    /// why there are none.
+    pub fence_layout: Result<FenceLayout, String>,
+    /// The flight recorder's mode and pinning, decided at attach.
+    pub recorder: recorder::Plan,
 }
 
 /// Why probes cannot load without the capabilities, naming the missing ones.
@@ -296,6 +304,10 @@ pub fn assess(host: &Host) -> Assessment {
         Ok(b) => btf::dev_layout(b),
         Err(e) => (DevLayout::default(), e.clone()),
     };
+    let fence_layout = match btf.as_ref() {
+        Ok(b) => btf::fence_layout(b),
+        Err(_) => load_btf(host, "vmlinux").and_then(|b| btf::fence_layout(&b)),
+    };
     let mut probes: Vec<ProbeStatus> = CATALOGUE
         .iter()
         .map(|spec| match spec.hook {
@@ -316,6 +328,26 @@ pub fn assess(host: &Host) -> Assessment {
         dev_note,
         kfd_layout,
         kfd_note,
+        fence_layout,
+        recorder: recorder::Plan::default(),
+    }
+}
+
+/// Whether the three job probes can feed the in-kernel recorder on this kernel.
+pub fn recorder_usable(a: &Assessment) -> Result<(), String> {
+    let status = |name: &str| a.probes.iter().find(|p| p.name == name);
+    for name in ["amdgpu_cs_ioctl", "amdgpu_sched_run_job", "sched_job_done"] {
+        match status(name) {
+            Some(p) if p.status == Status::Available => {}
+            _ => return Err(format!("{name} is not available")),
+        }
+    }
+    let legacy_done = status("sched_job_done")
+        .and_then(|p| p.tracepoint)
+        .is_some_and(|(_, event)| event == "drm_sched_process_job");
+    match (&a.fence_layout, legacy_done) {
+        (Err(why), true) => Err(format!("drm_sched_process_job needs dma_fence BTF ({why})")),
+        _ => Ok(()),
     }
 }
 
@@ -366,6 +398,12 @@ pub struct AttachOptions {
     /// kprobe programs. Costs a few probe reads per scheduler event; worth it only when the
     /// host has more than one GPU (`devices::Devices::needs_kernel_names`).
     pub device_names: bool,
+    /// Attach the per-job detail probes too ([`catalogue::DETAIL`]); else they stay `Off`.
+    pub trace_all: bool,
+    /// Keep the flight recorder in the kernel where it can run (else per-job events).
+    pub recorder: bool,
+    /// Pin the recorder under this directory, so a restart continues its history.
+    pub pin_root: Option<PathBuf>,
 }
 
 impl Default for AttachOptions {
@@ -374,6 +412,9 @@ impl Default for AttachOptions {
             ring_bytes: 4 << 20,
             iv_filter: default_iv_filter(),
             device_names: false,
+            trace_all: true,
+            recorder: true,
+            pin_root: None,
         }
     }
 }
@@ -425,26 +466,27 @@ pub fn verifier_verdict(log: &str) -> &str {
 /// status to `Attached` or `Failed` (with the error). The returned [`Ebpf`] owns the links:
 /// dropping it detaches everything.
 pub fn attach(a: &mut Assessment, opts: &AttachOptions) -> anyhow::Result<Ebpf> {
-    let ring_bytes = opts.ring_bytes.max(4096).next_power_of_two();
-    let mut loader = EbpfLoader::new();
-    for p in &a.probes {
-        if let (Some(g), Some(l)) = (p.spec.layout_global, p.layout.as_ref()) {
-            loader.override_global(g, l, true);
+    a.recorder = recorder::plan(recorder_usable(a), opts.recorder, opts.trace_all);
+    if a.recorder.recording() {
+        if let Some(root) = &opts.pin_root {
+            recorder::prepare_pin(&mut a.recorder, root);
         }
     }
-    loader.override_global("JOB_LAYOUT", &a.job_layout, true);
-    loader.override_global("KFD_LAYOUT", &a.kfd_layout, true);
-    loader.override_global("IV_FILTER", &opts.iv_filter, true);
-    let dev = if opts.device_names {
-        a.dev_layout
-    } else {
-        DevLayout::default()
+    let mut ebpf = match load(a, opts) {
+        Ok(e) => e,
+        // A pinned recorder this agent cannot reuse (another owner, a damaged pin) must not
+        // cost the probes: load again with a private, unpinned one.
+        Err(e) if a.recorder.pin.is_some() => {
+            a.recorder.pin = None;
+            a.recorder.note +=
+                &format!("; the pinned recorder is unusable ({e}): running unpinned");
+            load(a, opts).map_err(|e| anyhow::anyhow!("loading the eBPF object failed: {e}"))?
+        }
+        Err(e) => anyhow::bail!("loading the eBPF object failed: {e}"),
     };
-    loader.override_global("DEV_LAYOUT", &dev, true);
-    loader.map_max_entries("EVENTS", ring_bytes);
-    let mut ebpf = loader
-        .load(EBPF_OBJECT)
-        .map_err(|e| anyhow::anyhow!("loading the eBPF object failed: {e}"))?;
+    if a.recorder.recording() && !opts.trace_all {
+        switch_off_detail(&mut a.probes);
+    }
     for p in a
         .probes
         .iter_mut()
@@ -460,6 +502,46 @@ pub fn attach(a: &mut Assessment, opts: &AttachOptions) -> anyhow::Result<Ebpf> 
         }
     }
     Ok(ebpf)
+}
+
+/// Loads the object with every load-time global of `a` and `opts`, and the recorder's pin.
+fn load(a: &Assessment, opts: &AttachOptions) -> Result<Ebpf, aya::EbpfError> {
+    let mut loader = EbpfLoader::new();
+    for p in &a.probes {
+        if let (Some(g), Some(l)) = (p.spec.layout_global, p.layout.as_ref()) {
+            loader.override_global(g, l, true);
+        }
+    }
+    loader.override_global("JOB_LAYOUT", &a.job_layout, true);
+    loader.override_global("KFD_LAYOUT", &a.kfd_layout, true);
+    loader.override_global("IV_FILTER", &opts.iv_filter, true);
+    let dev = if opts.device_names {
+        a.dev_layout
+    } else {
+        DevLayout::default()
+    };
+    loader.override_global("DEV_LAYOUT", &dev, true);
+    let fence = a.fence_layout.clone().unwrap_or_default();
+    loader.override_global("FENCE_LAYOUT", &fence, true);
+    loader.override_global("REC_MODE", &a.recorder.mode, true);
+    if let Some(pin) = &a.recorder.pin {
+        loader.map_pin_path("RECORDER", pin.as_path());
+    }
+    loader.map_max_entries("EVENTS", opts.ring_bytes.max(4096).next_power_of_two());
+    loader.load(EBPF_OBJECT)
+}
+
+/// Leaves the per-job detail probes unattached, saying how to get them.
+fn switch_off_detail(probes: &mut [ProbeStatus]) {
+    let detail = probes
+        .iter_mut()
+        .filter(|p| p.status == Status::Available && catalogue::DETAIL.contains(&p.name));
+    for p in detail {
+        p.status = Status::Off;
+        p.reason =
+            "per-job detail, attached with --trace-all (the flight recorder runs in the kernel)"
+                .into();
+    }
 }
 
 fn attach_one(ebpf: &mut Ebpf, p: &ProbeStatus) -> Result<(), String> {
@@ -490,6 +572,7 @@ pub fn verify_all(
     job: &JobLayout,
     kfd: &KfdLayout,
     dev: &DevLayout,
+    rec_mode: u32,
 ) -> anyhow::Result<Vec<(&'static str, Result<(), String>)>> {
     let iv = default_iv_filter();
     let mut loader = EbpfLoader::new();
@@ -502,6 +585,15 @@ pub fn verify_all(
     loader.override_global("KFD_LAYOUT", kfd, true);
     loader.override_global("IV_FILTER", &iv, true);
     loader.override_global("DEV_LAYOUT", dev, true);
+    // The recorder's paths are live only when its mode says so (the verifier prunes the rest).
+    let fence = FenceLayout {
+        context: 24,
+        seqno: 32,
+        valid: 1,
+        _pad: 0,
+    };
+    loader.override_global("FENCE_LAYOUT", &fence, true);
+    loader.override_global("REC_MODE", &rec_mode, true);
     let mut ebpf = loader.load(EBPF_OBJECT)?;
     let mut out = Vec::new();
     for spec in CATALOGUE {
@@ -646,7 +738,13 @@ mod tests {
             valid_queue: 1,
             _pad: 0,
         };
-        for (inline, kfd) in [(1, kfd), (0, KfdLayout::NONE)] {
+        use agent_common::rec::{MODE_BOTH, MODE_EVENTS, MODE_RECORDER};
+        let cases = [
+            (1, kfd, MODE_BOTH),
+            (0, KfdLayout::NONE, MODE_RECORDER),
+            (1, kfd, MODE_EVENTS),
+        ];
+        for (inline, kfd, mode) in cases {
             let job = JobLayout {
                 sched_name_is_ptr: inline,
                 ..job
@@ -661,7 +759,7 @@ mod tests {
                     | agent_common::dev_path::ENTITY
                     | agent_common::dev_path::ADEV,
             };
-            let res = verify_all(&tp, &job, &kfd, &dev).unwrap();
+            let res = verify_all(&tp, &job, &kfd, &dev, mode).unwrap();
             let bad: Vec<_> = res.iter().filter(|(_, r)| r.is_err()).collect();
             assert!(bad.is_empty(), "{bad:?}");
             assert_eq!(res.len(), CATALOGUE.len());
