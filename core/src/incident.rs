@@ -39,11 +39,16 @@ impl IncidentKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Confidence {
+    /// No verdict: nobody named, or a suspect from timing alone.
     Unknown,
+    /// The kernel's blame is the only evidence: nothing else confirms or contradicts it.
+    KernelOnly,
+    /// The evidence points to the culprit; something could still contradict it.
     Likely,
+    /// The evidence shows it.
     Certain,
 }
 
@@ -52,6 +57,7 @@ impl Confidence {
     pub fn name(self) -> &'static str {
         match self {
             Confidence::Unknown => "unknown",
+            Confidence::KernelOnly => "kernel_only",
             Confidence::Likely => "likely",
             Confidence::Certain => "certain",
         }

@@ -126,8 +126,7 @@ fn ring_timeout(o: &Open, ring: Option<&str>, cx: &Ctx) -> Blame {
         (_, Some((f, v)), _) => implicated_blame(f, v, hung.as_ref(), ring_name, cx),
         (_, None, Some((f, _))) => timing_blame(f, t, hung.as_ref(), ring_name, o.clock, cx),
         (Some((hp, hc)), None, None) => {
-            Blame::new(format!("Rule T5: the job of {hc} (pid {hp}) timed out on {ring_name}; no fault evidence points elsewhere, so the kernel's blame stands."))
-                .blame(cx.procs.reference(*hp, hc), Confidence::Likely)
+            kernel_stands(cx.procs.reference(*hp, hc), ring_name, blamed.is_some_and(RingTimeout::kernel_word_only))
         }
         (None, None, None) => Blame::new(
             "Rule T6: a ring timed out but neither the kernel nor the probes named the job's owner."
@@ -140,6 +139,23 @@ fn ring_timeout(o: &Open, ring: Option<&str>, cx: &Ctx) -> Blame {
     }
     other_timeouts(o, cx, &mut b);
     b
+}
+
+/// T5: nothing counts against the hung job's owner. Seen by a probe, the blame is likely;
+/// named by the kernel's "Process" line alone, it is the kernel's word and nothing else.
+fn kernel_stands(who: ProcessRef, ring: &str, kernel_only: bool) -> Blame {
+    let job = format!(
+        "the job of {} (pid {}) timed out on {ring}",
+        who.comm, who.pid
+    );
+    if kernel_only {
+        return Blame::new(format!("Rule T5: {job}; the kernel's Process line is the only evidence: nothing else confirms or contradicts it, so confidence is kernel_only."))
+            .blame(who, Confidence::KernelOnly);
+    }
+    Blame::new(format!(
+        "Rule T5: {job}; no fault evidence points elsewhere, so the kernel's blame stands."
+    ))
+    .blame(who, Confidence::Likely)
 }
 
 /// The incident's other timeouts (a wedged GPU times out several rings): listed in the

@@ -1164,7 +1164,7 @@ mod blame_rules {
         ];
         let (incs, _) = run(v);
         let i = find_timeout(&incs);
-        blamed(i, (6, "kwin_wayland"), Confidence::Likely);
+        blamed(i, (6, "kwin_wayland"), Confidence::KernelOnly);
         says(i, "came through mmhub");
     }
 
@@ -1639,7 +1639,7 @@ mod corpus_lessons {
         assert_eq!(incs.len(), 1, "{incs:#?}");
         let i = &incs[0];
         assert_eq!(i.ring.as_deref(), Some("gfx"));
-        blamed(i, (1896, "VRising.exe"), Confidence::Likely);
+        blamed(i, (1896, "VRising.exe"), Confidence::KernelOnly);
         says(i, "timed out on gfx;");
         says(i, "sdma0 at 1000.200000 (no process named)");
         assert!(!i.reasoning.contains("on sdma0"), "{}", i.reasoning);
@@ -1665,7 +1665,7 @@ mod corpus_lessons {
         assert_eq!(incs.len(), 1, "{incs:#?}");
         let i = &incs[0];
         assert_eq!(i.ring.as_deref(), Some("comp_1.0.0"));
-        blamed(i, (7, "ollama"), Confidence::Likely);
+        blamed(i, (7, "ollama"), Confidence::KernelOnly);
         assert_eq!(i.kernel_blamed.as_ref().map(|k| k.pid), Some(7));
         says(i, "sdma0 at 10.000000 (no process named)");
         says(i, "gfx_0.0.0 at 10.000000 (the job of kwin (pid 8))");
@@ -1730,9 +1730,29 @@ mod corpus_lessons {
         );
     }
 
+    /// Log only, nothing but the kernel's Process line names gnome-shell: the kernel's word
+    /// alone is `kernel_only`, below `likely`. The probe's hung job is evidence of its own.
+    #[test]
+    fn kernel_word_alone_is_kernel_only() {
+        let (incs, _) = analyze(
+            "\
+[ 50.000000] amdgpu 0000:03:00.0: amdgpu: ring gfx_0.0.0 timeout, signaled seq=7, emitted seq=9
+[ 50.000002] amdgpu 0000:03:00.0: amdgpu:  Process gnome-shell pid 1800 thread gnome-shel:cs0 pid 1801
+",
+        );
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        blamed(&incs[0], (1800, "gnome-shell"), Confidence::KernelOnly);
+        says(&incs[0], "the kernel's Process line is the only evidence");
+        assert!(Confidence::KernelOnly < Confidence::Likely);
+        assert!(Confidence::Unknown < Confidence::KernelOnly);
+        let json = serde_json::to_value(Confidence::KernelOnly).unwrap();
+        assert_eq!(json, "kernel_only");
+    }
+
     /// ValveSoftware/SteamOS#2802 (RX 7800 XT, 7.2.5): the `Illegal opcode` IRQ is printed
     /// 76 µs after the timeout, after `Starting gfx_0.0.0 ring reset`: raised during the
-    /// recovery. Rule T2 needs it before the timeout, so the kernel's blame stays `likely`.
+    /// recovery. Rule T2 needs it before the timeout, so the kernel's word stays alone
+    /// (`kernel_only`).
     #[test]
     fn illegal_opcode_printed_after_the_timeout_is_not_rule_t2() {
         let (incs, _) = analyze(
@@ -1744,7 +1764,7 @@ mod corpus_lessons {
 ",
         );
         assert_eq!(incs.len(), 1, "{incs:#?}");
-        blamed(&incs[0], (9232, "main"), Confidence::Likely);
+        blamed(&incs[0], (9232, "main"), Confidence::KernelOnly);
         says(&incs[0], "Rule T5");
         says(&incs[0], "printed after the timeout");
     }
@@ -1757,7 +1777,7 @@ mod corpus_lessons {
         let irq = "[drm:gfx_v11_0_bad_op_irq [amdgpu]] *ERROR* Illegal opcode in command stream\n";
         let (after, _) = analyze(&format!("{timeout}{irq}"));
         assert_eq!(after.len(), 1, "{after:#?}");
-        blamed(&after[0], (41460, "wayvr"), Confidence::Likely);
+        blamed(&after[0], (41460, "wayvr"), Confidence::KernelOnly);
         let (before, _) = analyze(&format!("{irq}{timeout}"));
         assert_eq!(before.len(), 1, "{before:#?}");
         blamed(&before[0], (41460, "wayvr"), Confidence::Certain);
@@ -1868,7 +1888,7 @@ amdgpu 0000:03:00.0: GPU reset begin!. Source: 1
         assert_eq!(i.started_at, "312.522683");
         assert_eq!(i.evidence[0].what, "devcoredump written");
         assert_eq!(c.stats().unattached, 0);
-        blamed(i, (2288, "cosmic-comp"), Confidence::Likely);
+        blamed(i, (2288, "cosmic-comp"), Confidence::KernelOnly);
     }
 
     /// Held notices are bounded, only adopted on the same GPU and within a few seconds;

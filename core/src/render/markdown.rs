@@ -3,7 +3,7 @@
 //! spans or indented code blocks, never as markdown.
 use std::fmt::Write;
 
-use super::text::{is_suspect, suspicion_basis};
+use super::text::{is_kernel_word, is_suspect, suspicion_basis, KERNEL_WORD};
 use crate::escape::{md_block, md_cell, md_code};
 use crate::incident::{Incident, JobSnapshot, ProcessRef, ResetOutcome};
 
@@ -150,6 +150,13 @@ fn culprit(o: &mut String, incident: &Incident) {
                 suspicion_basis(incident)
             );
         }
+        Some(c) if is_kernel_word(incident) => {
+            let _ = writeln!(
+                o,
+                "**{}** — confidence **{conf}** ({KERNEL_WORD})\n",
+                process(c)
+            );
+        }
         Some(c) => {
             let _ = writeln!(o, "**{}** — confidence **{conf}**\n", process(c));
         }
@@ -183,6 +190,13 @@ fn kernel_said(o: &mut String, incident: &Incident) {
                     .as_ref()
                     .map(process)
                     .unwrap_or_else(|| "another process".into())
+            );
+        }
+        Some(k) if is_kernel_word(incident) => {
+            let _ = writeln!(
+                o,
+                "The kernel blamed {}. Its word is the only evidence: nothing else confirms or contradicts it.\n",
+                process(k)
             );
         }
         Some(k) => {
@@ -345,6 +359,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_kernel_word_alone_is_said_to_be_alone() {
+        let mut inc = disputed_incident();
+        inc.kernel_blame_disputed = false;
+        inc.kernel_blamed = inc.culprit.clone();
+        inc.confidence = Confidence::KernelOnly;
+        let md = render(&inc);
+        assert!(
+            md.contains("— confidence **kernel_only** (the kernel's word, nothing else)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Its word is the only evidence: nothing else confirms or contradicts it."),
+            "{md}"
+        );
+        assert!(!md.contains("agrees with the evidence"), "{md}");
+    }
+
+    #[test]
     fn a_suspect_is_not_presented_as_a_verdict() {
         let md = render(&crate::testkit::suspect_incident());
         assert!(
@@ -419,7 +451,11 @@ pub(crate) mod tests {
 
     #[test]
     fn hostile_names_never_become_markdown_structure() {
-        for confidence in [Confidence::Likely, Confidence::Unknown] {
+        for confidence in [
+            Confidence::Likely,
+            Confidence::KernelOnly,
+            Confidence::Unknown,
+        ] {
             let of = |name: &str| {
                 let mut inc = hostile(name);
                 inc.confidence = confidence;

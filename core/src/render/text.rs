@@ -23,6 +23,14 @@ pub fn is_suspect(incident: &Incident) -> bool {
     incident.culprit.is_some() && incident.confidence == Confidence::Unknown
 }
 
+/// What a `kernel_only` confidence means, in the words every report uses.
+pub const KERNEL_WORD: &str = "the kernel's word, nothing else";
+
+/// The kernel named the culprit and nothing else confirms or contradicts it (rule T5, log only).
+pub fn is_kernel_word(incident: &Incident) -> bool {
+    incident.culprit.is_some() && incident.confidence == Confidence::KernelOnly
+}
+
 /// Why a suspect is only a suspect: the probes' flight recorder is the only progress evidence.
 pub fn suspicion_basis(incident: &Incident) -> &'static str {
     if incident.evidence.iter().any(|e| e.source == Source::Ebpf) {
@@ -51,6 +59,13 @@ pub fn render(incident: &Incident) -> String {
                 "suspect:  {} — confidence unknown ({})",
                 process_name(c),
                 suspicion_basis(incident)
+            );
+        }
+        Some(c) if is_kernel_word(incident) => {
+            let _ = writeln!(
+                o,
+                "culprit:  {} — confidence kernel_only ({KERNEL_WORD})",
+                process_name(c)
             );
         }
         Some(c) => {
@@ -92,6 +107,13 @@ pub fn render(incident: &Incident) -> String {
                     .as_ref()
                     .map(process_name)
                     .unwrap_or_else(|| "another process".into())
+            );
+        }
+        Some(k) if is_kernel_word(incident) => {
+            let _ = writeln!(
+                o,
+                "kernel:   blamed {} (the only evidence: nothing else confirms or contradicts it)",
+                process_name(k)
             );
         }
         Some(k) => {
@@ -217,6 +239,24 @@ pub(crate) mod tests {
         assert!(!text.contains("DISPUTED"), "{text}");
         assert!(text.contains("agrees with the evidence"), "{text}");
         assert!(!text.contains("dropped"), "{text}");
+    }
+
+    #[test]
+    fn kernel_word_alone_does_not_claim_agreement() {
+        let mut inc = disputed_incident();
+        inc.kernel_blame_disputed = false;
+        inc.kernel_blamed = inc.culprit.clone();
+        inc.confidence = Confidence::KernelOnly;
+        let text = render(&inc);
+        assert!(!text.contains("agrees with the evidence"), "{text}");
+        assert!(
+            text.contains("— confidence kernel_only (the kernel's word, nothing else)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(the only evidence: nothing else confirms or contradicts it)"),
+            "{text}"
+        );
     }
 
     #[test]
