@@ -289,6 +289,10 @@ pub struct Incident {
     /// wedged uevent; omitted when it said none or sent none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_recovery: Option<String>,
+    /// The id of the incident this one is a consequence of (rule L1: another ring of the same
+    /// GPU timed out and its reset ended just before this timeout); omitted when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consequence_of: Option<String>,
 }
 
 // ---- compute attribution (filled by correlate::compute, rules C1–C5) ----

@@ -63,7 +63,11 @@ pub fn attribute(o: &Open, id: String, cx: &Ctx) -> Incident {
     }
     let compute = compute::attribute(o, kind, ring.as_deref(), cx, &mut b);
     notes(o, kind, &mut b.reasoning);
+    if let Some(l) = &o.link {
+        b.reasoning.push_str(&l.reasoning());
+    }
     let mut inc = assemble(o, kind, ring, b, cx);
+    inc.consequence_of = o.link.as_ref().map(|l| l.of.clone());
     inc.compute = compute;
     inc.id = id;
     inc
@@ -541,6 +545,7 @@ fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &C
         },
         compute: None,
         needs_recovery: o.wedged.needs_recovery(),
+        consequence_of: None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Event streams reproducing the fixture logs (as probe events, as kmsg records, and both
 //! interleaved) plus the edge cases from docs/attribution.md.
-use super::{Config, Correlator};
+use super::{consequence, Config, Correlator};
 use crate::incident::{Confidence, Incident, IncidentKind, JobState, ResetOutcome};
 use crate::model::*;
 
@@ -1728,6 +1728,95 @@ mod corpus_lessons {
             &incs[0],
             "Other timeouts in the same incident: gfx at 5.000000",
         );
+    }
+
+    /// A compute ring's timeout and its successful per-ring reset, then a gfx timeout `gap`
+    /// later naming gnome-shell (`ring` for the second timeout).
+    fn two_rings(second: &str, gap_ms: u64) -> String {
+        let t = 34.965512 + gap_ms as f64 / 1000.0;
+        format!(
+            "\
+[   34.965321] amdgpu 0000:03:00.0: amdgpu: ring comp_1.1.0 timeout, signaled seq=7, emitted seq=9
+[   34.965331] amdgpu 0000:03:00.0: amdgpu:  Process python3 pid 4087 thread python3:cs0 pid 4213
+[   34.965338] amdgpu 0000:03:00.0: amdgpu: Starting comp_1.1.0 ring reset
+[   34.965512] amdgpu 0000:03:00.0: amdgpu: Ring comp_1.1.0 reset succeeded
+[{t:13.6}] amdgpu 0000:03:00.0: amdgpu: ring {second} timeout, signaled seq=70, emitted seq=72
+[{t:13.6}] amdgpu 0000:03:00.0: amdgpu:  Process gnome-shell pid 1800 thread gnome-shel:cs0 pid 1801
+"
+        )
+    }
+
+    /// One hang on two rings: gfx times out 3 ms after the compute ring's reset succeeded.
+    /// Two incidents (a timeout after a reset ended is a new one), the second linked to the
+    /// first as its consequence (rule L1), with an evidence entry and a reasoning sentence.
+    #[test]
+    fn one_hang_on_two_rings_links_the_second_as_a_consequence() {
+        let (incs, _) = analyze(&two_rings("gfx_0.0.0", 3));
+        assert_eq!(incs.len(), 2, "{incs:#?}");
+        let (first, second) = (&incs[0], &incs[1]);
+        assert_eq!(first.ring.as_deref(), Some("comp_1.1.0"));
+        assert_eq!(first.consequence_of, None);
+        assert_eq!(second.ring.as_deref(), Some("gfx_0.0.0"));
+        assert_eq!(second.consequence_of.as_deref(), Some(first.id.as_str()));
+        says(second, "Rule L1: a consequence of incident 0000:03:00.0-");
+        says(
+            second,
+            "comp_1.1.0 timed out on the same GPU and its reset ended 3.0 ms before",
+        );
+        assert!(
+            second
+                .evidence
+                .iter()
+                .any(|e| e.what.starts_with("consequence of incident")),
+            "{:#?}",
+            second.evidence
+        );
+        let json = serde_json::to_value(second).unwrap();
+        assert_eq!(json["consequence_of"], first.id.as_str());
+        assert!(serde_json::to_value(first)
+            .unwrap()
+            .get("consequence_of")
+            .is_none());
+    }
+
+    /// Rule L1 live: the same hang from the probes. The provisional report of the second
+    /// incident already carries the link, and so does the final one.
+    #[test]
+    fn one_hang_on_two_rings_from_the_probes() {
+        let mut v = job(S, 200, "python3", "comp_1.0.0", 1, 42, 10, None);
+        v.extend(job(S, 100, "gnome-shell", "gfx_0.0.0", 2, 41, 20, None));
+        v.push(timed_out(11 * S, "comp_1.0.0", 1, 42));
+        v.push(reset_begin(11 * S + 100));
+        v.push(probe(11 * S + S / 2, EventBody::ResetEnd { result: 0 }));
+        v.push(timed_out(11 * S + S / 2 + 2_000_000, "gfx_0.0.0", 2, 41));
+        let mut c = Correlator::new(Config::default());
+        let mut out = Vec::new();
+        for e in v {
+            out.extend(c.push(e));
+        }
+        let live = c.changed_open();
+        let second = live.iter().find(|i| i.ring.as_deref() == Some("gfx_0.0.0"));
+        let first = live
+            .iter()
+            .find(|i| i.ring.as_deref() == Some("comp_1.0.0"));
+        let (first, second) = (first.expect("comp incident"), second.expect("gfx incident"));
+        assert!(second.provisional);
+        assert_eq!(second.consequence_of.as_deref(), Some(first.id.as_str()));
+        out.extend(c.finish());
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert_eq!(out[1].consequence_of.as_deref(), Some(out[0].id.as_str()));
+        says(&out[1], "its reset ended 2.0 ms before");
+    }
+
+    /// Rule L1's bounds: past its window, or the same ring timing out again, is no consequence.
+    #[test]
+    fn a_later_or_same_ring_timeout_is_no_consequence() {
+        let late = consequence::WINDOW_NS / 1_000_000 + 1;
+        for log in [two_rings("gfx_0.0.0", late), two_rings("comp_1.1.0", 3)] {
+            let (incs, _) = analyze(&log);
+            assert_eq!(incs.len(), 2, "{incs:#?}");
+            assert_eq!(incs[1].consequence_of, None, "{incs:#?}");
+        }
     }
 
     /// Log only, nothing but the kernel's Process line names gnome-shell: the kernel's word

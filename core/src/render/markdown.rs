@@ -116,6 +116,13 @@ fn header(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "- **GPU:** {}", opt(&incident.gpu, "unknown"));
     let _ = writeln!(o, "- **Ring:** {}", opt(&incident.ring, "-"));
     let _ = writeln!(o, "- **Started:** {}", md_code(&incident.started_at));
+    if let Some(first) = &incident.consequence_of {
+        let _ = writeln!(
+            o,
+            "- **Consequence of:** incident {} (rule L1)",
+            md_code(first)
+        );
+    }
     if let Some(w) = &incident.wall_time {
         let _ = writeln!(o, "- **Wall clock:** {}", md_code(w));
     }
@@ -356,6 +363,18 @@ pub(crate) mod tests {
         );
         assert!(md.contains("    [drm:amdgpu_job_timedout"), "{md}");
         assert!(md.contains("process Xwayland pid 6518"), "{md}");
+    }
+
+    #[test]
+    fn a_consequence_names_the_incident_it_follows() {
+        let mut inc = disputed_incident();
+        assert!(!render(&inc).contains("Consequence of"));
+        inc.consequence_of = Some("0000:03:00.0-100".into());
+        let md = render(&inc);
+        assert!(
+            md.contains("- **Consequence of:** incident ` 0000:03:00.0-100 ` (rule L1)"),
+            "{md}"
+        );
     }
 
     #[test]

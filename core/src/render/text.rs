@@ -52,6 +52,13 @@ pub fn render(incident: &Incident) -> String {
         terminal(incident.ring.as_deref().unwrap_or("-")),
         terminal(&incident.started_at)
     );
+    if let Some(first) = &incident.consequence_of {
+        let _ = writeln!(
+            o,
+            "follows:  incident {} — this is its consequence (rule L1)",
+            terminal(first)
+        );
+    }
     match &incident.culprit {
         Some(c) if is_suspect(incident) => {
             let _ = writeln!(
@@ -239,6 +246,20 @@ pub(crate) mod tests {
         assert!(!text.contains("DISPUTED"), "{text}");
         assert!(text.contains("agrees with the evidence"), "{text}");
         assert!(!text.contains("dropped"), "{text}");
+    }
+
+    #[test]
+    fn a_consequence_names_the_incident_it_follows() {
+        let mut inc = disputed_incident();
+        assert!(!render(&inc).contains("follows:"));
+        inc.consequence_of = Some("0000:03:00.0-100\x1b[2J".into());
+        let text = render(&inc);
+        assert!(
+            text.contains("follows:  incident 0000:03:00.0-100"),
+            "{text}"
+        );
+        assert!(text.contains("this is its consequence (rule L1)"), "{text}");
+        assert!(!text.contains('\x1b'), "{text}");
     }
 
     #[test]
