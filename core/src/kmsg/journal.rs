@@ -93,6 +93,49 @@ pub fn parse_json(line: &str) -> Option<Entry> {
     e.message.is_some().then_some(e)
 }
 
+/// The header of a `journalctl -o verbose` entry, as an entry without fields yet:
+/// `Tue 2026-11-14 10:46:51.123456 CET [s=…;i=…;b=<boot>;m=<mono µs, hex>;t=<wall µs, hex>;x=…]`.
+/// The cursor gives the boot and both clocks; the fields follow on indented lines.
+pub fn verbose_header(line: &str) -> Option<Entry> {
+    let line = line.trim_end();
+    if line.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let cursor = line.strip_suffix(']')?;
+    let cursor = &cursor[cursor.rfind(" [s=")? + 2..];
+    if !cursor.contains(";i=") {
+        return None;
+    }
+    let mut e = Entry::default();
+    for part in cursor.split(';') {
+        let hex = |v: &str| u64::from_str_radix(v, 16).ok();
+        match part.split_once('=') {
+            Some(("b", v)) => e.boot_id = Some(v.to_string()),
+            Some(("m", v)) => e.mono_us = hex(v),
+            Some(("t", v)) => e.real_us = hex(v),
+            _ => {}
+        }
+    }
+    Some(e)
+}
+
+/// One indented line of a `journalctl -o verbose` entry: `    KEY=VALUE` adds the field to
+/// `e` when hangwatch reads it. False for a line of another shape (the rest of a multi-line
+/// value, or no verbose line at all).
+pub fn verbose_field(e: &mut Entry, line: &str) -> bool {
+    let Some((key, val)) = line.trim().split_once('=') else {
+        return false;
+    };
+    let is_key = !key.is_empty()
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+    if is_key && wanted(key.as_bytes()) {
+        e.field(key.as_bytes(), val.as_bytes().to_vec());
+    }
+    is_key
+}
+
 /// Whether the stream is `journalctl -o export` (its entries start with `__CURSOR=`, or with
 /// `__REALTIME_TIMESTAMP=` under `--output-fields`).
 pub fn looks_like_export(first: &[u8]) -> bool {
