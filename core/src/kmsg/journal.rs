@@ -103,20 +103,21 @@ pub fn verbose_header(line: &str) -> Option<Entry> {
     }
     let cursor = line.strip_suffix(']')?;
     let cursor = &cursor[cursor.rfind(" [s=")? + 2..];
-    if !cursor.contains(";i=") {
-        return None;
-    }
     let mut e = Entry::default();
+    let mut index = false;
     for part in cursor.split(';') {
         let hex = |v: &str| u64::from_str_radix(v, 16).ok();
         match part.split_once('=') {
+            Some(("i", _)) => index = true,
             Some(("b", v)) => e.boot_id = Some(v.to_string()),
             Some(("m", v)) => e.mono_us = hex(v),
             Some(("t", v)) => e.real_us = hex(v),
             _ => {}
         }
     }
-    Some(e)
+    // A cursor has them all; a message ending in brackets does not.
+    let whole = index && e.boot_id.is_some() && e.mono_us.is_some() && e.real_us.is_some();
+    whole.then_some(e)
 }
 
 /// One indented line of a `journalctl -o verbose` entry: `    KEY=VALUE` adds the field to
@@ -283,6 +284,39 @@ pub fn spawn_journalctl(src: &JournalSource) -> io::Result<Child> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verbose_header_and_fields() {
+        let h = "Sat 2026-11-14 10:01:40.000040 UTC [s=5d3c;i=2a;b=0011aabb;m=5f5e128;t=65f5a2c1e8f28;x=9f]";
+        let mut e = verbose_header(h).unwrap();
+        assert_eq!(e.boot_id.as_deref(), Some("0011aabb"));
+        assert_eq!(
+            (e.mono_us, e.real_us),
+            (Some(0x5f5e128), Some(0x65f5a2c1e8f28))
+        );
+        assert!(verbose_field(&mut e, "    MESSAGE=amdgpu: a=b"));
+        assert!(verbose_field(
+            &mut e,
+            "    _SOURCE_MONOTONIC_TIMESTAMP=100000000"
+        ));
+        assert!(verbose_field(&mut e, "    SYSLOG_FACILITY=0"));
+        assert!(!verbose_field(
+            &mut e,
+            "      the rest of a multi-line value"
+        ));
+        assert_eq!(e.message.as_deref(), Some(&b"amdgpu: a=b"[..]));
+        assert_eq!(e.src_mono_us, Some(100_000_000));
+        // Lookalikes: no cursor, an indented line, a bracket that is not one.
+        for l in [
+            "Nov 14 10:01:40 host kernel: [s=1;i=2]",
+            "Sat 2026-11-14 10:01:40 UTC [s=1;i=2;b=3;m=zz;t=5]",
+            "    Sat 2026-11-14 10:01:40 UTC [s=1;i=2]",
+            "a [s=1] b",
+            "x [s=1;b=2]",
+        ] {
+            assert!(verbose_header(l).is_none(), "{l}");
+        }
+    }
 
     #[test]
     fn json_entry_with_byte_array_message() {
