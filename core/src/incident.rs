@@ -44,7 +44,7 @@ impl IncidentKind {
 pub enum Confidence {
     /// No verdict: nobody named, or a suspect from timing alone.
     Unknown,
-    /// The kernel's blame is the only evidence: nothing else confirms or contradicts it.
+    /// The kernel's blame is the only evidence naming the culprit.
     KernelOnly,
     /// The evidence points to the culprit; something could still contradict it.
     Likely,

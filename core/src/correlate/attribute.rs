@@ -153,7 +153,7 @@ fn kernel_stands(who: ProcessRef, ring: &str, kernel_only: bool) -> Blame {
         who.comm, who.pid
     );
     if kernel_only {
-        return Blame::new(format!("Rule T5: {job}; the kernel's Process line is the only evidence: nothing else confirms or contradicts it, so confidence is kernel_only."))
+        return Blame::new(format!("Rule T5: {job}; only the kernel's Process line names it, and no other evidence names a culprit, so confidence is kernel_only."))
             .blame(who, Confidence::KernelOnly);
     }
     Blame::new(format!(

@@ -1831,7 +1831,7 @@ mod corpus_lessons {
         );
         assert_eq!(incs.len(), 1, "{incs:#?}");
         blamed(&incs[0], (1800, "gnome-shell"), Confidence::KernelOnly);
-        says(&incs[0], "the kernel's Process line is the only evidence");
+        says(&incs[0], "only the kernel's Process line names it");
         assert!(Confidence::KernelOnly < Confidence::Likely);
         assert!(Confidence::Unknown < Confidence::KernelOnly);
         let json = serde_json::to_value(Confidence::KernelOnly).unwrap();

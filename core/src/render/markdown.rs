@@ -202,7 +202,7 @@ fn kernel_said(o: &mut String, incident: &Incident) {
         Some(k) if is_kernel_word(incident) => {
             let _ = writeln!(
                 o,
-                "The kernel blamed {}. Its word is the only evidence: nothing else confirms or contradicts it.\n",
+                "The kernel blamed {}. Its word is the only evidence naming a culprit.\n",
                 process(k)
             );
         }
@@ -389,7 +389,7 @@ pub(crate) mod tests {
             "{md}"
         );
         assert!(
-            md.contains("Its word is the only evidence: nothing else confirms or contradicts it."),
+            md.contains("Its word is the only evidence naming a culprit."),
             "{md}"
         );
         assert!(!md.contains("agrees with the evidence"), "{md}");

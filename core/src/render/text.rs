@@ -26,7 +26,7 @@ pub fn is_suspect(incident: &Incident) -> bool {
 /// What a `kernel_only` confidence means, in the words every report uses.
 pub const KERNEL_WORD: &str = "the kernel's word, nothing else";
 
-/// The kernel named the culprit and nothing else confirms or contradicts it (rule T5, log only).
+/// Only the kernel's word names the culprit (rule T5, typically log only).
 pub fn is_kernel_word(incident: &Incident) -> bool {
     incident.culprit.is_some() && incident.confidence == Confidence::KernelOnly
 }
@@ -119,7 +119,7 @@ pub fn render(incident: &Incident) -> String {
         Some(k) if is_kernel_word(incident) => {
             let _ = writeln!(
                 o,
-                "kernel:   blamed {} (the only evidence: nothing else confirms or contradicts it)",
+                "kernel:   blamed {} (its word is the only evidence naming a culprit)",
                 process_name(k)
             );
         }
@@ -275,7 +275,7 @@ pub(crate) mod tests {
             "{text}"
         );
         assert!(
-            text.contains("(the only evidence: nothing else confirms or contradicts it)"),
+            text.contains("(its word is the only evidence naming a culprit)"),
             "{text}"
         );
     }
