@@ -39,11 +39,16 @@ impl IncidentKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Confidence {
+    /// No verdict: nobody named, or a suspect from timing alone.
     Unknown,
+    /// The kernel's blame is the only evidence naming the culprit.
+    KernelOnly,
+    /// The evidence points to the culprit; something could still contradict it.
     Likely,
+    /// The evidence shows it.
     Certain,
 }
 
@@ -52,6 +57,7 @@ impl Confidence {
     pub fn name(self) -> &'static str {
         match self {
             Confidence::Unknown => "unknown",
+            Confidence::KernelOnly => "kernel_only",
             Confidence::Likely => "likely",
             Confidence::Certain => "certain",
         }
@@ -283,6 +289,10 @@ pub struct Incident {
     /// wedged uevent; omitted when it said none or sent none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_recovery: Option<String>,
+    /// The id of the incident this one is a consequence of (rule L1: another ring of the same
+    /// GPU timed out and its reset ended just before this timeout); omitted when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consequence_of: Option<String>,
 }
 
 // ---- compute attribution (filled by correlate::compute, rules C1–C5) ----

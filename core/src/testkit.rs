@@ -81,6 +81,7 @@ pub fn disputed_incident() -> Incident {
         omitted: Default::default(),
         compute: None,
         needs_recovery: None,
+        consequence_of: None,
     }
 }
 

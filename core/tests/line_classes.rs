@@ -90,6 +90,41 @@ fn newest_first_journal() {
     assert_eq!(blamed(&dmesg_reversed), glxgears_on_gfx());
 }
 
+/// `journalctl -o verbose`: per entry a timestamp and cursor line (boot, monotonic and wall
+/// clock in hex µs), then indented `KEY=VALUE` fields; MESSAGE carries the text. Other
+/// entries, multi-line values and blobs sit between them.
+#[test]
+fn journal_verbose() {
+    let mut log = String::from("-- Journal begins at Sat 2026-11-14 09:00:00 UTC. --\n");
+    log.push_str("Sat 2026-11-14 10:01:39.000000 UTC [s=5d3c;i=1;b=00112233445566778899aabbccddeeff;m=5f5e100;t=65f5a2c1e8f00;x=9f]\n    _TRANSPORT=stdout\n    MESSAGE=first line of a value\n      that goes on here=with an equals sign\n    COREDUMP=[4.0K blob data]\n");
+    for (i, l) in TAGGED.lines().enumerate() {
+        let (stamp, msg) = l.split_once("] ").unwrap();
+        let us = (stamp.trim_start_matches('[').trim().parse::<f64>().unwrap() * 1e6) as u64;
+        // journald received it 40 µs after the kernel stamped it, on both clocks.
+        let real = 1_794_650_400_000_000 + us + 40;
+        log.push_str(&format!(
+            "Sat 2026-11-14 10:01:40.000000 UTC [s=5d3c;i={:x};b=00112233445566778899aabbccddeeff;m={:x};t={real:x};x=9f]\n    _BOOT_ID=00112233445566778899aabbccddeeff\n    _TRANSPORT=kernel\n    PRIORITY=3\n    SYSLOG_IDENTIFIER=kernel\n    _SOURCE_MONOTONIC_TIMESTAMP={us}\n    MESSAGE={msg}\n    _HOSTNAME=bernard\n",
+            i + 2,
+            us + 40,
+        ));
+    }
+    assert_eq!(blamed(&log), glxgears_on_gfx());
+    let (incidents, _) = common::analyze_full(log.as_bytes());
+    assert_eq!(
+        incidents[0].wall_time.as_deref(),
+        Some("2026-11-14T10:01:40.000000Z"),
+        "{incidents:#?}"
+    );
+    assert_eq!(incidents[0].hostname.as_deref(), Some("bernard"));
+    let st = common::stats(log.as_bytes());
+    assert!(
+        st.forms
+            .contains_key(&hangwatch_core::kmsg::stamp::Form::JournalVerbose),
+        "{:?}",
+        st.forms
+    );
+}
+
 /// amdgpu text in a shape no reader knows: exit 3, the forms tried and the lines themselves,
 /// never "no amdgpu messages found" with exit 0.
 #[test]

@@ -243,6 +243,19 @@ fn export(log: &Log) -> Option<Vec<u8>> {
     Some(out)
 }
 
+fn verbose(log: &Log) -> Option<Vec<u8>> {
+    let mut out = String::new();
+    for (i, (s, msg, boot)) in log.entries()?.into_iter().enumerate() {
+        let wall = civil(s.real_ns).strftime("%a %Y-%m-%d %H:%M:%S%.6f UTC");
+        let (mono, real) = (s.mono_ns / 1000, s.real_ns / 1000);
+        out.push_str(&format!(
+            "{wall} [s=5d3c1a;i={i:x};b={boot:032x};m={mono:x};t={real:x};x=9f2e]\n    _BOOT_ID={boot:032x}\n    _TRANSPORT=kernel\n    PRIORITY=3\n    _HOSTNAME={}\n    _SOURCE_MONOTONIC_TIMESTAMP={mono}\n    MESSAGE={msg}\n",
+            host(&s)
+        ));
+    }
+    Some(out.into_bytes())
+}
+
 // --- host names ---------------------------------------------------------------------------
 
 /// The line with its `host kernel: ` part rewritten by `f(host)` (None: no host printed).
@@ -425,6 +438,7 @@ const TRANSFORMS: &[(&str, Transform)] = &[
     ("to_rsyslog_iso", convert!(to_rsyslog_iso)),
     ("to_json", json),
     ("to_export", export),
+    ("to_verbose", verbose),
     ("reversed", reversed),
     ("joined", joined),
     ("wrapped_80", wrap80),

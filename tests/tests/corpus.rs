@@ -282,7 +282,7 @@ fn validate(id: &str, case: &Case) -> Vec<String> {
     for e in &case.incident {
         let kinds = ["ring_timeout", "page_fault", "gpu_reset", "illegal_command"];
         need(kinds.contains(&e.kind.as_str()), "unknown kind");
-        let confidences = ["certain", "likely", "unknown"];
+        let confidences = ["certain", "likely", "kernel_only", "unknown"];
         need(
             confidences.contains(&e.confidence.as_str()),
             "unknown confidence",

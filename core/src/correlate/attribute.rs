@@ -63,7 +63,11 @@ pub fn attribute(o: &Open, id: String, cx: &Ctx) -> Incident {
     }
     let compute = compute::attribute(o, kind, ring.as_deref(), cx, &mut b);
     notes(o, kind, &mut b.reasoning);
+    if let Some(l) = &o.link {
+        b.reasoning.push_str(&l.reasoning());
+    }
     let mut inc = assemble(o, kind, ring, b, cx);
+    inc.consequence_of = o.link.as_ref().map(|l| l.of.clone());
     inc.compute = compute;
     inc.id = id;
     inc
@@ -126,8 +130,7 @@ fn ring_timeout(o: &Open, ring: Option<&str>, cx: &Ctx) -> Blame {
         (_, Some((f, v)), _) => implicated_blame(f, v, hung.as_ref(), ring_name, cx),
         (_, None, Some((f, _))) => timing_blame(f, t, hung.as_ref(), ring_name, o.clock, cx),
         (Some((hp, hc)), None, None) => {
-            Blame::new(format!("Rule T5: the job of {hc} (pid {hp}) timed out on {ring_name}; no fault evidence points elsewhere, so the kernel's blame stands."))
-                .blame(cx.procs.reference(*hp, hc), Confidence::Likely)
+            kernel_stands(cx.procs.reference(*hp, hc), ring_name, blamed.is_some_and(RingTimeout::kernel_word_only))
         }
         (None, None, None) => Blame::new(
             "Rule T6: a ring timed out but neither the kernel nor the probes named the job's owner."
@@ -140,6 +143,23 @@ fn ring_timeout(o: &Open, ring: Option<&str>, cx: &Ctx) -> Blame {
     }
     other_timeouts(o, cx, &mut b);
     b
+}
+
+/// T5: nothing counts against the hung job's owner. Seen by a probe, the blame is likely;
+/// named by the kernel's "Process" line alone, it is the kernel's word and nothing else.
+fn kernel_stands(who: ProcessRef, ring: &str, kernel_only: bool) -> Blame {
+    let job = format!(
+        "the job of {} (pid {}) timed out on {ring}",
+        who.comm, who.pid
+    );
+    if kernel_only {
+        return Blame::new(format!("Rule T5: {job}; only the kernel's Process line names it, and no other evidence names a culprit, so confidence is kernel_only."))
+            .blame(who, Confidence::KernelOnly);
+    }
+    Blame::new(format!(
+        "Rule T5: {job}; no fault evidence points elsewhere, so the kernel's blame stands."
+    ))
+    .blame(who, Confidence::Likely)
 }
 
 /// The incident's other timeouts (a wedged GPU times out several rings): listed in the
@@ -525,6 +545,7 @@ fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &C
         },
         compute: None,
         needs_recovery: o.wedged.needs_recovery(),
+        consequence_of: None,
     }
 }
 

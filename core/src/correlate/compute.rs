@@ -106,6 +106,32 @@ impl Scope<'_> {
         }
     }
 
+    /// C1 for eviction lines that name no known process: each is still compute work on the
+    /// GPU. The queues they name: of the unresolved pasids, or of an unnamed process when no
+    /// eviction line named a known one. None when there is nothing more to say.
+    fn unnamed_evictions(&self, notes: &ComputeNotes) -> Option<String> {
+        let mut pasids: Vec<String> = Vec::new();
+        let (mut unnamed, mut named) = (false, false);
+        for n in &notes.list {
+            let NoteKind::Log(KfdLogKind::EvictFailed { pasid, .. }) = &n.what else {
+                continue;
+            };
+            if self.mentioned(&n.what).is_some() {
+                named = true;
+                continue;
+            }
+            unnamed = true;
+            let label = pasid.map(|p| format!("pasid 0x{p:x}"));
+            if let Some(l) = label.filter(|l| !pasids.contains(l)) {
+                pasids.push(l);
+            }
+        }
+        if !pasids.is_empty() {
+            return Some(format!("the queues of {}", pasids.join(", ")));
+        }
+        (unnamed && !named).then(|| "the queues of a process the log does not name".to_string())
+    }
+
     /// The most specific flag among the notes: certain beats likely, later beats earlier
     /// among equals.
     fn flag(&self, notes: &ComputeNotes) -> Option<Flag> {
@@ -279,10 +305,17 @@ pub fn attribute(
     if o.reset.outcome().is_some() || kind == IncidentKind::GpuReset {
         reset_victims(b, &candidates);
     }
+    let mut note = cx.queues.source_note();
+    if let Some(what) = s.unnamed_evictions(&o.compute) {
+        note.push_str(&format!("; KFD failed to evict {what} (no process known)"));
+        b.reasoning.push_str(&format!(
+            " Rule C1: KFD failed to evict {what} on this GPU: compute work was running on it when it hung. No process is known for it, and a compute job may have caused the hang."
+        ));
+    }
     Some(ComputeAttribution {
         flagged,
         candidates,
-        note: cx.queues.source_note(),
+        note,
     })
 }
 

@@ -10,6 +10,7 @@ mod attribute;
 mod blame;
 mod clock;
 mod compute;
+mod consequence;
 mod lru;
 mod notes;
 mod open;
@@ -257,7 +258,15 @@ impl Correlator {
         };
         let idx = match self.route(&event, role) {
             Some(i) => i,
-            None if role.opens() => self.open_incident(&event, out),
+            None if role.opens() => {
+                let link = self.consequence_of(&event);
+                let i = self.open_incident(&event, out);
+                self.join(i, &event, role);
+                if let Some(l) = link {
+                    self.open[i].link(l, &event);
+                }
+                return;
+            }
             None if open::pends(&event) => {
                 self.stats.unattached += self.pending.hold(event);
                 return;
@@ -270,6 +279,25 @@ impl Correlator {
             }
         };
         self.join(idx, &event, role);
+    }
+
+    /// Rule L1: the open incident on `event`'s GPU whose hang a timeout opening a new
+    /// incident follows from, when there is one (`consequence.rs`).
+    fn consequence_of(&mut self, event: &Event) -> Option<consequence::Link> {
+        let gpu = event.gpu.as_deref();
+        let (i, gap_ns) = self
+            .open
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, o)| crate::model::same_gpu(o.gpu.as_deref(), gpu))
+            .find_map(|(i, o)| consequence::gap(o, event).map(|g| (i, g)))?;
+        let o = &mut self.open[i];
+        Some(consequence::Link {
+            of: o.id(),
+            ring: consequence::first_ring(o),
+            gap_ns,
+        })
     }
 
     /// Opens an incident for `event` (closing the oldest past `max_open`), adopting the held

@@ -2,6 +2,7 @@
 //! keeps for attribution (`roles.rs`, `timeout.rs`, `compute.rs`). Joining and closing rules:
 //! docs/attribution.md "Clustering".
 use super::clock::render_time;
+use super::consequence::Link;
 use super::notes::ComputeNotes;
 use super::processes::Processes;
 use super::recorder::Recorder;
@@ -92,7 +93,7 @@ pub fn reset_result(ev: &Event) -> Option<Option<&str>> {
 }
 
 /// The ring a timeout event names, if any.
-fn timeout_ring(ev: &Event) -> Option<&str> {
+pub fn timeout_ring(ev: &Event) -> Option<&str> {
     match &ev.body {
         EventBody::JobTimedOut { ring, .. } => ring.as_deref(),
         EventBody::Kmsg(r) => match &r.kind {
@@ -180,6 +181,8 @@ pub struct Open {
     /// The first ring stall reported, if any.
     pub stall: Option<StallRec>,
     pub wedged: Wedged,
+    /// The incident this one is a consequence of (rule L1).
+    pub link: Option<Link>,
     pub evidence: EvidenceLog,
     pub dropped_at_open: u64,
     /// Changed since the last provisional report.
@@ -204,6 +207,7 @@ impl Open {
             compute: ComputeNotes::default(),
             stall: None,
             wedged: Wedged::default(),
+            link: None,
             evidence: EvidenceLog::default(),
             dropped_at_open: dropped,
             changed: true,
@@ -283,6 +287,14 @@ impl Open {
             _ => cfg.settle_ns,
         };
         t <= self.active_ns.saturating_add(window)
+    }
+
+    /// Marks this incident a consequence of another (rule L1), with an evidence entry at `ev`,
+    /// the timeout that opened it.
+    pub fn link(&mut self, link: Link, ev: &Event) {
+        self.evidence.push(link.evidence(ev), false);
+        self.link = Some(link);
+        self.changed = true;
     }
 
     /// Whether a result for `ring` (None: full reset) ends a reset pending here.

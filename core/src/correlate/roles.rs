@@ -209,6 +209,8 @@ pub struct Reset {
     full_ended_t: Option<u64>,
     pub ring_resets: Vec<RingReset>,
     pub ring_resets_omitted: u64,
+    /// When the latest reset result (full or per-ring) was reported.
+    pub result_t: Option<u64>,
     pub mes: bool,
     pub vram_lost: bool,
     /// Ring the probe's `amdgpu_device_gpu_recover` named.
@@ -300,6 +302,7 @@ impl Reset {
         self.last_full = true;
         self.full_pending = false;
         self.result = Some(ok);
+        self.result_t = Some(self.result_t.map_or(t, |e| e.max(t)));
         self.full_ended_t = Some(self.full_ended_t.map_or(t, |e| e.max(t)));
     }
 
@@ -323,6 +326,7 @@ impl Reset {
                 }
             }
             Some(ok) => {
+                self.result_t = Some(self.result_t.map_or(t, |e| e.max(t)));
                 match self
                     .ring_resets
                     .iter_mut()

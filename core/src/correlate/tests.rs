@@ -1,6 +1,6 @@
 //! Event streams reproducing the fixture logs (as probe events, as kmsg records, and both
 //! interleaved) plus the edge cases from docs/attribution.md.
-use super::{Config, Correlator};
+use super::{consequence, Config, Correlator};
 use crate::incident::{Confidence, Incident, IncidentKind, JobState, ResetOutcome};
 use crate::model::*;
 
@@ -1164,7 +1164,7 @@ mod blame_rules {
         ];
         let (incs, _) = run(v);
         let i = find_timeout(&incs);
-        blamed(i, (6, "kwin_wayland"), Confidence::Likely);
+        blamed(i, (6, "kwin_wayland"), Confidence::KernelOnly);
         says(i, "came through mmhub");
     }
 
@@ -1639,7 +1639,7 @@ mod corpus_lessons {
         assert_eq!(incs.len(), 1, "{incs:#?}");
         let i = &incs[0];
         assert_eq!(i.ring.as_deref(), Some("gfx"));
-        blamed(i, (1896, "VRising.exe"), Confidence::Likely);
+        blamed(i, (1896, "VRising.exe"), Confidence::KernelOnly);
         says(i, "timed out on gfx;");
         says(i, "sdma0 at 1000.200000 (no process named)");
         assert!(!i.reasoning.contains("on sdma0"), "{}", i.reasoning);
@@ -1665,7 +1665,7 @@ mod corpus_lessons {
         assert_eq!(incs.len(), 1, "{incs:#?}");
         let i = &incs[0];
         assert_eq!(i.ring.as_deref(), Some("comp_1.0.0"));
-        blamed(i, (7, "ollama"), Confidence::Likely);
+        blamed(i, (7, "ollama"), Confidence::KernelOnly);
         assert_eq!(i.kernel_blamed.as_ref().map(|k| k.pid), Some(7));
         says(i, "sdma0 at 10.000000 (no process named)");
         says(i, "gfx_0.0.0 at 10.000000 (the job of kwin (pid 8))");
@@ -1730,9 +1730,118 @@ mod corpus_lessons {
         );
     }
 
+    /// A compute ring's timeout and its successful per-ring reset, then a gfx timeout `gap`
+    /// later naming gnome-shell (`ring` for the second timeout).
+    fn two_rings(second: &str, gap_ms: u64) -> String {
+        let t = 34.965512 + gap_ms as f64 / 1000.0;
+        format!(
+            "\
+[   34.965321] amdgpu 0000:03:00.0: amdgpu: ring comp_1.1.0 timeout, signaled seq=7, emitted seq=9
+[   34.965331] amdgpu 0000:03:00.0: amdgpu:  Process python3 pid 4087 thread python3:cs0 pid 4213
+[   34.965338] amdgpu 0000:03:00.0: amdgpu: Starting comp_1.1.0 ring reset
+[   34.965512] amdgpu 0000:03:00.0: amdgpu: Ring comp_1.1.0 reset succeeded
+[{t:13.6}] amdgpu 0000:03:00.0: amdgpu: ring {second} timeout, signaled seq=70, emitted seq=72
+[{t:13.6}] amdgpu 0000:03:00.0: amdgpu:  Process gnome-shell pid 1800 thread gnome-shel:cs0 pid 1801
+"
+        )
+    }
+
+    /// One hang on two rings: gfx times out 3 ms after the compute ring's reset succeeded.
+    /// Two incidents (a timeout after a reset ended is a new one), the second linked to the
+    /// first as its consequence (rule L1), with an evidence entry and a reasoning sentence.
+    #[test]
+    fn one_hang_on_two_rings_links_the_second_as_a_consequence() {
+        let (incs, _) = analyze(&two_rings("gfx_0.0.0", 3));
+        assert_eq!(incs.len(), 2, "{incs:#?}");
+        let (first, second) = (&incs[0], &incs[1]);
+        assert_eq!(first.ring.as_deref(), Some("comp_1.1.0"));
+        assert_eq!(first.consequence_of, None);
+        assert_eq!(second.ring.as_deref(), Some("gfx_0.0.0"));
+        assert_eq!(second.consequence_of.as_deref(), Some(first.id.as_str()));
+        says(second, "Rule L1: a consequence of incident 0000:03:00.0-");
+        says(
+            second,
+            "comp_1.1.0 timed out on the same GPU and its reset ended 3.0 ms before",
+        );
+        assert!(
+            second
+                .evidence
+                .iter()
+                .any(|e| e.what.starts_with("consequence of incident")),
+            "{:#?}",
+            second.evidence
+        );
+        let json = serde_json::to_value(second).unwrap();
+        assert_eq!(json["consequence_of"], first.id.as_str());
+        assert!(serde_json::to_value(first)
+            .unwrap()
+            .get("consequence_of")
+            .is_none());
+    }
+
+    /// Rule L1 live: the same hang from the probes. The provisional report of the second
+    /// incident already carries the link, and so does the final one.
+    #[test]
+    fn one_hang_on_two_rings_from_the_probes() {
+        let mut v = job(S, 200, "python3", "comp_1.0.0", 1, 42, 10, None);
+        v.extend(job(S, 100, "gnome-shell", "gfx_0.0.0", 2, 41, 20, None));
+        v.push(timed_out(11 * S, "comp_1.0.0", 1, 42));
+        v.push(reset_begin(11 * S + 100));
+        v.push(probe(11 * S + S / 2, EventBody::ResetEnd { result: 0 }));
+        v.push(timed_out(11 * S + S / 2 + 2_000_000, "gfx_0.0.0", 2, 41));
+        let mut c = Correlator::new(Config::default());
+        let mut out = Vec::new();
+        for e in v {
+            out.extend(c.push(e));
+        }
+        let live = c.changed_open();
+        let second = live.iter().find(|i| i.ring.as_deref() == Some("gfx_0.0.0"));
+        let first = live
+            .iter()
+            .find(|i| i.ring.as_deref() == Some("comp_1.0.0"));
+        let (first, second) = (first.expect("comp incident"), second.expect("gfx incident"));
+        assert!(second.provisional);
+        assert_eq!(second.consequence_of.as_deref(), Some(first.id.as_str()));
+        out.extend(c.finish());
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert_eq!(out[1].consequence_of.as_deref(), Some(out[0].id.as_str()));
+        says(&out[1], "its reset ended 2.0 ms before");
+    }
+
+    /// Rule L1's bounds: past its window, or the same ring timing out again, is no consequence.
+    #[test]
+    fn a_later_or_same_ring_timeout_is_no_consequence() {
+        let late = consequence::WINDOW_NS / 1_000_000 + 1;
+        for log in [two_rings("gfx_0.0.0", late), two_rings("comp_1.1.0", 3)] {
+            let (incs, _) = analyze(&log);
+            assert_eq!(incs.len(), 2, "{incs:#?}");
+            assert_eq!(incs[1].consequence_of, None, "{incs:#?}");
+        }
+    }
+
+    /// Log only, nothing but the kernel's Process line names gnome-shell: the kernel's word
+    /// alone is `kernel_only`, below `likely`. The probe's hung job is evidence of its own.
+    #[test]
+    fn kernel_word_alone_is_kernel_only() {
+        let (incs, _) = analyze(
+            "\
+[ 50.000000] amdgpu 0000:03:00.0: amdgpu: ring gfx_0.0.0 timeout, signaled seq=7, emitted seq=9
+[ 50.000002] amdgpu 0000:03:00.0: amdgpu:  Process gnome-shell pid 1800 thread gnome-shel:cs0 pid 1801
+",
+        );
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        blamed(&incs[0], (1800, "gnome-shell"), Confidence::KernelOnly);
+        says(&incs[0], "only the kernel's Process line names it");
+        assert!(Confidence::KernelOnly < Confidence::Likely);
+        assert!(Confidence::Unknown < Confidence::KernelOnly);
+        let json = serde_json::to_value(Confidence::KernelOnly).unwrap();
+        assert_eq!(json, "kernel_only");
+    }
+
     /// ValveSoftware/SteamOS#2802 (RX 7800 XT, 7.2.5): the `Illegal opcode` IRQ is printed
     /// 76 µs after the timeout, after `Starting gfx_0.0.0 ring reset`: raised during the
-    /// recovery. Rule T2 needs it before the timeout, so the kernel's blame stays `likely`.
+    /// recovery. Rule T2 needs it before the timeout, so the kernel's word stays alone
+    /// (`kernel_only`).
     #[test]
     fn illegal_opcode_printed_after_the_timeout_is_not_rule_t2() {
         let (incs, _) = analyze(
@@ -1744,7 +1853,7 @@ mod corpus_lessons {
 ",
         );
         assert_eq!(incs.len(), 1, "{incs:#?}");
-        blamed(&incs[0], (9232, "main"), Confidence::Likely);
+        blamed(&incs[0], (9232, "main"), Confidence::KernelOnly);
         says(&incs[0], "Rule T5");
         says(&incs[0], "printed after the timeout");
     }
@@ -1757,7 +1866,7 @@ mod corpus_lessons {
         let irq = "[drm:gfx_v11_0_bad_op_irq [amdgpu]] *ERROR* Illegal opcode in command stream\n";
         let (after, _) = analyze(&format!("{timeout}{irq}"));
         assert_eq!(after.len(), 1, "{after:#?}");
-        blamed(&after[0], (41460, "wayvr"), Confidence::Likely);
+        blamed(&after[0], (41460, "wayvr"), Confidence::KernelOnly);
         let (before, _) = analyze(&format!("{irq}{timeout}"));
         assert_eq!(before.len(), 1, "{before:#?}");
         blamed(&before[0], (41460, "wayvr"), Confidence::Certain);
@@ -1868,7 +1977,7 @@ amdgpu 0000:03:00.0: GPU reset begin!. Source: 1
         assert_eq!(i.started_at, "312.522683");
         assert_eq!(i.evidence[0].what, "devcoredump written");
         assert_eq!(c.stats().unattached, 0);
-        blamed(i, (2288, "cosmic-comp"), Confidence::Likely);
+        blamed(i, (2288, "cosmic-comp"), Confidence::KernelOnly);
     }
 
     /// Held notices are bounded, only adopted on the same GPU and within a few seconds;

@@ -387,6 +387,73 @@ fn eviction_failure_names_a_candidate_not_a_culprit() {
     reasons(inc, "pid 3484");
 }
 
+/// A gfx timeout naming the compositor, then KFD eviction failures during the reset
+/// (rocm-3580's shape): `prefix` lines come first.
+fn compositor_hang_with_evictions(prefix: &str) -> String {
+    format!(
+        "{prefix}\
+[200.000000] amdgpu 0000:0a:00.0: amdgpu: ring gfx_0.0.0 timeout, signaled seq=3295304, emitted seq=3295306
+[200.000010] amdgpu 0000:0a:00.0: amdgpu: Process information: process plasmashell pid 84232 thread plasmashel:cs0 pid 84261
+[200.000100] amdgpu 0000:0a:00.0: amdgpu: GPU reset begin!
+[200.000200] amdgpu 0000:0a:00.0: amdgpu: Failed to evict queue 3
+[200.000300] amdgpu: Failed to suspend process 0x8015
+[200.000400] amdgpu: Failed to suspend process 0x8017
+"
+    )
+}
+
+/// Eviction lines are compute work on the GPU (rule C1): with pasids no process is known for,
+/// the compute note and the reasoning say so; the kernel's blame stands as its word alone.
+#[test]
+fn eviction_lines_with_unknown_pasids_are_compute_activity() {
+    let mut corr = Correlator::new(Config::default());
+    let out = only_incident(&mut corr, &compositor_hang_with_evictions(""));
+    let inc = &out[0];
+    assert_eq!(inc.culprit.as_ref().map(|c| c.pid), Some(84232));
+    assert_eq!(inc.confidence, Confidence::KernelOnly);
+    let comp = inc.compute.as_ref().expect("a compute section");
+    assert!(comp.candidates.is_empty(), "{comp:?}");
+    assert!(
+        comp.note.contains(
+            "KFD failed to evict the queues of pasid 0x8015, pasid 0x8017 (no process known)"
+        ),
+        "{}",
+        comp.note
+    );
+    reasons(inc, "Rule C1: KFD failed to evict the queues of pasid 0x8015, pasid 0x8017 on this GPU: compute work was running on it");
+    // Only a line that names nothing: still compute work, said without a pasid.
+    let mut corr = Correlator::new(Config::default());
+    let log = compositor_hang_with_evictions("").replace("Failed to suspend process 0x801", "x");
+    let out = only_incident(&mut corr, &log);
+    reasons(
+        &out[0],
+        "Rule C1: KFD failed to evict the queues of a process the log does not name",
+    );
+}
+
+/// An eviction line's pasid resolves through a fault line printed long before (another
+/// incident): that process is a compute candidate, and no pasid is left unexplained.
+#[test]
+fn eviction_pasid_resolves_through_an_earlier_fault_line() {
+    let fault = "[100.000000] amdgpu 0000:0a:00.0: amdgpu: [gfxhub0] no-retry page fault (src_id:0 ring:24 vmid:8 pasid:32789, for process python3 pid 4242 thread python3 pid 4242)\n";
+    let mut corr = Correlator::new(Config::default());
+    let mut out = Vec::new();
+    let log = compositor_hang_with_evictions(fault);
+    for e in crate::kmsg::kfd::parse_text(&log, Source::Kmsg) {
+        out.extend(corr.push(e));
+    }
+    out.extend(corr.finish());
+    let inc = out
+        .iter()
+        .find(|i| i.kind == IncidentKind::RingTimeout)
+        .expect("the timeout");
+    let comp = inc.compute.as_ref().expect("a compute section");
+    let pids: Vec<u32> = comp.candidates.iter().map(|c| c.pid).collect();
+    assert_eq!(pids, vec![4242], "{comp:?}");
+    assert!(comp.note.contains("pasid 0x8017"), "{}", comp.note);
+    assert!(!comp.note.contains("pasid 0x8015"), "{}", comp.note);
+}
+
 /// Live, the kernel's KFD lines can reach the correlator before the probe event that opens
 /// their incident although they are stamped after it (/dev/kmsg is read at once, the probe ring
 /// buffer on its tick): the incident still adopts them (6.1 scenario 20 in the VM: the reset

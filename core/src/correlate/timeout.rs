@@ -45,6 +45,11 @@ impl RingTimeout {
             .map(|h| (h.pid, h.comm.clone()))
             .or_else(|| self.kernel_named.as_ref().map(|t| (t.pid, t.comm.clone())))
     }
+
+    /// The owner is known from the kernel's "Process" line alone: no probe saw the job.
+    pub fn kernel_word_only(&self) -> bool {
+        self.hung_job.is_none() && self.kernel_named.is_some()
+    }
 }
 
 #[derive(Clone, Debug, Default)]

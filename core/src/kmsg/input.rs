@@ -224,6 +224,8 @@ pub struct LogReader {
     hold: Hold,
     /// Relative-time dmesg was seen: every line's stamp is read, not only amdgpu lines'.
     every_stamp: bool,
+    /// The `journalctl -o verbose` entry whose fields are being read.
+    verbose: Option<Entry>,
     pub stats: InputStats,
 }
 
@@ -255,6 +257,7 @@ impl LogReader {
             linux_version: memmem::Finder::new(b"Linux version "),
             hold: Hold::default(),
             every_stamp: false,
+            verbose: None,
             stats: InputStats::default(),
         }
     }
@@ -291,6 +294,7 @@ impl LogReader {
                 if !held.is_empty() {
                     self.raw_line(&held, sink);
                 }
+                self.end_verbose(sink);
                 return Ok(());
             }
             if self.stats.lines == 0 && self.stats.entries == 0 {
@@ -307,6 +311,9 @@ impl LogReader {
             self.stats.bytes += n as u64;
             if cut {
                 self.stats.long_lines += 1;
+            }
+            if self.verbose_line(&buf, &mut held, sink) {
+                continue;
             }
             if !held.is_empty() && self.wraps(&wrap, &held, &buf) {
                 // A terminal wrapped the line: its rest goes back on it.
@@ -329,6 +336,50 @@ impl LogReader {
                 0
             };
             wrap.piece(chars);
+        }
+    }
+
+    /// A line of `journalctl -o verbose`, read here: an entry's header (the held line is read
+    /// first) or one of its indented fields. False for any other line, which ends the entry.
+    fn verbose_line(
+        &mut self,
+        buf: &[u8],
+        held: &mut Vec<u8>,
+        sink: &mut dyn FnMut(Event),
+    ) -> bool {
+        let field =
+            self.verbose.is_some() && buf.first().is_some_and(|c| *c == b' ' || *c == b'\t');
+        if !field && memmem::find(buf, b" [s=").is_none() {
+            self.end_verbose(sink);
+            return false;
+        }
+        let text = String::from_utf8_lossy(buf);
+        if let Some(e) = self.verbose.as_mut().filter(|_| field) {
+            // Any other indented line is the rest of a multi-line value: skipped.
+            journal::verbose_field(e, &text);
+            return true;
+        }
+        let Some(e) = journal::verbose_header(&text) else {
+            self.end_verbose(sink);
+            return false;
+        };
+        if !held.is_empty() {
+            self.raw_line(held, sink);
+            held.clear();
+        }
+        self.end_verbose(sink);
+        if self.stats.first_lines.len() < SHOWN_LINES {
+            self.stats.first_lines.push(escape_line(buf));
+        }
+        *self.stats.forms.entry(Form::JournalVerbose).or_default() += 1;
+        self.verbose = Some(e);
+        true
+    }
+
+    /// Reads the verbose entry whose fields are complete, if any.
+    fn end_verbose(&mut self, sink: &mut dyn FnMut(Event)) {
+        if let Some(e) = self.verbose.take() {
+            self.entry(e, sink);
         }
     }
 

@@ -93,6 +93,50 @@ pub fn parse_json(line: &str) -> Option<Entry> {
     e.message.is_some().then_some(e)
 }
 
+/// The header of a `journalctl -o verbose` entry, as an entry without fields yet:
+/// `Tue 2026-11-14 10:46:51.123456 CET [s=…;i=…;b=<boot>;m=<mono µs, hex>;t=<wall µs, hex>;x=…]`.
+/// The cursor gives the boot and both clocks; the fields follow on indented lines.
+pub fn verbose_header(line: &str) -> Option<Entry> {
+    let line = line.trim_end();
+    if line.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let cursor = line.strip_suffix(']')?;
+    let cursor = &cursor[cursor.rfind(" [s=")? + 2..];
+    let mut e = Entry::default();
+    let mut index = false;
+    for part in cursor.split(';') {
+        let hex = |v: &str| u64::from_str_radix(v, 16).ok();
+        match part.split_once('=') {
+            Some(("i", _)) => index = true,
+            Some(("b", v)) => e.boot_id = Some(v.to_string()),
+            Some(("m", v)) => e.mono_us = hex(v),
+            Some(("t", v)) => e.real_us = hex(v),
+            _ => {}
+        }
+    }
+    // A cursor has them all; a message ending in brackets does not.
+    let whole = index && e.boot_id.is_some() && e.mono_us.is_some() && e.real_us.is_some();
+    whole.then_some(e)
+}
+
+/// One indented line of a `journalctl -o verbose` entry: `    KEY=VALUE` adds the field to
+/// `e` when hangwatch reads it. False for a line of another shape (the rest of a multi-line
+/// value, or no verbose line at all).
+pub fn verbose_field(e: &mut Entry, line: &str) -> bool {
+    let Some((key, val)) = line.trim().split_once('=') else {
+        return false;
+    };
+    let is_key = !key.is_empty()
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+    if is_key && wanted(key.as_bytes()) {
+        e.field(key.as_bytes(), val.as_bytes().to_vec());
+    }
+    is_key
+}
+
 /// Whether the stream is `journalctl -o export` (its entries start with `__CURSOR=`, or with
 /// `__REALTIME_TIMESTAMP=` under `--output-fields`).
 pub fn looks_like_export(first: &[u8]) -> bool {
@@ -240,6 +284,39 @@ pub fn spawn_journalctl(src: &JournalSource) -> io::Result<Child> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verbose_header_and_fields() {
+        let h = "Sat 2026-11-14 10:01:40.000040 UTC [s=5d3c;i=2a;b=0011aabb;m=5f5e128;t=65f5a2c1e8f28;x=9f]";
+        let mut e = verbose_header(h).unwrap();
+        assert_eq!(e.boot_id.as_deref(), Some("0011aabb"));
+        assert_eq!(
+            (e.mono_us, e.real_us),
+            (Some(0x5f5e128), Some(0x65f5a2c1e8f28))
+        );
+        assert!(verbose_field(&mut e, "    MESSAGE=amdgpu: a=b"));
+        assert!(verbose_field(
+            &mut e,
+            "    _SOURCE_MONOTONIC_TIMESTAMP=100000000"
+        ));
+        assert!(verbose_field(&mut e, "    SYSLOG_FACILITY=0"));
+        assert!(!verbose_field(
+            &mut e,
+            "      the rest of a multi-line value"
+        ));
+        assert_eq!(e.message.as_deref(), Some(&b"amdgpu: a=b"[..]));
+        assert_eq!(e.src_mono_us, Some(100_000_000));
+        // Lookalikes: no cursor, an indented line, a bracket that is not one.
+        for l in [
+            "Nov 14 10:01:40 host kernel: [s=1;i=2]",
+            "Sat 2026-11-14 10:01:40 UTC [s=1;i=2;b=3;m=zz;t=5]",
+            "    Sat 2026-11-14 10:01:40 UTC [s=1;i=2]",
+            "a [s=1] b",
+            "x [s=1;b=2]",
+        ] {
+            assert!(verbose_header(l).is_none(), "{l}");
+        }
+    }
 
     #[test]
     fn json_entry_with_byte_array_message() {

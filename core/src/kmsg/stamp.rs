@@ -39,6 +39,8 @@ pub enum Form {
     JournalJson,
     /// `journalctl -o export`.
     JournalExport,
+    /// `journalctl -o verbose`: a timestamp and cursor line, then indented `KEY=VALUE` fields.
+    JournalVerbose,
 }
 
 impl Form {
@@ -61,6 +63,7 @@ impl Form {
             Form::Embedded => "amdgpu messages inside other prefixes",
             Form::JournalJson => "journalctl -o json",
             Form::JournalExport => "journalctl -o export",
+            Form::JournalVerbose => "journalctl -o verbose",
         }
     }
 }

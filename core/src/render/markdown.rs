@@ -3,7 +3,7 @@
 //! spans or indented code blocks, never as markdown.
 use std::fmt::Write;
 
-use super::text::{is_suspect, suspicion_basis};
+use super::text::{is_kernel_word, is_suspect, suspicion_basis, KERNEL_WORD};
 use crate::escape::{md_block, md_cell, md_code};
 use crate::incident::{Incident, JobSnapshot, ProcessRef, ResetOutcome};
 
@@ -116,6 +116,13 @@ fn header(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "- **GPU:** {}", opt(&incident.gpu, "unknown"));
     let _ = writeln!(o, "- **Ring:** {}", opt(&incident.ring, "-"));
     let _ = writeln!(o, "- **Started:** {}", md_code(&incident.started_at));
+    if let Some(first) = &incident.consequence_of {
+        let _ = writeln!(
+            o,
+            "- **Consequence of:** incident {} (rule L1)",
+            md_code(first)
+        );
+    }
     if let Some(w) = &incident.wall_time {
         let _ = writeln!(o, "- **Wall clock:** {}", md_code(w));
     }
@@ -148,6 +155,13 @@ fn culprit(o: &mut String, incident: &Incident) {
                 "Suspect, not a verdict: **{}** — confidence **unknown** ({})\n",
                 process(c),
                 suspicion_basis(incident)
+            );
+        }
+        Some(c) if is_kernel_word(incident) => {
+            let _ = writeln!(
+                o,
+                "**{}** — confidence **{conf}** ({KERNEL_WORD})\n",
+                process(c)
             );
         }
         Some(c) => {
@@ -183,6 +197,13 @@ fn kernel_said(o: &mut String, incident: &Incident) {
                     .as_ref()
                     .map(process)
                     .unwrap_or_else(|| "another process".into())
+            );
+        }
+        Some(k) if is_kernel_word(incident) => {
+            let _ = writeln!(
+                o,
+                "The kernel blamed {}. Its word is the only evidence naming a culprit.\n",
+                process(k)
             );
         }
         Some(k) => {
@@ -345,6 +366,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_consequence_names_the_incident_it_follows() {
+        let mut inc = disputed_incident();
+        assert!(!render(&inc).contains("Consequence of"));
+        inc.consequence_of = Some("0000:03:00.0-100".into());
+        let md = render(&inc);
+        assert!(
+            md.contains("- **Consequence of:** incident ` 0000:03:00.0-100 ` (rule L1)"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_kernel_word_alone_is_said_to_be_alone() {
+        let mut inc = disputed_incident();
+        inc.kernel_blame_disputed = false;
+        inc.kernel_blamed = inc.culprit.clone();
+        inc.confidence = Confidence::KernelOnly;
+        let md = render(&inc);
+        assert!(
+            md.contains("— confidence **kernel_only** (the kernel's word, nothing else)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Its word is the only evidence naming a culprit."),
+            "{md}"
+        );
+        assert!(!md.contains("agrees with the evidence"), "{md}");
+    }
+
+    #[test]
     fn a_suspect_is_not_presented_as_a_verdict() {
         let md = render(&crate::testkit::suspect_incident());
         assert!(
@@ -419,7 +470,11 @@ pub(crate) mod tests {
 
     #[test]
     fn hostile_names_never_become_markdown_structure() {
-        for confidence in [Confidence::Likely, Confidence::Unknown] {
+        for confidence in [
+            Confidence::Likely,
+            Confidence::KernelOnly,
+            Confidence::Unknown,
+        ] {
             let of = |name: &str| {
                 let mut inc = hostile(name);
                 inc.confidence = confidence;

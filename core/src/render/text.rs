@@ -23,6 +23,14 @@ pub fn is_suspect(incident: &Incident) -> bool {
     incident.culprit.is_some() && incident.confidence == Confidence::Unknown
 }
 
+/// What a `kernel_only` confidence means, in the words every report uses.
+pub const KERNEL_WORD: &str = "the kernel's word, nothing else";
+
+/// Only the kernel's word names the culprit (rule T5, typically log only).
+pub fn is_kernel_word(incident: &Incident) -> bool {
+    incident.culprit.is_some() && incident.confidence == Confidence::KernelOnly
+}
+
 /// Why a suspect is only a suspect: the probes' flight recorder is the only progress evidence.
 pub fn suspicion_basis(incident: &Incident) -> &'static str {
     if incident.evidence.iter().any(|e| e.source == Source::Ebpf) {
@@ -44,6 +52,13 @@ pub fn render(incident: &Incident) -> String {
         terminal(incident.ring.as_deref().unwrap_or("-")),
         terminal(&incident.started_at)
     );
+    if let Some(first) = &incident.consequence_of {
+        let _ = writeln!(
+            o,
+            "follows:  incident {} — this is its consequence (rule L1)",
+            terminal(first)
+        );
+    }
     match &incident.culprit {
         Some(c) if is_suspect(incident) => {
             let _ = writeln!(
@@ -51,6 +66,13 @@ pub fn render(incident: &Incident) -> String {
                 "suspect:  {} — confidence unknown ({})",
                 process_name(c),
                 suspicion_basis(incident)
+            );
+        }
+        Some(c) if is_kernel_word(incident) => {
+            let _ = writeln!(
+                o,
+                "culprit:  {} — confidence kernel_only ({KERNEL_WORD})",
+                process_name(c)
             );
         }
         Some(c) => {
@@ -92,6 +114,13 @@ pub fn render(incident: &Incident) -> String {
                     .as_ref()
                     .map(process_name)
                     .unwrap_or_else(|| "another process".into())
+            );
+        }
+        Some(k) if is_kernel_word(incident) => {
+            let _ = writeln!(
+                o,
+                "kernel:   blamed {} (its word is the only evidence naming a culprit)",
+                process_name(k)
             );
         }
         Some(k) => {
@@ -217,6 +246,38 @@ pub(crate) mod tests {
         assert!(!text.contains("DISPUTED"), "{text}");
         assert!(text.contains("agrees with the evidence"), "{text}");
         assert!(!text.contains("dropped"), "{text}");
+    }
+
+    #[test]
+    fn a_consequence_names_the_incident_it_follows() {
+        let mut inc = disputed_incident();
+        assert!(!render(&inc).contains("follows:"));
+        inc.consequence_of = Some("0000:03:00.0-100\x1b[2J".into());
+        let text = render(&inc);
+        assert!(
+            text.contains("follows:  incident 0000:03:00.0-100"),
+            "{text}"
+        );
+        assert!(text.contains("this is its consequence (rule L1)"), "{text}");
+        assert!(!text.contains('\x1b'), "{text}");
+    }
+
+    #[test]
+    fn kernel_word_alone_does_not_claim_agreement() {
+        let mut inc = disputed_incident();
+        inc.kernel_blame_disputed = false;
+        inc.kernel_blamed = inc.culprit.clone();
+        inc.confidence = Confidence::KernelOnly;
+        let text = render(&inc);
+        assert!(!text.contains("agrees with the evidence"), "{text}");
+        assert!(
+            text.contains("— confidence kernel_only (the kernel's word, nothing else)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(its word is the only evidence naming a culprit)"),
+            "{text}"
+        );
     }
 
     #[test]
