@@ -1005,3 +1005,189 @@ fn systemd_readiness_protocol() {
     assert_eq!(finish(a, &rx, &mut seen), Some(0), "{seen:#?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A small tmpfs, unmounted on drop: a disk that fills up (root only).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root to mount a small filesystem");
+            return None;
+        }
+        std::fs::create_dir_all(at).unwrap();
+        let o = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Some(SmallDisk(at.to_path_buf()))
+    }
+
+    /// Appends to `file` until the filesystem is full.
+    fn fill(file: &Path) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .unwrap();
+        let block = vec![b'x'; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_cursor_before_the_incident_it_could_not_store() {
+    let dir = tmpdir("disk-full-cursor");
+    let Some(_disk) = SmallDisk::mount(&dir.join("fs"), "512k") else {
+        return;
+    };
+    let out = dir.join("fs/incidents");
+    let mut kmsg = FakeKmsg::new(&dir);
+    let state = replay_all(&dir, &mut kmsg);
+    let args = replay_args(&state, &out);
+    // Something else filled the disk: no incident of ours can make room.
+    let filler = dir.join("fs/filler");
+    SmallDisk::fill(&filler);
+    let (code, seen) = run_to_end(&mut agent(&dir, &kmsg, &args));
+    assert_eq!(code, Some(0), "{seen:#?}");
+    assert!(said(&seen, "cannot write incident"), "{seen:#?}");
+    assert!(incidents(&out).is_empty(), "{seen:#?}");
+    assert_eq!(
+        cursor_seq(&state).as_deref(),
+        Some("1"),
+        "the cursor moved past an incident that was not stored: {seen:#?}"
+    );
+    // Space again: the restart re-reads the records and stores the incident.
+    std::fs::remove_file(&filler).unwrap();
+    let (code, seen) = run_to_end(&mut agent(&dir, &kmsg, &args));
+    assert_eq!(code, Some(0), "{seen:#?}");
+    let inc = incidents(&out);
+    assert_eq!(inc.len(), 1, "{seen:#?}");
+    assert_eq!(inc[0]["culprit"]["comm"], "zed", "{}", inc[0]);
+    assert_eq!(cursor_seq(&state), Some(kmsg.seq.to_string()), "{seen:#?}");
+    drop(_disk);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Finished incidents `old-0` (oldest) … of about `bytes` each in `out`, until `n` or the
+/// filesystem is full; their directories.
+fn plant_old_incidents(out: &Path, n: usize, bytes: usize) -> Vec<PathBuf> {
+    let mut finished = hangwatch_core::testkit::disputed_incident();
+    finished.provisional = false;
+    let mut old = Vec::new();
+    for i in 0..n {
+        let d = out.join(format!("old-{i}"));
+        std::fs::create_dir(&d).unwrap();
+        let json = d.join("incident.json");
+        finished.id = format!("old-{i}");
+        let ok = std::fs::write(&json, serde_json::to_vec(&finished).unwrap()).is_ok()
+            && std::fs::write(d.join("kernel.log"), vec![b'x'; bytes]).is_ok();
+        if !ok {
+            std::fs::remove_dir_all(&d).unwrap();
+            break;
+        }
+        let age = Duration::from_secs(3600 * (1000 - i as u64));
+        std::fs::File::options()
+            .write(true)
+            .open(&json)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - age)
+            .unwrap();
+        old.push(d);
+    }
+    old
+}
+
+#[test]
+fn a_full_disk_makes_room_by_removing_the_oldest_incidents() {
+    let dir = tmpdir("disk-full-age");
+    let Some(_disk) = SmallDisk::mount(&dir.join("fs"), "1m") else {
+        return;
+    };
+    let out = dir.join("fs/incidents");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut kmsg = FakeKmsg::new(&dir);
+    let state = replay_all(&dir, &mut kmsg);
+    let args = replay_args(&state, &out);
+    // Older incidents fill the disk, 200 KB each, the newest taking the last bytes.
+    let old = plant_old_incidents(&out, usize::MAX, 200_000);
+    assert!(old.len() >= 3, "{old:?}");
+    SmallDisk::fill(&old.last().unwrap().join("kernel.log"));
+    let (code, seen) = run_to_end(&mut agent(&dir, &kmsg, &args));
+    assert_eq!(code, Some(0), "{seen:#?}");
+    let inc = incidents(&out);
+    let new: Vec<_> = inc
+        .iter()
+        .filter(|i| !i["id"].as_str().unwrap().starts_with("old-"))
+        .collect();
+    assert_eq!(new.len(), 1, "the newest incident was lost: {seen:#?}");
+    assert_eq!(new[0]["culprit"]["comm"], "zed", "{}", new[0]);
+    assert!(!old[0].exists(), "the oldest incident was kept: {seen:#?}");
+    assert!(
+        old.last().unwrap().exists(),
+        "a newer one went first: {seen:#?}"
+    );
+    assert!(
+        said(&seen, "disk full: removed the oldest incident old-0"),
+        "{seen:#?}"
+    );
+    let removed = old.iter().filter(|d| !d.exists()).count();
+    eprintln!(
+        "{} old incidents, {removed} removed to store the new one",
+        old.len()
+    );
+    assert_eq!(cursor_seq(&state), Some(kmsg.seq.to_string()), "{seen:#?}");
+    drop(_disk);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_incident_a_full_disk_refused_is_written_when_space_returns() {
+    let dir = tmpdir("disk-full-retry");
+    let Some(_disk) = SmallDisk::mount(&dir.join("fs"), "512k") else {
+        return;
+    };
+    let (state, out) = (dir.join("state"), dir.join("fs/incidents"));
+    let mut kmsg = FakeKmsg::new(&dir);
+    let common = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let (fifo, mut live) = live_kmsg(&dir);
+    let (a, rx, mut seen) = running(&mut agent_on(&dir, &fifo, &common));
+    let filler = dir.join("fs/filler");
+    SmallDisk::fill(&filler);
+    let t = monotonic_us();
+    kmsg.append_live(t, FAULT, Some(&mut live));
+    kmsg.append_live(t + 2_650_000, TIMEOUT, Some(&mut live));
+    let refused = wait_for(&rx, "cannot write incident", &mut seen);
+    std::fs::remove_file(&filler).unwrap();
+    let retried = wait_for(&rx, "(on retry)", &mut seen);
+    signal(&a, libc::SIGTERM);
+    finish(a, &rx, &mut seen);
+    assert!(refused && retried, "{seen:#?}");
+    let inc = incidents(&out);
+    assert_eq!(inc.len(), 1, "{seen:#?}");
+    assert_eq!(inc[0]["culprit"]["comm"], "zed", "{}", inc[0]);
+    assert!(inc[0].get("provisional").is_none(), "final: {}", inc[0]);
+    assert_eq!(cursor_seq(&state), Some(kmsg.seq.to_string()), "{seen:#?}");
+    drop(_disk);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

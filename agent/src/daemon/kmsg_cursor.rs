@@ -1,8 +1,9 @@
 //! Where to resume `/dev/kmsg` after a restart. Without it a restarted agent reads from the
 //! log's end, so `kill -9` between a fault and its timeout loses the fault and blames the
 //! victim. The cursor is the sequence number of the last record whose consequences are safely
-//! out: it only advances while the correlator has no open incident and the assembler holds no
-//! pending record, so a restart re-reads every record an unwritten incident needs. It is
+//! out: it only advances while the correlator has no open incident, the assembler holds no
+//! pending record and every closed incident is on disk (a full disk can fail a write), so a
+//! restart re-reads every record an unwritten incident needs. It is
 //! written durably (temp file, fsync, rename, fsync of the directory) at most every
 //! `PERSIST_EVERY`, after an incident is written, and at exit: never per record.
 use std::path::{Path, PathBuf};

@@ -299,10 +299,13 @@ impl KmsgSource {
         }
     }
 
-    /// Marks the cursor idle when nothing read is still needed and writes it when due
+    /// Marks the cursor idle when nothing read is still needed (no open incident, no pending
+    /// record, no closed incident left unwritten by a full disk) and writes it when due
     /// (`force`: after incidents were written and at exit).
     pub fn persist(&mut self, st: &State, force: bool) {
-        if st.corr.open_count() == 0 && !self.asm.has_pending() {
+        let needed =
+            st.corr.open_count() > 0 || self.asm.has_pending() || st.out.unstored.holds_cursor();
+        if !needed {
             self.tracker.mark_idle();
         }
         let Some((store, boot_id)) = &self.store else {

@@ -235,6 +235,7 @@ impl Agent {
         let out = self.st.corr.advance(now);
         self.st.emit(out);
         self.st.poll_stalls(now);
+        self.st.out.retry_unstored();
         self.st.write_open();
         if let Some(r) = self.ring.as_mut() {
             r.check_drops(&mut self.st);

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::Stdout;
-use crate::sinks::incident_dir::{IncidentDir, Retention};
+use crate::sinks::incident_dir::{Extras, IncidentDir, Retention};
 use crate::sinks::journald::{incident_fields, Journal};
 use crate::sinks::messages;
 use crate::sinks::metrics::Shared;
@@ -30,6 +30,42 @@ pub struct Output {
     /// Ids found final on disk when they opened again: closed and reported before a kill -9
     /// left the kmsg cursor behind them. Neither rewritten nor reported again.
     pub reported_before: std::collections::HashSet<String>,
+    /// Closed incidents whose write failed (a full disk), retried on the timer. While any is
+    /// here, or any was dropped from here, the kmsg cursor stays before their records.
+    pub unstored: Unstored,
+}
+
+/// At most this many unwritten incidents are kept in memory for a retry.
+const MAX_UNSTORED: usize = 16;
+
+/// Closed incidents not written yet.
+#[derive(Default)]
+pub struct Unstored {
+    queue: std::collections::VecDeque<(Incident, Extras)>,
+    /// Dropped from the queue when it was full: only a restart (re-reading the kernel log
+    /// from the held cursor) writes them.
+    dropped: u64,
+}
+
+impl Unstored {
+    /// True when an incident read from the kernel log is not on disk: the cursor must not
+    /// move past its records.
+    pub fn holds_cursor(&self) -> bool {
+        !self.queue.is_empty() || self.dropped > 0
+    }
+
+    fn push(&mut self, inc: Incident, ex: Extras) {
+        if self.queue.len() >= MAX_UNSTORED {
+            if let Some((old, _)) = self.queue.pop_front() {
+                self.dropped += 1;
+                warn!(
+                    "incident {} is not written and no longer retried; a restart re-reads it from the kernel log",
+                    old.id
+                );
+            }
+        }
+        self.queue.push_back((inc, ex));
+    }
 }
 
 impl Output {
@@ -86,13 +122,32 @@ impl Output {
                         Some(p)
                     }
                     Err(e) => {
-                        warn!("cannot write incident {}: {e:#}", inc.id);
+                        warn!(
+                            "cannot write incident {}: {e:#}; retried every second, and the kmsg cursor stays before its records",
+                            inc.id
+                        );
+                        self.unstored.push(inc.clone(), ex);
                         None
                     }
                 },
                 _ => None,
             };
             self.log_journal(&inc, written.as_deref());
+        }
+    }
+
+    /// Retries the closed incidents whose write failed, oldest first; stops at the first
+    /// that fails again.
+    pub fn retry_unstored(&mut self) {
+        let Some(d) = self.dir.as_mut() else {
+            return;
+        };
+        while let Some((inc, ex)) = self.unstored.queue.front() {
+            match d.replace(inc, ex) {
+                Ok(p) => info!("incident {} written to {} (on retry)", inc.id, p.display()),
+                Err(_) => return,
+            }
+            self.unstored.queue.pop_front();
         }
     }
 

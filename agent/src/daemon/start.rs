@@ -176,6 +176,7 @@ pub fn state(
             count: 0,
             durable: Durable::default(),
             reported_before: Default::default(),
+            unstored: Default::default(),
         },
         labeler: devices::Labeler::new(gpus, Path::new("/proc")),
         user_drops: 0,

@@ -61,9 +61,17 @@ pub struct IncidentDir {
     /// Test hook: fail after writing this many files, to prove no partial directory survives.
     #[cfg(test)]
     fail_after_files: Option<usize>,
+    /// Bytes removed so far to make room for each incident a full disk refused, so that
+    /// retries do not remove more than one attempt would.
+    room_made: std::collections::HashMap<String, u64>,
+    /// Test hook: every write fails as on a full filesystem, whatever is removed.
+    #[cfg(test)]
+    no_space: bool,
 }
 
 const STAGING: &str = ".staging";
+/// Incidents whose room-making is remembered; beyond that, no room is made for new ones.
+const MAX_ROOM_TRACKED: usize = 64;
 /// Left by versions that staged next to the incidents.
 const OLD_TMP_PREFIX: &str = ".tmp-";
 
@@ -306,6 +314,9 @@ impl IncidentDir {
             retention,
             #[cfg(test)]
             fail_after_files: None,
+            room_made: Default::default(),
+            #[cfg(test)]
+            no_space: false,
         })
     }
 
@@ -467,21 +478,70 @@ impl IncidentDir {
             .with_context(|| format!("moving incident {name} into {}", self.root.path().display()))
     }
 
-    /// Build the incident in `.staging/<name>`; returns the staged name.
-    fn stage(&self, name: &str, incident: &Incident, extras: &Extras) -> Result<String> {
+    /// Build the incident in `.staging/<name>`; returns the staged name. When the filesystem
+    /// is full, the oldest incidents make room (see [`IncidentDir::make_room`]): for one
+    /// incident, over all its attempts, at most twice its size plus 1 MiB.
+    fn stage(&mut self, name: &str, incident: &Incident, extras: &Extras) -> Result<String> {
         let staged = format!("{name}.{}", std::process::id());
-        self.staging.remove_tree(&staged)?;
-        let result = self.build(&staged, incident, extras);
-        if let Err(e) = result {
+        let files = render_bounded(incident, extras, self.retention.incident_cap())?;
+        let budget = total(&files).saturating_mul(2).saturating_add(1 << 20);
+        loop {
+            self.staging.remove_tree(&staged)?;
+            let e = match self.build(&staged, &files) {
+                Ok(()) => {
+                    self.room_made.remove(name);
+                    return Ok(staged);
+                }
+                Err(e) => e,
+            };
             let _ = self.staging.remove_tree(&staged);
-            return Err(e);
+            let freed = self.room_made.get(name).copied();
+            let untracked = freed.is_none() && self.room_made.len() >= MAX_ROOM_TRACKED;
+            if !is_no_space(&e) || untracked || freed.unwrap_or(0) >= budget {
+                return Err(e);
+            }
+            match self.make_room(name)? {
+                Some(b) => *self.room_made.entry(name.to_string()).or_default() += b.max(1),
+                None => return Err(e.context("no older finished incident left to remove")),
+            }
         }
-        Ok(staged)
     }
 
-    fn build(&self, staged: &str, incident: &Incident, extras: &Extras) -> Result<()> {
+    /// The filesystem is full: removes the oldest finished incident other than `keep`, so
+    /// the newest evidence is stored rather than lost. Returns the bytes freed, or None when
+    /// nothing can go. Open (provisional) incidents are never removed. A write frees at most
+    /// about twice its own size: a disk filled by something else does not cost every incident.
+    fn make_room(&self, keep: &str) -> Result<Option<u64>> {
+        for (_, n) in self.incidents()? {
+            if n == keep || self.is_provisional(&n) {
+                continue;
+            }
+            let b = self.root.tree_bytes(&n);
+            self.root
+                .remove_tree(&n)
+                .with_context(|| format!("making room: removing {n}"))?;
+            crate::warn!("disk full: removed the oldest incident {n} ({b} bytes) to store {keep}");
+            return Ok(Some(b));
+        }
+        Ok(None)
+    }
+
+    fn is_provisional(&self, name: &str) -> bool {
+        self.root
+            .subdir(name)
+            .ok()
+            .and_then(|d| d.read_file("incident.json", 64 << 20).ok())
+            .and_then(|b| serde_json::from_slice::<Incident>(&b).ok())
+            .is_none_or(|i| i.provisional)
+    }
+
+    fn build(&self, staged: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        #[cfg(test)]
+        if self.no_space {
+            let e = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+            return Err(anyhow::Error::new(e).context("injected full disk"));
+        }
         let dir = self.staging.mkdir_private(staged)?;
-        let files = render_bounded(incident, extras, self.retention.incident_cap())?;
         let mut subdirs: Vec<(String, SafeDir)> = Vec::new();
         for (i, (file, bytes)) in files.iter().enumerate() {
             #[cfg(test)]
@@ -549,6 +609,16 @@ impl IncidentDir {
         }
         Ok(())
     }
+}
+
+/// A failure more room can cure: the filesystem (ENOSPC) or the quota (EDQUOT) is full.
+fn is_no_space(e: &anyhow::Error) -> bool {
+    let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| e.raw_os_error());
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|n| full.contains(&n))
+    })
 }
 
 fn is_exists(e: &anyhow::Error) -> bool {
@@ -715,6 +785,52 @@ mod tests {
         inc.id = "after2".into();
         d.replace(&inc, &Extras::default()).unwrap();
         assert_eq!(names(&root), vec!["after", "after2"]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_removing_cannot_cure_costs_a_bounded_number_of_incidents() {
+        let root = tmpdir("nospace");
+        let mut d = IncidentDir::open(&root, Retention::default()).unwrap();
+        let old = write_n(&mut d, 40);
+        let own = dir_bytes(&old[1]);
+        for p in &old {
+            fs::write(p.join("pad"), vec![0u8; 100_000]).unwrap();
+        }
+        // The oldest is still open: never removed to make room.
+        let mut open = disputed_incident();
+        open.id = "inc-00".into();
+        open.provisional = true;
+        d.replace(&open, &Extras::default()).unwrap();
+        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(999_999);
+        File::options()
+            .write(true)
+            .open(old[0].join("incident.json"))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        d.no_space = true;
+        let mut inc = disputed_incident();
+        inc.id = "new".into();
+        let e = d.write(&inc, &Extras::default()).unwrap_err();
+        assert!(is_no_space(&e), "{e:#}");
+        let removed: Vec<bool> = old.iter().map(|p| !p.exists()).collect();
+        let n = removed.iter().filter(|r| **r).count();
+        // Twice the incident's size plus 1 MiB, in incidents of 100 KB + `own`.
+        let want = (2 * own + (1 << 20)).div_ceil(100_000 + own) as usize;
+        assert!(
+            (want.saturating_sub(1)..=want + 1).contains(&n),
+            "{n} removed, about {want} expected"
+        );
+        assert!(!removed[0], "the open incident was removed");
+        assert!(
+            removed[1..=n].iter().all(|r| *r),
+            "oldest first: {removed:?}"
+        );
+        // A retry of the same incident removes nothing more.
+        assert!(d.replace(&inc, &Extras::default()).is_err());
+        let now = old.iter().filter(|p| !p.exists()).count();
+        assert_eq!(now, n, "a retry removed more");
         fs::remove_dir_all(&root).unwrap();
     }
 

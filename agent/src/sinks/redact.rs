@@ -32,6 +32,9 @@ pub struct Redactor {
     words: Vec<(String, &'static str)>,
     short_domain: Regex,
     home: Regex,
+    /// Home directories from /etc/passwd and $HOME outside the home-like roots
+    /// (`/opt/carol`): replaced exactly, so `/opt/rocm-6.2.0` stays.
+    exact_home: Option<Regex>,
     user_at_host: Regex,
     domain: Regex,
     uuid: Regex,
@@ -49,7 +52,7 @@ impl Redactor {
     /// from the captured host facts and the incident.
     pub fn new(roots: &Roots, host: Option<&HostFacts>, hostnames: &[&str]) -> Self {
         let mut users: BTreeSet<String> = BTreeSet::new();
-        let mut roots_extra: Vec<String> = Vec::new();
+        let mut homes: Vec<String> = Vec::new();
         let passwd = std::fs::read_to_string(roots.path("/etc/passwd")).unwrap_or_default();
         for l in passwd.lines() {
             let f: Vec<&str> = l.split(':').collect();
@@ -58,21 +61,28 @@ impl Redactor {
             };
             if (1000..65534).contains(&uid) {
                 users.insert(f[0].to_string());
-                // Wherever this site keeps homes is a home root too.
-                if let Some(parent) = f.get(5).and_then(|h| h.rsplit_once('/')).map(|(p, _)| p) {
-                    roots_extra.push(parent.trim_start_matches('/').to_string());
-                }
+                homes.extend(f.get(5).map(|h| h.to_string()));
             }
         }
-        if let Some(h) = &roots.home {
-            let h = h.trim_end_matches('/');
-            if let Some((parent, u)) = h.rsplit_once('/') {
-                if !u.is_empty() && u != "root" {
-                    users.insert(u.to_string());
-                    roots_extra.push(parent.trim_start_matches('/').to_string());
-                }
+        homes.extend(roots.home.clone());
+        let mut exact: Vec<String> = Vec::new();
+        for h in homes {
+            let h = h.trim_matches('/');
+            let Some((parent, u)) = h.rsplit_once('/') else {
+                continue;
+            };
+            if u.len() < 2 || u == "root" || u == "nonexistent" {
+                continue;
+            }
+            users.insert(u.to_string());
+            // Under a home-like root the general rule catches it; elsewhere only this
+            // directory is a user's, not its siblings (`/opt/carol`, not `/opt/rocm`).
+            if !HOME_ROOTS.contains(&parent) {
+                exact.push(regex::escape(h));
             }
         }
+        exact.sort_by_key(|h| std::cmp::Reverse(h.len()));
+        exact.dedup();
         let mut words: Vec<(String, &'static str)> =
             users.into_iter().map(|u| (u, "<user>")).collect();
         let mut hosts: Vec<String> = hostnames.iter().map(|s| s.to_string()).collect();
@@ -101,10 +111,8 @@ impl Redactor {
         // Longest first, so `alice2` is not cut to `<user>2`.
         words.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
         words.dedup();
-        let mut all_roots: Vec<String> = HOME_ROOTS.iter().map(|s| s.to_string()).collect();
-        all_roots.extend(roots_extra.into_iter().filter(|r| !r.is_empty()));
+        let mut all_roots: Vec<&str> = HOME_ROOTS.to_vec();
         all_roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
-        all_roots.dedup();
         let alts: Vec<String> = all_roots.iter().map(|r| regex::escape(r)).collect();
         Redactor {
             words,
@@ -112,6 +120,12 @@ impl Redactor {
                 r"(^|[^A-Za-z0-9_.-])/({})/([^/\s'`()\x22]+)",
                 alts.join("|")
             )),
+            exact_home: (!exact.is_empty()).then(|| {
+                re(&format!(
+                    r"(^|[^A-Za-z0-9_.-])/({})([/\s'`()\x22]|$)",
+                    exact.join("|")
+                ))
+            }),
             user_at_host: re(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\b"),
             // Three or more labels, each starting with a letter: buildhost.corp.example, not
             // libgallium-25.0.7 or amdgpu.gpu_recovery.
@@ -152,7 +166,14 @@ impl Redactor {
     }
 
     pub fn apply(&self, s: &str) -> String {
-        let s = self.home.replace_all(s, "${1}/${2}/<user>");
+        let s = match &self.exact_home {
+            Some(r) => r.replace_all(s, |c: &regex::Captures| {
+                let parent = c[2].rsplit_once('/').map_or("", |(p, _)| p);
+                format!("{}/{parent}/<user>{}", &c[1], &c[3])
+            }),
+            None => std::borrow::Cow::Borrowed(s),
+        };
+        let s = self.home.replace_all(&s, "${1}/${2}/<user>");
         let s = self.user_at_host.replace_all(&s, "<user>@<host>");
         let s = self.uuid.replace_all(&s, "<uuid>");
         let s = self.mac.replace_all(&s, "<mac>");
@@ -289,6 +310,41 @@ keep: 0000:c3:00.0 gfx_0.0.0 45766.649480 libgallium-25.0.7-1ubuntu1.so amdgpu.g
         }
         let keep = "amdgpu.mes=1 amdgpu.gpu_recovery=1 drm.debug=0x1e gfx_0.0.0 1002:7461 gpubox7x";
         assert_eq!(r.apply(keep), keep);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn homes_outside_the_home_roots_are_redacted_and_their_siblings_kept() {
+        let root = fake_host("redact3");
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/bash\n\
+             carol:x:1001:1001::/opt/carol:/bin/bash\n\
+             dan:x:1002:1002::/srv/people/d.jones/:/bin/bash\n",
+        )
+        .unwrap();
+        let roots = Roots {
+            root: root.clone(),
+            home: Some("/data2/erin".into()),
+        };
+        let mut r = Redactor::new(&roots, None, &[]);
+        let planted = "exe /opt/carol/bin/game lib /opt/rocm-6.2.0/lib/libamdhip64.so \
+                       /srv/people/d.jones/x.so /data2/erin /var/lib/dkms/amdgpu /opt/carolx/y";
+        r.learn(planted);
+        let out = r.apply(planted);
+        for gone in ["carol/", "d.jones", "erin"] {
+            assert!(!out.contains(gone), "{gone:?} survived:\n{out}");
+        }
+        for kept in [
+            "/opt/<user>/bin/game",
+            "/opt/rocm-6.2.0/lib/libamdhip64.so",
+            "/srv/people/<user>/x.so",
+            "/data2/<user>",
+            "/var/lib/dkms/amdgpu",
+            "/opt/carolx/y",
+        ] {
+            assert!(out.contains(kept), "{kept:?} lost:\n{out}");
+        }
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
