@@ -509,6 +509,10 @@ struct ExpectIncident {
     /// Processes (another GPU's) that must be neither culprit nor victim.
     #[serde(default)]
     absent: Vec<String>,
+    /// At least this many of the culprit's jobs in the incident's job list (the flight
+    /// recorder's memory, e.g. across an agent restart).
+    #[serde(default)]
+    culprit_jobs: Option<usize>,
 }
 
 /// Multi-GPU expectations of one incident: the right device, none of the other's processes.
@@ -615,6 +619,18 @@ fn check_scenario(run: &Run, path: &Path) {
             )
         });
         check_incident_device(&sc.name, i, want);
+        if let Some(n) = want.culprit_jobs {
+            let pid = &i["culprit"]["pid"];
+            let jobs = i["jobs"].as_array().map_or(0, |j| {
+                j.iter().filter(|j| &j["pid"] == pid).count()
+            });
+            assert!(
+                jobs >= n,
+                "{}: {jobs} of the culprit's jobs in the incident, want at least {n}: {}",
+                sc.name,
+                i["jobs"]
+            );
+        }
         if let Some(exe) = &want.culprit_exe {
             assert_eq!(
                 i["culprit"]["exe"],

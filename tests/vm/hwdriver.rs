@@ -78,6 +78,10 @@ pub struct Scenario {
     /// Extra simulator module parameters, verbatim (`["name=value"]`).
     #[serde(default)]
     pub sim_params: Vec<String>,
+    /// SIGKILL the agent this long after the clients start, and start it again at once: same
+    /// arguments, output directory and pinned flight recorder.
+    #[serde(default)]
+    pub restart_agent_at_ms: Option<u64>,
 }
 
 fn one_device() -> u32 {
@@ -397,12 +401,20 @@ struct AgentHow<'a> {
     wrapper: &'a [String],
 }
 
-fn start_agent(duration_s: u64, demo: bool, how: &AgentHow) -> Result<Agent> {
+/// What one scenario must not inherit from the one before: the output directory and the
+/// pinned flight recorder (a never-finished job of the last scenario would be a stall here).
+fn clean_slate() {
     let _ = std::fs::remove_dir_all("/tmp/hw-out");
-    // Each scenario starts with a clean flight recorder: the pinned one would carry the
-    // previous scenario's jobs (a never-finished one would be a stall here).
-    let _ = std::fs::remove_dir_all("/sys/fs/bpf/hangwatch/v1");
-    let _ = std::fs::remove_dir_all("/sys/fs/bpf/hangwatch");
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/bpf/hangwatch") {
+        for d in rd.flatten() {
+            let _ = std::fs::remove_file(d.path().join("recorder"));
+            let _ = std::fs::remove_dir(d.path());
+        }
+    }
+    let _ = std::fs::remove_dir("/sys/fs/bpf/hangwatch");
+}
+
+fn start_agent(duration_s: u64, demo: bool, how: &AgentHow) -> Result<Agent> {
     let dur = duration_s.to_string();
     let mut args = vec!["run", "--output", "/tmp/hw-out", "--duration", &dur];
     if !demo {
@@ -574,6 +586,7 @@ fn run_clients(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
         args: &sc.agent_args,
         wrapper: &sc.agent_wrapper,
     };
+    clean_slate();
     if sc.open_before_agent {
         kids = spawn_children(path, sc)?;
         let readers = wait_opened(&mut kids);
@@ -590,8 +603,34 @@ fn run_clients(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
         kids = spawn_children(path, sc)?;
         let readers = wait_opened(&mut kids);
         go(&mut kids);
-        finish_scenario(agent, attached, err, kids, readers, sc, Instant::now())
+        let went = Instant::now();
+        let (agent, attached) = match sc.restart_agent_at_ms {
+            Some(ms) => restart_agent(agent, went + Duration::from_millis(ms), sc, demo, &how, &mut err)?,
+            None => (agent, attached),
+        };
+        finish_scenario(agent, attached, err, kids, readers, sc, went)
     }
+}
+
+/// Kills the agent with SIGKILL at `at` and starts another; the new one and whether it
+/// attached. The first one's stderr is kept, its stdout (no incident yet) is not.
+fn restart_agent(
+    mut agent: Agent,
+    at: Instant,
+    sc: &Scenario,
+    demo: bool,
+    how: &AgentHow,
+    err: &mut Vec<String>,
+) -> Result<(Agent, bool)> {
+    sleep_until(at);
+    let _ = agent.child.kill();
+    let _ = agent.child.wait();
+    std::thread::sleep(Duration::from_millis(100));
+    err.extend(agent.err.try_iter());
+    err.push("hwdriver: agent killed with SIGKILL and started again".into());
+    let mut again = start_agent(sc.duration_s, demo, how)?;
+    let attached = wait_attached(&mut again, err);
+    Ok((again, attached))
 }
 
 fn finish_scenario(
