@@ -186,6 +186,7 @@ fn candidates(s: &Scope, notes: &ComputeNotes) -> (Option<Candidate>, Vec<Candid
                 queues,
                 confidence,
                 reason,
+                identity: None,
             }
         })
         .collect();
@@ -199,6 +200,7 @@ fn candidates(s: &Scope, notes: &ComputeNotes) -> (Option<Candidate>, Vec<Candid
                 queues: Vec::new(),
                 confidence: Confidence::Unknown,
                 reason: why,
+                identity: None,
             });
         }
     }
@@ -225,6 +227,7 @@ fn candidates(s: &Scope, notes: &ComputeNotes) -> (Option<Candidate>, Vec<Candid
                 queues: Vec::new(),
                 confidence: f.confidence,
                 reason: f.why,
+                identity: None,
             })
     });
     if let Some(f) = &flagged {
