@@ -509,22 +509,22 @@ pub fn add_client_name(id: &mut ProcessIdentity, n: String) {
 }
 
 /// Fills the identity of every involved process (culprit, kernel-blamed, victims, compute
-/// candidates) that has none yet from `lookup` (the agent's first-sight capture).
-pub fn attach(inc: &mut Incident, mut lookup: impl FnMut(u32) -> Option<ProcessIdentity>) {
-    let mut fill = |pid: u32, slot: &mut Option<ProcessIdentity>| {
+/// candidates) that has none yet from `lookup(pid, comm)` (the agent's first-sight capture).
+pub fn attach(inc: &mut Incident, mut lookup: impl FnMut(u32, &str) -> Option<ProcessIdentity>) {
+    let mut fill = |pid: u32, comm: &str, slot: &mut Option<ProcessIdentity>| {
         if slot.is_none() && pid != 0 {
-            *slot = lookup(pid).filter(|i| !i.is_empty());
+            *slot = lookup(pid, comm).filter(|i| !i.is_empty());
         }
     };
     for p in inc.culprit.iter_mut().chain(inc.kernel_blamed.iter_mut()) {
-        fill(p.pid, &mut p.identity);
+        fill(p.pid, &p.comm, &mut p.identity);
     }
     for v in &mut inc.victims {
-        fill(v.pid, &mut v.identity);
+        fill(v.pid, &v.comm, &mut v.identity);
     }
     if let Some(c) = inc.compute.as_mut() {
         for k in c.flagged.iter_mut().chain(c.candidates.iter_mut()) {
-            fill(k.pid, &mut k.identity);
+            fill(k.pid, &k.comm, &mut k.identity);
         }
     }
 }

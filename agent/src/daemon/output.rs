@@ -10,6 +10,7 @@ use crate::sinks::incident_dir::{IncidentDir, Retention};
 use crate::sinks::journald::{incident_fields, Journal};
 use crate::sinks::messages;
 use crate::sinks::metrics::Shared;
+use crate::sources::identity;
 use crate::sources::procscan::SeenCache;
 use crate::{info, warn};
 use hangwatch_core::incident::Incident;
@@ -55,6 +56,7 @@ impl Output {
     /// Closed incidents.
     pub fn emit(&mut self, incidents: Vec<Incident>, seen: &SeenCache) {
         for mut inc in incidents {
+            attach_identities(&mut inc, seen);
             self.count += 1;
             // First: a regenerated incident takes the id it was written under before.
             let extras = self
@@ -110,6 +112,9 @@ impl Output {
             }
             true
         });
+        for inc in &mut incidents {
+            attach_identities(inc, seen);
+        }
         if !incidents.is_empty() {
             self.durable.update(incidents, d, seen);
         }
@@ -157,4 +162,18 @@ impl Output {
             Err(e) => warn!("retention by age: {e:#}"),
         }
     }
+}
+
+/// The identity of each involved process: as captured when it was first seen, else read now
+/// from /proc when that pid still runs a process of the same name (a pid named only by the
+/// kernel log may have been reused since).
+fn attach_identities(inc: &mut Incident, seen: &SeenCache) {
+    let mut passwd = None;
+    hangwatch_core::identity::attach(inc, |pid, comm| {
+        if let Some(id) = seen.identity(pid) {
+            return Some(id.clone());
+        }
+        let pw = passwd.get_or_insert_with(identity::passwd);
+        identity::read_live(Path::new("/proc"), pid, comm, pw)
+    });
 }

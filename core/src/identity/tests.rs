@@ -224,7 +224,7 @@ fn attach_fills_every_involved_process_once() {
     let mut inc = crate::testkit::disputed_incident();
     inc.compute = Some(crate::testkit::hostile_compute("python3"));
     let mut asked = Vec::new();
-    attach(&mut inc, |pid| {
+    attach(&mut inc, |pid, _| {
         asked.push(pid);
         (pid == 7021).then(podman_alice)
     });
@@ -238,14 +238,14 @@ fn attach_fills_every_involved_process_once() {
     assert!(inc.victims[0].identity.is_none());
     // An empty identity is no identity.
     let mut inc = crate::testkit::disputed_incident();
-    attach(&mut inc, |_| Some(ProcessIdentity::default()));
+    attach(&mut inc, |_, _| Some(ProcessIdentity::default()));
     assert!(inc.culprit.unwrap().identity.is_none());
 }
 
 #[test]
 fn text_and_markdown_show_client_name_next_to_comm_and_who() {
     let mut inc = crate::testkit::disputed_incident();
-    attach(&mut inc, |pid| (pid != 0).then(podman_alice));
+    attach(&mut inc, |pid, _| (pid != 0).then(podman_alice));
     let text = crate::render::text::render(&inc);
     assert!(
         text.contains("culprit:  zed[7021] client=guest-vkcube (/home/alice"),
@@ -276,7 +276,7 @@ fn identity_json_is_additive() {
         !before.to_string().contains("identity"),
         "absent when unknown"
     );
-    attach(&mut inc, |pid| (pid == 7021).then(podman_alice));
+    attach(&mut inc, |pid, _| (pid == 7021).then(podman_alice));
     let v = serde_json::to_value(&inc).unwrap();
     let id = &v["culprit"]["identity"];
     assert_eq!(id["container"]["runtime"], "podman");

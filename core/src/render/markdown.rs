@@ -27,8 +27,10 @@ pub fn process(p: &ProcessRef) -> String {
 
 /// `` client `names` ``: the DRM client names a process gave itself.
 fn client(id: Option<&ProcessIdentity>) -> String {
-    match id.map(ProcessIdentity::client_names) {
-        Some(n) if !n.is_empty() => format!(" client {}", md_code(&n)),
+    match id {
+        Some(i) if !i.drm_client_names.is_empty() => {
+            format!(" client {}", md_code(&i.client_names()))
+        }
         _ => String::new(),
     }
 }

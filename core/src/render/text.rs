@@ -27,8 +27,10 @@ pub fn process_name(p: &ProcessRef) -> String {
 
 /// ` client=<names>`: the DRM client names a process gave itself, shown after its comm.
 pub fn client(id: Option<&ProcessIdentity>) -> String {
-    match id.map(ProcessIdentity::client_names) {
-        Some(n) if !n.is_empty() => format!(" client={}", terminal(&n)),
+    match id {
+        Some(i) if !i.drm_client_names.is_empty() => {
+            format!(" client={}", terminal(&i.client_names()))
+        }
         _ => String::new(),
     }
 }
