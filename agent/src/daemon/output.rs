@@ -177,3 +177,37 @@ fn attach_identities(inc: &mut Incident, seen: &SeenCache) {
         identity::read_live(Path::new("/proc"), pid, comm, pw)
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// First-sight identities are attached; a process named only by the log is read live,
+    /// and only when its pid still runs a process of that name.
+    #[test]
+    fn identities_come_from_first_sight_else_a_live_read_of_the_same_comm() {
+        let root = std::env::temp_dir().join(format!("hw-out-ident-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("7021")).unwrap();
+        std::fs::write(root.join("7021/comm"), "zed\n").unwrap();
+        std::fs::write(root.join("7021/status"), "Uid:\t4321\t4321\t4321\t4321\n").unwrap();
+        let mut seen = SeenCache::new(8);
+        assert!(seen.first_sight(&root, 7021, 1).is_some());
+        let me = std::process::id();
+        let my_comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+        let mut inc = hangwatch_core::testkit::disputed_incident();
+        let k = inc.kernel_blamed.as_mut().unwrap();
+        (k.pid, k.comm) = (me, my_comm.trim_end().to_string());
+        inc.victims[0].pid = me; // same pid, another name: not read
+        attach_identities(&mut inc, &seen);
+        let uid =
+            |i: &Option<hangwatch_core::identity::ProcessIdentity>| i.as_ref().and_then(|i| i.uid);
+        assert_eq!(uid(&inc.culprit.as_ref().unwrap().identity), Some(4321));
+        assert_eq!(
+            uid(&inc.kernel_blamed.as_ref().unwrap().identity),
+            Some(rustix::process::getuid().as_raw())
+        );
+        assert!(inc.victims[0].identity.is_none(), "{:?}", inc.victims[0]);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
