@@ -830,6 +830,7 @@ mod fuzz {
             }],
             confidence: hangwatch_core::incident::Confidence::Likely,
             reason: format!("{name} {line}"),
+            identity: Some(hangwatch_core::testkit::hostile_identity(name)),
         };
         inc.compute = Some(hangwatch_core::incident::ComputeAttribution {
             flagged: Some(cand.clone()),

@@ -67,6 +67,13 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         });
         m.record_incident(&serde_json::from_value(v).unwrap());
     }
+    // A culprit in a Slurm job inside a pod's container: a workload row.
+    let mut inc: hangwatch_core::incident::Incident =
+        serde_json::from_value(example_incident(|_| {})).unwrap();
+    if let Some(c) = inc.culprit.as_mut() {
+        c.identity = Some(hangwatch_core::testkit::hostile_identity("alice"));
+    }
+    m.record_incident(&inc);
     m.record_page_fault("zed");
     m.probe_events.insert("cs_ioctl".into(), 1);
     m.dropped.insert("kernel_ring_buffer", 1);

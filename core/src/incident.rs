@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::ProcessIdentity;
 use crate::model::{Clock, QueueKind, QueueOrigin, Source};
 
 pub const SCHEMA: &str = "hangwatch.incident/1";
@@ -138,6 +139,10 @@ pub struct ProcessRef {
     pub comm: String,
     /// `/proc/PID/exe` at the time the process was first seen; null from logs.
     pub exe: Option<String>,
+    /// Who the process is (unit, user, container, pod, Slurm job, DRM client names), read
+    /// while it lived; omitted when unknown (always, from logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<ProcessIdentity>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +153,10 @@ pub struct Victim {
     /// Why this process is a victim, e.g. "job on gfx_0.0.0 timed out behind the culprit's",
     /// "submission refused with -ECANCELED after reset".
     pub reason: String,
+    /// Who the process is (unit, user, container, pod, Slurm job, DRM client names), read
+    /// while it lived; omitted when unknown (always, from logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<ProcessIdentity>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -319,6 +328,10 @@ pub struct Candidate {
     pub queues: Vec<QueueRef>,
     pub confidence: Confidence,
     pub reason: String,
+    /// Who the process is (unit, user, container, pod, Slurm job, DRM client names), read
+    /// while it lived; omitted when unknown (always, from logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<ProcessIdentity>,
 }
 
 /// One queue of a candidate.

@@ -5,6 +5,7 @@
 //! - [`model`]: the events every source produces;
 //! - [`kmsg`]: kernel-log readers (dmesg, journal, `/dev/kmsg` text) that produce events;
 //! - [`correlate`]: the pure state machine from events to incidents;
+//! - [`identity`]: who a process is (unit, user, container, pod, Slurm job) from /proc text;
 //! - [`incident`]: the output document (`hangwatch.incident/1`);
 //! - [`render`]: the incident as terminal text, markdown and a Perfetto trace;
 //! - [`analyze`]: log files through the readers into the correlator (`hangwatch analyze`);
@@ -12,6 +13,7 @@
 pub mod analyze;
 pub mod correlate;
 pub mod escape;
+pub mod identity;
 pub mod incident;
 pub mod kmsg;
 pub mod model;

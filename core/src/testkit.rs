@@ -46,11 +46,11 @@ pub fn disputed_incident() -> Incident {
         gpu: Some("0000:c3:00.0".into()),
         kind: IncidentKind::RingTimeout,
         ring: Some("gfx_0.0.0".into()),
-        culprit: Some(ProcessRef { pid: 7021, comm: "zed".into(), exe: Some("/home/alice/.local/zed.app/libexec/zed-editor".into()) }),
+        culprit: Some(ProcessRef { pid: 7021, comm: "zed".into(), exe: Some("/home/alice/.local/zed.app/libexec/zed-editor".into()), identity: None }),
         confidence: Confidence::Likely,
-        kernel_blamed: Some(ProcessRef { pid: 6518, comm: "Xwayland".into(), exe: None }),
+        kernel_blamed: Some(ProcessRef { pid: 6518, comm: "Xwayland".into(), exe: None, identity: None }),
         kernel_blame_disputed: true,
-        victims: vec![Victim { pid: 6518, comm: "Xwayland".into(), reason: "job on gfx_0.0.0 timed out behind the culprit's".into() }],
+        victims: vec![Victim { pid: 6518, comm: "Xwayland".into(), reason: "job on gfx_0.0.0 timed out behind the culprit's".into(), identity: None }],
         evidence: vec![
             ev(45_756_100_000_000, "45756.100000", Source::Log, "VM page fault at 0x0 from zed[7021] pasid 32769", &[
                 "amdgpu 0000:c3:00.0: amdgpu: [gfxhub] page fault (src_id:0 ring:24 vmid:3 pasid:32769, for process zed pid 7021 thread zed:cs0 pid 7025)",
@@ -137,13 +137,16 @@ pub fn hostile(name: &str) -> Incident {
     if let Some(c) = inc.culprit.as_mut() {
         c.comm = name.into();
         c.exe = Some(format!("/home/u/{name}"));
+        c.identity = Some(hostile_identity(name));
     }
     if let Some(k) = inc.kernel_blamed.as_mut() {
         k.comm = format!("{name}2");
+        k.identity = Some(hostile_identity(name));
     }
     for v in inc.victims.iter_mut() {
         v.comm = name.into();
         v.reason = format!("because {name}");
+        v.identity = Some(hostile_identity(name));
     }
     for e in inc.evidence.iter_mut() {
         e.what = format!("fault from {name}");
@@ -174,11 +177,41 @@ pub fn hostile_compute(name: &str) -> crate::incident::ComputeAttribution {
         }],
         confidence: Confidence::Likely,
         reason: format!("its queue {name} did not preempt"),
+        identity: Some(hostile_identity(name)),
     };
     crate::incident::ComputeAttribution {
         flagged: Some(cand.clone()),
         candidates: vec![cand],
         note: format!("queue table from {name}"),
+    }
+}
+
+/// An identity whose every free-text field is `name` (what a hostile cgroup, passwd entry or
+/// DRM client name can carry: the ids are checked for shape when parsed).
+pub fn hostile_identity(name: &str) -> crate::identity::ProcessIdentity {
+    use crate::identity::*;
+    ProcessIdentity {
+        unit: Some(name.into()),
+        slice: Some(name.into()),
+        uid: Some(1000),
+        user: Some(name.into()),
+        session: Some(name.into()),
+        container: Some(Container {
+            runtime: Runtime::Podman,
+            id: "241e2ce08bbb31cda60f9f1886a31c5e5b095a53ef12e86d0e086e18fe06a6ef".into(),
+        }),
+        pod: Some(Pod {
+            uid: "6a1f0c2e-9b7d-4c3a-8e5f-0d1c2b3a4f5e".into(),
+            qos: QosClass::Burstable,
+        }),
+        slurm: Some(SlurmJob {
+            job_id: 4242,
+            step: Some(name.into()),
+            uid: Some(1000),
+            user: Some(name.into()),
+        }),
+        nspid: vec![4242, 1],
+        drm_client_names: vec![name.into()],
     }
 }
 

@@ -30,6 +30,12 @@ fn validator_rejects_what_the_schema_forbids() {
     let schema = json_schema();
     let first = serde_json::to_value(hangwatch_core::testkit::disputed_incident()).unwrap();
     assert_eq!(validate(&schema, &first), Vec::<String>::new());
+    // Identities (culprit, kernel-blamed, victims, compute candidates) are in the schema.
+    let with_ids = serde_json::to_value(hangwatch_core::testkit::hostile("zed")).unwrap();
+    assert_eq!(validate(&schema, &with_ids), Vec::<String>::new());
+    let mut bad_runtime = with_ids.clone();
+    bad_runtime["culprit"]["identity"]["container"]["runtime"] = "lxc".into();
+    assert!(!validate(&schema, &bad_runtime).is_empty());
     let broken = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut v = first.clone();
         f(&mut v);

@@ -49,6 +49,11 @@ const TEST_PACKAGES: &[&str] = &[
     "mmdebstrap",
     // desktop-file-validate checks the notify companion's autostart entry.
     "desktop-file-utils",
+    // The identity test runs a process in a podman container (runc: crun refuses a hybrid
+    // cgroup hierarchy) from an image holding only a static busybox.
+    "podman",
+    "runc",
+    "busybox-static",
 ];
 
 fn installed(pkg: &str) -> bool {

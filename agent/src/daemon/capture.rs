@@ -118,6 +118,7 @@ mod tests {
             pid: 0,
             comm: "kworker".into(),
             reason: String::new(),
+            identity: None,
         });
         assert_eq!(involved(&inc), vec![7021, 6518]);
         // Compute candidates (ROCm processes with queues on the GPU) after them, once each.
@@ -130,6 +131,7 @@ mod tests {
                     queues: Vec::new(),
                     confidence: hangwatch_core::incident::Confidence::Unknown,
                     reason: String::new(),
+                    identity: None,
                 })
                 .to_vec(),
             note: String::new(),

@@ -10,6 +10,7 @@ use crate::sinks::incident_dir::{Extras, IncidentDir, Retention};
 use crate::sinks::journald::{incident_fields, Journal};
 use crate::sinks::messages;
 use crate::sinks::metrics::Shared;
+use crate::sources::identity;
 use crate::sources::procscan::SeenCache;
 use crate::{info, warn};
 use hangwatch_core::incident::Incident;
@@ -91,6 +92,7 @@ impl Output {
     /// Closed incidents.
     pub fn emit(&mut self, incidents: Vec<Incident>, seen: &SeenCache) {
         for mut inc in incidents {
+            attach_identities(&mut inc, seen);
             self.count += 1;
             // First: a regenerated incident takes the id it was written under before.
             let extras = self
@@ -165,6 +167,9 @@ impl Output {
             }
             true
         });
+        for inc in &mut incidents {
+            attach_identities(inc, seen);
+        }
         if !incidents.is_empty() {
             self.durable.update(incidents, d, seen);
         }
@@ -211,5 +216,53 @@ impl Output {
             ),
             Err(e) => warn!("retention by age: {e:#}"),
         }
+    }
+}
+
+/// The identity of each involved process: as captured when it was first seen, else read now
+/// from /proc when that pid still runs a process of the same name (a pid named only by the
+/// kernel log may have been reused since).
+fn attach_identities(inc: &mut Incident, seen: &SeenCache) {
+    let mut passwd = None;
+    hangwatch_core::identity::attach(inc, |pid, comm| {
+        if let Some(id) = seen.identity(pid) {
+            return Some(id.clone());
+        }
+        let pw = passwd.get_or_insert_with(identity::passwd);
+        identity::read_live(Path::new("/proc"), pid, comm, pw)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// First-sight identities are attached; a process named only by the log is read live,
+    /// and only when its pid still runs a process of that name.
+    #[test]
+    fn identities_come_from_first_sight_else_a_live_read_of_the_same_comm() {
+        let root = std::env::temp_dir().join(format!("hw-out-ident-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("7021")).unwrap();
+        std::fs::write(root.join("7021/comm"), "zed\n").unwrap();
+        std::fs::write(root.join("7021/status"), "Uid:\t4321\t4321\t4321\t4321\n").unwrap();
+        let mut seen = SeenCache::new(8);
+        assert!(seen.first_sight(&root, 7021, 1).is_some());
+        let me = std::process::id();
+        let my_comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+        let mut inc = hangwatch_core::testkit::disputed_incident();
+        let k = inc.kernel_blamed.as_mut().unwrap();
+        (k.pid, k.comm) = (me, my_comm.trim_end().to_string());
+        inc.victims[0].pid = me; // same pid, another name: not read
+        attach_identities(&mut inc, &seen);
+        let uid =
+            |i: &Option<hangwatch_core::identity::ProcessIdentity>| i.as_ref().and_then(|i| i.uid);
+        assert_eq!(uid(&inc.culprit.as_ref().unwrap().identity), Some(4321));
+        assert_eq!(
+            uid(&inc.kernel_blamed.as_ref().unwrap().identity),
+            Some(rustix::process::getuid().as_raw())
+        );
+        assert!(inc.victims[0].identity.is_none(), "{:?}", inc.victims[0]);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

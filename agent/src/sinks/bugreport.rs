@@ -597,6 +597,31 @@ fn archive_files(inp: &mut Input) {
     }
 }
 
+/// incident.json and report.md of an incident already stripped of its process identities
+/// (unit, user, container, pod, Slurm job, DRM client names): they say who ran what.
+fn without_identities(inp: &mut Input) {
+    let truncated = inp
+        .files
+        .iter()
+        .find(|(n, _)| n == "TRUNCATED.txt")
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned());
+    for (name, bytes) in inp.files.iter_mut() {
+        match name.as_str() {
+            "incident.json" => {
+                *bytes = serde_json::to_vec_pretty(&inp.incident).unwrap_or_default();
+            }
+            "report.md" => {
+                let mut md = markdown::render(&inp.incident);
+                if let Some(t) = &truncated {
+                    md += &format!("\n## Truncated\n\n{t}");
+                }
+                *bytes = md.into_bytes();
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Redact the markdown and every text file; the binary trace is re-encoded from the redacted
 /// incident.
 fn redact(md: &mut String, inp: &mut Input, roots: &Roots) {
@@ -637,6 +662,9 @@ fn redact(md: &mut String, inp: &mut Input, roots: &Roots) {
 /// Assemble the bug report for the incident in `dir`.
 pub fn build(dir: &Path, roots: &Roots, opts: &Options) -> Result<Bugreport> {
     let mut inp = load(dir, roots, opts)?;
+    if opts.redact {
+        hangwatch_core::identity::strip(&mut inp.incident);
+    }
     let mut md = String::new();
     let inc = inp.incident.clone();
     summary(&mut md, &inc);
@@ -652,7 +680,8 @@ pub fn build(dir: &Path, roots: &Roots, opts: &Options) -> Result<Bugreport> {
     missing_section(&mut md, &missing);
     archive_files(&mut inp);
     if opts.redact {
-        let _ = writeln!(md, "\n_Redacted: user names, host names, addresses, serials and UUIDs were replaced (docs/security.md)._");
+        let _ = writeln!(md, "\n_Redacted: user names, host names, addresses, serials and UUIDs were replaced, and process identities (unit, user, container, pod, job, DRM client name) removed (docs/security.md)._");
+        without_identities(&mut inp);
         redact(&mut md, &mut inp, roots);
     } else {
         let _ = writeln!(md, "\n_Not redacted: this report identifies the host (host name, user names, addresses, serials). `hangwatch bugreport --redact` replaces them._");
@@ -1066,6 +1095,46 @@ mod tests {
             b.markdown
         );
         assert!(b.markdown.contains("_Redacted:"), "{}", b.markdown);
+        cleanup(&root);
+    }
+
+    /// Identities show in the plain report and nowhere in the redacted one (the markdown and
+    /// every archived file).
+    #[test]
+    fn identities_only_unredacted() {
+        let root = fake_host("br-identity");
+        let inc = hostile("podman-guest");
+        let dir = sample_dir(&root, &inc, true);
+        let plain = build(&dir, &roots(&root), &Options::default()).unwrap();
+        assert!(
+            plain.markdown.contains("client=podman-guest")
+                && plain
+                    .markdown
+                    .contains("who: container podman 241e2ce08bbb"),
+            "{}",
+            plain.markdown
+        );
+        let opts = Options {
+            redact: true,
+            ..Default::default()
+        };
+        let red = build(&dir, &roots(&root), &opts).unwrap();
+        for (name, bytes) in red
+            .files
+            .iter()
+            .chain([("md".to_string(), red.markdown.clone().into_bytes())].iter())
+        {
+            let s = String::from_utf8_lossy(bytes);
+            for planted in [
+                "241e2ce08bbb",
+                "\"identity\"",
+                "slurm job",
+                "client=",
+                "] client `",
+            ] {
+                assert!(!s.contains(planted), "{planted} in {name}:\n{s}");
+            }
+        }
         cleanup(&root);
     }
 

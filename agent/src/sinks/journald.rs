@@ -7,7 +7,8 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
 use crate::config::JournalMode;
-use hangwatch_core::incident::Incident;
+use hangwatch_core::identity::{qos_name, ProcessIdentity};
+use hangwatch_core::incident::{Incident, ProcessRef};
 
 pub const SOCKET: &str = "/run/systemd/journal/socket";
 /// `journalctl MESSAGE_ID=…` for every hangwatch incident (random, fixed forever).
@@ -148,7 +149,7 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
     let culprit = inc
         .culprit
         .as_ref()
-        .map(|c| format!("{}[{}]", c.comm, c.pid))
+        .map(|c| format!("{}[{}]{}", c.comm, c.pid, client(c)))
         .unwrap_or_else(|| "unknown".into());
     let mut msg = format!(
         "{kind} on {}{}: culprit {culprit} ({})",
@@ -161,7 +162,7 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
     );
     if inc.kernel_blame_disputed {
         if let Some(k) = &inc.kernel_blamed {
-            msg += &format!("; the kernel blamed {}[{}]", k.comm, k.pid);
+            msg += &format!("; the kernel blamed {}[{}]{}", k.comm, k.pid, client(k));
         }
     }
     if let Some(m) = &inc.needs_recovery {
@@ -236,7 +237,56 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
                 .join(" ")
         }),
     );
+    for (prefix, p) in [
+        ("HANGWATCH_CULPRIT", &inc.culprit),
+        ("HANGWATCH_KERNEL_BLAMED", &inc.kernel_blamed),
+    ] {
+        if let Some(id) = p.as_ref().and_then(|p| p.identity.as_ref()) {
+            f.extend(identity_fields(prefix, id));
+        }
+    }
     debug_assert!(f.iter().all(|(n, _)| valid_name(n)));
+    f
+}
+
+/// ` client=<names>` after a comm in MESSAGE, or nothing.
+fn client(p: &ProcessRef) -> String {
+    match p.identity.as_ref().map(ProcessIdentity::client_names) {
+        Some(n) if !n.is_empty() => format!(" client={n}"),
+        _ => String::new(),
+    }
+}
+
+/// `<prefix>_UNIT`, `_USER`, `_CONTAINER_ID`, `_POD_UID`, `_SLURM_JOB_ID`, ... of one process,
+/// each only when known. Values stay exact: the native protocol carries any byte.
+pub fn identity_fields(prefix: &str, id: &ProcessIdentity) -> Vec<(String, String)> {
+    let mut f = Vec::new();
+    let mut opt = |name: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            f.push((format!("{prefix}_{name}"), v));
+        }
+    };
+    opt("UNIT", id.unit.clone());
+    opt("SLICE", id.slice.clone());
+    opt("UID", id.uid.map(|u| u.to_string()));
+    opt("USER", id.user.clone());
+    opt("SESSION", id.session.clone());
+    opt(
+        "CONTAINER_RUNTIME",
+        id.container.as_ref().map(|c| c.runtime.name().into()),
+    );
+    opt("CONTAINER_ID", id.container.as_ref().map(|c| c.id.clone()));
+    opt("POD_UID", id.pod.as_ref().map(|p| p.uid.clone()));
+    opt("POD_QOS", id.pod.as_ref().map(|p| qos_name(p.qos).into()));
+    opt(
+        "SLURM_JOB_ID",
+        id.slurm.as_ref().map(|j| j.job_id.to_string()),
+    );
+    opt("SLURM_STEP", id.slurm.as_ref().and_then(|j| j.step.clone()));
+    opt("SLURM_USER", id.slurm.as_ref().and_then(|j| j.user.clone()));
+    let nspid: Vec<String> = id.nspid.iter().map(u32::to_string).collect();
+    opt("NSPID", Some(nspid.join(" ")));
+    opt("DRM_CLIENT_NAME", Some(id.client_names()));
     f
 }
 
@@ -296,6 +346,8 @@ mod tests {
         assert!(get("MESSAGE")[0].ends_with("; device needs recovery: rebind"));
         assert_eq!(get("HANGWATCH_NEEDS_RECOVERY"), vec!["rebind"]);
         assert!(get("HANGWATCH_CULPRIT_EXE")[0].ends_with("zed-editor"));
+        // No identity captured: no identity field.
+        assert!(fields.iter().all(|(n, _)| !n.contains("_UNIT")));
         // journald restarted: a new socket at the same path; the next entry still arrives.
         drop(server);
         std::fs::remove_file(&path).unwrap();
@@ -304,6 +356,45 @@ mod tests {
         let n = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"MESSAGE=again\n");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A culprit in a Slurm step inside a podman container, with a hostile client name and
+    /// unit: every identity field arrives exact, the MESSAGE copy is escaped.
+    #[test]
+    fn identity_fields_are_exact_and_message_escaped() {
+        let mut inc = hangwatch_core::testkit::hostile("x\nMESSAGE_ID=0\x1b[2J");
+        inc.kernel_blame_disputed = true;
+        let fields = incident_fields(&inc, None);
+        let dec = decode(&encode(&fields)).unwrap();
+        let get = |k: &str| {
+            dec.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        let evil = "x\nMESSAGE_ID=0\x1b[2J";
+        assert_eq!(get("HANGWATCH_CULPRIT_UNIT").as_deref(), Some(evil));
+        assert_eq!(
+            get("HANGWATCH_CULPRIT_DRM_CLIENT_NAME").as_deref(),
+            Some(evil)
+        );
+        assert_eq!(
+            get("HANGWATCH_CULPRIT_CONTAINER_RUNTIME").as_deref(),
+            Some("podman")
+        );
+        assert_eq!(
+            get("HANGWATCH_CULPRIT_POD_UID").as_deref(),
+            Some("6a1f0c2e-9b7d-4c3a-8e5f-0d1c2b3a4f5e")
+        );
+        assert_eq!(
+            get("HANGWATCH_CULPRIT_SLURM_JOB_ID").as_deref(),
+            Some("4242")
+        );
+        assert_eq!(get("HANGWATCH_CULPRIT_NSPID").as_deref(), Some("4242 1"));
+        assert_eq!(get("HANGWATCH_KERNEL_BLAMED_UID").as_deref(), Some("1000"));
+        assert_eq!(dec.iter().filter(|(n, _)| n == "MESSAGE_ID").count(), 1);
+        let msg = get("MESSAGE").unwrap();
+        assert!(msg.contains("client=x\\x0aMESSAGE_ID=0\\x1b[2J"), "{msg}");
+        assert!(!msg.contains(|c: char| c.is_control()), "{msg:?}");
     }
 
     #[test]

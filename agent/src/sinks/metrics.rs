@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use hangwatch_core::identity::{short_id, ProcessIdentity};
 use hangwatch_core::incident::{Incident, IncidentKind};
 
 /// A reset loop: this many resets of one GPU within RESET_LOOP_WINDOW_NS.
@@ -22,6 +23,18 @@ pub const RESET_LOOP_WINDOW_NS: u64 = 600_000_000_000;
 const RESET_LOOP_MAX: usize = 16;
 /// `hangwatch_device_needs_recovery` rows kept (GPUs × methods; the kernel has 3 methods).
 const MAX_RECOVERY_ROWS: usize = 256;
+
+/// `hangwatch_workload_incidents_total` rows kept; later workloads share one `_other` row.
+pub const MAX_WORKLOAD_ROWS: usize = 256;
+/// The label names of that family, the AMD Device Metrics Exporter's for the same things.
+pub const WORKLOAD_LABELS: [&str; 6] = [
+    "POD",
+    "NAMESPACE",
+    "CONTAINER",
+    "JOB_ID",
+    "JOB_USER",
+    "HOSTNAME",
+];
 
 /// The label value for a process name past the cap.
 pub const OTHER: &str = "_other";
@@ -45,6 +58,11 @@ pub struct Metrics {
     recent_resets: BTreeMap<String, VecDeque<u64>>,
     /// gpu → reset loops (RESET_LOOP_RESETS resets within RESET_LOOP_WINDOW_NS).
     reset_loops: BTreeMap<String, u64>,
+    /// (gpu, kind, POD, NAMESPACE, CONTAINER, JOB_ID, JOB_USER, HOSTNAME) → incidents whose
+    /// culprit ran in a container, pod or Slurm job (at most MAX_WORKLOAD_ROWS rows).
+    workloads: BTreeMap<[String; 8], u64>,
+    /// Incidents counted under the `_other` workload row.
+    workload_overflow: u64,
     /// culprit comm → page faults reported by the kernel log.
     page_faults: BTreeMap<String, u64>,
     last_incident_unix: Option<f64>,
@@ -71,6 +89,26 @@ fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// POD, NAMESPACE, CONTAINER, JOB_ID, JOB_USER of a culprit in a pod, container or Slurm job
+/// (`None` otherwise). The cgroup gives a pod's uid, not its name or namespace: POD is the
+/// uid and NAMESPACE stays empty. CONTAINER is the 12-digit short id.
+fn workload_labels(id: &ProcessIdentity) -> Option<[String; 5]> {
+    if id.pod.is_none() && id.container.is_none() && id.slurm.is_none() {
+        return None;
+    }
+    let job = id.slurm.as_ref();
+    Some([
+        id.pod.as_ref().map(|p| p.uid.clone()).unwrap_or_default(),
+        String::new(),
+        id.container
+            .as_ref()
+            .map(|c| short_id(&c.id).to_string())
+            .unwrap_or_default(),
+        job.map(|j| j.job_id.to_string()).unwrap_or_default(),
+        job.and_then(|j| j.user.clone()).unwrap_or_default(),
+    ])
 }
 
 /// `ring_timeout`, `page_fault`, `gpu_reset`, `illegal_command`: the names incident.json uses.
@@ -172,7 +210,38 @@ impl Metrics {
             self.note_reset(&gpu, inc.started_ns);
         }
         self.note_recovery(&gpu, inc.needs_recovery.as_deref());
+        self.note_workload(inc, &gpu);
         self.last_incident_unix = Some(unix_now());
+    }
+
+    /// Counts the incident under its culprit's workload, when it ran in one. The label set is
+    /// bounded: past MAX_WORKLOAD_ROWS, new workloads share one row with `_other` values.
+    fn note_workload(&mut self, inc: &Incident, gpu: &str) {
+        let Some(id) = inc.culprit.as_ref().and_then(|c| c.identity.as_ref()) else {
+            return;
+        };
+        let Some(w) = workload_labels(id) else {
+            return;
+        };
+        let host = inc.hostname.clone().unwrap_or_default();
+        let kind = kind_label(inc.kind);
+        let mut key = [
+            gpu.to_string(),
+            kind,
+            w[0].clone(),
+            w[1].clone(),
+            w[2].clone(),
+            w[3].clone(),
+            w[4].clone(),
+            host,
+        ];
+        if !self.workloads.contains_key(&key) && self.workloads.len() >= MAX_WORKLOAD_ROWS {
+            for v in &mut key[2..7] {
+                *v = OTHER.to_string();
+            }
+            self.workload_overflow += 1;
+        }
+        *self.workloads.entry(key).or_default() += 1;
     }
 
     /// The GPU's latest incident decides: its methods are 1, the GPU's other methods 0.
@@ -298,6 +367,25 @@ impl Metrics {
                 .iter()
                 .map(|(c, n)| (labels(&[("comm", c)]), n.to_string()))
                 .collect(),
+        );
+        family(
+            "hangwatch_workload_incidents_total",
+            "counter",
+            "Incidents whose culprit ran in a pod, container or Slurm job, with the AMD Device Metrics Exporter's label names.",
+            self.workloads
+                .iter()
+                .map(|(k, n)| {
+                    let mut pairs = vec![("gpu", k[0].as_str()), ("kind", k[1].as_str())];
+                    pairs.extend(WORKLOAD_LABELS.iter().zip(&k[2..]).map(|(l, v)| (*l, v.as_str())));
+                    (labels(&pairs), n.to_string())
+                })
+                .collect(),
+        );
+        family(
+            "hangwatch_workload_labels_overflow_total",
+            "counter",
+            "Incidents counted under the _other workload row (past the row cap).",
+            vec![(String::new(), self.workload_overflow.to_string())],
         );
         family(
             "hangwatch_comm_labels_overflow_total",
@@ -629,6 +717,47 @@ mod tests {
         let text = m.render();
         assert!(text.contains("method=\"rebind\"} 0\n"), "{text}");
         assert!(text.contains("method=\"bus-reset\"} 0\n"), "{text}");
+    }
+
+    /// A culprit in a Slurm job inside a pod's container: one row with the exporter's label
+    /// names; hostile user names are escaped; rows past the cap share `_other`.
+    #[test]
+    fn workload_labels_follow_the_exporter_and_are_bounded() {
+        let mut m = Metrics::new(4);
+        let mut inc = hangwatch_core::testkit::hostile("al\"ice\n");
+        inc.hostname = Some("gpubox7".into());
+        m.record_incident(&inc);
+        let text = m.render();
+        let row = "hangwatch_workload_incidents_total{gpu=\"0000:c3:00.0\",kind=\"ring_timeout\",\
+POD=\"6a1f0c2e-9b7d-4c3a-8e5f-0d1c2b3a4f5e\",NAMESPACE=\"\",CONTAINER=\"241e2ce08bbb\",\
+JOB_ID=\"4242\",JOB_USER=\"al\\\"ice\\\\x0a\",HOSTNAME=\"gpubox7\"} 1\n";
+        assert!(text.contains(row), "{text}");
+        // A desktop culprit (no pod, container or job) has no workload row.
+        let mut m = Metrics::new(4);
+        m.record_incident(&disputed_incident());
+        assert!(!m.render().contains("hangwatch_workload_incidents_total{"));
+        // Past the cap: one _other row, counted.
+        let mut m = Metrics::new(4);
+        for job in 0..MAX_WORKLOAD_ROWS as u64 + 10 {
+            let mut inc = hangwatch_core::testkit::hostile("u");
+            let id = inc.culprit.as_mut().unwrap().identity.as_mut().unwrap();
+            id.slurm.as_mut().unwrap().job_id = job;
+            m.record_incident(&inc);
+        }
+        let text = m.render();
+        let rows = text
+            .lines()
+            .filter(|l| l.starts_with("hangwatch_workload_incidents_total{"))
+            .count();
+        assert_eq!(rows, MAX_WORKLOAD_ROWS + 1, "{text}");
+        assert!(
+            text.contains("JOB_ID=\"_other\"") && text.contains("} 10\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hangwatch_workload_labels_overflow_total 10\n"),
+            "{text}"
+        );
     }
 
     #[test]

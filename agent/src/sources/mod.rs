@@ -5,6 +5,7 @@ pub mod btf;
 pub mod devices;
 pub mod formats;
 pub mod hostfacts;
+pub mod identity;
 pub mod kfd;
 pub mod probes;
 pub mod procinfo;

@@ -4,7 +4,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
+use hangwatch_core::identity::ProcessIdentity;
 use hangwatch_core::model::{Clock, Event, EventBody, Source};
+
+use crate::sources::identity;
 
 /// What one amdgpu fdinfo file says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -96,11 +99,18 @@ pub fn scan(proc_root: &Path, now_ns: u64) -> Vec<Event> {
 /// Bounded "first time seen" cache: `first_sight` returns a `ProcessInfo` event only for pids
 /// not seen recently, so `run` reads /proc once per submitter, not once per job. It also keeps
 /// the GPU driver libraries the process had mapped then: a process that is submitting has its
-/// userspace driver loaded, and it may be dead by the time an incident is written.
+/// userspace driver loaded, and it may be dead by the time an incident is written. For the
+/// same reason it keeps the process's identity (unit, user, container, pod, Slurm job).
 pub struct SeenCache {
     cap: usize,
-    seen: HashMap<u32, Vec<String>>,
+    seen: HashMap<u32, Seen>,
     order: VecDeque<u32>,
+}
+
+/// What was read about a process when it was first seen.
+struct Seen {
+    maps: Vec<String>,
+    identity: ProcessIdentity,
 }
 
 impl SeenCache {
@@ -127,7 +137,8 @@ impl SeenCache {
         )
         .map(|m| crate::sources::procinfo::driver_lines(&m))
         .unwrap_or_default();
-        self.seen.insert(pid, maps);
+        let identity = identity::read(proc_root, pid, &identity::passwd());
+        self.seen.insert(pid, Seen { maps, identity });
         self.order.push_back(pid);
         let (exe, comm) = exe_comm(proc_root, pid);
         comm.as_ref()?;
@@ -148,7 +159,15 @@ impl SeenCache {
 
     /// Driver library lines of `/proc/PID/maps` captured when `pid` was first seen.
     pub fn driver_maps(&self, pid: u32) -> Option<&[String]> {
-        self.seen.get(&pid).map(|v| v.as_slice())
+        self.seen.get(&pid).map(|v| v.maps.as_slice())
+    }
+
+    /// The identity read when `pid` was first seen (`None` when not seen or nothing known).
+    pub fn identity(&self, pid: u32) -> Option<&ProcessIdentity> {
+        self.seen
+            .get(&pid)
+            .map(|s| &s.identity)
+            .filter(|i| !i.is_empty())
     }
 
     pub fn len(&self) -> usize {
@@ -242,12 +261,19 @@ amd-evicted-vram:\t0 KiB\ndrm-engine-gfx:\t5000 ns\n";
 7f20-7f30 r-xp 00000000 08:01 13 /usr/lib/x86_64-linux-gnu/libvulkan_radeon.so\n",
         )
         .unwrap();
+        std::fs::write(
+            root.join("4242").join("status"),
+            "Uid:\t1000\t1000\t1000\t1000\n",
+        )
+        .unwrap();
         let mut c = SeenCache::new(1);
         assert!(c.first_sight(&root, 4242, 1).is_some());
         let maps = c.driver_maps(4242).unwrap();
         assert_eq!(maps.len(), 1);
         assert!(maps[0].ends_with("libvulkan_radeon.so"), "{maps:?}");
         assert!(c.first_sight(&root, 4242, 2).is_none());
+        assert_eq!(c.identity(4242).and_then(|i| i.uid), Some(1000));
+        assert!(c.identity(77).is_none(), "77 was never seen");
         assert!(c.first_sight(&root, 77, 3).is_some()); // evicts 4242
         assert!(
             c.driver_maps(4242).is_none(),

@@ -212,6 +212,7 @@ fn candidates(s: &Scope, notes: &ComputeNotes) -> (Option<Candidate>, Vec<Candid
                 queues,
                 confidence,
                 reason,
+                identity: None,
             }
         })
         .collect();
@@ -225,6 +226,7 @@ fn candidates(s: &Scope, notes: &ComputeNotes) -> (Option<Candidate>, Vec<Candid
                 queues: Vec::new(),
                 confidence: Confidence::Unknown,
                 reason: why,
+                identity: None,
             });
         }
     }
@@ -251,6 +253,7 @@ fn candidates(s: &Scope, notes: &ComputeNotes) -> (Option<Candidate>, Vec<Candid
                 queues: Vec::new(),
                 confidence: f.confidence,
                 reason: f.why,
+                identity: None,
             })
     });
     if let Some(f) = &flagged {

@@ -136,11 +136,13 @@ impl Processes {
                     p.comm.clone()
                 },
                 exe: p.exe.clone(),
+                identity: None,
             },
             None => ProcessRef {
                 pid,
                 comm: fallback_comm.to_string(),
                 exe: None,
+                identity: None,
             },
         }
     }

@@ -42,7 +42,12 @@ impl Blame {
     pub fn victim(&mut self, pid: u32, comm: String, reason: String) {
         let culprit = self.culprit.as_ref().map(|c| c.pid);
         if pid != 0 && Some(pid) != culprit && !self.victims.iter().any(|v| v.pid == pid) {
-            self.victims.push(Victim { pid, comm, reason });
+            self.victims.push(Victim {
+                pid,
+                comm,
+                reason,
+                identity: None,
+            });
         }
     }
 }

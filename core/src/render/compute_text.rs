@@ -4,6 +4,7 @@
 //! terminal-escaped here.
 use std::fmt::Write as _;
 
+use super::text::{client, who_line};
 use crate::escape::terminal;
 use crate::incident::{Candidate, ComputeAttribution};
 
@@ -45,20 +46,23 @@ pub fn render(c: &ComputeAttribution) -> String {
     if let Some(f) = &c.flagged {
         let _ = writeln!(
             o,
-            "  flagged: {}: {}",
+            "  flagged: {}{}: {}",
             name(&f.comm, f.pid),
+            client(f.identity.as_ref()),
             terminal(&f.reason)
         );
     }
     for k in &c.candidates {
         let _ = writeln!(
             o,
-            "  - {} ({}): {} — {}",
+            "  - {}{} ({}): {} — {}",
             name(&k.comm, k.pid),
+            client(k.identity.as_ref()),
             k.confidence.name(),
             queues(k),
             terminal(&k.reason)
         );
+        o.push_str(&who_line(k.identity.as_ref(), "      "));
     }
     o
 }
@@ -84,6 +88,7 @@ mod tests {
             }],
             confidence: Confidence::Likely,
             reason: "r".into(),
+            identity: None,
         };
         let s = render(&ComputeAttribution {
             flagged: Some(cand.clone()),
@@ -113,6 +118,7 @@ mod tests {
             }],
             confidence: Confidence::Unknown,
             reason: evil.into(),
+            identity: None,
         };
         let s = render(&ComputeAttribution {
             flagged: Some(cand.clone()),

@@ -5,17 +5,43 @@ use std::fmt::Write;
 
 use super::text::{is_kernel_word, is_suspect, suspicion_basis, KERNEL_WORD};
 use crate::escape::{md_block, md_cell, md_code};
+use crate::identity::ProcessIdentity;
 use crate::incident::{Incident, JobSnapshot, ProcessRef, ResetOutcome};
 
 /// Rows in the "last jobs on the hung ring" table; the full history is in incident.json.
 pub const JOB_ROWS: usize = 16;
 
-/// `` `comm`[pid] (`exe`) `` for markdown prose.
+/// `` `comm`[pid] client `name` (`exe`) `` for markdown prose.
 pub fn process(p: &ProcessRef) -> String {
+    let comm = format!(
+        "{}[{}]{}",
+        md_code(&p.comm),
+        p.pid,
+        client(p.identity.as_ref())
+    );
     match &p.exe {
-        Some(exe) => format!("{}[{}] ({})", md_code(&p.comm), p.pid, md_code(exe)),
-        None => format!("{}[{}]", md_code(&p.comm), p.pid),
+        Some(exe) => format!("{comm} ({})", md_code(exe)),
+        None => comm,
     }
+}
+
+/// `` client `names` ``: the DRM client names a process gave itself.
+fn client(id: Option<&ProcessIdentity>) -> String {
+    match id {
+        Some(i) if !i.drm_client_names.is_empty() => {
+            format!(" client {}", md_code(&i.client_names()))
+        }
+        _ => String::new(),
+    }
+}
+
+/// `` — `unit …, user …, container …` `` after a process, or nothing.
+fn who(id: Option<&ProcessIdentity>) -> String {
+    let s = id.map(ProcessIdentity::summary).unwrap_or_default();
+    if s.is_empty() {
+        return String::new();
+    }
+    format!(" — who: {}", md_code(&s))
 }
 
 /// Seconds since boot as the kernel prints them: flight-recorder jobs are always on the
@@ -171,6 +197,11 @@ fn culprit(o: &mut String, incident: &Incident) {
             let _ = writeln!(o, "Unknown — confidence **{conf}**\n");
         }
     }
+    let id = incident.culprit.as_ref().and_then(|c| c.identity.as_ref());
+    let w = who(id);
+    if !w.is_empty() {
+        let _ = writeln!(o, "Who:{}\n", w.trim_start_matches(" — who:"));
+    }
     if !incident.reasoning.is_empty() {
         let _ = writeln!(o, "Why: {}\n", md_code(&incident.reasoning));
     }
@@ -217,6 +248,12 @@ fn kernel_said(o: &mut String, incident: &Incident) {
             let _ = writeln!(o, "The kernel named no process.\n");
         }
     }
+    if let Some(k) = &incident.kernel_blamed {
+        let w = who(k.identity.as_ref());
+        if !w.is_empty() && incident.culprit.as_ref().map(|c| c.pid) != Some(k.pid) {
+            let _ = writeln!(o, "Kernel-blamed process{w}\n");
+        }
+    }
 }
 
 fn victims(o: &mut String, incident: &Incident) {
@@ -228,10 +265,12 @@ fn victims(o: &mut String, incident: &Incident) {
     for v in &incident.victims {
         let _ = writeln!(
             o,
-            "- {}[{}]: {}",
+            "- {}[{}]{}: {}{}",
             md_code(&v.comm),
             v.pid,
-            md_code(&v.reason)
+            client(v.identity.as_ref()),
+            md_code(&v.reason),
+            who(v.identity.as_ref())
         );
     }
     o.push('\n');
@@ -246,9 +285,10 @@ fn compute(o: &mut String, incident: &Incident) {
     if let Some(f) = &c.flagged {
         let _ = writeln!(
             o,
-            "Flagged by the kernel or MES: {}[{}] — {}\n",
+            "Flagged by the kernel or MES: {}[{}]{} — {}\n",
             md_code(&f.comm),
             f.pid,
+            client(f.identity.as_ref()),
             md_code(&f.reason)
         );
     }
@@ -274,16 +314,18 @@ fn compute(o: &mut String, incident: &Incident) {
             .collect();
         let _ = writeln!(
             o,
-            "- {}[{}] ({}): {} — {}",
+            "- {}[{}]{} ({}): {} — {}{}",
             md_code(&k.comm),
             k.pid,
+            client(k.identity.as_ref()),
             k.confidence.name(),
             if queues.is_empty() {
                 "no queue recorded".to_string()
             } else {
                 queues.join(", ")
             },
-            md_code(&k.reason)
+            md_code(&k.reason),
+            who(k.identity.as_ref())
         );
     }
     o.push('\n');
@@ -460,7 +502,7 @@ pub(crate) mod tests {
             "{md}"
         );
         assert!(
-            md.contains("- ` python3 `[4242] (likely): ` kfd compute ` q0 doorbell 0x1000 — ` its queue python3 did not preempt `"),
+            md.contains("- ` python3 `[4242] client ` python3 ` (likely): ` kfd compute ` q0 doorbell 0x1000 — ` its queue python3 did not preempt ` — who: ` container podman 241e2ce08bbb,"),
             "{md}"
         );
         let at = |s: &str| md.find(s).unwrap();

@@ -186,6 +186,7 @@ mod tests {
             pid: 4242,
             comm: "python3".into(),
             exe: None,
+            identity: None,
         });
         inc.victims.clear();
         inc.compute = Some(ComputeAttribution {
@@ -197,6 +198,7 @@ mod tests {
                     queues: vec![],
                     confidence: Confidence::Likely,
                     reason: "x".into(),
+                    identity: None,
                 },
                 Candidate {
                     pid: 5151,
@@ -204,6 +206,7 @@ mod tests {
                     queues: vec![],
                     confidence: Confidence::Unknown,
                     reason: "y".into(),
+                    identity: None,
                 },
             ],
             note: "queue table from /sys/class/kfd/kfd/proc".into(),

@@ -7,15 +7,41 @@ use std::fmt::Write;
 
 use crate::escape::terminal;
 
+use crate::identity::ProcessIdentity;
 use crate::incident::{Confidence, Incident, ProcessRef, ResetOutcome};
 use crate::model::Source;
 
-/// `comm[pid] (exe)`, escaped for a terminal.
+/// `comm[pid] client=<drm client names> (exe)`, escaped for a terminal.
 pub fn process_name(p: &ProcessRef) -> String {
+    let comm = format!(
+        "{}[{}]{}",
+        terminal(&p.comm),
+        p.pid,
+        client(p.identity.as_ref())
+    );
     match &p.exe {
-        Some(exe) => format!("{}[{}] ({})", terminal(&p.comm), p.pid, terminal(exe)),
-        None => format!("{}[{}]", terminal(&p.comm), p.pid),
+        Some(exe) => format!("{comm} ({})", terminal(exe)),
+        None => comm,
     }
+}
+
+/// ` client=<names>`: the DRM client names a process gave itself, shown after its comm.
+pub fn client(id: Option<&ProcessIdentity>) -> String {
+    match id {
+        Some(i) if !i.drm_client_names.is_empty() => {
+            format!(" client={}", terminal(&i.client_names()))
+        }
+        _ => String::new(),
+    }
+}
+
+/// `<indent>who: <unit, user, container, pod, job>` and a newline, or nothing.
+pub fn who_line(id: Option<&ProcessIdentity>, indent: &str) -> String {
+    let s = id.map(ProcessIdentity::summary).unwrap_or_default();
+    if s.is_empty() {
+        return String::new();
+    }
+    format!("{indent}who: {}\n", terminal(&s))
 }
 
 /// A culprit named without enough evidence for a verdict (confidence `unknown`, rule T4).
@@ -91,6 +117,9 @@ pub fn render(incident: &Incident) -> String {
             );
         }
     }
+    if let Some(c) = &incident.culprit {
+        o.push_str(&who_line(c.identity.as_ref(), "          "));
+    }
     match &incident.kernel_blamed {
         Some(k) if incident.kernel_blame_disputed && is_suspect(incident) => {
             let _ = writeln!(
@@ -134,6 +163,11 @@ pub fn render(incident: &Incident) -> String {
             let _ = writeln!(o, "kernel:   named no process");
         }
     }
+    if let Some(k) = &incident.kernel_blamed {
+        if incident.culprit.as_ref().map(|c| c.pid) != Some(k.pid) {
+            o.push_str(&who_line(k.identity.as_ref(), "          "));
+        }
+    }
     if !incident.reasoning.is_empty() {
         let _ = writeln!(o, "why:      {}", terminal(&incident.reasoning));
     }
@@ -142,11 +176,13 @@ pub fn render(incident: &Incident) -> String {
         for v in &incident.victims {
             let _ = writeln!(
                 o,
-                "  - {}[{}]: {}",
+                "  - {}[{}]{}: {}",
                 terminal(&v.comm),
                 v.pid,
+                client(v.identity.as_ref()),
                 terminal(&v.reason)
             );
+            o.push_str(&who_line(v.identity.as_ref(), "      "));
         }
     }
     if let Some(c) = &incident.compute {
