@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use hangwatch_core::incident::{Incident, IncidentKind};
+use hangwatch_core::testkit::expect::{check, IncidentExpect};
 use libtest_mimic::{Arguments, Trial};
 use serde::Deserialize;
 use serde_json::Value;
@@ -483,61 +485,9 @@ struct Expect {
     /// Exact kernel ring-buffer drops (flood: 0 = the release agent kept up).
     #[serde(default)]
     kernel_drops: Option<u64>,
+    /// Each must match an incident by kind, ring and culprit; the rest is then checked.
     #[serde(default)]
-    incident: Vec<ExpectIncident>,
-}
-
-#[derive(Deserialize)]
-struct ExpectIncident {
-    kind: String,
-    ring: Option<String>,
-    culprit: Option<String>,
-    culprit_exe: Option<String>,
-    victims: Option<Vec<String>>,
-    kernel_blamed: Option<String>,
-    /// `certain` / `likely` / `unknown` (compute scenarios, docs/compute.md).
-    #[serde(default)]
-    confidence: Option<String>,
-    /// Compute candidates (KFD / user queue owners) that must all be listed.
-    #[serde(default)]
-    candidates: Option<Vec<String>>,
-    /// Multi-GPU scenarios: the device the incident must name.
-    #[serde(default)]
-    gpu: Option<String>,
-    /// Processes (another GPU's) that must be neither culprit nor victim.
-    #[serde(default)]
-    absent: Vec<String>,
-}
-
-/// Multi-GPU expectations of one incident: the right device, none of the other's processes.
-fn check_incident_device(scenario: &str, i: &Value, want: &ExpectIncident) {
-    if let Some(gpu) = &want.gpu {
-        assert_eq!(
-            i["gpu"].as_str(),
-            Some(gpu.as_str()),
-            "{scenario}: incident names the wrong device: {i}"
-        );
-    }
-    let named: Vec<&str> = std::iter::once(&i["culprit"])
-        .chain(i["victims"].as_array().into_iter().flatten())
-        .filter_map(comm)
-        .collect();
-    for a in &want.absent {
-        assert!(
-            !named.contains(&a.as_str()),
-            "{scenario}: {a} (another GPU's process) is named in the incident: {named:?}"
-        );
-    }
-}
-
-/// An expected ring: exact, or `prefix.*` where the rest is run-dependent (a KFD queue's
-/// doorbell depends on which process opened /dev/kfd first).
-fn ring_matches(want: &str, got: &Value) -> bool {
-    let got = got.as_str().unwrap_or("");
-    match want.strip_suffix('*') {
-        Some(prefix) => got.starts_with(prefix),
-        None => got == want,
-    }
+    incident: Vec<IncidentExpect>,
 }
 
 fn comm(v: &Value) -> Option<&str> {
@@ -574,9 +524,9 @@ fn check_scenario(run: &Run, path: &Path) {
     for (p, spec) in procs.iter().zip(&sc.process) {
         assert_eq!(p["name"], spec.name.as_str());
     }
-    let incidents = r["incidents"].as_array().unwrap();
-    incidents.iter().for_each(tests::assert_schema);
-    let summary: Vec<String> = incidents
+    let raw = r["incidents"].as_array().unwrap();
+    raw.iter().for_each(tests::assert_schema);
+    let summary: Vec<String> = raw
         .iter()
         .map(|i| {
             format!(
@@ -585,9 +535,13 @@ fn check_scenario(run: &Run, path: &Path) {
             )
         })
         .collect();
+    let incidents: Vec<Incident> = raw
+        .iter()
+        .map(|i| serde_json::from_value(i.clone()).unwrap())
+        .collect();
     let timeouts = incidents
         .iter()
-        .filter(|i| i["kind"] == "ring_timeout")
+        .filter(|i| i.kind == IncidentKind::RingTimeout)
         .count();
     assert_eq!(
         timeouts, sc.expect.ring_timeouts,
@@ -595,62 +549,23 @@ fn check_scenario(run: &Run, path: &Path) {
         sc.name
     );
     for want in &sc.expect.incident {
-        let found = incidents.iter().find(|i| {
-            i["kind"] == want.kind.as_str()
-                && want
-                    .ring
-                    .as_ref()
-                    .is_none_or(|r| ring_matches(r, &i["ring"]))
-                && want
-                    .culprit
-                    .as_ref()
-                    .is_none_or(|c| comm(&i["culprit"]) == Some(c.as_str()))
-        });
-        let i = found.unwrap_or_else(|| {
-            panic!(
-                "{}: no {} incident on {:?} blaming {:?}; got {summary:#?}",
-                sc.name, want.kind, want.ring, want.culprit
-            )
-        });
-        check_incident_device(&sc.name, i, want);
-        if let Some(exe) = &want.culprit_exe {
-            assert_eq!(
-                i["culprit"]["exe"],
-                exe.as_str(),
-                "{}: culprit exe",
-                sc.name
-            );
-        }
-        check_compute(&sc.name, want, i);
-        if let Some(kb) = &want.kernel_blamed {
-            assert_eq!(
-                comm(&i["kernel_blamed"]),
-                Some(kb.as_str()),
-                "{}: kernel_blamed in {i}",
-                sc.name
-            );
-        }
-        if let Some(victims) = &want.victims {
-            let got: Vec<&str> = i["victims"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(comm)
-                .collect();
-            for v in victims {
-                assert!(
-                    got.contains(&v.as_str()),
-                    "{}: victim {v} missing, got {got:?}",
-                    sc.name
-                );
-            }
-            if let Some(c) = &want.culprit {
-                assert!(
-                    !got.contains(&c.as_str()),
-                    "{}: culprit {c} also listed as a victim",
-                    sc.name
-                );
-            }
+        assert!(
+            want.kind.is_some(),
+            "{}: an [[expect.incident]] names no kind",
+            sc.name
+        );
+        let n = incidents
+            .iter()
+            .position(|i| want.identifies(i))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no {} incident; got {summary:#?}",
+                    sc.name,
+                    want.describe()
+                )
+            });
+        if let Err(e) = check(want, &incidents[n]) {
+            panic!("{}: {e}\nin {}", sc.name, summary[n]);
         }
     }
     if let Some(n) = sc.expect.submissions {
@@ -702,28 +617,6 @@ fn check_scenario(run: &Run, path: &Path) {
             n as f64 * 1000.0 / window_ms as f64,
             seen as f64 * 1000.0 / window_ms as f64
         );
-    }
-}
-
-/// Compute expectations: the confidence, and every expected candidate in `compute.candidates`.
-fn check_compute(name: &str, want: &ExpectIncident, i: &Value) {
-    if let Some(c) = &want.confidence {
-        assert_eq!(i["confidence"], c.as_str(), "{name}: confidence in {i}");
-    }
-    if let Some(cands) = &want.candidates {
-        let got: Vec<&str> = i["compute"]["candidates"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{name}: no compute candidates in {i}"))
-            .iter()
-            .filter_map(comm)
-            .collect();
-        for c in cands {
-            assert!(
-                got.contains(&c.as_str()),
-                "{name}: candidate {c} missing, got {got:?}"
-            );
-        }
-        assert_eq!(got.len(), cands.len(), "{name}: candidates {got:?}");
     }
 }
 
