@@ -20,6 +20,9 @@ use serde_json::Value;
 #[path = "../vm/matrix.rs"]
 mod matrix;
 use matrix::{KernelEntry, Matrix};
+#[path = "../vm/result.rs"]
+mod result;
+use result::{AgentRun, ScenarioResult};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -80,6 +83,13 @@ impl Run {
             )
         });
         serde_json::from_str(&text).unwrap()
+    }
+
+    /// scenarios/`name`.json: what the driver reported for that scenario.
+    fn scenario(&self, name: &str) -> ScenarioResult {
+        let rel = format!("scenarios/{name}.json");
+        serde_json::from_value(self.load(&rel))
+            .unwrap_or_else(|e| panic!("{rel} of {}: {e}", self.build))
     }
 
     /// phase-b.json, failing clearly when the simulator did not build for this kernel.
@@ -224,18 +234,16 @@ fn phase_a_real_amdgpu_every_probe_attached(r: &Run) {
         a["modprobe"]
     );
     assert_all_probes_attached(&a["check"], &r.entry, "phase A");
-    let run = &a["run"];
-    assert_eq!(
-        run["attached"], true,
-        "hangwatch run never reported attached: {}",
-        run["agent_stderr"]
+    let run: AgentRun = serde_json::from_value(a["run"].clone()).unwrap();
+    assert!(
+        run.attached,
+        "hangwatch run never reported attached: {:?}",
+        run.agent_stderr
     );
-    assert_eq!(run["agent_exit"], 0);
-    let line = run["agent_stderr"]
-        .as_array()
-        .unwrap()
+    assert_eq!(run.agent_exit, Some(0));
+    let line = run
+        .agent_stderr
         .iter()
-        .filter_map(Value::as_str)
         .find(|l| l.contains("probes attached:"))
         .expect("probes attached line");
     let counts = line.rsplit(' ').next().unwrap();
@@ -497,24 +505,21 @@ fn comm(v: &Value) -> Option<&str> {
 fn check_scenario(run: &Run, path: &Path) {
     run.phase_b();
     let sc: ScenarioFile = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let r = run.load(&format!("scenarios/{}.json", sc.name));
+    let r = run.scenario(&sc.name);
+    assert!(r.error.is_none(), "{}: driver error {:?}", sc.name, r.error);
     assert!(
-        r.get("error").is_none(),
-        "{}: driver error {}",
+        r.run.attached,
+        "{}: agent never attached: {:?}",
+        sc.name, r.run.agent_stderr
+    );
+    assert_eq!(
+        r.run.agent_exit,
+        Some(0),
+        "{}: agent exit: {:?}",
         sc.name,
-        r["error"]
+        r.run.agent_stderr
     );
-    assert_eq!(
-        r["attached"], true,
-        "{}: agent never attached: {}",
-        sc.name, r["agent_stderr"]
-    );
-    assert_eq!(
-        r["agent_exit"], 0,
-        "{}: agent exit: {}",
-        sc.name, r["agent_stderr"]
-    );
-    let procs = r["processes"].as_array().unwrap();
+    let procs = &r.processes;
     assert_eq!(
         procs.len(),
         sc.process.len(),
@@ -522,9 +527,9 @@ fn check_scenario(run: &Run, path: &Path) {
         sc.name
     );
     for (p, spec) in procs.iter().zip(&sc.process) {
-        assert_eq!(p["name"], spec.name.as_str());
+        assert_eq!(p.name, spec.name);
     }
-    let raw = r["incidents"].as_array().unwrap();
+    let raw = &r.run.incidents;
     raw.iter().for_each(tests::assert_schema);
     let summary: Vec<String> = raw
         .iter()
@@ -571,18 +576,17 @@ fn check_scenario(run: &Run, path: &Path) {
     if let Some(n) = sc.expect.submissions {
         let submitted: u64 = procs
             .iter()
-            .map(|p| p["summary"]["submitted"].as_u64().unwrap_or(0))
+            .map(|p| p.summary.as_ref().map_or(0, |s| s.submitted))
             .sum();
         assert_eq!(
             submitted, n,
             "{}: the driver did not submit everything",
             sc.name
         );
-        let stats = r["agent_stderr"]
-            .as_array()
-            .unwrap()
+        let stats = r
+            .run
+            .agent_stderr
             .iter()
-            .filter_map(Value::as_str)
             .find(|l| l.contains("stats:"))
             .unwrap_or_else(|| panic!("{}: no stats line from hangwatch run", sc.name));
         // Every submission fires 8 per-job probes (cs_ioctl, sched queue/run_job/run/done,
@@ -606,7 +610,7 @@ fn check_scenario(run: &Run, path: &Path) {
         }
         let window_ms = procs
             .iter()
-            .filter_map(|p| p["summary"]["submit_ms"].as_u64())
+            .filter_map(|p| p.summary.as_ref().map(|s| s.submit_ms))
             .max()
             .unwrap_or(0)
             .max(1);
@@ -634,14 +638,17 @@ fn number_after(s: &str, key: &str) -> Option<u64> {
 fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {
     let name = "zed-fault-wedges-gfx";
     run.phase_b();
-    let r = run.load(&format!("scenarios/{name}.json"));
-    let a = &r["artifacts"];
-    assert!(a.is_object(), "{name}: no artifacts returned");
-    assert!(a.get("error").is_none(), "{name}: {}", a["error"]);
+    let r = run.scenario(name);
+    let a = r
+        .artifacts
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name}: no artifacts returned"));
+    assert!(a.error.is_none(), "{name}: {:?}", a.error);
     assert_eq!(
-        a["bugreport_exit"], 0,
+        a.bugreport_exit,
+        Some(0),
         "hangwatch bugreport failed in the VM: {}",
-        a["bugreport_stderr"]
+        a.bugreport_stderr
     );
     let dir = run.dir.join("scenarios").join(name);
     let read = |rel: &str| std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
@@ -754,8 +761,8 @@ fn unix_seconds(rfc3339: &str) -> f64 {
 /// Wave 2 in the VM: the agent wrote the incident when it opened (provisional) and the host
 /// facts in it were read then — not at the final write, which comes at least the settle time
 /// (5 s) after the reset — and the final version is no longer provisional.
-fn captured_at_the_open_and_written_while_open(r: &Value, inc: &Value, host_json: &[u8]) {
-    let said = r["agent_stderr"].to_string();
+fn captured_at_the_open_and_written_while_open(r: &ScenarioResult, inc: &Value, host_json: &[u8]) {
+    let said = r.run.agent_stderr.join("\n");
     assert!(
         said.contains("provisional until it closes"),
         "no provisional write when the incident opened: {said}"
@@ -776,12 +783,16 @@ fn captured_at_the_open_and_written_while_open(r: &Value, inc: &Value, host_json
 fn scenario_1_export_from_the_running_agent_decodes(run: &Run) {
     let name = "zed-fault-wedges-gfx";
     run.phase_b();
-    let r = run.load(&format!("scenarios/{name}.json"));
-    let a = &r["artifacts"];
+    let r = run.scenario(name);
+    let a = r
+        .artifacts
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name}: no artifacts returned"));
     assert_eq!(
-        a["export_exit"], 0,
+        a.export_exit,
+        Some(0),
         "hangwatch export failed: {}",
-        a["export_stderr"]
+        a.export_stderr
     );
     let trace = run.dir.join("scenarios").join(name).join("export.perfetto");
     let out = std::process::Command::new("protoc")
@@ -838,16 +849,13 @@ fn attribution(i: &Value) -> String {
     )
 }
 
-fn attach_line(r: &Value) -> String {
-    r["agent_stderr"]
-        .as_array()
-        .and_then(|l| {
-            l.iter()
-                .filter_map(Value::as_str)
-                .find(|l| l.contains("probes attached:"))
-        })
+fn attach_line(r: &ScenarioResult) -> String {
+    r.run
+        .agent_stderr
+        .iter()
+        .find(|l| l.contains("probes attached:"))
+        .cloned()
         .unwrap_or_default()
-        .to_string()
 }
 
 /// Scenario 40 against scenario 1 on the same kernel: every probe root attaches attaches, and
@@ -855,42 +863,34 @@ fn attach_line(r: &Value) -> String {
 /// exe read from another user's /proc.
 fn least_privilege_agent_gets_the_same_incidents_as_root(run: &Run) {
     run.phase_b();
-    let root = run.load(&format!("scenarios/{SCENARIO_1}.json"));
-    let lp = run.load(&format!("scenarios/{LEAST_PRIVILEGE}.json"));
-    let stderr = &lp["agent_stderr"];
-    let said = |what: &str| {
-        stderr
-            .as_array()
-            .is_some_and(|l| l.iter().filter_map(Value::as_str).any(|l| l.contains(what)))
-    };
+    let root = run.scenario(SCENARIO_1);
+    let lp = run.scenario(LEAST_PRIVILEGE);
+    let stderr = &lp.run.agent_stderr;
+    let said = |what: &str| stderr.iter().any(|l| l.contains(what));
     assert!(
         said("control socket: /tmp/hw-run/control.sock"),
-        "the control socket in a directory of its own: {stderr}"
+        "the control socket in a directory of its own: {stderr:?}"
     );
     assert_eq!(
         attach_line(&lp),
         attach_line(&root),
-        "as uid 65534 with the service's capabilities every probe root attaches must attach: {stderr}"
+        "as uid 65534 with the service's capabilities every probe root attaches must attach: {stderr:?}"
     );
-    let list = |r: &Value| -> Vec<String> {
-        r["incidents"]
-            .as_array()
-            .map(|v| v.iter().map(attribution).collect())
-            .unwrap_or_default()
-    };
+    let list =
+        |r: &ScenarioResult| -> Vec<String> { r.run.incidents.iter().map(attribution).collect() };
     let want = list(&root);
     assert!(
         !want.is_empty(),
-        "scenario 1 had no incident: {}",
-        root["agent_stderr"]
+        "scenario 1 had no incident: {:?}",
+        root.run.agent_stderr
     );
     assert_eq!(
         list(&lp),
         want,
-        "least privilege vs root; agent stderr: {stderr}"
+        "least privilege vs root; agent stderr: {stderr:?}"
     );
     // /proc of other users' processes was readable: the culprit's exe and driver maps.
-    let inc = &lp["incidents"][0];
+    let inc = &lp.run.incidents[0];
     assert_eq!(inc["culprit"]["exe"], "/usr/bin/zed", "{inc}");
 }
 
