@@ -1,10 +1,13 @@
 //! Sample incidents and checks shared by the tests of this crate and of the agent (feature
 //! `testkit`): the V710 disputed incident, hostile variants of it, a CommonMark structure
-//! check, and an independent Perfetto decoder (protoc).
+//! check, an independent Perfetto decoder (protoc), and the one incident expectation and
+//! checker of the golden, corpus and scenario tests ([`expect`]).
 #![allow(
     clippy::unwrap_used,
     reason = "test support: a failure is a test failure"
 )]
+pub mod expect;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -12,6 +12,7 @@ use hangwatch_core::kmsg::journal::JournalSource;
 use hangwatch_core::kmsg::source;
 use hangwatch_core::kmsg::{Format, LogReader};
 use hangwatch_core::model::Source;
+use hangwatch_core::testkit::expect::{check_all, IncidentExpect, Who};
 use serde_json::{json, Value};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/dmesg/");
@@ -89,7 +90,7 @@ fn analyze(name: &str) -> Vec<Incident> {
     out
 }
 
-/// The fields a golden file pins, in the same shape as the golden JSON.
+/// The fields by which two incidents are the same verdict (a log read back, another form).
 fn key_fields(i: &Incident) -> Value {
     let v = serde_json::to_value(i).unwrap();
     hangwatch_core::schema_check::assert_schema(&v);
@@ -128,12 +129,57 @@ fn verdict(i: &Incident) -> String {
     )
 }
 
+/// The fields every golden incident states: the whole verdict, times and reset included.
+const GOLDEN_FIELDS: [&str; 10] = [
+    "kind",
+    "ring",
+    "gpu",
+    "culprit",
+    "confidence",
+    "kernel_blamed",
+    "kernel_blame_disputed",
+    "victim_pids",
+    "reset",
+    "started_at",
+];
+
+/// The expected incidents of testdata/golden/`name`.json, each stating [`GOLDEN_FIELDS`] and
+/// every named process with its pid.
+fn golden(name: &str) -> Vec<IncidentExpect> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Golden {
+        #[serde(rename = "_why")]
+        _why: String,
+        incidents: Vec<IncidentExpect>,
+    }
+    let path = format!("{GOLDEN}{name}.json");
+    let g: Golden = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    for want in &g.incidents {
+        assert_eq!(want.stated(), GOLDEN_FIELDS, "{path}: {want:?}");
+        for w in [&want.culprit, &want.kernel_blamed].into_iter().flatten() {
+            assert!(
+                !matches!(w, Who::Process { pid: None, .. }),
+                "{path}: {w:?} without a pid"
+            );
+        }
+    }
+    g.incidents
+}
+
+/// `got` (schema-checked) says what `want` states, incident by incident.
+fn assert_golden(want: &[IncidentExpect], got: &[Incident], what: &str) {
+    for i in got {
+        hangwatch_core::schema_check::assert_schema(&serde_json::to_value(i).unwrap());
+    }
+    if let Err(e) = check_all(want, got) {
+        panic!("{what}:\n{e}");
+    }
+}
+
 fn check(name: &str) {
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{GOLDEN}{name}.json")).unwrap())
-            .unwrap();
-    let got: Vec<Value> = analyze(name).iter().map(key_fields).collect();
-    assert_eq!(Value::Array(got), expected["incidents"], "{name}");
+    assert_golden(&golden(name), &analyze(name), name);
 }
 
 #[test]
@@ -236,18 +282,11 @@ fn cat_illegal_opcode_then_zed_keeps_the_disputed_verdict() {
         r.stats.boots, 2,
         "the clock goes from 1889979 s back to 135 s"
     );
-    let got: Vec<Value> = inc.iter().map(key_fields).collect();
-    let want: Vec<Value> = ["v710-illegal-opcode", "v710-zed-fault-then-timeout"]
+    let want: Vec<IncidentExpect> = ["v710-illegal-opcode", "v710-zed-fault-then-timeout"]
         .iter()
-        .flat_map(|n| {
-            let v: Value = serde_json::from_str(
-                &std::fs::read_to_string(format!("{GOLDEN}{n}.json")).unwrap(),
-            )
-            .unwrap();
-            v["incidents"].as_array().unwrap().clone()
-        })
+        .flat_map(|n| golden(n))
         .collect();
-    assert_eq!(got, want);
+    assert_golden(&want, &inc, "illegal opcode then zed");
 }
 
 // ---- reproductions: every form ----
@@ -317,12 +356,9 @@ fn localized_month_names() {
 #[test]
 fn rotated_and_compressed_kern_log() {
     let golden = |started: &str| {
-        let mut v: Value = serde_json::from_str(
-            &std::fs::read_to_string(format!("{GOLDEN}rx7900xtx-mes-mode1-reset.json")).unwrap(),
-        )
-        .unwrap();
-        v["incidents"][0]["started_at"] = json!(started);
-        v["incidents"].clone()
+        let mut want = golden("rx7900xtx-mes-mode1-reset");
+        want[0].started_at = Some(started.into());
+        want
     };
     for (file, compression, started, wall) in [
         // Traditional format keeps [ts]: the printk clock, wall time from the syslog prefix
@@ -359,11 +395,7 @@ fn rotated_and_compressed_kern_log() {
             (compression, None, 19),
             "{file}"
         );
-        assert_eq!(
-            Value::Array(inc.iter().map(key_fields).collect()),
-            golden(started),
-            "{file}"
-        );
+        assert_golden(&golden(started), &inc, file);
         assert_eq!(inc[0].wall_time.as_deref(), Some(wall), "{file}");
     }
     // A truncated rotation: the error names it, what was read still counts.
@@ -510,10 +542,7 @@ fn log_reader_and_analyzer_agree() {
 /// gives relative times only; notime gives order only; `-x` keeps the printk stamps.
 #[test]
 fn dmesg_relative_notime_and_decorated_forms() {
-    let golden: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{GOLDEN}rx7900xtx-mes-mode1-reset.json")).unwrap(),
-    )
-    .unwrap();
+    let golden = golden("rx7900xtx-mes-mode1-reset");
     // 2026-12-01T00:00:00Z: the samples were made on 2026-11-29 (Nov30 07:20 Warsaw).
     let reference = 1_796_083_200_000_000_000;
     let mut walls = Vec::new();
@@ -535,13 +564,9 @@ fn dmesg_relative_notime_and_decorated_forms() {
             (19, None),
             "{file}"
         );
-        let mut want = golden["incidents"].clone();
-        want[0]["started_at"] = json!(started);
-        assert_eq!(
-            Value::Array(inc.iter().map(key_fields).collect()),
-            want,
-            "{file}"
-        );
+        let mut want = golden.clone();
+        want[0].started_at = Some(started.into());
+        assert_golden(&want, &inc, file);
         assert_eq!(inc[0].wall_time.as_deref(), wall, "{file}");
         walls.push(inc[0].wall_time.clone());
         // The incident's kernel.log reads back to the same incident and wall time.

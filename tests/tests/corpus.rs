@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use hangwatch_core::incident::Incident;
+use hangwatch_core::testkit::expect::{check_all, mismatches, mismatches_all, IncidentExpect, Who};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -32,45 +34,11 @@ struct Case {
     trimmed: Option<String>,
     established: String,
     expected_incidents: usize,
+    /// One expected incident, in start order; `ring`/`gpu`/`reset` "none", culprit "unknown"
+    /// and kernel_blamed "none" stand for JSON null; an absent `reset` is not checked (the log
+    /// was cut before the reset's result).
     #[serde(default)]
-    incident: Vec<Expected>,
-}
-
-/// One expected incident, in start order. `ring`/`reset` "none" and culprit "unknown" /
-/// kernel_blamed "none" stand for JSON null; an absent `reset` is not checked (the log was cut
-/// before the reset's result).
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-struct Expected {
-    kind: String,
-    ring: String,
-    gpu: String,
-    culprit: Who,
-    kernel_blamed: Who,
-    confidence: String,
-    #[serde(default)]
-    reset: Option<String>,
-    /// The pids of the compute candidates (`compute.candidates`, docs/compute.md), in order;
-    /// `[]` for a compute section naming nobody. Absent: not checked.
-    #[serde(default)]
-    compute_candidates: Option<Vec<u32>>,
-    why: String,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(untagged)]
-enum Who {
-    Named { comm: String, pid: u32 },
-    Nobody(String),
-}
-
-impl Who {
-    fn render(&self) -> String {
-        match self {
-            Who::Named { comm, pid } => format!("{comm} (pid {pid})"),
-            Who::Nobody(_) => "null".to_string(),
-        }
-    }
+    incident: Vec<IncidentExpect>,
 }
 
 fn workspace() -> PathBuf {
@@ -110,14 +78,17 @@ fn build_hangwatch() -> PathBuf {
         .expect("cargo reported no hangwatch executable")
 }
 
-fn load_case(id: &str) -> Case {
+fn load_text(id: &str) -> String {
     let path = format!("{CORPUS}/{id}.toml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    toml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// `hangwatch analyze --json <log>`: the incident documents, or a failure message.
-fn analyze(id: &str) -> Result<Vec<Value>, String> {
+fn load_case(id: &str) -> Case {
+    toml::from_str(&load_text(id)).unwrap_or_else(|e| panic!("{id}.toml: {e}"))
+}
+
+/// `hangwatch analyze --json <log>`: the incidents, or a failure message.
+fn analyze(id: &str) -> Result<Vec<Incident>, String> {
     let log = format!("{CORPUS}/{id}.log");
     let out = Command::new(hangwatch())
         .args(["analyze", "--json"])
@@ -134,124 +105,30 @@ fn analyze(id: &str) -> Result<Vec<Value>, String> {
             .map_err(|e| format!("output line is not JSON ({e}): {line}"))?;
         if v.get("schema").is_some() {
             tests::check_schema(&v)?;
-            incidents.push(v);
+            incidents.push(
+                serde_json::from_value(v).map_err(|e| format!("not an incident ({e}): {line}"))?,
+            );
         }
     }
     Ok(incidents)
 }
 
-/// JSON null or string, rendered for messages.
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "null".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn nullable(s: &str) -> String {
-    if s == "none" {
-        "null".to_string()
-    } else {
-        s.to_string()
-    }
-}
-
-fn who(v: &Value) -> String {
-    if v.is_null() {
-        "null".to_string()
-    } else {
-        format!("{} (pid {})", text(&v["comm"]), v["pid"])
-    }
-}
-
-/// Every field of one incident that differs: "field: expected X, got Y".
-fn compare_incident(want: &Expected, got: &Value) -> Vec<String> {
-    let mut fields = vec![
-        ("kind", want.kind.clone(), text(&got["kind"])),
-        ("ring", nullable(&want.ring), text(&got["ring"])),
-        ("gpu", nullable(&want.gpu), text(&got["gpu"])),
-        ("culprit", want.culprit.render(), who(&got["culprit"])),
-        (
-            "kernel_blamed",
-            want.kernel_blamed.render(),
-            who(&got["kernel_blamed"]),
-        ),
-        (
-            "confidence",
-            want.confidence.clone(),
-            text(&got["confidence"]),
-        ),
-    ];
-    if let Some(reset) = &want.reset {
-        fields.push(("reset", nullable(reset), text(&got["reset"])));
-    }
-    if let Some(pids) = &want.compute_candidates {
-        let got_pids = match got["compute"]["candidates"].as_array() {
-            Some(c) => format!(
-                "{:?}",
-                c.iter()
-                    .filter_map(|c| c["pid"].as_u64())
-                    .collect::<Vec<_>>()
-            ),
-            None => "no compute section".to_string(),
-        };
-        fields.push(("compute_candidates", format!("{pids:?}"), got_pids));
-    }
-    fields
-        .into_iter()
-        .filter(|(_, w, g)| w != g)
-        .map(|(f, w, g)| format!("{f}: expected {w}, got {g}"))
-        .collect()
-}
-
-/// All mismatches between a case and hangwatch's incidents, each naming the incident.
-fn compare(case: &Case, got: &[Value]) -> Vec<String> {
-    let mut out = Vec::new();
-    if got.len() != case.expected_incidents {
-        let seen: Vec<String> = got
-            .iter()
-            .map(|i| {
-                format!(
-                    "{} {} at {}",
-                    text(&i["kind"]),
-                    text(&i["ring"]),
-                    text(&i["started_at"])
-                )
-            })
-            .collect();
-        out.push(format!(
-            "incident count: expected {}, got {} [{}]",
-            case.expected_incidents,
-            got.len(),
-            seen.join("; ")
-        ));
-    }
-    for (n, (want, inc)) in case.incident.iter().zip(got).enumerate() {
-        for m in compare_incident(want, inc) {
-            out.push(format!("incident {}/{}: {m}", n + 1, case.incident.len()));
-        }
-    }
-    out
-}
-
 fn check(id: &str) {
     let case = load_case(id);
-    let mismatches = match analyze(id) {
-        Ok(got) => compare(&case, &got),
-        Err(e) => vec![e],
-    };
-    assert!(
-        mismatches.is_empty(),
-        "testdata/corpus/{id}.log ({}) disagrees with its expectation:\n  {}",
-        case.source,
-        mismatches.join("\n  ")
-    );
+    let result = analyze(id).and_then(|got| check_all(&case.incident, &got));
+    if let Err(e) = result {
+        panic!(
+            "testdata/corpus/{id}.log ({}) disagrees with its expectation:\n  {}",
+            case.source,
+            e.replace('\n', "\n  ")
+        );
+    }
 }
 
 /// The expectation file itself is well formed: a source URL, the thread's finding, one
-/// `[[incident]]` per expected incident, known kinds and confidences, null spelled one way.
-fn validate(id: &str, case: &Case) -> Vec<String> {
+/// `[[incident]]` per expected incident stating the seven fields every case states, known
+/// kinds and confidences, null spelled one way (`raw`: the file's text).
+fn validate(id: &str, case: &Case, raw: &str) -> Vec<String> {
     let mut bad = Vec::new();
     let mut need = |ok: bool, what: &str| {
         if !ok {
@@ -279,25 +156,54 @@ fn validate(id: &str, case: &Case) -> Vec<String> {
         case.incident.len() == case.expected_incidents,
         "expected_incidents differs from the number of [[incident]] tables",
     );
-    for e in &case.incident {
+    let raw: toml::Table = toml::from_str(raw).unwrap_or_default();
+    let raw_incidents = raw.get("incident").and_then(|i| i.as_array());
+    for (n, e) in case.incident.iter().enumerate() {
+        let stated = e.stated();
+        for f in [
+            "kind",
+            "ring",
+            "gpu",
+            "culprit",
+            "kernel_blamed",
+            "confidence",
+        ] {
+            need(
+                stated.contains(&f),
+                &format!("incident {} does not state {f}", n + 1),
+            );
+        }
         let kinds = ["ring_timeout", "page_fault", "gpu_reset", "illegal_command"];
-        need(kinds.contains(&e.kind.as_str()), "unknown kind");
+        need(
+            e.kind.as_deref().is_some_and(|k| kinds.contains(&k)),
+            "unknown kind",
+        );
         let confidences = ["certain", "likely", "kernel_only", "unknown"];
         need(
-            confidences.contains(&e.confidence.as_str()),
+            e.confidence
+                .as_deref()
+                .is_some_and(|c| confidences.contains(&c)),
             "unknown confidence",
         );
+        let spelled = |field: &str| {
+            raw_incidents
+                .and_then(|i| i.get(n))
+                .and_then(|i| i.get(field))
+                .and_then(|v| v.as_str().map(str::to_string))
+        };
+        let named = |w: &Option<Who>| matches!(w, Some(Who::Process { pid: Some(_), .. }));
         need(
-            matches!(&e.culprit, Who::Named { .. })
-                || matches!(&e.culprit, Who::Nobody(s) if s == "unknown"),
+            named(&e.culprit) || spelled("culprit").as_deref() == Some("unknown"),
             "culprit must be {comm, pid} or \"unknown\"",
         );
         need(
-            matches!(&e.kernel_blamed, Who::Named { .. })
-                || matches!(&e.kernel_blamed, Who::Nobody(s) if s == "none"),
+            named(&e.kernel_blamed) || spelled("kernel_blamed").as_deref() == Some("none"),
             "kernel_blamed must be {comm, pid} or \"none\"",
         );
-        need(!e.why.trim().is_empty(), "why is empty");
+        need(
+            e.why.as_deref().is_some_and(|w| !w.trim().is_empty()),
+            "why is empty",
+        );
     }
     bad
 }
@@ -383,7 +289,7 @@ fn every_log_has_a_test_and_a_valid_expectation() {
     assert!(logs.len() >= 30, "the corpus needs at least 30 logs");
     let bad: Vec<String> = IDS
         .iter()
-        .flat_map(|id| validate(id, &load_case(id)))
+        .flat_map(|id| validate(id, &load_case(id), &load_text(id)))
         .collect();
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
@@ -392,8 +298,7 @@ fn every_log_has_a_test_and_a_valid_expectation() {
 /// culprit where hangwatch says null are all reported with the field and both values.
 #[test]
 fn comparison_reports_each_wrong_field() {
-    let case: Case = toml::from_str(
-        r#"
+    let text = r#"
         source = "https://example.org/1"
         title = "t"
         gpu_model = "g"
@@ -418,17 +323,19 @@ fn comparison_reports_each_wrong_field() {
         kernel_blamed = "none"
         confidence = "likely"
         why = "w"
-        "#,
-    )
-    .unwrap();
-    assert!(validate("self", &case).is_empty());
-    let got = [serde_json::json!({
-        "schema": "hangwatch.incident/1", "kind": "ring_timeout", "ring": "gfx_0.0.0",
-        "gpu": "0000:03:00.0", "culprit": {"comm": "Xwayland", "pid": 6},
+        "#;
+    let case: Case = toml::from_str(text).unwrap();
+    assert!(validate("self", &case, text).is_empty());
+    let got: Incident = serde_json::from_value(serde_json::json!({
+        "schema": "hangwatch.incident/1", "id": "x", "kind": "ring_timeout",
+        "ring": "gfx_0.0.0", "gpu": "0000:03:00.0", "culprit": {"comm": "Xwayland", "pid": 6},
         "kernel_blamed": {"comm": "Xwayland", "pid": 6}, "confidence": "likely",
-        "reset": null, "started_at": "1.0"
-    })];
-    let m = compare(&case, &got);
+        "kernel_blame_disputed": false, "victims": [], "evidence": [], "reset": null,
+        "started_at": "1.0", "started_ns": 1, "ended_ns": 1, "clock": "monotonic",
+        "reasoning": "", "jobs": [], "dropped_events": 0
+    }))
+    .unwrap();
+    let m = mismatches_all(&case.incident, std::slice::from_ref(&got));
     assert!(
         m.iter()
             .any(|s| s.starts_with("incident count: expected 2, got 1")),
@@ -445,8 +352,8 @@ fn comparison_reports_each_wrong_field() {
     assert_eq!(m.len(), 3, "{m:?}");
 
     let mut nobody = case.incident[0].clone();
-    nobody.culprit = Who::Nobody("unknown".into());
+    nobody.culprit = Some(Who::Nobody);
     nobody.reset = None;
-    let got_named = compare_incident(&nobody, &got[0]);
+    let got_named = mismatches(&nobody, &got);
     assert_eq!(got_named, ["culprit: expected null, got Xwayland (pid 6)"]);
 }

@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use hangwatch_core::incident::{Incident, IncidentKind};
+use hangwatch_core::testkit::expect::{check, IncidentExpect};
 use libtest_mimic::{Arguments, Trial};
 use serde::Deserialize;
 use serde_json::Value;
@@ -18,6 +20,9 @@ use serde_json::Value;
 #[path = "../vm/matrix.rs"]
 mod matrix;
 use matrix::{KernelEntry, Matrix};
+#[path = "../vm/result.rs"]
+mod result;
+use result::{AgentRun, ScenarioResult};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -78,6 +83,13 @@ impl Run {
             )
         });
         serde_json::from_str(&text).unwrap()
+    }
+
+    /// scenarios/`name`.json: what the driver reported for that scenario.
+    fn scenario(&self, name: &str) -> ScenarioResult {
+        let rel = format!("scenarios/{name}.json");
+        serde_json::from_value(self.load(&rel))
+            .unwrap_or_else(|e| panic!("{rel} of {}: {e}", self.build))
     }
 
     /// phase-b.json, failing clearly when the simulator did not build for this kernel.
@@ -222,18 +234,16 @@ fn phase_a_real_amdgpu_every_probe_attached(r: &Run) {
         a["modprobe"]
     );
     assert_all_probes_attached(&a["check"], &r.entry, "phase A");
-    let run = &a["run"];
-    assert_eq!(
-        run["attached"], true,
-        "hangwatch run never reported attached: {}",
-        run["agent_stderr"]
+    let run: AgentRun = serde_json::from_value(a["run"].clone()).unwrap();
+    assert!(
+        run.attached,
+        "hangwatch run never reported attached: {:?}",
+        run.agent_stderr
     );
-    assert_eq!(run["agent_exit"], 0);
-    let line = run["agent_stderr"]
-        .as_array()
-        .unwrap()
+    assert_eq!(run.agent_exit, Some(0));
+    let line = run
+        .agent_stderr
         .iter()
-        .filter_map(Value::as_str)
         .find(|l| l.contains("probes attached:"))
         .expect("probes attached line");
     let counts = line.rsplit(' ').next().unwrap();
@@ -485,65 +495,9 @@ struct Expect {
     /// Exact kernel ring-buffer drops (flood: 0 = the release agent kept up).
     #[serde(default)]
     kernel_drops: Option<u64>,
+    /// Each must match an incident by kind, ring and culprit; the rest is then checked.
     #[serde(default)]
-    incident: Vec<ExpectIncident>,
-}
-
-#[derive(Deserialize)]
-struct ExpectIncident {
-    kind: String,
-    ring: Option<String>,
-    culprit: Option<String>,
-    culprit_exe: Option<String>,
-    victims: Option<Vec<String>>,
-    kernel_blamed: Option<String>,
-    /// `certain` / `likely` / `unknown` (compute scenarios, docs/compute.md).
-    #[serde(default)]
-    confidence: Option<String>,
-    /// Compute candidates (KFD / user queue owners) that must all be listed.
-    #[serde(default)]
-    candidates: Option<Vec<String>>,
-    /// Multi-GPU scenarios: the device the incident must name.
-    #[serde(default)]
-    gpu: Option<String>,
-    /// Processes (another GPU's) that must be neither culprit nor victim.
-    #[serde(default)]
-    absent: Vec<String>,
-    /// At least this many of the culprit's jobs in the incident's job list (the flight
-    /// recorder's memory, e.g. across an agent restart).
-    #[serde(default)]
-    culprit_jobs: Option<usize>,
-}
-
-/// Multi-GPU expectations of one incident: the right device, none of the other's processes.
-fn check_incident_device(scenario: &str, i: &Value, want: &ExpectIncident) {
-    if let Some(gpu) = &want.gpu {
-        assert_eq!(
-            i["gpu"].as_str(),
-            Some(gpu.as_str()),
-            "{scenario}: incident names the wrong device: {i}"
-        );
-    }
-    let named: Vec<&str> = std::iter::once(&i["culprit"])
-        .chain(i["victims"].as_array().into_iter().flatten())
-        .filter_map(comm)
-        .collect();
-    for a in &want.absent {
-        assert!(
-            !named.contains(&a.as_str()),
-            "{scenario}: {a} (another GPU's process) is named in the incident: {named:?}"
-        );
-    }
-}
-
-/// An expected ring: exact, or `prefix.*` where the rest is run-dependent (a KFD queue's
-/// doorbell depends on which process opened /dev/kfd first).
-fn ring_matches(want: &str, got: &Value) -> bool {
-    let got = got.as_str().unwrap_or("");
-    match want.strip_suffix('*') {
-        Some(prefix) => got.starts_with(prefix),
-        None => got == want,
-    }
+    incident: Vec<IncidentExpect>,
 }
 
 fn comm(v: &Value) -> Option<&str> {
@@ -553,24 +507,21 @@ fn comm(v: &Value) -> Option<&str> {
 fn check_scenario(run: &Run, path: &Path) {
     run.phase_b();
     let sc: ScenarioFile = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let r = run.load(&format!("scenarios/{}.json", sc.name));
+    let r = run.scenario(&sc.name);
+    assert!(r.error.is_none(), "{}: driver error {:?}", sc.name, r.error);
     assert!(
-        r.get("error").is_none(),
-        "{}: driver error {}",
+        r.run.attached,
+        "{}: agent never attached: {:?}",
+        sc.name, r.run.agent_stderr
+    );
+    assert_eq!(
+        r.run.agent_exit,
+        Some(0),
+        "{}: agent exit: {:?}",
         sc.name,
-        r["error"]
+        r.run.agent_stderr
     );
-    assert_eq!(
-        r["attached"], true,
-        "{}: agent never attached: {}",
-        sc.name, r["agent_stderr"]
-    );
-    assert_eq!(
-        r["agent_exit"], 0,
-        "{}: agent exit: {}",
-        sc.name, r["agent_stderr"]
-    );
-    let procs = r["processes"].as_array().unwrap();
+    let procs = &r.processes;
     assert_eq!(
         procs.len(),
         sc.process.len(),
@@ -578,11 +529,11 @@ fn check_scenario(run: &Run, path: &Path) {
         sc.name
     );
     for (p, spec) in procs.iter().zip(&sc.process) {
-        assert_eq!(p["name"], spec.name.as_str());
+        assert_eq!(p.name, spec.name);
     }
-    let incidents = r["incidents"].as_array().unwrap();
-    incidents.iter().for_each(tests::assert_schema);
-    let summary: Vec<String> = incidents
+    let raw = &r.run.incidents;
+    raw.iter().for_each(tests::assert_schema);
+    let summary: Vec<String> = raw
         .iter()
         .map(|i| {
             format!(
@@ -591,9 +542,13 @@ fn check_scenario(run: &Run, path: &Path) {
             )
         })
         .collect();
+    let incidents: Vec<Incident> = raw
+        .iter()
+        .map(|i| serde_json::from_value(i.clone()).unwrap())
+        .collect();
     let timeouts = incidents
         .iter()
-        .filter(|i| i["kind"] == "ring_timeout")
+        .filter(|i| i.kind == IncidentKind::RingTimeout)
         .count();
     assert_eq!(
         timeouts, sc.expect.ring_timeouts,
@@ -601,80 +556,29 @@ fn check_scenario(run: &Run, path: &Path) {
         sc.name
     );
     for want in &sc.expect.incident {
-        let found = incidents.iter().find(|i| {
-            i["kind"] == want.kind.as_str()
-                && want
-                    .ring
-                    .as_ref()
-                    .is_none_or(|r| ring_matches(r, &i["ring"]))
-                && want
-                    .culprit
-                    .as_ref()
-                    .is_none_or(|c| comm(&i["culprit"]) == Some(c.as_str()))
-        });
-        let i = found.unwrap_or_else(|| {
-            panic!(
-                "{}: no {} incident on {:?} blaming {:?}; got {summary:#?}",
-                sc.name, want.kind, want.ring, want.culprit
-            )
-        });
-        check_incident_device(&sc.name, i, want);
-        if let Some(n) = want.culprit_jobs {
-            let pid = &i["culprit"]["pid"];
-            let jobs = i["jobs"].as_array().map_or(0, |j| {
-                j.iter().filter(|j| &j["pid"] == pid).count()
+        assert!(
+            want.kind.is_some(),
+            "{}: an [[expect.incident]] names no kind",
+            sc.name
+        );
+        let n = incidents
+            .iter()
+            .position(|i| want.identifies(i))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no {} incident; got {summary:#?}",
+                    sc.name,
+                    want.describe()
+                )
             });
-            assert!(
-                jobs >= n,
-                "{}: {jobs} of the culprit's jobs in the incident, want at least {n}: {}",
-                sc.name,
-                i["jobs"]
-            );
-        }
-        if let Some(exe) = &want.culprit_exe {
-            assert_eq!(
-                i["culprit"]["exe"],
-                exe.as_str(),
-                "{}: culprit exe",
-                sc.name
-            );
-        }
-        check_compute(&sc.name, want, i);
-        if let Some(kb) = &want.kernel_blamed {
-            assert_eq!(
-                comm(&i["kernel_blamed"]),
-                Some(kb.as_str()),
-                "{}: kernel_blamed in {i}",
-                sc.name
-            );
-        }
-        if let Some(victims) = &want.victims {
-            let got: Vec<&str> = i["victims"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(comm)
-                .collect();
-            for v in victims {
-                assert!(
-                    got.contains(&v.as_str()),
-                    "{}: victim {v} missing, got {got:?}",
-                    sc.name
-                );
-            }
-            if let Some(c) = &want.culprit {
-                assert!(
-                    !got.contains(&c.as_str()),
-                    "{}: culprit {c} also listed as a victim",
-                    sc.name
-                );
-            }
+        if let Err(e) = check(want, &incidents[n]) {
+            panic!("{}: {e}\nin {}", sc.name, summary[n]);
         }
     }
     if let Some(n) = sc.expect.submissions {
         let submitted: u64 = procs
             .iter()
-            .map(|p| p["summary"]["submitted"].as_u64().unwrap_or(0))
+            .map(|p| p.summary.as_ref().map_or(0, |s| s.submitted))
             .sum();
         assert_eq!(
             submitted, n,
@@ -682,11 +586,9 @@ fn check_scenario(run: &Run, path: &Path) {
             sc.name
         );
         let stderr_line = |key: &str| {
-            r["agent_stderr"]
-                .as_array()
-                .unwrap()
+            r.run
+                .agent_stderr
                 .iter()
-                .filter_map(Value::as_str)
                 .find(|l| l.contains(key))
                 .unwrap_or_else(|| panic!("{}: no {key:?} line from hangwatch run", sc.name))
         };
@@ -729,7 +631,7 @@ fn check_scenario(run: &Run, path: &Path) {
         }
         let window_ms = procs
             .iter()
-            .filter_map(|p| p["summary"]["submit_ms"].as_u64())
+            .filter_map(|p| p.summary.as_ref().map(|s| s.submit_ms))
             .max()
             .unwrap_or(0)
             .max(1);
@@ -740,28 +642,6 @@ fn check_scenario(run: &Run, path: &Path) {
             n as f64 * 1000.0 / window_ms as f64,
             seen as f64 * 1000.0 / window_ms as f64
         );
-    }
-}
-
-/// Compute expectations: the confidence, and every expected candidate in `compute.candidates`.
-fn check_compute(name: &str, want: &ExpectIncident, i: &Value) {
-    if let Some(c) = &want.confidence {
-        assert_eq!(i["confidence"], c.as_str(), "{name}: confidence in {i}");
-    }
-    if let Some(cands) = &want.candidates {
-        let got: Vec<&str> = i["compute"]["candidates"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{name}: no compute candidates in {i}"))
-            .iter()
-            .filter_map(comm)
-            .collect();
-        for c in cands {
-            assert!(
-                got.contains(&c.as_str()),
-                "{name}: candidate {c} missing, got {got:?}"
-            );
-        }
-        assert_eq!(got.len(), cands.len(), "{name}: candidates {got:?}");
     }
 }
 
@@ -779,14 +659,17 @@ fn number_after(s: &str, key: &str) -> Option<u64> {
 fn scenario_1_incident_dir_and_bugreport_built_in_the_vm(run: &Run) {
     let name = "zed-fault-wedges-gfx";
     run.phase_b();
-    let r = run.load(&format!("scenarios/{name}.json"));
-    let a = &r["artifacts"];
-    assert!(a.is_object(), "{name}: no artifacts returned");
-    assert!(a.get("error").is_none(), "{name}: {}", a["error"]);
+    let r = run.scenario(name);
+    let a = r
+        .artifacts
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name}: no artifacts returned"));
+    assert!(a.error.is_none(), "{name}: {:?}", a.error);
     assert_eq!(
-        a["bugreport_exit"], 0,
+        a.bugreport_exit,
+        Some(0),
         "hangwatch bugreport failed in the VM: {}",
-        a["bugreport_stderr"]
+        a.bugreport_stderr
     );
     let dir = run.dir.join("scenarios").join(name);
     let read = |rel: &str| std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
@@ -899,8 +782,8 @@ fn unix_seconds(rfc3339: &str) -> f64 {
 /// Wave 2 in the VM: the agent wrote the incident when it opened (provisional) and the host
 /// facts in it were read then — not at the final write, which comes at least the settle time
 /// (5 s) after the reset — and the final version is no longer provisional.
-fn captured_at_the_open_and_written_while_open(r: &Value, inc: &Value, host_json: &[u8]) {
-    let said = r["agent_stderr"].to_string();
+fn captured_at_the_open_and_written_while_open(r: &ScenarioResult, inc: &Value, host_json: &[u8]) {
+    let said = r.run.agent_stderr.join("\n");
     assert!(
         said.contains("provisional until it closes"),
         "no provisional write when the incident opened: {said}"
@@ -921,12 +804,16 @@ fn captured_at_the_open_and_written_while_open(r: &Value, inc: &Value, host_json
 fn scenario_1_export_from_the_running_agent_decodes(run: &Run) {
     let name = "zed-fault-wedges-gfx";
     run.phase_b();
-    let r = run.load(&format!("scenarios/{name}.json"));
-    let a = &r["artifacts"];
+    let r = run.scenario(name);
+    let a = r
+        .artifacts
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name}: no artifacts returned"));
     assert_eq!(
-        a["export_exit"], 0,
+        a.export_exit,
+        Some(0),
         "hangwatch export failed: {}",
-        a["export_stderr"]
+        a.export_stderr
     );
     let trace = run.dir.join("scenarios").join(name).join("export.perfetto");
     let out = std::process::Command::new("protoc")
@@ -983,16 +870,13 @@ fn attribution(i: &Value) -> String {
     )
 }
 
-fn attach_line(r: &Value) -> String {
-    r["agent_stderr"]
-        .as_array()
-        .and_then(|l| {
-            l.iter()
-                .filter_map(Value::as_str)
-                .find(|l| l.contains("probes attached:"))
-        })
+fn attach_line(r: &ScenarioResult) -> String {
+    r.run
+        .agent_stderr
+        .iter()
+        .find(|l| l.contains("probes attached:"))
+        .cloned()
         .unwrap_or_default()
-        .to_string()
 }
 
 /// Scenario 40 against scenario 1 on the same kernel: every probe root attaches attaches, and
@@ -1000,42 +884,34 @@ fn attach_line(r: &Value) -> String {
 /// exe read from another user's /proc.
 fn least_privilege_agent_gets_the_same_incidents_as_root(run: &Run) {
     run.phase_b();
-    let root = run.load(&format!("scenarios/{SCENARIO_1}.json"));
-    let lp = run.load(&format!("scenarios/{LEAST_PRIVILEGE}.json"));
-    let stderr = &lp["agent_stderr"];
-    let said = |what: &str| {
-        stderr
-            .as_array()
-            .is_some_and(|l| l.iter().filter_map(Value::as_str).any(|l| l.contains(what)))
-    };
+    let root = run.scenario(SCENARIO_1);
+    let lp = run.scenario(LEAST_PRIVILEGE);
+    let stderr = &lp.run.agent_stderr;
+    let said = |what: &str| stderr.iter().any(|l| l.contains(what));
     assert!(
         said("control socket: /tmp/hw-run/control.sock"),
-        "the control socket in a directory of its own: {stderr}"
+        "the control socket in a directory of its own: {stderr:?}"
     );
     assert_eq!(
         attach_line(&lp),
         attach_line(&root),
-        "as uid 65534 with the service's capabilities every probe root attaches must attach: {stderr}"
+        "as uid 65534 with the service's capabilities every probe root attaches must attach: {stderr:?}"
     );
-    let list = |r: &Value| -> Vec<String> {
-        r["incidents"]
-            .as_array()
-            .map(|v| v.iter().map(attribution).collect())
-            .unwrap_or_default()
-    };
+    let list =
+        |r: &ScenarioResult| -> Vec<String> { r.run.incidents.iter().map(attribution).collect() };
     let want = list(&root);
     assert!(
         !want.is_empty(),
-        "scenario 1 had no incident: {}",
-        root["agent_stderr"]
+        "scenario 1 had no incident: {:?}",
+        root.run.agent_stderr
     );
     assert_eq!(
         list(&lp),
         want,
-        "least privilege vs root; agent stderr: {stderr}"
+        "least privilege vs root; agent stderr: {stderr:?}"
     );
     // /proc of other users' processes was readable: the culprit's exe and driver maps.
-    let inc = &lp["incidents"][0];
+    let inc = &lp.run.incidents[0];
     assert_eq!(inc["culprit"]["exe"], "/usr/bin/zed", "{inc}");
 }
 

@@ -20,6 +20,10 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod result;
+use result::{AgentRun, Artifacts, ChildSummary, Collected, Devcoredump, Files, ProcessResult};
+use result::{ScenarioResult, Uevent};
+
 const DEVICE: &str = "/dev/amdgpu_sim";
 const HANGWATCH: &str = "/bin/hangwatch";
 
@@ -278,7 +282,7 @@ fn phase_a() -> Result<()> {
     result_line("phase-a", "check", &agent_check());
     result_line("phase-a", "caps", &caps_experiment());
     let run = run_agent_only(8)?;
-    result_line("phase-a", "run", &run);
+    result_line("phase-a", "run", &json!(run));
     Ok(())
 }
 
@@ -320,24 +324,24 @@ fn phase_b(plan: &Plan) -> Result<()> {
         sh("dmesg", &["-c"]);
         let t = Instant::now();
         let paranoid = sc.perf_event_paranoid.map(set_perf_paranoid);
-        let res = match run_scenario(path, &sc, plan.demo) {
-            Ok(v) => v,
-            Err(e) => json!({"error": format!("{e:#}")}),
-        };
+        let mut res = run_scenario(path, &sc, plan.demo).unwrap_or_else(|e| ScenarioResult {
+            error: Some(format!("{e:#}")),
+            ..Default::default()
+        });
         if let Some(old) = paranoid {
             set_perf_paranoid(old);
         }
-        let mut res = res;
         if load["status"] != 0 {
-            res["modprobe"] = load;
+            res.modprobe = Some(load);
         }
-        res["wall_ms"] = json!(t.elapsed().as_millis() as u64);
-        res["dmesg"] = json!(sh("dmesg", &[])["stdout"]
+        res.wall_ms = t.elapsed().as_millis() as u64;
+        res.dmesg = sh("dmesg", &[])["stdout"]
             .as_str()
             .unwrap_or("")
             .lines()
-            .collect::<Vec<_>>());
-        result_line(&sc.name, "result", &res);
+            .map(str::to_string)
+            .collect();
+        result_line(&sc.name, "result", &json!(res));
     }
     Ok(())
 }
@@ -481,7 +485,7 @@ fn wait_attached(agent: &mut Agent, err_lines: &mut Vec<String>) -> bool {
 }
 
 /// Waits for the agent to end on its own (`--duration`), killing it after a grace period.
-fn finish_agent(mut agent: Agent, limit: Duration, mut err_lines: Vec<String>) -> Value {
+fn finish_agent(mut agent: Agent, limit: Duration, mut err_lines: Vec<String>) -> AgentRun {
     let deadline = agent.started + limit;
     let status = loop {
         match agent.child.try_wait() {
@@ -508,22 +512,22 @@ fn finish_agent(mut agent: Agent, limit: Duration, mut err_lines: Vec<String>) -
             _ => text.push(l.clone()),
         }
     }
-    json!({
-        "agent_exit": status,
-        "agent_runtime_ms": agent.started.elapsed().as_millis() as u64,
-        "incidents": incidents,
-        "agent_stdout_text": text,
-        "agent_stderr": err_lines,
-    })
+    AgentRun {
+        attached: false,
+        agent_exit: status,
+        agent_runtime_ms: agent.started.elapsed().as_millis() as u64,
+        incidents,
+        agent_stdout_text: text,
+        agent_stderr: err_lines,
+    }
 }
 
-fn run_agent_only(duration_s: u64) -> Result<Value> {
+fn run_agent_only(duration_s: u64) -> Result<AgentRun> {
     let mut agent = start_agent(duration_s, false, &AgentHow::default())?;
     let mut err = Vec::new();
     let attached = wait_attached(&mut agent, &mut err);
-    let mut v = finish_agent(agent, Duration::from_secs(duration_s + 120), err);
-    v["attached"] = json!(attached);
-    Ok(v)
+    let run = finish_agent(agent, Duration::from_secs(duration_s + 120), err);
+    Ok(AgentRun { attached, ..run })
 }
 
 fn spawn_children(path: &Path, sc: &Scenario) -> Result<Vec<(String, Child)>> {
@@ -569,18 +573,20 @@ fn go(kids: &mut [(String, Child)]) {
     }
 }
 
-fn run_scenario(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
+fn run_scenario(path: &Path, sc: &Scenario, demo: bool) -> Result<ScenarioResult> {
     let uevents = UeventMonitor::start();
     let mut v = run_clients(path, sc, demo)?;
-    v["uevents"] = match uevents {
-        Ok(m) => m.stop(),
-        Err(e) => json!({"error": format!("{e:#}")}),
+    v.uevents = match uevents {
+        Ok(m) => Collected::Items(m.stop()),
+        Err(e) => Collected::Error {
+            error: format!("{e:#}"),
+        },
     };
-    v["devcoredumps"] = devcoredumps();
+    v.devcoredumps = devcoredumps();
     Ok(v)
 }
 
-fn run_clients(path: &Path, sc: &Scenario, demo: bool) -> Result<Value> {
+fn run_clients(path: &Path, sc: &Scenario, demo: bool) -> Result<ScenarioResult> {
     let (mut agent, attached, mut err, mut kids);
     let how = AgentHow {
         args: &sc.agent_args,
@@ -641,7 +647,7 @@ fn finish_scenario(
     mut readers: Vec<BufReader<std::process::ChildStdout>>,
     sc: &Scenario,
     went: Instant,
-) -> Result<Value> {
+) -> Result<ScenarioResult> {
     // While the agent still runs (its --duration counts from attach, just before "go"):
     // `hangwatch export` fetches its flight recorder over the control socket, 3 s before the
     // end, when the scenario's jobs are all in (the window covers the whole scenario).
@@ -653,8 +659,10 @@ fn finish_scenario(
             &["export", "--since", "60s", "--out", "/tmp/export.perfetto"],
         )
     });
-    let mut v = finish_agent(agent, Duration::from_secs(sc.duration_s + 120), err);
-    v["attached"] = json!(attached);
+    let run = AgentRun {
+        attached,
+        ..finish_agent(agent, Duration::from_secs(sc.duration_s + 120), err)
+    };
     // The agent's run is over: tell children to finish (EOF on stdin) and collect summaries.
     let mut procs = Vec::new();
     for ((name, mut k), r) in kids.drain(..).zip(readers.iter_mut()) {
@@ -665,14 +673,19 @@ fn finish_scenario(
         let summary = rest
             .lines()
             .rev()
-            .find_map(|l| serde_json::from_str::<Value>(l).ok());
-        procs.push(json!({"name": name, "pid": k.id(), "summary": summary}));
+            .find_map(|l| serde_json::from_str::<ChildSummary>(l).ok());
+        procs.push(ProcessResult {
+            name,
+            pid: k.id(),
+            summary,
+        });
     }
-    v["processes"] = json!(procs);
-    if let Some(export) = export {
-        v["artifacts"] = artifacts(&export);
-    }
-    Ok(v)
+    Ok(ScenarioResult {
+        run,
+        processes: procs,
+        artifacts: export.map(|e| artifacts(&e)),
+        ..Default::default()
+    })
 }
 
 // ---- what the kernel publishes besides its log: uevents and devcoredumps ----
@@ -693,7 +706,7 @@ fn monotonic_s() -> f64 {
 /// netlink group (what udev and a desktop listen to) while a scenario runs.
 struct UeventMonitor {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<Value>>,
+    thread: std::thread::JoinHandle<Vec<Uevent>>,
 }
 
 /// At most this many uevents are kept per scenario.
@@ -746,13 +759,13 @@ impl UeventMonitor {
         Ok(Self { stop, thread })
     }
 
-    fn stop(self) -> Value {
+    fn stop(self) -> Vec<Uevent> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        json!(self.thread.join().unwrap_or_default())
+        self.thread.join().unwrap_or_default()
     }
 }
 
-fn uevent_loop(sock: &std::os::fd::OwnedFd, stop: &std::sync::atomic::AtomicBool) -> Vec<Value> {
+fn uevent_loop(sock: &std::os::fd::OwnedFd, stop: &std::sync::atomic::AtomicBool) -> Vec<Uevent> {
     let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
     let mut out = Vec::new();
     let mut buf = vec![0u8; 8192];
@@ -771,7 +784,10 @@ fn uevent_loop(sock: &std::os::fd::OwnedFd, stop: &std::sync::atomic::AtomicBool
             .iter()
             .any(|f| f == "SUBSYSTEM=drm" || f == "SUBSYSTEM=devcoredump");
         if wanted && out.len() < MAX_UEVENTS {
-            out.push(json!({"monotonic_s": monotonic_s(), "fields": fields}));
+            out.push(Uevent {
+                monotonic_s: monotonic_s(),
+                fields,
+            });
         }
     }
     out
@@ -789,7 +805,7 @@ fn dump_names() -> Vec<String> {
 }
 
 /// Every devcoredump present now: name, failing device, size and the head of its text.
-fn devcoredumps() -> Value {
+fn devcoredumps() -> Vec<Devcoredump> {
     let mut v = Vec::new();
     for name in dump_names() {
         let dir = Path::new("/sys/class/devcoredump").join(&name);
@@ -798,12 +814,14 @@ fn devcoredumps() -> Value {
             .unwrap_or_default();
         let data = std::fs::read(dir.join("data")).unwrap_or_default();
         let head = String::from_utf8_lossy(&data[..data.len().min(DEVCOREDUMP_HEAD)]);
-        v.push(
-            json!({"name": name, "failing_device": failing, "bytes": data.len(),
-            "head": head}),
-        );
+        v.push(Devcoredump {
+            name,
+            failing_device: failing,
+            bytes: data.len(),
+            head: head.into_owned(),
+        });
     }
-    json!(v)
+    v
 }
 
 /// Deletes every devcoredump (a write to `data` frees it), so none outlives its scenario's
@@ -824,8 +842,12 @@ fn hex(bytes: &[u8]) -> String {
 /// The first incident directory `hangwatch run --output` wrote, `hangwatch bugreport` of it
 /// (built here, inside the VM, where the incident happened) and the `hangwatch export` trace
 /// taken from the running agent, as `path -> hex bytes` so binary files survive the console. Problems become `error` entries the host test reports.
-fn artifacts(export: &Value) -> Value {
-    let mut files = serde_json::Map::new();
+fn artifacts(export: &Value) -> Artifacts {
+    let failed = |e: String| Artifacts {
+        error: Some(e),
+        ..Default::default()
+    };
+    let mut files = BTreeMap::new();
     let mut dirs: Vec<PathBuf> = match std::fs::read_dir("/tmp/hw-out") {
         Ok(rd) => rd
             .flatten()
@@ -837,18 +859,18 @@ fn artifacts(export: &Value) -> Value {
                         .is_some_and(|n| n.to_string_lossy().starts_with('.'))
             })
             .collect(),
-        Err(e) => return json!({"error": format!("/tmp/hw-out: {e}")}),
+        Err(e) => return failed(format!("/tmp/hw-out: {e}")),
     };
     dirs.sort();
     let Some(dir) = dirs.first() else {
-        return json!({"error": "hangwatch run --output wrote no incident directory"});
+        return failed("hangwatch run --output wrote no incident directory".into());
     };
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             if let Ok(b) = std::fs::read(e.path()) {
                 files.insert(
                     format!("incident/{}", e.file_name().to_string_lossy()),
-                    json!(hex(&b)),
+                    hex(&b),
                 );
             }
         }
@@ -860,22 +882,25 @@ fn artifacts(export: &Value) -> Value {
     );
     files.insert(
         "bugreport.md".into(),
-        json!(hex(br["stdout"].as_str().unwrap_or("").as_bytes())),
+        hex(br["stdout"].as_str().unwrap_or("").as_bytes()),
     );
     if let Ok(b) = std::fs::read("/tmp/bugreport.tar.gz") {
-        files.insert("bugreport.tar.gz".into(), json!(hex(&b)));
+        files.insert("bugreport.tar.gz".into(), hex(&b));
     }
     if let Ok(b) = std::fs::read("/tmp/export.perfetto") {
-        files.insert("export.perfetto".into(), json!(hex(&b)));
+        files.insert("export.perfetto".into(), hex(&b));
     }
-    json!({
-        "export_exit": export["status"],
-        "export_stderr": export["stderr"],
-        "incident_dir": dir.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "bugreport_exit": br["status"],
-        "bugreport_stderr": br["stderr"],
-        "files": files,
-    })
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let code = |v: &Value| v.as_i64().and_then(|c| i32::try_from(c).ok());
+    Artifacts {
+        error: None,
+        export_exit: code(&export["status"]),
+        export_stderr: text(&export["stderr"]),
+        incident_dir: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+        bugreport_exit: code(&br["status"]),
+        bugreport_stderr: text(&br["stderr"]),
+        files: Files::Hex(files),
+    }
 }
 
 /// One simulated GPU client (see module docs).
@@ -910,8 +935,13 @@ fn child(path: &Path, index: &str) -> Result<()> {
             .unwrap_or_else(|_| json!({"error": "kfd thread panicked"}))
     });
     let submit_ms = t0.elapsed().as_millis() as u64;
-    let summary = json!({"submitted": counts.ok, "errors": counts.errors, "submit_ms": submit_ms,
-        "kfd": kfd_summary, "mesa": counts.mesa});
+    let summary = json!(ChildSummary {
+        submitted: counts.ok,
+        errors: counts.errors,
+        submit_ms,
+        kfd: kfd_summary,
+        mesa: counts.mesa,
+    });
     if let Some(exit) = p.exit_at_ms {
         sleep_until(t0 + Duration::from_millis(exit));
         // Exiting early is the point (scenario 5): nobody reads this summary's timing.

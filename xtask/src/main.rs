@@ -12,6 +12,8 @@ mod kmod;
 mod matrix;
 mod package;
 mod qemu;
+#[path = "../../tests/vm/result.rs"]
+mod result;
 mod setup;
 mod test_cmd;
 mod util;

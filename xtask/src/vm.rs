@@ -15,6 +15,7 @@ use crate::initramfs::{self, Spec};
 use crate::kernel::{self, Kernel};
 use crate::matrix::{self, Matrix};
 use crate::qemu;
+use crate::result::{Files, ScenarioResult};
 use crate::util::{root, run, target_dir};
 
 /// The host's util-linux setpriv, copied into phase A (the capability experiment) and phase B
@@ -422,14 +423,15 @@ fn phase_b(
     m.insert("boot".into(), boot_info(&boot));
     for r in qemu::results(&boot.lines) {
         if r.key == "result" {
-            let mut value = r.value.clone();
-            write_artifacts(&out.join("scenarios").join(&r.name), &mut value)?;
+            let mut res: ScenarioResult = serde_json::from_value(r.value.clone())
+                .with_context(|| format!("scenario {}: hwdriver's result", r.name))?;
+            write_artifacts(&out.join("scenarios").join(&r.name), &mut res)?;
             write_json(
                 &out.join("scenarios").join(format!("{}.json", r.name)),
-                &value,
+                &serde_json::to_value(&res)?,
             )?;
             if demo {
-                print_demo(&r.name, &r.value);
+                print_demo(&r.name, &res);
             }
         }
     }
@@ -438,17 +440,20 @@ fn phase_b(
 
 /// A scenario's `artifacts.files` (path -> hex bytes, see hwdriver) become real files under
 /// `dir`; the JSON keeps only their names so the result file stays readable.
-fn write_artifacts(dir: &Path, value: &mut Value) -> Result<()> {
-    let Some(files) = value
-        .get_mut("artifacts")
-        .and_then(|a| a.get_mut("files"))
-        .and_then(Value::as_object_mut)
-    else {
+fn write_artifacts(dir: &Path, res: &mut ScenarioResult) -> Result<()> {
+    let Some(a) = res.artifacts.as_mut() else {
         return Ok(());
+    };
+    let files = match std::mem::take(&mut a.files) {
+        Files::Hex(files) => files,
+        written => {
+            a.files = written;
+            return Ok(());
+        }
     };
     let _ = fs::remove_dir_all(dir);
     let mut names = Vec::new();
-    for (name, hex) in std::mem::take(files) {
+    for (name, hex) in files {
         let rel = Path::new(&name);
         if rel.is_absolute()
             || rel
@@ -457,17 +462,16 @@ fn write_artifacts(dir: &Path, value: &mut Value) -> Result<()> {
         {
             anyhow::bail!("VM artifact with an unsafe path: {name}");
         }
-        let bytes = unhex(hex.as_str().unwrap_or(""))
-            .with_context(|| format!("VM artifact {name} is not hex"))?;
+        let bytes = unhex(&hex).with_context(|| format!("VM artifact {name} is not hex"))?;
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent)?;
         }
         fs::write(&p, bytes)?;
-        names.push(json!(name));
+        names.push(name);
     }
-    names.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-    value["artifacts"]["files"] = Value::Array(names);
+    names.sort();
+    a.files = Files::Written(names);
     Ok(())
 }
 
@@ -506,26 +510,66 @@ fn write_json(p: &Path, v: &Value) -> Result<()> {
         .with_context(|| format!("writing {}", p.display()))
 }
 
-fn print_demo(name: &str, v: &Value) {
+fn print_demo(name: &str, res: &ScenarioResult) {
     println!("== scenario {name}: hangwatch run output inside the VM ==");
-    let text = v["agent_stdout_text"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let text = &res.run.agent_stdout_text;
     if text.is_empty() {
         println!("(hangwatch printed no attribution; its stderr follows)");
-        for l in v["agent_stderr"].as_array().cloned().unwrap_or_default() {
-            println!("  {}", l.as_str().unwrap_or(""));
+        for l in &res.run.agent_stderr {
+            println!("  {l}");
         }
     }
     for l in text {
-        println!("{}", l.as_str().unwrap_or(""));
+        println!("{l}");
     }
     println!("== kernel log (what the kernel itself said) ==");
-    for l in v["dmesg"].as_array().cloned().unwrap_or_default() {
-        let l = l.as_str().unwrap_or("");
+    for l in &res.dmesg {
         if l.contains("amdgpu") || l.contains("drm") {
             println!("  {l}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result as hwdriver prints it: the artifact bytes as hex.
+    const FROM_DRIVER: &str = r#"{"attached": true, "agent_exit": 0, "agent_runtime_ms": 9,
+        "incidents": [{"schema": "hangwatch.incident/1"}], "agent_stdout_text": [],
+        "agent_stderr": ["hangwatch: probes attached: 22/22"],
+        "processes": [{"name": "zed", "pid": 7, "summary": {"submitted": 3, "errors": {"-125": 1},
+            "submit_ms": 40, "kfd": null, "mesa": []}}],
+        "uevents": [{"monotonic_s": 1.5, "fields": ["SUBSYSTEM=drm"]}], "devcoredumps": [],
+        "artifacts": {"export_exit": 0, "export_stderr": "", "incident_dir": "d",
+            "bugreport_exit": 0, "bugreport_stderr": "",
+            "files": {"incident/b.txt": "6869", "a.bin": "00ff"}},
+        "wall_ms": 12, "dmesg": ["[1.0] amdgpu: x"]}"#;
+
+    #[test]
+    fn artifacts_become_files_and_every_other_field_survives() {
+        let dir = std::env::temp_dir().join(format!("hw-artifacts-{}", std::process::id()));
+        let mut res: ScenarioResult = serde_json::from_str(FROM_DRIVER).unwrap();
+        write_artifacts(&dir, &mut res).unwrap();
+        assert_eq!(fs::read(dir.join("a.bin")).unwrap(), [0, 255]);
+        assert_eq!(fs::read(dir.join("incident/b.txt")).unwrap(), b"hi");
+        let mut want: Value = serde_json::from_str(FROM_DRIVER).unwrap();
+        want["artifacts"]["files"] = json!(["a.bin", "incident/b.txt"]);
+        assert_eq!(serde_json::to_value(&res).unwrap(), want);
+        // Written once: the stored result reads back and writes nothing again.
+        let mut again: ScenarioResult = serde_json::from_value(want.clone()).unwrap();
+        write_artifacts(&dir, &mut again).unwrap();
+        assert_eq!(serde_json::to_value(&again).unwrap(), want);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_artifact_path_out_of_its_directory_is_refused() {
+        let dir = std::env::temp_dir().join(format!("hw-artifacts-bad-{}", std::process::id()));
+        let bad = FROM_DRIVER.replace("a.bin", "../a.bin");
+        let mut res: ScenarioResult = serde_json::from_str(&bad).unwrap();
+        let e = write_artifacts(&dir, &mut res).unwrap_err();
+        assert!(e.to_string().contains("unsafe path: ../a.bin"), "{e}");
+        let _ = fs::remove_dir_all(&dir);
     }
 }
