@@ -611,7 +611,14 @@ fn run_clients(path: &Path, sc: &Scenario, demo: bool) -> Result<ScenarioResult>
         go(&mut kids);
         let went = Instant::now();
         let (agent, attached) = match sc.restart_agent_at_ms {
-            Some(ms) => restart_agent(agent, went + Duration::from_millis(ms), sc, demo, &how, &mut err)?,
+            Some(ms) => restart_agent(
+                agent,
+                went + Duration::from_millis(ms),
+                sc,
+                demo,
+                &how,
+                &mut err,
+            )?,
             None => (agent, attached),
         };
         finish_scenario(agent, attached, err, kids, readers, sc, went)

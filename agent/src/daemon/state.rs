@@ -71,7 +71,11 @@ impl State {
                 .recorder
                 .as_ref()
                 .is_some_and(|r| r.oldest_running(now_ns.saturating_sub(after)).is_some());
-        if suspect {
+        if self.recorder.is_some() {
+            // Its jobs reach the correlator only at a catch-up, so its own view is stale.
+            if !suspect {
+                return;
+            }
             self.catch_up(now_ns);
         }
         for (ev, first) in self.corr.stall_reports(now_ns) {

@@ -307,7 +307,12 @@ pub fn mismatches(want: &IncidentExpect, got: &Incident) -> Vec<String> {
     if let Some(n) = want.culprit_jobs {
         let pid = got.culprit.as_ref().map(|c| c.pid);
         let g = got.jobs.iter().filter(|j| Some(j.pid) == pid).count();
-        differ("culprit_jobs", g >= n, format!("at least {n}"), g.to_string());
+        differ(
+            "culprit_jobs",
+            g >= n,
+            format!("at least {n}"),
+            g.to_string(),
+        );
     }
     if let Some(c) = &want.confidence {
         let g = spelled(&got.confidence);
