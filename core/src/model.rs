@@ -458,6 +458,8 @@ pub struct BootInfo {
     /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`, journal `_BOOT_ID`), when known.
     pub boot_id: Option<String>,
     pub hostname: Option<String>,
+    /// The kernel release (`/proc/sys/kernel/osrelease`, a `Linux version` line), when known.
+    pub kernel: Option<String>,
     /// CLOCK_REALTIME minus the stream's clock, in ns: the wall time of a monotonic `t_ns` is
     /// `t_ns + realtime_offset_ns`. `Some(0)` for realtime streams.
     pub realtime_offset_ns: Option<i64>,
@@ -522,6 +524,10 @@ pub enum KmsgKind {
     ParserInitFailed { errno: i64 },
     /// Devcoredump created / where to read it.
     Devcoredump { path: Option<String> },
+    /// DRM's line for the wedged uevent (since 6.15): `device wedged, but recovered through
+    /// reset`, from 7.3 `device wedged, but no recovery needed` (both: WEDGED=none), or
+    /// `device wedged, needs recovery` (a method other than none; the line does not say which).
+    DeviceWedged { needs_recovery: bool },
     /// Another error-level amdgpu line kept as context (`failed to halt cp gfx`, ...).
     OtherError { text: String },
 }

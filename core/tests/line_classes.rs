@@ -117,3 +117,40 @@ fn amdgpu_text_without_a_recognised_record() {
     // The same lines in a form it reads are understood: exit 0.
     assert_eq!(common::analyze_full(TAGGED.as_bytes()).1, 0);
 }
+
+/// DRM's wedged line after a per-ring reset: `but recovered through reset` until 7.2, `but
+/// no recovery needed` from 7.3. Both are evidence of the same incident; only `needs recovery`
+/// marks the device (the line names no method: "unknown").
+#[test]
+fn device_wedged_line_of_each_era() {
+    let log = |how: &str| {
+        format!(
+            "[ 50.000000] amdgpu 0000:c6:00.0: ring gfx_0.0.0 timeout, signaled seq=7, emitted seq=10\n\
+             [ 50.000010] amdgpu 0000:c6:00.0:  Process llmbin pid 3038869 thread llmbin pid 3038881\n\
+             [ 50.000100] amdgpu 0000:c6:00.0: Starting gfx_0.0.0 ring reset\n\
+             [ 50.100000] amdgpu 0000:c6:00.0: Ring gfx_0.0.0 reset succeeded\n\
+             [ 50.100010] amdgpu 0000:c6:00.0: [drm] device wedged, {how}\n"
+        )
+    };
+    for (how, needs) in [
+        ("but no recovery needed", None),
+        ("but recovered through reset", None),
+        ("needs recovery", Some("unknown")),
+    ] {
+        let (incs, _) = common::analyze_full(log(how).as_bytes());
+        assert_eq!(incs.len(), 1, "{how}: {incs:#?}");
+        let i = &incs[0];
+        assert_eq!(i.needs_recovery.as_deref(), needs, "{how}");
+        let wedged: Vec<&str> = i
+            .evidence
+            .iter()
+            .filter(|e| e.what.contains("wedged"))
+            .flat_map(|e| e.lines.iter().map(String::as_str))
+            .collect();
+        assert_eq!(wedged.len(), 1, "{how}: {:#?}", i.evidence);
+        assert!(
+            wedged[0].ends_with(&format!("device wedged, {how}")),
+            "{wedged:?}"
+        );
+    }
+}

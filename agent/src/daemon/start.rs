@@ -153,6 +153,8 @@ pub fn state(
             ring_depth: s.ring_depth.max(1),
             max_open: s.max_open_incidents,
             reset_cap_ns: u64::try_from(s.reset_cap.as_nanos()).unwrap_or(u64::MAX),
+            loop_resets: s.reset_loop_resets,
+            loop_window_ns: u64::try_from(s.reset_loop_window.as_nanos()).unwrap_or(u64::MAX),
             ..CorrConfig::default()
         }),
         decoder: Decoder::default(),

@@ -61,6 +61,7 @@ pub fn role(ev: &Event) -> Option<Role> {
             | KmsgKind::VramLost => Role::Reset,
             KmsgKind::ParserInitFailed { .. }
             | KmsgKind::Devcoredump { .. }
+            | KmsgKind::DeviceWedged { .. }
             | KmsgKind::OtherError { .. } => Role::After,
         },
         _ if super::queues::is_note(ev) => Role::Compute,
@@ -73,7 +74,7 @@ pub fn role(ev: &Event) -> Option<Role> {
 /// before it prints the timeout. Refusals are not: they follow an earlier reset, and adopting
 /// them would make their processes victims of a hang that came after.
 pub fn pends(ev: &Event) -> bool {
-    matches!(&ev.body, EventBody::Kmsg(r) if matches!(r.kind, KmsgKind::Devcoredump { .. } | KmsgKind::OtherError { .. }))
+    matches!(&ev.body, EventBody::Kmsg(r) if matches!(r.kind, KmsgKind::Devcoredump { .. } | KmsgKind::DeviceWedged { .. } | KmsgKind::OtherError { .. }))
         || matches!(ev.body, EventBody::Wedged { .. })
 }
 
@@ -448,6 +449,7 @@ impl Open {
                     .map(|p| format!(" at {p}"))
                     .unwrap_or_default()
             ),
+            KmsgKind::DeviceWedged { needs_recovery } => self.wedged.on_log(*needs_recovery),
             KmsgKind::OtherError { text } => format!("driver error: {text}"),
         })
     }

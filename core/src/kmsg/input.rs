@@ -503,8 +503,9 @@ impl LogReader {
             }
         }
         self.count_form(st.form, st.unknown_month);
-        if st.msg.starts_with("Linux version ") {
+        if let Some(rest) = st.msg.strip_prefix("Linux version ") {
             self.boot_marker(None, sink);
+            self.boots.kernel(rest);
         }
         if let Some(h) = st.host {
             self.boots.hostname(h);
@@ -628,8 +629,11 @@ impl LogReader {
         let msg = String::from_utf8_lossy(msg);
         let msg = msg.trim_end_matches(['\n', '\r']);
         let (mono, real) = e.stamps();
-        if msg.starts_with("Linux version ") && e.boot_id.is_none() {
-            self.boot_marker(None, sink);
+        if let Some(rest) = msg.strip_prefix("Linux version ") {
+            if e.boot_id.is_none() {
+                self.boot_marker(None, sink);
+            }
+            self.boots.kernel(rest);
         }
         let shown = render_entry(mono, real, e.hostname.as_deref(), msg);
         let amdgpu = self.for_assembler(msg);
@@ -912,6 +916,10 @@ mod tests {
             (b[0].hostname.as_deref(), b[2].hostname.as_deref()),
             (Some("host"), None)
         );
+        // The release from each boot's `Linux version` line; the clock's boot has none.
+        let kernels: Vec<Option<&str>> = b.iter().map(|b| b.kernel.as_deref()).collect();
+        let k = Some("6.8.0-40-generic");
+        assert_eq!(kernels, [k, k, k, None]);
         assert_eq!(st.boots, 4);
         assert_eq!(*st.forms.get(&Form::ShortMonotonic).unwrap(), 4);
     }
