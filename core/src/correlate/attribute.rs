@@ -53,6 +53,7 @@ pub fn attribute(o: &Open, id: String, cx: &Ctx) -> Incident {
                 .into(),
         ),
     };
+    o.mesa.apply(&mut b, cx.procs);
     in_flight_victims(o, ring.as_deref(), cx, &mut b);
     for (t, _) in &o.refusals.by_pid {
         let comm = cx.procs.reference(t.pid, &t.comm).comm;

@@ -11,6 +11,7 @@ mod blame;
 mod clock;
 mod compute;
 mod lru;
+mod mesa;
 mod notes;
 mod open;
 mod pending;

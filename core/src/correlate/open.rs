@@ -48,7 +48,7 @@ pub fn role(ev: &Event) -> Option<Role> {
         EventBody::RingStall { .. } => Role::Stall,
         EventBody::ResetBegin { .. } | EventBody::ResetEnd { .. } => Role::Reset,
         EventBody::SubmitRejected { errno, .. } if *errno == -125 => Role::After,
-        EventBody::Wedged { .. } => Role::After,
+        EventBody::Wedged { .. } | EventBody::MesaVerdict { .. } => Role::After,
         EventBody::Kmsg(r) => match &r.kind {
             KmsgKind::PageFault { .. } => Role::Fault,
             KmsgKind::IllegalCommand { .. } => Role::Illegal,
@@ -75,7 +75,10 @@ pub fn role(ev: &Event) -> Option<Role> {
 /// them would make their processes victims of a hang that came after.
 pub fn pends(ev: &Event) -> bool {
     matches!(&ev.body, EventBody::Kmsg(r) if matches!(r.kind, KmsgKind::Devcoredump { .. } | KmsgKind::DeviceWedged { .. } | KmsgKind::OtherError { .. }))
-        || matches!(ev.body, EventBody::Wedged { .. })
+        || matches!(
+            ev.body,
+            EventBody::Wedged { .. } | EventBody::MesaVerdict { .. }
+        )
 }
 
 /// For a reset result: `Some(None)` for a full reset, `Some(Some(ring))` for a per-ring reset.
@@ -181,6 +184,8 @@ pub struct Open {
     /// The first ring stall reported, if any.
     pub stall: Option<StallRec>,
     pub wedged: Wedged,
+    /// Mesa's verdicts from the processes' journal streams (rule M1).
+    pub mesa: super::mesa::Verdicts,
     pub evidence: EvidenceLog,
     pub dropped_at_open: u64,
     /// Changed since the last provisional report.
@@ -205,6 +210,7 @@ impl Open {
             compute: ComputeNotes::default(),
             stall: None,
             wedged: Wedged::default(),
+            mesa: Default::default(),
             evidence: EvidenceLog::default(),
             dropped_at_open: dropped,
             changed: true,
@@ -372,6 +378,11 @@ impl Open {
             }
             EventBody::Kmsg(r) => return self.record_kmsg(at, &r.kind, procs),
             EventBody::Wedged { methods, task } => self.wedged.on_event(methods, task.as_ref()),
+            EventBody::MesaVerdict {
+                task,
+                verdict,
+                logger,
+            } => self.mesa.on_event(task, *verdict, logger.as_deref()),
             EventBody::KfdLog(_) | EventBody::KfdSmi(_) | EventBody::UserqState { .. } => {
                 return self.compute.on_event(ev)
             }

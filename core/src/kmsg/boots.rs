@@ -44,6 +44,11 @@ impl Boots {
         }
     }
 
+    /// Where this stream's events come from.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
     /// The seq the next stream (file) should start at.
     pub fn next_seq(&self) -> u32 {
         self.next_seq
