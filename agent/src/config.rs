@@ -61,6 +61,11 @@ pub struct AgentSection {
     /// A ring whose oldest unfinished job has run this long opens a `stall` incident
     /// ("5s"; "0" = never).
     pub stall_after: Option<String>,
+    /// A reset loop: this many incidents with a reset on one GPU within `reset_loop_window`
+    /// (0 or 1 = off).
+    pub reset_loop_resets: Option<usize>,
+    /// The reset loop's window ("10m"); a loop ends when it passes without another reset.
+    pub reset_loop_window: Option<String>,
     /// Persistent state (the /dev/kmsg cursor); "" = none (kernel log read from its end).
     pub state_dir: Option<PathBuf>,
     /// false = kernel log only (hosts where eBPF cannot load).
@@ -129,6 +134,9 @@ pub struct Settings {
     /// None = no stall incidents.
     #[serde(serialize_with = "ser_opt_secs")]
     pub stall_after: Option<Duration>,
+    pub reset_loop_resets: usize,
+    #[serde(serialize_with = "ser_secs")]
+    pub reset_loop_window: Duration,
     pub state_dir: Option<PathBuf>,
     pub probes: bool,
     pub kernel_log: bool,
@@ -171,6 +179,10 @@ impl Default for Settings {
             stall_after: Some(Duration::from_nanos(
                 hangwatch_core::correlate::Config::default().stall_after_ns,
             )),
+            reset_loop_resets: hangwatch_core::correlate::Config::default().loop_resets,
+            reset_loop_window: Duration::from_nanos(
+                hangwatch_core::correlate::Config::default().loop_window_ns,
+            ),
             state_dir: None,
             probes: true,
             trace_all: false,
@@ -254,6 +266,15 @@ pub fn parse_stall_after(s: &str) -> Result<Option<Duration>> {
     Ok(Some(d))
 }
 
+/// "10m", "1h" → the reset loop's window, between 1 s and 1 day.
+pub fn parse_loop_window(s: &str) -> Result<Duration> {
+    let d = Duration::from_nanos(parse_duration_ns(s)?);
+    if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&d) {
+        bail!("reset loop window {s:?}: use 1s to 1d (e.g. \"10m\")");
+    }
+    Ok(d)
+}
+
 /// "30d", "12h", "90m", "0" → duration (0 = none).
 pub fn parse_age(s: &str) -> Result<Option<Duration>> {
     let ns = parse_duration_ns(s)?;
@@ -319,6 +340,12 @@ impl Settings {
         if let Some(v) = &a.stall_after {
             s.stall_after = parse_stall_after(v).context("agent.stall_after")?;
         }
+        if let Some(n) = a.reset_loop_resets {
+            s.reset_loop_resets = n.min(1000);
+        }
+        if let Some(v) = &a.reset_loop_window {
+            s.reset_loop_window = parse_loop_window(v).context("agent.reset_loop_window")?;
+        }
         if let Some(d) = &a.state_dir {
             s.state_dir = empty_is_none(d.clone());
         }
@@ -360,6 +387,14 @@ impl Settings {
         );
         check(self.reset_cap == new.reset_cap, "agent.reset_cap");
         check(self.stall_after == new.stall_after, "agent.stall_after");
+        check(
+            self.reset_loop_resets == new.reset_loop_resets,
+            "agent.reset_loop_resets",
+        );
+        check(
+            self.reset_loop_window == new.reset_loop_window,
+            "agent.reset_loop_window",
+        );
         check(self.state_dir == new.state_dir, "agent.state_dir");
         check(self.probes == new.probes, "agent.probes");
         check(self.kernel_log == new.kernel_log, "agent.kernel_log");
@@ -616,6 +651,31 @@ mod tests {
         for bad in ["0", "2h", "soon"] {
             let e = parse(&format!("[agent]\nreset_cap = \"{bad}\"\n")).unwrap_err();
             assert!(format!("{e:#}").contains("agent.reset_cap"), "{bad}: {e:#}");
+        }
+    }
+
+    #[test]
+    fn reset_loop_rule_from_the_file() {
+        let d = Settings::default();
+        assert_eq!(
+            (d.reset_loop_resets, d.reset_loop_window),
+            (3, Duration::from_secs(600))
+        );
+        let s = parse("[agent]\nreset_loop_resets = 5\nreset_loop_window = \"1m\"\n").unwrap();
+        assert_eq!(
+            (s.reset_loop_resets, s.reset_loop_window),
+            (5, Duration::from_secs(60))
+        );
+        assert_eq!(
+            d.restart_needed(&s),
+            ["agent.reset_loop_resets", "agent.reset_loop_window"]
+        );
+        for bad in ["0", "2d", "often"] {
+            let e = parse(&format!("[agent]\nreset_loop_window = \"{bad}\"\n")).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("agent.reset_loop_window"),
+                "{bad}: {e:#}"
+            );
         }
     }
 

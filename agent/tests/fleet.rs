@@ -59,7 +59,8 @@ fn example_incident(edit: impl FnOnce(&mut serde_json::Value)) -> serde_json::Va
 /// Metric name → label names, from the agent's exposition with every family populated.
 fn exported() -> BTreeMap<String, BTreeSet<String>> {
     let mut m = hangwatch::sinks::metrics::Metrics::new(50);
-    // Three resets of one GPU at once: a reset loop; the device then needs a rebind.
+    // Three resets of one GPU, their reset loop under way and then closed; the device then
+    // needs a rebind.
     for reset in ["succeeded", "failed", "succeeded"] {
         let v = example_incident(|v| {
             v["reset"] = reset.into();
@@ -74,6 +75,9 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         c.identity = Some(hangwatch_core::testkit::hostile_identity("alice"));
     }
     m.record_incident(&inc);
+    m.reset_loop_resets.insert("0000:c3:00.0".into(), 3);
+    let v = example_incident(|v| v["kind"] = "reset_loop".into());
+    m.record_incident(&serde_json::from_value(v).unwrap());
     m.record_page_fault("zed");
     m.probe_events.insert("cs_ioctl".into(), 1);
     m.dropped.insert("kernel_ring_buffer", 1);

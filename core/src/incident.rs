@@ -24,6 +24,10 @@ pub enum IncidentKind {
     /// A ring's oldest unfinished job ran longer than `stall_after` and no ring timeout
     /// followed (yet): timeouts disabled, or long compute timeouts.
     Stall,
+    /// Repeated resets of one device: `Config::loop_resets` incidents with a reset, each
+    /// within `Config::loop_window_ns` of the previous one (rule L2). It sums them up; each
+    /// reset also has its own incident.
+    ResetLoop,
 }
 
 impl IncidentKind {
@@ -35,6 +39,7 @@ impl IncidentKind {
             IncidentKind::GpuReset => "GPU reset",
             IncidentKind::IllegalCommand => "illegal command",
             IncidentKind::Stall => "ring stall",
+            IncidentKind::ResetLoop => "reset loop",
         }
     }
 }
@@ -302,6 +307,55 @@ pub struct Incident {
     /// GPU timed out and its reset ended just before this timeout); omitted when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consequence_of: Option<String>,
+    /// Why the kernel reset the GPU, from the KFD SMI reset event (`job hang on
+    /// ring:gfx_0.0.0`, `job hang`, `RAS error`, `MES hang`, `HWS hang`, `user trigger`,
+    /// `user queue trigger`); omitted when no SMI event gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_cause: Option<String>,
+    /// A reset loop's summary (kind `reset_loop` only, rule L2); omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_loop: Option<ResetLoop>,
+}
+
+// ---- reset loops (filled by correlate::reset_loop, rule L2) ----
+
+/// The resets of one device that made a loop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ResetLoop {
+    /// Incidents with a reset in the loop (all of them, including those not listed).
+    pub resets: u32,
+    /// The ids of the resets' own incidents, oldest first (at most 64).
+    pub incidents: Vec<String>,
+    /// The resets by version of what ran: one group per kernel release seen (null when
+    /// unknown, e.g. a log without a `Linux version` line).
+    pub groups: Vec<ResetGroup>,
+    /// Processes (by name: a relaunched program gets a new pid) named in two resets or
+    /// more, most often named first.
+    pub processes: Vec<LoopProcess>,
+}
+
+/// Resets that ran on one version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ResetGroup {
+    /// The kernel release (`uname -r`, the log's `Linux version` line).
+    pub kernel: Option<String>,
+    pub resets: u32,
+}
+
+/// A process name the loop's resets share, with its roles in them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LoopProcess {
+    pub comm: String,
+    /// Its pids, first seen first (at most 8).
+    pub pids: Vec<u32>,
+    /// Resets that named it at all, and in which role.
+    pub resets: u32,
+    pub culprit: u32,
+    pub kernel_blamed: u32,
+    pub victim: u32,
 }
 
 // ---- compute attribution (filled by correlate::compute, rules C1–C5) ----

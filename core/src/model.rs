@@ -266,9 +266,45 @@ pub enum EventBody {
         task: Option<Task>,
     },
 
+    /// Mesa's verdict after a reset, from a process's journal stream (`kmsg::mesa`). `task` is
+    /// the process that logged it (`_PID`, `_COMM`); `logger` is its SYSLOG_IDENTIFIER when
+    /// that differs from `_COMM` (a wrapper such as Steam's `srt-logger` logging for a game).
+    /// No GPU address: it matches any device.
+    MesaVerdict {
+        task: Task,
+        verdict: MesaVerdict,
+        logger: Option<String>,
+    },
+
     /// A KFD / MES / user-queue kernel-log line (`kfd::lines`): queue preemption failures,
     /// eviction failures, per-queue resets — often naming a doorbell, pasid or process.
     KfdLog(KfdLogRecord),
+}
+
+/// What Mesa said about a context after a reset: the kernel's -ECANCELED, -ENODATA or -ETIME.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MesaVerdict {
+    /// `This context is innocent`: cancelled as collateral of another context's hang.
+    Innocent,
+    /// `guilty of a soft recovery`: its job was the one the kernel soft-recovered.
+    GuiltySoft,
+    /// `guilty of a hard recovery`: its job was the one the kernel reset for.
+    GuiltyHard,
+}
+
+impl MesaVerdict {
+    pub fn guilty(self) -> bool {
+        self != MesaVerdict::Innocent
+    }
+
+    /// The verdict as Mesa words it.
+    pub fn words(self) -> &'static str {
+        match self {
+            MesaVerdict::Innocent => "innocent",
+            MesaVerdict::GuiltySoft => "guilty of a soft recovery",
+            MesaVerdict::GuiltyHard => "guilty of a hard recovery",
+        }
+    }
 }
 
 /// Which kernel path owns a queue.
@@ -458,6 +494,8 @@ pub struct BootInfo {
     /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`, journal `_BOOT_ID`), when known.
     pub boot_id: Option<String>,
     pub hostname: Option<String>,
+    /// The kernel release (`/proc/sys/kernel/osrelease`, a `Linux version` line), when known.
+    pub kernel: Option<String>,
     /// CLOCK_REALTIME minus the stream's clock, in ns: the wall time of a monotonic `t_ns` is
     /// `t_ns + realtime_offset_ns`. `Some(0)` for realtime streams.
     pub realtime_offset_ns: Option<i64>,
@@ -522,6 +560,10 @@ pub enum KmsgKind {
     ParserInitFailed { errno: i64 },
     /// Devcoredump created / where to read it.
     Devcoredump { path: Option<String> },
+    /// DRM's line for the wedged uevent (since 6.15): `device wedged, but recovered through
+    /// reset`, from 7.3 `device wedged, but no recovery needed` (both: WEDGED=none), or
+    /// `device wedged, needs recovery` (a method other than none; the line does not say which).
+    DeviceWedged { needs_recovery: bool },
     /// Another error-level amdgpu line kept as context (`failed to halt cp gfx`, ...).
     OtherError { text: String },
 }

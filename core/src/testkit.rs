@@ -85,6 +85,8 @@ pub fn disputed_incident() -> Incident {
         compute: None,
         needs_recovery: None,
         consequence_of: None,
+        reset_cause: None,
+        reset_loop: None,
     }
 }
 
@@ -163,6 +165,44 @@ pub fn hostile(name: &str) -> Incident {
     }
     inc.compute = Some(hostile_compute(name));
     inc
+}
+
+/// A reset loop summary whose every string is `name`-based: 5 resets, two kernels, `name`
+/// culprit in all five and `gnome-shell` a victim in three.
+pub fn hostile_loop(name: &str) -> crate::incident::ResetLoop {
+    use crate::incident::{LoopProcess, ResetGroup};
+    crate::incident::ResetLoop {
+        resets: 5,
+        incidents: (0..5).map(|i| format!("{name}-{i}")).collect(),
+        groups: vec![
+            ResetGroup {
+                kernel: Some(format!("6.1.0-{name}")),
+                resets: 4,
+            },
+            ResetGroup {
+                kernel: None,
+                resets: 1,
+            },
+        ],
+        processes: vec![
+            LoopProcess {
+                comm: name.into(),
+                pids: vec![100, 101, 102, 103, 104],
+                resets: 5,
+                culprit: 5,
+                kernel_blamed: 5,
+                victim: 0,
+            },
+            LoopProcess {
+                comm: "gnome-shell".into(),
+                pids: vec![7],
+                resets: 3,
+                culprit: 0,
+                kernel_blamed: 0,
+                victim: 3,
+            },
+        ],
+    }
 }
 
 /// A compute attribution whose every string is `name`-based (candidate 4242).

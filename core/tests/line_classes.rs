@@ -152,3 +152,116 @@ fn amdgpu_text_without_a_recognised_record() {
     // The same lines in a form it reads are understood: exit 0.
     assert_eq!(common::analyze_full(TAGGED.as_bytes()).1, 0);
 }
+
+/// DRM's wedged line after a per-ring reset: `but recovered through reset` until 7.2, `but
+/// no recovery needed` from 7.3. Both are evidence of the same incident; only `needs recovery`
+/// marks the device (the line names no method: "unknown").
+#[test]
+fn device_wedged_line_of_each_era() {
+    let log = |how: &str| {
+        format!(
+            "[ 50.000000] amdgpu 0000:c6:00.0: ring gfx_0.0.0 timeout, signaled seq=7, emitted seq=10\n\
+             [ 50.000010] amdgpu 0000:c6:00.0:  Process llmbin pid 3038869 thread llmbin pid 3038881\n\
+             [ 50.000100] amdgpu 0000:c6:00.0: Starting gfx_0.0.0 ring reset\n\
+             [ 50.100000] amdgpu 0000:c6:00.0: Ring gfx_0.0.0 reset succeeded\n\
+             [ 50.100010] amdgpu 0000:c6:00.0: [drm] device wedged, {how}\n"
+        )
+    };
+    for (how, needs) in [
+        ("but no recovery needed", None),
+        ("but recovered through reset", None),
+        ("needs recovery", Some("unknown")),
+    ] {
+        let (incs, _) = common::analyze_full(log(how).as_bytes());
+        assert_eq!(incs.len(), 1, "{how}: {incs:#?}");
+        let i = &incs[0];
+        assert_eq!(i.needs_recovery.as_deref(), needs, "{how}");
+        let wedged: Vec<&str> = i
+            .evidence
+            .iter()
+            .filter(|e| e.what.contains("wedged"))
+            .flat_map(|e| e.lines.iter().map(String::as_str))
+            .collect();
+        assert_eq!(wedged.len(), 1, "{how}: {:#?}", i.evidence);
+        assert!(
+            wedged[0].ends_with(&format!("device wedged, {how}")),
+            "{wedged:?}"
+        );
+    }
+}
+
+/// `journalctl -o json` of a desktop hang: the kernel's lines, then Mesa's verdicts in the
+/// processes' own streams (`_PID`, `_COMM`, `SYSLOG_IDENTIFIER`), radv's and radeonsi's
+/// spellings, and one relayed by Steam's srt-logger. The kernel named no process here.
+#[test]
+fn mesa_verdicts_in_journal_json_are_joined_by_pid() {
+    let entry = |mono_us: u64, fields: &str, msg: &str| {
+        format!(
+            "{{\"__REALTIME_TIMESTAMP\":\"{}\",\"__MONOTONIC_TIMESTAMP\":\"{mono_us}\",\"_BOOT_ID\":\"0f1e2d3c4b5a69788796a5b4c3d2e1f0\",{fields}\"MESSAGE\":\"{msg}\"}}\n",
+            1_798_600_000_000_000u64 + mono_us
+        )
+    };
+    let kernel = "\"_TRANSPORT\":\"kernel\",\"SYSLOG_IDENTIFIER\":\"kernel\",";
+    let lost = "The CS has been cancelled because the context is lost. This context is";
+    let log = [
+        entry(
+            100_000_000,
+            kernel,
+            "amdgpu 0000:03:00.0: amdgpu: ring gfx_0.0.0 timeout, signaled seq=10, emitted seq=12",
+        ),
+        entry(
+            100_000_100,
+            kernel,
+            "amdgpu 0000:03:00.0: amdgpu: GPU reset begin!",
+        ),
+        entry(
+            100_500_000,
+            kernel,
+            "amdgpu 0000:03:00.0: amdgpu: GPU reset(1) succeeded!",
+        ),
+        entry(
+            100_600_000,
+            "\"_PID\":\"4242\",\"_COMM\":\"game\",\"SYSLOG_IDENTIFIER\":\"game\",",
+            &format!("radv/amdgpu: {lost} guilty of a hard recovery."),
+        ),
+        entry(
+            100_600_100,
+            "\"_PID\":\"1500\",\"_COMM\":\"kwin_wayland\",\"SYSLOG_IDENTIFIER\":\"kwin_wayland\",",
+            "amdgpu: The CS has cancelled because the context is lost. This context is innocent.",
+        ),
+        entry(
+            100_600_200,
+            "\"_PID\":\"900\",\"_COMM\":\"srt-logger\",\"SYSLOG_IDENTIFIER\":\"steamwebhelper\",",
+            &format!("radv/amdgpu: {lost} innocent."),
+        ),
+    ]
+    .concat();
+    let (incs, _) = common::analyze_full(log.as_bytes());
+    assert_eq!(incs.len(), 1, "{incs:#?}");
+    let i = &incs[0];
+    assert_eq!(
+        i.culprit.as_ref().map(|c| (c.pid, c.comm.as_str())),
+        Some((4242, "game"))
+    );
+    assert_eq!(i.confidence, hangwatch_core::incident::Confidence::Unknown);
+    let victims: Vec<u32> = i.victims.iter().map(|v| v.pid).collect();
+    assert_eq!(
+        victims,
+        [1500],
+        "srt-logger relayed, so it names no process"
+    );
+    let mesa: Vec<&str> = i
+        .evidence
+        .iter()
+        .filter(|e| e.what.starts_with("Mesa in "))
+        .map(|e| e.what.as_str())
+        .collect();
+    assert_eq!(mesa.len(), 3, "{mesa:#?}");
+    assert!(
+        mesa[2].contains("srt-logger (pid 900)") && mesa[2].contains("logged as steamwebhelper")
+    );
+    // A verdict with no _PID names nothing and is counted.
+    let no_pid = entry(1, "", &format!("radv/amdgpu: {lost} innocent."));
+    let st = common::stats(no_pid.as_bytes());
+    assert_eq!((st.mesa_verdicts, st.mesa_without_pid), (0, 1));
+}

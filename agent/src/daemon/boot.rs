@@ -55,6 +55,7 @@ pub fn boot_event() -> Event {
             seq: 0,
             boot_id: boot_id(),
             hostname: first_line("/proc/sys/kernel/hostname"),
+            kernel: first_line("/proc/sys/kernel/osrelease"),
             realtime_offset_ns: Some(realtime_offset_ns()),
         }),
     }
@@ -71,6 +72,10 @@ mod tests {
         };
         assert_eq!(b.boot_id.as_deref().map(str::len), Some(36), "{b:?}");
         assert!(b.hostname.is_some());
+        assert!(
+            b.kernel.as_deref().is_some_and(|k| k.contains('.')),
+            "{b:?}"
+        );
         // Wall time of "now" from the offset is within a second of SystemTime::now().
         let wall = monotonic_ns() as i128 + b.realtime_offset_ns.unwrap() as i128;
         let sys = std::time::SystemTime::now()

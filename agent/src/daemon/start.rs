@@ -162,6 +162,8 @@ pub fn state(
             stall_after_ns: s
                 .stall_after
                 .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            loop_resets: s.reset_loop_resets,
+            loop_window_ns: u64::try_from(s.reset_loop_window.as_nanos()).unwrap_or(u64::MAX),
             ..CorrConfig::default()
         }),
         decoder: Decoder::default(),

@@ -163,6 +163,12 @@ impl State {
         m.dropped.insert("short_record", self.decoder.short);
         m.kmsg_records = kmsg_records;
         m.open_incidents = self.corr.open_count() as u64;
+        m.reset_loop_resets = self
+            .corr
+            .reset_loops_under_way()
+            .into_iter()
+            .map(|(gpu, n)| (gpu.unwrap_or_default(), u64::from(n)))
+            .collect();
         let cs = self.corr.stats();
         for (what, n) in [
             ("unmatched_join", cs.unmatched_joins),

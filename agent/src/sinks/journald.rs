@@ -168,6 +168,9 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
     if let Some(m) = &inc.needs_recovery {
         msg += &format!("; device needs recovery: {m}");
     }
+    if let Some(l) = &inc.reset_loop {
+        msg += &format!("; {} resets", l.resets);
+    }
     let priority = match inc.kind {
         hangwatch_core::incident::IncidentKind::PageFault => "4",
         _ => "3",
@@ -222,6 +225,10 @@ pub fn incident_fields(inc: &Incident, dir: Option<&Path>) -> Vec<(String, Strin
     );
     opt("HANGWATCH_RESET", inc.reset.map(|r| r.name().to_string()));
     opt("HANGWATCH_NEEDS_RECOVERY", inc.needs_recovery.clone());
+    opt(
+        "HANGWATCH_RESET_LOOP_RESETS",
+        inc.reset_loop.as_ref().map(|l| l.resets.to_string()),
+    );
     opt("HANGWATCH_WALL_TIME", inc.wall_time.clone());
     opt(
         "HANGWATCH_INCIDENT_DIR",
@@ -294,6 +301,24 @@ pub fn identity_fields(prefix: &str, id: &ProcessIdentity) -> Vec<(String, Strin
 mod tests {
     use super::*;
     use hangwatch_core::testkit::disputed_incident;
+
+    #[test]
+    fn a_reset_loop_says_how_many_resets() {
+        let mut inc = disputed_incident();
+        inc.kind = hangwatch_core::incident::IncidentKind::ResetLoop;
+        inc.reset_loop = Some(hangwatch_core::testkit::hostile_loop("game"));
+        let f = incident_fields(&inc, None);
+        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("HANGWATCH_KIND"), Some("reset_loop"));
+        assert_eq!(get("HANGWATCH_RESET_LOOP_RESETS"), Some("5"));
+        let msg = get("MESSAGE").unwrap_or_default();
+        assert!(msg.starts_with("reset loop on 0000:c3:00.0"), "{msg}");
+        assert!(msg.ends_with("; 5 resets"), "{msg}");
+        let plain = incident_fields(&disputed_incident(), None);
+        assert!(!plain
+            .iter()
+            .any(|(n, _)| n == "HANGWATCH_RESET_LOOP_RESETS"));
+    }
 
     #[test]
     fn entry_round_trips_through_a_datagram_socket_with_hostile_names() {

@@ -16,11 +16,6 @@ use anyhow::{Context, Result};
 use hangwatch_core::identity::{short_id, ProcessIdentity};
 use hangwatch_core::incident::{Incident, IncidentKind};
 
-/// A reset loop: this many resets of one GPU within RESET_LOOP_WINDOW_NS.
-pub const RESET_LOOP_RESETS: usize = 3;
-pub const RESET_LOOP_WINDOW_NS: u64 = 600_000_000_000;
-/// Reset times kept per GPU (a loop of any length is counted once; see `note_reset`).
-const RESET_LOOP_MAX: usize = 16;
 /// `hangwatch_device_needs_recovery` rows kept (GPUs × methods; the kernel has 3 methods).
 const MAX_RECOVERY_ROWS: usize = 256;
 
@@ -54,9 +49,7 @@ pub struct Metrics {
     resets: BTreeMap<[String; 2], u64>,
     /// (gpu, method) → 1 while the GPU's latest incident said the device needs that recovery.
     needs_recovery: BTreeMap<[String; 2], u8>,
-    /// Per GPU: start times of its recent incidents with a reset (at most RESET_LOOP_MAX).
-    recent_resets: BTreeMap<String, VecDeque<u64>>,
-    /// gpu → reset loops (RESET_LOOP_RESETS resets within RESET_LOOP_WINDOW_NS).
+    /// gpu → reset loop incidents closed (the correlator's rule L2).
     reset_loops: BTreeMap<String, u64>,
     /// (gpu, kind, POD, NAMESPACE, CONTAINER, JOB_ID, JOB_USER, HOSTNAME) → incidents whose
     /// culprit ran in a container, pod or Slurm job (at most MAX_WORKLOAD_ROWS rows).
@@ -80,6 +73,8 @@ pub struct Metrics {
     pub compute_sources: BTreeMap<&'static str, u64>,
     /// Live queues in the compute queue table.
     pub compute_queues: u64,
+    /// gpu → resets counted by its reset loop under way (`Correlator::reset_loops_under_way`).
+    pub reset_loop_resets: BTreeMap<String, u64>,
 }
 
 pub type Shared = Arc<Mutex<Metrics>>;
@@ -186,6 +181,12 @@ impl Metrics {
     /// Counts one closed incident.
     pub fn record_incident(&mut self, inc: &Incident) {
         let gpu = inc.gpu.clone().unwrap_or_default();
+        if inc.kind == IncidentKind::ResetLoop {
+            // Its resets were counted with their own incidents.
+            *self.reset_loops.entry(gpu).or_default() += 1;
+            self.last_incident_unix = Some(unix_now());
+            return;
+        }
         let kind = kind_label(inc.kind);
         let comm = match &inc.culprit {
             Some(c) => self.comm_label(&c.comm),
@@ -207,7 +208,6 @@ impl Metrics {
                 .resets
                 .entry([gpu.clone(), r.name().to_string()])
                 .or_default() += 1;
-            self.note_reset(&gpu, inc.started_ns);
         }
         self.note_recovery(&gpu, inc.needs_recovery.as_deref());
         self.note_workload(inc, &gpu);
@@ -258,20 +258,6 @@ impl Metrics {
             {
                 self.needs_recovery.insert(key, 1);
             }
-        }
-    }
-
-    /// Counts a reset loop when this reset is the RESET_LOOP_RESETS-th of `gpu` within
-    /// RESET_LOOP_WINDOW_NS: more resets in the same window extend the loop, not count again.
-    fn note_reset(&mut self, gpu: &str, t_ns: u64) {
-        let q = self.recent_resets.entry(gpu.to_string()).or_default();
-        q.retain(|&r| t_ns.saturating_sub(r) <= RESET_LOOP_WINDOW_NS);
-        q.push_back(t_ns);
-        if q.len() > RESET_LOOP_MAX {
-            q.pop_front();
-        }
-        if q.len() == RESET_LOOP_RESETS {
-            *self.reset_loops.entry(gpu.to_string()).or_default() += 1;
         }
     }
 
@@ -344,8 +330,17 @@ impl Metrics {
         family(
             "hangwatch_reset_loops_total",
             "counter",
-            "Reset loops: 3 or more incidents with a GPU reset on one GPU within 10 minutes, counted once per loop.",
+            "Reset loop incidents closed: repeated resets of one GPU (agent.reset_loop_resets within agent.reset_loop_window), counted once per loop when it ends.",
             self.reset_loops
+                .iter()
+                .map(|(g, n)| (labels(&[("gpu", g)]), n.to_string()))
+                .collect(),
+        );
+        family(
+            "hangwatch_reset_loop_resets",
+            "gauge",
+            "Resets counted by the GPU's reset loop under way (absent: no loop).",
+            self.reset_loop_resets
                 .iter()
                 .map(|(g, n)| (labels(&[("gpu", g)]), n.to_string()))
                 .collect(),
@@ -653,46 +648,41 @@ mod tests {
         out
     }
 
-    fn reset_at(m: &mut Metrics, gpu: &str, t_s: u64) {
+    fn reset_at(m: &mut Metrics, gpu: &str, kind: IncidentKind) {
         let mut inc = disputed_incident();
         inc.gpu = Some(gpu.into());
+        inc.kind = kind;
         inc.reset = Some(hangwatch_core::incident::ResetOutcome::Succeeded);
-        inc.started_ns = t_s * 1_000_000_000;
         m.record_incident(&inc);
     }
 
     #[test]
-    fn three_resets_in_ten_minutes_are_one_loop() {
+    fn reset_loop_incidents_are_counted_once_and_their_resets_are_not_recounted() {
         let mut m = Metrics::new(4);
-        // Two resets, then a third 11 min after the first: no loop yet.
-        for t in [0, 60, 660] {
-            reset_at(&mut m, "0000:03:00.0", t);
+        for _ in 0..3 {
+            reset_at(&mut m, "0000:03:00.0", IncidentKind::RingTimeout);
         }
+        // Three resets alone are no loop here: the correlator decides (rule L2).
         assert!(!m.render().contains("hangwatch_reset_loops_total{"));
-        // 660, 700, 710: three within 10 min, a loop (the one at 60 left the window).
-        reset_at(&mut m, "0000:03:00.0", 700);
-        reset_at(&mut m, "0000:03:00.0", 710);
-        // A fourth inside the same window extends the loop.
-        reset_at(&mut m, "0000:03:00.0", 720);
-        // Another GPU's resets are its own.
-        reset_at(&mut m, "0000:c3:00.0", 700);
-        reset_at(&mut m, "0000:c3:00.0", 701);
+        reset_at(&mut m, "0000:03:00.0", IncidentKind::ResetLoop);
         let text = m.render();
         assert!(
             text.contains("hangwatch_reset_loops_total{gpu=\"0000:03:00.0\"} 1\n"),
             "{text}"
         );
         assert!(
-            !text.contains("hangwatch_reset_loops_total{gpu=\"0000:c3:00.0\"}"),
+            text.contains(
+                "hangwatch_gpu_resets_total{gpu=\"0000:03:00.0\",outcome=\"succeeded\"} 3\n"
+            ),
             "{text}"
         );
-        // After a quiet hour, three more are a second loop.
-        for t in [5000, 5001, 5002] {
-            reset_at(&mut m, "0000:03:00.0", t);
-        }
+        assert!(!text.contains("kind=\"reset_loop\""), "{text}");
+        // The loop under way is a gauge, per GPU, set from the correlator on each tick.
+        assert!(!text.contains("hangwatch_reset_loop_resets{"), "{text}");
+        m.reset_loop_resets.insert("0000:c3:00.0".into(), 4);
         assert!(m
             .render()
-            .contains("hangwatch_reset_loops_total{gpu=\"0000:03:00.0\"} 2\n"));
+            .contains("hangwatch_reset_loop_resets{gpu=\"0000:c3:00.0\"} 4\n"));
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub fn attribute(o: &Open, id: String, cx: &Ctx) -> Incident {
     };
     let mut b = match kind {
         IncidentKind::RingTimeout => ring_timeout(o, ring.as_deref(), cx),
-        IncidentKind::GpuReset => gpu_reset(o, cx),
+        // An open incident is never a loop (`reset_loop.rs` builds those from closed ones).
+        IncidentKind::GpuReset | IncidentKind::ResetLoop => gpu_reset(o, cx),
         IncidentKind::PageFault => page_fault(o, cx),
         IncidentKind::Stall => stall(o, cx),
         IncidentKind::IllegalCommand => Blame::new(
@@ -52,6 +53,7 @@ pub fn attribute(o: &Open, id: String, cx: &Ctx) -> Incident {
                 .into(),
         ),
     };
+    o.mesa.apply(&mut b, cx.procs);
     in_flight_victims(o, ring.as_deref(), cx, &mut b);
     for (t, _) in &o.refusals.by_pid {
         let comm = cx.procs.reference(t.pid, &t.comm).comm;
@@ -546,6 +548,8 @@ fn assemble(o: &Open, kind: IncidentKind, ring: Option<String>, b: Blame, cx: &C
         compute: None,
         needs_recovery: o.wedged.needs_recovery(),
         consequence_of: None,
+        reset_cause: o.compute.reset_cause.clone(),
+        reset_loop: None,
     }
 }
 

@@ -12,12 +12,14 @@ mod clock;
 mod compute;
 mod consequence;
 mod lru;
+mod mesa;
 mod notes;
 mod open;
 mod pending;
 mod processes;
 pub mod queues;
 mod recorder;
+mod reset_loop;
 mod roles;
 #[cfg(test)]
 mod testev;
@@ -101,6 +103,11 @@ pub struct Config {
     /// A ring whose oldest unfinished job has run this long is reported stalled (rule S1);
     /// 0 = never. Well below the kernel's shortest default timeout (10 s).
     pub stall_after_ns: u64,
+    /// A reset loop (rule L2): this many incidents with a reset on one device within
+    /// `loop_window_ns`. Below 2 turns reset loops off.
+    pub loop_resets: usize,
+    /// The reset loop's window; a loop closes when it passes without another reset.
+    pub loop_window_ns: u64,
 }
 
 impl Default for Config {
@@ -114,6 +121,8 @@ impl Default for Config {
             max_pasids: 65_536,
             max_open: 16,
             stall_after_ns: 5_000_000_000,
+            loop_resets: 3,
+            loop_window_ns: 600_000_000_000,
         }
     }
 }
@@ -148,6 +157,8 @@ pub struct Stats {
     pub queue_evictions: u64,
     /// Incidents emitted.
     pub incidents: u64,
+    /// Resets that no reset loop could track: every tracked device had a loop under way.
+    pub reset_loop_refused: u64,
 }
 
 /// Processes whose submissions `Stats` counts one by one.
@@ -185,6 +196,9 @@ pub struct Correlator {
     queues: queues::Queues,
     /// The stalls the last poll reported ([`Correlator::poll_stalls`]).
     stalls_reported: std::collections::HashSet<StallId>,
+    /// Reset loops per device (rule L2), and the loop incidents closed but not yet returned.
+    loops: reset_loop::Loops,
+    loops_done: Vec<Incident>,
 }
 
 /// Evidence items kept for `evidence_between` (a few incidents' worth; storms are capped
@@ -205,6 +219,8 @@ impl Correlator {
             recent: VecDeque::new(),
             boot: None,
             queues: queues::Queues::new(),
+            loops: reset_loop::Loops::default(),
+            loops_done: Vec::new(),
         }
     }
 
@@ -235,6 +251,7 @@ impl Correlator {
         if let Some(d) = derived {
             out.extend(self.push(d));
         }
+        out.append(&mut self.loops_done);
         out
     }
 
@@ -373,6 +390,7 @@ impl Correlator {
             Some(b) if b.seq == info.seq => {
                 b.boot_id = b.boot_id.take().or_else(|| info.boot_id.clone());
                 b.hostname = b.hostname.take().or_else(|| info.hostname.clone());
+                b.kernel = b.kernel.take().or_else(|| info.kernel.clone());
                 b.realtime_offset_ns = b.realtime_offset_ns.or(info.realtime_offset_ns);
                 Vec::new()
             }
@@ -407,6 +425,8 @@ impl Correlator {
             }
         }
         out.sort_by_key(|x| x.started_ns);
+        self.close_loops(Some(now_ns));
+        out.append(&mut self.loops_done);
         out
     }
 
@@ -436,13 +456,56 @@ impl Correlator {
             .collect()
     }
 
-    /// End of input: close everything still open.
+    /// End of input: close everything still open, reset loops last (they sum up the rest).
     pub fn finish(&mut self) -> Vec<Incident> {
         self.stats.unattached += self.pending.clear();
         let open = std::mem::take(&mut self.open);
         let mut out: Vec<Incident> = open.into_iter().map(|o| self.close(o)).collect();
         out.sort_by_key(|x| x.started_ns);
+        self.close_loops(None);
+        out.append(&mut self.loops_done);
         out
+    }
+
+    fn loop_rule(&self) -> reset_loop::Rule {
+        reset_loop::Rule {
+            resets: self.config.loop_resets,
+            window_ns: self.config.loop_window_ns,
+        }
+    }
+
+    /// Rule L2: a closed incident with a reset joins its device's reset loop.
+    fn track_loop(&mut self, inc: &Incident) {
+        let kernel = self.boot.as_ref().and_then(|b| b.kernel.clone());
+        let rule = self.loop_rule();
+        if let Some((gpu, l)) = self.loops.observe(inc, kernel.as_deref(), rule) {
+            self.emit_loop(gpu, l);
+        }
+        self.stats.reset_loop_refused = self.loops.refused;
+    }
+
+    /// Closes the reset loops whose window passed at `now_ns` (`None`: all of them).
+    fn close_loops(&mut self, now_ns: Option<u64>) {
+        let rule = self.loop_rule();
+        for (gpu, l) in self.loops.expire(now_ns, rule) {
+            self.emit_loop(gpu, l);
+        }
+    }
+
+    fn emit_loop(&mut self, gpu: Option<String>, l: reset_loop::Loop) {
+        let mut inc = l.incident(gpu, self.loop_rule());
+        if let Some(b) = &self.boot {
+            inc.boot_id.clone_from(&b.boot_id);
+            inc.hostname.clone_from(&b.hostname);
+        }
+        inc.wall_time = self.wall_time(inc.clock, inc.started_ns);
+        self.stats.incidents += 1;
+        self.loops_done.push(inc);
+    }
+
+    /// Per device: the resets its reset loop under way has counted (rule L2).
+    pub fn reset_loops_under_way(&self) -> Vec<(Option<String>, u32)> {
+        self.loops.under_way()
     }
 
     /// Attributions of the open incidents that changed since the last call, marked
@@ -486,6 +549,7 @@ impl Correlator {
         let inc = self.build(&open, id);
         self.stats.incidents += 1;
         self.count_summary(&inc, &open);
+        self.track_loop(&inc);
         inc
     }
 

@@ -25,7 +25,13 @@ pub struct Note {
 pub struct ComputeNotes {
     pub list: Vec<Note>,
     pub omitted: u64,
+    /// The reset cause of the first SMI reset event that carried one (`job hang on
+    /// ring:gfx_0.0.0`, `MES hang`, ...), at most MAX_CAUSE characters.
+    pub reset_cause: Option<String>,
 }
+
+/// The kernel's causes are at most 32 bytes plus a ring name; anything longer is cut.
+const MAX_CAUSE: usize = 64;
 
 impl ComputeNotes {
     /// Records a compute note; the evidence sentence.
@@ -44,6 +50,15 @@ impl ComputeNotes {
             _ => return None,
         };
         let sentence = summary(&what);
+        if let NoteKind::Smi(
+            SmiKind::GpuPreReset { cause: Some(c), .. }
+            | SmiKind::GpuPostReset { cause: Some(c), .. },
+        ) = &what
+        {
+            if self.reset_cause.is_none() {
+                self.reset_cause = Some(c.chars().take(MAX_CAUSE).collect());
+            }
+        }
         if self.list.len() < MAX_NOTES {
             self.list.push(Note {
                 t_ns: ev.t_ns,

@@ -49,7 +49,7 @@ pub fn role(ev: &Event) -> Option<Role> {
         EventBody::RingStall { .. } => Role::Stall,
         EventBody::ResetBegin { .. } | EventBody::ResetEnd { .. } => Role::Reset,
         EventBody::SubmitRejected { errno, .. } if *errno == -125 => Role::After,
-        EventBody::Wedged { .. } => Role::After,
+        EventBody::Wedged { .. } | EventBody::MesaVerdict { .. } => Role::After,
         EventBody::Kmsg(r) => match &r.kind {
             KmsgKind::PageFault { .. } => Role::Fault,
             KmsgKind::IllegalCommand { .. } => Role::Illegal,
@@ -62,6 +62,7 @@ pub fn role(ev: &Event) -> Option<Role> {
             | KmsgKind::VramLost => Role::Reset,
             KmsgKind::ParserInitFailed { .. }
             | KmsgKind::Devcoredump { .. }
+            | KmsgKind::DeviceWedged { .. }
             | KmsgKind::OtherError { .. } => Role::After,
         },
         _ if super::queues::is_note(ev) => Role::Compute,
@@ -74,8 +75,11 @@ pub fn role(ev: &Event) -> Option<Role> {
 /// before it prints the timeout. Refusals are not: they follow an earlier reset, and adopting
 /// them would make their processes victims of a hang that came after.
 pub fn pends(ev: &Event) -> bool {
-    matches!(&ev.body, EventBody::Kmsg(r) if matches!(r.kind, KmsgKind::Devcoredump { .. } | KmsgKind::OtherError { .. }))
-        || matches!(ev.body, EventBody::Wedged { .. })
+    matches!(&ev.body, EventBody::Kmsg(r) if matches!(r.kind, KmsgKind::Devcoredump { .. } | KmsgKind::DeviceWedged { .. } | KmsgKind::OtherError { .. }))
+        || matches!(
+            ev.body,
+            EventBody::Wedged { .. } | EventBody::MesaVerdict { .. }
+        )
 }
 
 /// For a reset result: `Some(None)` for a full reset, `Some(Some(ring))` for a per-ring reset.
@@ -183,6 +187,8 @@ pub struct Open {
     pub wedged: Wedged,
     /// The incident this one is a consequence of (rule L1).
     pub link: Option<Link>,
+    /// Mesa's verdicts from the processes' journal streams (rule M1).
+    pub mesa: super::mesa::Verdicts,
     pub evidence: EvidenceLog,
     pub dropped_at_open: u64,
     /// Changed since the last provisional report.
@@ -208,6 +214,7 @@ impl Open {
             stall: None,
             wedged: Wedged::default(),
             link: None,
+            mesa: Default::default(),
             evidence: EvidenceLog::default(),
             dropped_at_open: dropped,
             changed: true,
@@ -383,6 +390,11 @@ impl Open {
             }
             EventBody::Kmsg(r) => return self.record_kmsg(at, &r.kind, procs),
             EventBody::Wedged { methods, task } => self.wedged.on_event(methods, task.as_ref()),
+            EventBody::MesaVerdict {
+                task,
+                verdict,
+                logger,
+            } => self.mesa.on_event(task, *verdict, logger.as_deref()),
             EventBody::KfdLog(_) | EventBody::KfdSmi(_) | EventBody::UserqState { .. } => {
                 return self.compute.on_event(ev)
             }
@@ -460,6 +472,7 @@ impl Open {
                     .map(|p| format!(" at {p}"))
                     .unwrap_or_default()
             ),
+            KmsgKind::DeviceWedged { needs_recovery } => self.wedged.on_log(*needs_recovery),
             KmsgKind::OtherError { text } => format!("driver error: {text}"),
         })
     }

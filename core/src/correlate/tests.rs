@@ -614,7 +614,13 @@ fn three_hangs_in_a_minute_are_three_incidents() {
         ));
         v.push(probe(t + 11 * S, EventBody::ResetEnd { result: 0 }));
     }
-    let (incs, c) = run(v);
+    let (all, c) = run(v);
+    // Three resets within 10 minutes are also a reset loop (rule L2), reported after them.
+    let (loops, incs): (Vec<Incident>, Vec<Incident>) = all
+        .into_iter()
+        .partition(|i| i.kind == IncidentKind::ResetLoop);
+    assert_eq!(loops.len(), 1, "{loops:#?}");
+    assert_eq!(loops[0].reset_loop.as_ref().map(|l| l.resets), Some(3));
     assert_eq!(incs.len(), 3, "{incs:#?}");
     let culprits: Vec<u32> = incs
         .iter()
@@ -840,6 +846,7 @@ mod boots {
                 seq,
                 boot_id: Some(id.into()),
                 hostname: Some("host".into()),
+                kernel: None,
                 realtime_offset_ns: offset,
             }),
         }

@@ -513,3 +513,67 @@ fn kfd_lines_read_before_the_probe_reset_that_opens_their_incident() {
         .iter()
         .any(|e| e.what.contains("destroying queue 0")));
 }
+
+/// The KFD SMI reset events carry the kernel's reset cause (`amdgpu_reset_get_desc`): the
+/// incident keeps the first one, whether the SMI line came just before the reset or during it.
+#[test]
+fn smi_reset_cause_is_carried_into_the_incident() {
+    use crate::model::{SmiEvent, SmiKind};
+    let smi = |t_s: u64, kind: SmiKind| {
+        ev(
+            t_s,
+            Source::Kfd,
+            EventBody::KfdSmi(SmiEvent {
+                gpu_id: 48152,
+                kind,
+            }),
+        )
+    };
+    let reset = |t_s: u64, body: EventBody| ev(t_s, Source::Ebpf, body);
+    let begin = EventBody::ResetBegin {
+        job: None,
+        pasid: None,
+        ring: None,
+        reset_source: Some(1),
+    };
+    let pre = |cause: Option<&str>| SmiKind::GpuPreReset {
+        seq: 1,
+        cause: cause.map(str::to_string),
+    };
+    let post = SmiKind::GpuPostReset {
+        seq: 1,
+        cause: Some("user trigger".into()),
+    };
+    for (before, want) in [
+        (true, Some("job hang on ring:gfx_0.0.0")),
+        (false, Some("job hang on ring:gfx_0.0.0")),
+    ] {
+        let mut events = vec![];
+        if before {
+            events.push(smi(9, pre(want)));
+        }
+        events.push(reset(10, begin.clone()));
+        if !before {
+            events.push(smi(10, pre(want)));
+        }
+        events.push(smi(11, post.clone()));
+        events.push(reset(12, EventBody::ResetEnd { result: 0 }));
+        let mut c = Correlator::new(Config::default());
+        let mut out: Vec<Incident> = events.into_iter().flat_map(|e| c.push(e)).collect();
+        out.extend(c.finish());
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].reset_cause.as_deref(), want, "before: {before}");
+    }
+    // An SMI event without a cause (≤ 6.x) leaves it unset.
+    let mut c = Correlator::new(Config::default());
+    let mut out = Vec::new();
+    for e in [
+        smi(10, pre(None)),
+        reset(10, begin),
+        reset(12, EventBody::ResetEnd { result: 0 }),
+    ] {
+        out.extend(c.push(e));
+    }
+    out.extend(c.finish());
+    assert_eq!(out[0].reset_cause, None);
+}

@@ -15,6 +15,8 @@ pub struct Wedged {
     task: Option<Task>,
     /// Recovery methods other than `none`, in the order first seen.
     needs: Vec<String>,
+    /// The kernel log said `device wedged, needs recovery` (it does not say which).
+    log_needs: bool,
 }
 
 impl Wedged {
@@ -39,6 +41,16 @@ impl Wedged {
         }
     }
 
+    /// DRM's own log line for the uevent; the evidence sentence.
+    pub fn on_log(&mut self, needs_recovery: bool) -> String {
+        self.log_needs |= needs_recovery;
+        if needs_recovery {
+            "the kernel says the device is wedged and needs recovery".into()
+        } else {
+            "the kernel says the device was wedged and recovered".into()
+        }
+    }
+
     /// W1: the task the uevent named, as the kernel's blame.
     pub fn blamed(&self, procs: &Processes) -> Option<ProcessRef> {
         let t = self.task.as_ref().filter(|t| t.pid != 0)?;
@@ -46,8 +58,12 @@ impl Wedged {
     }
 
     /// W2: "rebind", "bus-reset" or several joined by commas; `None` when recovered.
+    /// "unknown" (the kernel's own word for it) when only the log line said so.
     pub fn needs_recovery(&self) -> Option<String> {
-        (!self.needs.is_empty()).then(|| self.needs.join(","))
+        if self.needs.is_empty() {
+            return self.log_needs.then(|| "unknown".to_string());
+        }
+        Some(self.needs.join(","))
     }
 }
 
@@ -134,6 +150,41 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].needs_recovery.as_deref(), Some("rebind,bus-reset"));
         assert_eq!(out[0].kernel_blamed, None);
+    }
+
+    fn wedged_line(t: u64, how: &str) -> Event {
+        let rec = KmsgRecord {
+            kind: KmsgKind::DeviceWedged {
+                needs_recovery: how == "needs recovery",
+            },
+            lines: vec![format!("device wedged, {how}")],
+        };
+        ev(t, Source::Kmsg, EventBody::Kmsg(rec))
+    }
+
+    #[test]
+    fn the_logs_wedged_line_is_evidence_and_says_when_recovery_is_needed() {
+        // 7.3: a per-ring reset that recovered.
+        let out = run(vec![
+            timeout(10 * S),
+            wedged_line(11 * S, "but no recovery needed"),
+        ]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].needs_recovery, None);
+        assert!(out[0]
+            .evidence
+            .iter()
+            .any(|e| e.what.contains("wedged and recovered")));
+        // A device that needs help, from the log alone: the method is not in the line.
+        let out = run(vec![timeout(10 * S), wedged_line(11 * S, "needs recovery")]);
+        assert_eq!(out[0].needs_recovery.as_deref(), Some("unknown"));
+        // With the uevent too, its methods say which.
+        let out = run(vec![
+            timeout(10 * S),
+            wedged_line(11 * S, "needs recovery"),
+            wedged(11 * S, &["rebind"], None),
+        ]);
+        assert_eq!(out[0].needs_recovery.as_deref(), Some("rebind"));
     }
 
     #[test]

@@ -44,6 +44,11 @@ impl Boots {
         }
     }
 
+    /// Where this stream's events come from.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
     /// The seq the next stream (file) should start at.
     pub fn next_seq(&self) -> u32 {
         self.next_seq
@@ -123,6 +128,21 @@ impl Boots {
         }
     }
 
+    /// The kernel release of the current boot: the first word after `Linux version `.
+    /// Ignored unless it can be one (as a host name: no whitespace or control characters).
+    pub fn kernel(&mut self, after_linux_version: &str) {
+        let Some(release) = after_linux_version.split_whitespace().next() else {
+            return;
+        };
+        if !plausible_host(release) {
+            return;
+        }
+        let c = self.cur();
+        if c.info.kernel.is_none() {
+            c.info.kernel = Some(bounded(release));
+        }
+    }
+
     /// The stamp of a line → (t_ns, clock) of its events, and whether the printk clock went
     /// backwards into a new boot. A boot's clock is monotonic when its first stamped line
     /// carries the printk stamp, else wall clock; lines with only the other stamp are converted
@@ -190,6 +210,7 @@ impl Boots {
             Some(s) => {
                 (s.boot_id.is_none() && info.boot_id.is_some())
                     || (s.hostname.is_none() && info.hostname.is_some())
+                    || (s.kernel.is_none() && info.kernel.is_some())
                     || (s.realtime_offset_ns.is_none() && info.realtime_offset_ns.is_some())
             }
         };
@@ -273,6 +294,7 @@ mod tests {
                 seq: 0,
                 boot_id: Some("aaaa".into()),
                 hostname: Some("host".into()),
+                kernel: None,
                 realtime_offset_ns: Some(1_700_000_000_000_000_000)
             }
         );

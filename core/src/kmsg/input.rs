@@ -15,7 +15,7 @@ use super::journal::{self, Entry, ExportEnd, ExportReader};
 use super::lines;
 use super::stamp::{self, Form, LocalTime, Stamped};
 use super::walltime::{iso_utc_offset, now_ns, system_zone};
-use crate::model::{Clock, Event, Source};
+use crate::model::{Clock, Event, EventBody, Source};
 
 /// Longest line read; the rest of a longer line is skipped (and counted).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -73,6 +73,10 @@ pub struct InputStats {
     pub amdgpu_text_lines: u64,
     /// Up to three of those lines that no reader understood, escaped, for the error.
     pub unread_amdgpu: Vec<String>,
+    /// Mesa verdict lines read from journal entries (`kmsg::mesa`), and those without a
+    /// `_PID` to join them by (counted, not used).
+    pub mesa_verdicts: u64,
+    pub mesa_without_pid: u64,
 }
 
 impl InputStats {
@@ -117,6 +121,8 @@ impl InputStats {
         self.boots += o.boots;
         self.unknown_month_lines += o.unknown_month_lines;
         self.amdgpu_text_lines += o.amdgpu_text_lines;
+        self.mesa_verdicts += o.mesa_verdicts;
+        self.mesa_without_pid += o.mesa_without_pid;
         for (f, n) in &o.forms {
             *self.forms.entry(*f).or_default() += n;
         }
@@ -554,8 +560,9 @@ impl LogReader {
             }
         }
         self.count_form(st.form, st.unknown_month);
-        if st.msg.starts_with("Linux version ") {
+        if let Some(rest) = st.msg.strip_prefix("Linux version ") {
             self.boot_marker(None, sink);
+            self.boots.kernel(rest);
         }
         if let Some(h) = st.host {
             self.boots.hostname(h);
@@ -679,12 +686,56 @@ impl LogReader {
         let msg = String::from_utf8_lossy(msg);
         let msg = msg.trim_end_matches(['\n', '\r']);
         let (mono, real) = e.stamps();
-        if msg.starts_with("Linux version ") && e.boot_id.is_none() {
-            self.boot_marker(None, sink);
+        if let Some(verdict) = super::mesa::verdict(msg) {
+            return self.mesa_verdict(&e, verdict, (mono, real), sink);
+        }
+        if let Some(rest) = msg.strip_prefix("Linux version ") {
+            if e.boot_id.is_none() {
+                self.boot_marker(None, sink);
+            }
+            self.boots.kernel(rest);
         }
         let shown = render_entry(mono, real, e.hostname.as_deref(), msg);
         let amdgpu = self.for_assembler(msg);
         self.message(mono, real, msg, amdgpu, Some(&shown), sink);
+    }
+
+    /// Mesa's verdict in a process's journal entry: an event of its own, joined to processes
+    /// by `_PID` (an entry without one names no process and is only counted).
+    fn mesa_verdict(
+        &mut self,
+        e: &Entry,
+        verdict: crate::model::MesaVerdict,
+        (mono, real): (Option<u64>, Option<u64>),
+        sink: &mut dyn FnMut(Event),
+    ) {
+        let Some(pid) = e.pid.filter(|&p| p != 0) else {
+            self.stats.mesa_without_pid += 1;
+            return;
+        };
+        let ((t_ns, clock), new_boot) = self.boots.resolve(mono, real);
+        if new_boot {
+            self.flush(sink);
+        }
+        self.boots.announce(sink);
+        let comm = e
+            .comm
+            .clone()
+            .or_else(|| e.ident.clone())
+            .unwrap_or_default();
+        let logger = e.ident.clone().filter(|i| *i != comm);
+        self.stats.mesa_verdicts += 1;
+        sink(Event {
+            t_ns,
+            clock,
+            source: self.boots.source(),
+            gpu: None,
+            body: EventBody::MesaVerdict {
+                task: crate::model::Task::new(pid, pid, comm),
+                verdict,
+                logger,
+            },
+        });
     }
 
     /// `journalctl -o export`, entry by entry.
@@ -963,6 +1014,10 @@ mod tests {
             (b[0].hostname.as_deref(), b[2].hostname.as_deref()),
             (Some("host"), None)
         );
+        // The release from each boot's `Linux version` line; the clock's boot has none.
+        let kernels: Vec<Option<&str>> = b.iter().map(|b| b.kernel.as_deref()).collect();
+        let k = Some("6.8.0-40-generic");
+        assert_eq!(kernels, [k, k, k, None]);
         assert_eq!(st.boots, 4);
         assert_eq!(*st.forms.get(&Form::ShortMonotonic).unwrap(), 4);
     }

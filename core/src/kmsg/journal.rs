@@ -19,6 +19,11 @@ pub struct Entry {
     pub real_us: Option<u64>,
     pub boot_id: Option<String>,
     pub hostname: Option<String>,
+    /// The logging process (`_PID`, `_COMM`) and its `SYSLOG_IDENTIFIER`: who printed a
+    /// user-space line such as Mesa's verdict. `_COMM` and the identifier are cut at 64 bytes.
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub ident: Option<String>,
 }
 
 impl Entry {
@@ -51,6 +56,9 @@ impl Entry {
             b"__REALTIME_TIMESTAMP" => self.real_us = num(),
             b"_BOOT_ID" => self.boot_id = text(),
             b"_HOSTNAME" => self.hostname = text(),
+            b"_PID" => self.pid = num().and_then(|n| u32::try_from(n).ok()),
+            b"_COMM" => self.comm = text().map(|t| super::lines::bounded(&t, 64)),
+            b"SYSLOG_IDENTIFIER" => self.ident = text().map(|t| super::lines::bounded(&t, 64)),
             _ => {}
         }
     }
@@ -66,6 +74,9 @@ fn wanted(key: &[u8]) -> bool {
             | b"__REALTIME_TIMESTAMP"
             | b"_BOOT_ID"
             | b"_HOSTNAME"
+            | b"_PID"
+            | b"_COMM"
+            | b"SYSLOG_IDENTIFIER"
     )
 }
 

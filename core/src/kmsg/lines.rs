@@ -362,6 +362,19 @@ fn record(t: &str) -> Option<KmsgKind> {
             errno: parse_int(r).unwrap_or(0),
         });
     }
+    if let Some(how) = t.strip_prefix("device wedged, ") {
+        return match how.trim_end() {
+            "but recovered through reset" | "but no recovery needed" => {
+                Some(KmsgKind::DeviceWedged {
+                    needs_recovery: false,
+                })
+            }
+            "needs recovery" => Some(KmsgKind::DeviceWedged {
+                needs_recovery: true,
+            }),
+            _ => None,
+        };
+    }
     if t.contains("device coredump file has been created") {
         return Some(KmsgKind::Devcoredump { path: None });
     }
@@ -867,6 +880,23 @@ mod tests {
         assert_eq!(
             rec("amdgpu 0000:2f:00.0: amdgpu: VRAM is lost due to GPU reset!").1,
             KmsgKind::VramLost
+        );
+    }
+
+    #[test]
+    fn device_wedged_lines_of_each_era() {
+        let wedged = |needs_recovery| KmsgKind::DeviceWedged { needs_recovery };
+        for (line, needs) in [
+            ("but recovered through reset", false),
+            ("but no recovery needed", false),
+            ("needs recovery", true),
+        ] {
+            let l = format!("amdgpu 0000:c6:00.0: [drm] device wedged, {line}");
+            assert_eq!(rec(&l), (Some("0000:c6:00.0".into()), wedged(needs)), "{l}");
+        }
+        assert_eq!(
+            classify("amdgpu 0000:c6:00.0: [drm] device wedged, maybe"),
+            None
         );
     }
 

@@ -16,6 +16,7 @@ pub mod journal;
 pub mod kfd;
 mod line;
 pub mod lines;
+pub mod mesa;
 mod months;
 pub mod order;
 pub mod source;

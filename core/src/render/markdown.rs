@@ -163,6 +163,9 @@ fn header(o: &mut String, incident: &Incident) {
         Some(r) => md_code(r.name()),
     };
     let _ = writeln!(o, "- **Reset:** {reset}");
+    if let Some(c) = &incident.reset_cause {
+        let _ = writeln!(o, "- **Reset cause (KFD SMI):** {}", md_code(c));
+    }
     if incident.provisional {
         let _ = writeln!(
             o,
@@ -331,6 +334,38 @@ fn compute(o: &mut String, incident: &Incident) {
     o.push('\n');
 }
 
+/// A reset loop's counts (rule L2); nothing for other incidents. Names are code spans.
+fn reset_loop(o: &mut String, incident: &Incident) {
+    let Some(l) = &incident.reset_loop else {
+        return;
+    };
+    let _ = writeln!(o, "## Reset loop\n\n{} resets.\n", l.resets);
+    let _ = writeln!(o, "| kernel | resets |\n|---|---|");
+    for g in &l.groups {
+        let k = g.kernel.as_deref().map_or("unknown".into(), md_cell);
+        let _ = writeln!(o, "| {k} | {} |", g.resets);
+    }
+    o.push('\n');
+    if l.processes.is_empty() {
+        let _ = writeln!(o, "No process was named in two of the resets.\n");
+        return;
+    }
+    for p in &l.processes {
+        let pids: Vec<String> = p.pids.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            o,
+            "- {} (pids {}): in {} resets; culprit {}, kernel-blamed {}, victim {}",
+            md_code(&p.comm),
+            pids.join(", "),
+            p.resets,
+            p.culprit,
+            p.kernel_blamed,
+            p.victim
+        );
+    }
+    o.push('\n');
+}
+
 fn evidence(o: &mut String, incident: &Incident) {
     let _ = writeln!(o, "## Evidence timeline\n");
     let _ = writeln!(o, "| time | source | what |\n|---|---|---|");
@@ -361,6 +396,7 @@ pub fn render(incident: &Incident) -> String {
     kernel_said(&mut o, incident);
     victims(&mut o, incident);
     compute(&mut o, incident);
+    reset_loop(&mut o, incident);
     let _ = writeln!(o, "## Last jobs on the hung ring\n");
     o.push_str(&jobs_table(incident));
     evidence(&mut o, incident);
@@ -508,6 +544,47 @@ pub(crate) mod tests {
         let at = |s: &str| md.find(s).unwrap();
         assert!(at("## Victims") < at("## Compute queues"));
         assert!(at("## Compute queues") < at("## Last jobs on the hung ring"));
+    }
+
+    #[test]
+    fn smi_reset_cause_follows_the_reset_line() {
+        let mut inc = disputed_incident();
+        inc.reset_cause = Some("MES hang".into());
+        let md = render(&inc);
+        assert!(
+            md.contains("- **Reset:** ` succeeded `\n- **Reset cause (KFD SMI):** ` MES hang `\n"),
+            "{md}"
+        );
+        assert!(!render(&disputed_incident()).contains("Reset cause"));
+    }
+
+    #[test]
+    fn reset_loop_section_lists_kernels_and_shared_processes() {
+        let mut inc = disputed_incident();
+        inc.reset_loop = Some(crate::testkit::hostile_loop("Cyberpunk2077"));
+        let md = render(&inc);
+        assert!(md.contains("## Reset loop\n\n5 resets.\n"), "{md}");
+        assert!(
+            md.contains("| ` 6.1.0-Cyberpunk2077 ` | 4 |\n| unknown | 1 |"),
+            "{md}"
+        );
+        assert!(md.contains("- ` Cyberpunk2077 ` (pids 100, 101, 102, 103, 104): in 5 resets; culprit 5, kernel-blamed 5, victim 0"), "{md}");
+        let at = |s: &str| md.find(s).unwrap();
+        assert!(at("## Victims") < at("## Reset loop"));
+        assert!(at("## Reset loop") < at("## Last jobs on the hung ring"));
+        assert!(!render(&disputed_incident()).contains("## Reset loop"));
+        // Hostile names stay data.
+        let base = structure(&md);
+        for name in HOSTILE {
+            inc.reset_loop = Some(crate::testkit::hostile_loop(name));
+            let md = render(&inc);
+            assert_eq!(
+                structure(&md),
+                base,
+                "structure changed for {name:?}:\n{md}"
+            );
+            assert_inert(&md, &[]);
+        }
     }
 
     #[test]

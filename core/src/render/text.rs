@@ -8,7 +8,7 @@ use std::fmt::Write;
 use crate::escape::terminal;
 
 use crate::identity::ProcessIdentity;
-use crate::incident::{Confidence, Incident, ProcessRef, ResetOutcome};
+use crate::incident::{Confidence, Incident, ProcessRef, ResetLoop, ResetOutcome};
 use crate::model::Source;
 
 /// `comm[pid] client=<drm client names> (exe)`, escaped for a terminal.
@@ -171,6 +171,9 @@ pub fn render(incident: &Incident) -> String {
     if !incident.reasoning.is_empty() {
         let _ = writeln!(o, "why:      {}", terminal(&incident.reasoning));
     }
+    if let Some(l) = &incident.reset_loop {
+        o.push_str(&reset_loop(l));
+    }
     if !incident.victims.is_empty() {
         let _ = writeln!(o, "victims:");
         for v in &incident.victims {
@@ -201,6 +204,9 @@ pub fn render(incident: &Incident) -> String {
         }
     }
     let _ = writeln!(o, "reset:    {}", ResetOutcome::describe(incident.reset));
+    if let Some(c) = &incident.reset_cause {
+        let _ = writeln!(o, "cause:    {} (KFD SMI)", terminal(c));
+    }
     if let Some(m) = &incident.needs_recovery {
         let _ = writeln!(o, "!! device needs recovery: {}", terminal(m));
     }
@@ -214,10 +220,76 @@ pub fn render(incident: &Incident) -> String {
     o
 }
 
+/// A reset loop's counts (rule L2): resets per kernel release, then the shared processes.
+fn reset_loop(l: &ResetLoop) -> String {
+    let mut o = String::new();
+    let kernels: Vec<String> = l
+        .groups
+        .iter()
+        .map(|g| {
+            let k = g.kernel.as_deref().map_or("unknown".into(), terminal);
+            format!("{} on kernel {k}", g.resets)
+        })
+        .collect();
+    let _ = writeln!(o, "loop:     {} resets ({})", l.resets, kernels.join(", "));
+    for p in &l.processes {
+        let pids: Vec<String> = p.pids.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            o,
+            "  - {} (pids {}): in {} resets — culprit {}, kernel-blamed {}, victim {}",
+            terminal(&p.comm),
+            pids.join(", "),
+            p.resets,
+            p.culprit,
+            p.kernel_blamed,
+            p.victim
+        );
+    }
+    o
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::testkit::{disputed_incident, suspect_incident};
+    use crate::testkit::{disputed_incident, hostile_loop, suspect_incident};
+
+    #[test]
+    fn smi_reset_cause_is_shown_escaped() {
+        let mut inc = disputed_incident();
+        assert!(!render(&inc).contains("cause:"));
+        inc.reset_cause = Some("job hang on ring:gfx_0.0.0\x1b[2J".into());
+        let text = render(&inc);
+        assert!(
+            text.contains(
+                "reset:    succeeded\ncause:    job hang on ring:gfx_0.0.0\\x1b[2J (KFD SMI)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn reset_loop_shows_its_counts_per_kernel_and_shared_processes() {
+        let mut inc = disputed_incident();
+        inc.kind = crate::incident::IncidentKind::ResetLoop;
+        inc.reset_loop = Some(hostile_loop("Cyberpunk\x1b[2J"));
+        let text = render(&inc);
+        assert!(text.contains(": reset loop on GPU 0000:c3:00.0"), "{text}");
+        assert!(
+            text.contains(
+                "loop:     5 resets (4 on kernel 6.1.0-Cyberpunk\\x1b[2J, 1 on kernel unknown)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("  - Cyberpunk\\x1b[2J (pids 100, 101, 102, 103, 104): in 5 resets — culprit 5, kernel-blamed 5, victim 0"), "{text}");
+        assert!(
+            text.contains(
+                "  - gnome-shell (pids 7): in 3 resets — culprit 0, kernel-blamed 0, victim 3"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains('\u{1b}'));
+        assert!(!render(&disputed_incident()).contains("loop:"));
+    }
 
     #[test]
     fn disputed_blame_is_prominent() {
