@@ -623,7 +623,7 @@ pub mod dev_path {
 
 /// The in-kernel flight recorder (docs/probes.md, "The flight recorder"). One [`RecEntity`]
 /// per scheduler entity, keyed by its finished-fence context: each process's submissions on
-/// one ring. Its jobs live in a ring of [`REC_JOBS`] slots indexed by seqno, which the
+/// one ring. Its jobs live in a ring of [`REC_JOBS`](crate::rec::REC_JOBS) slots indexed by seqno, which the
 /// scheduler hands out in order per entity, so submit, run and finish find their slot without
 /// a per-job map. A slot is reused only once its job finished: the unfinished are never
 /// overwritten; submissions that find their slot still unfinished are counted in
@@ -633,7 +633,7 @@ pub mod rec {
     pub const REC_JOBS: usize = 64;
     /// Entities kept at once (the map's size); userspace frees idle ones.
     pub const REC_ENTITIES: u32 = 2048;
-    /// Bumped whenever [`RecEntity`] or [`RecJob`] change: a pinned recorder of another
+    /// Bumped whenever [`RecEntity`](crate::RecEntity) or [`RecJob`](crate::RecJob) change: a pinned recorder of another
     /// version is not reused (the agent starts a clean one and says so).
     pub const REC_LAYOUT_VERSION: u32 = 1;
     /// Values of the `REC_MODE` load-time global.
