@@ -103,9 +103,10 @@ static DEV_LAYOUT: DevLayout = DevLayout {
     valid: 0,
 };
 
+/// Adds one to the per-CPU counter `counter` (index 0): `DROPS`, the recorder's `REC_FULL`.
 #[inline(always)]
-fn drop_one() {
-    if let Some(p) = DROPS.get_ptr_mut(0) {
+fn bump(counter: &PerCpuArray<u64>) {
+    if let Some(p) = counter.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *p += 1 };
     }
@@ -183,7 +184,7 @@ fn submit_flags(k: u32) -> u64 {
 #[inline(always)]
 fn reserve(k: u32) -> Option<RingBufEntry<RawEvent>> {
     let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
-        drop_one();
+        bump(&DROPS);
         return None;
     };
     let p = entry.as_mut_ptr();

@@ -66,13 +66,6 @@ fn job_key(ctx: &TracePointContext, layout: &'static TpLayout) -> (u64, u64) {
     (read_int(ctx, c), read_int(ctx, s))
 }
 
-fn count_full() {
-    if let Some(p) = REC_FULL.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *p += 1 };
-    }
-}
-
 /// The entity of `context`, created on first use; `(entity, created)`.
 #[inline(always)]
 fn entity(context: u64) -> Option<(*mut RecEntity, bool)> {
@@ -84,7 +77,7 @@ fn entity(context: u64) -> Option<(*mut RecEntity, bool)> {
         // Full, or another CPU created it just now.
         let e = RECORDER.get_ptr_mut(context);
         if e.is_none() {
-            count_full();
+            super::bump(&REC_FULL);
         }
         return e.map(|e| (e, false));
     }

@@ -66,7 +66,8 @@ pub fn raw_from_bytes(b: &[u8]) -> Option<RawEvent> {
 }
 
 /// NUL-terminated bytes → String (lossy).
-fn cstr(b: &[u8]) -> String {
+/// A NUL-padded kernel string (comm, ring, device name) as text.
+pub(crate) fn cstr(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
 }

@@ -10,6 +10,8 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use aya::Ebpf;
 use hangwatch_core::model::{Clock, Event, EventBody, JobKey, Source, Task};
 
+use crate::decode::cstr;
+
 /// Where pinned recorders live; one directory per layout version.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/hangwatch";
 
@@ -266,11 +268,6 @@ fn job_event(t_ns: u64, phase: Phase, task: &Task, ring: &str, job: JobKey) -> E
         gpu: None,
         body,
     }
-}
-
-fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 #[cfg(test)]
